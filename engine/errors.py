@@ -1,0 +1,40 @@
+"""The error hierarchy. The server maps these to Flight status codes in one place."""
+
+
+class FlockError(Exception):
+    """Root of every error FlockSQL raises on purpose."""
+
+
+class ParseError(FlockError):
+    """The SQL text is not valid; the message carries line and column."""
+
+
+class CatalogError(FlockError):
+    """An unknown table or column (named in the message), or a bad data folder."""
+
+
+class PlanError(FlockError):
+    """A plan node was built with invalid arguments."""
+
+
+class NotSupportedError(FlockError):
+    """A construct FlockSQL does not run; the message starts with 'not supported:'."""
+
+    def __init__(self, what: str):
+        super().__init__(what if what.startswith("not supported:") else f"not supported: {what}")
+
+
+class ExecutionError(FlockError):
+    """A rank failed while running a query; the message is the original one."""
+
+
+class CommError(FlockError):
+    """A communication failure between ranks."""
+
+
+class CancelledError(FlockError):
+    """The query was cancelled or ran past its timeout."""
+
+
+class InternalError(FlockError):
+    """A bug in FlockSQL."""
