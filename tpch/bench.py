@@ -1,0 +1,196 @@
+"""Run a set of queries on several engines, time them, and check every answer against DuckDB.
+
+One *run* is an engine in one configuration: `duckdb`, `polars`, or FlockSQL
+at a rank count (`flocksql@2`). By default runs are interleaved per query
+(every run does Q1, then every run does Q2, ...), so that drift on the machine
+touches all engines alike. `batch=True` instead hands each run its whole list
+at once: one MPI job per rank count for FlockSQL.
+
+Each query runs `warmup + repeat` times back to back; the reported time is the
+median of the last `repeat`. DuckDB is always run: it is the baseline for the
+ratios and the oracle every other answer is compared with (see compare.py).
+
+The result is a plain JSON-friendly dict; report.py turns it into Markdown
+and charts.
+"""
+
+import datetime
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+
+import click
+
+from tpch.compare import Ordering, compare_tables, ordering_of
+from tpch.engines import Outcome, make_engine, median_time, unavailable_reason
+from tpch.generate import scale_factor_of
+
+BASELINE = "duckdb"
+
+
+@dataclass(frozen=True, slots=True)
+class BenchConfig:
+    """What to measure and how; every field is a CLI option of `flocksql tpch bench`/`micro`."""
+
+    data_dir: str
+    engines: tuple[str, ...] = ("flocksql", "duckdb")
+    ranks: tuple[int, ...] = (1,)
+    repeat: int = 3
+    warmup: int = 1
+    threads: int | None = None  # per engine (per rank for FlockSQL); None = all cores
+    timeout_s: float = 600
+    batch: bool = False
+    rel_tol: float = 1e-6
+
+
+class BenchError(Exception):
+    """A benchmark that cannot start: a required engine is missing, or the data is."""
+
+
+def plan_runs(config: BenchConfig, warn=lambda msg: None) -> list[tuple[str, int]]:
+    """The (engine, ranks) runs to measure, baseline first; optional peers that are missing are dropped."""
+    runs = [(BASELINE, 1)]
+    for name in config.engines:
+        if name == BASELINE:
+            continue
+        reason = unavailable_reason(name)
+        if name == "flocksql":
+            if reason is not None:
+                raise BenchError(f"flocksql cannot run: {reason} (the engine provides engine.batch.run_queries)")
+            runs.extend(("flocksql", r) for r in config.ranks)
+        elif reason is not None:
+            warn(f"skipping {name}: {reason}")
+        else:
+            runs.append((name, 1))
+    return runs
+
+
+def run_benchmark(queries: dict[str, str], config: BenchConfig, *, kind: str = "tpch", progress: bool = True) -> dict:
+    """Time `queries` (name -> SQL) on every run of `config`; return the results as a dict.
+
+    Layout: {"kind", "meta", "runs": [{"label", "engine", "ranks"}],
+    "queries": [{"name", "ordered", "results": {label: entry}}]} where entry
+    holds seconds (all repetitions, warm-up first), median, rows, status
+    (ok | wrong | error | unchecked), error, diff and any extra measurements.
+    """
+    if not os.path.isdir(config.data_dir):
+        raise BenchError(f"data folder {config.data_dir} does not exist")
+    warn = lambda msg: click.echo(f"warning: {msg}", err=True)  # noqa: E731
+    threads = config.threads or os.cpu_count() or 1
+    skipped = []
+    engines = []
+    for name, ranks in plan_runs(config, warn=lambda msg: (skipped.append(msg), warn(msg))):
+        try:
+            engines.append(make_engine(name, config.data_dir, ranks=ranks, threads=threads, timeout_s=config.timeout_s))
+        except Exception as exc:  # an optional peer that fails to start is skipped, the baseline is not
+            if name in (BASELINE, "flocksql"):
+                raise
+            skipped.append(f"skipping {name}: {type(exc).__name__}: {exc}")
+            warn(skipped[-1])
+
+    names = list(queries)
+    sqls = [queries[n] for n in names]
+    orderings = [_ordering(sql) for sql in sqls]
+    outcomes: dict[str, list[Outcome | None]] = {e.label: [None] * len(names) for e in engines}
+    repeat = config.warmup + config.repeat
+    started_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    started = time.perf_counter()
+
+    steps = len(names) * len(engines)
+    with click.progressbar(length=steps, label="benchmark", show_pos=True, hidden=not progress,
+                           item_show_func=lambda s: s or "") as bar:
+        if config.batch:
+            for engine in engines:
+                bar.current_item = f"{engine.label}: {len(names)} queries"
+                bar.render_progress()
+                for i, outcome in enumerate(engine.run(sqls, repeat)):
+                    outcomes[engine.label][i] = outcome
+                bar.update(len(names))
+        else:
+            for i, name in enumerate(names):
+                for engine in engines:
+                    bar.current_item = f"{name} {engine.label}"
+                    bar.render_progress()
+                    outcomes[engine.label][i] = engine.run([sqls[i]], repeat)[0]
+                    bar.update(1)
+    for engine in engines:
+        engine.close()
+
+    results = []
+    for i, name in enumerate(names):
+        reference = outcomes[BASELINE][i]
+        entries = {
+            label: _entry(per_query[i], reference, orderings[i], config, is_oracle=(label == BASELINE))
+            for label, per_query in outcomes.items()
+        }
+        results.append({"name": name, "ordered": orderings[i].ordered, "results": entries})
+
+    return {
+        "kind": kind,
+        "meta": _meta(config, threads, skipped, started_at, time.perf_counter() - started),
+        "runs": [{"label": e.label, "engine": e.name, "ranks": getattr(e, "ranks", None)} for e in engines],
+        "queries": results,
+    }
+
+
+def _ordering(sql: str) -> Ordering:
+    try:
+        return ordering_of(sql)
+    except Exception:  # unparsable for sqlglot: compare strictly row by row, the safe side
+        return Ordering(ordered=True, keys=None)
+
+
+def _entry(outcome: Outcome, reference: Outcome, ordering: Ordering, config: BenchConfig, *, is_oracle: bool) -> dict:
+    entry = {
+        "seconds": list(outcome.seconds),
+        "median": median_time(outcome, config.warmup),
+        "rows": outcome.table.num_rows if outcome.table is not None else None,
+        "error": outcome.error,
+        "diff": None,
+        **outcome.extra,
+    }
+    if outcome.error is not None or outcome.table is None:
+        entry["status"] = "error"
+        entry["error"] = entry["error"] or "no result"
+    elif is_oracle:
+        entry["status"] = "ok"
+    elif reference.table is None:
+        entry["status"] = "unchecked"
+    else:
+        entry["diff"] = _diff(outcome, reference, ordering, config.rel_tol)
+        entry["status"] = "ok" if entry["diff"] is None else "wrong"
+    return entry
+
+
+def _diff(outcome: Outcome, reference: Outcome, ordering: Ordering, rel_tol: float) -> str | None:
+    expected_names = [n.lower() for n in reference.table.column_names]
+    keys = ordering.keys
+    if keys is not None and not all(k.lower() in expected_names for k in keys):
+        keys = None  # an ORDER BY key that is not a result column: compare strictly
+    return compare_tables(outcome.table, reference.table, ordering.ordered, rel_tol, order_keys=keys)
+
+
+def _meta(config: BenchConfig, threads: int, skipped: list[str], started_at: str, wall_s: float) -> dict:
+    import duckdb
+    import pyarrow
+
+    try:
+        sf = scale_factor_of(config.data_dir)
+    except Exception:
+        sf = None
+    return {
+        **asdict(config),
+        "threads": threads,
+        "scale_factor": sf,
+        "skipped": skipped,
+        "wall_seconds": round(wall_s, 3),
+        "started": started_at,
+        "host": {
+            "node": platform.node(),
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "versions": {"duckdb": duckdb.__version__, "pyarrow": pyarrow.__version__},
+    }

@@ -1,0 +1,161 @@
+"""`flocksql tpch ...`: generate TPC-H data, run the TPC-H benchmark, run the micro-benchmarks.
+
+The main CLI mounts this group with `main.add_command(tpch)`; `python -m tpch.cli`
+runs it on its own.
+"""
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+from tpch import QUERY_NUMBERS, query_text
+from tpch.bench import BenchConfig, BenchError, run_benchmark
+from tpch.engines import ENGINE_NAMES
+from tpch.generate import generate
+from tpch.micro import OPERATIONS, generate_micro_data, micro_queries, parse_rows
+from tpch.report import common_queries, write_results
+
+
+def parse_int_list(text: str) -> list[int]:
+    """'1,2,4' or '1-4' or '1-3,8' -> sorted distinct integers."""
+    values: set[int] = set()
+    for piece in text.split(","):
+        piece = piece.strip()
+        if not piece:
+            continue
+        if "-" in piece:
+            lo, hi = (int(p) for p in piece.split("-", 1))
+            if lo > hi:
+                raise ValueError(f"empty range {piece!r}")
+            values.update(range(lo, hi + 1))
+        else:
+            values.add(int(piece))
+    if not values:
+        raise ValueError(f"no numbers in {text!r}")
+    return sorted(values)
+
+
+def _int_list(ctx, param, value: str) -> tuple[int, ...]:
+    try:
+        return tuple(parse_int_list(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _name_list(allowed: tuple[str, ...]):
+    def parse(ctx, param, value: str) -> tuple[str, ...]:
+        names = tuple(dict.fromkeys(v.strip().lower() for v in value.split(",") if v.strip()))
+        unknown = [n for n in names if n not in allowed]
+        if unknown or not names:
+            raise click.BadParameter(f"unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(allowed)}")
+        return names
+
+    return parse
+
+
+@click.group()
+def tpch():
+    """TPC-H data generation and benchmarks."""
+
+
+@tpch.command()
+@click.option("--sf", type=float, default=1.0, show_default=True, help="Scale factor (1 = about 1 GB as text).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--parts", type=int, default=1, show_default=True,
+              help="Split the big tables into this many files (<out>/<table>/<table>.<i>.parquet).")
+def gen(sf: float, out_dir: str, parts: int):
+    """Generate TPC-H data as Parquet (tables already present are kept)."""
+    try:
+        generate(sf, out_dir, parts=parts, progress=True)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"TPC-H SF{sf:g} ready in {out_dir}")
+
+
+def _bench_options(f):
+    """Options shared by `bench` and `micro`."""
+    options = [
+        click.option("--ranks", default="1", show_default=True, callback=_int_list,
+                     help="FlockSQL rank counts, e.g. 1,2,4 or 1-4."),
+        click.option("--engines", default="flocksql,duckdb", show_default=True,
+                     callback=_name_list(ENGINE_NAMES),
+                     help=f"Comma-separated, from {', '.join(ENGINE_NAMES)}. DuckDB always runs (baseline and "
+                          "oracle); missing optional peers are skipped."),
+        click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
+                     help="Timed runs per query after one warm-up; the median is reported."),
+        click.option("--threads", type=click.IntRange(min=1), default=None,
+                     help="Threads per engine (per rank for FlockSQL)  [default: number of cores]"),
+        click.option("--timeout", "timeout_s", type=float, default=600, show_default=True,
+                     help="Seconds per query before it counts as failed (FlockSQL and DuckDB)."),
+        click.option("--batch", is_flag=True,
+                     help="Give each engine the whole query list at once (one MPI job per rank count) "
+                          "instead of interleaving engines per query."),
+        click.option("--out", "out_dir", type=click.Path(file_okay=False), default="bench-results",
+                     show_default=True, help="Folder for the results."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _run_and_report(queries: dict[str, str], config: BenchConfig, kind: str, out_dir: str, stem: str) -> None:
+    try:
+        results = run_benchmark(queries, config, kind=kind, progress=True)
+    except BenchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    written = write_results(results, out_dir, stem=stem)
+    common = common_queries(results)
+    total = sum(q["results"]["duckdb"]["median"] for q in common)
+    click.echo(f"{len(common)}/{len(results['queries'])} queries answered correctly by every engine; "
+               f"DuckDB total on those {total:.3f} s")
+    bad = [(q["name"], lb, e["status"]) for q in results["queries"] for lb, e in q["results"].items()
+           if e["status"] != "ok"]
+    for name, label, status in bad:
+        click.echo(f"  {name} on {label}: {status}")
+    click.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+@tpch.command()
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), required=True,
+              help="TPC-H Parquet folder (from `flocksql tpch gen`).")
+@click.option("--queries", "numbers", default="1-22", show_default=True, callback=_int_list,
+              help="Query numbers, e.g. 1-22 or 1,3,5-7.")
+@_bench_options
+def bench(data_dir, numbers, ranks, engines, repeat, threads, timeout_s, batch, out_dir):
+    """Time TPC-H queries on FlockSQL and peers; validate every answer against DuckDB."""
+    bad = [n for n in numbers if n not in QUERY_NUMBERS]
+    if bad:
+        raise click.BadParameter(f"no TPC-H query {bad}", param_hint="--queries")
+    queries = {f"Q{n}": query_text(n) for n in numbers}
+    config = BenchConfig(data_dir=data_dir, engines=engines, ranks=ranks, repeat=repeat, threads=threads,
+                         timeout_s=timeout_s, batch=batch)
+    _run_and_report(queries, config, "tpch", out_dir, "results")
+
+
+@tpch.command()
+@click.option("--rows", default="10M", show_default=True, help="Rows per table, e.g. 1M, 10M, 2.5e7.")
+@click.option("--ops", default=",".join(OPERATIONS), show_default=True, callback=_name_list(OPERATIONS),
+              help="Operations to measure.")
+@click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
+              help="Keep the generated tables here for later runs  [default: a temporary folder]")
+@_bench_options
+def micro(rows, ops, data_dir, ranks, engines, repeat, threads, timeout_s, batch, out_dir):
+    """Strong-scaling micro-benchmarks: join, groupby, sort, union, window on generated tables."""
+    try:
+        nrows = parse_rows(rows)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--rows") from exc
+    parts = max(ranks)
+    with tempfile.TemporaryDirectory(prefix="flocksql-micro-") as scratch:
+        # One folder per (rows, parts): the same --data serves runs of several sizes.
+        folder = Path(data_dir or scratch) / f"{nrows}-rows-{parts}-parts"
+        generate_micro_data(nrows, folder, parts=parts, progress=True)
+        config = BenchConfig(data_dir=str(folder), engines=engines, ranks=ranks, repeat=repeat, threads=threads,
+                             timeout_s=timeout_s, batch=batch)
+        _run_and_report(micro_queries(nrows, ops), config, "micro", out_dir, "micro")
+
+
+if __name__ == "__main__":
+    tpch(prog_name="flocksql tpch")
