@@ -23,7 +23,6 @@ from tpch.bench import BenchConfig, BenchError, plan_runs, run_benchmark
 from tpch.cli import parse_int_list
 from tpch.cli import tpch as tpch_cli
 from tpch.compare import Ordering, compare_tables, ordering_of
-from tpch.engines import Outcome
 from tpch.generate import discover_tables, ensure_sample, generate, scale_factor_of
 from tpch.micro import generate_micro_data, micro_queries, parse_rows
 from tpch.report import markdown, write_results
@@ -292,7 +291,7 @@ def test_bench_with_fake_flocksql(sample, sample_con, monkeypatch, tmp_path, bat
     by_name = {q["name"]: q["results"] for q in results["queries"]}
     assert by_name["Q1"]["flocksql@2"]["status"] == "ok"
     assert by_name["Q1"]["flocksql@2"]["median"] == pytest.approx(0.02)
-    assert by_name["Q1"]["flocksql@2"]["comm_seconds"] == [0.001] * 3
+    assert by_name["Q1"]["flocksql@2"]["extra"]["comm_seconds"] == [0.001] * 3
     assert by_name["Q22"]["flocksql@1"]["status"] == "error"
 
     written = write_results(results, tmp_path)
@@ -369,3 +368,17 @@ def test_micro_data_and_queries(tmp_path, sample_con, monkeypatch):
     results = run_benchmark(micro_queries(rows, ("join", "sort")), config, kind="micro", progress=False)
     assert all(e["status"] == "ok" for q in results["queries"] for e in q["results"].values())
     assert "Scaling of flocksql" in markdown(results)
+
+
+def test_a_crashed_job_is_recorded_not_raised(sample, sample_con, monkeypatch):
+    _fake_flocksql(monkeypatch, sample_con)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("mpiexec exited with code 1")
+
+    monkeypatch.setattr(sys.modules["engine.batch"], "run_queries", crash)
+    config = BenchConfig(data_dir=str(sample), engines=("flocksql",), repeat=1, batch=True)
+    results = run_benchmark({"Q1": tpch.query_text(1), "Q6": tpch.query_text(6)}, config, progress=False)
+    for q in results["queries"]:
+        assert q["results"]["flocksql@1"]["error"] == "RuntimeError: mpiexec exited with code 1"
+        assert q["results"]["duckdb"]["status"] == "ok"

@@ -72,7 +72,9 @@ def run_benchmark(queries: dict[str, str], config: BenchConfig, *, kind: str = "
     Layout: {"kind", "meta", "runs": [{"label", "engine", "ranks"}],
     "queries": [{"name", "ordered", "results": {label: entry}}]} where entry
     holds seconds (all repetitions, warm-up first), median, rows, status
-    (ok | wrong | error | unchecked), error, diff and any extra measurements.
+    (ok | wrong | error | unchecked), error, diff, and extra: whatever else
+    the engine measured (FlockSQL's BatchResult fields beyond table, error
+    and seconds, such as a compute/communication split).
     """
     if not os.path.isdir(config.data_dir):
         raise BenchError(f"data folder {config.data_dir} does not exist")
@@ -104,7 +106,7 @@ def run_benchmark(queries: dict[str, str], config: BenchConfig, *, kind: str = "
             for engine in engines:
                 bar.current_item = f"{engine.label}: {len(names)} queries"
                 bar.render_progress()
-                for i, outcome in enumerate(engine.run(sqls, repeat)):
+                for i, outcome in enumerate(_run_guarded(engine, sqls, repeat)):
                     outcomes[engine.label][i] = outcome
                 bar.update(len(names))
         else:
@@ -112,7 +114,7 @@ def run_benchmark(queries: dict[str, str], config: BenchConfig, *, kind: str = "
                 for engine in engines:
                     bar.current_item = f"{name} {engine.label}"
                     bar.render_progress()
-                    outcomes[engine.label][i] = engine.run([sqls[i]], repeat)[0]
+                    outcomes[engine.label][i] = _run_guarded(engine, [sqls[i]], repeat)[0]
                     bar.update(1)
     for engine in engines:
         engine.close()
@@ -134,6 +136,18 @@ def run_benchmark(queries: dict[str, str], config: BenchConfig, *, kind: str = "
     }
 
 
+def _run_guarded(engine, sqls: list[str], repeat: int) -> list[Outcome]:
+    """engine.run, with a crash of the whole call (an MPI job that died) recorded as every query's error."""
+    try:
+        outcomes = engine.run(sqls, repeat)
+    except Exception as exc:
+        return [Outcome(table=None, error=f"{type(exc).__name__}: {exc}", seconds=())] * len(sqls)
+    if len(outcomes) != len(sqls):
+        error = f"{engine.label} returned {len(outcomes)} results for {len(sqls)} queries"
+        return [Outcome(table=None, error=error, seconds=())] * len(sqls)
+    return outcomes
+
+
 def _ordering(sql: str) -> Ordering:
     try:
         return ordering_of(sql)
@@ -148,7 +162,7 @@ def _entry(outcome: Outcome, reference: Outcome, ordering: Ordering, config: Ben
         "rows": outcome.table.num_rows if outcome.table is not None else None,
         "error": outcome.error,
         "diff": None,
-        **outcome.extra,
+        "extra": outcome.extra,
     }
     if outcome.error is not None or outcome.table is None:
         entry["status"] = "error"

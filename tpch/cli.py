@@ -4,7 +4,6 @@ The main CLI mounts this group with `main.add_command(tpch)`; `python -m tpch.cl
 runs it on its own.
 """
 
-import os
 import tempfile
 from pathlib import Path
 

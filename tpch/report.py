@@ -161,7 +161,8 @@ def _scaling_table(results: dict, runs: list[tuple[int, str]]) -> list[str]:
 
 def _comm_share(entry: dict) -> str:
     """' (comm 40%)' when the engine reported how long it spent communicating, else ''."""
-    comm, compute = entry.get("comm_seconds"), entry.get("compute_seconds")
+    extra = entry.get("extra") or {}
+    comm, compute = extra.get("comm_seconds"), extra.get("compute_seconds")
     if isinstance(comm, list):
         comm = comm[-1] if comm else None
     if isinstance(compute, list):
