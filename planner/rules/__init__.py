@@ -1,0 +1,24 @@
+"""Logical rewrite rules, one module each, run in the order of RULES by run_rules.
+
+Each rule is a pure function Query -> Query. run_rules can disable a rule by name and records how
+long each took.
+"""
+from __future__ import annotations
+
+import time
+
+from planner.logical import Query
+from planner.rules.prune_columns import prune_columns
+
+RULES = (prune_columns,)
+
+
+def run_rules(query: Query, disabled: frozenset = frozenset(), timings: dict | None = None) -> Query:
+    for rule in RULES:
+        if rule.__name__ in disabled:
+            continue
+        t0 = time.perf_counter()
+        query = rule(query)
+        if timings is not None:
+            timings[rule.__name__] = time.perf_counter() - t0
+    return query

@@ -1,0 +1,417 @@
+"""A FlockSQL session: the catalog, the planner and this rank's executor.
+
+Rank 0 is the driver: it parses and plans, sends the physical plan to every rank, and gets the
+result back. Other ranks sit in `worker_loop()` and run what rank 0 sends. With one rank (no MPI
+launcher) everything happens in-process.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.catalog import Catalog
+from engine.errors import CatalogError, ExecutionError, FlockError, NotSupportedError
+from executors.comm import LocalComm
+from executors.runner import Runner
+from executors.scan import ScanSource
+from planner.build import Builder
+from planner.cost import CostParams
+from planner.estimate import Estimator
+from planner.explain import render_explain
+from planner.physical import PhysicalPlanner
+from planner.rules import run_rules
+from planner.qualify import bind_params, classify, parse, qualify_statement
+
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+PLAN_CACHE_SIZE = 256
+
+
+def _under_mpi() -> bool:
+    env = os.environ
+    return any(k in env for k in ("PMI_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS")) \
+        or ("SLURM_PROCID" in env and "SLURM_STEP_NUM_TASKS" in env and env.get("SLURM_STEP_NUM_TASKS") != "1")
+
+
+def world_comm():
+    """COMM_WORLD when running under an MPI launcher with several ranks, else a one-rank comm."""
+    if _under_mpi():
+        from mpi4py import MPI
+
+        from executors.comm import MpiComm
+        if MPI.COMM_WORLD.Get_size() > 1:
+            return MpiComm(MPI.COMM_WORLD)
+    return LocalComm()
+
+
+def _local_ranks(comm) -> int:
+    if comm.size == 1:
+        return 1
+    from mpi4py import MPI
+    node = comm.comm.Split_type(MPI.COMM_TYPE_SHARED)
+    n = node.Get_size()
+    node.Free()
+    return n
+
+
+def _total_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 8 * 2**30
+
+
+class Session:
+    def __init__(self, data_dir: str | os.PathLike, threads: int | None = None, comm=None,
+                 memory_limit: str | None = None, forced_patterns: dict | None = None):
+        self.world = comm if comm is not None else world_comm()
+        self.rank, self.nranks = self.world.rank, self.world.size
+        self.catalog = Catalog(data_dir)
+        local = _local_ranks(self.world)
+        self.threads = threads or max(1, (os.cpu_count() or 1) // local)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"flocksql-r{self.rank}-"))
+        self.con = self._connect(memory_limit or f"{int(_total_memory() * 0.75 / local / 2**20)}MB")
+        self.scans = ScanSource(self.con, self.rank, self.nranks)
+        self.params = CostParams.load()
+        self.forced_patterns = forced_patterns or {}
+        self._plans: dict = {}
+        self._cancel = threading.Event()
+        self._lock = threading.RLock()
+        self.last_stats = None
+        self._closed = False
+
+    def _connect(self, memory_limit: str):
+        con = duckdb.connect(config={"threads": self.threads})
+        con.execute(f"SET memory_limit='{memory_limit}'")
+        con.execute(f"SET temp_directory='{self.tmp}'")
+        dirs = [str(self.catalog.data_dir) + "/", str(self.tmp) + "/"]
+        con.execute("SET allowed_directories=[" + ", ".join("'" + d.replace("'", "''") + "'" for d in dirs) + "]")
+        # The sandbox: plans only ever read the catalog's files; DuckDB refuses everything else.
+        con.execute("SET enable_external_access=false")
+        con.execute("SET lock_configuration=true")
+        return con
+
+    # ------------------------------------------------------------------ planning (rank 0)
+    def _plan_query(self, ast, sql_key: str | None):
+        key = (sql_key, self.nranks, tuple(sorted(self.forced_patterns.items())))
+        if sql_key is not None and key in self._plans:
+            return self._plans[key]
+        qualified = qualify_statement(ast, self.catalog)
+        est = Estimator(self.catalog)
+        query = run_rules(Builder(self.catalog, est).build(qualified))
+        phys = PhysicalPlanner(est, self.params, self.nranks, self.forced_patterns).plan(query)
+        if sql_key is not None:
+            if len(self._plans) >= PLAN_CACHE_SIZE:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = phys
+        return phys
+
+    def plan(self, sql: str, params=None):
+        ast = parse(sql)
+        stmt = classify(ast, sql)
+        if stmt.kind not in ("query", "explain"):
+            raise NotSupportedError(f"planning {stmt.kind}")
+        q = bind_params(stmt.query, params) if params else stmt.query
+        return self._plan_query(q, None if params else q.sql("duckdb"))
+
+    # ------------------------------------------------------------------ public API (rank 0)
+    def execute(self, sql: str, params=None) -> pa.Table:
+        with self._lock:
+            self._cancel.clear()
+            ast = parse(sql)
+            stmt = classify(ast, sql)
+            if stmt.kind == "query":
+                q = bind_params(stmt.query, params)
+                phys = self._plan_query(q, q.sql("duckdb"))
+                return self._run(phys, "collect")
+            if stmt.kind == "explain":
+                text = self.explain_statement(stmt, params)
+                return pa.table({"explain": pa.array(text.splitlines(), pa.string())})
+            return self._ddl(stmt, params)
+
+    def execute_partitions(self, sql: str, params=None) -> list[pa.Table]:
+        with self._lock:
+            self._cancel.clear()
+            stmt = classify(parse(sql), sql)
+            if stmt.kind != "query":
+                return [self.execute(sql, params)]
+            q = bind_params(stmt.query, params)
+            phys = self._plan_query(q, q.sql("duckdb"))
+            return self._run(phys, "partitions")
+
+    def explain(self, sql: str, analyze: bool = False, params=None) -> str:
+        stmt = classify(parse(sql), sql)
+        if stmt.kind == "explain":
+            return self.explain_statement(stmt, params)
+        if stmt.kind != "query":
+            raise NotSupportedError(f"EXPLAIN of {stmt.kind}")
+        from planner.qualify import Statement
+        return self.explain_statement(Statement("explain", stmt.query, analyze=analyze), params)
+
+    def explain_statement(self, stmt, params=None) -> str:
+        with self._lock:
+            q = bind_params(stmt.query, params)
+            t0 = time.perf_counter()
+            phys = self._plan_query(q, None)
+            plan_s = time.perf_counter() - t0
+            stats = None
+            if stmt.analyze:
+                self._cancel.clear()
+                t1 = time.perf_counter()
+                result = self._run(phys, "collect")
+                total = time.perf_counter() - t1
+                stats = (self.last_stats, total, result.num_rows)
+            return render_explain(phys, plan_s, stats)
+
+    def result_schema(self, sql: str, params=None) -> pa.Schema:
+        """The result's schema, from running the plan on empty tables on this rank alone."""
+        with self._lock:
+            stmt = classify(parse(sql), sql)
+            if stmt.kind == "explain":
+                return pa.schema([("explain", pa.string())])
+            if stmt.kind != "query":
+                return pa.schema([])
+            q = bind_params(stmt.query, params) if params else stmt.query
+            qualified = qualify_statement(q, self.catalog)
+            est = Estimator(self.catalog)
+            query = run_rules(Builder(self.catalog, est).build(qualified))
+            phys = PhysicalPlanner(est, self.params, 1).plan(query)
+            con = duckdb.connect(config={"threads": 1, "enable_external_access": False})
+            try:
+                runner = Runner(con, LocalComm(), self.catalog, _EmptyScans(con))
+                table = runner.run_plan(phys.root)
+            finally:
+                con.close()
+            return _rename(table, phys.names).schema
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        try:
+            self.con.interrupt()
+        except Exception:
+            pass
+
+    def refresh(self) -> None:
+        self.catalog.refresh()
+        self._plans.clear()
+
+    # ------------------------------------------------------------------ SPMD
+    def _broadcast(self, msg):
+        if self.nranks > 1:
+            self.world.bcast_obj(msg)
+
+    def _run(self, phys, mode: str):
+        self._broadcast(("run", phys, mode))
+        return self._execute_plan(phys, mode)
+
+    def _execute_plan(self, phys, mode: str, target: str | None = None):
+        comm = self.world.dup() if self.nranks > 1 else self.world
+        try:
+            runner = Runner(self.con, comm, self.catalog, self.scans, cancelled=self._cancel.is_set)
+            if mode == "collect":
+                table = runner.run_plan(phys.root)
+                stats = comm.allgather_obj(runner.stats)
+                self.last_stats = stats
+                return _rename(table, phys.names) if table is not None else None
+            if mode == "partitions":
+                return self._partitions(runner, comm, phys)
+            if mode == "write":
+                return self._write_parts(runner, comm, phys, target)
+            raise ExecutionError(f"unknown mode {mode}")
+        finally:
+            if comm is not self.world:
+                comm.free()
+
+    def _local_result(self, runner, comm, phys) -> pa.Table | None:
+        """Each rank's own part of the result (no final gather); a replicated result lives on rank 0."""
+        from planner.patterns.base import Exchange
+        root = phys.root
+        if isinstance(root, Exchange) and root.kind == "gather":
+            err, table = None, None
+            try:
+                table = runner.materialize(root.input)
+            except BaseException as e:  # noqa: BLE001
+                err = e
+            runner.sync(err)
+            return _rename(table, phys.names)
+        table = runner.run_plan(root)
+        if comm.rank == 0:
+            return _rename(table, phys.names)
+        return None
+
+    def _partitions(self, runner, comm, phys):
+        mine = self._local_result(runner, comm, phys)
+        if comm.size == 1:
+            return [mine]
+        if mine is None:
+            mine = pa.table({})
+        parts = comm.gather_tables(mine)
+        if comm.rank != 0:
+            return None
+        schema = next((p.schema for p in parts if p.num_columns), None)
+        return [p if p.num_columns else schema.empty_table() for p in parts]
+
+    def _write_parts(self, runner, comm, phys, target_dir: str):
+        mine = self._local_result(runner, comm, phys)
+        err = None
+        try:
+            if mine is not None:
+                mine = _parquet_safe(mine)
+                pq.write_table(mine, os.path.join(target_dir, f"part-{comm.rank:05d}.parquet"))
+        except BaseException as e:  # noqa: BLE001
+            err = e
+        runner.sync(err)
+        return mine.schema if mine is not None else None
+
+    def worker_loop(self) -> None:
+        """Non-zero ranks: run what rank 0 sends until it says stop."""
+        while True:
+            msg = self.world.bcast_obj(None)
+            kind = msg[0]
+            if kind == "stop":
+                break
+            try:
+                if kind == "run":
+                    self._execute_plan(msg[1], msg[2])
+                elif kind == "write":
+                    self._execute_plan(msg[1], "write", msg[2])
+                elif kind == "refresh":
+                    self.refresh()
+            except FlockError:
+                pass  # rank 0 reports it
+            except Exception:  # noqa: BLE001
+                logging.getLogger("flocksql").exception("rank %d: unexpected error", self.rank)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.rank == 0:
+            self._broadcast(("stop",))
+        try:
+            self.con.close()
+        finally:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # ------------------------------------------------------------------ DDL (rank 0)
+    def _ddl(self, stmt, params):
+        data = self.catalog.data_dir
+        name = stmt.name
+        if stmt.kind == "create_table":
+            exists = self.catalog.has_table(name) or name in self.catalog.views
+            if exists and not stmt.or_replace:
+                raise CatalogError(f"table {name} already exists")
+            if name in self.catalog.views:
+                raise CatalogError(f"{name} is a view")
+            q = bind_params(stmt.query, params)
+            phys = self._plan_query(q, None)
+            tmp = data / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+            tmp.mkdir()
+            try:
+                self._broadcast(("write", phys, str(tmp)))
+                schema = self._execute_plan(phys, "write", str(tmp))
+                if not any(tmp.iterdir()):
+                    pq.write_table(schema.empty_table(), tmp / "part-00000.parquet")
+                self._replace_dir(tmp, data / name)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            rows = sum(pq.ParquetFile(p).metadata.num_rows for p in (data / name).glob("*.parquet"))
+            self._refresh_all()
+            return pa.table({"Count": pa.array([rows], pa.int64())})
+        if stmt.kind == "drop_table":
+            if not self.catalog.has_table(name):
+                if stmt.if_exists:
+                    return pa.table({"Count": pa.array([0], pa.int64())})
+                raise CatalogError(f"unknown table: {name}")
+            table = self.catalog.table(name)
+            path = data / name if (data / name).is_dir() else Path(table.files[0])
+            trash = data / f".trash-{name}-{uuid.uuid4().hex[:8]}"
+            os.rename(path, trash)
+            shutil.rmtree(trash, ignore_errors=True) if trash.is_dir() else trash.unlink()
+            self._refresh_all()
+            return pa.table({"Count": pa.array([0], pa.int64())})
+        if stmt.kind == "create_view":
+            if self.catalog.has_table(name):
+                raise CatalogError(f"table {name} already exists")
+            if name in self.catalog.views and not stmt.or_replace:
+                raise CatalogError(f"view {name} already exists")
+            body = stmt.query.sql("duckdb")
+            self._plan_query(parse(body), None)  # must plan now
+            self.catalog.views[name] = body
+            self.catalog.save_views()
+            self._refresh_all()
+            return pa.table({"Count": pa.array([0], pa.int64())})
+        if stmt.kind == "drop_view":
+            if name not in self.catalog.views:
+                if stmt.if_exists:
+                    return pa.table({"Count": pa.array([0], pa.int64())})
+                raise CatalogError(f"unknown view: {name}")
+            del self.catalog.views[name]
+            self.catalog.save_views()
+            self._refresh_all()
+            return pa.table({"Count": pa.array([0], pa.int64())})
+        raise NotSupportedError(f"statement {stmt.kind}")
+
+    @staticmethod
+    def _replace_dir(tmp: Path, final: Path):
+        # The rename is the commit point: readers see the old table or the new one, never half.
+        if final.exists():
+            trash = final.parent / f".trash-{final.name}-{uuid.uuid4().hex[:8]}"
+            os.rename(final, trash)
+            os.rename(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            single = final.parent / f"{final.name}.parquet"
+            if single.exists():
+                single.unlink()
+            os.rename(tmp, final)
+
+    def _refresh_all(self):
+        self._broadcast(("refresh",))
+        self.refresh()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class _EmptyScans(ScanSource):
+    def __init__(self, con):
+        super().__init__(con, 0, 1)
+
+    def source(self, table, columns, replicated):
+        key = (table.name, tuple(columns), "empty")
+        if key in self._cache:
+            return self._register(key, None)
+        return self._register(key, pa.schema([table.schema.field(c) for c in columns]).empty_table())
+
+
+def _rename(table: pa.Table | None, names) -> pa.Table | None:
+    if table is None:
+        return None
+    return table.rename_columns(list(names))
+
+
+def _parquet_safe(table: pa.Table) -> pa.Table:
+    names, seen = [], {}
+    for n in table.column_names:
+        if n in seen:
+            seen[n] += 1
+            n = f"{n}_{seen[n]}"
+        else:
+            seen[n] = 0
+        names.append(n)
+    return table.rename_columns(names)

@@ -1,0 +1,373 @@
+"""Runs a physical plan on one rank, in step with the others (SPMD).
+
+Every maximal subtree without an Exchange is rendered into ONE DuckDB query (local operators fuse
+for free: DuckDB optimises the nested SELECTs as one). An Exchange materialises its input as an
+Arrow table, runs a communication primitive, and registers the received table as a view that the
+next fragment reads.
+
+Errors: before every collective, ranks agree on whether any of them failed (or the query was
+cancelled); if so all raise the same error, so no rank waits in a collective that others skipped.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+from sqlglot import exp
+
+from engine.errors import CancelledError, ExecutionError, FlockError
+from executors.comm import split_by_partition
+from executors.scan import ScanSource
+from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Scan, SetOp,
+                             SingleRow, Sort, Values, Window)
+from planner.patterns.base import Exchange, is_scan_pipeline
+
+SAMPLE_ROWS_PER_RANK = 1024
+
+
+def q(cid: str) -> str:
+    return '"' + cid.replace('"', '""') + '"'
+
+
+def sql(e: exp.Expression) -> str:
+    return e.sql(dialect="duckdb")
+
+
+@dataclass
+class StageStats:
+    eid: int
+    kind: str
+    rows_in: int = 0
+    rows_out: int = 0
+    bytes_out: int = 0
+    compute_s: float = 0.0
+    comm_s: float = 0.0
+
+
+@dataclass
+class RunStats:
+    stages: dict = field(default_factory=dict)  # eid -> StageStats
+    final_compute_s: float = 0.0
+
+
+class Runner:
+    def __init__(self, con, comm, catalog, scans: ScanSource, cancelled=lambda: False):
+        self.con = con
+        self.comm = comm
+        self.catalog = catalog
+        self.scans = scans
+        self.cancelled = cancelled
+        self._views: list[str] = []
+        self.stats = RunStats()
+        self._qid = 0
+
+    # ------------------------------------------------------------------ sync
+    def sync(self, error: BaseException | None):
+        """Collective: every rank learns whether any rank failed; all raise the first error."""
+        mine = None
+        if error is not None:
+            mine = (type(error).__name__, str(error), isinstance(error, FlockError))
+        elif self.comm.rank == 0 and self.cancelled():
+            mine = ("CancelledError", "query cancelled", True)
+        infos = self.comm.allgather_obj(mine)
+        for r, info in enumerate(infos):
+            if info is not None:
+                name, msg, ours = info
+                if name == "CancelledError":
+                    raise CancelledError(msg)
+                if error is not None and r == self.comm.rank:
+                    if isinstance(error, FlockError):
+                        raise error
+                    raise ExecutionError(msg) from error
+                raise ExecutionError(msg if ours or self.comm.size == 1 else f"rank {r}: {msg}")
+
+    def fetch(self, query: str) -> pa.Table:
+        return self.con.sql(query).to_arrow_table()
+
+    # ------------------------------------------------------------------ entry
+    def run(self, root: Node) -> pa.Table | None:
+        """Runs the plan; rank 0 returns the whole result, other ranks None."""
+        self._qid += 1
+        try:
+            if not isinstance(root, Exchange) or root.kind != "gather":
+                # A replicated result: rank 0's copy is the answer.
+                err, table = None, None
+                t0 = time.perf_counter()
+                try:
+                    text = self.render(root)
+                    table = self.fetch(text) if self.comm.rank == 0 else None
+                except BaseException as e:  # noqa: BLE001 - reported collectively
+                    err = e
+                self.stats.final_compute_s += time.perf_counter() - t0
+                self.sync(err)
+                return table
+            parts = self.exchange(root)
+            return parts
+        finally:
+            for v in self._views:
+                try:
+                    self.con.unregister(v)
+                except Exception:
+                    pass
+            self._views.clear()
+
+    def _view(self, table: pa.Table, eid: int) -> str:
+        name = f"_x{self._qid}_{eid}"
+        self.con.register(name, table)
+        self._views.append(name)
+        return name
+
+    # ------------------------------------------------------------------ exchanges
+    def materialize(self, node: Node, extra: str = "") -> pa.Table:
+        return self.fetch(f"SELECT *{extra} FROM ({self.render(node)})")
+
+    def exchange(self, x: Exchange):
+        st = StageStats(x.eid, x.kind)
+        self.stats.stages[x.eid] = st
+        P, r = self.comm.size, self.comm.rank
+        child = x.input
+        if x.kind == "localize":
+            inner = self.render(child)
+            return inner if r == 0 else f"SELECT * FROM ({inner}) WHERE false"
+        if x.kind == "broadcast" and is_scan_pipeline(child):
+            return self.render(child, replicated=True)
+        if P == 1 and x is not self._root_exchange:
+            # One rank: every exchange is the identity, so the fragments simply fuse.
+            inner = self.render(child)
+            return f"SELECT *, true AS __own FROM ({inner})" if x.kind == "halo" else inner
+        err, table, part = None, None, None
+        t0 = time.perf_counter()
+        try:
+            if x.kind == "shuffle":
+                table, part = self._hash_partitioned(child, x.keys)
+            elif x.kind == "range":
+                table, part = self._range_partitioned(child, x.keys)
+            elif x.kind == "halo":
+                table = self.materialize(child)
+            else:
+                table = self.materialize(child)
+            st.rows_in = table.num_rows
+        except BaseException as e:  # noqa: BLE001
+            err = e
+        st.compute_s += time.perf_counter() - t0
+        self.sync(err)
+        t1 = time.perf_counter()
+        before = getattr(self.comm, "bytes_sent", 0)
+        if x.kind in ("shuffle", "range"):
+            pieces = split_by_partition(table, part, P)
+            received = self.comm.alltoall_tables(pieces)
+            out = pa.concat_tables(received)
+        elif x.kind == "broadcast":
+            out = pa.concat_tables(self.comm.allgather_table(table))
+        elif x.kind == "gather":
+            got = self.comm.gather_tables(table)
+            out = pa.concat_tables(got) if got is not None else table.schema.empty_table()
+        elif x.kind == "halo":
+            out = self._halo(table, x.keys)
+        else:
+            raise ExecutionError(f"unknown exchange {x.kind}")
+        st.comm_s += time.perf_counter() - t1
+        st.bytes_out += getattr(self.comm, "bytes_sent", 0) - before
+        st.rows_out = out.num_rows
+        if x is self._root_exchange:
+            return out if r == 0 else None
+        return f"SELECT * FROM {self._view(out, x.eid)}"
+
+    _root_exchange = None
+
+    def run_plan(self, root: Node):
+        self._root_exchange = root if isinstance(root, Exchange) and root.kind == "gather" else None
+        return self.run(root)
+
+    def _key_types(self, child_sql: str, keys) -> list[str]:
+        desc = self.con.execute(f"DESCRIBE SELECT {', '.join(sql(k) for k in keys)} FROM ({child_sql})").fetchall()
+        return [row[1] for row in desc]
+
+    @staticmethod
+    def _normalised(key: str, dtype: str) -> str:
+        # Equal values of different types must hash alike on both sides of a join.
+        t = dtype.upper()
+        if t.startswith(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                         "UINTEGER", "UBIGINT", "UHUGEINT", "DECIMAL", "FLOAT", "DOUBLE")):
+            return f"CAST({key} AS DOUBLE)"
+        if t.startswith(("DATE", "TIMESTAMP")):
+            return f"CAST({key} AS TIMESTAMP)"
+        return key
+
+    def _hash_partitioned(self, child: Node, keys):
+        P = self.comm.size
+        child_sql = self.render(child)
+        if P == 1:
+            return self.fetch(child_sql), np.zeros(0, dtype=np.uint8)
+        types = self._key_types(child_sql, keys)
+        h = ", ".join(self._normalised(sql(k), t) for k, t in zip(keys, types))
+        t = self.fetch(f"SELECT *, CAST(hash({h}) % {P} AS USMALLINT) AS __part FROM ({child_sql})")
+        part = t.column("__part").to_numpy()
+        return t.drop_columns(["__part"]), part
+
+    def _range_partitioned(self, child: Node, keys):
+        P = self.comm.size
+        table = self.materialize(child)
+        if P == 1:
+            return table, np.zeros(table.num_rows, dtype=np.uint8)
+        tmp = self._view(table, -1000 - len(self._views))
+        kexprs = [sql(k.this) for k in keys]
+        kcols = ", ".join(f"{e} AS __k{i}" for i, e in enumerate(kexprs))
+        sample = self.fetch(f"SELECT {kcols} FROM {tmp} USING SAMPLE reservoir({SAMPLE_ROWS_PER_RANK} ROWS) REPEATABLE (7)")
+        # The control step must stay collective even if a rank has no rows.
+        allsamples = pa.concat_tables(self.comm.allgather_table(sample))
+        sv = self._view(allsamples, -2000 - len(self._views))
+        order = ", ".join(self._order_term(f"__k{i}", k) for i, k in enumerate(keys))
+        n = allsamples.num_rows
+        picks = sorted({min(n - 1, (n * i) // P) for i in range(1, P)}) if n else []
+        if picks:
+            splitters = self.fetch(
+                f"SELECT * FROM (SELECT *, row_number() OVER (ORDER BY {order}) - 1 AS __rn FROM {sv}) "
+                f"WHERE __rn IN ({', '.join(str(p) for p in picks)})").drop_columns(["__rn"])
+        else:
+            splitters = allsamples.slice(0, 0)
+        spv = self._view(splitters, -3000 - len(self._views))
+        # Rank of a row = number of splitters ordered before it; ties go after the splitter so
+        # equal keys always land on the same rank.
+        t = self.fetch(
+            f"SELECT * EXCLUDE (__is_split) FROM (SELECT *, CAST(coalesce(sum(__is_split) OVER (ORDER BY {order}, __is_split DESC "
+            f"ROWS UNBOUNDED PRECEDING), 0) AS USMALLINT) AS __part FROM ("
+            f"SELECT *, {kcols}, 0 AS __is_split FROM {tmp} UNION ALL BY NAME SELECT *, 1 AS __is_split FROM {spv})) "
+            f"WHERE __is_split = 0")
+        part = t.column("__part").to_numpy()
+        drop = [c for c in t.column_names if c == "__part" or c.startswith("__k")]
+        return t.drop_columns(drop), part
+
+    @staticmethod
+    def _order_term(name: str, o: exp.Ordered) -> str:
+        desc = bool(o.args.get("desc"))
+        nulls_first = bool(o.args.get("nulls_first"))
+        return f"{name} {'DESC' if desc else 'ASC'} NULLS {'FIRST' if nulls_first else 'LAST'}"
+
+    def _halo(self, table: pa.Table, keys) -> pa.Table:
+        """Own rows plus the neighbours' boundary rows, marked by __own."""
+        *order_keys, before_lit, after_lit = keys
+        before, after = int(before_lit.this), int(after_lit.this)
+        tv = self._view(table, -4000 - len(self._views))
+        order = ", ".join(self._order_term(sql(k.this), k) for k in order_keys)
+        t = self.fetch(f"SELECT * EXCLUDE (__rn, __cnt) FROM (SELECT *, row_number() OVER (ORDER BY {order}) AS __rn, "
+                       f"count(*) OVER () AS __cnt FROM {tv}) WHERE __rn <= {after} OR __rn > __cnt - {before} "
+                       f"ORDER BY __rn")
+        allb = self.comm.allgather_table(t)
+        me = self.comm.rank
+        prev, need = [], before
+        for r in range(me - 1, -1, -1):
+            if need <= 0:
+                break
+            b = allb[r]
+            take = min(need, b.num_rows)
+            prev.insert(0, b.slice(b.num_rows - take, take))
+            need -= take
+        nxt, need = [], after
+        for r in range(me + 1, self.comm.size):
+            if need <= 0:
+                break
+            b = allb[r]
+            take = min(need, b.num_rows)
+            nxt.append(b.slice(0, take))
+            need -= take
+
+        def mark(t, own):
+            return t.append_column("__own", pa.array(np.full(t.num_rows, own, dtype=bool)))
+        pieces = [mark(p, False) for p in prev] + [mark(table, True)] + [mark(p, False) for p in nxt]
+        return pa.concat_tables(pieces)
+
+    # ------------------------------------------------------------------ rendering
+    def render(self, node: Node, replicated: bool = False) -> str:
+        if isinstance(node, Exchange):
+            return self.exchange(node)
+        if isinstance(node, Scan):
+            table = self.catalog.table(node.table)
+            cols = sorted({name for _, name in node.fields}, key=[f.name for f in table.schema].index)
+            src = self.scans.source(table, cols, replicated)
+            return "SELECT " + ", ".join(f"{q(name)} AS {q(cid)}" for cid, name in node.fields) + f" FROM {src}"
+        if isinstance(node, Values):
+            if not node.rows:
+                return "SELECT " + ", ".join(f"NULL AS {q(c)}" for c in node.ids) + " WHERE false"
+            rows = ", ".join("(" + ", ".join(sql(v) for v in row) + ")" for row in node.rows)
+            return f"SELECT * FROM (VALUES {rows}) AS _v({', '.join(q(c) for c in node.ids)})"
+        if isinstance(node, Filter):
+            return f"SELECT * FROM ({self.render(node.input, replicated)}) WHERE {sql(node.predicate)}"
+        if isinstance(node, Project):
+            return self._render_project(node, replicated)
+        if isinstance(node, Join):
+            return self._render_join(node)
+        if isinstance(node, Aggregate):
+            inner = self.render(node.input)
+            items = [f"{sql(e)} AS {q(c)}" for c, e in node.groups] + [f"{sql(e)} AS {q(c)}" for c, e in node.aggs]
+            if not items:
+                items = ["1 AS __dummy"]
+            text = f"SELECT {', '.join(items)} FROM ({inner})"
+            if node.groups:
+                text += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(node.groups)))
+            return text
+        if isinstance(node, Distinct):
+            return f"SELECT DISTINCT * FROM ({self.render(node.input)})"
+        if isinstance(node, Window):
+            return self._render_window(node)
+        if isinstance(node, Sort):
+            return f"SELECT * FROM ({self.render(node.input)}) ORDER BY {', '.join(sql(k) for k in node.keys)}"
+        if isinstance(node, Limit):
+            inner = node.input
+            if isinstance(inner, Sort):
+                text = f"SELECT * FROM ({self.render(inner.input)}) ORDER BY {', '.join(sql(k) for k in inner.keys)}"
+            else:
+                text = f"SELECT * FROM ({self.render(inner)})"
+            return text + self._limit_clause(node)
+        if isinstance(node, SetOp):
+            op = {"union": "UNION", "intersect": "INTERSECT", "except": "EXCEPT"}[node.kind] + (" ALL" if node.all else "")
+            left = "SELECT " + ", ".join(f"{q(a)} AS {q(b)}" for a, b in zip(node.left.columns, node.ids)) + \
+                f" FROM ({self.render(node.left)})"
+            right = "SELECT " + ", ".join(q(a) for a in node.right.columns) + f" FROM ({self.render(node.right)})"
+            return f"SELECT * FROM (({left}) {op} ({right}))"
+        if isinstance(node, SingleRow):
+            inner = self.render(node.input)
+            return (f"SELECT * FROM ({inner}) WHERE CASE WHEN (SELECT count(*) FROM ({inner})) > 1 THEN "
+                    f"error('more than one row returned by a subquery used as an expression') ELSE true END")
+        raise ExecutionError(f"cannot run plan node {type(node).__name__}")
+
+    @staticmethod
+    def _limit_clause(node: Limit) -> str:
+        out = ""
+        if node.limit is not None:
+            out += f" LIMIT {node.limit}"
+        if node.offset:
+            out += f" OFFSET {node.offset}"
+        return out
+
+    def _render_project(self, node: Project, replicated: bool) -> str:
+        items = ", ".join(f"{sql(e)} AS {q(c)}" for c, e in node.exprs) or "1 AS __dummy"
+        inner = node.input
+        # Keep ORDER BY / LIMIT in the same SELECT as the projection so the order survives.
+        if isinstance(inner, Sort):
+            return f"SELECT {items} FROM ({self.render(inner.input)}) ORDER BY {', '.join(sql(k) for k in inner.keys)}"
+        if isinstance(inner, Limit) and isinstance(inner.input, Sort):
+            s = inner.input
+            return (f"SELECT {items} FROM ({self.render(s.input)}) ORDER BY {', '.join(sql(k) for k in s.keys)}"
+                    + self._limit_clause(inner))
+        return f"SELECT {items} FROM ({self.render(inner, replicated)})"
+
+    def _render_join(self, node: Join) -> str:
+        left, right = self.render(node.left), self.render(node.right)
+        conds = [f"{sql(a)} = {sql(b)}" for a, b in zip(node.left_keys, node.right_keys)]
+        if node.residual is not None:
+            conds.append(sql(node.residual))
+        on = " AND ".join(f"({c})" for c in conds) or "true"
+        if node.kind == "cross":
+            return f"SELECT * FROM ({left}) AS _l CROSS JOIN ({right}) AS _r"
+        kind = {"inner": "INNER", "left": "LEFT", "right": "RIGHT", "full": "FULL", "semi": "SEMI", "anti": "ANTI"}[node.kind]
+        return f"SELECT * FROM ({left}) AS _l {kind} JOIN ({right}) AS _r ON {on}"
+
+    def _render_window(self, node: Window) -> str:
+        items = ", ".join(f"{sql(e)} AS {q(c)}" for c, e in node.funcs)
+        inner = node.input
+        if isinstance(inner, Exchange) and inner.kind == "halo":
+            return (f"SELECT * EXCLUDE (__own) FROM (SELECT *, {items} FROM ({self.render(inner)})) WHERE __own")
+        return f"SELECT *, {items} FROM ({self.render(inner)})"

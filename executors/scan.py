@@ -1,0 +1,105 @@
+"""Local slices of base tables (partitioned-io): which row groups each rank reads.
+
+Row groups are dealt out as contiguous runs balanced by row count. A rank whose share is whole
+files lets DuckDB read them lazily (projection and filter pushdown); a share of part of a file is
+read with pyarrow (projected columns only) and registered as an Arrow view. Tables with fewer row
+groups than ranks are sliced by row range instead, so no rank idles.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.catalog import Table
+
+# Parts of files read into memory are kept for reuse by later queries (server sessions).
+CACHE_MAX_BYTES = 2 * 2**30
+
+
+def sql_string(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def assign_row_groups(table: Table, rank: int, nranks: int):
+    """Row groups of this rank: [(file, [row group indices])] in file order, or a row slice
+    (file list, start, stop) when there are fewer row groups than ranks."""
+    groups = table.row_groups
+    total = table.row_count
+    if nranks == 1:
+        return "groups", [(f, None) for f in table.files]
+    if len(groups) < nranks:
+        lo, hi = total * rank // nranks, total * (rank + 1) // nranks
+        return "rows", (lo, hi)
+    mine: dict[str, list[int]] = {}
+    start = 0
+    bounds = (total * rank / nranks, total * (rank + 1) / nranks)
+    for g in groups:
+        mid = start + g.num_rows / 2
+        if bounds[0] <= mid < bounds[1] or (rank == nranks - 1 and mid >= bounds[1]):
+            mine.setdefault(g.file, []).append(g.index)
+        start += g.num_rows
+    out = []
+    for f in table.files:
+        if f in mine:
+            n_all = sum(1 for g in groups if g.file == f)
+            out.append((f, None if len(mine[f]) == n_all else mine[f]))
+    return "groups", out
+
+
+class ScanSource:
+    """Renders the FROM source for a table scan on this rank, registering Arrow views as needed."""
+
+    def __init__(self, con, rank: int, nranks: int):
+        self.con = con
+        self.rank = rank
+        self.nranks = nranks
+        self._cache: OrderedDict = OrderedDict()
+        self._cache_bytes = 0
+        self._seq = 0
+
+    def _register(self, key, table: pa.Table) -> str:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key][0]
+        self._seq += 1
+        name = f"_part_{self._seq}"
+        self.con.register(name, table)
+        self._cache[key] = (name, table.nbytes)
+        self._cache_bytes += table.nbytes
+        while self._cache_bytes > CACHE_MAX_BYTES and len(self._cache) > 1:
+            _, (old, nb) = self._cache.popitem(last=False)
+            self.con.unregister(old)
+            self._cache_bytes -= nb
+        return name
+
+    def source(self, table: Table, columns: list[str], replicated: bool) -> str:
+        files = list(table.files)
+        if replicated or self.nranks == 1:
+            return f"read_parquet([{', '.join(sql_string(f) for f in files)}])"
+        mode, share = assign_row_groups(table, self.rank, self.nranks)
+        if mode == "rows":
+            lo, hi = share
+            key = (table.name, tuple(files), tuple(columns), "rows", lo, hi, table.row_count)
+            if key in self._cache:
+                return self._register(key, None)
+            parts = [pq.read_table(f, columns=columns) for f in files]
+            t = pa.concat_tables(parts).slice(lo, hi - lo) if parts else table.schema.empty_table()
+            return self._register(key, t)
+        whole = [f for f, gs in share if gs is None]
+        partial = [(f, gs) for f, gs in share if gs is not None]
+        if not share:
+            key = (table.name, "empty", tuple(columns))
+            if key in self._cache:
+                return self._register(key, None)
+            return self._register(key, pa.schema([table.schema.field(c) for c in columns]).empty_table())
+        if not partial:
+            return f"read_parquet([{', '.join(sql_string(f) for f in whole)}])"
+        key = (table.name, tuple(share), tuple(columns), table.row_count)
+        if key not in self._cache:
+            pieces = [pq.ParquetFile(f).read_row_groups(gs, columns=columns) for f, gs in partial]
+            pieces += [pq.read_table(f, columns=columns) for f in whole]
+            t = pa.concat_tables(pieces)
+            return self._register(key, t)
+        return self._register(key, None)

@@ -1,0 +1,915 @@
+"""SQL (a qualified sqlglot tree) → our logical plan.
+
+Decorrelation happens here, while scopes are known:
+- EXISTS / NOT EXISTS / IN / NOT IN in a WHERE conjunct become semi / anti joins; correlated
+  conjuncts of the subquery's WHERE become the join condition (equalities as keys, the rest as a
+  residual), so Q21's `l2.l_suppkey <> l1.l_suppkey` stays a join residual instead of an array lambda.
+- NOT IN keeps SQL's NULL semantics: an anti join on the keys plus a one-row side table counting the
+  subquery's rows and non-NULL values.
+- A correlated scalar subquery `(SELECT agg FROM … WHERE inner = outer …)` becomes a LEFT JOIN with
+  the subquery grouped by its correlation keys; COUNT gets its empty-group value back.
+- An uncorrelated scalar subquery becomes a one-row side relation joined in front of the expression
+  that uses it: it runs first, and its value is used in place.
+Inner joins of one FROM clause are ordered greedily by estimated result size (GOO).
+"""
+from __future__ import annotations
+
+import itertools
+
+from sqlglot import exp
+
+from engine.errors import CatalogError, NotSupportedError
+from planner.estimate import Estimator
+from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Query, Scan,
+                             SetOp, SingleRow, Sort, Values, Window, col, column_ids)
+
+DECOMPOSABLE_EMPTY_COUNT = (exp.Count,)
+
+
+class Scope:
+    """Name resolution for one SELECT: table alias → {column name → column id}."""
+
+    def __init__(self, parent: "Scope | None" = None):
+        self.parent = parent
+        self.sources: dict[str, dict[str, str]] = {}
+        # Column ids of this scope referenced from a subquery's WHERE (filled by children).
+        self.correlated: list[exp.Expression] | None = None
+
+    def add(self, alias: str, mapping: dict[str, str]):
+        self.sources[alias] = mapping
+
+    def resolve(self, table: str, name: str) -> tuple[str, int]:
+        scope, depth = self, 0
+        while scope is not None:
+            if table:
+                m = scope.sources.get(table)
+                if m is not None and name in m:
+                    return m[name], depth
+            else:
+                hits = [m[name] for m in scope.sources.values() if name in m]
+                if len(hits) == 1:
+                    return hits[0], depth
+            scope, depth = scope.parent, depth + 1
+        raise CatalogError(f"unknown column: {table + '.' if table else ''}{name}")
+
+
+def conjuncts(e: exp.Expression | None) -> list[exp.Expression]:
+    if e is None:
+        return []
+    while isinstance(e, (exp.Paren, exp.Where)):
+        e = e.this
+    if isinstance(e, exp.And):
+        return conjuncts(e.left) + conjuncts(e.right)
+    return [e]
+
+
+def and_all(parts: list[exp.Expression]) -> exp.Expression | None:
+    parts = list(parts)
+    if not parts:
+        return None
+    out = parts[0]
+    for p in parts[1:]:
+        out = exp.And(this=out, expression=p)
+    return out
+
+
+def _outside_subqueries(e: exp.Expression, kinds) -> list[exp.Expression]:
+    """Nodes of the given kinds in e, not descending into nested SELECTs."""
+    out = []
+    stack = [e]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, kinds):
+            out.append(n)
+        for child in n.iter_expressions():
+            if isinstance(child, (exp.Subquery, exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Exists)) \
+                    and not isinstance(n, exp.Subquery):
+                if isinstance(child, kinds):
+                    out.append(child)
+                continue
+            stack.append(child)
+    return out
+
+
+def _has_subquery(e: exp.Expression) -> bool:
+    return any(isinstance(n, (exp.Subquery, exp.Exists, exp.Select)) for n in e.walk() if n is not e) or \
+        isinstance(e, (exp.Exists, exp.Subquery))
+
+
+def _window_owned(agg: exp.Expression) -> bool:
+    parent = agg.parent
+    while isinstance(parent, exp.Filter):  # agg FILTER (WHERE …) OVER (…)
+        parent = parent.parent
+    return isinstance(parent, exp.Window)
+
+
+def _aggregates(e: exp.Expression) -> list[exp.AggFunc]:
+    """Group aggregates in e: not in nested SELECTs, not window functions themselves, and not
+    nested inside another group aggregate (DuckDB rejects those; the outer one reports it)."""
+    out = []
+    for n in _outside_subqueries(e, (exp.AggFunc,)):
+        if _window_owned(n):
+            continue
+        anc, nested = n.parent, False
+        while anc is not None and anc is not e.parent:
+            if isinstance(anc, exp.AggFunc) and not _window_owned(anc):
+                nested = True
+                break
+            anc = anc.parent
+        if not nested:
+            out.append(n)
+    return out
+
+
+class Correlation:
+    """What a correlated subquery hands back to its caller: the WHERE conjuncts that reference the
+    outer query and, for a scalar subquery, the outer and inner key columns it was grouped by."""
+
+    def __init__(self, scalar: bool = False):
+        self.scalar = scalar
+        self.conjuncts: list[exp.Expression] = []
+        self.outer_keys: list[str] = []
+        self.inner_keys: list[str] = []
+
+    def __bool__(self):
+        return bool(self.conjuncts or self.outer_keys)
+
+
+class Builder:
+    def __init__(self, catalog, estimator: Estimator):
+        self.catalog = catalog
+        self.est = estimator
+        self._ids = itertools.count(1)
+        self._ctes: list[dict[str, exp.Expression]] = []
+
+    # ------------------------------------------------------------------ ids
+    def new_id(self, base: str) -> str:
+        base = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in (base or "c"))[:24] or "c"
+        return f"{base}_{next(self._ids)}"
+
+    # ------------------------------------------------------------------ queries
+    def build(self, ast: exp.Expression) -> Query:
+        node, names, _ = self.query(ast, None)
+        return Query(node, tuple(names))
+
+    def query(self, ast: exp.Expression, parent: Scope | None, corr: list | None = None):
+        """Returns (node, output names, output ids)."""
+        if isinstance(ast, exp.Subquery):
+            node, names, ids = self.query(ast.this, parent, corr)
+            return self._order_limit(ast, node, names, ids, {})
+        if isinstance(ast, (exp.Union, exp.Intersect, exp.Except)):
+            return self.setop(ast, parent)
+        if isinstance(ast, exp.Select):
+            return self.select(ast, parent, corr)
+        if isinstance(ast, exp.Values):
+            return self.values(ast, None)
+        raise NotSupportedError(f"statement {ast.key.upper()}")
+
+    def _push_ctes(self, ast):
+        w = ast.args.get("with") or ast.args.get("with_")
+        if not w:
+            return False
+        if w.args.get("recursive"):
+            raise NotSupportedError("WITH RECURSIVE")
+        frame = {}
+        self._ctes.append(frame)
+        for cte in w.expressions:
+            frame[cte.alias_or_name] = cte
+        return True
+
+    def _find_cte(self, name: str):
+        for frame in reversed(self._ctes):
+            if name in frame:
+                return frame[name]
+        return None
+
+    def setop(self, ast, parent):
+        pushed = self._push_ctes(ast)
+        try:
+            kind = {exp.Union: "union", exp.Intersect: "intersect", exp.Except: "except"}[type(ast)]
+            left, lnames, lids = self.query(ast.this, parent)
+            right, _, _ = self.query(ast.expression, parent)
+            if len(left.columns) != len(right.columns):
+                raise CatalogError(f"{kind.upper()} inputs have {len(left.columns)} and {len(right.columns)} columns")
+            distinct = ast.args.get("distinct")
+            ids = tuple(self.new_id(n) for n in lnames)
+            node = SetOp(kind, not distinct, left, right, ids)
+            return self._order_limit(ast, node, lnames, list(ids), {})
+        finally:
+            if pushed:
+                self._ctes.pop()
+
+    def _order_limit(self, ast, node, names, ids, _unused):
+        order = ast.args.get("order")
+        if order:
+            by_name = dict(zip(names, ids))
+            keys = []
+            for o in order.expressions:
+                e = o.this
+                if isinstance(e, exp.Column) and not e.table and e.name in by_name:
+                    keys.append(o.copy().set("this", col(by_name[e.name])) or o)
+                elif isinstance(e, exp.Literal) and not e.is_string:
+                    k = o.copy()
+                    k.set("this", col(ids[int(e.this) - 1]))
+                    keys.append(k)
+                else:
+                    raise NotSupportedError("ORDER BY expression on a set operation")
+            keys = [self._ordered(k) for k in keys]
+            node = Sort(node, tuple(keys))
+        node = self._limit(ast, node)
+        return node, names, ids
+
+    def _limit(self, ast, node):
+        lim = ast.args.get("limit")
+        off = ast.args.get("offset")
+        if lim is None and off is None:
+            return node
+        def const(x):
+            if x is None:
+                return None
+            e = x.expression if isinstance(x, (exp.Limit, exp.Offset)) else x
+            if isinstance(e, exp.Literal) and not e.is_string:
+                return int(e.this)
+            if isinstance(e, exp.Null):
+                return None
+            raise NotSupportedError("LIMIT/OFFSET that is not a constant integer")
+        return Limit(node, const(lim), const(off) or 0)
+
+    @staticmethod
+    def _ordered(o: exp.Ordered) -> exp.Ordered:
+        # DuckDB's default: NULLS LAST for both ASC and DESC; make it explicit so every rank and every
+        # phase of a distributed sort agrees.
+        o = o.copy()
+        if o.args.get("nulls_first") is None:
+            o.set("nulls_first", False)
+        return o
+
+    # ------------------------------------------------------------------ FROM
+    def source(self, src: exp.Expression, scope: Scope):
+        """Returns (node, alias, {name: id}, output names in order)."""
+        alias = src.alias_or_name
+        if isinstance(src, exp.Table):
+            if src.args.get("db") or src.args.get("catalog"):
+                raise CatalogError(f"unknown table: {src.sql('duckdb')}")
+            if isinstance(src.this, exp.Anonymous) or not isinstance(src.this, exp.Identifier):
+                raise NotSupportedError(f"table function {src.this.sql('duckdb')}")
+            name = src.name
+            cte = self._find_cte(name)
+            if cte is not None:
+                node, names, ids = self._cte_query(cte, scope)
+                return self._rename(src, node, names, ids, alias)
+            if name.lower() in self.catalog.views:
+                node, names, ids = self.view_query(name.lower(), scope)
+                return self._rename(src, node, names, ids, alias)
+            table = self.catalog.table(name)
+            fields = tuple((self.new_id(f.name), f.name) for f in table.schema)
+            node = Scan(table.name, fields)
+            names = [f.name for f in table.schema]
+            return self._rename(src, node, names, [i for i, _ in fields], alias)
+        if isinstance(src, exp.Subquery):
+            node, names, ids = self.query(src.this, scope.parent if False else None)
+            node, names, ids = self._order_limit(src, node, names, ids, {}) if (src.args.get("order") or src.args.get("limit")) else (node, names, ids)
+            return self._rename(src, node, names, ids, alias)
+        if isinstance(src, exp.Values):
+            node, names, ids = self.values(src, alias)
+            return self._rename(src, node, names, ids, alias)
+        if isinstance(src, (exp.Unnest, exp.Lateral)):
+            raise NotSupportedError(f"{src.key.upper()} in FROM")
+        raise NotSupportedError(f"FROM item {src.sql('duckdb')[:60]}")
+
+    def _cte_query(self, cte, scope):
+        # A CTE is planned where it is used; the frames above it stay visible, later ones do not.
+        idx = next(i for i in range(len(self._ctes) - 1, -1, -1) if cte in self._ctes[i].values())
+        saved = self._ctes
+        own = dict(self._ctes[idx])
+        # Only CTEs defined before this one in its WITH clause are visible to it.
+        visible = {}
+        for k, v in own.items():
+            if v is cte:
+                break
+            visible[k] = v
+        self._ctes = saved[:idx] + [visible]
+        try:
+            node, names, ids = self.query(cte.this, None)
+        finally:
+            self._ctes = saved
+        cols = cte.args.get("alias") and cte.args["alias"].columns
+        if cols:
+            names = [c.name for c in cols] + names[len(cols):]
+        return node, names, ids
+
+    def view_query(self, name, scope):
+        import sqlglot
+        from planner.qualify import qualify_statement
+        ast = qualify_statement(sqlglot.parse_one(self.catalog.views[name], read="duckdb"), self.catalog)
+        saved = self._ctes
+        self._ctes = []
+        try:
+            return self.query(ast, None)
+        finally:
+            self._ctes = saved
+
+    def _rename(self, src, node, names, ids, alias):
+        a = src.args.get("alias")
+        if a is not None and getattr(a, "columns", None):
+            new = [c.name for c in a.columns]
+            if len(new) > len(names):
+                raise CatalogError(f"{alias} has {len(names)} columns but {len(new)} column aliases were given")
+            names = new + list(names[len(new):])
+        mapping = {}
+        for n, i in zip(names, ids):
+            mapping.setdefault(n, i)
+        return node, alias, mapping, list(names), list(ids)
+
+    def values(self, v: exp.Values, alias):
+        rows = []
+        for t in v.expressions:
+            items = t.expressions if isinstance(t, exp.Tuple) else [t]
+            for i in items:
+                if any(isinstance(n, exp.Column) for n in i.walk()) or _has_subquery(i):
+                    raise NotSupportedError("VALUES with column references or subqueries")
+            rows.append(tuple(i.copy() for i in items))
+        n = len(rows[0]) if rows else 0
+        a = v.args.get("alias")
+        names = [c.name for c in a.columns] if a is not None and a.columns else [f"col{i}" for i in range(n)]
+        ids = tuple(self.new_id(x) for x in names)
+        return Values(ids, tuple(rows)), names, list(ids)
+
+    # ------------------------------------------------------------------ expressions
+    def translate(self, e: exp.Expression, scope: Scope, *, allow_outer: bool = False, outer_seen=None,
+                  replace: dict | None = None) -> exp.Expression:
+        """Copy of e with columns replaced by column ids; replace maps sql text → expression first."""
+        def rec(n: exp.Expression) -> exp.Expression:
+            if replace:
+                key = n.sql("duckdb")
+                if key in replace and not isinstance(n, exp.Literal):
+                    return replace[key].copy()
+            if isinstance(n, exp.Column):
+                if isinstance(n.this, exp.Star):
+                    raise NotSupportedError("* here")
+                cid, depth = scope.resolve(n.table, n.name)
+                if depth > 0:
+                    if not allow_outer or depth > 1:
+                        raise NotSupportedError(f"correlated reference to {n.sql('duckdb')} here")
+                    if outer_seen is not None:
+                        outer_seen.add(cid)
+                return col(cid)
+            if isinstance(n, (exp.Subquery, exp.Exists)) or isinstance(n, exp.Select):
+                raise NotSupportedError(f"subquery in this position: {n.sql('duckdb')[:80]}")
+            if isinstance(n, (exp.Placeholder, exp.Parameter)):
+                raise NotSupportedError("a parameter that was not bound")
+            if isinstance(n, exp.Anonymous) and n.name.lower() in FORBIDDEN_FUNCTIONS:
+                raise NotSupportedError(f"function {n.name}")
+            if type(n).__name__.lower() in FORBIDDEN_FUNCTIONS:
+                raise NotSupportedError(f"function {n.sql('duckdb')[:40]}")
+            new = n.copy() if not list(n.iter_expressions()) else None
+            if new is not None:
+                return new
+            out = n.__class__(**{k: v for k, v in n.args.items()})
+            for k, v in n.args.items():
+                if isinstance(v, exp.Expression):
+                    out.set(k, rec(v))
+                elif isinstance(v, list):
+                    out.set(k, [rec(x) if isinstance(x, exp.Expression) else x for x in v])
+            return out
+        return rec(e)
+
+    # ------------------------------------------------------------------ SELECT
+    def select(self, sel: exp.Select, parent: Scope | None, corr: Correlation | None = None):
+        """Plans a SELECT. With corr (a list), WHERE conjuncts that reference the parent scope are
+        taken out and appended to corr instead (for the caller to use as a join condition)."""
+        pushed = self._push_ctes(sel)
+        try:
+            return self._select(sel, parent, corr)
+        finally:
+            if pushed:
+                self._ctes.pop()
+
+    def _select(self, sel: exp.Select, parent: Scope | None, corr):
+        for unsupported in ("qualify", "windows", "prewhere", "connect", "sample", "pivots"):
+            if sel.args.get(unsupported):
+                raise NotSupportedError(unsupported.upper())
+        if sel.args.get("into"):
+            raise NotSupportedError("SELECT INTO")
+        scope = Scope(parent)
+        frm = sel.args.get("from_") or sel.args.get("from")
+        # items of the current inner-join set: (node, ids)
+        items: list[Node] = []
+        set_conjuncts: list[exp.Expression] = []
+        if frm is None:
+            node = Values((self.new_id("dummy"),), ((exp.Literal.number(1),),))
+            items.append(node)
+        else:
+            node, alias, mapping, _, _ = self.source(frm.this, scope)
+            scope.add(alias, mapping)
+            items.append(node)
+        for j in sel.args.get("joins") or []:
+            side = (j.args.get("side") or "").upper()
+            kind = (j.args.get("kind") or "").upper()
+            if j.args.get("method") or kind in ("ASOF", "POSITIONAL") or isinstance(j.this, exp.Lateral):
+                raise NotSupportedError(f"{kind or j.args.get('method')} JOIN")
+            node, alias, mapping, names, ids = self.source(j.this, scope)
+            using = j.args.get("using")
+            if side in ("LEFT", "RIGHT", "FULL") or kind in ("SEMI", "ANTI"):
+                left = self.join_set(items, set_conjuncts, scope)
+                left_ids = set(left.columns)
+                scope.add(alias, mapping)
+                on = [self.translate(c, scope) for c in conjuncts(j.args.get("on"))]
+                if using:
+                    on += self._using(using, scope, alias, mapping)
+                jkind = side.lower() if side else kind.lower()
+                joined = self.make_join(left, node, jkind, on, left_ids)
+                items, set_conjuncts = [joined], []
+            else:
+                scope.add(alias, mapping)
+                items.append(node)
+                on = j.args.get("on")
+                set_conjuncts += [self.translate(c, scope) for c in conjuncts(on)]
+                if using:
+                    set_conjuncts += self._using(using, scope, alias, mapping)
+        # WHERE
+        plain, subq_preds = [], []
+        for c in conjuncts(sel.args.get("where")):
+            if corr is not None and self._references_outer(c, scope):
+                if _has_subquery(c):
+                    raise NotSupportedError("a correlated predicate that contains a subquery")
+                corr.conjuncts.append(self.translate(c, scope, allow_outer=True))
+            elif _has_subquery(c):
+                subq_preds.append(c)
+            else:
+                set_conjuncts.append(self.translate(c, scope))
+        # Subquery predicates that touch one FROM item only are applied to that item before joining.
+        late = []
+        for c in subq_preds:
+            refs = self._local_refs(c, scope)
+            owners = [i for i, it in enumerate(items) if refs and refs <= set(it.columns)]
+            if owners and len(items) > 1:
+                i = owners[0]
+                items[i] = self.subquery_predicate(items[i], c, scope)
+            else:
+                late.append(c)
+        rel = self.join_set(items, set_conjuncts, scope)
+        for c in late:
+            rel = self.subquery_predicate(rel, c, scope)
+        return self._project(sel, rel, scope, corr)
+
+    def _using(self, using, scope, alias, mapping):
+        out = []
+        for ident in using:
+            name = ident.name
+            right = mapping.get(name)
+            left = None
+            for a, m in scope.sources.items():
+                if a != alias and name in m:
+                    left = m[name]
+            if left is None or right is None:
+                raise CatalogError(f"unknown column in USING: {name}")
+            out.append(exp.EQ(this=col(left), expression=col(right)))
+        return out
+
+    def _references_outer(self, e: exp.Expression, scope: Scope) -> bool:
+        for c in e.find_all(exp.Column):
+            # Only columns at this nesting level count; deeper subqueries are checked when built.
+            owner = c.find_ancestor(exp.Select)
+            if owner is not None and owner is not e and owner in e.walk():
+                continue
+            try:
+                _, depth = scope.resolve(c.table, c.name)
+            except CatalogError:
+                continue
+            if depth > 0:
+                return True
+        return False
+
+    def _local_refs(self, e: exp.Expression, scope: Scope) -> set[str]:
+        refs = set()
+        for c in e.find_all(exp.Column):
+            try:
+                cid, depth = scope.resolve(c.table, c.name)
+            except CatalogError:
+                continue
+            if depth == 0:
+                refs.add(cid)
+        return refs
+
+    # ------------------------------------------------------------------ joins
+    def make_join(self, left: Node, right: Node, kind: str, on: list[exp.Expression], left_ids: set[str]) -> Node:
+        right_ids = set(right.columns)
+        lk, rk, residual = [], [], []
+        for c in on:
+            refs = column_ids(c)
+            pair = self._equi_pair(c, left_ids, right_ids)
+            if pair:
+                lk.append(pair[0])
+                rk.append(pair[1])
+            elif refs and refs <= right_ids and kind in ("left", "semi", "anti", "inner"):
+                right = Filter(right, c)
+            elif refs and refs <= left_ids and kind in ("right", "inner"):
+                left = Filter(left, c)
+            else:
+                residual.append(c)
+        if kind == "inner" and not lk and not residual:
+            kind = "cross"
+        return Join(left, right, kind, tuple(lk), tuple(rk), and_all(residual))
+
+    @staticmethod
+    def _equi_pair(c, left_ids, right_ids):
+        if not isinstance(c, exp.EQ):
+            return None
+        a, b = c.this, c.expression
+        ra, rb = column_ids(a), column_ids(b)
+        if not ra or not rb:
+            return None
+        if ra <= left_ids and rb <= right_ids:
+            return a, b
+        if rb <= left_ids and ra <= right_ids:
+            return b, a
+        return None
+
+    def join_set(self, items: list[Node], preds: list[exp.Expression], scope: Scope) -> Node:
+        """Greedy operator ordering: join the connected pair with the smallest estimated result."""
+        items = list(items)
+        remaining = []
+        for p in preds:
+            refs = column_ids(p)
+            owners = [i for i, it in enumerate(items) if refs <= set(it.columns)]
+            if refs and owners:
+                items[owners[0]] = Filter(items[owners[0]], p)
+            else:
+                remaining.append(p)
+        while len(items) > 1:
+            best = None
+            for i, j in itertools.combinations(range(len(items)), 2):
+                li, ri = set(items[i].columns), set(items[j].columns)
+                usable = [p for p in remaining if column_ids(p) <= li | ri and column_ids(p) & li and column_ids(p) & ri]
+                if not any(self._equi_pair(p, li, ri) for p in usable):
+                    continue
+                rows = self.est.join_rows(items[i], items[j], [self._equi_pair(p, li, ri) for p in usable if self._equi_pair(p, li, ri)])
+                if best is None or rows < best[0]:
+                    best = (rows, i, j, usable)
+            if best is None:  # no equi edge: cross join the two smallest
+                order = sorted(range(len(items)), key=lambda k: self.est.rows(items[k]))
+                i, j = sorted(order[:2])
+                li, ri = set(items[i].columns), set(items[j].columns)
+                usable = [p for p in remaining if column_ids(p) <= li | ri]
+                best = (0, i, j, usable)
+            _, i, j, usable = best
+            a, b = items[i], items[j]
+            if self.est.rows(a) < self.est.rows(b):
+                a, b = b, a  # the bigger input probes, the smaller one builds
+            joined = self.make_join(a, b, "inner", usable, set(a.columns))
+            remaining = [p for p in remaining if not any(p is u for u in usable)]
+            items = [it for k, it in enumerate(items) if k not in (i, j)] + [joined]
+        rel = items[0]
+        if remaining:
+            rel = Filter(rel, and_all(remaining))
+        return rel
+
+    # ------------------------------------------------------------------ subqueries
+    def _subquery_select(self, q: exp.Expression) -> exp.Expression:
+        while isinstance(q, exp.Subquery):
+            q = q.this
+        return q
+
+    def subquery_predicate(self, rel: Node, c: exp.Expression, scope: Scope) -> Node:
+        negated = False
+        inner = c
+        while isinstance(inner, exp.Paren):
+            inner = inner.this
+        if isinstance(inner, exp.Not):
+            negated, inner = True, inner.this
+            while isinstance(inner, exp.Paren):
+                inner = inner.this
+        if isinstance(inner, exp.Exists):
+            return self._exists(rel, self._subquery_select(inner.this), scope, negated)
+        if isinstance(inner, exp.In) and inner.args.get("query") is not None:
+            return self._in(rel, inner, scope, negated)
+        # anything else: scalar subqueries inside an expression
+        rel, e = self.attach_scalars(rel, c, scope)
+        return Filter(rel, self.translate(e, scope))
+
+    def _exists(self, rel, q, scope, negated):
+        corr = Correlation()
+        if not isinstance(q, exp.Select):
+            node, _, _ = self.query(q, scope)
+        else:
+            node, _, _ = self.select(q, scope, corr)
+        if not corr:
+            # Uncorrelated: one row of the subquery decides for every outer row.
+            node = Limit(node, 1, 0)
+        elif isinstance(q, exp.Select) and (_aggregates_in_select(q) or q.args.get("limit")):
+            raise NotSupportedError("a correlated EXISTS subquery with aggregates or LIMIT")
+        return self.make_join(rel, node, "anti" if negated else "semi", corr.conjuncts, set(rel.columns))
+
+    def _in(self, rel, e: exp.In, scope, negated):
+        q = self._subquery_select(e.args["query"])
+        corr = Correlation()
+        if isinstance(q, exp.Select):
+            node, _, ids = self.select(q, scope, corr)
+        else:
+            node, _, ids = self.query(q, scope)
+        lhs = e.this
+        lhs_items = lhs.expressions if isinstance(lhs, exp.Tuple) else [lhs]
+        if len(lhs_items) != len(ids):
+            raise CatalogError(f"IN subquery returns {len(ids)} columns, expected {len(lhs_items)}")
+        if any(_has_subquery(x) for x in lhs_items):
+            raise NotSupportedError("a subquery on the left of IN")
+        rel, _ = self.attach_scalars(rel, lhs, scope)
+        keys = [self.translate(x, scope) for x in lhs_items]
+        eqs = [exp.EQ(this=k, expression=col(i)) for k, i in zip(keys, ids)]
+        if corr and isinstance(q, exp.Select) and (_aggregates_in_select(q) or q.args.get("limit")):
+            raise NotSupportedError("a correlated IN subquery with aggregates or LIMIT")
+        if not negated:
+            return self.make_join(rel, node, "semi", eqs + corr.conjuncts, set(rel.columns))
+        if corr or len(keys) != 1:
+            raise NotSupportedError("NOT IN with a correlated or multi-column subquery (use NOT EXISTS)")
+        # x NOT IN S is TRUE only if S is empty, or x is not NULL, S has no NULL and no S value equals x.
+        n_id, nn_id = self.new_id("in_rows"), self.new_id("in_nonnull")
+        stats = Aggregate(node, (), ((n_id, exp.Count(this=exp.Star())), (nn_id, exp.Count(this=col(ids[0])))))
+        rel = Join(rel, stats, "cross")
+        rel = self.make_join(rel, node, "anti", eqs, set(rel.columns))
+        keep = exp.Or(
+            this=exp.EQ(this=col(n_id), expression=exp.Literal.number(0)),
+            expression=exp.And(this=exp.EQ(this=col(nn_id), expression=col(n_id)),
+                               expression=exp.Not(this=exp.Is(this=keys[0].copy(), expression=exp.Null()))))
+        return Filter(rel, keep)
+
+    def attach_scalars(self, rel: Node, e: exp.Expression, scope: Scope, after_agg: dict | None = None):
+        """Joins every scalar subquery in e onto rel; returns (rel, e with the subqueries replaced by
+        placeholder columns that translate() resolves through the scope's '__scalar' source)."""
+        subs = [s for s in _outside_subqueries(e, (exp.Subquery,)) if not isinstance(s.parent, exp.In)]
+        subs = [s for s in subs if isinstance(s.parent, exp.Expression)]
+        if not subs:
+            return rel, e
+        e = e.copy()
+        subs = [s for s in _outside_subqueries(e, (exp.Subquery,)) if not isinstance(s.parent, exp.In)]
+        placeholders = scope.sources.setdefault("__scalar", {})
+        for s in subs:
+            q = self._subquery_select(s)
+            corr = Correlation(scalar=True)
+            if isinstance(q, exp.Select):
+                node, _, ids = self.select(q, scope, corr)
+            else:
+                node, _, ids = self.query(q, scope)
+            if not corr:
+                if len(ids) != 1:
+                    raise CatalogError(f"scalar subquery returns {len(ids)} columns")
+                value = ids[0]
+                if not _single_row(node):
+                    node = SingleRow(node)
+                rel = Join(rel, node, "left")
+            else:
+                rel, value = self._correlated_scalar(rel, node, ids, corr, q)
+            name = f"__scalar_{value}"
+            placeholders[name] = value
+            s.replace(exp.Column(this=exp.Identifier(this=name, quoted=True), table=exp.Identifier(this="__scalar", quoted=True)))
+        return rel, e
+
+    def _correlated_scalar(self, rel, node, ids, corr: Correlation, q):
+        # node outputs: the value, then the inner correlation key columns (see _project).
+        if len(ids) != 1 + len(corr.inner_keys):
+            raise CatalogError("scalar subquery returns more than one column")
+        value, inner_keys, outer_keys = ids[0], corr.inner_keys, corr.outer_keys
+        marker = self.new_id("matched")
+        proj = Project(node, tuple([(i, col(i)) for i in ids] + [(marker, exp.true())]))
+        rel = Join(rel, proj, "left", tuple(col(k) for k in outer_keys), tuple(col(k) for k in inner_keys))
+        empty = self._empty_value(q)
+        if empty is None:
+            return rel, value
+        fixed = self.new_id("scalar")
+        rel = Project(rel, tuple((c, col(c)) for c in rel.columns) + ((fixed, exp.Case(
+            ifs=[exp.If(this=exp.Is(this=col(marker), expression=exp.Null()), true=empty)], default=col(value))),))
+        return rel, fixed
+
+    def _empty_value(self, q: exp.Select):
+        """The value of the subquery's select item over no rows, if it is not NULL (COUNT → 0)."""
+        item = q.expressions[0]
+        item = item.this if isinstance(item, exp.Alias) else item
+        if not any(isinstance(a, exp.Count) for a in _aggregates(item)):
+            return None
+        def repl(n):
+            if isinstance(n, exp.Count):
+                return exp.Literal.number(0)
+            if isinstance(n, exp.AggFunc):
+                return exp.Null()
+            return n
+        empty = item.copy().transform(repl)
+        if any(isinstance(n, exp.Column) for n in empty.walk()):
+            raise NotSupportedError("a correlated COUNT subquery mixing columns and aggregates")
+        return empty
+
+    # ------------------------------------------------------------------ GROUP BY … SELECT … ORDER BY
+    def _project(self, sel: exp.Select, rel: Node, scope: Scope, corr):
+        items = list(sel.expressions)
+        names = []
+        for it in items:
+            if isinstance(it, exp.Alias):
+                names.append(it.alias)
+            elif isinstance(it, exp.Column):
+                names.append(it.name)
+            else:
+                names.append(it.sql("duckdb"))
+        exprs = [it.this if isinstance(it, exp.Alias) else it for it in items]
+        order = sel.args.get("order")
+        order_exprs = [o.this for o in order.expressions] if order else []
+        alias_names = {n for it, n in zip(items, names) if isinstance(it, exp.Alias)}
+        having = sel.args.get("having")
+        having_e = having.this if having else None
+        group = sel.args.get("group")
+        if group and any(group.args.get(k) for k in ("rollup", "cube", "grouping_sets")):
+            raise NotSupportedError("ROLLUP, CUBE and GROUPING SETS")
+        group_exprs = list(group.expressions) if group else []
+        # Correlation keys of a decorrelated scalar subquery become extra group keys.
+        corr_groups = []
+        if corr is not None and corr.scalar and corr.conjuncts:
+            if group_exprs or sel.args.get("limit") or sel.args.get("distinct") or not any(_aggregates(x) for x in exprs):
+                raise NotSupportedError("a correlated scalar subquery that is not a plain aggregate")
+            outer_ids = self._outer_ids(scope)
+            for c in corr.conjuncts:
+                pair = None
+                if isinstance(c, exp.EQ):
+                    a, b = c.this, c.expression
+                    if isinstance(a, exp.Column) and a.name in outer_ids and column_ids(b) and not column_ids(b) & outer_ids:
+                        pair = (a, b)
+                    elif isinstance(b, exp.Column) and b.name in outer_ids and column_ids(a) and not column_ids(a) & outer_ids:
+                        pair = (b, a)
+                if pair is None:
+                    raise NotSupportedError("a correlated scalar subquery whose correlation is not `inner = outer column`")
+                corr.outer_keys.append(pair[0].name)
+                corr_groups.append(pair[1])
+            corr.conjuncts = []
+
+        def agg_list(es):
+            found = []
+            for e in es:
+                if e is not None:
+                    found += _aggregates(e)
+            return found
+
+        aggs = agg_list(exprs + [having_e] + [o for o in order_exprs
+                                                if not (isinstance(o, exp.Column) and not o.table and o.name in alias_names)])
+        has_windows = any(_outside_subqueries(e, (exp.Window,)) for e in exprs + order_exprs)
+        post: dict[str, exp.Expression] = {}
+        if group_exprs or aggs or corr_groups:
+            # scalar subqueries inside aggregate arguments or group keys are not supported
+            for a in aggs:
+                if _has_subquery(a):
+                    raise NotSupportedError("a subquery inside an aggregate")
+            groups = []
+            for g in group_exprs:
+                if _has_subquery(g):
+                    raise NotSupportedError("a subquery in GROUP BY")
+                gid = self.new_id(g.name if isinstance(g, exp.Column) else "group")
+                groups.append((gid, self.translate(g, scope)))
+                post[g.sql("duckdb")] = col(gid)
+            for gexpr in corr_groups:
+                gid = self.new_id("corr_key")
+                groups.append((gid, gexpr))
+                corr.inner_keys.append(gid)
+            agg_cols = []
+            seen = {}
+            for a in aggs:
+                key = a.sql("duckdb")
+                if key in seen:
+                    continue
+                if any(_aggregates(x) for x in a.iter_expressions()):
+                    raise CatalogError(f"aggregate function calls cannot be nested: {key}")
+                aid = self.new_id(a.key)
+                agg_cols.append((aid, self.translate(a, scope)))
+                seen[key] = aid
+                post[key] = col(aid)
+            rel = Aggregate(rel, tuple(groups), tuple(agg_cols))
+            corr_out = [gid for gid, _ in groups[len(group_exprs):]]
+            grouped = True
+        else:
+            corr_out = []
+            grouped = False
+
+        def tr(e, rel_):
+            rel_, e = self.attach_scalars(rel_, e, scope)
+            if grouped:
+                return rel_, self._translate_post(e, scope, post)
+            return rel_, self.translate(e, scope)
+
+        if having_e is not None:
+            if not grouped:
+                raise CatalogError("HAVING without GROUP BY or aggregates")
+            rel, h = tr(having_e, rel)
+            rel = Filter(rel, h)
+        # windows
+        if has_windows:
+            funcs = []
+            for e in exprs + order_exprs:
+                for w in _outside_subqueries(e, (exp.Window,)):
+                    key = w.sql("duckdb")
+                    if key in post:
+                        continue
+                    if w.args.get("over") and not isinstance(w.args.get("over"), str):
+                        pass
+                    wid = self.new_id("window")
+                    wt = self._translate_post(w, scope, post) if grouped else self.translate(w, scope)
+                    funcs.append((wid, wt))
+                    post[key] = col(wid)
+            rel = Window(rel, tuple(funcs))
+            if not grouped:
+                grouped_windows_only = True  # noqa: F841  (translate through post below)
+
+        def final(e, rel_):
+            if has_windows and not grouped:
+                rel_, e = self.attach_scalars(rel_, e, scope)
+                return rel_, self._translate_mixed(e, scope, post)
+            return tr(e, rel_)
+
+        out_exprs = []
+        for n, e in zip(names, exprs):
+            rel, t = final(e, rel)
+            out_exprs.append((self.new_id(n), t))
+        out_ids = [i for i, _ in out_exprs]
+        hidden = []
+        sort_keys = []
+        by_alias = {n: i for n, i in zip(names, out_ids)}
+        by_text = {}
+        for (i, t) in out_exprs:
+            by_text.setdefault(t.sql("duckdb"), i)
+        for o, e in zip(order.expressions if order else [], order_exprs):
+            if isinstance(e, exp.Column) and not e.table and e.name in by_alias:
+                target = by_alias[e.name]
+            elif isinstance(e, exp.Literal) and not e.is_string:
+                target = out_ids[int(e.this) - 1]
+            else:
+                rel, t = final(e, rel)
+                target = by_text.get(t.sql("duckdb"))
+                if target is None:
+                    if sel.args.get("distinct"):
+                        raise CatalogError("for SELECT DISTINCT, ORDER BY expressions must appear in the select list")
+                    target = self.new_id("order")
+                    hidden.append((target, t))
+            k = o.copy()
+            k.set("this", col(target))
+            sort_keys.append(self._ordered(k))
+        if corr is not None and not corr.scalar and corr.conjuncts:
+            # The join condition of a correlated EXISTS / IN reads inner columns: let them through.
+            outer_ids = self._outer_ids(scope)
+            inner_refs = set()
+            for c in corr.conjuncts:
+                inner_refs |= column_ids(c) - outer_ids
+            corr_out = corr_out + sorted(inner_refs - set(out_ids))
+        extra = [(i, col(i)) for i in corr_out]
+        node = Project(rel, tuple(out_exprs + extra + hidden))
+        d = sel.args.get("distinct")
+        if d is not None:
+            if d.args.get("on"):
+                raise NotSupportedError("DISTINCT ON")
+            node = Distinct(node)
+        if sort_keys:
+            node = Sort(node, tuple(sort_keys))
+        node = self._limit(sel, node)
+        if hidden:
+            node = Project(node, tuple((i, col(i)) for i in out_ids + corr_out))
+        return node, names, out_ids + corr_out
+
+    def _outer_ids(self, scope: Scope) -> set[str]:
+        out = set()
+        s = scope.parent
+        if s is not None:
+            for m in s.sources.values():
+                out |= set(m.values())
+        return out
+
+    def _translate_post(self, e: exp.Expression, scope: Scope, post: dict) -> exp.Expression:
+        """Translate an expression evaluated after GROUP BY: group expressions and aggregates map to
+        their columns; any other column is an error, as in DuckDB."""
+        def check(n):
+            return n
+        t = self.translate(e, scope, replace=post)
+        bad = [c.name for c in t.find_all(exp.Column) if c.name not in {v.name for v in post.values()}]
+        if bad:
+            # Columns that came from the scalar placeholder scope are fine.
+            scal = set(scope.sources.get("__scalar", {}).values())
+            bad = [b for b in bad if b not in scal]
+        if bad:
+            raise CatalogError(f"column {bad[0].rsplit('_', 1)[0]} must appear in the GROUP BY clause or be used in an aggregate function")
+        return t
+
+    def _translate_mixed(self, e, scope, post):
+        return self.translate(e, scope, replace=post)
+
+
+def _aggregates_in_select(q: exp.Select) -> bool:
+    return bool(q.args.get("group")) or any(_aggregates(x) for x in q.expressions)
+
+
+def _single_row(node: Node) -> bool:
+    while isinstance(node, (Project, Filter, Sort)):
+        if isinstance(node, Filter):
+            return False
+        node = node.input
+    return isinstance(node, Aggregate) and not node.groups or (isinstance(node, Limit) and node.limit is not None and node.limit <= 1)
+
+
+# Scalar functions that reach outside the catalog (files, environment, settings).
+FORBIDDEN_FUNCTIONS = {
+    "getenv", "read_text", "read_blob", "read_csv", "read_csv_auto", "read_parquet", "read_json",
+    "read_json_auto", "glob", "current_setting", "pragma", "system", "parquet_scan", "parquet_metadata",
+    "parquet_schema", "query", "query_table", "sniff_csv", "read_ndjson", "read_json_objects",
+}

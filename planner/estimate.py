@@ -1,0 +1,304 @@
+"""Cardinality and size estimates, flowing up the plan from the catalog's statistics.
+
+Each estimate says whether it is grounded in statistics (`known`) or a guess; the cost model never
+broadcasts a side whose size is not known.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Scan, SetOp,
+                             SingleRow, Sort, Values, Window)
+
+# Selectivities used when statistics cannot say more (named, not buried in code).
+SEL_DEFAULT = 0.5
+SEL_RANGE = 1 / 3
+SEL_LIKE = 0.1
+SEL_EQ_UNKNOWN = 0.05
+SEMI_FRACTION = 0.5
+DEFAULT_WIDTH = 8.0
+
+
+@dataclass(slots=True)
+class ColInfo:
+    ndv: float
+    lo: object = None
+    hi: object = None
+    width: float = DEFAULT_WIDTH
+    null_frac: float = 0.0
+
+
+@dataclass(slots=True)
+class Est:
+    rows: float
+    cols: dict = field(default_factory=dict)  # column id -> ColInfo
+    known: bool = True
+
+    @property
+    def width(self) -> float:
+        return sum(c.width for c in self.cols.values()) or DEFAULT_WIDTH
+
+    @property
+    def bytes(self) -> float:
+        return self.rows * self.width
+
+
+def _literal_value(e: exp.Expression):
+    if isinstance(e, exp.Literal):
+        if e.is_string:
+            return e.this
+        try:
+            return int(e.this)
+        except ValueError:
+            return float(e.this)
+    if isinstance(e, exp.Cast) and isinstance(e.this, exp.Literal) and e.this.is_string:
+        t = e.to.this
+        try:
+            if t == exp.DataType.Type.DATE:
+                return dt.date.fromisoformat(e.this.this)
+        except ValueError:
+            return None
+    if isinstance(e, exp.Neg):
+        v = _literal_value(e.this)
+        return -v if isinstance(v, (int, float)) else None
+    return None
+
+
+def _numeric(v):
+    if isinstance(v, dt.datetime):
+        return v.timestamp() / 86400
+    if isinstance(v, dt.date):
+        return v.toordinal()
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        from decimal import Decimal
+        if isinstance(v, Decimal):
+            return float(v)
+    except Exception:
+        pass
+    return None
+
+
+class Estimator:
+    def __init__(self, catalog):
+        self.catalog = catalog
+        self._memo: dict[int, tuple[Node, Est]] = {}
+
+    def rows(self, node: Node) -> float:
+        return self.estimate(node).rows
+
+    def estimate(self, node: Node) -> Est:
+        hit = self._memo.get(id(node))
+        if hit is not None and hit[0] is node:
+            return hit[1]
+        e = self._estimate(node)
+        self._memo[id(node)] = (node, e)
+        return e
+
+    # ---------------------------------------------------------------- nodes
+    def _estimate(self, node: Node) -> Est:
+        if isinstance(node, Scan):
+            t = self.catalog.table(node.table)
+            cols = {}
+            for cid, name in node.fields:
+                s = t.column(name)
+                if s is None:
+                    cols[cid] = ColInfo(max(1.0, t.row_count), width=DEFAULT_WIDTH)
+                    continue
+                ndv = s.distinct if s.distinct is not None else t.row_count
+                nf = (s.null_count / t.row_count) if (s.null_count is not None and t.row_count) else 0.0
+                cols[cid] = ColInfo(max(1.0, float(ndv)), s.min, s.max, s.avg_width, nf)
+            return Est(float(t.row_count), cols, True)
+        if isinstance(node, Values):
+            return Est(float(len(node.rows)), {c: ColInfo(max(1, len(node.rows))) for c in node.ids}, True)
+        if isinstance(node, Filter):
+            src = self.estimate(node.input)
+            sel = self.selectivity(node.predicate, src)
+            return self._scaled(src, src.rows * sel)
+        if isinstance(node, Project):
+            src = self.estimate(node.input)
+            cols = {}
+            for cid, e in node.exprs:
+                if isinstance(e, exp.Column) and e.name in src.cols:
+                    cols[cid] = src.cols[e.name]
+                else:
+                    refs = [src.cols[c.name].ndv for c in e.find_all(exp.Column) if c.name in src.cols]
+                    ndv = min(src.rows, math.prod(refs)) if refs else 1.0
+                    cols[cid] = ColInfo(max(1.0, ndv))
+            return Est(src.rows, cols, src.known)
+        if isinstance(node, Join):
+            l, r = self.estimate(node.left), self.estimate(node.right)
+            if node.kind in ("semi", "anti"):
+                rows = l.rows * (SEMI_FRACTION if node.left_keys or node.residual is not None else 1.0)
+                return self._scaled(l, rows, l.known and r.known)
+            pairs = list(zip(node.left_keys, node.right_keys))
+            rows = self._join_rows_est(l, r, pairs)
+            if node.residual is not None:
+                rows *= self.selectivity(node.residual, self._merged(l, r, rows))
+            if node.kind == "left":
+                rows = max(rows, l.rows)
+            elif node.kind == "right":
+                rows = max(rows, r.rows)
+            elif node.kind == "full":
+                rows = max(rows, l.rows + r.rows)
+            return self._merged(l, r, rows)
+        if isinstance(node, Aggregate):
+            src = self.estimate(node.input)
+            if not node.groups:
+                rows = 1.0
+            else:
+                ndvs = []
+                for _, g in node.groups:
+                    if isinstance(g, exp.Column) and g.name in src.cols:
+                        ndvs.append(src.cols[g.name].ndv)
+                    else:
+                        ndvs.append(max(1.0, math.sqrt(src.rows)))
+                rows = max(1.0, min(src.rows, math.prod(ndvs)))
+            cols = {}
+            for cid, g in node.groups:
+                info = src.cols.get(g.name) if isinstance(g, exp.Column) else None
+                cols[cid] = ColInfo(min(rows, info.ndv) if info else rows, info.lo if info else None,
+                                    info.hi if info else None, info.width if info else DEFAULT_WIDTH)
+            for cid, _ in node.aggs:
+                cols[cid] = ColInfo(rows, width=16.0)
+            return Est(rows, cols, src.known)
+        if isinstance(node, Distinct):
+            src = self.estimate(node.input)
+            rows = max(1.0, min(src.rows, math.prod(c.ndv for c in src.cols.values()) if src.cols else src.rows))
+            return self._scaled(src, rows)
+        if isinstance(node, Window):
+            src = self.estimate(node.input)
+            cols = dict(src.cols)
+            for cid, _ in node.funcs:
+                cols[cid] = ColInfo(src.rows)
+            return Est(src.rows, cols, src.known)
+        if isinstance(node, (Sort, SingleRow)):
+            return self.estimate(node.input)
+        if isinstance(node, Limit):
+            src = self.estimate(node.input)
+            rows = src.rows if node.limit is None else min(src.rows, float(node.limit))
+            return self._scaled(src, rows)
+        if isinstance(node, SetOp):
+            l, r = self.estimate(node.left), self.estimate(node.right)
+            rows = l.rows + r.rows if node.kind == "union" else (min(l.rows, r.rows) if node.kind == "intersect" else l.rows)
+            cols = {cid: ColInfo(rows, width=l.cols.get(lc, ColInfo(1)).width)
+                    for cid, lc in zip(node.ids, node.left.columns)}
+            return Est(rows, cols, l.known and r.known)
+        # Exchanges and other physical wrappers keep their input's size.
+        if node.children:
+            return self.estimate(node.children[0])
+        return Est(1000.0, {}, False)
+
+    def _scaled(self, src: Est, rows: float, known: bool | None = None) -> Est:
+        rows = max(rows, 1.0) if src.rows >= 1 else rows
+        cols = {k: ColInfo(min(v.ndv, max(rows, 1.0)), v.lo, v.hi, v.width, v.null_frac) for k, v in src.cols.items()}
+        return Est(rows, cols, src.known if known is None else known)
+
+    def _merged(self, l: Est, r: Est, rows: float) -> Est:
+        cols = {}
+        for side in (l, r):
+            for k, v in side.cols.items():
+                cols[k] = ColInfo(min(v.ndv, max(rows, 1.0)), v.lo, v.hi, v.width, v.null_frac)
+        return Est(max(rows, 1.0), cols, l.known and r.known)
+
+    def _key_ndv(self, est: Est, keys) -> float:
+        ndvs = []
+        for k in keys:
+            if isinstance(k, exp.Column) and k.name in est.cols:
+                ndvs.append(est.cols[k.name].ndv)
+            else:
+                ndvs.append(est.rows)
+        return max(1.0, min(est.rows, math.prod(ndvs)))
+
+    def _join_rows_est(self, l: Est, r: Est, pairs) -> float:
+        if not pairs:
+            return l.rows * r.rows
+        ndv = max(self._key_ndv(l, [a for a, _ in pairs]), self._key_ndv(r, [b for _, b in pairs]))
+        return l.rows * r.rows / ndv
+
+    def join_rows(self, a: Node, b: Node, pairs) -> float:
+        return self._join_rows_est(self.estimate(a), self.estimate(b), pairs)
+
+    # ---------------------------------------------------------------- predicates
+    def selectivity(self, p: exp.Expression, src: Est) -> float:
+        s = self._sel(p, src)
+        return min(1.0, max(s, 1e-6))
+
+    def _col(self, e, src):
+        if isinstance(e, exp.Column) and e.name in src.cols:
+            return src.cols[e.name]
+        return None
+
+    def _sel(self, p, src: Est) -> float:
+        if isinstance(p, exp.Paren):
+            return self._sel(p.this, src)
+        if isinstance(p, exp.And):
+            return self._sel(p.left, src) * self._sel(p.right, src)
+        if isinstance(p, exp.Or):
+            a, b = self._sel(p.left, src), self._sel(p.right, src)
+            return a + b - a * b
+        if isinstance(p, exp.Not):
+            return 1 - self._sel(p.this, src)
+        if isinstance(p, exp.Boolean):
+            return 1.0 if p.this else 0.0
+        if isinstance(p, exp.EQ):
+            a, b = self._col(p.this, src), self._col(p.expression, src)
+            if a and b:
+                return 1 / max(a.ndv, b.ndv)
+            c = a or b
+            return 1 / c.ndv if c else SEL_EQ_UNKNOWN
+        if isinstance(p, exp.NEQ):
+            c = self._col(p.this, src) or self._col(p.expression, src)
+            return 1 - (1 / c.ndv if c else SEL_EQ_UNKNOWN)
+        if isinstance(p, (exp.LT, exp.LTE, exp.GT, exp.GTE)):
+            return self._range(p, src)
+        if isinstance(p, exp.Between):
+            c = self._col(p.this, src)
+            lo, hi = _literal_value(p.args["low"]), _literal_value(p.args["high"])
+            if c is not None and lo is not None and hi is not None:
+                f = self._fraction(c, lo, hi)
+                if f is not None:
+                    return f
+            return SEL_RANGE / 2
+        if isinstance(p, exp.In):
+            c = self._col(p.this, src)
+            k = len(p.expressions)
+            if c is not None and k:
+                return min(1.0, k / c.ndv)
+            return min(1.0, SEL_EQ_UNKNOWN * max(k, 1))
+        if isinstance(p, (exp.Like, exp.ILike)):
+            return SEL_LIKE
+        if isinstance(p, exp.Is):
+            c = self._col(p.this, src)
+            return c.null_frac if c is not None else 0.1
+        return SEL_DEFAULT
+
+    def _fraction(self, c: ColInfo, lo, hi) -> float | None:
+        cmin, cmax = _numeric(c.lo), _numeric(c.hi)
+        a, b = _numeric(lo), _numeric(hi)
+        if None in (cmin, cmax, a, b) or cmax <= cmin:
+            return None
+        a, b = max(a, cmin), min(b, cmax)
+        return max(0.0, (b - a) / (cmax - cmin))
+
+    def _range(self, p, src) -> float:
+        left_col, right_col = self._col(p.this, src), self._col(p.expression, src)
+        if left_col is not None and right_col is None:
+            c, v, op = left_col, _literal_value(p.expression), type(p)
+        elif right_col is not None and left_col is None:
+            flip = {exp.LT: exp.GT, exp.LTE: exp.GTE, exp.GT: exp.LT, exp.GTE: exp.LTE}
+            c, v, op = right_col, _literal_value(p.this), flip[type(p)]
+        else:
+            return SEL_RANGE
+        if v is None:
+            return SEL_RANGE
+        if op in (exp.LT, exp.LTE):
+            f = self._fraction(c, c.lo, v)
+        else:
+            f = self._fraction(c, v, c.hi)
+        return SEL_RANGE if f is None else f

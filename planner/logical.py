@@ -1,0 +1,292 @@
+"""Logical plan nodes: small immutable values.
+
+Every column a node produces has a plan-wide unique id (a string such as ``l_orderkey_7``), so
+expressions are sqlglot trees whose columns are bare quoted ids: a fragment can be rendered from any
+subtree without name clashes, and rewrites never need to re-qualify anything.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from engine.errors import PlanError
+
+JOIN_KINDS = ("inner", "left", "right", "full", "semi", "anti", "cross")
+SETOP_KINDS = ("union", "intersect", "except")
+
+
+def col(cid: str) -> exp.Column:
+    return exp.Column(this=exp.Identifier(this=cid, quoted=True))
+
+
+def column_ids(e: exp.Expression) -> set[str]:
+    return {c.name for c in e.find_all(exp.Column)}
+
+
+class Node:
+    """Base for plan nodes. Subclasses define `children` and `columns` (output column ids)."""
+
+    __slots__ = ()
+    children: tuple
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def with_children(self, *children):
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Scan(Node):
+    table: str
+    # (column id, column name in the table)
+    fields: tuple[tuple[str, str], ...]
+
+    @property
+    def children(self):
+        return ()
+
+    @property
+    def columns(self):
+        return tuple(cid for cid, _ in self.fields)
+
+    def with_children(self):
+        return self
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Values(Node):
+    ids: tuple[str, ...]
+    rows: tuple[tuple[exp.Expression, ...], ...]
+
+    def __post_init__(self):
+        if any(len(r) != len(self.ids) for r in self.rows):
+            raise PlanError("VALUES rows must all have the same number of columns")
+
+    @property
+    def children(self):
+        return ()
+
+    @property
+    def columns(self):
+        return self.ids
+
+    def with_children(self):
+        return self
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Filter(Node):
+    input: Node
+    predicate: exp.Expression
+
+    def __post_init__(self):
+        if isinstance(self.predicate, (exp.Literal,)) and not self.predicate.is_string:
+            raise PlanError("a filter predicate must be boolean")
+
+    @property
+    def children(self):
+        return (self.input,)
+
+    @property
+    def columns(self):
+        return self.input.columns
+
+    def with_children(self, input):
+        return Filter(input, self.predicate)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Project(Node):
+    input: Node
+    exprs: tuple[tuple[str, exp.Expression], ...]
+
+    @property
+    def children(self):
+        return (self.input,)
+
+    @property
+    def columns(self):
+        return tuple(cid for cid, _ in self.exprs)
+
+    def with_children(self, input):
+        return Project(input, self.exprs)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Join(Node):
+    left: Node
+    right: Node
+    kind: str
+    left_keys: tuple[exp.Expression, ...] = ()
+    right_keys: tuple[exp.Expression, ...] = ()
+    residual: exp.Expression | None = None
+
+    def __post_init__(self):
+        if self.kind not in JOIN_KINDS:
+            raise PlanError(f"unknown join kind {self.kind}")
+        if len(self.left_keys) != len(self.right_keys):
+            raise PlanError("join keys must pair up")
+
+    @property
+    def children(self):
+        return (self.left, self.right)
+
+    @property
+    def columns(self):
+        if self.kind in ("semi", "anti"):
+            return self.left.columns
+        return self.left.columns + self.right.columns
+
+    def with_children(self, left, right):
+        return Join(left, right, self.kind, self.left_keys, self.right_keys, self.residual)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Aggregate(Node):
+    input: Node
+    groups: tuple[tuple[str, exp.Expression], ...]
+    aggs: tuple[tuple[str, exp.Expression], ...]
+
+    @property
+    def children(self):
+        return (self.input,)
+
+    @property
+    def columns(self):
+        return tuple(c for c, _ in self.groups) + tuple(c for c, _ in self.aggs)
+
+    def with_children(self, input):
+        return Aggregate(input, self.groups, self.aggs)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Distinct(Node):
+    input: Node
+
+    @property
+    def children(self):
+        return (self.input,)
+
+    @property
+    def columns(self):
+        return self.input.columns
+
+    def with_children(self, input):
+        return Distinct(input)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Window(Node):
+    input: Node
+    funcs: tuple[tuple[str, exp.Expression], ...]  # each an exp.Window
+
+    @property
+    def children(self):
+        return (self.input,)
+
+    @property
+    def columns(self):
+        return self.input.columns + tuple(c for c, _ in self.funcs)
+
+    def with_children(self, input):
+        return Window(input, self.funcs)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Sort(Node):
+    input: Node
+    keys: tuple[exp.Ordered, ...]
+
+    @property
+    def children(self):
+        return (self.input,)
+
+    @property
+    def columns(self):
+        return self.input.columns
+
+    def with_children(self, input):
+        return Sort(input, self.keys)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Limit(Node):
+    input: Node
+    limit: int | None
+    offset: int = 0
+
+    def __post_init__(self):
+        if (self.limit is not None and self.limit < 0) or self.offset < 0:
+            raise PlanError("LIMIT and OFFSET must not be negative")
+
+    @property
+    def children(self):
+        return (self.input,)
+
+    @property
+    def columns(self):
+        return self.input.columns
+
+    def with_children(self, input):
+        return Limit(input, self.limit, self.offset)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SetOp(Node):
+    kind: str
+    all: bool
+    left: Node
+    right: Node
+    ids: tuple[str, ...]
+
+    def __post_init__(self):
+        if self.kind not in SETOP_KINDS:
+            raise PlanError(f"unknown set operation {self.kind}")
+        if not (len(self.left.columns) == len(self.right.columns) == len(self.ids)):
+            raise PlanError(f"{self.kind.upper()} inputs have different numbers of columns")
+
+    @property
+    def children(self):
+        return (self.left, self.right)
+
+    @property
+    def columns(self):
+        return self.ids
+
+    def with_children(self, left, right):
+        return SetOp(self.kind, self.all, left, right, self.ids)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class SingleRow(Node):
+    """Checks that a scalar subquery returned at most one row (DuckDB raises otherwise)."""
+
+    input: Node
+
+    @property
+    def children(self):
+        return (self.input,)
+
+    @property
+    def columns(self):
+        return self.input.columns
+
+    def with_children(self, input):
+        return SingleRow(input)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Query:
+    """A planned SELECT: the root node and the user-visible output names."""
+
+    root: Node
+    names: tuple[str, ...]
+
+
+def walk(node: Node):
+    yield node
+    for c in node.children:
+        yield from walk(c)

@@ -1,0 +1,169 @@
+"""What every pattern module shares: data distributions, the exchange node, and alternatives.
+
+A pattern module exposes NAME and `alternatives(node, kids, ctx) -> list[Alternative]`: for the
+logical node (with its children already planned), each way the pattern can run it, priced by
+`cost` (seconds per rank, this operator only) and built lazily by `lower()` into physical nodes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from sqlglot import exp
+
+from planner.cost import CostParams
+from planner.estimate import Estimator
+from planner.logical import Node, Project, col
+
+EMBARRASSINGLY_PARALLEL = "embarrassingly-parallel"
+SHUFFLE_COMPUTE = "shuffle-compute"
+SAMPLE_SHUFFLE_COMPUTE = "sample-shuffle-compute"
+COMBINE_SHUFFLE_REDUCE = "combine-shuffle-reduce"
+BROADCAST_COMPUTE = "broadcast-compute"
+GLOBALLY_REDUCE = "globally-reduce"
+HALO_EXCHANGE = "halo-exchange"
+PARTITIONED_IO = "partitioned-io"
+
+
+@dataclass(frozen=True, slots=True)
+class Dist:
+    """How a relation is spread over the ranks.
+
+    hash: rows with equal keys are on the same rank (keys: one set of equivalent column ids per
+          hashed position, in hash order); any: arbitrary (some ranks may be empty);
+    replicated: every rank holds all rows; range: globally ordered by rank (after a sample sort).
+    """
+
+    kind: str
+    keys: tuple[frozenset, ...] = ()
+
+    def hashed_on(self, ids) -> bool:
+        """True when partitioned by hash of exactly these column ids, in this order."""
+        ids = list(ids)
+        return self.kind == "hash" and len(ids) == len(self.keys) and all(i in k for i, k in zip(ids, self.keys))
+
+    def hashed_within(self, ids) -> bool:
+        """True when every hash key is one of ids (so equal ids imply the same rank)."""
+        ids = set(ids)
+        return self.kind == "hash" and bool(self.keys) and all(k & ids for k in self.keys)
+
+    def rename(self, mapping: dict[str, set[str]]) -> "Dist":
+        """Follow columns through a projection: mapping sends an input id to its output ids."""
+        if self.kind != "hash":
+            return self
+        new = []
+        for k in self.keys:
+            out = set()
+            for i in k:
+                out |= mapping.get(i, set())
+            if not out:
+                return ANY
+            new.append(frozenset(out))
+        return Dist("hash", tuple(new))
+
+
+ANY = Dist("any")
+REPLICATED = Dist("replicated")
+
+
+def hash_dist(ids) -> Dist:
+    return Dist("hash", tuple(frozenset([i]) for i in ids))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Exchange(Node):
+    """A communication step between local fragments.
+
+    kind: shuffle (hash of keys) | broadcast (every rank gets all rows) | gather (rank 0 gets all
+    rows, in rank order) | range (sample sort by the Ordered keys) | localize (a replicated input
+    keeps only rank 0's copy: no communication).
+    """
+
+    input: Node
+    kind: str
+    keys: tuple[exp.Expression, ...] = ()
+    eid: int = 0
+
+    @property
+    def children(self):
+        return (self.input,)
+
+    @property
+    def columns(self):
+        return self.input.columns
+
+    def with_children(self, input):
+        return Exchange(input, self.kind, self.keys, self.eid)
+
+
+@dataclass(slots=True)
+class Phys:
+    node: Node
+    dist: Dist
+    cost: float  # cumulative, seconds per rank
+
+
+@dataclass(slots=True)
+class Alternative:
+    pattern: str
+    cost: float
+    lower: Callable[[], tuple[Node, Dist]]
+    note: str = ""
+
+
+@dataclass(slots=True)
+class Ctx:
+    est: Estimator
+    params: CostParams
+    nranks: int
+    forced: dict = field(default_factory=dict)  # pattern name to prefer for an operator kind
+    new_id: Callable[[str], str] = str  # fresh column ids for the nodes a lowering adds
+
+    def bytes(self, node: Node) -> float:
+        return self.est.estimate(node).bytes
+
+    def rows(self, node: Node) -> float:
+        return self.est.estimate(node).rows
+
+    def known(self, node: Node) -> bool:
+        return self.est.estimate(node).known
+
+
+def is_scan_pipeline(node: Node) -> bool:
+    """A Scan under filters and projections only: replicating it means each rank reads it whole."""
+    from planner.logical import Filter, Scan
+    while isinstance(node, (Filter, Project)):
+        node = node.input
+    return isinstance(node, Scan)
+
+
+def scan_rows(node: Node, ctx: Ctx) -> float:
+    from planner.logical import Filter, Scan
+    while isinstance(node, (Filter, Project)):
+        node = node.input
+    return ctx.rows(node) if isinstance(node, Scan) else 0.0
+
+
+def replicate_cost(node: Node, ctx: Ctx) -> tuple[float, str]:
+    """Cost of making every rank hold all of node's rows."""
+    p = ctx.params
+    if ctx.nranks <= 1:
+        return 0.0, ""
+    if is_scan_pipeline(node):
+        # Every rank reads the whole table instead of its share: more reading, no messages.
+        return scan_rows(node, ctx) * (1 - 1 / ctx.nranks) * p.scan_row, "each rank reads it whole"
+    return p.allgather(ctx.bytes(node), ctx.nranks), "allgather"
+
+
+def key_ids(keys) -> list[str] | None:
+    """Column ids of keys that are all bare columns, else None."""
+    out = []
+    for k in keys:
+        if not isinstance(k, exp.Column):
+            return None
+        out.append(k.name)
+    return out
+
+
+def columns_of(node: Node):
+    return [col(c) for c in node.columns]

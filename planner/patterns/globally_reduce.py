@@ -1,0 +1,71 @@
+"""globally-reduce: combine every rank's partial state into one answer.
+
+Aggregates without GROUP BY (allreduce of partial states: each rank aggregates its rows, the small
+states are exchanged, every rank finishes the same answer, so the result is replicated); ORDER BY
+… LIMIT k (each rank keeps its top k, rank 0 merges k·P rows); LIMIT without ORDER BY; a small
+ORDER BY (rank 0 merges the sorted runs); and as the last resort for operators that need all rows in
+one place (a window without PARTITION BY, an aggregate that cannot be split).
+"""
+from __future__ import annotations
+
+from planner.logical import Aggregate, Distinct, Limit, SingleRow, Sort, Window
+from planner.patterns.base import ANY, REPLICATED, Alternative, Exchange
+from planner.patterns.base import GLOBALLY_REDUCE as NAME
+from planner.patterns.combine_shuffle_reduce import combine
+
+
+def alternatives(node, kids, ctx) -> list[Alternative]:
+    if not kids or any(k.dist.kind == "replicated" for k in kids):
+        return []
+    k = kids[0]
+    p, P = ctx.params, ctx.nranks
+    if isinstance(node, Aggregate) and not node.groups:
+        split = combine(node, k.node, ctx.new_id)
+        if split is not None:
+            part_node, _, reduce = split
+            cost = ctx.rows(node.input) / P * p.agg_row + p.allgather(P * ctx.est.estimate(node).width, P)
+            return [Alternative(NAME, cost, lambda: (reduce(Exchange(part_node, "broadcast")), REPLICATED),
+                                "allreduce of partial states")]
+        cost = p.allgather(ctx.bytes(node.input), P) + ctx.rows(node.input) * p.agg_row
+        return [Alternative(NAME, cost, lambda: (node.with_children(Exchange(k.node, "broadcast")), REPLICATED),
+                            "aggregate cannot be split: every rank gets all rows")]
+    if isinstance(node, Limit) and node.limit is not None:
+        inner = node.input
+        keep = node.limit + node.offset
+        if isinstance(inner, Sort):
+            kin = kids[0]
+            # The child of the Sort was planned by the caller: kids[0] is the Sort's input.
+            rows = min(ctx.rows(inner.input) / P, keep)
+            cost = ctx.rows(inner.input) / P * p.sort_row + p.gather(rows * P * ctx.est.estimate(inner).width, P)
+
+            def lower_topk():
+                local = Limit(Sort(kin.node, inner.keys), keep, 0)
+                return Limit(Sort(Exchange(local, "gather"), inner.keys), node.limit, node.offset), ANY
+            return [Alternative(NAME, cost, lower_topk, f"local top-{keep}, gather {keep}·P rows, final top-k")]
+        rows = min(ctx.rows(inner) / P, keep)
+        cost = p.gather(rows * P * ctx.est.estimate(inner).width, P)
+
+        def lower_limit():
+            return Limit(Exchange(Limit(k.node, keep, 0), "gather"), node.limit, node.offset), ANY
+        return [Alternative(NAME, cost, lower_limit, "local limit, gather, final limit")]
+    if isinstance(node, Limit):  # OFFSET only
+        return [Alternative(NAME, p.gather(ctx.bytes(node.input), P),
+                            lambda: (Limit(Exchange(k.node, "gather"), None, node.offset), ANY), "gather, then offset")]
+    if isinstance(node, Sort):
+        n = ctx.rows(node.input)
+        cost = p.gather(ctx.bytes(node.input), P) + p.sort(n) - p.gather(ctx.bytes(node.input), P) * 0
+        return [Alternative(NAME, cost, lambda: (Sort(Exchange(Sort(k.node, node.keys), "gather"), node.keys), ANY),
+                            "local sort, gather the runs to rank 0, merge")]
+    if isinstance(node, SingleRow):
+        return [Alternative(NAME, p.allgather(ctx.bytes(node.input), P),
+                            lambda: (SingleRow(Exchange(k.node, "broadcast")), REPLICATED), "every rank gets the row")]
+    if isinstance(node, Window):
+        cost = p.gather(ctx.bytes(node.input), P) + p.sort(ctx.rows(node.input))
+        return [Alternative(NAME, cost * 2, lambda: (Window(Exchange(k.node, "gather"), node.funcs), ANY),
+                            "all rows to rank 0 (no PARTITION BY)")]
+    if isinstance(node, (Aggregate, Distinct)):
+        # Last resort for grouped aggregates: all rows to rank 0.
+        cost = p.gather(ctx.bytes(node.input), P) + ctx.rows(node.input) * p.agg_row
+        return [Alternative(NAME, cost * 4, lambda: (node.with_children(Exchange(k.node, "gather")), ANY),
+                            "all rows to rank 0")]
+    return []

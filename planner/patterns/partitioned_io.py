@@ -1,0 +1,14 @@
+"""partitioned-io: each rank reads its own share of a table's row groups (and, for CREATE TABLE AS,
+writes its own part file). No communication for splittable Parquet."""
+from __future__ import annotations
+
+from planner.logical import Scan
+from planner.patterns.base import ANY, Alternative
+from planner.patterns.base import PARTITIONED_IO as NAME
+
+
+def alternatives(node, kids, ctx) -> list[Alternative]:
+    if not isinstance(node, Scan):
+        return []
+    cost = ctx.rows(node) / ctx.nranks * ctx.params.scan_row
+    return [Alternative(NAME, cost, lambda: (node, ANY), "row groups split over the ranks")]

@@ -1,0 +1,141 @@
+"""shuffle-compute: hash-partition the inputs by key so matching rows meet on one rank.
+
+Joins (by their equality keys), set operations other than UNION ALL (by all columns), windows (by
+their PARTITION BY keys), aggregates that cannot be split into partial states (by the group keys).
+An input already hash-partitioned on the keys is not shuffled again.
+"""
+from __future__ import annotations
+
+from sqlglot import exp
+
+from planner.logical import Aggregate, Join, SetOp, Window, col
+from planner.patterns.base import ANY, Alternative, Dist, Exchange, hash_dist, key_ids
+from planner.patterns.base import SHUFFLE_COMPUTE as NAME
+
+
+def shuffled(kid, keys, ctx, node_for_size):
+    """(node, cost): kid hash-partitioned on keys, reusing an existing partitioning."""
+    ids = key_ids(keys)
+    if ids is not None and kid.dist.hashed_on(ids):
+        return kid.node, 0.0
+    return Exchange(kid.node, "shuffle", tuple(keys)), ctx.params.shuffle(ctx.bytes(node_for_size), ctx.nranks)
+
+
+def _colocated(node: Join, lk, rk) -> bool:
+    """Both sides hashed on the same join-key positions, in the same order."""
+    if lk.dist.kind != "hash" or rk.dist.kind != "hash" or len(lk.dist.keys) != len(rk.dist.keys):
+        return False
+    lids, rids = key_ids(node.left_keys), key_ids(node.right_keys)
+    if lids is None or rids is None:
+        return False
+    pos_l = []
+    for k in lk.dist.keys:
+        hit = [i for i, c in enumerate(lids) if c in k]
+        if not hit:
+            return False
+        pos_l.append(hit)
+    for k, cand in zip(rk.dist.keys, pos_l):
+        if not any(rids[i] in k for i in cand):
+            return False
+    return True
+
+
+def _join(node: Join, kids, ctx):
+    lk, rk = kids
+    p = ctx.params
+    if lk.dist.kind == "replicated" or rk.dist.kind == "replicated":
+        return []
+    compute = (ctx.rows(node.left) + ctx.rows(node.right)) / ctx.nranks * p.hash_row
+    if not node.left_keys:
+        if node.kind != "full":
+            return []
+        # No key to hash on: all rows meet on rank 0.
+        def lower_single():
+            return node.with_children(Exchange(lk.node, "gather"), Exchange(rk.node, "gather")), ANY
+        cost = p.gather(ctx.bytes(node.left) + ctx.bytes(node.right), ctx.nranks) + compute * ctx.nranks
+        return [Alternative(NAME, cost, lower_single, "no equality key: everything to rank 0")]
+    lids, rids = key_ids(node.left_keys), key_ids(node.right_keys)
+
+    def result_dist():
+        if lids is None or rids is None:
+            return ANY
+        if node.kind == "inner":
+            return Dist("hash", tuple(frozenset([a, b]) for a, b in zip(lids, rids)))
+        if node.kind in ("left", "semi", "anti"):
+            return hash_dist(lids)
+        if node.kind == "right":
+            return hash_dist(rids)
+        return ANY
+
+    if _colocated(node, lk, rk):
+        dist = lk.dist if node.kind in ("inner", "left", "semi", "anti") else (rk.dist if node.kind == "right" else ANY)
+        return [Alternative(NAME, compute, lambda: (node.with_children(lk.node, rk.node), dist),
+                            "inputs already partitioned on the keys: no shuffle")]
+    lnode, lcost = shuffled(lk, node.left_keys, ctx, node.left)
+    rnode, rcost = shuffled(rk, node.right_keys, ctx, node.right)
+    note = "shuffle " + " and ".join(s for s, c in (("left", lcost), ("right", rcost)) if c) if (lcost or rcost) else ""
+    return [Alternative(NAME, lcost + rcost + compute,
+                        lambda: (node.with_children(lnode, rnode), result_dist()), note)]
+
+
+def _setop(node: SetOp, kids, ctx):
+    if node.kind == "union" and node.all:
+        return []
+    if any(k.dist.kind == "replicated" for k in kids):
+        kids = [k if k.dist.kind != "replicated" else type(k)(Exchange(k.node, "localize"), ANY, k.cost) for k in kids]
+    lnode, lcost = shuffled(kids[0], [col(c) for c in node.left.columns], ctx, node.left)
+    rnode, rcost = shuffled(kids[1], [col(c) for c in node.right.columns], ctx, node.right)
+    compute = (ctx.rows(node.left) + ctx.rows(node.right)) / ctx.nranks * ctx.params.agg_row
+    return [Alternative(NAME, lcost + rcost + compute, lambda: (node.with_children(lnode, rnode), hash_dist(node.ids)),
+                        "shuffle both inputs by all columns")]
+
+
+def window_partition_keys(node: Window):
+    """PARTITION BY expressions shared by every window function of the node (None if some have none)."""
+    common = None
+    for _, w in node.funcs:
+        keys = {k.sql("duckdb"): k for k in (w.args.get("partition_by") or [])}
+        common = keys if common is None else {k: v for k, v in common.items() if k in keys}
+    return list(common.values()) if common else None
+
+
+def _window(node: Window, kids, ctx):
+    keys = window_partition_keys(node)
+    k = kids[0]
+    if not keys or k.dist.kind == "replicated":
+        return []
+    ids = key_ids(keys)
+    if ids is not None and k.dist.hashed_within(ids):
+        new, cost = k.node, 0.0
+    else:
+        new, cost = shuffled(k, keys, ctx, node.input)
+    dist = hash_dist(ids) if (ids is not None and cost) else (k.dist if not cost else ANY)
+    compute = ctx.params.sort(ctx.rows(node.input) / ctx.nranks)
+    return [Alternative(NAME, cost + compute, lambda: (Window(new, node.funcs), dist), "shuffle by PARTITION BY")]
+
+
+def _aggregate(node: Aggregate, kids, ctx):
+    k = kids[0]
+    if not node.groups or k.dist.kind == "replicated":
+        return []
+    keys = [g for _, g in node.groups]
+    ids = key_ids(keys)
+    if ids is not None and k.dist.hashed_within(ids):
+        return []  # local: see combine-shuffle-reduce
+    new, cost = shuffled(k, keys, ctx, node.input)
+    compute = ctx.rows(node.input) / ctx.nranks * ctx.params.agg_row
+    gids = [cid for cid, _ in node.groups]
+    return [Alternative(NAME, cost + compute, lambda: (Aggregate(new, node.groups, node.aggs), hash_dist(gids)),
+                        "shuffle raw rows by the group keys")]
+
+
+def alternatives(node, kids, ctx) -> list[Alternative]:
+    if isinstance(node, Join):
+        return _join(node, kids, ctx)
+    if isinstance(node, SetOp):
+        return _setop(node, kids, ctx)
+    if isinstance(node, Window):
+        return _window(node, kids, ctx)
+    if isinstance(node, Aggregate):
+        return _aggregate(node, kids, ctx)
+    return []

@@ -1,0 +1,150 @@
+"""Logical plan → distributed physical plan: for each operator, the cheapest applicable pattern.
+
+Children are planned first (bottom-up); every pattern in PATTERNS offers its alternatives for the
+node given how the children are distributed; the cheapest wins and its lowering (local nodes plus
+Exchange nodes) becomes the physical subtree. Each decision is kept for EXPLAIN, with the costs of
+the alternatives it beat.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+from planner import patterns
+from planner.cost import CostParams
+from planner.estimate import Estimator
+from planner.logical import Limit, Node, Query, Sort
+from planner.patterns.base import ANY, Ctx, Exchange, Phys
+
+
+@dataclass
+class Decision:
+    operator: str
+    pattern: str
+    cost: float
+    rows: float
+    bytes: float
+    note: str
+    beaten: list = field(default_factory=list)  # (pattern, cost, note)
+
+
+@dataclass
+class PhysicalPlan:
+    root: Node
+    names: tuple[str, ...]
+    nranks: int
+    decisions: dict = field(default_factory=dict)  # id(physical node) -> Decision
+    exchanges: list = field(default_factory=list)   # Exchange nodes by eid
+
+    def __getstate__(self):
+        # Decisions are for EXPLAIN on the planning rank only; ranks receive the bare plan.
+        return {"root": self.root, "names": self.names, "nranks": self.nranks, "decisions": {}, "exchanges": []}
+
+
+class PhysicalPlanner:
+    def __init__(self, estimator: Estimator, params: CostParams, nranks: int, forced: dict | None = None):
+        self._ids = itertools.count(1)
+        self.ctx = Ctx(estimator, params, nranks, forced or {})
+        self.ctx.new_id = self.new_id  # type: ignore[attr-defined]
+        self.decisions: dict[int, Decision] = {}
+
+    def new_id(self, base: str) -> str:
+        return f"{base}__p{next(self._ids)}"
+
+    def plan(self, query: Query) -> PhysicalPlan:
+        top = self.node(query.root)
+        root = top.node
+        if top.dist.kind != "replicated" and self.ctx.nranks > 1:
+            root = Exchange(root, "gather")
+        elif top.dist.kind != "replicated":
+            root = Exchange(root, "gather")
+        plan = PhysicalPlan(root, query.names, self.ctx.nranks, self.decisions)
+        plan.root = _number_exchanges(plan)
+        return plan
+
+    def node(self, node: Node) -> Phys:
+        # ORDER BY … LIMIT is planned as one operator (top-k).
+        if isinstance(node, Limit) and isinstance(node.input, Sort) and node.limit is not None:
+            kids = [self.node(node.input.input)]
+            if kids[0].dist.kind == "replicated":
+                local = Limit(Sort(kids[0].node, node.input.keys), node.limit, node.offset)
+                est = self.ctx.est.estimate(node)
+                self.decisions[id(local)] = Decision(f"TopK {node.limit}", "embarrassingly-parallel", 0.0, est.rows,
+                                                     est.bytes, "input is replicated")
+                return Phys(local, kids[0].dist, kids[0].cost)
+            return self._choose(node, kids, label=f"TopK {node.limit}")
+        kids = [self.node(c) for c in node.children]
+        return self._choose(node, kids)
+
+    def _choose(self, node: Node, kids: list[Phys], label: str | None = None) -> Phys:
+        alts = []
+        for module in patterns.PATTERNS:
+            alts += module.alternatives(node, kids, self.ctx)
+        if not alts and any(k.dist.kind == "replicated" for k in kids):
+            # An operator that cannot run on replicated inputs: keep rank 0's copy of them.
+            kids = [Phys(Exchange(k.node, "localize"), ANY, k.cost) if k.dist.kind == "replicated" else k for k in kids]
+            for module in patterns.PATTERNS:
+                alts += module.alternatives(node, kids, self.ctx)
+        if not alts:
+            from engine.errors import NotSupportedError
+            raise NotSupportedError(f"no distributed pattern for {type(node).__name__}")
+        forced = self.ctx.forced.get(type(node).__name__)
+        pool = [a for a in alts if a.pattern == forced] or alts if forced else alts
+        best = min(pool, key=lambda a: a.cost)
+        new, dist = best.lower()
+        est = self.ctx.est.estimate(node)
+        self.decisions[id(new)] = Decision(label or describe(node), best.pattern, best.cost, est.rows, est.bytes,
+                                           best.note, [(a.pattern, a.cost, a.note) for a in alts if a is not best])
+        return Phys(new, dist, sum(k.cost for k in kids) + best.cost)
+
+
+def describe(node: Node) -> str:
+    from sqlglot import exp
+
+    from planner.logical import Aggregate, Filter, Join, Project, Scan, SetOp, Values, Window
+    if isinstance(node, Scan):
+        return f"Scan {node.table} [{', '.join(n for _, n in node.fields)}]"
+    if isinstance(node, Join):
+        on = " AND ".join(f"{a.sql('duckdb')} = {b.sql('duckdb')}" for a, b in zip(node.left_keys, node.right_keys))
+        if node.residual is not None:
+            on = (on + " AND " if on else "") + node.residual.sql("duckdb")
+        return f"HashJoin {node.kind}" + (f" on {on}" if on else "")
+    if isinstance(node, Aggregate):
+        g = ", ".join(e.sql("duckdb") for _, e in node.groups)
+        a = ", ".join(e.sql("duckdb") for _, e in node.aggs)
+        return f"Aggregate group by [{g}] compute [{a}]" if g else f"Aggregate [{a}]"
+    if isinstance(node, Filter):
+        return f"Filter {node.predicate.sql('duckdb')}"
+    if isinstance(node, Project):
+        return "Project " + ", ".join(f"{e.sql('duckdb')} AS {c}" if not (isinstance(e, exp.Column) and e.name == c) else c
+                                      for c, e in node.exprs)
+    if isinstance(node, Sort):
+        return "Sort " + ", ".join(k.sql("duckdb") for k in node.keys)
+    if isinstance(node, Limit):
+        return f"Limit {node.limit} offset {node.offset}"
+    if isinstance(node, SetOp):
+        return f"{node.kind.capitalize()}{' ALL' if node.all else ''}"
+    if isinstance(node, Window):
+        return "Window " + ", ".join(e.sql("duckdb") for _, e in node.funcs)
+    if isinstance(node, Values):
+        return f"Values {len(node.rows)} rows"
+    return type(node).__name__
+
+
+def _number_exchanges(plan: PhysicalPlan) -> Node:
+    counter = itertools.count(1)
+    decisions = plan.decisions
+
+    def rec(n: Node) -> Node:
+        kids = [rec(c) for c in n.children]
+        if isinstance(n, Exchange):
+            new = Exchange(kids[0], n.kind, n.keys, next(counter))
+            plan.exchanges.append(new)
+        elif any(a is not b for a, b in zip(kids, n.children)):
+            new = n.with_children(*kids)
+        else:
+            new = n
+        if new is not n and id(n) in decisions:
+            decisions[id(new)] = decisions.pop(id(n))
+        return new
+    return rec(plan.root)

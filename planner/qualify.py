@@ -1,0 +1,206 @@
+"""Parsing and name qualification: SQL text → a checked, qualified sqlglot tree.
+
+The statement allow-list lives here: only queries (SELECT / WITH / VALUES / set operations),
+EXPLAIN [ANALYZE], CREATE TABLE … AS, DROP TABLE, CREATE VIEW and DROP VIEW reach the planner.
+Everything else (COPY, ATTACH, INSTALL, LOAD, PRAGMA, SET, EXPORT, …) is refused by name.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import OptimizeError
+from sqlglot.errors import ParseError as SqlglotParseError
+from sqlglot.optimizer.qualify import qualify
+
+from engine.errors import CatalogError, NotSupportedError, ParseError
+
+QUERY_TYPES = (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Values, exp.Subquery)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A classified statement: kind is query | explain | create_table | drop_table | create_view | drop_view."""
+
+    kind: str
+    query: exp.Expression | None = None
+    name: str | None = None
+    analyze: bool = False
+    if_exists: bool = False
+    or_replace: bool = False
+    sql: str = ""
+
+
+def parse(sql: str) -> exp.Expression:
+    try:
+        stmts = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
+    except SqlglotParseError as e:
+        err = e.errors[0] if e.errors else {}
+        line, column = err.get("line"), err.get("col")
+        desc = err.get("description") or str(e)
+        raise ParseError(f"syntax error at line {line}, column {column}: {desc}") from None
+    except sqlglot.errors.TokenError as e:
+        raise ParseError(f"syntax error: {e}") from None
+    if not stmts:
+        raise ParseError("empty statement")
+    if len(stmts) > 1:
+        raise NotSupportedError("more than one statement at a time")
+    return stmts[0]
+
+
+def bind_params(ast: exp.Expression, params) -> exp.Expression:
+    """Replaces ? / $n placeholders with literals of the given Python values."""
+    holders = [n for n in ast.walk() if isinstance(n, (exp.Placeholder, exp.Parameter))]
+    if not holders:
+        if params:
+            raise ParseError(f"statement has no parameters but {len(params)} were given")
+        return ast
+    params = list(params or [])
+    ast = ast.copy()
+    holders = [n for n in ast.walk() if isinstance(n, (exp.Placeholder, exp.Parameter))]
+    pos = 0
+    for h in holders:
+        key = h.this if isinstance(h, exp.Placeholder) else h.name
+        if key is not None and str(key).isdigit():
+            idx = int(str(key)) - 1
+        else:
+            idx, pos = pos, pos + 1
+        if idx >= len(params):
+            raise ParseError(f"missing value for parameter {idx + 1}")
+        h.replace(to_literal(params[idx]))
+    return ast
+
+
+def to_literal(v) -> exp.Expression:
+    if v is None:
+        return exp.Null()
+    if isinstance(v, bool):
+        return exp.Boolean(this=v)
+    if isinstance(v, int):
+        return exp.Literal.number(v)
+    if isinstance(v, float):
+        return exp.cast(exp.Literal.number(repr(v)), "DOUBLE")
+    if isinstance(v, decimal.Decimal):
+        return exp.cast(exp.Literal.string(str(v)), f"DECIMAL(38,{max(0, -v.as_tuple().exponent)})")
+    if isinstance(v, dt.datetime):
+        return exp.cast(exp.Literal.string(v.isoformat(sep=" ")), "TIMESTAMP")
+    if isinstance(v, dt.date):
+        return exp.cast(exp.Literal.string(v.isoformat()), "DATE")
+    if isinstance(v, bytes):
+        return exp.cast(exp.Literal.string(v.hex()), "BLOB")
+    if isinstance(v, str):
+        return exp.Literal.string(v)
+    raise NotSupportedError(f"parameter of type {type(v).__name__}")
+
+
+def classify(ast: exp.Expression, sql: str = "") -> Statement:
+    if isinstance(ast, QUERY_TYPES):
+        return Statement("query", ast, sql=sql)
+    if isinstance(ast, exp.Describe) or (isinstance(ast, exp.Command) and ast.name.upper() == "EXPLAIN"):
+        return _explain(ast, sql)
+    if isinstance(ast, exp.Create):
+        kind = (ast.args.get("kind") or "").upper()
+        name = ast.this.this.name if isinstance(ast.this, exp.Schema) else ast.this.name
+        body = ast.expression
+        if kind == "TABLE" and isinstance(body, QUERY_TYPES):
+            return Statement("create_table", body, name=name.lower(), or_replace=bool(ast.args.get("replace")), sql=sql)
+        if kind == "VIEW" and isinstance(body, QUERY_TYPES):
+            return Statement("create_view", body, name=name.lower(), or_replace=bool(ast.args.get("replace")), sql=sql)
+        raise NotSupportedError(f"CREATE {kind} without AS SELECT" if kind == "TABLE" else f"CREATE {kind}")
+    if isinstance(ast, exp.Drop):
+        kind = (ast.args.get("kind") or "").upper()
+        if kind in ("TABLE", "VIEW"):
+            return Statement(f"drop_{kind.lower()}", None, name=ast.this.name.lower(),
+                             if_exists=bool(ast.args.get("exists")), sql=sql)
+        raise NotSupportedError(f"DROP {kind}")
+    what = ast.key.upper()
+    if isinstance(ast, exp.Command):
+        what = str(ast.this).upper()
+    raise NotSupportedError(f"statement {what}")
+
+
+def _explain(ast, sql: str) -> Statement:
+    text = sql.strip().rstrip(";")
+    head = text.split(None, 1)
+    rest = head[1] if len(head) > 1 else ""
+    analyze = False
+    if rest.upper().startswith("ANALYZE"):
+        analyze, rest = True, rest[len("ANALYZE"):]
+    inner = parse(rest)
+    if not isinstance(inner, QUERY_TYPES):
+        raise NotSupportedError("EXPLAIN of a statement that is not a query")
+    return Statement("explain", inner, analyze=analyze, sql=rest)
+
+
+def expand_views(ast: exp.Expression, catalog) -> exp.Expression:
+    return ast
+
+
+def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
+    """Checks table names against the catalog, then qualifies every column (sqlglot's qualify)."""
+    cte_names = {c.alias_or_name.lower() for c in ast.find_all(exp.CTE)}
+    schema = {}
+    for t in ast.find_all(exp.Table):
+        if not isinstance(t.this, exp.Identifier):
+            raise NotSupportedError(f"table function {t.this.sql('duckdb')}")
+        name = t.name.lower()
+        if t.args.get("db") or t.args.get("catalog"):
+            raise CatalogError(f"unknown table: {t.sql('duckdb')}")
+        if name in cte_names:
+            continue
+        if name in catalog.views:
+            schema[name] = view_schema(name, catalog)
+            continue
+        if not catalog.has_table(name):
+            raise CatalogError(f"unknown table: {t.name}")
+        schema[name] = {f.name: _type_name(f.type) for f in catalog.table_schema(name)}
+    try:
+        return qualify(ast.copy(), schema=schema, dialect="duckdb", validate_qualify_columns=True,
+                       quote_identifiers=False, identify=False)
+    except OptimizeError as e:
+        msg = str(e)
+        if "could not be resolved" in msg or "Unknown column" in msg or "Ambiguous" in msg:
+            raise CatalogError(f"unknown column: {msg}") from None
+        raise CatalogError(msg) from None
+
+
+_VIEW_SCHEMAS: dict = {}
+
+
+def view_schema(name: str, catalog) -> dict:
+    """Column names of a view (types are not needed for qualification)."""
+    sql = catalog.views[name]
+    key = (name, sql)
+    if key not in _VIEW_SCHEMAS:
+        inner = qualify_statement(parse(sql), catalog)
+        sel = inner
+        while isinstance(sel, (exp.Union, exp.Intersect, exp.Except)):
+            sel = sel.this
+        if isinstance(sel, exp.Subquery):
+            sel = sel.this
+        _VIEW_SCHEMAS[key] = {s.alias_or_name: "UNKNOWN" for s in sel.expressions}
+    return _VIEW_SCHEMAS[key]
+
+
+def _type_name(t) -> str:
+    import pyarrow as pa
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "VARCHAR"
+    if pa.types.is_int64(t):
+        return "BIGINT"
+    if pa.types.is_int32(t):
+        return "INT"
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision},{t.scale})"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMP"
+    return "VARCHAR"

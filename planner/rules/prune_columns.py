@@ -1,0 +1,61 @@
+"""prune_columns: every node produces only the columns something above it uses.
+
+Before:  Project[a] ← Join(l.k = r.k) ← Scan l[a, b, c, k], Scan r[k, x, y]
+After:   Project[a] ← Join(l.k = r.k) ← Scan l[a, k],       Scan r[k]
+Narrow scans read fewer Parquet columns, and narrow rows are cheaper to shuffle.
+"""
+from __future__ import annotations
+
+from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Query, Scan, SetOp,
+                             SingleRow, Sort, Values, Window, column_ids)
+
+
+def _refs(exprs) -> set[str]:
+    out: set[str] = set()
+    for e in exprs:
+        if e is not None:
+            out |= column_ids(e)
+    return out
+
+
+def prune(node: Node, required: set[str]) -> Node:
+    if isinstance(node, Scan):
+        fields = tuple(f for f in node.fields if f[0] in required) or node.fields[:1]
+        return Scan(node.table, fields)
+    if isinstance(node, Values):
+        return node
+    if isinstance(node, Filter):
+        return Filter(prune(node.input, required | column_ids(node.predicate)), node.predicate)
+    if isinstance(node, Project):
+        exprs = tuple(x for x in node.exprs if x[0] in required) or node.exprs[:1]
+        return Project(prune(node.input, _refs(e for _, e in exprs)), exprs)
+    if isinstance(node, Join):
+        cond = _refs(node.left_keys) | _refs(node.right_keys) | _refs([node.residual])
+        left_need = (required | cond) & set(node.left.columns)
+        right_need = (required | cond) & set(node.right.columns)
+        return node.with_children(prune(node.left, left_need), prune(node.right, right_need))
+    if isinstance(node, Aggregate):
+        aggs = tuple(a for a in node.aggs if a[0] in required)
+        if not aggs and not node.groups:
+            aggs = node.aggs[:1]
+        need = _refs(g for _, g in node.groups) | _refs(a for _, a in aggs)
+        return Aggregate(prune(node.input, need), node.groups, aggs)
+    if isinstance(node, Distinct):
+        return Distinct(prune(node.input, set(node.input.columns)))
+    if isinstance(node, Window):
+        funcs = tuple(f for f in node.funcs if f[0] in required)
+        if not funcs:
+            return prune(node.input, required)
+        need = (required & set(node.input.columns)) | _refs(f for _, f in funcs)
+        return Window(prune(node.input, need), funcs)
+    if isinstance(node, Sort):
+        return Sort(prune(node.input, required | _refs(node.keys)), node.keys)
+    if isinstance(node, (Limit, SingleRow)):
+        return node.with_children(prune(node.input, required))
+    if isinstance(node, SetOp):
+        return node.with_children(prune(node.left, set(node.left.columns)), prune(node.right, set(node.right.columns)))
+    return node
+
+
+def prune_columns(query: Query) -> Query:
+    return Query(prune(query.root, set(query.root.columns)), query.names)
