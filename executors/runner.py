@@ -113,8 +113,8 @@ class Runner:
                     pass
             self._views.clear()
 
-    def _view(self, table: pa.Table, eid: int) -> str:
-        name = f"_x{self._qid}_{eid}"
+    def _view(self, table: pa.Table, eid: int | None = None) -> str:
+        name = f"_x{self._qid}_{len(self._views)}"
         self.con.register(name, table)
         self._views.append(name)
         return name
@@ -212,13 +212,13 @@ class Runner:
         table = self.materialize(child)
         if P == 1:
             return table, np.zeros(table.num_rows, dtype=np.uint8)
-        tmp = self._view(table, -1000 - len(self._views))
+        tmp = self._view(table)
         kexprs = [sql(k.this) for k in keys]
         kcols = ", ".join(f"{e} AS __k{i}" for i, e in enumerate(kexprs))
         sample = self.fetch(f"SELECT {kcols} FROM {tmp} USING SAMPLE reservoir({SAMPLE_ROWS_PER_RANK} ROWS) REPEATABLE (7)")
         # The control step must stay collective even if a rank has no rows.
         allsamples = pa.concat_tables(self.comm.allgather_table(sample))
-        sv = self._view(allsamples, -2000 - len(self._views))
+        sv = self._view(allsamples)
         order = ", ".join(self._order_term(f"__k{i}", k) for i, k in enumerate(keys))
         n = allsamples.num_rows
         picks = sorted({min(n - 1, (n * i) // P) for i in range(1, P)}) if n else []
@@ -228,7 +228,7 @@ class Runner:
                 f"WHERE __rn IN ({', '.join(str(p) for p in picks)})").drop_columns(["__rn"])
         else:
             splitters = allsamples.slice(0, 0)
-        spv = self._view(splitters, -3000 - len(self._views))
+        spv = self._view(splitters)
         # Rank of a row = number of splitters ordered before it; ties go after the splitter so
         # equal keys always land on the same rank.
         t = self.fetch(
@@ -250,7 +250,7 @@ class Runner:
         """Own rows plus the neighbours' boundary rows, marked by __own."""
         *order_keys, before_lit, after_lit = keys
         before, after = int(before_lit.this), int(after_lit.this)
-        tv = self._view(table, -4000 - len(self._views))
+        tv = self._view(table)
         order = ", ".join(self._order_term(sql(k.this), k) for k in order_keys)
         t = self.fetch(f"SELECT * EXCLUDE (__rn, __cnt) FROM (SELECT *, row_number() OVER (ORDER BY {order}) AS __rn, "
                        f"count(*) OVER () AS __cnt FROM {tv}) WHERE __rn <= {after} OR __rn > __cnt - {before} "

@@ -1,0 +1,100 @@
+"""Run a list of queries as one job (tests and benchmarks): one MPI launch for the whole list, times
+measured on rank 0 inside the job, results handed back as Arrow.
+
+    python -m engine.batch SPEC.json OUTDIR     # under mpiexec; SPEC has data_dir, queries, repeat, threads
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+
+
+@dataclass
+class BatchResult:
+    table: pa.Table | None
+    error: str | None
+    seconds: list[float] = field(default_factory=list)
+    error_type: str | None = None
+
+
+def _run_list(session, queries, repeat):
+    out = []
+    for q in queries:
+        times, table, error, etype = [], None, None, None
+        for _ in range(max(1, repeat)):
+            t0 = time.perf_counter()
+            try:
+                table = session.execute(q)
+            except Exception as e:  # noqa: BLE001 - reported per query
+                error, etype = str(e), type(e).__name__
+                break
+            times.append(time.perf_counter() - t0)
+        out.append(BatchResult(table, error, times, etype))
+    return out
+
+
+def run_queries(data_dir: str, queries: list[str], ranks: int, timeout_s: float = 600, repeat: int = 1,
+                threads: int | None = None, forced_patterns: dict | None = None) -> list[BatchResult]:
+    if ranks == 1:
+        from engine.session import Session
+        from executors.comm import LocalComm
+        with Session(data_dir, threads=threads, comm=LocalComm(), forced_patterns=forced_patterns) as s:
+            return _run_list(s, queries, repeat)
+    from engine.launch import mpi_command
+    with tempfile.TemporaryDirectory(prefix="flocksql-batch-") as tmp:
+        spec = Path(tmp) / "spec.json"
+        spec.write_text(json.dumps({"data_dir": str(data_dir), "queries": queries, "repeat": repeat,
+                                    "threads": threads, "forced_patterns": forced_patterns or {}}))
+        cmd = mpi_command(ranks, ["-m", "engine.batch", str(spec), tmp])
+        root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            _, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return [BatchResult(None, f"timeout after {timeout_s}s", [], "Timeout") for _ in queries]
+        meta = Path(tmp) / "results.json"
+        if not meta.exists():
+            msg = f"MPI job failed (exit {proc.returncode}): {err.decode(errors='replace')[-2000:]}"
+            return [BatchResult(None, msg, [], "CommError") for _ in queries]
+        out = []
+        for i, m in enumerate(json.loads(meta.read_text())):
+            table = None
+            if m["error"] is None:
+                with pa.memory_map(str(Path(tmp) / f"r{i}.arrow")) as src:
+                    table = pa.ipc.open_file(src).read_all()
+            out.append(BatchResult(table, m["error"], m["seconds"], m.get("error_type")))
+        return out
+
+
+def main(argv):
+    spec = json.loads(Path(argv[0]).read_text())
+    outdir = Path(argv[1])
+    from engine.session import Session
+    with Session(spec["data_dir"], threads=spec.get("threads"), forced_patterns=spec.get("forced_patterns")) as s:
+        if s.rank != 0:
+            s.worker_loop()
+            return
+        results = _run_list(s, spec["queries"], spec.get("repeat", 1))
+        meta = []
+        for i, r in enumerate(results):
+            if r.table is not None:
+                with pa.OSFile(str(outdir / f"r{i}.arrow"), "wb") as f, pa.ipc.new_file(f, r.table.schema) as w:
+                    w.write_table(r.table)
+            meta.append({"error": r.error, "seconds": r.seconds, "error_type": r.error_type})
+        (outdir / "results.json").write_text(json.dumps(meta))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
