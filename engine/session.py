@@ -108,7 +108,7 @@ class Session:
             return self._plans[key]
         qualified = qualify_statement(ast, self.catalog)
         est = Estimator(self.catalog)
-        query = run_rules(Builder(self.catalog, est).build(qualified))
+        query = run_rules(Builder(self.catalog, est).build(qualified, original=ast))
         phys = PhysicalPlanner(est, self.params, self.nranks, self.forced_patterns).plan(query)
         if sql_key is not None:
             if len(self._plans) >= PLAN_CACHE_SIZE:
@@ -184,7 +184,7 @@ class Session:
             q = bind_params(stmt.query, params) if params else stmt.query
             qualified = qualify_statement(q, self.catalog)
             est = Estimator(self.catalog)
-            query = run_rules(Builder(self.catalog, est).build(qualified))
+            query = run_rules(Builder(self.catalog, est).build(qualified, original=q))
             phys = PhysicalPlanner(est, self.params, 1).plan(query)
             con = duckdb.connect(config={"threads": 1, "enable_external_access": False})
             try:

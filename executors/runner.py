@@ -139,6 +139,7 @@ class Runner:
             return f"SELECT *, true AS __own FROM ({inner})" if x.kind == "halo" else inner
         err, table, part = None, None, None
         t0 = time.perf_counter()
+        nested_before = self._nested_s
         try:
             if x.kind == "shuffle":
                 table, part = self._hash_partitioned(child, x.keys)
@@ -151,7 +152,8 @@ class Runner:
             st.rows_in = table.num_rows
         except BaseException as e:  # noqa: BLE001
             err = e
-        st.compute_s += time.perf_counter() - t0
+        # Exclusive time: exchanges nested in this fragment were timed on their own.
+        st.compute_s += time.perf_counter() - t0 - (self._nested_s - nested_before)
         self.sync(err)
         t1 = time.perf_counter()
         before = getattr(self.comm, "bytes_sent", 0)
@@ -171,11 +173,13 @@ class Runner:
         st.comm_s += time.perf_counter() - t1
         st.bytes_out += getattr(self.comm, "bytes_sent", 0) - before
         st.rows_out = out.num_rows
+        self._nested_s = nested_before + (time.perf_counter() - t0)
         if x is self._root_exchange:
             return out if r == 0 else None
         return f"SELECT * FROM {self._view(out, x.eid)}"
 
     _root_exchange = None
+    _nested_s = 0.0
 
     def run_plan(self, root: Node):
         self._root_exchange = root if isinstance(root, Exchange) and root.kind == "gather" else None

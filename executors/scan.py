@@ -96,7 +96,8 @@ class ScanSource:
             return self._register(key, pa.schema([table.schema.field(c) for c in columns]).empty_table())
         if not partial:
             return f"read_parquet([{', '.join(sql_string(f) for f in whole)}])"
-        key = (table.name, tuple(share), tuple(columns), table.row_count)
+        key = (table.name, tuple((f, tuple(gs) if gs is not None else None) for f, gs in share), tuple(columns),
+               table.row_count)
         if key not in self._cache:
             pieces = [pq.ParquetFile(f).read_row_groups(gs, columns=columns) for f, gs in partial]
             pieces += [pq.read_table(f, columns=columns) for f in whole]

@@ -148,9 +148,9 @@ class Builder:
         return f"{base}_{next(self._ids)}"
 
     # ------------------------------------------------------------------ queries
-    def build(self, ast: exp.Expression) -> Query:
+    def build(self, ast: exp.Expression, original: exp.Expression | None = None) -> Query:
         node, names, _ = self.query(ast, None)
-        return Query(node, tuple(names))
+        return Query(node, tuple(display_names(original, names) if original is not None else names))
 
     def query(self, ast: exp.Expression, parent: Scope | None, corr: list | None = None):
         """Returns (node, output names, output ids)."""
@@ -893,6 +893,27 @@ class Builder:
 
     def _translate_mixed(self, e, scope, post):
         return self.translate(e, scope, replace=post)
+
+
+def display_names(original: exp.Expression, names: list[str]) -> list[str]:
+    """Result column names as the user wrote them (qualify renames unaliased expressions to
+    _col_N): alias, else column name, else the expression's text, as DuckDB does."""
+    sel = original
+    while isinstance(sel, (exp.Union, exp.Intersect, exp.Except, exp.Subquery)):
+        sel = sel.this
+    if not isinstance(sel, exp.Select) or len(sel.expressions) != len(names):
+        return list(names)
+    if any(isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star)) for e in sel.expressions):
+        return list(names)
+    out = []
+    for e, n in zip(sel.expressions, names):
+        if isinstance(e, exp.Alias):
+            out.append(e.alias)
+        elif isinstance(e, exp.Column):
+            out.append(e.name)
+        else:
+            out.append(e.sql("duckdb"))
+    return out
 
 
 def _aggregates_in_select(q: exp.Select) -> bool:

@@ -1,0 +1,36 @@
+"""Shared fixtures: TPC-H samples generated once per test session with tpchgen-cli."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tpch.generate import ensure_sample
+
+TPCH_TABLES = ("lineitem", "orders", "customer", "part", "partsupp", "supplier", "nation", "region")
+
+
+@pytest.fixture(scope="session")
+def tpch_sf001(tmp_path_factory) -> Path:
+    cached = os.environ.get("FLOCKSQL_TEST_DATA")
+    if cached and Path(cached, "lineitem.parquet").exists():
+        return Path(cached)
+    return Path(ensure_sample(tmp_path_factory.mktemp("tpch-sf001"), sf=0.01))
+
+
+@pytest.fixture(scope="session")
+def tpch_sf01(tmp_path_factory) -> Path:
+    return Path(ensure_sample(tmp_path_factory.mktemp("tpch-sf01"), sf=0.1))
+
+
+def duckdb_oracle(data_dir: Path) -> duckdb.DuckDBPyConnection:
+    """DuckDB with one view per table of the data folder: the answer every query must match."""
+    con = duckdb.connect()
+    for entry in sorted(Path(data_dir).iterdir()):
+        if entry.suffix == ".parquet":
+            con.execute(f"CREATE VIEW {entry.stem} AS SELECT * FROM read_parquet('{entry}')")
+        elif entry.is_dir() and not entry.name.startswith((".", "_")):
+            con.execute(f"CREATE VIEW {entry.name} AS SELECT * FROM read_parquet('{entry}/**/*.parquet')")
+    return con
