@@ -19,6 +19,7 @@ import sqlglot
 from click.testing import CliRunner
 
 import tpch
+from tpch import engines
 from tpch.bench import BenchConfig, BenchError, plan_runs, run_benchmark
 from tpch.cli import parse_int_list
 from tpch.cli import tpch as tpch_cli
@@ -271,11 +272,11 @@ def test_bench_duckdb_only(sample):
     json.dumps(results)
 
 
-def test_missing_flocksql_is_an_error_and_missing_peers_are_skipped(sample):
+def test_missing_flocksql_is_an_error_and_missing_peers_are_skipped(sample, monkeypatch):
     warnings = []
-    if "engine.batch" not in sys.modules:
-        with pytest.raises(BenchError, match="engine.batch"):
-            plan_runs(BenchConfig(data_dir=str(sample), engines=("flocksql",)))
+    monkeypatch.setitem(engines._REQUIRED_MODULE, "flocksql", "engine.no_such_module")
+    with pytest.raises(BenchError, match="engine.no_such_module"):
+        plan_runs(BenchConfig(data_dir=str(sample), engines=("flocksql",)))
     runs = plan_runs(BenchConfig(data_dir=str(sample), engines=("duckdb", "no-such-peer")), warn=warnings.append)
     assert runs == [("duckdb", 1)] and warnings
 
@@ -284,10 +285,12 @@ def test_missing_flocksql_is_an_error_and_missing_peers_are_skipped(sample):
 def test_bench_with_fake_flocksql(sample, sample_con, monkeypatch, tmp_path, batch):
     calls = _fake_flocksql(monkeypatch, sample_con, corrupt="c_phone")  # Q22 fails
     queries = {f"Q{n}": tpch.query_text(n) for n in (1, 3, 22)}
-    config = BenchConfig(data_dir=str(sample), engines=("flocksql", "duckdb"), ranks=(1, 2), repeat=2, batch=batch)
+    config = BenchConfig(data_dir=str(sample), engines=("flocksql", "duckdb"), ranks=(1, 2), repeat=2, batch=batch,
+                         threads=4)
     results = run_benchmark(queries, config, progress=False)
     assert [r["label"] for r in results["runs"]] == ["duckdb", "flocksql@1", "flocksql@2"]
     assert len(calls) == (2 if batch else 6) and all(c[3] == 3 for c in calls)
+    assert {(c[2], c[4]) for c in calls} == {(1, 4), (2, 2)}  # ranks share the threads by default
     by_name = {q["name"]: q["results"] for q in results["queries"]}
     assert by_name["Q1"]["flocksql@2"]["status"] == "ok"
     assert by_name["Q1"]["flocksql@2"]["median"] == pytest.approx(0.02)

@@ -38,7 +38,8 @@ class BenchConfig:
     ranks: tuple[int, ...] = (1,)
     repeat: int = 3
     warmup: int = 1
-    threads: int | None = None  # per engine (per rank for FlockSQL); None = all cores
+    threads: int | None = None  # per in-process engine; None = all cores
+    rank_threads: int | None = None  # per FlockSQL rank; None = threads // ranks (at least 1)
     timeout_s: float = 600
     batch: bool = False
     rel_tol: float = 1e-6
@@ -84,7 +85,9 @@ def run_benchmark(queries: dict[str, str], config: BenchConfig, *, kind: str = "
     engines = []
     for name, ranks in plan_runs(config, warn=lambda msg: (skipped.append(msg), warn(msg))):
         try:
-            engines.append(make_engine(name, config.data_dir, ranks=ranks, threads=threads, timeout_s=config.timeout_s))
+            engine_threads = threads if name != "flocksql" else rank_threads(config, threads, ranks)
+            engines.append(make_engine(name, config.data_dir, ranks=ranks, threads=engine_threads,
+                                       timeout_s=config.timeout_s))
         except Exception as exc:  # an optional peer that fails to start is skipped, the baseline is not
             if name in (BASELINE, "flocksql"):
                 raise
@@ -134,6 +137,16 @@ def run_benchmark(queries: dict[str, str], config: BenchConfig, *, kind: str = "
         "runs": [{"label": e.label, "engine": e.name, "ranks": getattr(e, "ranks", None)} for e in engines],
         "queries": results,
     }
+
+
+def rank_threads(config: BenchConfig, threads: int, ranks: int) -> int:
+    """Threads each FlockSQL rank gets: `rank_threads` if set, else an equal share of `threads`.
+
+    The default keeps ranks × threads within the cores DuckDB gets, which is
+    the fair comparison when all ranks share one machine; on a cluster, set
+    `rank_threads` to the cores of a node.
+    """
+    return config.rank_threads or max(1, threads // ranks)
 
 
 def _run_guarded(engine, sqls: list[str], repeat: int) -> list[Outcome]:

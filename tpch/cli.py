@@ -85,7 +85,10 @@ def _bench_options(f):
         click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
                      help="Timed runs per query after one warm-up; the median is reported."),
         click.option("--threads", type=click.IntRange(min=1), default=None,
-                     help="Threads per engine (per rank for FlockSQL)  [default: number of cores]"),
+                     help="Threads for DuckDB and the peers  [default: number of cores]"),
+        click.option("--rank-threads", type=click.IntRange(min=1), default=None,
+                     help="Threads per FlockSQL rank  [default: --threads divided by the rank count, at least 1, "
+                          "so ranks sharing one machine do not oversubscribe it]"),
         click.option("--timeout", "timeout_s", type=float, default=600, show_default=True,
                      help="Seconds per query before it counts as failed (FlockSQL and DuckDB)."),
         click.option("--batch", is_flag=True,
@@ -124,14 +127,14 @@ def _run_and_report(queries: dict[str, str], config: BenchConfig, kind: str, out
 @click.option("--queries", "numbers", default="1-22", show_default=True, callback=_int_list,
               help="Query numbers, e.g. 1-22 or 1,3,5-7.")
 @_bench_options
-def bench(data_dir, numbers, ranks, engines, repeat, threads, timeout_s, batch, rel_tol, out_dir):
+def bench(data_dir, numbers, ranks, engines, repeat, threads, rank_threads, timeout_s, batch, rel_tol, out_dir):
     """Time TPC-H queries on FlockSQL and peers; validate every answer against DuckDB."""
     bad = [n for n in numbers if n not in QUERY_NUMBERS]
     if bad:
         raise click.BadParameter(f"no TPC-H query {bad}", param_hint="--queries")
     queries = {f"Q{n}": query_text(n) for n in numbers}
     config = BenchConfig(data_dir=data_dir, engines=engines, ranks=ranks, repeat=repeat, threads=threads,
-                         timeout_s=timeout_s, batch=batch, rel_tol=rel_tol)
+                         rank_threads=rank_threads, timeout_s=timeout_s, batch=batch, rel_tol=rel_tol)
     _run_and_report(queries, config, "tpch", out_dir, "results")
 
 
@@ -142,7 +145,8 @@ def bench(data_dir, numbers, ranks, engines, repeat, threads, timeout_s, batch, 
 @click.option("--data", "data_dir", type=click.Path(file_okay=False), default=None,
               help="Keep the generated tables here for later runs  [default: a temporary folder]")
 @_bench_options
-def micro(rows, ops, data_dir, ranks, engines, repeat, threads, timeout_s, batch, rel_tol, out_dir):
+def micro(rows, ops, data_dir, ranks, engines, repeat, threads, rank_threads, timeout_s, batch, rel_tol,
+          out_dir):
     """Strong-scaling micro-benchmarks: join, groupby, sort, union, window on generated tables."""
     try:
         nrows = parse_rows(rows)
@@ -154,7 +158,7 @@ def micro(rows, ops, data_dir, ranks, engines, repeat, threads, timeout_s, batch
         folder = Path(data_dir or scratch) / f"{nrows}-rows-{parts}-parts"
         generate_micro_data(nrows, folder, parts=parts, progress=True)
         config = BenchConfig(data_dir=str(folder), engines=engines, ranks=ranks, repeat=repeat, threads=threads,
-                             timeout_s=timeout_s, batch=batch, rel_tol=rel_tol)
+                             rank_threads=rank_threads, timeout_s=timeout_s, batch=batch, rel_tol=rel_tol)
         _run_and_report(micro_queries(nrows, ops), config, "micro", out_dir, "micro")
 
 

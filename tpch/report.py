@@ -74,7 +74,8 @@ def markdown(results: dict) -> str:
     lines = [
         f"# {title}",
         "",
-        f"{sf}data `{meta['data_dir']}` · {meta['threads']} threads per engine (per rank for FlockSQL) · "
+        f"{sf}data `{meta['data_dir']}` · {meta['threads']} threads per engine, "
+        f"{_rank_threads_text(meta)} per FlockSQL rank · "
         f"median of {meta['repeat']} after {meta['warmup']} warm-up · {schedule}",
         "",
         f"Host {meta['host']['node']} ({meta['host']['cpus']} CPUs, {meta['host']['platform']}), "
@@ -133,6 +134,12 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rank_threads_text(meta: dict) -> str:
+    if meta.get("rank_threads"):
+        return f"{meta['rank_threads']} threads"
+    return f"{meta['threads']}/ranks threads"
+
+
 def _one_line(text: str, limit: int = 400) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -141,7 +148,7 @@ def _one_line(text: str, limit: int = 400) -> str:
 def _scaling_table(results: dict, runs: list[tuple[int, str]]) -> list[str]:
     """Per query: time at each rank count, speedup over the fewest ranks, and parallel efficiency."""
     base_ranks, base_label = runs[0]
-    header = ["Query"] + [f"{r} ranks (s)" for r, _ in runs] + [f"speedup@{r}" for r, _ in runs[1:]]
+    header = ["Query"] + [f"{r} rank{'s' if r > 1 else ''} (s)" for r, _ in runs] + [f"speedup@{r}" for r, _ in runs[1:]]
     header += [f"efficiency@{r}" for r, _ in runs[1:]]
     lines = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     for q in results["queries"]:
