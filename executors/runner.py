@@ -10,6 +10,8 @@ cancelled); if so all raise the same error, so no rank waits in a collective tha
 """
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -25,6 +27,8 @@ from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Pro
 from planner.patterns.base import Exchange, is_scan_pipeline
 
 SAMPLE_ROWS_PER_RANK = 1024
+# FLOCKSQL_TRACE=N prints every fragment's time and first N characters on stderr.
+TRACE = int(os.environ.get("FLOCKSQL_TRACE", "0") or 0)
 
 
 def q(cid: str) -> str:
@@ -84,7 +88,12 @@ class Runner:
                 raise ExecutionError(msg if ours or self.comm.size == 1 else f"rank {r}: {msg}")
 
     def fetch(self, query: str) -> pa.Table:
-        return self.con.sql(query).to_arrow_table()
+        if not TRACE:
+            return self.con.sql(query).to_arrow_table()
+        t0 = time.perf_counter()
+        out = self.con.sql(query).to_arrow_table()
+        print(f"[rank {self.comm.rank}] {time.perf_counter() - t0:.3f}s {out.num_rows} rows: {query[:TRACE]}", file=sys.stderr)
+        return out
 
     # ------------------------------------------------------------------ entry
     def run(self, root: Node) -> pa.Table | None:
