@@ -90,10 +90,8 @@ def test_generate_parts_is_idempotent(tmp_path):
     assert tables["nation"] == str(tmp_path / "nation.parquet")
     assert sorted(p.name for p in (tmp_path / "orders").iterdir()) == ["orders.1.parquet", "orders.2.parquet"]
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")}
-    start = time.perf_counter()
     generate(0.01, tmp_path, parts=2, progress=False)
-    assert time.perf_counter() - start < 0.5  # nothing regenerated
-    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")} == before
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*.parquet")} == before  # nothing regenerated
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no scratch left behind
     with pytest.raises(ValueError, match="parts"):
         generate(0.01, tmp_path, parts=3, progress=False)

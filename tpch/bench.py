@@ -100,6 +100,7 @@ def run_benchmark(queries: dict[str, str], config: BenchConfig, *, kind: str = "
     outcomes: dict[str, list[Outcome | None]] = {e.label: [None] * len(names) for e in engines}
     repeat = config.warmup + config.repeat
     started_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    load_before = _load_average()
     started = time.perf_counter()
 
     steps = len(names) * len(engines)
@@ -133,7 +134,10 @@ def run_benchmark(queries: dict[str, str], config: BenchConfig, *, kind: str = "
 
     return {
         "kind": kind,
-        "meta": _meta(config, threads, skipped, started_at, time.perf_counter() - started),
+        "meta": {
+            **_meta(config, threads, skipped, started_at, time.perf_counter() - started),
+            "load_average": {"before": load_before, "after": _load_average()},
+        },
         "runs": [{"label": e.label, "engine": e.name, "ranks": getattr(e, "ranks", None)} for e in engines],
         "queries": results,
     }
@@ -196,6 +200,14 @@ def _diff(outcome: Outcome, reference: Outcome, ordering: Ordering, rel_tol: flo
     if keys is not None and not all(k.lower() in expected_names for k in keys):
         keys = None  # an ORDER BY key that is not a result column: compare strictly
     return compare_tables(outcome.table, reference.table, ordering.ordered, rel_tol, order_keys=keys)
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average: a busy machine makes every time in the report suspect."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _meta(config: BenchConfig, threads: int, skipped: list[str], started_at: str, wall_s: float) -> dict:

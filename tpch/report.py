@@ -82,6 +82,7 @@ def markdown(results: dict) -> str:
         f"Python {meta['host']['python']}, DuckDB {meta['versions']['duckdb']}, "
         f"pyarrow {meta['versions']['pyarrow']}; started {meta['started']}, took {meta['wall_seconds']:.0f} s.",
         "",
+        *_load_warning(meta),
         "Times in seconds. `×duckdb` is the engine's time over DuckDB's: below 1 is faster. "
         "✗ marks a wrong answer (timed anyway); details under Failures.",
         "",
@@ -132,6 +133,20 @@ def markdown(results: dict) -> str:
         lines += ["", f"## Scaling of {engine}", ""]
         lines += _scaling_table(results, runs)
     return "\n".join(lines) + "\n"
+
+
+def _load_warning(meta: dict) -> list[str]:
+    """A warning paragraph when other work was running on the machine while measuring."""
+    load, cpus = meta.get("load_average") or {}, meta["host"]["cpus"] or 1
+    busiest = max((v for v in load.values() if v is not None), default=None)
+    # Above half the cores busy before or after, other work was likely competing with the measurement.
+    if busiest is None or busiest <= cpus / 2:
+        return []
+    return [
+        f"**Warning:** load average {load.get('before')} before and {load.get('after')} after the run on "
+        f"{cpus} CPUs: other work shared the machine, so times are inflated and noisy.",
+        "",
+    ]
 
 
 def _rank_threads_text(meta: dict) -> str:
