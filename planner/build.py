@@ -438,16 +438,23 @@ class Builder:
                 subq_preds.append(c)
             else:
                 set_conjuncts.append(self.translate(c, scope))
-        # Subquery predicates that touch one FROM item only are applied to that item before joining.
+        # A subquery predicate that touches one FROM item is applied to that item before the joins
+        # when the item (after its own filters) is smaller than the joined result (Q18: orders IN
+        # (…) before lineitem), else after them (Q21: the joins with supplier shrink l1 first).
         late = []
+        items, set_conjuncts = self._push_item_filters(items, set_conjuncts)
+        joined_rows = None
         for c in subq_preds:
             refs = self._local_refs(c, scope)
             owners = [i for i, it in enumerate(items) if refs and refs <= set(it.columns)]
             if owners and len(items) > 1:
                 i = owners[0]
-                items[i] = self.subquery_predicate(items[i], c, scope)
-            else:
-                late.append(c)
+                if joined_rows is None:
+                    joined_rows = self.est.rows(self.join_set(list(items), list(set_conjuncts), scope))
+                if self.est.rows(items[i]) <= joined_rows:
+                    items[i] = self.subquery_predicate(items[i], c, scope)
+                    continue
+            late.append(c)
         rel = self.join_set(items, set_conjuncts, scope)
         for c in late:
             rel = self.subquery_predicate(rel, c, scope)
@@ -526,8 +533,9 @@ class Builder:
             return b, a
         return None
 
-    def join_set(self, items: list[Node], preds: list[exp.Expression], scope: Scope) -> Node:
-        """Greedy operator ordering: join the connected pair with the smallest estimated result."""
+    @staticmethod
+    def _push_item_filters(items: list[Node], preds: list[exp.Expression]):
+        """Applies each predicate that reads one item only to that item; returns (items, the rest)."""
         items = list(items)
         remaining = []
         for p in preds:
@@ -537,6 +545,11 @@ class Builder:
                 items[owners[0]] = Filter(items[owners[0]], p)
             else:
                 remaining.append(p)
+        return items, remaining
+
+    def join_set(self, items: list[Node], preds: list[exp.Expression], scope: Scope) -> Node:
+        """Greedy operator ordering: join the connected pair with the smallest estimated result."""
+        items, remaining = self._push_item_filters(items, preds)
         while len(items) > 1:
             best = None
             for i, j in itertools.combinations(range(len(items)), 2):
