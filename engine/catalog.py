@@ -49,6 +49,10 @@ class Table:
     schema: pa.Schema
     row_count: int
     columns: dict = field(hash=False, compare=False)  # column name -> ColumnStats
+    # Columns whose row groups hold disjoint, ordered value ranges (data written in key order):
+    # column name -> ((min, max, rows) per row group, ascending). Such a table can be read
+    # range-partitioned on that column, each rank pruning row groups by their statistics.
+    clustered: dict = field(default_factory=dict, hash=False, compare=False)
 
     def column(self, name: str) -> ColumnStats | None:
         return self.columns.get(name)
@@ -136,7 +140,30 @@ def load_table(name: str, files: list[str]) -> Table:
         if sample.num_rows > DISTINCT_SAMPLE_ROWS:
             sample = sample.slice(0, DISTINCT_SAMPLE_ROWS)
     cols = {fld.name: _column_stats(first, metas, sample, fld.name, fld.type, rows) for fld in schema}
-    return Table(name, tuple(files), tuple(groups), schema, rows, cols)
+    clustered = {}
+    for fld in schema:
+        if (pa.types.is_integer(fld.type) or pa.types.is_date(fld.type)) and len(groups) > 1:
+            ranges = _clustered_ranges(metas, fld.name)
+            if ranges is not None:
+                clustered[fld.name] = ranges
+    return Table(name, tuple(files), tuple(groups), schema, rows, cols, clustered)
+
+
+def _clustered_ranges(metas, name: str):
+    ranges = []
+    for meta in metas:
+        idx = meta.schema.to_arrow_schema().get_field_index(name)
+        for g in range(meta.num_row_groups):
+            rg = meta.row_group(g)
+            st = rg.column(idx).statistics
+            if st is None or not st.has_min_max or (st.has_null_count and st.null_count):
+                return None
+            ranges.append((st.min, st.max, rg.num_rows))
+    ranges.sort(key=lambda r: (r[0], r[1]))
+    for (_, hi, _), (lo, _, _) in zip(ranges, ranges[1:]):
+        if hi > lo:
+            return None
+    return tuple(ranges)
 
 
 class Catalog:

@@ -28,6 +28,7 @@ from planner.build import Builder
 from planner.cost import CostParams
 from planner.estimate import Estimator
 from planner.explain import render_explain
+from planner.copartition import copartition
 from planner.physical import PhysicalPlanner
 from planner.rules import run_rules
 from planner.qualify import bind_params, classify, parse, qualify_statement
@@ -112,6 +113,7 @@ class Session:
         qualified = qualify_statement(ast, self.catalog)
         est = Estimator(self.catalog)
         query = run_rules(Builder(self.catalog, est).build(qualified, original=ast))
+        query = copartition(query, self.catalog, self.nranks)
         phys = PhysicalPlanner(est, self.params, self.nranks, self.forced_patterns).plan(query)
         if sql_key is not None:
             if len(self._plans) >= PLAN_CACHE_SIZE:

@@ -31,6 +31,17 @@ SAMPLE_ROWS_PER_RANK = 1024
 TRACE = int(os.environ.get("FLOCKSQL_TRACE", "0") or 0)
 
 
+def _literal(v) -> str:
+    import datetime as dt
+    if isinstance(v, dt.datetime):
+        return f"TIMESTAMP '{v.isoformat(sep=' ')}'"
+    if isinstance(v, dt.date):
+        return f"DATE '{v.isoformat()}'"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return "'" + str(v).replace("'", "''") + "'"
+
+
 def q(cid: str) -> str:
     return '"' + cid.replace('"', '""') + '"'
 
@@ -150,7 +161,9 @@ class Runner:
         t0 = time.perf_counter()
         nested_before = self._nested_s
         try:
-            if x.kind == "shuffle":
+            if x.kind == "shuffle" and x.fn:
+                table, part = self._fn_partitioned(child, x.keys, x.fn)
+            elif x.kind == "shuffle":
                 table, part = self._hash_partitioned(child, x.keys)
             elif x.kind == "range":
                 table, part = self._range_partitioned(child, x.keys)
@@ -194,6 +207,22 @@ class Runner:
         self._root_exchange = root if isinstance(root, Exchange) and root.kind == "gather" else None
         return self.run(root)
 
+    def _range_predicate(self, key: str, splitters) -> str:
+        r, P = self.comm.rank, self.comm.size
+        parts = []
+        if r > 0:
+            parts.append(f"{key} >= {_literal(splitters[r - 1])}")
+        if r < P - 1:
+            parts.append(f"{key} < {_literal(splitters[r])}")
+        pred = " AND ".join(parts) or "true"
+        # NULL keys belong to the last rank, as in _range_part below.
+        return f"({pred} OR {key} IS NULL)" if r == P - 1 else pred
+
+    @staticmethod
+    def _range_part(key: str, splitters) -> str:
+        whens = " ".join(f"WHEN {key} < {_literal(v)} THEN {i}" for i, v in enumerate(splitters))
+        return f"CASE {whens} ELSE {len(splitters)} END"
+
     def _key_types(self, child_sql: str, keys) -> list[str]:
         desc = self.con.execute(f"DESCRIBE SELECT {', '.join(sql(k) for k in keys)} FROM ({child_sql})").fetchall()
         return [row[1] for row in desc]
@@ -217,6 +246,13 @@ class Runner:
         types = self._key_types(child_sql, keys)
         h = ", ".join(self._normalised(sql(k), t) for k, t in zip(keys, types))
         t = self.fetch(f"SELECT *, CAST(hash({h}) % {P} AS USMALLINT) AS __part FROM ({child_sql})")
+        part = t.column("__part").to_numpy()
+        return t.drop_columns(["__part"]), part
+
+    def _fn_partitioned(self, child: Node, keys, fn):
+        _, splitters = fn
+        t = self.fetch(f"SELECT *, CAST({self._range_part(sql(keys[0]), splitters)} AS USMALLINT) AS __part "
+                       f"FROM ({self.render(child)})")
         part = t.column("__part").to_numpy()
         return t.drop_columns(["__part"]), part
 
@@ -298,9 +334,15 @@ class Runner:
             return self.exchange(node)
         if isinstance(node, Scan):
             table = self.catalog.table(node.table)
+            items = "SELECT " + ", ".join(f"{q(name)} AS {q(cid)}" for cid, name in node.fields)
+            if node.key_range is not None and not replicated and self.comm.size > 1:
+                # Co-partitioned read: this rank's key range; DuckDB prunes row groups by statistics.
+                column, splitters = node.key_range
+                src = self.scans.source(table, [], True)
+                return f"{items} FROM {src} WHERE {self._range_predicate(q(column), splitters)}"
             cols = sorted({name for _, name in node.fields}, key=[f.name for f in table.schema].index)
             src = self.scans.source(table, cols, replicated)
-            return "SELECT " + ", ".join(f"{q(name)} AS {q(cid)}" for cid, name in node.fields) + f" FROM {src}"
+            return f"{items} FROM {src}"
         if isinstance(node, Values):
             if not node.rows:
                 return "SELECT " + ", ".join(f"NULL AS {q(c)}" for c in node.ids) + " WHERE false"

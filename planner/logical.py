@@ -43,6 +43,9 @@ class Scan(Node):
     table: str
     # (column id, column name in the table)
     fields: tuple[tuple[str, str], ...]
+    # Physical choice (set by planner/copartition.py): read range-partitioned on this column with
+    # these splitters (rank r reads values in [splitters[r-1], splitters[r])), else by row groups.
+    key_range: tuple | None = None
 
     @property
     def children(self):
@@ -54,6 +57,12 @@ class Scan(Node):
 
     def with_children(self):
         return self
+
+    def key_range_id(self) -> str | None:
+        """The column id the scan is range-partitioned on, if it is."""
+        if self.key_range is None:
+            return None
+        return next((cid for cid, name in self.fields if name == self.key_range[0]), None)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -138,7 +138,7 @@ def _number_exchanges(plan: PhysicalPlan) -> Node:
     def rec(n: Node) -> Node:
         kids = [rec(c) for c in n.children]
         if isinstance(n, Exchange):
-            new = Exchange(kids[0], n.kind, n.keys, next(counter))
+            new = Exchange(kids[0], n.kind, n.keys, next(counter), n.fn)
             plan.exchanges.append(new)
         elif any(a is not b for a, b in zip(kids, n.children)):
             new = n.with_children(*kids)

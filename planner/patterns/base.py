@@ -36,11 +36,16 @@ class Dist:
 
     kind: str
     keys: tuple[frozenset, ...] = ()
+    # The partition function for kind 'hash': () is a hash of the keys; ("range", splitters) is
+    # a range partition of one key (co-partitioned reads). Two inputs are co-located only if
+    # their functions are equal.
+    fn: tuple = ()
 
-    def hashed_on(self, ids) -> bool:
-        """True when partitioned by hash of exactly these column ids, in this order."""
+    def hashed_on(self, ids, fn: tuple = ()) -> bool:
+        """True when partitioned by fn of exactly these column ids, in this order."""
         ids = list(ids)
-        return self.kind == "hash" and len(ids) == len(self.keys) and all(i in k for i, k in zip(ids, self.keys))
+        return self.kind == "hash" and self.fn == fn and len(ids) == len(self.keys) and \
+            all(i in k for i, k in zip(ids, self.keys))
 
     def hashed_within(self, ids) -> bool:
         """True when every hash key is one of ids (so equal ids imply the same rank)."""
@@ -59,15 +64,15 @@ class Dist:
             if not out:
                 return ANY
             new.append(frozenset(out))
-        return Dist("hash", tuple(new))
+        return Dist("hash", tuple(new), self.fn)
 
 
 ANY = Dist("any")
 REPLICATED = Dist("replicated")
 
 
-def hash_dist(ids) -> Dist:
-    return Dist("hash", tuple(frozenset([i]) for i in ids))
+def hash_dist(ids, fn: tuple = ()) -> Dist:
+    return Dist("hash", tuple(frozenset([i]) for i in ids), fn)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -83,6 +88,7 @@ class Exchange(Node):
     kind: str
     keys: tuple[exp.Expression, ...] = ()
     eid: int = 0
+    fn: tuple = ()  # for shuffle: () hash, ("range", splitters) by key range
 
     @property
     def children(self):
@@ -93,7 +99,7 @@ class Exchange(Node):
         return self.input.columns
 
     def with_children(self, input):
-        return Exchange(input, self.kind, self.keys, self.eid)
+        return Exchange(input, self.kind, self.keys, self.eid, self.fn)
 
 
 @dataclass(slots=True)

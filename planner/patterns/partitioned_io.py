@@ -3,7 +3,7 @@ writes its own part file). No communication for splittable Parquet."""
 from __future__ import annotations
 
 from planner.logical import Scan
-from planner.patterns.base import ANY, Alternative
+from planner.patterns.base import ANY, Alternative, hash_dist
 from planner.patterns.base import PARTITIONED_IO as NAME
 
 
@@ -11,4 +11,8 @@ def alternatives(node, kids, ctx) -> list[Alternative]:
     if not isinstance(node, Scan):
         return []
     cost = ctx.rows(node) / ctx.nranks * ctx.params.scan_row
+    key = node.key_range_id()
+    if key is not None and ctx.nranks > 1:
+        dist = hash_dist([key], ("range", node.key_range[1]))
+        return [Alternative(NAME, cost, lambda: (node, dist), f"range-partitioned on {node.key_range[0]}")]
     return [Alternative(NAME, cost, lambda: (node, ANY), "row groups split over the ranks")]

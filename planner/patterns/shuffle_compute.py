@@ -13,12 +13,12 @@ from planner.patterns.base import ANY, Alternative, Dist, Exchange, hash_dist, k
 from planner.patterns.base import SHUFFLE_COMPUTE as NAME
 
 
-def shuffled(kid, keys, ctx, node_for_size):
-    """(node, cost): kid hash-partitioned on keys, reusing an existing partitioning."""
+def shuffled(kid, keys, ctx, node_for_size, fn: tuple = ()):
+    """(node, cost): kid partitioned by fn on keys, reusing an existing partitioning."""
     ids = key_ids(keys)
-    if ids is not None and kid.dist.hashed_on(ids):
+    if ids is not None and kid.dist.hashed_on(ids, fn):
         return kid.node, 0.0
-    return Exchange(kid.node, "shuffle", tuple(keys)), ctx.params.shuffle(ctx.bytes(node_for_size), ctx.nranks)
+    return Exchange(kid.node, "shuffle", tuple(keys), fn=fn), ctx.params.shuffle(ctx.bytes(node_for_size), ctx.nranks)
 
 
 def _colocated(node: Join, lk, rk) -> bool:
@@ -67,15 +67,31 @@ def _join(node: Join, kids, ctx):
             return hash_dist(rids)
         return ANY
 
-    if _colocated(node, lk, rk):
+    if _colocated(node, lk, rk) and lk.dist.fn == rk.dist.fn:
         dist = lk.dist if node.kind in ("inner", "left", "semi", "anti") else (rk.dist if node.kind == "right" else ANY)
         return [Alternative(NAME, compute, lambda: (node.with_children(lk.node, rk.node), dist),
                             "inputs already partitioned on the keys: no shuffle")]
-    lnode, lcost = shuffled(lk, node.left_keys, ctx, node.left)
-    rnode, rcost = shuffled(rk, node.right_keys, ctx, node.right)
-    note = "shuffle " + " and ".join(s for s, c in (("left", lcost), ("right", rcost)) if c) if (lcost or rcost) else ""
-    return [Alternative(NAME, lcost + rcost + compute,
-                        lambda: (node.with_children(lnode, rnode), result_dist()), note)]
+    out = []
+    # Hash both sides, or move only one side into the other's existing partitioning (a range
+    # partitioning from co-partitioned reads, or a hash on exactly the keys).
+    fns = {()}
+    for side_dist, ids in ((lk.dist, lids), (rk.dist, rids)):
+        if side_dist.kind == "hash" and ids is not None and len(side_dist.keys) == 1 and len(ids) == 1:
+            fns.add(side_dist.fn)
+    for fn in fns:
+        if fn and len(node.left_keys) != 1:
+            continue
+        lnode, lcost = shuffled(lk, node.left_keys, ctx, node.left, fn)
+        rnode, rcost = shuffled(rk, node.right_keys, ctx, node.right, fn)
+        moved = [s for s, c in (("left", lcost), ("right", rcost)) if c]
+        how = "by key range" if fn else "by hash"
+        note = (f"shuffle {' and '.join(moved)} {how}" if moved else "inputs already partitioned on the keys: no shuffle")
+
+        def lower(lnode=lnode, rnode=rnode, fn=fn):
+            d = result_dist()
+            return node.with_children(lnode, rnode), (Dist(d.kind, d.keys, fn) if d.kind == "hash" else d)
+        out.append(Alternative(NAME, lcost + rcost + compute, lower, note))
+    return out
 
 
 def _setop(node: SetOp, kids, ctx):

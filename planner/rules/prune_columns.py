@@ -21,7 +21,7 @@ def _refs(exprs) -> set[str]:
 def prune(node: Node, required: set[str]) -> Node:
     if isinstance(node, Scan):
         fields = tuple(f for f in node.fields if f[0] in required) or node.fields[:1]
-        return Scan(node.table, fields)
+        return Scan(node.table, fields, node.key_range)
     if isinstance(node, Values):
         return node
     if isinstance(node, Filter):
