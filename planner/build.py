@@ -683,6 +683,7 @@ class Builder:
         if len(ids) != 1 + len(corr.inner_keys):
             raise CatalogError("scalar subquery returns more than one column")
         value, inner_keys, outer_keys = ids[0], corr.inner_keys, corr.outer_keys
+        node = self._restrict_to_outer_keys(node, rel, inner_keys, outer_keys)
         marker = self.new_id("matched")
         proj = Project(node, tuple([(i, col(i)) for i in ids] + [(marker, exp.true())]))
         rel = Join(rel, proj, "left", tuple(col(k) for k in outer_keys), tuple(col(k) for k in inner_keys))
@@ -693,6 +694,30 @@ class Builder:
         rel = Project(rel, tuple((c, col(c)) for c in rel.columns) + ((fixed, exp.Case(
             ifs=[exp.If(this=exp.Is(this=col(marker), expression=exp.Null()), true=empty)], default=col(value))),))
         return rel, fixed
+
+    def _restrict_to_outer_keys(self, node: Node, rel: Node, inner_keys, outer_keys) -> Node:
+        """Magic set: aggregate the subquery only over the keys the outer query can produce.
+
+        When the outer keys come from a filtered scan (Q17: parts of one brand and container), the
+        subquery's input is semi-joined with those keys before grouping, instead of aggregating
+        every key (Q17: 200 of 200,000 parts)."""
+        source = _key_source(rel, set(outer_keys))
+        if source is None:
+            return node
+
+        def rewrite(n: Node) -> Node:
+            if isinstance(n, Aggregate) and [g for g, _ in n.groups[-len(inner_keys):]] == list(inner_keys):
+                exprs = dict(n.groups)
+                fresh = [(self.new_id("outer_key"), col(k)) for k in outer_keys]
+                keys_rel = Project(source, tuple(fresh))
+                restricted = Join(n.input, keys_rel, "semi", tuple(exprs[k] for k in inner_keys),
+                                  tuple(col(f) for f, _ in fresh))
+                return Aggregate(restricted, n.groups, n.aggs)
+            if isinstance(n, (Project, Filter)):
+                inner = rewrite(n.input)
+                return n if inner is n.input else n.with_children(inner)
+            return n
+        return rewrite(node)
 
     def _empty_value(self, q: exp.Select):
         """The value of the subquery's select item over no rows, if it is not NULL (COUNT → 0)."""
@@ -927,6 +952,25 @@ def display_names(original: exp.Expression, names: list[str]) -> list[str]:
         else:
             out.append(e.sql("duckdb"))
     return out
+
+
+def _key_source(rel: Node, keys: set[str]) -> Node | None:
+    """The filtered scan pipeline inside rel that produces all of keys, if there is one."""
+    node = rel
+    while True:
+        if not keys <= set(node.columns):
+            return None
+        if isinstance(node, Join):
+            side = next((c for c in (node.left, node.right) if keys <= set(c.columns)), None)
+            if side is None:
+                return None
+            node = side
+            continue
+        probe, filtered = node, False
+        while isinstance(probe, (Filter, Project)):
+            filtered = filtered or isinstance(probe, Filter)
+            probe = probe.input
+        return node if isinstance(probe, Scan) and filtered else None
 
 
 def _aggregates_in_select(q: exp.Select) -> bool:

@@ -134,8 +134,13 @@ class Estimator:
         if isinstance(node, Join):
             l, r = self.estimate(node.left), self.estimate(node.right)
             if node.kind in ("semi", "anti"):
-                rows = l.rows * (SEMI_FRACTION if node.left_keys or node.residual is not None else 1.0)
-                return self._scaled(l, rows, l.known and r.known)
+                frac = SEMI_FRACTION if node.residual is not None or not node.left_keys else 1.0
+                if node.left_keys:
+                    # The share of left keys that find a partner: at most ndv(right) / ndv(left).
+                    frac = min(frac, self._key_ndv(r, node.right_keys) / self._key_ndv(l, node.left_keys))
+                if node.kind == "anti":
+                    frac = max(1.0 - frac, 0.1) if node.left_keys else SEMI_FRACTION
+                return self._scaled(l, l.rows * frac, l.known and r.known)
             pairs = list(zip(node.left_keys, node.right_keys))
             rows = self._join_rows_est(l, r, pairs)
             if node.residual is not None:
