@@ -36,6 +36,7 @@ from planner.qualify import bind_params, classify, parse, qualify_statement
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 PLAN_CACHE_SIZE = 256
+CANCEL_TAG = 7
 
 
 def _under_mpi() -> bool:
@@ -88,6 +89,15 @@ class Session:
         self._plans: dict = {}
         self._cancel = threading.Event()
         self._lock = threading.RLock()
+        # Cancellation travels on its own communicator, to a listener thread on each worker, so
+        # that a rank deep inside a long DuckDB fragment is interrupted too (not only rank 0).
+        self._qid = 0
+        self._running_qid = None
+        self._cancel_comm = self.world.dup() if self.nranks > 1 else None
+        self._listener = None
+        if self._cancel_comm is not None and self.rank != 0:
+            self._listener = threading.Thread(target=self._listen_for_cancel, name="flocksql-cancel", daemon=True)
+            self._listener.start()
         self.last_stats = None
         self._closed = False
 
@@ -200,11 +210,27 @@ class Session:
             return _rename(table, phys.names).schema
 
     def cancel(self) -> None:
+        """Thread-safe: aborts the running query on every rank; execute() raises CancelledError."""
         self._cancel.set()
         try:
             self.con.interrupt()
         except Exception:
             pass
+        qid = self._running_qid
+        if self._cancel_comm is not None and qid is not None:
+            for r in range(1, self.nranks):
+                self._cancel_comm.comm.send(("cancel", qid), dest=r, tag=CANCEL_TAG)
+
+    def _listen_for_cancel(self) -> None:
+        while True:
+            kind, qid = self._cancel_comm.comm.recv(source=0, tag=CANCEL_TAG)
+            if kind == "stop":
+                return
+            if qid == self._running_qid:
+                try:
+                    self.con.interrupt()
+                except Exception:
+                    pass
 
     def refresh(self) -> None:
         self.catalog.refresh()
@@ -216,11 +242,13 @@ class Session:
             self.world.bcast_obj(msg)
 
     def _run(self, phys, mode: str):
-        self._broadcast(("run", phys, mode))
-        return self._execute_plan(phys, mode)
+        self._qid += 1
+        self._broadcast(("run", phys, mode, self._qid))
+        return self._execute_plan(phys, mode, qid=self._qid)
 
-    def _execute_plan(self, phys, mode: str, target: str | None = None):
+    def _execute_plan(self, phys, mode: str, target: str | None = None, qid=None):
         comm = self.world.dup() if self.nranks > 1 else self.world
+        self._running_qid = qid
         try:
             runner = Runner(self.con, comm, self.catalog, self.scans, cancelled=self._cancel.is_set)
             if mode == "collect":
@@ -234,6 +262,7 @@ class Session:
                 return self._write_parts(runner, comm, phys, target)
             raise ExecutionError(f"unknown mode {mode}")
         finally:
+            self._running_qid = None
             if comm is not self.world:
                 comm.free()
 
@@ -287,9 +316,9 @@ class Session:
                 break
             try:
                 if kind == "run":
-                    self._execute_plan(msg[1], msg[2])
+                    self._execute_plan(msg[1], msg[2], qid=msg[3])
                 elif kind == "write":
-                    self._execute_plan(msg[1], "write", msg[2])
+                    self._execute_plan(msg[1], "write", msg[2], qid=msg[3])
                 elif kind == "refresh":
                     self.refresh()
             except FlockError:
@@ -303,6 +332,11 @@ class Session:
         self._closed = True
         if self.rank == 0:
             self._broadcast(("stop",))
+            if self._cancel_comm is not None:
+                for r in range(1, self.nranks):
+                    self._cancel_comm.comm.send(("stop", None), dest=r, tag=CANCEL_TAG)
+        elif self._listener is not None:
+            self._listener.join(timeout=5)
         try:
             self.con.close()
         finally:
@@ -323,8 +357,9 @@ class Session:
             tmp = data / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
             try:
-                self._broadcast(("write", phys, str(tmp)))
-                schema = self._execute_plan(phys, "write", str(tmp))
+                self._qid += 1
+                self._broadcast(("write", phys, str(tmp), self._qid))
+                schema = self._execute_plan(phys, "write", str(tmp), qid=self._qid)
                 if not any(tmp.iterdir()):
                     pq.write_table(schema.empty_table(), tmp / "part-00000.parquet")
                 self._replace_dir(tmp, data / name)

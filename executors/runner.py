@@ -82,16 +82,16 @@ class Runner:
     def sync(self, error: BaseException | None):
         """Collective: every rank learns whether any rank failed; all raise the first error."""
         mine = None
-        if error is not None:
-            mine = (type(error).__name__, str(error), isinstance(error, FlockError))
-        elif self.comm.rank == 0 and self.cancelled():
+        if self.comm.rank == 0 and self.cancelled():
             mine = ("CancelledError", "query cancelled", True)
+        elif error is not None:
+            mine = (type(error).__name__, str(error), isinstance(error, FlockError))
         infos = self.comm.allgather_obj(mine)
+        if any(info is not None and info[0] == "CancelledError" for info in infos):
+            raise CancelledError("query cancelled")
         for r, info in enumerate(infos):
             if info is not None:
                 name, msg, ours = info
-                if name == "CancelledError":
-                    raise CancelledError(msg)
                 if error is not None and r == self.comm.rank:
                     if isinstance(error, FlockError):
                         raise error
