@@ -74,20 +74,17 @@ def and_all(parts: list[exp.Expression]) -> exp.Expression | None:
 
 
 def _outside_subqueries(e: exp.Expression, kinds) -> list[exp.Expression]:
-    """Nodes of the given kinds in e, not descending into nested SELECTs."""
+    """Nodes of the given kinds in e (e included), not looking inside nested queries."""
+    nested = (exp.Subquery, exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Exists)
     out = []
     stack = [e]
     while stack:
         n = stack.pop()
         if isinstance(n, kinds):
             out.append(n)
-        for child in n.iter_expressions():
-            if isinstance(child, (exp.Subquery, exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Exists)) \
-                    and not isinstance(n, exp.Subquery):
-                if isinstance(child, kinds):
-                    out.append(child)
-                continue
-            stack.append(child)
+        if isinstance(n, nested):
+            continue
+        stack.extend(n.iter_expressions())
     return out
 
 
@@ -651,11 +648,11 @@ class Builder:
         """Joins every scalar subquery in e onto rel; returns (rel, e with the subqueries replaced by
         placeholder columns that translate() resolves through the scope's '__scalar' source)."""
         subs = [s for s in _outside_subqueries(e, (exp.Subquery,)) if not isinstance(s.parent, exp.In)]
-        subs = [s for s in subs if isinstance(s.parent, exp.Expression)]
         if not subs:
             return rel, e
-        e = e.copy()
-        subs = [s for s in _outside_subqueries(e, (exp.Subquery,)) if not isinstance(s.parent, exp.In)]
+        # A holder gives the expression a parent, so that even a bare subquery can be replaced.
+        holder = exp.Paren(this=e.copy())
+        subs = [s for s in _outside_subqueries(holder.this, (exp.Subquery,)) if not isinstance(s.parent, exp.In)]
         placeholders = scope.sources.setdefault("__scalar", {})
         for s in subs:
             q = self._subquery_select(s)
@@ -676,7 +673,7 @@ class Builder:
             name = f"__scalar_{value}"
             placeholders[name] = value
             s.replace(exp.Column(this=exp.Identifier(this=name, quoted=True), table=exp.Identifier(this="__scalar", quoted=True)))
-        return rel, e
+        return rel, holder.this
 
     def _correlated_scalar(self, rel, node, ids, corr: Correlation, q):
         # node outputs: the value, then the inner correlation key columns (see _project).
