@@ -24,12 +24,24 @@ class BatchResult:
     error: str | None
     seconds: list[float] = field(default_factory=list)
     error_type: str | None = None
+    # Per repetition, the slowest rank's local-compute and communication seconds (EXPLAIN ANALYZE's split).
+    compute_seconds: list[float] = field(default_factory=list)
+    comm_seconds: list[float] = field(default_factory=list)
+
+
+def split_seconds(per_rank_stats) -> tuple[float, float]:
+    """(compute, communication) seconds of the slowest rank, from Session.last_stats."""
+    compute = comm = 0.0
+    for rs in per_rank_stats or []:
+        compute = max(compute, sum(st.compute_s for st in rs.stages.values()) + rs.final_compute_s)
+        comm = max(comm, sum(st.comm_s for st in rs.stages.values()))
+    return compute, comm
 
 
 def _run_list(session, queries, repeat):
     out = []
     for q in queries:
-        times, table, error, etype = [], None, None, None
+        times, table, error, etype, compute, comm = [], None, None, None, [], []
         for _ in range(max(1, repeat)):
             t0 = time.perf_counter()
             try:
@@ -38,7 +50,10 @@ def _run_list(session, queries, repeat):
                 error, etype = str(e), type(e).__name__
                 break
             times.append(time.perf_counter() - t0)
-        out.append(BatchResult(table, error, times, etype))
+            c, m = split_seconds(session.last_stats)
+            compute.append(c)
+            comm.append(m)
+        out.append(BatchResult(table, error, times, etype, compute, comm))
     return out
 
 
@@ -74,7 +89,8 @@ def run_queries(data_dir: str, queries: list[str], ranks: int, timeout_s: float 
             if m["error"] is None:
                 with pa.memory_map(str(Path(tmp) / f"r{i}.arrow")) as src:
                     table = pa.ipc.open_file(src).read_all()
-            out.append(BatchResult(table, m["error"], m["seconds"], m.get("error_type")))
+            out.append(BatchResult(table, m["error"], m["seconds"], m.get("error_type"),
+                                   m.get("compute_seconds", []), m.get("comm_seconds", [])))
         return out
 
 
@@ -92,7 +108,8 @@ def main(argv):
             if r.table is not None:
                 with pa.OSFile(str(outdir / f"r{i}.arrow"), "wb") as f, pa.ipc.new_file(f, r.table.schema) as w:
                     w.write_table(r.table)
-            meta.append({"error": r.error, "seconds": r.seconds, "error_type": r.error_type})
+            meta.append({"error": r.error, "seconds": r.seconds, "error_type": r.error_type,
+                         "compute_seconds": r.compute_seconds, "comm_seconds": r.comm_seconds})
         (outdir / "results.json").write_text(json.dumps(meta))
 
 

@@ -25,11 +25,16 @@ import pyarrow as pa
 
 from tpch.generate import discover_tables
 
-ENGINE_NAMES = ("flocksql", "duckdb", "polars", "datafusion", "spark")
+ENGINE_NAMES = ("flocksql", "flocksql-shuffle", "duckdb", "polars", "datafusion", "spark")
+
+# A fixed plan for comparison with the cost-based one: every join, aggregate and sort shuffles.
+ALL_SHUFFLE = {"Join": "shuffle-compute", "Aggregate": "shuffle-compute", "Distinct": "shuffle-compute",
+               "Sort": "sample-shuffle-compute"}
 
 # Module each engine needs importable, checked before anything is started.
 _REQUIRED_MODULE = {
     "flocksql": "engine.batch",
+    "flocksql-shuffle": "engine.batch",
     "duckdb": "duckdb",
     "polars": "polars",
     "datafusion": "datafusion",
@@ -70,6 +75,8 @@ def make_engine(name: str, data_dir: str, *, ranks: int = 1, threads: int | None
     threads = threads or os.cpu_count() or 1
     if name == "flocksql":
         return FlockSQLEngine(data_dir, ranks=ranks, threads=threads, timeout_s=timeout_s)
+    if name == "flocksql-shuffle":
+        return FlockSQLEngine(data_dir, ranks=ranks, threads=threads, timeout_s=timeout_s, forced=ALL_SHUFFLE)
     engine_class = {
         "duckdb": DuckDBEngine,
         "polars": PolarsEngine,
@@ -95,12 +102,15 @@ class FlockSQLEngine:
 
     name = "flocksql"
 
-    def __init__(self, data_dir: str, *, ranks: int, threads: int, timeout_s: float):
+    def __init__(self, data_dir: str, *, ranks: int, threads: int, timeout_s: float, forced: dict | None = None):
         self.data_dir, self.ranks, self.threads, self.timeout_s = data_dir, ranks, threads, timeout_s
+        self.forced = forced
+        if forced:
+            self.name = "flocksql-shuffle"
 
     @property
     def label(self) -> str:
-        return f"flocksql@{self.ranks}"
+        return f"{self.name}@{self.ranks}"
 
     def run(self, queries: list[str], repeat: int) -> list[Outcome]:
         from engine.batch import run_queries
@@ -112,6 +122,7 @@ class FlockSQLEngine:
             timeout_s=self.timeout_s,
             repeat=repeat,
             threads=self.threads,
+            forced_patterns=self.forced,
         )
         return [
             Outcome(table=r.table, error=r.error, seconds=tuple(r.seconds), extra=_extra_fields(r))
