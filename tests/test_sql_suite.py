@@ -1,0 +1,107 @@
+"""The SQL suite: every `tests/sql/*.test` file at 1, 2 and 3 ranks, DuckDB as the oracle.
+
+Each file's data folder and DuckDB's answers are built once and shared by the three rank counts;
+each rank count runs the whole file in one `run_queries` call (one MPI launch). A failing test
+lists every failed statement of the file with its difference, not just the first. The format of
+the files is described in `tests/sqllogic.py`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.batch import run_queries
+from tests.sqllogic import (ErrorBlock, QueryBlock, TestFileError, check_results, engine_statements, error_matches,
+                             expected_answers, parse_test_file, write_data)
+
+SQL_DIR = Path(__file__).parent / "sql"
+TEST_FILES = sorted(SQL_DIR.glob("*.test"))
+RANKS = (1, 2, 3)
+# Seconds a whole file may take inside one MPI job, and the pytest limit around it.
+BATCH_TIMEOUT_S = 240
+MULTI_RANK_TIMEOUT_S = 300
+
+
+def _params():
+    for path in TEST_FILES:
+        for ranks in RANKS:
+            marks = [pytest.mark.timeout(MULTI_RANK_TIMEOUT_S)] if ranks > 1 else []
+            yield pytest.param(path, ranks, id=f"{path.stem}-r{ranks}", marks=marks)
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    """Per test file, built on first use: (parsed file, data dir, statements, checked blocks, answers)."""
+    cache = {}
+
+    def get(path: Path):
+        if path not in cache:
+            test = parse_test_file(path)
+            data_dir = tmp_path_factory.mktemp(f"sql-{path.stem}")
+            files = write_data(test, data_dir)
+            statements, checked = engine_statements(test)
+            cache[path] = (test, data_dir, statements, checked, expected_answers(checked, files))
+        return cache[path]
+
+    return get
+
+
+@pytest.mark.parametrize("path, ranks", list(_params()))
+def test_sql_file(path, ranks, prepared):
+    test, data_dir, statements, checked, expected = prepared(path)
+    results = run_queries(str(data_dir), statements, ranks, timeout_s=BATCH_TIMEOUT_S)
+    failures = check_results(test, checked, expected, results)
+    assert not failures, (
+        f"{path.name} at {ranks} rank(s): {len(failures)} of {len(statements)} statements failed\n\n"
+        + "\n\n".join(failures)
+    )
+
+
+def test_suite_has_files():
+    assert TEST_FILES, f"no .test files in {SQL_DIR}"
+    assert sum(len(parse_test_file(p).blocks) for p in TEST_FILES) >= 150
+
+
+# --- the file format itself (no engine) ---------------------------------------------------------
+
+
+def test_parse_blocks_and_probe(tmp_path):
+    path = tmp_path / "x.test"
+    path.write_text(
+        "# comment\ndata row_group_size=7 folder=t:2\nCREATE TABLE t AS SELECT range AS a FROM range(20);\n\n"
+        "query\nSELECT a\n# inside\nFROM t\n\nerror unknown column*zz\nSELECT zz FROM t\n\n"
+        "error not supported:\nWITH RECURSIVE r AS (SELECT 1) SELECT * FROM r\n\nquery\nSELECT 1\n"
+    )
+    test = parse_test_file(path)
+    assert test.data.row_group_size == 7 and test.data.folders == {"t": 2}
+    assert [type(b) for b in test.blocks] == [QueryBlock, ErrorBlock, ErrorBlock, QueryBlock]
+    assert test.blocks[0].sql == "SELECT a\nFROM t" and test.blocks[1].pattern == "unknown column*zz"
+    statements, checked = engine_statements(test)
+    # A probe follows the first error (another error comes next); the second is followed by a query.
+    assert statements[2] == "SELECT count(*) AS probe FROM t" and len(statements) == 5
+    files = write_data(test, tmp_path / "data")
+    assert [p.name for p in files["t"]] == ["part-0.parquet", "part-1.parquet"]
+    answers = expected_answers(checked, files)
+    assert answers[0].num_rows == 20 and answers[1] is None and answers[2].column(0).to_pylist() == [20]
+
+
+@pytest.mark.parametrize("text", [
+    "query\nSELECT 1\n",                                   # no data block
+    "data\nCREATE TABLE t (a INT);\n\nquery extra\nSELECT 1\n",
+    "data\nCREATE TABLE t (a INT);\n\nerror\nSELECT 1\n",   # error needs a pattern
+    "data folder=t:0\nCREATE TABLE t (a INT);\n",
+])
+def test_parse_rejects_malformed(tmp_path, text):
+    path = tmp_path / "bad.test"
+    path.write_text(text)
+    with pytest.raises(TestFileError):
+        parse_test_file(path)
+
+
+def test_error_matches():
+    assert error_matches("unknown column*zz", "CatalogError: Unknown Column: 'zz' could not be resolved")
+    assert not error_matches("unknown column*zz", "zz: unknown column")
+    assert error_matches("not supported:", "not supported: WITH RECURSIVE")
+    assert error_matches("*", "anything at all")
+    assert error_matches("50%[x]?", "a 50%[x]? b")
