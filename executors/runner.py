@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 from sqlglot import exp
 
-from engine.errors import CancelledError, ExecutionError, FlockError
+from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError
 from executors.comm import split_by_partition
 from executors.scan import ScanSource
 from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Scan, SetOp,
@@ -92,6 +92,8 @@ class Runner:
         for r, info in enumerate(infos):
             if info is not None:
                 name, msg, ours = info
+                if name == "CatalogException":  # DuckDB's: an unknown function or type
+                    raise CatalogError(msg.replace("Catalog Error: ", "", 1))
                 if error is not None and r == self.comm.rank:
                     if isinstance(error, FlockError):
                         raise error

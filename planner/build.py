@@ -114,7 +114,8 @@ def _aggregates(e: exp.Expression) -> list[exp.AggFunc]:
                 break
             anc = anc.parent
         if not nested:
-            out.append(n)
+            # count(*) FILTER (WHERE …) is one aggregate: the filter belongs to it.
+            out.append(n.parent if isinstance(n.parent, exp.Filter) and n.parent.this is n else n)
     return out
 
 
@@ -185,7 +186,13 @@ class Builder:
         try:
             kind = {exp.Union: "union", exp.Intersect: "intersect", exp.Except: "except"}[type(ast)]
             left, lnames, lids = self.query(ast.this, parent)
-            right, _, _ = self.query(ast.expression, parent)
+            right, rnames, rids = self.query(ast.expression, parent)
+            if ast.args.get("by_name"):
+                # Match the right side's columns to the left's by name.
+                if sorted(lnames) != sorted(rnames) or len(set(lnames)) != len(lnames):
+                    raise NotSupportedError("UNION BY NAME with different column names")
+                by = dict(zip(rnames, rids))
+                right = Project(right, tuple((self.new_id(n), col(by[n])) for n in lnames))
             if len(left.columns) != len(right.columns):
                 raise CatalogError(f"{kind.upper()} inputs have {len(left.columns)} and {len(right.columns)} columns")
             distinct = ast.args.get("distinct")
@@ -204,7 +211,9 @@ class Builder:
             for o in order.expressions:
                 e = o.this
                 if isinstance(e, exp.Column) and not e.table and e.name in by_name:
-                    keys.append(o.copy().set("this", col(by_name[e.name])) or o)
+                    k = o.copy()
+                    k.set("this", col(by_name[e.name]))
+                    keys.append(k)
                 elif isinstance(e, exp.Literal) and not e.is_string:
                     k = o.copy()
                     k.set("this", col(ids[int(e.this) - 1]))
@@ -355,6 +364,8 @@ class Builder:
                 raise NotSupportedError(f"subquery in this position: {n.sql('duckdb')[:80]}")
             if isinstance(n, (exp.Placeholder, exp.Parameter)):
                 raise NotSupportedError("a parameter that was not bound")
+            if isinstance(n, (exp.Any, exp.All)):
+                raise NotSupportedError("ANY / ALL here")
             if isinstance(n, exp.Anonymous) and n.name.lower() in FORBIDDEN_FUNCTIONS:
                 raise NotSupportedError(f"function {n.name}")
             if type(n).__name__.lower() in FORBIDDEN_FUNCTIONS:
@@ -594,6 +605,13 @@ class Builder:
             return self._exists(rel, self._subquery_select(inner.this), scope, negated)
         if isinstance(inner, exp.In) and inner.args.get("query") is not None:
             return self._in(rel, inner, scope, negated)
+        if isinstance(inner, exp.EQ) and isinstance(inner.expression, exp.Any):
+            # x = ANY (subquery) is x IN (subquery).
+            sub = inner.expression.this
+            sub = sub if isinstance(sub, exp.Subquery) else exp.Subquery(this=sub)
+            return self._in(rel, exp.In(this=inner.this, query=sub), scope, negated)
+        if any(isinstance(n, (exp.Any, exp.All)) for n in inner.walk()):
+            raise NotSupportedError("comparisons with ANY / ALL other than = ANY")
         # anything else: scalar subqueries inside an expression
         rel, e = self.attach_scalars(rel, c, scope)
         return Filter(rel, self.translate(e, scope))
@@ -669,6 +687,11 @@ class Builder:
                     node = SingleRow(node)
                 rel = Join(rel, node, "left")
             else:
+                if after_agg is not None:
+                    missing = [k for k in corr.outer_keys if k not in after_agg]
+                    if missing:
+                        raise NotSupportedError("a correlated subquery after GROUP BY on a column that is not a group key")
+                    corr.outer_keys = [after_agg[k] for k in corr.outer_keys]
                 rel, value = self._correlated_scalar(rel, node, ids, corr, q)
             name = f"__scalar_{value}"
             placeholders[name] = value
@@ -751,9 +774,14 @@ class Builder:
         having = sel.args.get("having")
         having_e = having.this if having else None
         group = sel.args.get("group")
-        if group and any(group.args.get(k) for k in ("rollup", "cube", "grouping_sets")):
+        if group and (any(group.args.get(k) for k in ("rollup", "cube", "grouping_sets")) or
+                      any(isinstance(g, (exp.Rollup, exp.Cube, exp.GroupingSets)) for g in group.expressions)):
             raise NotSupportedError("ROLLUP, CUBE and GROUPING SETS")
         group_exprs = list(group.expressions) if group else []
+        if group is not None and group.args.get("all"):
+            # GROUP BY ALL: every select item without an aggregate is a group key.
+            group_exprs = [e for e in exprs if not _aggregates(e) and not _outside_subqueries(e, (exp.Window,))
+                           and not isinstance(e, exp.Literal)]
         # Correlation keys of a decorrelated scalar subquery become extra group keys.
         corr_groups = []
         if corr is not None and corr.scalar and corr.conjuncts:
@@ -807,21 +835,24 @@ class Builder:
                 key = a.sql("duckdb")
                 if key in seen:
                     continue
-                if any(_aggregates(x) for x in a.iter_expressions()):
+                inner = a.this if isinstance(a, exp.Filter) else a
+                if any(_aggregates(x) for x in inner.iter_expressions()):
                     raise CatalogError(f"aggregate function calls cannot be nested: {key}")
                 aid = self.new_id(a.key)
                 agg_cols.append((aid, self.translate(a, scope)))
                 seen[key] = aid
                 post[key] = col(aid)
             rel = Aggregate(rel, tuple(groups), tuple(agg_cols))
+            group_map = {g.name: gid for gid, g in groups if isinstance(g, exp.Column)}
             corr_out = [gid for gid, _ in groups[len(group_exprs):]]
             grouped = True
         else:
             corr_out = []
             grouped = False
+            group_map = {}
 
         def tr(e, rel_):
-            rel_, e = self.attach_scalars(rel_, e, scope)
+            rel_, e = self.attach_scalars(rel_, e, scope, after_agg=group_map if grouped else None)
             if grouped:
                 return rel_, self._translate_post(e, scope, post)
             return rel_, self.translate(e, scope)
@@ -872,6 +903,11 @@ class Builder:
             elif isinstance(e, exp.Literal) and not e.is_string:
                 target = out_ids[int(e.this) - 1]
             else:
+                # Unqualified names in an ORDER BY expression refer to select aliases first.
+                alias_expr = {n: x for n, x, it in zip(names, exprs, items) if isinstance(it, exp.Alias) or
+                              isinstance(it, exp.Column)}
+                e = e.copy().transform(lambda n: alias_expr[n.name].copy()
+                                       if isinstance(n, exp.Column) and not n.table and n.name in alias_expr else n)
                 rel, t = final(e, rel)
                 target = by_text.get(t.sql("duckdb"))
                 if target is None:

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
+import threading
 from dataclasses import dataclass
+
+import duckdb
 
 import sqlglot
 from sqlglot import exp
@@ -34,7 +38,53 @@ class Statement:
     sql: str = ""
 
 
+REFUSED_STATEMENTS = ("COPY", "ATTACH", "DETACH", "INSTALL", "LOAD", "PRAGMA", "SET", "RESET", "EXPORT", "IMPORT",
+                      "CALL", "CHECKPOINT", "VACUUM", "INSERT", "UPDATE", "DELETE", "ALTER", "USE", "BEGIN",
+                      "COMMIT", "ROLLBACK", "TRUNCATE", "CREATE SECRET", "CREATE MACRO", "CREATE FUNCTION",
+                      "CREATE SEQUENCE", "CREATE SCHEMA", "CREATE TYPE", "CREATE INDEX", "UPDATE EXTENSIONS",
+                      "FORCE INSTALL", "SUMMARIZE", "DESCRIBE", "SHOW")
+_duck_lock = threading.Lock()
+_duck_parser = None
+
+
+def _check_syntax_with_duckdb(sql: str) -> None:
+    """DuckDB's own parser is the reference for what is valid SQL (sqlglot accepts a few things
+    DuckDB does not, such as `a > > b`); its message gives the line, and the caret the column."""
+    global _duck_parser
+    with _duck_lock:
+        if _duck_parser is None:
+            _duck_parser = duckdb.connect()
+        try:
+            _duck_parser.extract_statements(sql)
+        except duckdb.ParserException as e:
+            raise ParseError(_position_message(str(e))) from None
+        except duckdb.Error:
+            pass
+
+
+def _position_message(msg: str) -> str:
+    lines = msg.splitlines()
+    head = lines[0].replace("Parser Error: ", "") if lines else msg
+    m = next((i for i, line in enumerate(lines) if re.match(r"LINE \d+: ", line)), None)
+    if m is None:
+        return f"syntax error: {head}" if not head.startswith("syntax error") else head
+    line_no = int(re.match(r"LINE (\d+): ", lines[m]).group(1))
+    prefix = len(re.match(r"LINE \d+: ", lines[m]).group(0))
+    caret = lines[m + 1].find("^") if m + 1 < len(lines) else -1
+    col = caret - prefix + 1 if caret >= prefix else 1
+    context = lines[m][prefix:]
+    if context.startswith("..."):
+        col = None
+    where = f"line {line_no}" + (f", column {col}" if col else "")
+    return f"{head} at {where}\n  {context.strip()}"
+
+
 def parse(sql: str) -> exp.Expression:
+    first = " ".join(sql.strip().split()[:2]).upper()
+    for word in REFUSED_STATEMENTS:
+        if first == word or first.startswith(word + " ") or first.split(" ")[0] == word:
+            raise NotSupportedError(f"statement {word}")
+    _check_syntax_with_duckdb(sql)
     try:
         stmts = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except SqlglotParseError as e:
@@ -149,7 +199,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         name = t.name.lower()
         if t.args.get("db") or t.args.get("catalog"):
             raise CatalogError(f"unknown table: {t.sql('duckdb')}")
-        if name in cte_names:
+        if name in cte_names and not catalog.has_table(name):
             continue
         if name in catalog.views:
             schema[name] = view_schema(name, catalog)
