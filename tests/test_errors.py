@@ -1,0 +1,355 @@
+"""Errors: what the user is told, and that a failure on one rank neither hangs the job nor spoils
+the next query. Plus the `flocksql` command's exit status and output formats.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from engine.batch import run_queries
+from engine.catalog import load_table
+from engine.errors import CatalogError, FlockError, NotSupportedError, ParseError
+from engine.session import Session
+from executors.comm import LocalComm
+from executors.scan import assign_row_groups
+from tests.conftest import duckdb_oracle
+from tpch.compare import compare_tables, ordering_of
+
+
+@pytest.fixture(scope="module")
+def session(tpch_sf001):
+    s = Session(str(tpch_sf001), comm=LocalComm())
+    yield s
+    s.close()
+
+
+def error_of(session, sql) -> FlockError:
+    with pytest.raises(FlockError) as info:
+        session.execute(sql)
+    return info.value
+
+
+# ---------------------------------------------------------------------------- parse errors
+@pytest.mark.parametrize("sql,line", [
+    ("SELECT n_name\nFROM nation WHERE FROM", 2),
+    ("SELECT n_name,\n  n_regionkey +\nFROM nation", 3),
+    ("SELECT 1\nFROM nation WHERE (n_name = 'x'", 2),
+    ("SELECT n_name\nFRM nation", 2),
+])
+def test_syntax_error_has_line_and_column(session, sql, line):
+    e = error_of(session, sql)
+    assert isinstance(e, ParseError), repr(e)
+    m = re.search(r"line (\d+), column (\d+)", str(e))
+    assert m, f"no line/column in {str(e)!r}"
+    assert int(m.group(1)) == line, str(e)
+    col = int(m.group(2))
+    assert 1 <= col <= len(sql.splitlines()[line - 1]) + 1, str(e)
+
+
+def test_syntax_error_column_points_at_the_error(session):
+    # "FROM" on line 2 starts at column 19 and ends at 22; any of those is a fair pointer.
+    e = error_of(session, "SELECT n_name\nFROM nation WHERE FROM")
+    col = int(re.search(r"column (\d+)", str(e)).group(1))
+    assert 19 <= col <= 22, str(e)
+
+
+def test_unterminated_string_has_line_and_column(session):
+    """A tokenizer error (here an unterminated string starting on line 2) is a syntax error too:
+    ParseError promises line and column."""
+    e = error_of(session, "SELECT 1,\n  'abc FROM nation")
+    assert isinstance(e, ParseError), repr(e)
+    assert re.search(r"line 2, column \d+", str(e)), f"no line/column in {str(e)!r}"
+
+
+@pytest.mark.parametrize("sql", ["bad sql", "hello", "SELEC bad", "nation"])
+def test_words_that_are_no_statement_are_a_syntax_error(session, sql):
+    """sqlglot parses bare words as an expression (an alias, a column): that is not a statement,
+    so the user should hear 'syntax error', not 'not supported: statement ALIAS'."""
+    e = error_of(session, sql)
+    assert isinstance(e, ParseError), f"{type(e).__name__}: {e}"
+    assert "syntax error" in str(e) and "line 1" in str(e), str(e)
+
+
+def test_empty_statement(session):
+    assert isinstance(error_of(session, "  ;  "), ParseError)
+
+
+# ---------------------------------------------------------------------------- catalog errors
+@pytest.mark.parametrize("sql,name", [
+    ("SELECT * FROM no_such_table", "no_such_table"),
+    ("SELECT n_name FROM nation JOIN missing_tbl ON true", "missing_tbl"),
+    ("SELECT * FROM nation WHERE n_nationkey IN (SELECT x FROM ghost)", "ghost"),
+])
+def test_unknown_table_is_named(session, sql, name):
+    e = error_of(session, sql)
+    assert isinstance(e, CatalogError), repr(e)
+    assert "unknown table" in str(e) and name in str(e), str(e)
+
+
+@pytest.mark.parametrize("sql,name", [
+    ("SELECT n_nosuch FROM nation", "n_nosuch"),
+    ("SELECT n_name FROM nation WHERE r_bogus = 1", "r_bogus"),
+    ("SELECT n_name FROM nation ORDER BY zzz_col", "zzz_col"),
+    ("SELECT nation.l_orderkey FROM nation", "l_orderkey"),
+])
+def test_unknown_column_is_named(session, sql, name):
+    e = error_of(session, sql)
+    assert isinstance(e, CatalogError), repr(e)
+    assert "unknown column" in str(e) and name in str(e), str(e)
+
+
+# ---------------------------------------------------------------------------- not supported
+UNSUPPORTED = [
+    ("WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 3) SELECT * FROM t", "recursive"),
+    ("INSERT INTO nation VALUES (1, 'x', 1, 'y')", "insert"),
+    ("UPDATE nation SET n_name = 'x'", "update"),
+    ("DELETE FROM nation", "delete"),
+    ("COPY nation TO 'out.csv'", "copy"),
+    ("ATTACH 'other.db'", "attach"),
+    ("PRAGMA version", "pragma"),
+    ("SET threads = 1", "set"),
+    ("CREATE INDEX i ON nation (n_name)", "index"),
+    ("SELECT * FROM read_csv('/etc/passwd')", "read_csv"),
+    ("SELECT getenv('HOME')", "getenv"),
+    ("SELECT n_name FROM nation QUALIFY row_number() OVER (ORDER BY n_name) = 1", "qualify"),
+    ("SELECT * FROM nation USING SAMPLE 10%", "sample"),
+    ("SELECT 1; SELECT 2", "more than one statement"),
+    ("SELECT * FROM nation n, LATERAL (SELECT * FROM region WHERE r_regionkey = n.n_regionkey)", "lateral"),
+]
+
+
+@pytest.mark.parametrize("sql,what", UNSUPPORTED, ids=[w for _, w in UNSUPPORTED])
+def test_unsupported_construct_says_so(session, sql, what):
+    e = error_of(session, sql)
+    assert isinstance(e, NotSupportedError), f"{type(e).__name__}: {e}"
+    assert str(e).startswith("not supported:"), str(e)
+    assert what in str(e).lower(), f"the message should name {what!r}: {e}"
+
+
+VALID_DUCKDB = [
+    ("group-by-all", "SELECT l_returnflag, count(*) AS n FROM lineitem GROUP BY ALL"),
+    ("aggregate-filter", "SELECT count(*) FILTER (WHERE n_regionkey > 1) AS c FROM nation"),
+    ("grouped-aggregate-filter",
+     "SELECT n_regionkey, sum(n_nationkey) FILTER (WHERE n_name < 'M') AS s FROM nation GROUP BY n_regionkey"),
+    ("pivot-statement", "PIVOT nation ON n_regionkey USING count(*) GROUP BY n_name"),
+    ("pivot-clause", "SELECT * FROM nation PIVOT (count(*) FOR n_regionkey IN (1, 2))"),
+    ("exclude", "SELECT * EXCLUDE (n_comment) FROM nation"),
+]
+
+
+@pytest.mark.parametrize("sql", [s for _, s in VALID_DUCKDB], ids=[i for i, _ in VALID_DUCKDB])
+def test_valid_duckdb_sql_runs_or_is_refused_by_name(session, tpch_sf001, sql):
+    """Valid DuckDB SQL either gives DuckDB's answer or a NotSupportedError, never a misleading
+    catalog error about a column that exists."""
+    try:
+        got = session.execute(sql)
+    except NotSupportedError:
+        return
+    except FlockError as e:
+        pytest.fail(f"valid SQL refused with {type(e).__name__}: {e}")
+    expected = duckdb_oracle(tpch_sf001).sql(sql).to_arrow_table()
+    diff = compare_tables(got, expected, ordered=False)
+    assert diff is None, diff
+
+
+# ---------------------------------------------------------------------------- one failing rank
+def rank_row_ranges(data_dir: Path, table: str, nranks: int) -> list[tuple[int, int]]:
+    """The [lo, hi) global row ranges each rank scans (partitioned-io's assignment)."""
+    t = load_table(table, [str(Path(data_dir) / f"{table}.parquet")])
+    starts, pos = {}, 0
+    for g in t.row_groups:
+        starts[(g.file, g.index)] = (pos, pos + g.num_rows)
+        pos += g.num_rows
+    out = []
+    for r in range(nranks):
+        mode, share = assign_row_groups(t, r, nranks)
+        if mode == "rows":
+            out.append(share)
+        else:
+            spans = [starts[(f, i)] for f, gs in share for i in (gs if gs is not None else
+                     [g.index for g in t.row_groups if g.file == f])]
+            out.append((min(s for s, _ in spans), max(e for _, e in spans)) if spans else (0, 0))
+    return out
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_error_on_one_rank_is_reported_and_the_next_query_works(tpch_sf001, ranks):
+    keys = pq.read_table(Path(tpch_sf001) / "lineitem.parquet", columns=["l_orderkey"]).column(0)
+    assert pc.all(pc.greater_equal(keys.slice(1), keys.slice(0, len(keys) - 1))).as_py(), "lineitem not sorted"
+    spans = rank_row_ranges(tpch_sf001, "lineitem", ranks)
+    last_lo, last_hi = spans[-1]
+    # The last rank's highest key (a few rows of one order) lives only on that rank.
+    last_key = keys[last_hi - 1].as_py()
+    assert keys[last_lo].as_py() < last_key, "the failing rows must not start a rank's range"
+    first_key = keys[0].as_py()
+    assert keys[spans[0][1]].as_py() > first_key, "rank 0's first key must be its own"
+    oracle = duckdb_oracle(tpch_sf001)
+
+    good = [
+        "SELECT count(*) AS n FROM lineitem",
+        "SELECT l_returnflag, l_linestatus, count(*) AS n, sum(l_quantity) AS q FROM lineitem GROUP BY 1, 2",
+        "SELECT o_orderpriority, count(*) AS n FROM orders JOIN lineitem ON o_orderkey = l_orderkey GROUP BY 1",
+        "SELECT l_orderkey, l_linenumber FROM lineitem ORDER BY l_extendedprice DESC, l_orderkey, l_linenumber LIMIT 5",
+    ]
+    bad = {
+        "last rank, scan fragment":
+            f"SELECT CASE WHEN l_orderkey >= {last_key} THEN error('boom') ELSE 1 END AS x FROM lineitem",
+        "rank 0, scan fragment":
+            f"SELECT CASE WHEN l_orderkey = {first_key} THEN error('boom') ELSE 1 END AS x FROM lineitem",
+        "one rank, after a shuffle":
+            f"SELECT l_orderkey, CASE WHEN l_orderkey = {last_key} AND sum(l_quantity) > 0 "
+            f"THEN error('boom') ELSE sum(l_quantity) END AS q FROM lineitem GROUP BY l_orderkey",
+        "last rank, inside an aggregate before the allreduce":
+            f"SELECT sum(CASE WHEN l_orderkey >= {last_key} THEN error('boom') ELSE l_quantity END) AS s FROM lineitem",
+    }
+    queries, kinds = [], []
+    for i, (what, q) in enumerate(bad.items()):
+        queries += [good[i % len(good)], q]
+        kinds += [None, what]
+    queries += good
+    kinds += [None] * len(good)
+
+    results = run_queries(str(tpch_sf001), queries, ranks, timeout_s=180)
+    assert not any(r.error_type == "Timeout" for r in results), "the batch hung"
+    problems = []
+    for q, what, r in zip(queries, kinds, results):
+        if what is not None:
+            if r.error is None or "boom" not in r.error:
+                problems.append(f"{what}: expected an error with 'boom', got {r.error_type}: {r.error}")
+            elif what.startswith("last rank") and f"rank {ranks - 1}" not in r.error:
+                problems.append(f"{what}: the error should say it came from rank {ranks - 1}: {r.error}")
+            continue
+        if r.error is not None:
+            problems.append(f"{q}: {r.error_type}: {r.error}")
+            continue
+        o = ordering_of(q)
+        diff = compare_tables(r.table, oracle.sql(q).to_arrow_table(), ordered=o.ordered, order_keys=o.keys)
+        if diff:
+            problems.append(f"{q}: {diff}")
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("ranks", [2, 3])
+@pytest.mark.parametrize("where", ["sample-sort-input", "halo-window-input"])
+def test_error_on_one_rank_before_a_range_exchange_does_not_hang(tpch_sf001, ranks, where):
+    """A rank that fails while computing the input of a range exchange (sample sort, and the
+    range step of a halo window) must still meet the others at the error agreement."""
+    keys = pq.read_table(Path(tpch_sf001) / "lineitem.parquet", columns=["l_orderkey"]).column(0)
+    last_key = pc.max(keys).as_py()
+    assert keys[rank_row_ranges(tpch_sf001, "lineitem", ranks)[-1][0]].as_py() < last_key
+    boom = f"CASE WHEN l_orderkey >= {last_key} THEN error('boom') ELSE true END"
+    sql = {"sample-sort-input": f"SELECT l_orderkey FROM lineitem WHERE {boom} ORDER BY l_orderkey, l_linenumber",
+           "halo-window-input": f"SELECT l_orderkey, lag(l_orderkey) OVER (ORDER BY l_orderkey, l_linenumber) AS p "
+                                f"FROM lineitem WHERE {boom}"}[where]
+    forced = {"Sort": "sample-shuffle-compute", "Window": "halo-exchange"}
+    results = run_queries(str(tpch_sf001), [sql, "SELECT count(*) AS n FROM nation"], ranks, timeout_s=20,
+                          forced_patterns=forced)
+    assert results[0].error_type != "Timeout", f"{where} at {ranks} ranks: the job hung"
+    assert results[0].error is not None and "boom" in results[0].error, results[0]
+    assert results[1].error is None and results[1].table.column(0).to_pylist() == [25], results[1]
+
+
+def test_error_at_one_rank_then_next_query(session):
+    with pytest.raises(FlockError, match="boom"):
+        session.execute("SELECT CASE WHEN n_nationkey = 24 THEN error('boom') ELSE 1 END FROM nation")
+    assert session.execute("SELECT count(*) AS n FROM nation").column(0).to_pylist() == [25]
+
+
+# ---------------------------------------------------------------------------- the CLI
+def flocksql() -> list[str]:
+    beside = Path(sys.executable).parent / "flocksql"
+    if beside.exists():
+        return [str(beside)]
+    found = shutil.which("flocksql")
+    return [found] if found else [sys.executable, "-m", "cli"]
+
+
+def cli(*args, timeout=120) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "FLOCKSQL_LAUNCHED"}
+    return subprocess.run(flocksql() + list(args), capture_output=True, text=True, timeout=timeout, env=env)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_cli_bad_sql_exits_nonzero_with_message(tpch_sf001, ranks):
+    p = cli("query", "--ranks", str(ranks), "--data", str(tpch_sf001), "SELEC n_name FROM nation")
+    assert p.returncode != 0, p
+    assert "syntax error" in p.stderr and "line 1" in p.stderr, p.stderr
+
+
+@pytest.mark.timeout(180)
+def test_cli_literal_bad_sql_exits_nonzero(tpch_sf001):
+    p = cli("query", "--data", str(tpch_sf001), "bad sql")
+    assert p.returncode != 0, p
+    assert p.stderr.startswith("Error: "), p.stderr
+    assert p.stdout == "", p.stdout
+
+
+@pytest.mark.timeout(180)
+def test_cli_unknown_table_exits_nonzero(tpch_sf001):
+    p = cli("query", "--data", str(tpch_sf001), "SELECT * FROM wibble")
+    assert p.returncode != 0
+    assert "unknown table" in p.stderr and "wibble" in p.stderr, p.stderr
+
+
+@pytest.mark.timeout(180)
+def test_cli_query_at_two_ranks_prints_the_count(tpch_sf001):
+    p = cli("query", "--ranks", "2", "--data", str(tpch_sf001), "SELECT count(*) FROM nation")
+    assert p.returncode == 0, p.stderr
+    assert re.search(r"(?<![\d.])25(?![\d.])", p.stdout), p.stdout
+    assert "1 row" in p.stdout, p.stdout
+
+
+@pytest.mark.timeout(180)
+def test_cli_csv_output_parses(tpch_sf001):
+    p = cli("query", "--data", str(tpch_sf001), "--format", "csv",
+            "SELECT n_nationkey, n_name FROM nation WHERE n_regionkey = 1 ORDER BY n_nationkey")
+    assert p.returncode == 0, p.stderr
+    rows = list(csv.DictReader(io.StringIO(p.stdout)))
+    assert [r["n_name"] for r in rows] == ["ARGENTINA", "BRAZIL", "CANADA", "PERU", "UNITED STATES"]
+    assert [int(r["n_nationkey"]) for r in rows] == [1, 2, 3, 17, 24]
+
+
+@pytest.mark.timeout(180)
+def test_cli_json_output_parses(tpch_sf001):
+    p = cli("query", "--data", str(tpch_sf001), "--format", "json",
+            "SELECT r_regionkey, r_name, 1.5 AS x FROM region ORDER BY r_regionkey")
+    assert p.returncode == 0, p.stderr
+    rows = [json.loads(line) for line in p.stdout.splitlines() if line.strip()]
+    assert [r["r_name"] for r in rows] == ["AFRICA", "AMERICA", "ASIA", "EUROPE", "MIDDLE EAST"]
+    assert [r["r_regionkey"] for r in rows] == [0, 1, 2, 3, 4]
+    assert all(float(r["x"]) == 1.5 for r in rows)
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_cli_explain_names_patterns(tpch_sf001, ranks):
+    sql = ("SELECT n_name, count(*) FROM supplier JOIN nation ON s_nationkey = n_nationkey "
+           "WHERE s_acctbal > 0 GROUP BY n_name ORDER BY 2 DESC LIMIT 3")
+    p = cli("explain", "--ranks", str(ranks), "--data", str(tpch_sf001), sql)
+    assert p.returncode == 0, p.stderr
+    assert f"on {ranks} rank" in p.stdout, p.stdout
+    for pattern in ("partitioned-io", "embarrassingly-parallel", "globally-reduce"):
+        assert f"[{pattern}]" in p.stdout, p.stdout
+    assert re.search(r"HashJoin .*\[(broadcast|shuffle)-compute\]", p.stdout), p.stdout
+    assert re.search(r"Aggregate group by .*\[(combine-shuffle-reduce|shuffle-compute)\]", p.stdout), p.stdout
+
+
+@pytest.mark.timeout(180)
+def test_cli_explain_bad_sql_exits_nonzero(tpch_sf001):
+    p = cli("explain", "--data", str(tpch_sf001), "SELECT n_name FROM nation WHERE")
+    assert p.returncode != 0
+    assert "syntax error" in p.stderr, p.stderr
