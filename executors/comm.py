@@ -30,6 +30,12 @@ def split_by_partition(table: pa.Table, part: np.ndarray, nparts: int) -> list[p
     zero-copy slices."""
     if nparts == 1:
         return [table]
+    # pyarrow has no take kernel for the view types: use their plain equivalents.
+    views = {pa.string_view(): pa.string(), pa.binary_view(): pa.binary()}
+    original = table.schema
+    if any(f.type in views for f in original):
+        table = table.cast(pa.schema([pa.field(f.name, views.get(f.type, f.type), f.nullable) for f in original]))
+        return [p.cast(original) for p in split_by_partition(table, part, nparts)]
     counts = np.bincount(part, minlength=nparts)
     order = np.argsort(part.astype(np.uint16 if nparts > 255 else np.uint8), kind="stable")
     taken = table.take(pa.array(order))

@@ -100,6 +100,16 @@ class Runner:
                     raise ExecutionError(msg) from error
                 raise ExecutionError(msg if ours or self.comm.size == 1 else f"rank {r}: {msg}")
 
+    def local(self, fn):
+        """Runs local work, then agrees with every rank on whether anyone failed (collective)."""
+        err = result = None
+        try:
+            result = fn()
+        except BaseException as e:  # noqa: BLE001 - reported collectively
+            err = e
+        self.sync(err)
+        return result
+
     def fetch(self, query: str) -> pa.Table:
         if not TRACE:
             return self.con.sql(query).to_arrow_table()
@@ -159,26 +169,21 @@ class Runner:
             # One rank: every exchange is the identity, so the fragments simply fuse.
             inner = self.render(child)
             return f"SELECT *, true AS __own FROM ({inner})" if x.kind == "halo" else inner
-        err, table, part = None, None, None
+        part = None
         t0 = time.perf_counter()
         nested_before = self._nested_s
-        try:
-            if x.kind == "shuffle" and x.fn:
-                table, part = self._fn_partitioned(child, x.keys, x.fn)
-            elif x.kind == "shuffle":
-                table, part = self._hash_partitioned(child, x.keys)
-            elif x.kind == "range":
-                table, part = self._range_partitioned(child, x.keys)
-            elif x.kind == "halo":
-                table = self.materialize(child)
-            else:
-                table = self.materialize(child)
-            st.rows_in = table.num_rows
-        except BaseException as e:  # noqa: BLE001
-            err = e
+        if x.kind == "range":
+            # A sample sort has collectives of its own between local steps.
+            table, part = self._range_partitioned(child, x.keys)
+        elif x.kind == "shuffle" and x.fn:
+            table, part = self.local(lambda: self._fn_partitioned(child, x.keys, x.fn))
+        elif x.kind == "shuffle":
+            table, part = self.local(lambda: self._hash_partitioned(child, x.keys))
+        else:
+            table = self.local(lambda: self.materialize(child))
+        st.rows_in = table.num_rows
         # Exclusive time: exchanges nested in this fragment were timed on their own.
         st.compute_s += time.perf_counter() - t0 - (self._nested_s - nested_before)
-        self.sync(err)
         t1 = time.perf_counter()
         before = getattr(self.comm, "bytes_sent", 0)
         if x.kind in ("shuffle", "range"):
@@ -260,36 +265,43 @@ class Runner:
 
     def _range_partitioned(self, child: Node, keys):
         P = self.comm.size
-        table = self.materialize(child)
-        if P == 1:
-            return table, np.zeros(table.num_rows, dtype=np.uint8)
-        tmp = self._view(table)
         kexprs = [sql(k.this) for k in keys]
         kcols = ", ".join(f"{e} AS __k{i}" for i, e in enumerate(kexprs))
-        sample = self.fetch(f"SELECT {kcols} FROM {tmp} USING SAMPLE reservoir({SAMPLE_ROWS_PER_RANK} ROWS) REPEATABLE (7)")
-        # The control step must stay collective even if a rank has no rows.
+
+        def sample_locally():
+            table = self.materialize(child)
+            tmp = self._view(table)
+            sample = self.fetch(f"SELECT {kcols} FROM {tmp} USING SAMPLE reservoir({SAMPLE_ROWS_PER_RANK} ROWS) "
+                                f"REPEATABLE (7)")
+            return table, tmp, sample
+        table, tmp, sample = self.local(sample_locally)
+        if P == 1:
+            return table, np.zeros(table.num_rows, dtype=np.uint8)
         allsamples = pa.concat_tables(self.comm.allgather_table(sample))
-        sv = self._view(allsamples)
         order = ", ".join(self._order_term(f"__k{i}", k) for i, k in enumerate(keys))
-        n = allsamples.num_rows
-        picks = sorted({min(n - 1, (n * i) // P) for i in range(1, P)}) if n else []
-        if picks:
-            splitters = self.fetch(
-                f"SELECT * FROM (SELECT *, row_number() OVER (ORDER BY {order}) - 1 AS __rn FROM {sv}) "
-                f"WHERE __rn IN ({', '.join(str(p) for p in picks)})").drop_columns(["__rn"])
-        else:
-            splitters = allsamples.slice(0, 0)
-        spv = self._view(splitters)
-        # Rank of a row = number of splitters ordered before it; ties go after the splitter so
-        # equal keys always land on the same rank.
-        t = self.fetch(
-            f"SELECT * EXCLUDE (__is_split) FROM (SELECT *, CAST(coalesce(sum(__is_split) OVER (ORDER BY {order}, __is_split DESC "
-            f"ROWS UNBOUNDED PRECEDING), 0) AS USMALLINT) AS __part FROM ("
-            f"SELECT *, {kcols}, 0 AS __is_split FROM {tmp} UNION ALL BY NAME SELECT *, 1 AS __is_split FROM {spv})) "
-            f"WHERE __is_split = 0")
-        part = t.column("__part").to_numpy()
-        drop = [c for c in t.column_names if c == "__part" or c.startswith("__k")]
-        return t.drop_columns(drop), part
+
+        def partition_locally():
+            sv = self._view(allsamples)
+            n = allsamples.num_rows
+            picks = sorted({min(n - 1, (n * i) // P) for i in range(1, P)}) if n else []
+            if picks:
+                splitters = self.fetch(
+                    f"SELECT * FROM (SELECT *, row_number() OVER (ORDER BY {order}) - 1 AS __rn FROM {sv}) "
+                    f"WHERE __rn IN ({', '.join(str(p) for p in picks)})").drop_columns(["__rn"])
+            else:
+                splitters = allsamples.slice(0, 0)
+            spv = self._view(splitters)
+            # Rank of a row = number of splitters ordered before it; ties go after the splitter so
+            # equal keys always land on the same rank.
+            t = self.fetch(
+                f"SELECT * EXCLUDE (__is_split) FROM (SELECT *, CAST(coalesce(sum(__is_split) OVER (ORDER BY {order}, "
+                f"__is_split DESC ROWS UNBOUNDED PRECEDING), 0) AS USMALLINT) AS __part FROM ("
+                f"SELECT *, {kcols}, 0 AS __is_split FROM {tmp} UNION ALL BY NAME SELECT *, 1 AS __is_split FROM {spv})) "
+                f"WHERE __is_split = 0")
+            part = t.column("__part").to_numpy()
+            drop = [c for c in t.column_names if c == "__part" or c.startswith("__k")]
+            return t.drop_columns(drop), part
+        return self.local(partition_locally)
 
     @staticmethod
     def _order_term(name: str, o: exp.Ordered) -> str:
@@ -301,11 +313,14 @@ class Runner:
         """Own rows plus the neighbours' boundary rows, marked by __own."""
         *order_keys, before_lit, after_lit = keys
         before, after = int(before_lit.this), int(after_lit.this)
-        tv = self._view(table)
         order = ", ".join(self._order_term(sql(k.this), k) for k in order_keys)
-        t = self.fetch(f"SELECT * EXCLUDE (__rn, __cnt) FROM (SELECT *, row_number() OVER (ORDER BY {order}) AS __rn, "
-                       f"count(*) OVER () AS __cnt FROM {tv}) WHERE __rn <= {after} OR __rn > __cnt - {before} "
-                       f"ORDER BY __rn")
+
+        def boundary_rows():
+            tv = self._view(table)
+            return self.fetch(f"SELECT * EXCLUDE (__rn, __cnt) FROM (SELECT *, row_number() OVER (ORDER BY {order}) AS __rn, "
+                              f"count(*) OVER () AS __cnt FROM {tv}) WHERE __rn <= {after} OR __rn > __cnt - {before} "
+                              f"ORDER BY __rn")
+        t = self.local(boundary_rows)
         allb = self.comm.allgather_table(t)
         me = self.comm.rank
         prev, need = [], before

@@ -254,6 +254,8 @@ class Builder:
     def source(self, src: exp.Expression, scope: Scope):
         """Returns (node, alias, {name: id}, output names in order)."""
         alias = src.alias_or_name
+        if src.args.get("pivots"):
+            raise NotSupportedError("PIVOT / UNPIVOT")
         if isinstance(src, exp.Table):
             if src.args.get("db") or src.args.get("catalog"):
                 raise CatalogError(f"unknown table: {src.sql('duckdb')}")
@@ -414,7 +416,9 @@ class Builder:
         for j in sel.args.get("joins") or []:
             side = (j.args.get("side") or "").upper()
             kind = (j.args.get("kind") or "").upper()
-            if j.args.get("method") or kind in ("ASOF", "POSITIONAL") or isinstance(j.this, exp.Lateral):
+            if isinstance(j.this, exp.Lateral):
+                raise NotSupportedError("LATERAL")
+            if j.args.get("method") or kind in ("ASOF", "POSITIONAL"):
                 raise NotSupportedError(f"{kind or j.args.get('method')} JOIN")
             node, alias, mapping, names, ids = self.source(j.this, scope)
             using = j.args.get("using")

@@ -192,6 +192,10 @@ def expand_views(ast: exp.Expression, catalog) -> exp.Expression:
 def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     """Checks table names against the catalog, then qualifies every column (sqlglot's qualify)."""
     cte_names = {c.alias_or_name.lower() for c in ast.find_all(exp.CTE)}
+    if any(t.args.get("pivots") for t in ast.find_all(exp.Table, exp.Subquery)) or any(ast.find_all(exp.Pivot)):
+        raise NotSupportedError("PIVOT / UNPIVOT")
+    if any(isinstance(n, exp.Lateral) for n in ast.walk()):
+        raise NotSupportedError("LATERAL")
     schema = {}
     for t in ast.find_all(exp.Table):
         if not isinstance(t.this, exp.Identifier):
@@ -212,6 +216,13 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
                        quote_identifiers=False, identify=False)
     except OptimizeError as e:
         msg = str(e)
+        m = re.search(r"Column '([^']+)' could not be resolved", msg)
+        if m:
+            name = m.group(1).split(".")[-1].strip('"')
+            holders = [t for t in schema if name in schema[t]]
+            refs = [t for t in ast.find_all(exp.Table) if t.name.lower() in holders]
+            if len(refs) > 1:
+                raise CatalogError(f"ambiguous column reference: {name} (in {', '.join(sorted({t.alias_or_name for t in refs}))})") from None
         if "could not be resolved" in msg or "Unknown column" in msg or "Ambiguous" in msg:
             raise CatalogError(f"unknown column: {msg}") from None
         raise CatalogError(msg) from None

@@ -270,9 +270,6 @@ def test_split_by_partition_keeps_rows_stable_and_complete(nparts):
         assert pieces[1].num_rows == 0
 
 
-@pytest.mark.xfail(strict=True, raises=pa.ArrowNotImplementedError,
-                   reason="pyarrow has no take kernel for string_view; split_by_partition does not cast first. "
-                          "Not reachable from SQL today (exchanged tables come out of DuckDB as string).")
 def test_split_by_partition_of_string_view_columns():
     """tpchgen-cli's Parquet files read as string_view; a primitive over Arrow tables should move
     any Arrow table."""

@@ -143,6 +143,21 @@ def is_scan_pipeline(node: Node) -> bool:
     return isinstance(node, Scan)
 
 
+# Rows of this many bytes cost CostParams.scan_row each to read; wider rows cost proportionally more.
+SCAN_REFERENCE_WIDTH = 16.0
+
+
+def scan_cost(node: Node, ctx: Ctx) -> float:
+    """Seconds for one rank to read its 1/P share of the scan under node."""
+    from planner.logical import Filter, Scan
+    while isinstance(node, (Filter, Project)):
+        node = node.input
+    if not isinstance(node, Scan):
+        return 0.0
+    est = ctx.est.estimate(node)
+    return est.rows / ctx.nranks * ctx.params.scan_row * max(1.0, est.width / SCAN_REFERENCE_WIDTH)
+
+
 def scan_rows(node: Node, ctx: Ctx) -> float:
     from planner.logical import Filter, Scan
     while isinstance(node, (Filter, Project)):
@@ -156,8 +171,9 @@ def replicate_cost(node: Node, ctx: Ctx) -> tuple[float, str]:
     if ctx.nranks <= 1:
         return 0.0, ""
     if is_scan_pipeline(node):
-        # Every rank reads the whole table instead of its share: more reading, no messages.
-        return scan_rows(node, ctx) * (1 - 1 / ctx.nranks) * p.scan_row, "each rank reads it whole"
+        # Every rank reads the whole table instead of its share: more reading (and decoding, which
+        # grows with the width of the rows read), no messages.
+        return scan_cost(node, ctx) * (ctx.nranks - 1), "each rank reads it whole"
     return p.allgather(ctx.bytes(node), ctx.nranks), "allgather"
 
 

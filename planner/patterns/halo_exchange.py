@@ -46,7 +46,9 @@ def halo_width(node: Window):
             continue
         if spec is None or (spec.args.get("kind") or "").upper() != "ROWS":
             return None
-        s, e = _bound(spec, "start"), _bound(spec, "end")
+        s = _bound(spec, "start")
+        # `ROWS n PRECEDING` alone ends at the current row.
+        e = 0 if spec.args.get("end") is None and s is not None else _bound(spec, "end")
         if s is None or e is None:
             return None
         before = max(before, -s if s < 0 else 0)

@@ -3,14 +3,14 @@ writes its own part file). No communication for splittable Parquet."""
 from __future__ import annotations
 
 from planner.logical import Scan
-from planner.patterns.base import ANY, Alternative, hash_dist
+from planner.patterns.base import ANY, Alternative, hash_dist, scan_cost
 from planner.patterns.base import PARTITIONED_IO as NAME
 
 
 def alternatives(node, kids, ctx) -> list[Alternative]:
     if not isinstance(node, Scan):
         return []
-    cost = ctx.rows(node) / ctx.nranks * ctx.params.scan_row
+    cost = scan_cost(node, ctx)
     key = node.key_range_id()
     if key is not None and ctx.nranks > 1:
         dist = hash_dist([key], ("range", node.key_range[1]))
