@@ -1,0 +1,101 @@
+"""Click commands `serve_command` (flocksql serve) and `sql_command` (flocksql sql).
+
+The top-level cli.py adds them to the `flocksql` group; `python -m server serve|sql` runs them too.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import click
+
+from server.serve import ServeError, check_config, serve
+
+
+def _server_logging() -> None:
+    """Server log lines (queries cancelled, internal errors) go to stderr unless already routed."""
+    logger = logging.getLogger("flocksql.server")
+    if not logger.handlers and not logging.getLogger().handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+@click.command("serve")
+@click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Data folder: one table per NAME.parquet file or NAME/ folder of Parquet files.")
+@click.option("--ranks", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Number of MPI ranks (processes) that run queries.")
+@click.option("--threads", type=click.IntRange(min=1), help="DuckDB threads per rank.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8815, show_default=True, type=click.IntRange(0, 65535),
+              help="Port to listen on (0: any free port).")
+@click.option("--user", envvar="FLOCKSQL_USER", help="Require this user name (with --password).")
+@click.option("--password", envvar="FLOCKSQL_PASSWORD",
+              help="Require this password; better given in $FLOCKSQL_PASSWORD.")
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="PEM certificate: serve grpc+tls.")
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="PEM private key of --tls-cert.")
+@click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without --user/--password.")
+@click.option("--query-timeout", type=click.FloatRange(min=0, min_open=True),
+              help="Cancel a query that runs longer than this many seconds.")
+def serve_command(data_dir, ranks, threads, host, port, user, password, tls_cert, tls_key, insecure,
+                  query_timeout):
+    """Serve the tables of a data folder over Arrow Flight SQL."""
+    # Check the options before starting any rank, so that a mistake fails fast and alone.
+    try:
+        check_config(host, user, password, tls_cert, tls_key, insecure, query_timeout)
+    except ServeError as exc:
+        raise click.UsageError(str(exc)) from None
+    _server_logging()
+    from engine.launch import open_session
+
+    with open_session(data_dir, ranks, threads) as session:
+        try:
+            serve(session, host, port, user, password, tls_cert, tls_key, insecure, query_timeout)
+        except ServeError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+@click.command("sql")
+@click.argument("url", required=False)
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False),
+              help="Without URL: run embedded on this data folder (one rank).")
+@click.option("-c", "--command", help="Run these statements and exit.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--user", envvar="FLOCKSQL_USER", help="User name for a server that requires one.")
+@click.option("--password", envvar="FLOCKSQL_PASSWORD", help="Password (prompted for when --user is given alone).")
+@click.option("--tls-root-cert", type=click.Path(exists=True, dir_okay=False),
+              help="PEM certificate to trust for grpc+tls:// (a self-signed server certificate).")
+@click.option("--threads", type=click.IntRange(min=1), help="Embedded mode: DuckDB threads.")
+def sql_command(url, data_dir, command, fmt, user, password, tls_root_cert, threads):
+    """Run SQL against a FlockSQL server (URL such as grpc://localhost:8815) or a data folder."""
+    from server.shell import EmbeddedBackend, RemoteBackend, run_shell
+
+    if (url is None) == (data_dir is None):
+        raise click.UsageError("give a server URL or --data DIR (not both)")
+    if url is not None:
+        if user is not None and password is None:
+            password = click.prompt("Password", hide_input=True, err=True)
+        try:
+            backend = RemoteBackend(url, user, password, tls_root_cert)
+        except Exception as exc:  # noqa: BLE001 - connection errors come from the driver
+            from server.errors import client_message
+
+            raise click.ClickException(f"cannot connect to {url}: {client_message(exc)}") from None
+        try:
+            status = run_shell(backend, command, fmt)
+        finally:
+            backend.close()
+    else:
+        from engine.session import Session
+
+        session = Session(data_dir, threads=threads)
+        backend = EmbeddedBackend(session, data_dir)
+        try:
+            status = run_shell(backend, command, fmt)
+        finally:
+            backend.close()
+            session.close()
+    sys.exit(status)

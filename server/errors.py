@@ -1,0 +1,96 @@
+"""The one place where errors become Flight status codes.
+
+Engine errors (engine/errors.py) and the server's own request errors are mapped here, keeping the
+message and prefixing the error's kind:
+
+    ParseError, CatalogError, PlanError, NotSupportedError, RequestError -> INVALID_ARGUMENT
+    CancelledError                                                      -> CANCELLED
+    UnsupportedRequest                                                  -> UNIMPLEMENTED
+    ShuttingDown                                                        -> UNAVAILABLE
+    (authentication failures are raised as UNAUTHENTICATED by server/auth.py)
+    ExecutionError, CommError, InternalError, any other exception       -> INTERNAL
+
+pyarrow has no Flight exception class for INVALID_ARGUMENT; it maps `pyarrow.ArrowInvalid` to it,
+and then appends the Python traceback of the raise to the message as "Detail: Python exception: ...".
+`flight_call` raises the mapped error from a shallow frame so that detail stays short, and
+`client_message` strips it again for people reading errors in the shell.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from engine.errors import (
+    CancelledError,
+    CatalogError,
+    FlockError,
+    NotSupportedError,
+    ParseError,
+    PlanError,
+)
+
+log = logging.getLogger("flocksql.server")
+
+
+class RequestError(Exception):
+    """A malformed or unknown Flight SQL request: bad command bytes, an unknown handle or ticket."""
+
+
+class UnsupportedRequest(Exception):
+    """A Flight SQL feature this server does not implement (transactions, Substrait, ingest)."""
+
+
+class ShuttingDown(Exception):
+    """The server is stopping and no longer runs queries."""
+
+
+_INVALID_ARGUMENT = (ParseError, CatalogError, PlanError, NotSupportedError)
+
+
+def to_flight_error(exc: BaseException) -> Exception:
+    """The exception to raise to a Flight client for `exc`; see the table in the module docstring."""
+    if isinstance(exc, (flight.FlightError, pa.ArrowInvalid, NotImplementedError)):
+        return exc
+    if isinstance(exc, _INVALID_ARGUMENT):
+        return pa.ArrowInvalid(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, RequestError):
+        return pa.ArrowInvalid(f"invalid request: {exc}")
+    if isinstance(exc, CancelledError):
+        return flight.FlightCancelledError(f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, UnsupportedRequest):
+        return NotImplementedError(f"not supported by FlockSQL: {exc}")
+    if isinstance(exc, ShuttingDown):
+        return flight.FlightUnavailableError(f"server shutting down: {exc}")
+    if isinstance(exc, FlockError):
+        return flight.FlightInternalError(f"{type(exc).__name__}: {exc}")
+    log.error("internal error while serving a request", exc_info=exc)
+    return flight.FlightInternalError(f"internal error: {type(exc).__name__}: {exc}")
+
+
+def flight_call(method):
+    """Decorator for FlightServerBase methods: every exception leaves through `to_flight_error`."""
+
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - every error must become a Flight status
+            if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+                raise
+            error = to_flight_error(exc)
+        raise error  # outside the except block: no chained context, a one-frame traceback
+
+    return wrapper
+
+
+_DETAIL = re.compile(r"\.? ?Detail: Python exception:.*", re.DOTALL)
+
+
+def client_message(exc: BaseException) -> str:
+    """An error from the ADBC or Flight client, without the server-side Python traceback detail."""
+    return _DETAIL.sub("", str(exc)).strip()

@@ -1,0 +1,511 @@
+"""A Flight SQL server in front of a FlockSQL Session.
+
+How a query travels (the ADBC driver always prepares first):
+
+    DoAction CreatePreparedStatement      -> handle, and the result schema when the engine can plan it
+    DoPut CommandPreparedStatementQuery   -> bound parameter rows, when the client binds any
+    GetFlightInfo CommandPreparedStatementQuery (or CommandStatementQuery)
+        runs the statement on the ranks (through the QueryRunner queue) and keeps its result: one
+        table per rank, each served by one endpoint with its own ticket, in rank order
+    DoGet ticket                          -> that rank's table as record batches of bounded size
+    DoAction ClosePreparedStatement
+
+Statements run inside GetFlightInfo, so the FlightInfo schema is the schema of the real result and a
+client that cancels (or times out) its GetFlightInfo call cancels the query on the ranks. A kept
+result is served once per ticket and then dropped, or dropped after RESULT_TTL_S.
+
+Implemented commands: CommandStatementQuery, CommandStatementUpdate, CommandPreparedStatementQuery,
+CommandPreparedStatementUpdate, CommandGetSqlInfo, CommandGetXdbcTypeInfo, CommandGetCatalogs,
+CommandGetDbSchemas, CommandGetTables, CommandGetTableTypes, CommandGetPrimaryKeys,
+CommandGetExportedKeys, CommandGetImportedKeys, CommandGetCrossReference (the key commands answer
+empty: FlockSQL tables have no keys). Actions: CreatePreparedStatement, ClosePreparedStatement,
+CancelFlightInfo, CancelQuery. Not implemented (UNIMPLEMENTED): transactions and savepoints,
+Substrait plans, bulk ingest (CommandStatementIngest), PollFlightInfo, session options.
+
+`EXPLAIN [ANALYZE] <statement>` is answered by `Session.explain` as a one-column table `explain`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.flight as flight
+
+from engine.errors import InternalError
+from server import metadata, wire
+from server.auth import NoOpAuthHandler, PasswordAuthMiddlewareFactory
+from server.errors import RequestError, UnsupportedRequest, flight_call
+from server.runner import QueryRunner
+
+log = logging.getLogger("flocksql.server")
+
+# Target size of one record batch sent by DoGet, in bytes. gRPC clients refuse messages over
+# 16 MiB by default; a margin below leaves room for IPC framing and for uneven variable-width rows.
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+# A result not fetched within this many seconds of its GetFlightInfo is dropped.
+RESULT_TTL_S = 600.0
+# A prepared statement unused for this many seconds is dropped (clients normally close them).
+PREPARED_TTL_S = 6 * 3600.0
+
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:(ANALYZE)\s+)?(.*?)[\s;]*$", re.IGNORECASE | re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Tunables of one server; each documented where it is defined above.
+
+    endpoint_per_rank: answer a query with one endpoint per rank (Session.execute_partitions) rather
+      than one endpoint holding the whole result (Session.execute). Clients read the endpoints in
+      order, so either way a plain fetch returns the rows in the engine's result order.
+    """
+
+    max_batch_bytes: int = MAX_BATCH_BYTES
+    result_ttl_s: float = RESULT_TTL_S
+    prepared_ttl_s: float = PREPARED_TTL_S
+    query_timeout_s: float | None = None
+    endpoint_per_rank: bool = True
+
+
+# --- kept results and prepared statements --------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Result:
+    parts: dict[int, pa.Table]
+    expires_at: float
+
+
+class ResultStore:
+    """Results of GetFlightInfo calls, kept until each part has been fetched once."""
+
+    def __init__(self, ttl_s: float):
+        self._ttl_s = ttl_s
+        self._results: dict[str, _Result] = {}
+        self._lock = threading.Lock()
+
+    def put(self, parts: list[pa.Table]) -> str:
+        result_id = uuid.uuid4().hex
+        now = time.monotonic()
+        with self._lock:
+            self._results = {k: r for k, r in self._results.items() if r.expires_at > now}
+            self._results[result_id] = _Result(dict(enumerate(parts)), now + self._ttl_s)
+        return result_id
+
+    def take(self, result_id: str, part: int) -> pa.Table:
+        with self._lock:
+            result = self._results.get(result_id)
+            table = result.parts.pop(part, None) if result else None
+            if result is not None and not result.parts:
+                del self._results[result_id]
+        if table is None:
+            raise RequestError("unknown, expired, cancelled or already fetched ticket")
+        return table
+
+    def drop(self, result_id: str) -> bool:
+        with self._lock:
+            return self._results.pop(result_id, None) is not None
+
+
+@dataclass(slots=True)
+class PreparedStatement:
+    sql: str
+    dataset_schema: pa.Schema | None
+    param_sets: list[list] | None = None  # one list of values per bound row
+    last_used: float = field(default_factory=time.monotonic)
+
+
+def _ticket(result_id: str, part: int) -> flight.Ticket:
+    return flight.Ticket(wire.TicketStatementQuery(f"{result_id}/{part}".encode()).pack())
+
+
+def _parse_ticket(ticket: flight.Ticket) -> tuple[str, int]:
+    try:
+        cmd = wire.decode_command(ticket.ticket)
+        if not isinstance(cmd, wire.TicketStatementQuery):
+            raise wire.WireError(f"a {type(cmd).__name__} is not a ticket")
+        result_id, _, part = cmd.statement_handle.decode().partition("/")
+        return result_id, int(part)
+    except (wire.WireError, ValueError, UnicodeDecodeError) as exc:
+        raise RequestError(f"malformed ticket: {exc}") from None
+
+
+def _refuse_transaction(transaction_id: bytes | None) -> None:
+    if transaction_id:
+        raise UnsupportedRequest("transactions")
+
+
+def record_batches(table: pa.Table, max_bytes: int) -> list[pa.RecordBatch]:
+    """`table` as record batches of at most about `max_bytes` each (always at least one row).
+
+    Sizes come from `RecordBatch.nbytes`, which counts only the sliced range of each buffer; that
+    holds for every type except the view types, which `transfer_table` replaces beforehand.
+    """
+    out: list[pa.RecordBatch] = []
+    for batch in table.to_batches():
+        pending = [batch]
+        while pending:
+            piece = pending.pop()
+            if piece.num_rows > 1 and piece.nbytes > max_bytes:
+                rows = max(1, int(piece.num_rows * max_bytes / piece.nbytes))
+                # Split, then check each piece again: variable-width rows may be uneven.
+                pending.append(piece.slice(rows))
+                pending.append(piece.slice(0, rows))
+            else:
+                out.append(piece)
+    return out
+
+
+def transfer_table(table: pa.Table) -> pa.Table:
+    """`table` with string_view/binary_view columns as plain string/binary.
+
+    A slice of a view column drags all its data buffers into every IPC message, which would break
+    the bound on message sizes, and many Flight SQL clients do not read view types at all.
+    """
+
+    def plain(t: pa.DataType, large: bool) -> pa.DataType:
+        if pa.types.is_string_view(t):
+            return pa.large_utf8() if large else pa.utf8()
+        if pa.types.is_binary_view(t):
+            return pa.large_binary() if large else pa.binary()
+        return t
+
+    if not any(pa.types.is_string_view(t) or pa.types.is_binary_view(t) for t in table.schema.types):
+        return table
+    for large in (False, True):  # 64-bit offsets only past 2 GiB of values in one chunk
+        schema = pa.schema([f.with_type(plain(f.type, large)) for f in table.schema], metadata=table.schema.metadata)
+        try:
+            return table.cast(schema)
+        except pa.ArrowInvalid:
+            if large:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _uniform_schema(parts: list[pa.Table]) -> tuple[pa.Schema, list[pa.Table]]:
+    """One schema for all parts: clients check every endpoint's schema against the first."""
+    parts = [transfer_table(p) for p in parts]
+    reference = next((p.schema for p in parts if p.num_rows), parts[0].schema)
+    same = []
+    for part in parts:
+        if not part.schema.equals(reference):
+            try:
+                part = part.cast(reference)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise InternalError(f"ranks returned results of different schemas: {exc}") from None
+        same.append(part)
+    return reference, same
+
+
+def _affected_rows(table: pa.Table) -> int:
+    """The row count a DDL or DML statement reports (DuckDB style: one row, one `Count` column)."""
+    if table.num_columns == 1 and table.num_rows == 1 and pa.types.is_integer(table.schema.types[0]):
+        value = table.column(0)[0].as_py()
+        return -1 if value is None else int(value)
+    return 0 if table.num_rows == 0 else -1
+
+
+def _param_sets(reader: flight.MetadataRecordBatchReader) -> list[list]:
+    rows: list[list] = []
+    for chunk in reader:
+        if chunk.data is not None:
+            columns = [column.to_pylist() for column in chunk.data.columns]
+            rows.extend(list(row) for row in zip(*columns))
+    return rows
+
+
+# --- the server ----------------------------------------------------------------------------------
+
+
+class FlightSqlServer(flight.FlightServerBase):
+    """Serves one Session over Flight SQL; it starts listening as soon as it is constructed."""
+
+    def __init__(
+        self,
+        session,
+        location: str | flight.Location,
+        *,
+        settings: ServerSettings = ServerSettings(),
+        user: str | None = None,
+        password: str | None = None,
+        tls_certificates: list[tuple[bytes, bytes]] | None = None,
+    ):
+        if (user is None) != (password is None):
+            raise ValueError("give both a user name and a password, or neither")
+        # Everything a handler touches exists before the base class starts serving.
+        self.settings = settings
+        self.runner = QueryRunner(session, settings.query_timeout_s)
+        self.results = ResultStore(settings.result_ttl_s)
+        self._prepared: dict[bytes, PreparedStatement] = {}
+        self._prepared_lock = threading.Lock()
+        middleware = {"auth": PasswordAuthMiddlewareFactory(user, password)} if user is not None else None
+        super().__init__(
+            location,
+            auth_handler=NoOpAuthHandler(),
+            tls_certificates=tls_certificates,
+            middleware=middleware,
+        )
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Stop running queries and stop serving; waits at most about `timeout_s` for each."""
+        self.runner.stop(timeout_s)
+        stopper = threading.Thread(target=self.shutdown, name="flocksql-flight-shutdown", daemon=True)
+        stopper.start()
+        stopper.join(timeout_s)
+
+    # --- Flight RPCs -----------------------------------------------------------------------------
+
+    @flight_call
+    def get_flight_info(self, context, descriptor):
+        cmd = self._command(descriptor)
+        if isinstance(cmd, wire.CommandStatementQuery):
+            _refuse_transaction(cmd.transaction_id)
+            parts = self._run_statement(cmd.query, None, context)
+        elif isinstance(cmd, wire.CommandPreparedStatementQuery):
+            prepared = self._prepared_statement(cmd.prepared_statement_handle)
+            parts = self._run_statement(prepared.sql, prepared.param_sets, context)
+        else:
+            parts = [self._metadata_table(cmd, context)]
+        return self._publish(descriptor, parts)
+
+    @flight_call
+    def get_schema(self, context, descriptor):
+        cmd = self._command(descriptor)
+        if isinstance(cmd, wire.CommandStatementQuery):
+            _refuse_transaction(cmd.transaction_id)
+            schema = self._plan_schema(cmd.query, context)
+        elif isinstance(cmd, wire.CommandPreparedStatementQuery):
+            prepared = self._prepared_statement(cmd.prepared_statement_handle)
+            schema = prepared.dataset_schema or self._plan_schema(prepared.sql, context)
+        else:
+            schema = self._metadata_table(cmd, context, schema_only=True).schema
+        return flight.SchemaResult(schema)
+
+    @flight_call
+    def do_get(self, context, ticket):
+        result_id, part = _parse_ticket(ticket)
+        table = self.results.take(result_id, part)
+        batches = record_batches(table, self.settings.max_batch_bytes)
+        return flight.RecordBatchStream(pa.RecordBatchReader.from_batches(table.schema, batches))
+
+    @flight_call
+    def do_put(self, context, descriptor, reader, writer):
+        cmd = self._command(descriptor)
+        if isinstance(cmd, wire.CommandStatementUpdate):
+            _refuse_transaction(cmd.transaction_id)
+            count = self._run_update(cmd.query, None, context)
+            writer.write(pa.py_buffer(wire.DoPutUpdateResult(count).encode()))
+        elif isinstance(cmd, wire.CommandPreparedStatementQuery):
+            prepared = self._prepared_statement(cmd.prepared_statement_handle)
+            prepared.param_sets = _param_sets(reader)
+            result = wire.DoPutPreparedStatementResult(cmd.prepared_statement_handle)
+            writer.write(pa.py_buffer(result.encode()))
+        elif isinstance(cmd, wire.CommandPreparedStatementUpdate):
+            prepared = self._prepared_statement(cmd.prepared_statement_handle)
+            bound = _param_sets(reader)
+            count = self._run_update(prepared.sql, bound or prepared.param_sets, context)
+            writer.write(pa.py_buffer(wire.DoPutUpdateResult(count).encode()))
+        elif isinstance(cmd, wire.CommandStatementIngest):
+            raise UnsupportedRequest("bulk ingest; use CREATE TABLE ... AS SELECT")
+        else:
+            raise RequestError(f"{type(cmd).__name__} is not a DoPut command")
+
+    def list_actions(self, context):
+        return [
+            ("CreatePreparedStatement", "Prepare a SQL statement (ActionCreatePreparedStatementRequest)"),
+            ("ClosePreparedStatement", "Close a prepared statement (ActionClosePreparedStatementRequest)"),
+            ("CancelFlightInfo", "Cancel the query of a FlightInfo and drop its result"),
+            ("CancelQuery", "Deprecated Flight SQL form of CancelFlightInfo"),
+        ]
+
+    @flight_call
+    def do_action(self, context, action):
+        body = action.body.to_pybytes() if action.body is not None else b""
+        kind = action.type
+        if kind == "CreatePreparedStatement":
+            request = self._decode_action(body, wire.ActionCreatePreparedStatementRequest)
+            _refuse_transaction(request.transaction_id)
+            return [flight.Result(self._create_prepared(request.query, context).pack())]
+        if kind == "ClosePreparedStatement":
+            request = self._decode_action(body, wire.ActionClosePreparedStatementRequest)
+            with self._prepared_lock:
+                self._prepared.pop(request.prepared_statement_handle, None)
+            return []
+        if kind == "CancelFlightInfo":
+            request = self._decode_action(body, wire.CancelFlightInfoRequest, bare=True)
+            status = self._cancel(request.info)
+            return [flight.Result(wire.CancelFlightInfoResult(status).encode())]
+        if kind == "CancelQuery":
+            request = self._decode_action(body, wire.ActionCancelQueryRequest)
+            status = self._cancel(request.info)
+            return [flight.Result(wire.ActionCancelQueryResult(status).pack())]
+        raise UnsupportedRequest(f"action {kind!r}")
+
+    # --- statements -------------------------------------------------------------------------------
+
+    def _run_statement(self, sql: str, param_sets: list[list] | None, context) -> list[pa.Table]:
+        explain = _EXPLAIN.match(sql)
+        if explain:
+            analyze, inner = bool(explain.group(1)), explain.group(2)
+
+            def run(session):
+                return [pa.table({"explain": [session.explain(inner, analyze=analyze)]})]
+
+        elif param_sets is not None and len(param_sets) > 1:
+            # Several bound rows run as one job, one after the other, their results concatenated.
+            def run(session):
+                tables = [session.execute(sql, params) for params in param_sets]
+                return [pa.concat_tables(tables, promote_options="permissive")]
+
+        else:
+            params = param_sets[0] if param_sets else None
+            if self.settings.endpoint_per_rank:
+                def run(session):
+                    return list(session.execute_partitions(sql, params))
+            else:
+                def run(session):
+                    return [session.execute(sql, params)]
+
+        return self.runner.run(_label(sql), run, context.is_cancelled)
+
+    def _run_update(self, sql: str, param_sets: list[list] | None, context) -> int:
+        def run(session):
+            counts = [_affected_rows(session.execute(sql, params)) for params in (param_sets or [None])]
+            return -1 if -1 in counts else sum(counts)
+
+        return self.runner.run(_label(sql), run, context.is_cancelled)
+
+    def _plan_schema(self, sql: str, context) -> pa.Schema:
+        explain = _EXPLAIN.match(sql)
+        if explain:
+            return pa.schema([pa.field("explain", pa.utf8())])
+        return self.runner.run(_label(sql), lambda session: session.result_schema(sql), context.is_cancelled)
+
+    def _create_prepared(self, sql: str, context) -> wire.ActionCreatePreparedStatementResult:
+        try:
+            schema = self._plan_schema(sql, context)
+        except Exception as exc:  # noqa: BLE001 - the same error reaches the client when it executes
+            # DDL, statements with parameters and statements the planner cannot describe without
+            # running them have no dataset schema; a real error surfaces on execution.
+            log.debug("no result schema at prepare time for %s: %s", _label(sql), exc)
+            schema = None
+        handle = uuid.uuid4().bytes
+        now = time.monotonic()
+        with self._prepared_lock:
+            self._prepared = {
+                h: p for h, p in self._prepared.items() if now - p.last_used < self.settings.prepared_ttl_s
+            }
+            self._prepared[handle] = PreparedStatement(sql, schema)
+        return wire.ActionCreatePreparedStatementResult(
+            prepared_statement_handle=handle,
+            dataset_schema=schema.serialize().to_pybytes() if schema is not None else b"",
+        )
+
+    def _prepared_statement(self, handle: bytes) -> PreparedStatement:
+        with self._prepared_lock:
+            prepared = self._prepared.get(handle)
+        if prepared is None:
+            raise RequestError("unknown or closed prepared statement handle")
+        prepared.last_used = time.monotonic()
+        return prepared
+
+    def _publish(self, descriptor, parts: list[pa.Table]) -> flight.FlightInfo:
+        if not parts:
+            raise InternalError("the engine returned no result tables")
+        schema, parts = _uniform_schema(parts)
+        result_id = self.results.put(parts)
+        endpoints = [flight.FlightEndpoint(_ticket(result_id, i), []) for i in range(len(parts))]
+        return flight.FlightInfo(
+            schema,
+            descriptor,
+            endpoints,
+            total_records=sum(p.num_rows for p in parts),
+            total_bytes=sum(p.nbytes for p in parts),
+            ordered=True,
+        )
+
+    def _cancel(self, serialized_info: bytes) -> int:
+        """Cancel the query behind a FlightInfo: drop its kept result and stop it if still running."""
+        try:
+            info = flight.FlightInfo.deserialize(serialized_info)
+            tickets = [_parse_ticket(endpoint.ticket) for endpoint in info.endpoints]
+        except (pa.ArrowException, RequestError, TypeError) as exc:
+            raise RequestError(f"cannot cancel: not a FlightInfo from this server ({exc})") from None
+        dropped = {result_id for result_id, _ in tickets if self.results.drop(result_id)}
+        return wire.CancelFlightInfoResult.CANCELLED if dropped else wire.CancelFlightInfoResult.NOT_CANCELLABLE
+
+    # --- metadata ----------------------------------------------------------------------------------
+
+    def _metadata_table(self, cmd: wire.Message, context, schema_only: bool = False) -> pa.Table:
+        if isinstance(cmd, wire.CommandGetSqlInfo):
+            return metadata.sql_info_table(cmd.info)
+        if isinstance(cmd, wire.CommandGetXdbcTypeInfo):
+            return metadata.xdbc_type_info_table(cmd.data_type)
+        if isinstance(cmd, wire.CommandGetCatalogs):
+            return metadata.catalogs_table()
+        if isinstance(cmd, wire.CommandGetDbSchemas):
+            return metadata.db_schemas_table(cmd.catalog, cmd.db_schema_filter_pattern)
+        if isinstance(cmd, wire.CommandGetTableTypes):
+            return metadata.table_types_table()
+        if isinstance(cmd, wire.CommandGetPrimaryKeys):
+            return metadata.primary_keys_table()
+        if isinstance(cmd, (wire.CommandGetExportedKeys, wire.CommandGetImportedKeys, wire.CommandGetCrossReference)):
+            return metadata.keys_table()
+        if isinstance(cmd, wire.CommandGetTables):
+            if schema_only:
+                return metadata.tables_table([], None, None, None, (), cmd.include_schema)
+            tables = self.runner.run(
+                "list tables", lambda session: _list_tables(session, cmd.include_schema), context.is_cancelled
+            )
+            return metadata.tables_table(
+                tables,
+                cmd.catalog,
+                cmd.db_schema_filter_pattern,
+                cmd.table_name_filter_pattern,
+                cmd.table_types,
+                cmd.include_schema,
+            )
+        if isinstance(cmd, (wire.CommandStatementUpdate, wire.CommandPreparedStatementUpdate)):
+            raise RequestError(f"{type(cmd).__name__} is sent with DoPut, not GetFlightInfo")
+        if isinstance(cmd, wire.CommandStatementSubstraitPlan):
+            raise UnsupportedRequest("Substrait plans")
+        raise RequestError(f"{type(cmd).__name__} is not a GetFlightInfo command")
+
+    @staticmethod
+    def _command(descriptor: flight.FlightDescriptor) -> wire.Message:
+        if descriptor.descriptor_type != flight.DescriptorType.CMD:
+            raise RequestError("FlockSQL serves Flight SQL commands, not paths")
+        try:
+            return wire.decode_command(descriptor.command)
+        except wire.WireError as exc:
+            raise RequestError(str(exc)) from None
+
+    @staticmethod
+    def _decode_action(body: bytes, cls: type[wire.Message], bare: bool = False) -> wire.Message:
+        try:
+            return cls.decode(body) if bare else wire.decode_action_body(body, cls)
+        except wire.WireError as exc:
+            raise RequestError(f"malformed {cls.__name__}: {exc}") from None
+
+
+def _list_tables(session, include_schema: bool) -> list[tuple[str, str, pa.Schema | None]]:
+    """(name, TABLE or VIEW, schema or None) for every table and view, read on the runner thread."""
+    catalog = session.catalog
+    out = []
+    for name in catalog.table_names():
+        out.append((name, "TABLE", catalog.table_schema(name) if include_schema else None))
+    # Views: the catalog keeps their SQL by name; their schema is that of their query.
+    for name in sorted(getattr(catalog, "views", None) or {}):
+        schema = session.result_schema(f'SELECT * FROM "{name}"') if include_schema else None
+        out.append((name, "VIEW", schema))
+    return out
+
+
+def _label(sql: str) -> str:
+    text = " ".join(sql.split())
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,175 @@
+"""`serve()`: run the Flight SQL server for a Session until SIGINT or SIGTERM.
+
+The caller owns the Session (and, with several ranks, the worker ranks): serve() returns once the
+server has stopped, and the caller then closes the Session.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Callable, TextIO
+
+import pyarrow.flight as flight
+
+from server.flight_sql import FlightSqlServer, ServerSettings
+
+# After SIGINT/SIGTERM, how long shutdown waits for the running query and open calls, in seconds.
+SHUTDOWN_GRACE_S = 10.0
+
+
+class ServeError(Exception):
+    """A configuration the server refuses to start with."""
+
+
+def is_loopback(host: str) -> bool:
+    """True when every address `host` names is a loopback address."""
+    if host in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def client_uri(host: str, port: int, tls: bool) -> str:
+    shown = "localhost" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"grpc+tls://{shown}:{port}" if tls else f"grpc://{shown}:{port}"
+
+
+def connect_help(uri: str, user: str | None, tls_cert: str | None) -> str:
+    """How to connect: the URI, and a three-line Python ADBC snippet."""
+    kwargs = []
+    if user is not None:
+        kwargs.append(f'"username": "{user}", "password": "..."')
+    if tls_cert is not None:
+        kwargs.append(f'"adbc.flight.sql.client_option.tls_root_certs": open("{tls_cert}").read()')
+    extra = f", db_kwargs={{{', '.join(kwargs)}}}" if kwargs else ""
+    return (
+        f"FlockSQL Flight SQL server listening on {uri}\n"
+        f"Shell:  flocksql sql {uri}" + (f" --user {user}" if user is not None else "") + "\n"
+        "Python (ADBC):\n"
+        "    import adbc_driver_flightsql.dbapi as flight_sql\n"
+        f'    conn = flight_sql.connect("{uri}"{extra})\n'
+        '    print(conn.cursor().execute("SELECT 42").fetch_arrow_table())\n'
+    )
+
+
+def check_config(
+    host: str,
+    user: str | None,
+    password: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+    insecure: bool,
+    query_timeout: float | None = None,
+) -> None:
+    """Raise ServeError for a configuration serve() refuses, before any session exists."""
+    if (user is None) != (password is None):
+        raise ServeError("give both --user and --password, or neither")
+    if (tls_cert is None) != (tls_key is None):
+        raise ServeError("give both --tls-cert and --tls-key, or neither")
+    if user is None and not insecure and not is_loopback(host):
+        raise ServeError(
+            f"refusing to serve {host} without authentication: anyone who can reach it could run "
+            "queries. Give --user and --password, or --insecure to serve it anyway."
+        )
+    if query_timeout is not None and query_timeout <= 0:
+        raise ServeError("--query-timeout must be a positive number of seconds")
+
+
+def serve(
+    session,
+    host: str = "127.0.0.1",
+    port: int = 8815,
+    user: str | None = None,
+    password: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    insecure: bool = False,
+    query_timeout: float | None = None,
+    *,
+    settings: ServerSettings | None = None,
+    out: TextIO | None = None,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[FlightSqlServer], None] | None = None,
+) -> None:
+    """Serve `session` over Flight SQL until SIGINT/SIGTERM (or until `stop` is set).
+
+    Refuses to listen on a non-loopback address without a user and password unless `insecure`.
+    `port` 0 picks a free port; the printed URI shows the real one.
+    """
+    out = out or sys.stdout
+    check_config(host, user, password, tls_cert, tls_key, insecure, query_timeout)
+
+    tls = tls_cert is not None
+    certificates = None
+    if tls:
+        try:
+            certificates = [flight.CertKeyPair(Path(tls_cert).read_bytes(), Path(tls_key).read_bytes())]
+        except OSError as exc:
+            raise ServeError(f"cannot read TLS certificate or key: {exc}") from None
+    bind = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    location = f"grpc+tls://{bind}:{port}" if tls else f"grpc://{bind}:{port}"
+    settings = settings or ServerSettings()
+    if query_timeout is not None:
+        settings = ServerSettings(**{**_fields(settings), "query_timeout_s": float(query_timeout)})
+
+    try:
+        server = FlightSqlServer(
+            session, location, settings=settings, user=user, password=password, tls_certificates=certificates
+        )
+    except (OSError, flight.FlightError, ValueError) as exc:
+        raise ServeError(f"cannot listen on {location}: {exc}") from None
+
+    stop = stop or threading.Event()
+    previous = _install_signal_handlers(stop)
+    try:
+        out.write(connect_help(client_uri(host, server.port, tls), user, tls_cert))
+        out.flush()
+        if on_ready is not None:
+            on_ready(server)
+        # Event.wait in short slices, so that signal handlers run promptly on the main thread.
+        while not stop.wait(0.5):
+            pass
+        out.write("FlockSQL server shutting down\n")
+        out.flush()
+    finally:
+        server.close(SHUTDOWN_GRACE_S)
+        _restore_signal_handlers(previous)
+
+
+def _fields(settings: ServerSettings) -> dict:
+    return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
+
+
+def _install_signal_handlers(stop: threading.Event) -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}  # only the main thread may set handlers; the caller stops us through `stop`
+
+    def handle(signum, frame):
+        if stop.is_set():
+            # A second signal: the user does not want to wait for the graceful shutdown.
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, handle)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
