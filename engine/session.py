@@ -37,6 +37,7 @@ logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 PLAN_CACHE_SIZE = 256
 CANCEL_TAG = 7
+IDLE_POLL_S = 0.002  # how often an idle worker checks for the next query
 
 
 def _under_mpi() -> bool:
@@ -225,7 +226,14 @@ class Session:
 
     def _listen_for_cancel(self) -> None:
         while True:
-            kind, qid = self._cancel_comm.comm.recv(source=0, tag=CANCEL_TAG)
+            # Poll with sleeps: a blocking receive would spin on a core for as long as we live.
+            req = self._cancel_comm.comm.irecv(source=0, tag=CANCEL_TAG)
+            while True:
+                done, msg = req.test()
+                if done:
+                    break
+                time.sleep(IDLE_POLL_S * 5)
+            kind, qid = msg
             if kind == "stop":
                 return
             if qid == self._running_qid:
@@ -241,6 +249,7 @@ class Session:
     # ------------------------------------------------------------------ SPMD
     def _broadcast(self, msg):
         if self.nranks > 1:
+            self.world.polite_barrier()
             self.world.bcast_obj(msg)
 
     def _run(self, phys, mode: str):
@@ -312,6 +321,7 @@ class Session:
     def worker_loop(self) -> None:
         """Non-zero ranks: run what rank 0 sends until it says stop."""
         while True:
+            self.world.polite_barrier(IDLE_POLL_S)
             msg = self.world.bcast_obj(None)
             kind = msg[0]
             if kind == "stop":

@@ -8,6 +8,8 @@ LocalComm is the one-rank implementation used in-process without an MPI launcher
 """
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyarrow as pa
 
@@ -70,6 +72,9 @@ class LocalComm:
     def barrier(self):
         pass
 
+    def polite_barrier(self, sleep_s: float = 0.0):
+        pass
+
     def free(self):
         pass
 
@@ -93,6 +98,14 @@ class MpiComm:
 
     def barrier(self):
         self.comm.Barrier()
+
+    def polite_barrier(self, sleep_s: float = 0.0002):
+        """A barrier that sleeps while it waits. MPI's blocking calls spin; a rank waiting for a
+        slower one (or an idle worker waiting for the next query) would take a core from the
+        ranks doing the work when ranks share a machine."""
+        req = self.comm.Ibarrier()
+        while not req.Test():
+            time.sleep(sleep_s)
 
     def allgather_obj(self, obj):
         return self.comm.allgather(obj)

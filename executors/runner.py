@@ -86,6 +86,7 @@ class Runner:
             mine = ("CancelledError", "query cancelled", True)
         elif error is not None:
             mine = (type(error).__name__, str(error), isinstance(error, FlockError))
+        self.comm.polite_barrier()
         infos = self.comm.allgather_obj(mine)
         if any(info is not None and info[0] == "CancelledError" for info in infos):
             raise CancelledError("query cancelled")
