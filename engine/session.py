@@ -105,11 +105,13 @@ class Session:
     def _connect(self, memory_limit: str):
         con = duckdb.connect(config={"threads": self.threads})
         con.execute(f"SET memory_limit='{memory_limit}'")
-        # join_order: our planner orders joins from catalog statistics; DuckDB sees fragments over
-        # Arrow views without statistics and would reorder them blind.
+        # With several ranks, fragments read exchanged Arrow views that carry no statistics:
+        # join_order: our planner orders joins from catalog statistics; DuckDB would reorder blind.
         # join_filter_pushdown: a rank whose build side holds only NaN keys would prune probe-side
         # Parquet row groups by min/max statistics, which writers compute without NaN: rows lost.
-        con.execute("SET disabled_optimizers = 'join_order,join_filter_pushdown'")
+        # One rank runs the whole query as one fragment over the Parquet files, as DuckDB would.
+        if self.nranks > 1:
+            con.execute("SET disabled_optimizers = 'join_order,join_filter_pushdown'")
         con.execute(f"SET temp_directory='{self.tmp}'")
         dirs = [str(self.catalog.data_dir) + "/", str(self.tmp) + "/"]
         con.execute("SET allowed_directories=[" + ", ".join("'" + d.replace("'", "''") + "'" for d in dirs) + "]")
