@@ -31,7 +31,7 @@ from planner.explain import render_explain
 from planner.copartition import copartition
 from planner.physical import PhysicalPlanner
 from planner.rules import run_rules
-from planner.qualify import bind_params, classify, parse, qualify_statement
+from planner.qualify import Statement, bind_params, classify, parse, qualify_statement
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -142,18 +142,28 @@ class Session:
         if stmt.kind not in ("query", "explain"):
             raise NotSupportedError(f"planning {stmt.kind}")
         q = bind_params(stmt.query, params) if params else stmt.query
-        return self._plan_query(q, None if params else q.sql("duckdb"))
+        return self._plan_query(q, _param_key(sql, params))
 
     # ------------------------------------------------------------------ public API (rank 0)
+    def _cached_query_plan(self, sql: str, params):
+        """The plan of a query statement, from the cache when the same text (and parameter values)
+        was planned before: repeated and prepared statements skip parsing and planning."""
+        key = _param_key(sql, params)
+        hit = self._plans.get((key, self.nranks, tuple(sorted(self.forced_patterns.items()))))
+        if hit is not None:
+            return hit
+        stmt = classify(parse(sql), sql)
+        if stmt.kind != "query":
+            return stmt
+        return self._plan_query(bind_params(stmt.query, params), key)
+
     def execute(self, sql: str, params=None) -> pa.Table:
         with self._lock:
             self._cancel.clear()
-            ast = parse(sql)
-            stmt = classify(ast, sql)
-            if stmt.kind == "query":
-                q = bind_params(stmt.query, params)
-                phys = self._plan_query(q, q.sql("duckdb"))
-                return self._run(phys, "collect")
+            planned = self._cached_query_plan(sql, params)
+            if not isinstance(planned, Statement):
+                return self._run(planned, "collect")
+            stmt = planned
             if stmt.kind == "explain":
                 text = self.explain_statement(stmt, params)
                 return pa.table({"explain": pa.array(text.splitlines(), pa.string())})
@@ -162,12 +172,10 @@ class Session:
     def execute_partitions(self, sql: str, params=None) -> list[pa.Table]:
         with self._lock:
             self._cancel.clear()
-            stmt = classify(parse(sql), sql)
-            if stmt.kind != "query":
+            planned = self._cached_query_plan(sql, params)
+            if isinstance(planned, Statement):
                 return [self.execute(sql, params)]
-            q = bind_params(stmt.query, params)
-            phys = self._plan_query(q, q.sql("duckdb"))
-            return self._run(phys, "partitions")
+            return self._run(planned, "partitions")
 
     def explain(self, sql: str, analyze: bool = False, params=None) -> str:
         stmt = classify(parse(sql), sql)
@@ -440,6 +448,12 @@ class Session:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _param_key(sql: str, params) -> str:
+    if not params:
+        return sql
+    return sql + "\x00" + repr([(type(p).__name__, p) for p in params])
 
 
 class _EmptyScans(ScanSource):

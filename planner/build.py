@@ -119,6 +119,19 @@ def _aggregates(e: exp.Expression) -> list[exp.AggFunc]:
     return out
 
 
+class Replacements(dict):
+    """SQL text of an expression → the column that holds its value (after GROUP BY / windows);
+    `types` lets translate() skip rendering nodes that cannot match."""
+
+    def __init__(self):
+        super().__init__()
+        self.types: set[type] = set()
+
+    def add(self, source: exp.Expression, column: exp.Expression) -> None:
+        self[source.sql("duckdb")] = column
+        self.types.add(type(source))
+
+
 class Correlation:
     """What a correlated subquery hands back to its caller: the WHERE conjuncts that reference the
     outer query and, for a scalar subquery, the outer and inner key columns it was grouped by."""
@@ -347,8 +360,10 @@ class Builder:
     def translate(self, e: exp.Expression, scope: Scope, *, allow_outer: bool = False, outer_seen=None,
                   replace: dict | None = None) -> exp.Expression:
         """Copy of e with columns replaced by column ids; replace maps sql text → expression first."""
+        replace_types = getattr(replace, "types", None)
+
         def rec(n: exp.Expression) -> exp.Expression:
-            if replace:
+            if replace and (replace_types is None or type(n) in replace_types):
                 key = n.sql("duckdb")
                 if key in replace and not isinstance(n, exp.Literal):
                     return replace[key].copy()
@@ -816,7 +831,7 @@ class Builder:
         aggs = agg_list(exprs + [having_e] + [o for o in order_exprs
                                                 if not (isinstance(o, exp.Column) and not o.table and o.name in alias_names)])
         has_windows = any(_outside_subqueries(e, (exp.Window,)) for e in exprs + order_exprs)
-        post: dict[str, exp.Expression] = {}
+        post = Replacements()
         if group_exprs or aggs or corr_groups:
             # scalar subqueries inside aggregate arguments or group keys are not supported
             for a in aggs:
@@ -828,7 +843,7 @@ class Builder:
                     raise NotSupportedError("a subquery in GROUP BY")
                 gid = self.new_id(g.name if isinstance(g, exp.Column) else "group")
                 groups.append((gid, self.translate(g, scope)))
-                post[g.sql("duckdb")] = col(gid)
+                post.add(g, col(gid))
             for gexpr in corr_groups:
                 gid = self.new_id("corr_key")
                 groups.append((gid, gexpr))
@@ -845,7 +860,7 @@ class Builder:
                 aid = self.new_id(a.key)
                 agg_cols.append((aid, self.translate(a, scope)))
                 seen[key] = aid
-                post[key] = col(aid)
+                post.add(a, col(aid))
             rel = Aggregate(rel, tuple(groups), tuple(agg_cols))
             group_map = {g.name: gid for gid, g in groups if isinstance(g, exp.Column)}
             corr_out = [gid for gid, _ in groups[len(group_exprs):]]
@@ -879,7 +894,7 @@ class Builder:
                     wid = self.new_id("window")
                     wt = self._translate_post(w, scope, post) if grouped else self.translate(w, scope)
                     funcs.append((wid, wt))
-                    post[key] = col(wid)
+                    post.add(w, col(wid))
             rel = Window(rel, tuple(funcs))
             if not grouped:
                 grouped_windows_only = True  # noqa: F841  (translate through post below)

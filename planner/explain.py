@@ -48,7 +48,8 @@ def render_explain(plan: PhysicalPlan, plan_seconds: float, analyze=None) -> str
             if len(text) > 160:
                 text = text[:157] + "..."
             if d is not None:
-                text = f"{d.operator if len(d.operator) <= 160 else d.operator[:157] + '...'}"
+                label = d.label
+                text = label if len(label) <= 160 else label[:157] + "..."
                 text += f"  [{d.pattern}] est rows={_fmt(d.rows)} bytes={_fmt(d.bytes)}B cost={d.cost * 1000:.2f}ms"
                 if d.note:
                     text += f" ({d.note})"

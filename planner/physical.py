@@ -19,13 +19,17 @@ from planner.patterns.base import ANY, Ctx, Exchange, Phys
 
 @dataclass
 class Decision:
-    operator: str
+    operator: object  # a label, or the logical node (described only when EXPLAIN prints it)
     pattern: str
     cost: float
     rows: float
     bytes: float
     note: str
     beaten: list = field(default_factory=list)  # (pattern, cost, note)
+
+    @property
+    def label(self) -> str:
+        return self.operator if isinstance(self.operator, str) else describe(self.operator)
 
 
 @dataclass
@@ -93,7 +97,7 @@ class PhysicalPlanner:
         best = min(pool, key=lambda a: a.cost)
         new, dist = best.lower()
         est = self.ctx.est.estimate(node)
-        self.decisions[id(new)] = Decision(label or describe(node), best.pattern, best.cost, est.rows, est.bytes,
+        self.decisions[id(new)] = Decision(label or node, best.pattern, best.cost, est.rows, est.bytes,
                                            best.note, [(a.pattern, a.cost, a.note) for a in alts if a is not best])
         return Phys(new, dist, sum(k.cost for k in kids) + best.cost)
 
