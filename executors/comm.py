@@ -23,6 +23,14 @@ def to_ipc(table: pa.Table) -> pa.Buffer:
     return sink.getvalue()
 
 
+def ipc_size(table: pa.Table) -> int:
+    """Bytes to_ipc(table) will produce, without producing them."""
+    sink = pa.MockOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.size()
+
+
 def from_ipc(buf) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(buf) if not isinstance(buf, pa.Buffer) else buf).read_all()
 
@@ -113,16 +121,23 @@ class MpiComm:
     def bcast_obj(self, obj, root=0):
         return self.comm.bcast(obj, root=root)
 
-    def _exchange(self, send: dict[int, pa.Buffer], recv_from: list[int]) -> dict[int, pa.Buffer]:
-        """Point-to-point rounds: in round k send to rank+k and receive from rank-k."""
+    def _exchange(self, send: dict, recv_from: list[int]) -> dict[int, pa.Buffer]:
+        """Point-to-point rounds: in round k send to rank+k and receive from rank-k.
+
+        send maps a destination to an IPC buffer, or to a table that is serialised only in its
+        round and dropped after it, so at most one outgoing copy of the data exists at a time."""
         MPI = self.MPI
         P, r = self.size, self.rank
-        sizes_out = [len(send[d]) if d in send else 0 for d in range(P)]
+        sizes_out = [0] * P
+        for d, item in send.items():
+            sizes_out[d] = len(item) if isinstance(item, pa.Buffer) else ipc_size(item)
         sizes_in = self.comm.alltoall(sizes_out)
         got: dict[int, pa.Buffer] = {}
         for k in range(1, P):
             dst, src = (r + k) % P, (r - k) % P
             sbuf = send.get(dst)
+            if isinstance(sbuf, pa.Table):
+                sbuf = to_ipc(sbuf)
             want = src in recv_from
             rbuf = np.empty(sizes_in[src] if want else 0, dtype=np.uint8)
             s = sbuf if sbuf is not None else np.empty(0, dtype=np.uint8)
@@ -137,7 +152,7 @@ class MpiComm:
 
     def alltoall_tables(self, parts: list[pa.Table]) -> list[pa.Table]:
         P, r = self.size, self.rank
-        send = {d: to_ipc(parts[d]) for d in range(P) if d != r}
+        send = {d: parts[d] for d in range(P) if d != r}
         got = self._exchange(send, [s for s in range(P) if s != r])
         return [parts[r] if s == r else from_ipc(got[s]) for s in range(P)]
 
