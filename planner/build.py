@@ -778,14 +778,7 @@ class Builder:
     # ------------------------------------------------------------------ GROUP BY … SELECT … ORDER BY
     def _project(self, sel: exp.Select, rel: Node, scope: Scope, corr):
         items = list(sel.expressions)
-        names = []
-        for it in items:
-            if isinstance(it, exp.Alias):
-                names.append(it.alias)
-            elif isinstance(it, exp.Column):
-                names.append(it.name)
-            else:
-                names.append(it.sql("duckdb"))
+        names = [item_name(it) for it in items]
         exprs = [it.this if isinstance(it, exp.Alias) else it for it in items]
         order = sel.args.get("order")
         order_exprs = [o.this for o in order.expressions] if order else []
@@ -995,15 +988,16 @@ def display_names(original: exp.Expression, names: list[str]) -> list[str]:
         return list(names)
     if any(isinstance(e, exp.Star) or (isinstance(e, exp.Column) and isinstance(e.this, exp.Star)) for e in sel.expressions):
         return list(names)
-    out = []
-    for e, n in zip(sel.expressions, names):
-        if isinstance(e, exp.Alias):
-            out.append(e.alias)
-        elif isinstance(e, exp.Column):
-            out.append(e.name)
-        else:
-            out.append(e.sql("duckdb"))
-    return out
+    return [item_name(e) for e in sel.expressions]
+
+
+def item_name(item: exp.Expression) -> str:
+    """A select item's output name: its alias, else its column name, else its text."""
+    if isinstance(item, exp.Alias):
+        return item.alias
+    if isinstance(item, exp.Column):
+        return item.name
+    return item.sql("duckdb")
 
 
 def _key_source(rel: Node, keys: set[str]) -> Node | None:
