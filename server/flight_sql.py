@@ -253,7 +253,8 @@ class FlightSqlServer(flight.FlightServerBase):
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop running queries and stop serving; waits at most about `timeout_s` for each."""
-        self.runner.stop(timeout_s)
+        if not self.runner.stop(timeout_s):
+            log.warning("the running query did not stop within %g s of its cancellation", timeout_s)
         stopper = threading.Thread(target=self.shutdown, name="flocksql-flight-shutdown", daemon=True)
         stopper.start()
         stopper.join(timeout_s)

@@ -104,7 +104,7 @@ class QueryRunner:
                 job.cancel_reason = reason
             if job.state == Job.RUNNING and self._current is job:
                 log.info("cancelling query %d (%s): %s", job.id, job.label, reason)
-                pass  # MUTANT
+                self.session.cancel()
             return True
 
     @property
