@@ -40,8 +40,10 @@ def run_under_mpi(nranks: int, argv: list[str]) -> int:
     proc = subprocess.Popen(mpi_command(nranks, argv), env=env, start_new_session=True)
 
     def forward(signum, _frame):
+        # Both become SIGINT for the job: rank 0 shuts down cleanly and tells the workers to stop
+        # (workers ignore the signal itself); a SIGTERM to every rank would kill them mid-step.
         try:
-            os.killpg(proc.pid, signum)
+            os.killpg(proc.pid, signal.SIGINT)
         except ProcessLookupError:
             pass
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -63,6 +65,9 @@ def open_session(data_dir: str, ranks: int = 1, threads: int | None = None, **kw
         sys.exit(run_under_mpi(ranks, argv))
     session = Session(data_dir, threads=threads, **kwargs)
     if session.rank != 0:
+        # Workers stop when rank 0 says so; if rank 0 dies, the MPI launcher ends the job.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             session.worker_loop()
         finally:

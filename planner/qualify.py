@@ -103,14 +103,15 @@ def parse(sql: str) -> exp.Expression:
 
 def bind_params(ast: exp.Expression, params) -> exp.Expression:
     """Replaces ? / $n placeholders with literals of the given Python values."""
-    holders = [n for n in ast.walk() if isinstance(n, (exp.Placeholder, exp.Parameter))]
+    # Depth-first, in argument order: the order the placeholders appear in the text.
+    holders = [n for n in ast.walk(bfs=False) if isinstance(n, (exp.Placeholder, exp.Parameter))]
     if not holders:
         if params:
             raise ParseError(f"statement has no parameters but {len(params)} were given")
         return ast
     params = list(params or [])
     ast = ast.copy()
-    holders = [n for n in ast.walk() if isinstance(n, (exp.Placeholder, exp.Parameter))]
+    holders = [n for n in ast.walk(bfs=False) if isinstance(n, (exp.Placeholder, exp.Parameter))]
     pos = 0
     for h in holders:
         key = h.this if isinstance(h, exp.Placeholder) else h.name
@@ -163,7 +164,10 @@ def classify(ast: exp.Expression, sql: str = "") -> Statement:
     if isinstance(ast, exp.Drop):
         kind = (ast.args.get("kind") or "").upper()
         if kind in ("TABLE", "VIEW"):
-            return Statement(f"drop_{kind.lower()}", None, name=ast.this.name.lower(),
+            tables = ast.args.get("tables") or ([ast.this] if ast.this is not None else [])
+            if len(tables) != 1:
+                raise NotSupportedError(f"DROP {kind} of {len(tables)} objects at once")
+            return Statement(f"drop_{kind.lower()}", None, name=tables[0].name.lower(),
                              if_exists=bool(ast.args.get("exists")), sql=sql)
         raise NotSupportedError(f"DROP {kind}")
     what = ast.key.upper()

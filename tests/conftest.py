@@ -12,12 +12,16 @@ from tpch.generate import ensure_sample
 TPCH_TABLES = ("lineitem", "orders", "customer", "part", "partsupp", "supplier", "nation", "region")
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 @pytest.fixture(scope="session")
-def tpch_sf001(tmp_path_factory) -> Path:
+def tpch_sf001() -> Path:
+    """TPC-H SF 0.01 ($FLOCKSQL_TEST_DATA if it holds one, else generated once into .test-data/)."""
     cached = os.environ.get("FLOCKSQL_TEST_DATA")
     if cached and Path(cached, "lineitem.parquet").exists():
         return Path(cached)
-    return Path(ensure_sample(tmp_path_factory.mktemp("tpch-sf001"), sf=0.01))
+    return Path(ensure_sample(REPO / ".test-data" / "tpch-sf0.01", sf=0.01))
 
 
 @pytest.fixture(scope="session")
