@@ -516,8 +516,12 @@ class Builder:
         return False
 
     def _local_refs(self, e: exp.Expression, scope: Scope) -> set[str]:
+        """Columns of this scope that e reads, including through correlated subqueries (a column
+        inside a subquery counts only if no table of an enclosing subquery has its qualifier)."""
         refs = set()
         for c in e.find_all(exp.Column):
+            if _bound_inside(c, e):
+                continue
             try:
                 cid, depth = scope.resolve(c.table, c.name)
             except CatalogError:
@@ -976,6 +980,22 @@ class Builder:
 
     def _translate_mixed(self, e, scope, post):
         return self.translate(e, scope, replace=post)
+
+
+def _bound_inside(column: exp.Column, root: exp.Expression) -> bool:
+    """Whether a SELECT between column and root defines the column's table qualifier."""
+    node = column.parent
+    while node is not None and node is not root:
+        if isinstance(node, exp.Select):
+            sources = []
+            frm = node.args.get("from_") or node.args.get("from")
+            if frm is not None:
+                sources.append(frm.this)
+            sources += [j.this for j in node.args.get("joins") or []]
+            if any(s.alias_or_name == column.table for s in sources):
+                return True
+        node = node.parent
+    return False
 
 
 def display_names(original: exp.Expression, names: list[str]) -> list[str]:
