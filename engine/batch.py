@@ -27,6 +27,8 @@ class BatchResult:
     # Per repetition, the slowest rank's local-compute and communication seconds (EXPLAIN ANALYZE's split).
     compute_seconds: list[float] = field(default_factory=list)
     comm_seconds: list[float] = field(default_factory=list)
+    # Peak resident memory of each rank (MiB) when the batch ended: the same for every result.
+    peak_rss_mb: list[float] = field(default_factory=list)
 
 
 def split_seconds(per_rank_stats) -> tuple[float, float]:
@@ -63,7 +65,11 @@ def run_queries(data_dir: str, queries: list[str], ranks: int, timeout_s: float 
         from engine.session import Session
         from executors.comm import LocalComm
         with Session(data_dir, threads=threads, comm=LocalComm(), forced_patterns=forced_patterns) as s:
-            return _run_list(s, queries, repeat)
+            results = _run_list(s, queries, repeat)
+            rss = s.peak_rss_mb()
+            for r in results:
+                r.peak_rss_mb = rss
+            return results
     from engine.launch import mpi_command
     with tempfile.TemporaryDirectory(prefix="flocksql-batch-") as tmp:
         spec = Path(tmp) / "spec.json"
@@ -90,7 +96,7 @@ def run_queries(data_dir: str, queries: list[str], ranks: int, timeout_s: float 
                 with pa.memory_map(str(Path(tmp) / f"r{i}.arrow")) as src:
                     table = pa.ipc.open_file(src).read_all()
             out.append(BatchResult(table, m["error"], m["seconds"], m.get("error_type"),
-                                   m.get("compute_seconds", []), m.get("comm_seconds", [])))
+                                   m.get("compute_seconds", []), m.get("comm_seconds", []), m.get("peak_rss_mb", [])))
         return out
 
 
@@ -103,13 +109,15 @@ def main(argv):
             s.worker_loop()
             return
         results = _run_list(s, spec["queries"], spec.get("repeat", 1))
+        rss = s.peak_rss_mb()
         meta = []
         for i, r in enumerate(results):
             if r.table is not None:
                 with pa.OSFile(str(outdir / f"r{i}.arrow"), "wb") as f, pa.ipc.new_file(f, r.table.schema) as w:
                     w.write_table(r.table)
             meta.append({"error": r.error, "seconds": r.seconds, "error_type": r.error_type,
-                         "compute_seconds": r.compute_seconds, "comm_seconds": r.comm_seconds})
+                         "compute_seconds": r.compute_seconds, "comm_seconds": r.comm_seconds,
+                         "peak_rss_mb": rss})
         (outdir / "results.json").write_text(json.dumps(meta))
 
 

@@ -256,6 +256,12 @@ class Session:
         self.catalog.refresh()
         self._plans.clear()
 
+    def peak_rss_mb(self) -> list[float]:
+        """Peak resident memory of every rank so far, in MiB (rank order)."""
+        with self._lock:
+            self._broadcast(("rss",))
+            return self.world.allgather_obj(_peak_rss_mb())
+
     # ------------------------------------------------------------------ SPMD
     def _broadcast(self, msg):
         if self.nranks > 1:
@@ -343,6 +349,8 @@ class Session:
                     self._execute_plan(msg[1], "write", msg[2], qid=msg[3])
                 elif kind == "refresh":
                     self.refresh()
+                elif kind == "rss":
+                    self.world.allgather_obj(_peak_rss_mb())
             except FlockError:
                 pass  # rank 0 reports it
             except Exception:  # noqa: BLE001
@@ -448,6 +456,11 @@ class Session:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _peak_rss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def _param_key(sql: str, params) -> str:
