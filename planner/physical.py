@@ -19,7 +19,7 @@ from planner.patterns.base import ANY, Ctx, Exchange, Phys
 
 @dataclass
 class Decision:
-    operator: object  # a label, or the logical node (described only when EXPLAIN prints it)
+    subject: object  # a label, or the logical node (described only when someone asks)
     pattern: str
     cost: float
     rows: float
@@ -28,8 +28,11 @@ class Decision:
     beaten: list = field(default_factory=list)  # (pattern, cost, note)
 
     @property
-    def label(self) -> str:
-        return self.operator if isinstance(self.operator, str) else describe(self.operator)
+    def operator(self) -> str:
+        """The operator as EXPLAIN names it."""
+        return self.subject if isinstance(self.subject, str) else describe(self.subject)
+
+    label = operator
 
 
 @dataclass
