@@ -122,7 +122,7 @@ class FlockSQLEngine:
             timeout_s=self.timeout_s,
             repeat=repeat,
             threads=self.threads,
-            forced_patterns=self.forced,
+            **({"forced_patterns": self.forced} if self.forced else {}),
         )
         return [
             Outcome(table=r.table, error=r.error, seconds=tuple(r.seconds), extra=_extra_fields(r))
