@@ -114,7 +114,9 @@ def _column_stats(pf: pq.ParquetFile, files_meta, sample: pa.Table | None, name:
                        hi if have_minmax else None, distinct, exact, width)
 
 
-def load_table(name: str, files: list[str]) -> Table:
+def load_table(name: str, files: list[str], distinct: dict | None = None) -> Table:
+    """distinct: column → distinct count measured over the whole table (HyperLogLog), which
+    replaces the first-row-group sample's estimate."""
     files = sorted(files)
     if not files:
         raise CatalogError(f"table {name}: no Parquet files")
@@ -140,6 +142,10 @@ def load_table(name: str, files: list[str]) -> Table:
         if sample.num_rows > DISTINCT_SAMPLE_ROWS:
             sample = sample.slice(0, DISTINCT_SAMPLE_ROWS)
     cols = {fld.name: _column_stats(first, metas, sample, fld.name, fld.type, rows) for fld in schema}
+    for col_name, n in (distinct or {}).items():
+        if col_name in cols:
+            c = cols[col_name]
+            cols[col_name] = ColumnStats(c.null_count, c.min, c.max, max(1, min(int(n), rows)), False, c.avg_width)
     clustered = {}
     for fld in schema:
         if (pa.types.is_integer(fld.type) or pa.types.is_date(fld.type)) and len(groups) > 1:
@@ -166,10 +172,39 @@ def _clustered_ranges(metas, name: str):
     return tuple(ranges)
 
 
-class Catalog:
-    """Tables and views of one data folder. Not thread-safe; the session serialises access."""
+STATS_FILE = "_flocksql_stats.json"
+# Columns wider than this on average (free text such as comments) get no distinct count pass.
+DISTINCT_MAX_WIDTH = 40
 
-    def __init__(self, data_dir: str | os.PathLike):
+
+def measure_distinct(files: list[str], table: Table) -> dict:
+    """Approximate distinct counts (DuckDB's HyperLogLog) of every column narrow enough to be a
+    key, over all rows: a first-row-group sample badly underestimates keys that repeat (l_partkey)
+    or are clustered (l_orderkey)."""
+    import duckdb
+    cols = [f.name for f in table.schema
+            if (table.columns[f.name].avg_width or 0) <= DISTINCT_MAX_WIDTH and not pa.types.is_nested(f.type)]
+    if not cols or table.row_count == 0:
+        return {}
+    con = duckdb.connect()
+    try:
+        items = ", ".join(f'approx_count_distinct("{c}")' for c in cols)
+        srcs = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        row = con.execute(f"SELECT {items} FROM read_parquet([{srcs}])").fetchone()
+    finally:
+        con.close()
+    return dict(zip(cols, row))
+
+
+class Catalog:
+    """Tables and views of one data folder. Not thread-safe; the session serialises access.
+
+    statistics=True (the planning rank) measures distinct counts once per table version and keeps
+    them in _flocksql_stats.json beside the data (or in ~/.cache/flocksql when that is read-only).
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, statistics: bool = True):
+        self.statistics = statistics
         self.data_dir = Path(data_dir).resolve()
         if not self.data_dir.is_dir():
             raise CatalogError(f"data folder {self.data_dir} does not exist")
@@ -199,11 +234,41 @@ class Catalog:
             if self._stamps.get(name) == stamp:
                 tables[name] = self._tables[name]
             else:
-                tables[name] = load_table(name, files)
+                tables[name] = self._load(name, files, stamp)
                 self._stamps[name] = stamp
         self._tables = tables
         vf = self.data_dir / VIEWS_FILE
         self.views = json.loads(vf.read_text()) if vf.exists() else {}
+
+    def _stats_path(self) -> Path:
+        if os.access(self.data_dir, os.W_OK):
+            return self.data_dir / STATS_FILE
+        import hashlib
+        digest = hashlib.sha1(str(self.data_dir).encode()).hexdigest()[:16]
+        return Path.home() / ".cache" / "flocksql" / f"stats-{digest}.json"
+
+    def _load(self, name: str, files: list[str], stamp) -> Table:
+        table = load_table(name, files)
+        if not self.statistics:
+            return table
+        path = self._stats_path()
+        try:
+            saved = json.loads(path.read_text()) if path.exists() else {}
+        except (OSError, ValueError):
+            saved = {}
+        key = json.dumps([[os.path.basename(f), m, n] for f, m, n in stamp])
+        entry = saved.get(name)
+        if not entry or entry.get("stamp") != key:
+            entry = {"stamp": key, "distinct": measure_distinct(list(table.files), table)}
+            saved[name] = entry
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".tmp{os.getpid()}")
+                tmp.write_text(json.dumps(saved, indent=1, sort_keys=True))
+                os.replace(tmp, path)
+            except OSError:
+                pass  # statistics are an optimisation: plan with what we measured this time
+        return load_table(name, files, entry["distinct"]) if entry["distinct"] else table
 
     def save_views(self) -> None:
         tmp = self.data_dir / (VIEWS_FILE + ".tmp")

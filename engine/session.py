@@ -79,7 +79,8 @@ class Session:
                  memory_limit: str | None = None, forced_patterns: dict | None = None):
         self.world = comm if comm is not None else world_comm()
         self.rank, self.nranks = self.world.rank, self.world.size
-        self.catalog = Catalog(data_dir)
+        # Only rank 0 plans, so only rank 0 measures statistics.
+        self.catalog = Catalog(data_dir, statistics=self.rank == 0)
         local = _local_ranks(self.world)
         self.threads = threads or max(1, (os.cpu_count() or 1) // local)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"flocksql-r{self.rank}-"))
