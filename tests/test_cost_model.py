@@ -441,10 +441,11 @@ def test_helpers_are_monotone_in_bytes(helper, nranks):
 
 
 def test_shuffle_latency_term_grows_with_ranks():
-    """(P-1)·α: with nothing to send, a shuffle costs exactly its messages' latency."""
+    """(P-1)·α: with nothing to send, a shuffle costs its messages' latency plus the fixed cost of
+    one more exchange step."""
     p = CostParams()
     for P in (2, 3, 16, 1024):
-        assert p.shuffle(0, P) == pytest.approx((P - 1) * p.alpha)
+        assert p.shuffle(0, P) == pytest.approx((P - 1) * p.alpha + p.fragment)
     costs = [p.shuffle(0, P) for P in (2, 4, 16, 256, 10_752)]
     assert all(a < b for a, b in zip(costs, costs[1:]))
     # Per-rank bytes fall with P, but at 10k ranks the α term dominates a 1 GB shuffle.
@@ -453,9 +454,10 @@ def test_shuffle_latency_term_grows_with_ranks():
 
 def test_allgather_latency_is_logarithmic_and_gather_linear():
     p = CostParams()
-    assert p.allgather(0, 16) == pytest.approx(4 * p.alpha)
-    assert p.allgather(0, 17) == pytest.approx(5 * p.alpha)
-    assert p.gather(0, 16) == pytest.approx(15 * p.alpha)
+    assert p.allgather(0, 16) == pytest.approx(4 * p.alpha + p.fragment)
+    assert p.allgather(0, 17) == pytest.approx(5 * p.alpha + p.fragment)
+    assert p.gather(0, 16) == pytest.approx(15 * p.alpha + p.fragment)
+    assert p.shuffle(0, 1) == p.allgather(0, 1) == p.gather(0, 1) == 0.0
 
 
 def test_shuffle_bytes_term_scales_inversely_with_ranks():

@@ -21,6 +21,9 @@ def alternatives(node, kids, ctx) -> list[Alternative]:
     n = ctx.rows(node.input)
     sample = p.allgather(SAMPLE_ROWS_PER_RANK * P * 16, P)
     # The sorted ranges still travel to rank 0 at the end, like the gathered runs of the alternative.
-    cost = sample + p.shuffle(ctx.bytes(node.input), P) + p.sort(n / P) + p.gather(ctx.bytes(node.input), P)
+    # Steps beyond a plain shuffle: the sample, the splitters, and assigning each row its range
+    # (a second local sort).
+    cost = sample + p.shuffle(ctx.bytes(node.input), P) + 2 * p.sort(n / P) + p.gather(ctx.bytes(node.input), P) \
+        + 2 * p.fragment
     return [Alternative(NAME, cost, lambda: (Sort(Exchange(k.node, "range", node.keys), node.keys), Dist("range")),
                         "sample splitters, range shuffle, local sort")]
