@@ -18,6 +18,7 @@ import decimal
 import io
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -368,6 +369,10 @@ class Shell:
 
     def interact(self, stdin: TextIO = sys.stdin) -> int:
         """The read-eval-print loop; returns the exit status."""
+        # Ctrl-C cancels the running statement. A shell started from a script or a background job
+        # can inherit SIGINT as ignored, and Python then never raises KeyboardInterrupt: restore it.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         history = _open_history()
         self.err.write(f"FlockSQL shell on {self.backend.name}. Statements end with ';'; .help for help.\n")
         pending = ""
