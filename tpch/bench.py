@@ -56,10 +56,10 @@ def plan_runs(config: BenchConfig, warn=lambda msg: None) -> list[tuple[str, int
         if name == BASELINE:
             continue
         reason = unavailable_reason(name)
-        if name == "flocksql":
+        if name.startswith("flocksql"):
             if reason is not None:
-                raise BenchError(f"flocksql cannot run: {reason} (the engine provides engine.batch.run_queries)")
-            runs.extend(("flocksql", r) for r in config.ranks)
+                raise BenchError(f"{name} cannot run: {reason} (the engine provides engine.batch.run_queries)")
+            runs.extend((name, r) for r in config.ranks)
         elif reason is not None:
             warn(f"skipping {name}: {reason}")
         else:
