@@ -85,11 +85,11 @@ def run_benchmark(queries: dict[str, str], config: BenchConfig, *, kind: str = "
     engines = []
     for name, ranks in plan_runs(config, warn=lambda msg: (skipped.append(msg), warn(msg))):
         try:
-            engine_threads = threads if name != "flocksql" else rank_threads(config, threads, ranks)
+            engine_threads = threads if not name.startswith("flocksql") else rank_threads(config, threads, ranks)
             engines.append(make_engine(name, config.data_dir, ranks=ranks, threads=engine_threads,
                                        timeout_s=config.timeout_s))
         except Exception as exc:  # an optional peer that fails to start is skipped, the baseline is not
-            if name in (BASELINE, "flocksql"):
+            if name == BASELINE or name.startswith("flocksql"):
                 raise
             skipped.append(f"skipping {name}: {type(exc).__name__}: {exc}")
             warn(skipped[-1])
