@@ -35,6 +35,11 @@ def from_ipc(buf) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(buf) if not isinstance(buf, pa.Buffer) else buf).read_all()
 
 
+# Up to this many partitions a split is one filter pass per partition; beyond, one stable sort
+# of the partition ids and a take (measured on lineitem SF1: 2 filters 0.05 s, sort+take 0.13 s).
+FILTER_SPLIT_MAX_PARTS = 4
+
+
 def split_by_partition(table: pa.Table, part: np.ndarray, nparts: int) -> list[pa.Table]:
     """Split rows by partition id (a numpy array of small ints): one stable radix sort, one take,
     zero-copy slices."""
@@ -46,6 +51,9 @@ def split_by_partition(table: pa.Table, part: np.ndarray, nparts: int) -> list[p
     if any(f.type in views for f in original):
         table = table.cast(pa.schema([pa.field(f.name, views.get(f.type, f.type), f.nullable) for f in original]))
         return [p.cast(original) for p in split_by_partition(table, part, nparts)]
+    if nparts <= FILTER_SPLIT_MAX_PARTS:
+        # A few boolean filters beat one sort-and-take when the partitions are few.
+        return [table.filter(pa.array(part == i)) for i in range(nparts)]
     counts = np.bincount(part, minlength=nparts)
     order = np.argsort(part.astype(np.uint16 if nparts > 255 else np.uint8), kind="stable")
     taken = table.take(pa.array(order))
