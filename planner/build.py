@@ -455,7 +455,7 @@ class Builder:
                 if using:
                     set_conjuncts += self._using(using, scope, alias, mapping)
         # WHERE
-        plain, subq_preds = [], []
+        subq_preds = []
         for c in conjuncts(sel.args.get("where")):
             if corr is not None and self._references_outer(c, scope):
                 if _has_subquery(c):
@@ -893,8 +893,6 @@ class Builder:
                     funcs.append((wid, wt))
                     post.add(w, col(wid))
             rel = Window(rel, tuple(funcs))
-            if not grouped:
-                grouped_windows_only = True  # noqa: F841  (translate through post below)
 
         def final(e, rel_):
             if has_windows and not grouped:

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from sqlglot import exp
 
-from planner.logical import Filter, Join, Node, Project, Query, Scan, walk
+from planner.logical import Join, Node, Project, Query, Scan, walk
 
 
 def _origins(root: Node) -> dict[str, tuple[Scan, str]]:

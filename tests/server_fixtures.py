@@ -14,7 +14,6 @@ kills what survives the signal, and then fails the test.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -58,17 +57,9 @@ SLOW_SQL = (
 )
 
 
-def engine_available() -> bool:
-    return all(importlib.util.find_spec(m) is not None for m in ("engine.session", "engine.launch"))
-
-
 BACKENDS = [
     pytest.param("double", id="double"),
-    pytest.param(
-        "engine",
-        id="engine",
-        marks=pytest.mark.skipif(not engine_available(), reason="engine/session.py and engine/launch.py not there yet"),
-    ),
+    pytest.param("engine", id="engine"),
 ]
 
 

@@ -6,7 +6,6 @@ real engine (when it exists) and the DuckDB double that isolates the server laye
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 

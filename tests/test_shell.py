@@ -25,7 +25,6 @@ from tests.server_fixtures import (
     REPO,
     assert_same_answer,
     copy_data,
-    engine_available,
     oracle,
     start_server,
     stop_server,
@@ -234,7 +233,6 @@ def test_embedded_backend_with_the_double(tmp_path):
     session.close()
 
 
-@pytest.mark.skipif(not engine_available(), reason="engine/session.py not there yet")
 def test_embedded_shell_on_the_engine(tmp_path):
     data = copy_data(tmp_path / "data")
     sql = "SELECT l_returnflag, count(*) AS c FROM lineitem GROUP BY l_returnflag ORDER BY l_returnflag"

@@ -6,7 +6,6 @@ An input already hash-partitioned on the keys is not shuffled again.
 """
 from __future__ import annotations
 
-from sqlglot import exp
 
 from planner.logical import Aggregate, Join, SetOp, Window, col
 from planner.patterns.base import ANY, Alternative, Dist, Exchange, hash_dist, key_ids
