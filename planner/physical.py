@@ -61,9 +61,7 @@ class PhysicalPlanner:
     def plan(self, query: Query) -> PhysicalPlan:
         top = self.node(query.root)
         root = top.node
-        if top.dist.kind != "replicated" and self.ctx.nranks > 1:
-            root = Exchange(root, "gather")
-        elif top.dist.kind != "replicated":
+        if top.dist.kind not in ("replicated", "single"):
             root = Exchange(root, "gather")
         plan = PhysicalPlan(root, query.names, self.ctx.nranks, self.decisions)
         plan.root = _number_exchanges(plan)

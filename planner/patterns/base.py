@@ -31,7 +31,8 @@ class Dist:
 
     hash: rows with equal keys are on the same rank (keys: one set of equivalent column ids per
           hashed position, in hash order); any: arbitrary (some ranks may be empty);
-    replicated: every rank holds all rows; range: globally ordered by rank (after a sample sort).
+    replicated: every rank holds all rows; range: globally ordered by rank (after a sample sort);
+    single: all rows on rank 0 (after a gather), so the result needs no final gather.
     """
 
     kind: str
@@ -69,6 +70,7 @@ class Dist:
 
 ANY = Dist("any")
 REPLICATED = Dist("replicated")
+SINGLE = Dist("single")
 
 
 def hash_dist(ids, fn: tuple = ()) -> Dist:

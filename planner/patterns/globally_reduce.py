@@ -9,7 +9,7 @@ one place (a window without PARTITION BY, an aggregate that cannot be split).
 from __future__ import annotations
 
 from planner.logical import Aggregate, Distinct, Limit, SingleRow, Sort, Window
-from planner.patterns.base import ANY, REPLICATED, Alternative, Exchange
+from planner.patterns.base import REPLICATED, SINGLE, Alternative, Exchange
 from planner.patterns.base import GLOBALLY_REDUCE as NAME
 from planner.patterns.combine_shuffle_reduce import combine
 
@@ -40,32 +40,32 @@ def alternatives(node, kids, ctx) -> list[Alternative]:
 
             def lower_topk():
                 local = Limit(Sort(kin.node, inner.keys), keep, 0)
-                return Limit(Sort(Exchange(local, "gather"), inner.keys), node.limit, node.offset), ANY
+                return Limit(Sort(Exchange(local, "gather"), inner.keys), node.limit, node.offset), SINGLE
             return [Alternative(NAME, cost, lower_topk, f"local top-{keep}, gather {keep}·P rows, final top-k")]
         rows = min(ctx.rows(inner) / P, keep)
         cost = p.gather(rows * P * ctx.est.estimate(inner).width, P)
 
         def lower_limit():
-            return Limit(Exchange(Limit(k.node, keep, 0), "gather"), node.limit, node.offset), ANY
+            return Limit(Exchange(Limit(k.node, keep, 0), "gather"), node.limit, node.offset), SINGLE
         return [Alternative(NAME, cost, lower_limit, "local limit, gather, final limit")]
     if isinstance(node, Limit):  # OFFSET only
         return [Alternative(NAME, p.gather(ctx.bytes(node.input), P),
-                            lambda: (Limit(Exchange(k.node, "gather"), None, node.offset), ANY), "gather, then offset")]
+                            lambda: (Limit(Exchange(k.node, "gather"), None, node.offset), SINGLE), "gather, then offset")]
     if isinstance(node, Sort):
         n = ctx.rows(node.input)
         cost = p.gather(ctx.bytes(node.input), P) + p.sort(n) - p.gather(ctx.bytes(node.input), P) * 0
-        return [Alternative(NAME, cost, lambda: (Sort(Exchange(Sort(k.node, node.keys), "gather"), node.keys), ANY),
+        return [Alternative(NAME, cost, lambda: (Sort(Exchange(Sort(k.node, node.keys), "gather"), node.keys), SINGLE),
                             "local sort, gather the runs to rank 0, merge")]
     if isinstance(node, SingleRow):
         return [Alternative(NAME, p.allgather(ctx.bytes(node.input), P),
                             lambda: (SingleRow(Exchange(k.node, "broadcast")), REPLICATED), "every rank gets the row")]
     if isinstance(node, Window):
         cost = p.gather(ctx.bytes(node.input), P) + p.sort(ctx.rows(node.input))
-        return [Alternative(NAME, cost * 2, lambda: (Window(Exchange(k.node, "gather"), node.funcs), ANY),
+        return [Alternative(NAME, cost * 2, lambda: (Window(Exchange(k.node, "gather"), node.funcs), SINGLE),
                             "all rows to rank 0 (no PARTITION BY)")]
     if isinstance(node, (Aggregate, Distinct)):
         # Last resort for grouped aggregates: all rows to rank 0.
         cost = p.gather(ctx.bytes(node.input), P) + ctx.rows(node.input) * p.agg_row
-        return [Alternative(NAME, cost * 4, lambda: (node.with_children(Exchange(k.node, "gather")), ANY),
+        return [Alternative(NAME, cost * 4, lambda: (node.with_children(Exchange(k.node, "gather")), SINGLE),
                             "all rows to rank 0")]
     return []
