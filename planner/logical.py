@@ -6,7 +6,7 @@ subtree without name clashes, and rewrites never need to re-qualify anything.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlglot import exp
 
@@ -36,6 +36,29 @@ class Node:
 
     def with_children(self, *children):
         raise NotImplementedError
+
+
+class Unary(Node):
+    """A node with one input, held in the field `input`."""
+
+    __slots__ = ()
+
+    @property
+    def children(self):
+        return (self.input,)
+
+    def with_children(self, input):
+        return replace(self, input=input)
+
+
+class SameColumns(Unary):
+    """A one-input node whose output columns are its input's."""
+
+    __slots__ = ()
+
+    @property
+    def columns(self):
+        return self.input.columns
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -87,7 +110,7 @@ class Values(Node):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Filter(Node):
+class Filter(SameColumns):
     input: Node
     predicate: exp.Expression
 
@@ -95,33 +118,15 @@ class Filter(Node):
         if isinstance(self.predicate, (exp.Literal,)) and not self.predicate.is_string:
             raise PlanError("a filter predicate must be boolean")
 
-    @property
-    def children(self):
-        return (self.input,)
-
-    @property
-    def columns(self):
-        return self.input.columns
-
-    def with_children(self, input):
-        return Filter(input, self.predicate)
-
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Project(Node):
+class Project(Unary):
     input: Node
     exprs: tuple[tuple[str, exp.Expression], ...]
 
     @property
-    def children(self):
-        return (self.input,)
-
-    @property
     def columns(self):
         return tuple(cid for cid, _ in self.exprs)
-
-    def with_children(self, input):
-        return Project(input, self.exprs)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -154,75 +159,39 @@ class Join(Node):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Aggregate(Node):
+class Aggregate(Unary):
     input: Node
     groups: tuple[tuple[str, exp.Expression], ...]
     aggs: tuple[tuple[str, exp.Expression], ...]
 
     @property
-    def children(self):
-        return (self.input,)
-
-    @property
     def columns(self):
         return tuple(c for c, _ in self.groups) + tuple(c for c, _ in self.aggs)
 
-    def with_children(self, input):
-        return Aggregate(input, self.groups, self.aggs)
-
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Distinct(Node):
+class Distinct(SameColumns):
     input: Node
 
-    @property
-    def children(self):
-        return (self.input,)
-
-    @property
-    def columns(self):
-        return self.input.columns
-
-    def with_children(self, input):
-        return Distinct(input)
-
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Window(Node):
+class Window(Unary):
     input: Node
     funcs: tuple[tuple[str, exp.Expression], ...]  # each an exp.Window
-
-    @property
-    def children(self):
-        return (self.input,)
 
     @property
     def columns(self):
         return self.input.columns + tuple(c for c, _ in self.funcs)
 
-    def with_children(self, input):
-        return Window(input, self.funcs)
-
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Sort(Node):
+class Sort(SameColumns):
     input: Node
     keys: tuple[exp.Ordered, ...]
 
-    @property
-    def children(self):
-        return (self.input,)
-
-    @property
-    def columns(self):
-        return self.input.columns
-
-    def with_children(self, input):
-        return Sort(input, self.keys)
-
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Limit(Node):
+class Limit(SameColumns):
     input: Node
     limit: int | None
     offset: int = 0
@@ -230,17 +199,6 @@ class Limit(Node):
     def __post_init__(self):
         if (self.limit is not None and self.limit < 0) or self.offset < 0:
             raise PlanError("LIMIT and OFFSET must not be negative")
-
-    @property
-    def children(self):
-        return (self.input,)
-
-    @property
-    def columns(self):
-        return self.input.columns
-
-    def with_children(self, input):
-        return Limit(input, self.limit, self.offset)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -270,21 +228,10 @@ class SetOp(Node):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class SingleRow(Node):
+class SingleRow(SameColumns):
     """Checks that a scalar subquery returned at most one row (DuckDB raises otherwise)."""
 
     input: Node
-
-    @property
-    def children(self):
-        return (self.input,)
-
-    @property
-    def columns(self):
-        return self.input.columns
-
-    def with_children(self, input):
-        return SingleRow(input)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

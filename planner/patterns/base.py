@@ -13,7 +13,7 @@ from sqlglot import exp
 
 from planner.cost import CostParams
 from planner.estimate import Estimator
-from planner.logical import Node, Project, col
+from planner.logical import Node, Project, SameColumns, col
 
 EMBARRASSINGLY_PARALLEL = "embarrassingly-parallel"
 SHUFFLE_COMPUTE = "shuffle-compute"
@@ -78,7 +78,7 @@ def hash_dist(ids, fn: tuple = ()) -> Dist:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Exchange(Node):
+class Exchange(SameColumns):
     """A communication step between local fragments.
 
     kind: shuffle (hash of keys) | broadcast (every rank gets all rows) | gather (rank 0 gets all
@@ -91,17 +91,6 @@ class Exchange(Node):
     keys: tuple[exp.Expression, ...] = ()
     eid: int = 0
     fn: tuple = ()  # for shuffle: () hash, ("range", splitters) by key range
-
-    @property
-    def children(self):
-        return (self.input,)
-
-    @property
-    def columns(self):
-        return self.input.columns
-
-    def with_children(self, input):
-        return Exchange(input, self.kind, self.keys, self.eid, self.fn)
 
 
 @dataclass(slots=True)
