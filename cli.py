@@ -64,6 +64,9 @@ def _common(f):
     f = click.option("--ranks", default=1, show_default=True, type=click.IntRange(min=1),
                      help="MPI ranks (FlockSQL starts mpiexec itself; under mpiexec/srun the given ranks are used).")(f)
     f = click.option("--threads", type=click.IntRange(min=1), help="DuckDB threads per rank (default: cores / ranks).")(f)
+    f = click.option("--memory-limit", default=None, metavar="SIZE",
+                     help="DuckDB memory limit per rank, e.g. 4GB (default: 75% of RAM / ranks on the node); "
+                          "beyond it DuckDB spills to a temporary folder.")(f)
     return f
 
 
@@ -73,10 +76,10 @@ def _common(f):
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result to this file.")
 @click.option("--timing", is_flag=True, help="Print the elapsed time to stderr.")
 @click.argument("sql")
-def query(data_dir, ranks, threads, fmt, output, timing, sql):
+def query(data_dir, ranks, threads, memory_limit, fmt, output, timing, sql):
     """Run one SQL statement and print its result."""
     from engine.launch import open_session
-    with open_session(data_dir, ranks, threads) as s:
+    with open_session(data_dir, ranks, threads, memory_limit=memory_limit) as s:
         t0 = time.perf_counter()
         try:
             table = s.execute(sql)
@@ -92,10 +95,10 @@ def query(data_dir, ranks, threads, fmt, output, timing, sql):
 @_common
 @click.option("--analyze", is_flag=True, help="Run the query and add actual rows, bytes and times per stage.")
 @click.argument("sql")
-def explain(data_dir, ranks, threads, analyze, sql):
+def explain(data_dir, ranks, threads, memory_limit, analyze, sql):
     """Print the distributed plan: each operator's pattern, estimates and the alternatives it beat."""
     from engine.launch import open_session
-    with open_session(data_dir, ranks, threads) as s:
+    with open_session(data_dir, ranks, threads, memory_limit=memory_limit) as s:
         try:
             click.echo(s.explain(sql, analyze=analyze))
         except FlockError as e:

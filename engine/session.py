@@ -104,6 +104,9 @@ class Session:
         self._closed = False
 
     def _connect(self, memory_limit: str):
+        import re
+        if not re.fullmatch(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|B)?\s*", memory_limit, re.IGNORECASE):
+            raise ExecutionError(f"memory limit {memory_limit!r} is not a size such as 4GB or 512MiB")
         con = duckdb.connect(config={"threads": self.threads})
         con.execute(f"SET memory_limit='{memory_limit}'")
         # With several ranks, fragments read exchanged Arrow views that carry no statistics:

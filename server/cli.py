@@ -29,6 +29,8 @@ def _server_logging() -> None:
 @click.option("--ranks", default=1, show_default=True, type=click.IntRange(min=1),
               help="Number of MPI ranks (processes) that run queries.")
 @click.option("--threads", type=click.IntRange(min=1), help="DuckDB threads per rank.")
+@click.option("--memory-limit", default=None, metavar="SIZE",
+              help="DuckDB memory limit per rank, e.g. 4GB; beyond it DuckDB spills to a temporary folder.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8815, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")
@@ -40,7 +42,7 @@ def _server_logging() -> None:
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without --user/--password.")
 @click.option("--query-timeout", type=click.FloatRange(min=0, min_open=True),
               help="Cancel a query that runs longer than this many seconds.")
-def serve_command(data_dir, ranks, threads, host, port, user, password, tls_cert, tls_key, insecure,
+def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, password, tls_cert, tls_key, insecure,
                   query_timeout):
     """Serve the tables of a data folder over Arrow Flight SQL."""
     # Check the options before starting any rank, so that a mistake fails fast and alone.
@@ -51,7 +53,7 @@ def serve_command(data_dir, ranks, threads, host, port, user, password, tls_cert
     _server_logging()
     from engine.launch import open_session
 
-    with open_session(data_dir, ranks, threads) as session:
+    with open_session(data_dir, ranks, threads, memory_limit=memory_limit) as session:
         try:
             serve(session, host, port, user, password, tls_cert, tls_key, insecure, query_timeout)
         except ServeError as exc:
