@@ -54,7 +54,7 @@ def write_result(table, fmt: str, output: str | None) -> None:
 
 @click.group()
 @click.version_option(package_name="flocksql")
-def main():
+def cli():
     """FlockSQL: distributed SQL over a flock of DuckDB ranks."""
 
 
@@ -70,7 +70,7 @@ def _common(f):
     return f
 
 
-@main.command()
+@cli.command()
 @_common
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json", "parquet"]), default="table", show_default=True)
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result to this file.")
@@ -91,7 +91,7 @@ def query(data_dir, ranks, threads, memory_limit, fmt, output, timing, sql):
         write_result(table, fmt, output)
 
 
-@main.command()
+@cli.command()
 @_common
 @click.option("--analyze", is_flag=True, help="Run the query and add actual rows, bytes and times per stage.")
 @click.argument("sql")
@@ -106,7 +106,7 @@ def explain(data_dir, ranks, threads, memory_limit, analyze, sql):
             sys.exit(1)
 
 
-@main.command()
+@cli.command()
 @click.option("--ranks", default=2, show_default=True, type=click.IntRange(min=1))
 @click.option("--rows", default=2_000_000, show_default=True, type=click.IntRange(min=10_000))
 @click.option("--save/--no-save", default=True, show_default=True, help="Store the result for later sessions.")
@@ -120,7 +120,7 @@ def calibrate(ranks, rows, save):
         click.echo(f"saved to {path}")
 
 
-@main.command()
+@cli.command()
 @click.option("--sf", default=0.1, show_default=True, type=float, help="TPC-H scale factor of the sample.")
 @click.option("--dir", "data_dir", default="./flocksql-data", show_default=True, type=click.Path(file_okay=False))
 @click.option("--ranks", default=2, show_default=True, type=click.IntRange(min=1))
@@ -142,13 +142,24 @@ def demo(sf, data_dir, ranks, port):
 
 def _mount_optional():
     from server.cli import serve_command, sql_command
-    main.add_command(serve_command)
-    main.add_command(sql_command)
+    cli.add_command(serve_command)
+    cli.add_command(sql_command)
     from tpch.cli import tpch
-    main.add_command(tpch)
+    cli.add_command(tpch)
 
 
 _mount_optional()
+
+
+def main():
+    """The console script: FlockSQL's own errors (a bad data folder, a bad setting) print as one
+    line instead of a traceback."""
+    try:
+        cli()
+    except FlockError as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(1)
+
 
 if __name__ == "__main__":
     main()
