@@ -221,12 +221,7 @@ def write_charts(results: dict, out_dir: Path, stem: str = "results") -> list[Pa
     ax.set_yscale("log")
     ax.set_ylabel("seconds (median, log scale)")
     ax.set_title("Time per query (correct answers only)")
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    path = out_dir / f"{stem}_per_query.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    written.append(path)
+    written.append(_finish(plt, fig, ax, out_dir / f"{stem}_per_query.png"))
 
     scaled = _scaled_runs(results)
     if scaled:
@@ -254,10 +249,14 @@ def write_charts(results: dict, out_dir: Path, stem: str = "results") -> list[Pa
         ax.set_ylabel("seconds" + (" (total)" if results["kind"] == "tpch" else " (dotted: DuckDB)"))
         ax.set_title("Time versus ranks (strong scaling)")
         ax.set_yscale("log")
-        ax.legend(fontsize="small")
-        fig.tight_layout()
-        path = out_dir / f"{stem}_scaling.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
-        written.append(path)
+        written.append(_finish(plt, fig, ax, out_dir / f"{stem}_scaling.png"))
     return written
+
+
+def _finish(plt, fig, ax, path: Path) -> Path:
+    """Legend, layout, PNG: the last steps every chart shares."""
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
