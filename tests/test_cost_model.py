@@ -4,7 +4,7 @@ Every case builds tables with chosen row counts and column statistics, plans SQL
 front end (qualify_statement → Builder → run_rules → PhysicalPlanner) at 1, 2 and 16 ranks and
 checks which pattern won for one operator, and why.
 
-Thresholds under the default CostParams (α = 50 µs, β = 1 ns/B, scan 10 ns/row, hash 30 ns/row,
+Thresholds under the default CostParams (α = 50 µs, β = 1 ns/B, scan 25 ns/row, hash 30 ns/row,
 aggregate 20 ns/row, broadcast_max_bytes = 512 MiB), stated here so a change to them is a
 visible decision:
 - Join: PATTERNS.md's rule of thumb is that broadcasting a side of S rows beats shuffling both
@@ -260,6 +260,59 @@ def test_broadcast_threshold_moves_with_the_small_side():
         planned = plan_sql("SELECT big.v, side.pay FROM big JOIN side ON big.k = side.k", 16, catalog=cat)
         chosen[rows] = planned.one("HashJoin").pattern
     assert chosen == {25: BROADCAST, 10_000: BROADCAST, 100_000: BROADCAST, 1_500_000: SHUFFLE}, chosen
+
+
+def test_small_join_subtree_is_computed_whole_on_every_rank():
+    """A join of two small tables, joined to a big one: every rank computes the small join from the
+    files (no allgather, no exchange at all), as it reads a single small table whole."""
+    cat = standard_catalog()
+    cat._tables["side"] = make_table("side", 10_000, {"k": Col(I64, 10_000, 8, 1, 10_000), "t": Col(I64, 25, 8, 0, 24)})
+    sql = ("SELECT big.v, s.name FROM big JOIN (SELECT side.k, tiny.name FROM side JOIN tiny ON side.t = tiny.t) s "
+           "ON big.k = s.k")
+    for nranks in (2, 16):
+        planned = plan_sql(sql, nranks, catalog=cat)
+        notes = {d.note for d in planned.decisions("HashJoin")}
+        assert any("each rank computes it from the files" in n for n in notes), planned.text()
+        # The only exchange is the final gather: the broadcasts are replicated reads.
+        from planner.patterns.base import is_replicable
+        broadcasts = [x for x in planned.plan.exchanges if x.kind == "broadcast"]
+        assert broadcasts and all(is_replicable(x.input) for x in broadcasts), planned.text()
+        assert planned.exchanges("shuffle") == 0
+
+
+def test_recomputing_a_subtree_costs_its_work_on_every_other_rank():
+    """Replicating a join subtree by recomputation costs (P-1) times its per-rank work, so a cheap
+    subtree is recomputed and an expensive one is allgathered instead."""
+    from planner.patterns.base import REPLICATED, Ctx, Phys, is_replicable, replicate_cost
+    planned = plan_sql("SELECT mid.k, tiny.name FROM mid JOIN tiny ON mid.w = tiny.t", 16)
+    join = planned.plan.root.input  # under the final gather
+    assert is_replicable(join), planned.text()
+    ctx = Ctx(Estimator(standard_catalog()), CostParams(), 16)
+    cost, how = replicate_cost(Phys(join, REPLICATED, 0.1), ctx)
+    assert how == "each rank computes it from the files" and cost == pytest.approx(0.1 * 15)
+    assert replicate_cost(Phys(join, REPLICATED, 0.1), Ctx(ctx.est, ctx.params, 1))[0] == 0.0
+
+
+NAN_CASES = [
+    ("SELECT a.k FROM ints a JOIN ints b ON a.k = b.k", True),
+    ("SELECT a.k FROM ints a JOIN floats b ON a.k = b.k", False),
+    ("SELECT a.f FROM floats a JOIN floats b ON a.f = b.f", False),
+    ("SELECT a.k FROM ints a JOIN (SELECT k, max(v) AS m FROM ints GROUP BY k) g ON a.k = g.k AND a.v = g.m", True),
+    ("SELECT a.k FROM ints a JOIN (SELECT k, avg(v) AS m FROM ints GROUP BY k) g ON a.v = g.m", False),
+    ("SELECT a.k FROM ints a JOIN (SELECT k + 1 AS k1 FROM ints) g ON a.k = g.k1", False),
+    ("SELECT a.k FROM ints a WHERE a.k IN (SELECT k FROM ints WHERE v > 3)", True),
+]
+
+
+@pytest.mark.parametrize("sql,expected", NAN_CASES)
+def test_nan_free_join_keys(sql, expected):
+    """Plans whose join keys cannot hold NaN may let DuckDB prune Parquet row groups with join
+    filters; a float key (or one computed by an expression) must not."""
+    cat = FakeCatalog(
+        make_table("ints", 1000, {"k": Col(I64, 1000, 8, 0, 999), "v": Col(I64, 10, 8, 0, 9)}),
+        make_table("floats", 1000, {"k": Col(pa.float64(), 1000, 8, 0.0, 999.0), "f": Col(pa.float64(), 1000)}),
+    )
+    assert plan_sql(sql, 2, catalog=cat).plan.nan_free_join_keys is expected
 
 
 def _priced_sides(decision) -> set[str]:

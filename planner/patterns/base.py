@@ -156,16 +156,34 @@ def scan_rows(node: Node, ctx: Ctx) -> float:
     return ctx.rows(node) if isinstance(node, Scan) else 0.0
 
 
-def replicate_cost(node: Node, ctx: Ctx) -> tuple[float, str]:
-    """Cost of making every rank hold all of node's rows."""
+def is_replicable(node: Node) -> bool:
+    """A physical subtree every rank can compute whole from the files alone: scans, filters,
+    projections and joins whose only exchanges are broadcasts (identities once every scan in it is
+    read whole). Replicating it costs local work on every rank and no messages, and the fragment
+    that uses it still reads Parquet only, so DuckDB keeps its statistics."""
+    from planner.logical import Filter, Join, Scan
+    if isinstance(node, Exchange):
+        return node.kind == "broadcast" and is_replicable(node.input)
+    if isinstance(node, Scan):
+        return True
+    if isinstance(node, (Filter, Project, Join)):
+        return all(is_replicable(c) for c in node.children)
+    return False
+
+
+def replicate_cost(small: Phys, ctx: Ctx) -> tuple[float, str]:
+    """Cost of making every rank hold all of small's rows."""
     p = ctx.params
     if ctx.nranks <= 1:
         return 0.0, ""
-    if is_scan_pipeline(node):
+    if is_scan_pipeline(small.node):
         # Every rank reads the whole table instead of its share: more reading (and decoding, which
         # grows with the width of the rows read), no messages.
-        return scan_cost(node, ctx) * (ctx.nranks - 1), "each rank reads it whole"
-    return p.allgather(ctx.bytes(node), ctx.nranks), "allgather"
+        return scan_cost(small.node, ctx) * (ctx.nranks - 1), "each rank reads it whole"
+    if is_replicable(small.node):
+        # Every rank does all of the subtree's work instead of its 1/P share.
+        return small.cost * (ctx.nranks - 1), "each rank computes it from the files"
+    return p.allgather(ctx.bytes(small.node), ctx.nranks), "allgather"
 
 
 def key_ids(keys) -> list[str] | None:

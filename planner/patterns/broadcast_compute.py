@@ -34,7 +34,7 @@ def alternatives(node, kids, ctx) -> list[Alternative]:
         if small.dist.kind == "replicated":
             move, how = 0.0, "already replicated"
         else:
-            move, how = replicate_cost(small.node, ctx)
+            move, how = replicate_cost(small, ctx)
         compute = (ctx.rows(big_node) / ctx.nranks + ctx.rows(small_node)) * p.hash_row
 
         def lower(side=side, small=small, big=big):

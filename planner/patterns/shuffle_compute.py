@@ -67,6 +67,9 @@ def _join(node: Join, kids, ctx):
         return ANY
 
     if _colocated(node, lk, rk) and lk.dist.fn == rk.dist.fn:
+        # Only the left keys name the result's partitioning. Naming the right ones too would let
+        # later joins and aggregates fuse into this fragment without a shuffle, but DuckDB then
+        # orders the fused joins worse (TPC-H Q21 at SF 1: 0.50 s -> 0.70 s, Q10 0.35 -> 0.45 s).
         dist = lk.dist if node.kind in ("inner", "left", "semi", "anti") else (rk.dist if node.kind == "right" else ANY)
         return [Alternative(NAME, compute, lambda: (node.with_children(lk.node, rk.node), dist),
                             "inputs already partitioned on the keys: no shuffle")]
