@@ -60,11 +60,13 @@ def _run_list(session, queries, repeat):
 
 
 def run_queries(data_dir: str, queries: list[str], ranks: int, timeout_s: float = 600, repeat: int = 1,
-                threads: int | None = None, forced_patterns: dict | None = None) -> list[BatchResult]:
+                threads: int | None = None, forced_patterns: dict | None = None,
+                memory_limit: str | None = None) -> list[BatchResult]:
     if ranks == 1:
         from engine.session import Session
         from executors.comm import LocalComm
-        with Session(data_dir, threads=threads, comm=LocalComm(), forced_patterns=forced_patterns) as s:
+        with Session(data_dir, threads=threads, comm=LocalComm(), forced_patterns=forced_patterns,
+                     memory_limit=memory_limit) as s:
             results = _run_list(s, queries, repeat)
             rss = s.peak_rss_mb()
             for r in results:
@@ -74,7 +76,8 @@ def run_queries(data_dir: str, queries: list[str], ranks: int, timeout_s: float 
     with tempfile.TemporaryDirectory(prefix="flocksql-batch-") as tmp:
         spec = Path(tmp) / "spec.json"
         spec.write_text(json.dumps({"data_dir": str(data_dir), "queries": queries, "repeat": repeat,
-                                    "threads": threads, "forced_patterns": forced_patterns or {}}))
+                                    "threads": threads, "forced_patterns": forced_patterns or {},
+                                    "memory_limit": memory_limit}))
         cmd = mpi_command(ranks, ["-m", "engine.batch", str(spec), tmp])
         root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -104,7 +107,8 @@ def main(argv):
     spec = json.loads(Path(argv[0]).read_text())
     outdir = Path(argv[1])
     from engine.session import Session
-    with Session(spec["data_dir"], threads=spec.get("threads"), forced_patterns=spec.get("forced_patterns")) as s:
+    with Session(spec["data_dir"], threads=spec.get("threads"), forced_patterns=spec.get("forced_patterns"),
+                 memory_limit=spec.get("memory_limit")) as s:
         if s.rank != 0:
             s.worker_loop()
             return

@@ -1,0 +1,49 @@
+"""Per-rank memory limits: a query whose working set exceeds the limit spills to DuckDB's temporary
+folder and still gives DuckDB's answer; a limit too small even for spilling is a clean error on
+every rank, and the next query works."""
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from engine.batch import run_queries
+from tests.conftest import duckdb_oracle
+from tpch.compare import compare_tables
+
+# About 600k groups of wide keys over lineitem at SF 0.1: a hash table of well over 64 MB.
+BIG_AGGREGATE = ("SELECT l_orderkey, l_linenumber, l_comment, sum(l_quantity) AS q, count(*) AS n "
+                 "FROM lineitem GROUP BY ALL")
+# Per-rank limits under which one rank's share of that hash table does not fit.
+LIMIT = {1: "48MB", 2: "24MB"}
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_the_working_set_exceeds_the_limit_without_spilling(tpch_sf01, ranks):
+    """The premise: DuckDB itself, held to the same limit with spilling turned off, runs out of
+    memory on one rank's share of this query, so an answer under the limit means the ranks spilled."""
+    con = duckdb.connect(config={"threads": 1})
+    con.execute(f"SET memory_limit='{LIMIT[ranks]}'")
+    con.execute("SET temp_directory=''")
+    con.execute(f"CREATE VIEW lineitem AS SELECT * FROM read_parquet('{tpch_sf01}/lineitem.parquet') "
+                f"WHERE l_orderkey % {ranks} = 0")
+    with pytest.raises(duckdb.OutOfMemoryException):
+        con.sql(f"SELECT count(*), sum(q) FROM ({BIG_AGGREGATE})").fetchall()
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_query_over_the_memory_limit_spills_and_answers(tpch_sf01, ranks):
+    query = f"SELECT count(*) AS groups, sum(q) AS q, sum(n) AS n, max(l_comment) AS c FROM ({BIG_AGGREGATE})"
+    [res] = run_queries(str(tpch_sf01), [query], ranks, memory_limit=LIMIT[ranks], threads=1)
+    assert res.error is None, res.error
+    expected = duckdb_oracle(tpch_sf01).sql(query).to_arrow_table()
+    assert compare_tables(res.table, expected, ordered=False) is None
+    assert res.table.column("groups")[0].as_py() > 500_000
+
+
+def test_limit_too_small_is_a_clean_error_and_the_next_query_works(tpch_sf01):
+    queries = [BIG_AGGREGATE, "SELECT count(*) AS n FROM lineitem"]
+    oom, after = run_queries(str(tpch_sf01), queries, 2, memory_limit="4MB", threads=1)
+    assert oom.error is not None and "memory" in oom.error.lower(), oom.error
+    assert after.error is None, after.error
+    expected = duckdb_oracle(tpch_sf01).sql("SELECT count(*) AS n FROM lineitem").to_arrow_table()
+    assert compare_tables(after.table, expected, ordered=False) is None
