@@ -43,6 +43,13 @@ def local_rates(rows: int) -> dict:
         # A full sort (a window over the whole order: no top-k shortcut).
         sort = _best(lambda: con.sql("SELECT max(r) FROM (SELECT row_number() OVER (ORDER BY v) AS r FROM mem)").fetchall())
         mat = _best(lambda: con.sql("SELECT * FROM mem").to_arrow_table())
+
+        def partition():
+            # What a shuffle does per row besides moving bytes: partition ids and the split.
+            from executors.comm import split_by_partition
+            t = con.sql("SELECT *, CAST(hash(k) % 2 AS USMALLINT) AS __part FROM mem").to_arrow_table()
+            split_by_partition(t.drop_columns(["__part"]), t.column("__part").to_numpy(), 2)
+        part = _best(partition)
         import math
         return {
             "scan_row": scan / rows,
@@ -50,6 +57,7 @@ def local_rates(rows: int) -> dict:
             "hash_row": join / (2 * rows),
             "sort_row": sort / (rows * math.log2(rows)),
             "materialize_byte": mat / (rows * 24),
+            "shuffle_row": max(part - mat, 0.0) / rows,
         }
 
 

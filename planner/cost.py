@@ -24,6 +24,9 @@ class CostParams:
     # cost 16-40 ns per row of 2-4 columns.
     scan_row: float = 25e-9
     hash_row: float = 30e-9         # s per row built or probed in a hash join
+    # s per row sent through a shuffle besides its bytes: the partition id, the split, the IPC
+    # framing (TPC-H Q22 at SF 1: 1.5M rows of one key cost ~30 ms a rank beyond the scan).
+    shuffle_row: float = 30e-9
     agg_row: float = 20e-9          # s per row through a hash aggregate
     sort_row: float = 15e-9         # s per row per log2(rows) comparison
     broadcast_max_bytes: float = 512 * 2**20  # never replicate a side bigger than this
@@ -47,13 +50,14 @@ class CostParams:
         return p
 
     # ---------------------------------------------------------------- communication
-    def shuffle(self, nbytes: float, nranks: int) -> float:
-        """All-to-all of nbytes in total (spread over the ranks): each rank sends (P-1)/P of its share."""
+    def shuffle(self, nbytes: float, nranks: int, rows: float = 0.0) -> float:
+        """All-to-all of nbytes (in rows) in total, spread over the ranks: each rank partitions its
+        share and sends (P-1)/P of it."""
         if nranks <= 1:
             return 0.0
         per_rank = nbytes / nranks
         return self.fragment + (nranks - 1) * self.alpha + per_rank * (nranks - 1) / nranks * self.beta \
-            + per_rank * self.materialize_byte
+            + per_rank * self.materialize_byte + rows / nranks * self.shuffle_row
 
     def allgather(self, nbytes: float, nranks: int) -> float:
         """Every rank ends with all nbytes."""

@@ -106,7 +106,7 @@ def alternatives(node, kids, ctx) -> list[Alternative]:
     groups = ctx.rows(node)
     per_rank = min(n_in / ctx.nranks, groups)
     width = max(ctx.est.estimate(node).width, 8.0)
-    cost = n_in / ctx.nranks * p.agg_row + p.shuffle(per_rank * ctx.nranks * width, ctx.nranks) + per_rank * p.agg_row
+    cost = n_in / ctx.nranks * p.agg_row + p.shuffle(per_rank * ctx.nranks * width, ctx.nranks, per_rank * ctx.nranks) + per_rank * p.agg_row
 
     def lower():
         return reduce(Exchange(part_node, "shuffle", tuple(col(x) for x in pids))), hash_dist(gids)
