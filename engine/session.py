@@ -87,9 +87,12 @@ class Session:
         limit = memory_limit or f"{int(_total_memory() * 0.75 / local / 2**20)}MB"
         self.con = self._connect(limit, reorder_joins=self.nranks == 1)
         # Fragments that read only Parquet files run on a second instance that keeps DuckDB's join
-        # ordering: it has the files' statistics (Q12 at 2 ranks: 0.17 s -> 0.12 s per fragment).
-        # The two instances run one fragment at a time, never together.
+        # ordering: it has the files' statistics (Q12 at 2 ranks: 0.17 s -> 0.12 s per fragment);
+        # those that join an aggregate's result on a third that keeps our order and build sides
+        # but DuckDB's join filters (Runner._connection_for says which). The instances run one
+        # fragment at a time, never together.
         self.parquet_con = self.con if self.nranks == 1 else self._connect(limit, reorder_joins=True)
+        self.ordered_con = self.con if self.nranks == 1 else self._connect(limit, reorder_joins=True, ordered=True)
         self.scans = ScanSource(self.con, self.rank, self.nranks)
         self.params = CostParams.load()
         self.forced_patterns = forced_patterns or {}
@@ -108,7 +111,7 @@ class Session:
         self.last_stats = None
         self._closed = False
 
-    def _connect(self, memory_limit: str, reorder_joins: bool):
+    def _connect(self, memory_limit: str, reorder_joins: bool, ordered: bool = False):
         import re
         if not re.fullmatch(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|B)?\s*", memory_limit, re.IGNORECASE):
             raise ExecutionError(f"memory limit {memory_limit!r} is not a size such as 4GB or 512MiB")
@@ -121,10 +124,14 @@ class Session:
         # join_filter_pushdown: a rank whose build side holds only NaN keys would prune probe-side
         # Parquet row groups by min/max statistics, which writers compute without NaN: rows lost.
         # Fragments over Parquet only, in plans whose join keys cannot be NaN, keep both
-        # (reorder_joins). One rank runs the whole query as one fragment, as DuckDB would.
+        # (reorder_joins), or only the join filters (ordered: build_side_probe_side off too, so
+        # DuckDB builds on the right input, where the planner puts the smaller one). One rank runs
+        # the whole query as one fragment, as DuckDB would.
         if self.nranks > 1:
             if not reorder_joins:
                 con.execute("SET disabled_optimizers = 'join_order,join_filter_pushdown'")
+            elif ordered:
+                con.execute("SET disabled_optimizers = 'join_order,build_side_probe_side'")
         con.execute(f"SET temp_directory='{self.tmp}'")
         dirs = [str(self.catalog.data_dir) + "/", str(self.tmp) + "/"]
         con.execute("SET allowed_directories=[" + ", ".join("'" + d.replace("'", "''") + "'" for d in dirs) + "]")
@@ -245,7 +252,7 @@ class Session:
                 self._cancel_comm.comm.send(("cancel", qid), dest=r, tag=CANCEL_TAG)
 
     def _interrupt(self) -> None:
-        for con in {id(c): c for c in (self.con, self.parquet_con)}.values():
+        for con in {id(c): c for c in (self.con, self.parquet_con, self.ordered_con)}.values():
             try:
                 con.interrupt()
             except Exception:  # noqa: BLE001 - nothing running, or already closed
@@ -293,7 +300,8 @@ class Session:
         try:
             # Join filters may prune Parquet row groups only when no join key can be NaN.
             runner = Runner(self.con, comm, self.catalog, self.scans, cancelled=self._cancel.is_set,
-                            parquet_con=self.parquet_con if phys.nan_free_join_keys else None)
+                            parquet_con=self.parquet_con if phys.nan_free_join_keys else None,
+                            ordered_con=self.ordered_con if phys.nan_free_join_keys else None)
             if mode == "collect":
                 table = runner.run_plan(phys.root)
                 stats = comm.allgather_obj(runner.stats)
@@ -385,8 +393,8 @@ class Session:
             self._listener.join(timeout=5)
         try:
             self.con.close()
-            if self.parquet_con is not self.con:
-                self.parquet_con.close()
+            for con in {id(c): c for c in (self.parquet_con, self.ordered_con) if c is not self.con}.values():
+                con.close()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 

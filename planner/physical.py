@@ -15,7 +15,7 @@ from sqlglot import exp
 from planner import patterns
 from planner.cost import CostParams
 from planner.estimate import Estimator
-from planner.logical import Limit, Node, Query, Sort
+from planner.logical import Join, Limit, Node, Query, Sort
 from planner.patterns.base import ANY, Ctx, Exchange, Phys
 
 
@@ -104,9 +104,15 @@ class PhysicalPlanner:
         pool = [a for a in alts if a.pattern == forced] or alts if forced else alts
         best = min(pool, key=lambda a: a.cost)
         new, dist = best.lower()
+        note = best.note
+        if isinstance(new, Join) and new.kind == "inner" and self.ctx.rows(node.left) < self.ctx.rows(node.right):
+            # DuckDB builds its hash table on the right input; fragments that keep our join order
+            # keep this side too, so the smaller estimate goes right.
+            new = Join(new.right, new.left, "inner", new.right_keys, new.left_keys, new.residual)
+            note += "; inputs swapped so the smaller one is built"
         est = self.ctx.est.estimate(node)
         self.decisions[id(new)] = Decision(label or node, best.pattern, best.cost, est.rows, est.bytes,
-                                           best.note, [(a.pattern, a.cost, a.note) for a in alts if a is not best])
+                                           note, [(a.pattern, a.cost, a.note) for a in alts if a is not best])
         return Phys(new, dist, sum(k.cost for k in kids) + best.cost)
 
 

@@ -548,3 +548,39 @@ def test_calibrated_params_change_the_choice():
     assert plan_sql(JOIN_MID, 16).one("HashJoin").pattern == SHUFFLE
     slow = plan_sql(JOIN_MID, 16, params=CostParams(beta=1e-7)).one("HashJoin")
     assert slow.pattern == BROADCAST, slow
+
+
+def _joins(node):
+    out = [node] if type(node).__name__ == "Join" else []
+    for c in node.children:
+        out += _joins(c)
+    return out
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT big.v, tiny.name FROM tiny JOIN big ON big.t = tiny.t",
+    "SELECT big.v, tiny.name FROM big JOIN tiny ON big.t = tiny.t",
+])
+def test_inner_join_builds_on_the_smaller_side(sql):
+    """DuckDB builds on a join's right input: whichever order the query names them in, the
+    planner puts the smaller estimate there."""
+    planned = plan_sql(sql, 2)
+    [join] = _joins(planned.plan.root)
+    assert _tables(join.right) == {"tiny"} and _tables(join.left) == {"big"}, planned.text()
+
+
+def _tables(node) -> set[str]:
+    if isinstance(node, Scan):
+        return {node.table}
+    return set().union(*(_tables(c) for c in node.children)) if node.children else set()
+
+
+def test_fragments_that_join_an_aggregate_keep_our_join_order():
+    from executors.runner import _joins_an_aggregate
+    joined = plan_sql("SELECT big.v FROM big WHERE big.k IN (SELECT k FROM mid GROUP BY k HAVING count(*) > 1)", 1)
+    plain = plan_sql(JOIN_TINY, 1)
+    grouped_only = plan_sql(GROUP_FEW, 1)
+    # The runner asks about the fragment under the final gather.
+    assert _joins_an_aggregate(joined.plan.root.input), joined.text()
+    assert not _joins_an_aggregate(plain.plan.root.input)
+    assert not _joins_an_aggregate(grouped_only.plan.root.input)
