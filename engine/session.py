@@ -85,14 +85,14 @@ class Session:
         self.threads = threads or max(1, (os.cpu_count() or 1) // local)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"flocksql-r{self.rank}-"))
         limit = memory_limit or f"{int(_total_memory() * 0.75 / local / 2**20)}MB"
-        self.con = self._connect(limit, reorder_joins=self.nranks == 1)
+        self.con = self._connect(limit, "single" if self.nranks == 1 else "arrow")
         # Fragments that read only Parquet files run on a second instance that keeps DuckDB's join
         # ordering: it has the files' statistics (Q12 at 2 ranks: 0.17 s -> 0.12 s per fragment);
         # those that join an aggregate's result on a third that keeps our order and build sides
         # but DuckDB's join filters (Runner._connection_for says which). The instances run one
         # fragment at a time, never together.
-        self.parquet_con = self.con if self.nranks == 1 else self._connect(limit, reorder_joins=True)
-        self.ordered_con = self.con if self.nranks == 1 else self._connect(limit, reorder_joins=True, ordered=True)
+        self.parquet_con = self.con if self.nranks == 1 else self._connect(limit, "parquet")
+        self.ordered_con = self.con if self.nranks == 1 else self._connect(limit, "ordered")
         self.scans = ScanSource(self.con, self.rank, self.nranks)
         self.params = CostParams.load()
         self.forced_patterns = forced_patterns or {}
@@ -111,28 +111,31 @@ class Session:
         self.last_stats = None
         self._closed = False
 
-    def _connect(self, memory_limit: str, reorder_joins: bool, ordered: bool = False):
+    def _connect(self, memory_limit: str, kind: str):
+        """A DuckDB instance for one kind of fragment: single (the one instance at one rank),
+        arrow, parquet or ordered (see below)."""
         import re
         if not re.fullmatch(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|B)?\s*", memory_limit, re.IGNORECASE):
             raise ExecutionError(f"memory limit {memory_limit!r} is not a size such as 4GB or 512MiB")
         con = duckdb.connect(config={"threads": self.threads})
         con.execute(f"SET memory_limit='{memory_limit}'")
         # With several ranks, most fragments read exchanged Arrow views that carry no statistics,
-        # so they run with DuckDB's optimisers that need them turned off:
+        # so they run ('arrow') with DuckDB's optimisers that need them turned off:
         # join_order: our planner orders joins from catalog statistics; DuckDB would reorder blind
         # (Q5 at SF 1: 5 s instead of 0.4 s).
         # join_filter_pushdown: a rank whose build side holds only NaN keys would prune probe-side
         # Parquet row groups by min/max statistics, which writers compute without NaN: rows lost.
         # Fragments over Parquet only, in plans whose join keys cannot be NaN, keep both
-        # (reorder_joins), or only the join filters (ordered: build_side_probe_side off too, so
+        # ('parquet'), or only the join filters ('ordered': build_side_probe_side off too, so
         # DuckDB builds on the right input, where the planner puts the smaller one). One rank runs
-        # the whole query as one fragment, as DuckDB would.
-        if self.nranks > 1:
-            if not reorder_joins:
-                con.execute("SET disabled_optimizers = 'join_order,join_filter_pushdown'")
-            elif ordered:
-                con.execute("SET disabled_optimizers = 'join_order,build_side_probe_side'")
-        con.execute(f"SET temp_directory='{self.tmp}'")
+        # the whole query as one fragment, as DuckDB would ('single').
+        off = {"arrow": "join_order,join_filter_pushdown", "ordered": "join_order,build_side_probe_side"}.get(kind)
+        if off:
+            con.execute(f"SET disabled_optimizers = '{off}'")
+        # Each instance spills into its own folder: DuckDB names its temporary files alike.
+        spill = self.tmp / kind
+        spill.mkdir(exist_ok=True)
+        con.execute(f"SET temp_directory='{spill}'")
         dirs = [str(self.catalog.data_dir) + "/", str(self.tmp) + "/"]
         con.execute("SET allowed_directories=[" + ", ".join("'" + d.replace("'", "''") + "'" for d in dirs) + "]")
         # The sandbox: plans only ever read the catalog's files; DuckDB refuses everything else.
