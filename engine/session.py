@@ -97,6 +97,8 @@ class Session:
         self.params = CostParams.load()
         self.forced_patterns = forced_patterns or {}
         self._plans: dict = {}
+        # (plan key, fragment number) -> {DuckDB instance: best seconds}, this rank's own timings.
+        self._fragment_times: dict = {}
         self._cancel = threading.Event()
         self._lock = threading.RLock()
         # Cancellation travels on its own communicator, to a listener thread on each worker, so
@@ -153,6 +155,9 @@ class Session:
         query = run_rules(Builder(self.catalog, est).build(qualified, original=ast))
         query = copartition(query, self.catalog, self.nranks)
         phys = PhysicalPlanner(est, self.params, self.nranks, self.forced_patterns).plan(query)
+        if sql_key is not None:
+            import hashlib
+            phys.key = hashlib.sha1(repr(key).encode()).hexdigest()
         if sql_key is not None:
             if len(self._plans) >= PLAN_CACHE_SIZE:
                 self._plans.pop(next(iter(self._plans)))
@@ -304,7 +309,8 @@ class Session:
             # Join filters may prune Parquet row groups only when no join key can be NaN.
             runner = Runner(self.con, comm, self.catalog, self.scans, cancelled=self._cancel.is_set,
                             parquet_con=self.parquet_con if phys.nan_free_join_keys else None,
-                            ordered_con=self.ordered_con if phys.nan_free_join_keys else None)
+                            ordered_con=self.ordered_con if phys.nan_free_join_keys else None,
+                            fragment_times=self._fragment_times, plan_key=phys.key)
             if mode == "collect":
                 table = runner.run_plan(phys.root)
                 stats = comm.allgather_obj(runner.stats)

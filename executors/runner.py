@@ -27,6 +27,8 @@ from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Pro
 from planner.patterns.base import Exchange, is_replicable
 
 SAMPLE_ROWS_PER_RANK = 1024
+# Fragments whose instance choice a rank remembers (Runner._connection_for), across statements.
+FRAGMENT_TIMES_MAX = 10_000
 # FLOCKSQL_TRACE=N prints every fragment's time and first N characters on stderr;
 # FLOCKSQL_PROFILE_RANK=R adds DuckDB's EXPLAIN ANALYZE of each fragment on rank R.
 TRACE = int(os.environ.get("FLOCKSQL_TRACE", "0") or 0)
@@ -86,10 +88,13 @@ def _joins_an_aggregate(node: Node, under_join: bool = False) -> bool:
 
 class Runner:
     def __init__(self, con, comm, catalog, scans: ScanSource, cancelled=lambda: False, parquet_con=None,
-                 ordered_con=None):
+                 ordered_con=None, fragment_times: dict | None = None, plan_key: str | None = None):
         self.con = con
         self.parquet_con = parquet_con if parquet_con is not None else con
         self.ordered_con = ordered_con if ordered_con is not None else self.parquet_con
+        self.fragment_times = fragment_times if fragment_times is not None else {}
+        self.plan_key = plan_key
+        self._fragments = 0
         self.comm = comm
         self.catalog = catalog
         self.scans = scans
@@ -132,28 +137,49 @@ class Runner:
         return result
 
     def fetch(self, query: str, node: Node | None = None) -> pa.Table:
-        con = self._connection_for(query, node)
-        if not TRACE:
-            return con.sql(query).to_arrow_table()
+        con, times = self._connection_for(query, node)
         t0 = time.perf_counter()
         out = con.sql(query).to_arrow_table()
-        if os.environ.get("FLOCKSQL_PROFILE_RANK") == str(self.comm.rank):
-            # DuckDB's profile of the fragment (run a second time) on one chosen rank.
-            print(con.sql("EXPLAIN ANALYZE " + query).fetchall()[0][1], file=sys.stderr)
-        print(f"[rank {self.comm.rank}] {time.perf_counter() - t0:.3f}s {out.num_rows} rows: {query[:TRACE]}", file=sys.stderr)
+        if times is not None:
+            kind = "ordered" if con is self.ordered_con else "parquet"
+            times[kind] = min(times.get(kind, float("inf")), time.perf_counter() - t0)
+        if TRACE:
+            if os.environ.get("FLOCKSQL_PROFILE_RANK") == str(self.comm.rank):
+                # DuckDB's profile of the fragment (run a second time) on one chosen rank.
+                print(con.sql("EXPLAIN ANALYZE " + query).fetchall()[0][1], file=sys.stderr)
+            print(f"[rank {self.comm.rank}] {time.perf_counter() - t0:.3f}s {out.num_rows} rows: {query[:TRACE]}",
+                  file=sys.stderr)
         return out
 
     def _connection_for(self, query: str, node: Node | None):
-        """The DuckDB instance for a fragment. Arrow views carry no statistics, so a fragment that
-        reads one runs without DuckDB's join ordering (and join filters). A fragment over Parquet
-        only uses DuckDB's ordering, except when it joins the result of a GROUP BY: DuckDB cannot
-        estimate what an aggregate keeps and then joins it last (TPC-H Q18 at SF 10, 2 ranks: 10.5 s
-        instead of 4.1 s), so such fragments keep our join order and build sides."""
+        """The DuckDB instance for a fragment, and the record of its times when there is a choice.
+
+        Arrow views carry no statistics, so a fragment that reads one runs without DuckDB's join
+        ordering (and join filters). A fragment over Parquet only can use DuckDB's ordering or
+        ours (with DuckDB's join filters), and neither wins everywhere: DuckDB cannot estimate
+        what an aggregate keeps and then joins it last (TPC-H Q18 at SF 10, 2 ranks: 10.5 s
+        instead of 4.1 s), while its build sides beat ours on Q3, Q4 and Q10. So the first run
+        of a statement follows a rule (ours when the fragment joins an aggregate's result), the
+        second tries the other instance, and later runs keep the faster one for each fragment
+        (each rank on its own timings)."""
         if ARROW_VIEW_PREFIX in query or self.parquet_con is self.con:
-            return self.con
-        if node is not None and _joins_an_aggregate(node):
-            return self.ordered_con
-        return self.parquet_con
+            return self.con, None
+        if node is None:
+            return self.parquet_con, None
+        first, second = ((self.ordered_con, self.parquet_con) if _joins_an_aggregate(node)
+                         else (self.parquet_con, self.ordered_con))
+        self._fragments += 1
+        if self.plan_key is None:
+            return first, None
+        if len(self.fragment_times) > FRAGMENT_TIMES_MAX:
+            self.fragment_times.clear()
+        times = self.fragment_times.setdefault((self.plan_key, self._fragments), {})
+        names = {id(self.parquet_con): "parquet", id(self.ordered_con): "ordered"}
+        for con in (first, second):
+            if names[id(con)] not in times:
+                return con, times
+        best = min(times, key=times.get)
+        return (self.ordered_con if best == "ordered" else self.parquet_con), times
 
     # ------------------------------------------------------------------ entry
     def run(self, root: Node) -> pa.Table | None:

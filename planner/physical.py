@@ -47,11 +47,14 @@ class PhysicalPlan:
     # No join key can hold NaN, so DuckDB may prune Parquet row groups with join filters built
     # from the other side (it compares NaN against min/max statistics that leave NaN out).
     nan_free_join_keys: bool = False
+    # Names the statement (text and parameters) on every rank, so that executors can remember how
+    # its fragments ran last time; None for plans that are not kept.
+    key: str | None = None
 
     def __getstate__(self):
         # Decisions are for EXPLAIN on the planning rank only; ranks receive the bare plan.
         return {"root": self.root, "names": self.names, "nranks": self.nranks, "decisions": {}, "exchanges": [],
-                "nan_free_join_keys": self.nan_free_join_keys}
+                "nan_free_join_keys": self.nan_free_join_keys, "key": self.key}
 
 
 class PhysicalPlanner:

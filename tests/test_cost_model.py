@@ -584,3 +584,28 @@ def test_fragments_that_join_an_aggregate_keep_our_join_order():
     assert _joins_an_aggregate(joined.plan.root.input), joined.text()
     assert not _joins_an_aggregate(plain.plan.root.input)
     assert not _joins_an_aggregate(grouped_only.plan.root.input)
+
+
+def test_repeated_statement_keeps_the_faster_instance_per_fragment():
+    """First run: the rule's instance; second run: the other one; later runs: the faster."""
+    from executors.runner import Runner
+
+    class Con:
+        def __init__(self, name):
+            self.name = name
+    arrow, parquet, ordered = Con("arrow"), Con("parquet"), Con("ordered")
+    node = plan_sql(JOIN_TINY, 2).plan.root.input
+    times: dict = {}
+
+    def run(seconds: dict):
+        r = Runner(arrow, None, None, None, parquet_con=parquet, ordered_con=ordered, fragment_times=times,
+                   plan_key="q")
+        con, record = r._connection_for("SELECT 1 FROM read_parquet('x.parquet')", node)
+        record[con.name] = seconds[con.name]
+        assert r._connection_for("SELECT * FROM _arrow_x1_0", node) == (arrow, None)
+        return con.name
+    assert run({"parquet": 0.3, "ordered": 0.2}) == "parquet"
+    assert run({"parquet": 0.3, "ordered": 0.2}) == "ordered"
+    assert run({"parquet": 0.3, "ordered": 0.2}) == "ordered"
+    times.clear()
+    assert [run({"parquet": 0.1, "ordered": 0.2}) for _ in range(3)] == ["parquet", "ordered", "parquet"]
