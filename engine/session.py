@@ -6,6 +6,7 @@ launcher) everything happens in-process.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -156,7 +157,6 @@ class Session:
         query = copartition(query, self.catalog, self.nranks)
         phys = PhysicalPlanner(est, self.params, self.nranks, self.forced_patterns).plan(query)
         if sql_key is not None:
-            import hashlib
             phys.key = hashlib.sha1(repr(key).encode()).hexdigest()
         if sql_key is not None:
             if len(self._plans) >= PLAN_CACHE_SIZE:
@@ -259,8 +259,12 @@ class Session:
             for r in range(1, self.nranks):
                 self._cancel_comm.comm.send(("cancel", qid), dest=r, tag=CANCEL_TAG)
 
+    def _instances(self) -> list:
+        """This rank's distinct DuckDB instances, the first one first (one rank has only it)."""
+        return list({id(c): c for c in (self.con, self.parquet_con, self.ordered_con)}.values())
+
     def _interrupt(self) -> None:
-        for con in {id(c): c for c in (self.con, self.parquet_con, self.ordered_con)}.values():
+        for con in self._instances():
             try:
                 con.interrupt()
             except Exception:  # noqa: BLE001 - nothing running, or already closed
@@ -402,7 +406,7 @@ class Session:
             self._listener.join(timeout=5)
         try:
             self.con.close()
-            for con in {id(c): c for c in (self.parquet_con, self.ordered_con) if c is not self.con}.values():
+            for con in self._instances()[1:]:
                 con.close()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
