@@ -27,6 +27,8 @@ class BatchResult:
     # Per repetition, the slowest rank's local-compute and communication seconds (EXPLAIN ANALYZE's split).
     compute_seconds: list[float] = field(default_factory=list)
     comm_seconds: list[float] = field(default_factory=list)
+    # Per repetition, the bytes all ranks received into file-backed exchange buffers (spilled).
+    spilled_bytes: list[int] = field(default_factory=list)
     # Peak resident memory of each rank (MiB) when the batch ended: the same for every result.
     peak_rss_mb: list[float] = field(default_factory=list)
 
@@ -40,10 +42,14 @@ def split_seconds(per_rank_stats) -> tuple[float, float]:
     return compute, comm
 
 
+def spilled_bytes(per_rank_stats) -> int:
+    return sum(st.bytes_spilled for rs in per_rank_stats or [] for st in rs.stages.values())
+
+
 def _run_list(session, queries, repeat):
     out = []
     for q in queries:
-        times, table, error, etype, compute, comm = [], None, None, None, [], []
+        times, table, error, etype, compute, comm, spilled = [], None, None, None, [], [], []
         for _ in range(max(1, repeat)):
             t0 = time.perf_counter()
             try:
@@ -55,7 +61,8 @@ def _run_list(session, queries, repeat):
             c, m = split_seconds(session.last_stats)
             compute.append(c)
             comm.append(m)
-        out.append(BatchResult(table, error, times, etype, compute, comm))
+            spilled.append(spilled_bytes(session.last_stats))
+        out.append(BatchResult(table, error, times, etype, compute, comm, spilled))
     return out
 
 
@@ -99,7 +106,8 @@ def run_queries(data_dir: str, queries: list[str], ranks: int, timeout_s: float 
                 with pa.memory_map(str(Path(tmp) / f"r{i}.arrow")) as src:
                     table = pa.ipc.open_file(src).read_all()
             out.append(BatchResult(table, m["error"], m["seconds"], m.get("error_type"),
-                                   m.get("compute_seconds", []), m.get("comm_seconds", []), m.get("peak_rss_mb", [])))
+                                   m.get("compute_seconds", []), m.get("comm_seconds", []), m.get("spilled_bytes", []),
+                                   m.get("peak_rss_mb", [])))
         return out
 
 
@@ -121,6 +129,7 @@ def main(argv):
                     w.write_table(r.table)
             meta.append({"error": r.error, "seconds": r.seconds, "error_type": r.error_type,
                          "compute_seconds": r.compute_seconds, "comm_seconds": r.comm_seconds,
+                         "spilled_bytes": r.spilled_bytes,
                          "peak_rss_mb": rss})
         (outdir / "results.json").write_text(json.dumps(meta))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -75,6 +76,20 @@ def _total_memory() -> int:
         return 8 * 2**30
 
 
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(i?)B|B)?\s*", re.IGNORECASE)
+
+
+def size_in_bytes(text: str) -> int:
+    """A memory size as DuckDB reads it: KB, MB, GB, TB are powers of 1000, KiB … TiB of 1024, a
+    bare number or B is bytes."""
+    m = _SIZE.fullmatch(text)
+    if not m:
+        raise ExecutionError(f"memory limit {text!r} is not a size such as 4GB or 512MiB")
+    number, unit, binary = m.groups()
+    power = "KMGT".index(unit.upper()) + 1 if unit else 0
+    return int(float(number) * (1024 if binary else 1000) ** power)
+
+
 class Session:
     def __init__(self, data_dir: str | os.PathLike, threads: int | None = None, comm=None,
                  memory_limit: str | None = None, forced_patterns: dict | None = None):
@@ -86,6 +101,11 @@ class Session:
         self.threads = threads or max(1, (os.cpu_count() or 1) // local)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"flocksql-r{self.rank}-"))
         limit = memory_limit or f"{int(_total_memory() * 0.75 / local / 2**20)}MB"
+        # Exchanged tables live outside DuckDB's memory: past a quarter of the limit, a query's further
+        # received buffers are file-backed in the rank's temporary folder (they spill).
+        self.exchange_budget = size_in_bytes(limit) // 4
+        self.exchange_spill_dir = self.tmp / "exchange"
+        self.exchange_spill_dir.mkdir(exist_ok=True)
         self.con = self._connect(limit, "single" if self.nranks == 1 else "arrow")
         # Fragments that read only Parquet files run on a second instance that keeps DuckDB's join
         # ordering: it has the files' statistics (Q12 at 2 ranks: 0.17 s -> 0.12 s per fragment);
@@ -117,9 +137,6 @@ class Session:
     def _connect(self, memory_limit: str, kind: str):
         """A DuckDB instance for one kind of fragment: single (the one instance at one rank),
         arrow, parquet or ordered (see below)."""
-        import re
-        if not re.fullmatch(r"\s*\d+(\.\d+)?\s*([KMGT]i?B|B)?\s*", memory_limit, re.IGNORECASE):
-            raise ExecutionError(f"memory limit {memory_limit!r} is not a size such as 4GB or 512MiB")
         con = duckdb.connect(config={"threads": self.threads})
         con.execute(f"SET memory_limit='{memory_limit}'")
         # With several ranks, most fragments read exchanged Arrow views that carry no statistics,
@@ -307,7 +324,7 @@ class Session:
         return self._execute_plan(phys, mode, qid=self._qid)
 
     def _execute_plan(self, phys, mode: str, target: str | None = None, qid=None):
-        comm = self.world.dup() if self.nranks > 1 else self.world
+        comm = self.world.dup(self.exchange_spill_dir, self.exchange_budget) if self.nranks > 1 else self.world
         self._running_qid = qid
         try:
             # Join filters may prune Parquet row groups only when no join key can be NaN.

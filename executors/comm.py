@@ -4,10 +4,16 @@ Tables travel as Arrow IPC streams: the IPC buffer is handed to MPI directly (no
 per-row Python), and the receiving side reads the table zero-copy out of the receive buffer.
 Small control messages (errors, statistics) use pickled objects.
 
+Received buffers spill: once the bytes a communicator has received pass its spill budget, further
+receive buffers are memory maps of unlinked files in its spill folder, so the kernel can write them
+out and drop them from memory instead of the rank dying (the tables read from them stay zero-copy).
+
 LocalComm is the one-rank implementation used in-process without an MPI launcher.
 """
 from __future__ import annotations
 
+import mmap
+import tempfile
 import time
 
 import numpy as np
@@ -76,8 +82,11 @@ class LocalComm:
     def bcast_obj(self, obj, root=0):
         return obj
 
-    def alltoall_tables(self, parts: list[pa.Table]) -> list[pa.Table]:
-        return list(parts)
+    def alltoall_tables(self, parts: list[pa.Table], consume: bool = False) -> list[pa.Table]:
+        out = list(parts)
+        if consume:
+            parts.clear()
+        return out
 
     def allgather_table(self, table: pa.Table) -> list[pa.Table]:
         return [table]
@@ -95,19 +104,43 @@ class LocalComm:
         pass
 
 
-class MpiComm:
-    """Primitives on an mpi4py intracommunicator (each query gets its own Dup)."""
+def _file_backed(nbytes: int, folder) -> np.ndarray:
+    """A writable byte array backed by an unlinked temporary file (the mapping keeps it alive)."""
+    with tempfile.TemporaryFile(dir=folder) as f:
+        f.truncate(nbytes)
+        mapped = mmap.mmap(f.fileno(), nbytes)
+    return np.frombuffer(mapped, dtype=np.uint8)
 
-    def __init__(self, comm):
+
+class MpiComm:
+    """Primitives on an mpi4py intracommunicator (each query gets its own Dup).
+
+    spill_dir and spill_over_bytes: past that many received bytes (over the communicator's life),
+    receive buffers are file-backed in spill_dir; None keeps everything in memory."""
+
+    def __init__(self, comm, spill_dir=None, spill_over_bytes: int | None = None):
         from mpi4py import MPI
         self.MPI = MPI
         self.comm = comm
         self.rank = comm.Get_rank()
         self.size = comm.Get_size()
         self.bytes_sent = 0
+        self.bytes_received = 0
+        self.bytes_spilled = 0
+        self.spill_dir = spill_dir
+        self.spill_over_bytes = spill_over_bytes
 
-    def dup(self) -> "MpiComm":
-        return MpiComm(self.comm.Dup())
+    def dup(self, spill_dir=None, spill_over_bytes: int | None = None) -> "MpiComm":
+        return MpiComm(self.comm.Dup(), spill_dir, spill_over_bytes)
+
+    def _receive_buffer(self, nbytes: int) -> np.ndarray:
+        spill = (self.spill_dir is not None and self.spill_over_bytes is not None and nbytes > 0
+                 and self.bytes_received + nbytes > self.spill_over_bytes)
+        self.bytes_received += nbytes
+        if not spill:
+            return np.empty(nbytes, dtype=np.uint8)
+        self.bytes_spilled += nbytes
+        return _file_backed(nbytes, self.spill_dir)
 
     def free(self):
         self.comm.Free()
@@ -133,7 +166,8 @@ class MpiComm:
         """Point-to-point rounds: in round k send to rank+k and receive from rank-k.
 
         send maps a destination to an IPC buffer, or to a table that is serialised only in its
-        round and dropped after it, so at most one outgoing copy of the data exists at a time."""
+        round; the entry is removed once sent, so at most one outgoing serialised copy exists at a
+        time and a table the caller no longer holds is freed as soon as it has gone."""
         MPI = self.MPI
         P, r = self.size, self.rank
         sizes_out = [0] * P
@@ -143,11 +177,11 @@ class MpiComm:
         got: dict[int, pa.Buffer] = {}
         for k in range(1, P):
             dst, src = (r + k) % P, (r - k) % P
-            sbuf = send.get(dst)
+            sbuf = send.pop(dst, None)
             if isinstance(sbuf, pa.Table):
                 sbuf = to_ipc(sbuf)
             want = src in recv_from
-            rbuf = np.empty(sizes_in[src] if want else 0, dtype=np.uint8)
+            rbuf = self._receive_buffer(sizes_in[src]) if want else np.empty(0, dtype=np.uint8)
             s = sbuf if sbuf is not None else np.empty(0, dtype=np.uint8)
             try:
                 self.comm.Sendrecv([s, MPI.BYTE], dest=dst, sendtag=77, recvbuf=[rbuf, MPI.BYTE], source=src, recvtag=77)
@@ -158,11 +192,16 @@ class MpiComm:
                 got[src] = pa.py_buffer(rbuf)
         return got
 
-    def alltoall_tables(self, parts: list[pa.Table]) -> list[pa.Table]:
+    def alltoall_tables(self, parts: list[pa.Table], consume: bool = False) -> list[pa.Table]:
+        """parts[d] goes to rank d. consume empties the list, so that each part the caller no
+        longer holds is freed once it has been sent."""
         P, r = self.size, self.rank
         send = {d: parts[d] for d in range(P) if d != r}
+        own = parts[r]
+        if consume:
+            parts.clear()
         got = self._exchange(send, [s for s in range(P) if s != r])
-        return [parts[r] if s == r else from_ipc(got[s]) for s in range(P)]
+        return [own if s == r else from_ipc(got[s]) for s in range(P)]
 
     def allgather_table(self, table: pa.Table) -> list[pa.Table]:
         P, r = self.size, self.rank

@@ -60,6 +60,7 @@ class StageStats:
     rows_in: int = 0
     rows_out: int = 0
     bytes_out: int = 0
+    bytes_spilled: int = 0  # received into file-backed buffers (over the exchange budget)
     compute_s: float = 0.0
     comm_s: float = 0.0
 
@@ -249,9 +250,12 @@ class Runner:
         st.compute_s += time.perf_counter() - t0 - (self._nested_s - nested_before)
         t1 = time.perf_counter()
         before = getattr(self.comm, "bytes_sent", 0)
+        spilled_before = getattr(self.comm, "bytes_spilled", 0)
         if x.kind in ("shuffle", "range"):
             pieces = split_by_partition(table, part, P)
-            received = self.comm.alltoall_tables(pieces)
+            # Only the pieces stay, and each goes once sent: the data is never held twice over.
+            table = part = None
+            received = self.comm.alltoall_tables(pieces, consume=True)
             out = pa.concat_tables(received)
         elif x.kind == "broadcast":
             out = pa.concat_tables(self.comm.allgather_table(table))
@@ -264,6 +268,7 @@ class Runner:
             raise ExecutionError(f"unknown exchange {x.kind}")
         st.comm_s += time.perf_counter() - t1
         st.bytes_out += getattr(self.comm, "bytes_sent", 0) - before
+        st.bytes_spilled += getattr(self.comm, "bytes_spilled", 0) - spilled_before
         st.rows_out = out.num_rows
         self._nested_s = nested_before + (time.perf_counter() - t0)
         if x is self._root_exchange:

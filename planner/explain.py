@@ -24,10 +24,12 @@ def render_explain(plan: PhysicalPlan, plan_seconds: float, analyze=None) -> str
         per_rank, total, rows = analyze
         for rs in per_rank or []:
             for eid, st in rs.stages.items():
-                agg = stages.setdefault(eid, {"rows_in": 0, "rows_out": 0, "bytes": 0, "compute": 0.0, "comm": 0.0})
+                agg = stages.setdefault(eid, {"rows_in": 0, "rows_out": 0, "bytes": 0, "spilled": 0,
+                                                   "compute": 0.0, "comm": 0.0})
                 agg["rows_in"] += st.rows_in
                 agg["rows_out"] += st.rows_out
                 agg["bytes"] += st.bytes_out
+                agg["spilled"] += st.bytes_spilled
                 agg["compute"] = max(agg["compute"], st.compute_s)
                 agg["comm"] = max(agg["comm"], st.comm_s)
     lines = [f"Distributed plan on {plan.nranks} rank{'s' if plan.nranks != 1 else ''} (planned in {_fmt_s(plan_seconds)})"]
@@ -41,6 +43,8 @@ def render_explain(plan: PhysicalPlan, plan_seconds: float, analyze=None) -> str
             if st:
                 line += (f"  actual: rows in={_fmt(st['rows_in'])} out={_fmt(st['rows_out'])} moved={_fmt(st['bytes'])}B "
                          f"compute={_fmt_s(st['compute'])} comm={_fmt_s(st['comm'])}")
+                if st["spilled"]:
+                    line += f" spilled={_fmt(st['spilled'])}B"
             lines.append(line)
         else:
             d = plan.decisions.get(id(node))

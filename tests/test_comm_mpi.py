@@ -179,6 +179,36 @@ def run_checks(out_path: str) -> None:
         want = [sum(r * 10 + k for r in range(P)) for k in range(3)]
         return totals == want, totals
 
+    def spilled_receives():
+        # A budget of 1 byte: every receive buffer is a file mapping
+        # in the spill folder, and the tables read from them are still the senders' rows.
+        import tempfile
+        with tempfile.TemporaryDirectory() as folder:
+            c = world.dup(spill_dir=folder, spill_over_bytes=1)
+            try:
+                mine = make_table(me, 20_000 + 500 * me, salt=5)
+                part = (np.arange(mine.num_rows) % P).astype(np.int64)
+                pieces = split_by_partition(mine, part, P)
+                got = c.alltoall_tables(pieces, consume=True)
+                if pieces:
+                    return False, "consume left the parts in the caller's list"
+                gathered = c.allgather_table(make_table(me, 300, salt=6))
+                for src in range(P):
+                    t = make_table(src, 20_000 + 500 * src, salt=5)
+                    ok, why = same(got[src], split_by_partition(t, (np.arange(t.num_rows) % P).astype(np.int64), P)[me])
+                    if not ok:
+                        return False, f"alltoall from rank {src}: {why}"
+                    ok, why = same(gathered[src], make_table(src, 300, salt=6))
+                    if not ok:
+                        return False, f"allgather from rank {src}: {why}"
+                if P > 1 and not (0 < c.bytes_spilled == c.bytes_received):
+                    return False, f"spilled {c.bytes_spilled} of {c.bytes_received} bytes received"
+                if P == 1 and c.bytes_spilled:
+                    return False, f"one rank spilled {c.bytes_spilled} bytes"
+                return True, f"spilled {c.bytes_spilled} of {c.bytes_received} bytes"
+            finally:
+                c.free()
+
     check("alltoall_uneven_and_empty_partitions", alltoall_uneven)
     check("alltoall_all_empty", alltoall_all_empty)
     check("alltoall_large", alltoall_large)
@@ -189,6 +219,7 @@ def run_checks(out_path: str) -> None:
     check("objects", objects)
     check("bytes_sent", bytes_counted)
     check("sequential_dups", sequential_dups)
+    check("spilled_receives", spilled_receives)
     comm.barrier()
     verdicts = comm.allgather_obj(results)
     comm.free()
@@ -198,7 +229,7 @@ def run_checks(out_path: str) -> None:
 
 CHECKS = ("alltoall_uneven_and_empty_partitions", "alltoall_all_empty", "alltoall_large", "alltoall_string_view",
           "allgather_table", "gather_tables_root_0", "gather_tables_root_last", "objects", "bytes_sent",
-          "sequential_dups")
+          "sequential_dups", "spilled_receives")
 
 
 # ============================================================================ pytest: MPI

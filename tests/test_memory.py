@@ -40,6 +40,31 @@ def test_query_over_the_memory_limit_spills_and_answers(tpch_sf01, ranks):
     assert res.table.column("groups")[0].as_py() > 500_000
 
 
+# A raw-row shuffle of about 21 MB (l_comment is nearly unique, so the planner ships rows, not
+# partial groups): more than a quarter of 32MB per rank, the part of the limit exchanges may hold.
+SHUFFLED_AGGREGATE = ("SELECT count(*) AS groups, sum(n) AS n, max(i) AS i, min(o) AS o, sum(p) AS p FROM ("
+                      "SELECT l_comment, count(*) AS n, max(l_shipinstruct) AS i, min(l_orderkey) AS o, "
+                      "sum(l_extendedprice) AS p FROM lineitem GROUP BY l_comment)")
+
+
+def test_exchange_over_its_budget_spills_to_files_and_answers(tpch_sf01):
+    res, explain = run_queries(str(tpch_sf01), [SHUFFLED_AGGREGATE, "EXPLAIN ANALYZE " + SHUFFLED_AGGREGATE], 2,
+                               memory_limit="32MB", threads=1)
+    assert res.error is None, res.error
+    assert res.spilled_bytes and res.spilled_bytes[0] > 1_000_000, res.spilled_bytes
+    expected = duckdb_oracle(tpch_sf01).sql(SHUFFLED_AGGREGATE).to_arrow_table()
+    assert compare_tables(res.table, expected, ordered=False) is None
+    assert explain.error is None, explain.error
+    shuffle = [line for line in explain.table.column("explain").to_pylist() if "Exchange" in line and "shuffle" in line]
+    assert len(shuffle) == 1 and "spilled=" in shuffle[0], shuffle
+
+
+def test_exchange_within_its_budget_stays_in_memory(tpch_sf01):
+    [res] = run_queries(str(tpch_sf01), [SHUFFLED_AGGREGATE], 2, memory_limit="2GB", threads=1)
+    assert res.error is None, res.error
+    assert res.spilled_bytes == [0]
+
+
 def test_limit_too_small_is_a_clean_error_and_the_next_query_works(tpch_sf01):
     queries = [BIG_AGGREGATE, "SELECT count(*) AS n FROM lineitem"]
     oom, after = run_queries(str(tpch_sf01), queries, 2, memory_limit="4MB", threads=1)
