@@ -11,6 +11,7 @@ import json
 import sys
 import time
 import types
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -335,6 +336,25 @@ def test_cli_bench_and_gen(sample, tmp_path):
     assert bad.exit_code != 0
     gen = runner.invoke(tpch_cli, ["gen", "--sf", "0.01", "--out", str(sample)])  # all present: quick no-op
     assert gen.exit_code == 0, gen.output
+
+
+def test_cli_bench_times_statements_from_files(sample, tmp_path):
+    """--sql adds a statement named after its file; given alone, the 22 queries do not run."""
+    extra = Path(tpch.__file__).parent / "extra" / "join_groupby.sql"
+    mine = tmp_path / "orders_by_status.sql"
+    mine.write_text("-- a comment line\nSELECT o_orderstatus, count(*) AS n FROM orders GROUP BY 1 ORDER BY 1;\n")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(tpch_cli, ["bench", "--data", str(sample), "--engines", "flocksql,duckdb",
+                                           "--sql", str(extra), "--sql", str(mine), "--repeat", "1",
+                                           "--threads", "1", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2/2 queries answered correctly" in result.output
+    names = [q["name"] for q in json.loads((out / "results.json").read_text())["queries"]]
+    assert names == ["join_groupby", "orders_by_status"]
+    empty = tmp_path / "empty.sql"
+    empty.write_text("-- nothing here\n")
+    bad = CliRunner().invoke(tpch_cli, ["bench", "--data", str(sample), "--engines", "duckdb", "--sql", str(empty)])
+    assert bad.exit_code != 0 and "holds no statement" in bad.output
 
 
 def test_parse_lists():

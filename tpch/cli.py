@@ -124,18 +124,38 @@ def _run_and_report(queries: dict[str, str], config: BenchConfig, kind: str, out
 @tpch.command()
 @click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), required=True,
               help="TPC-H Parquet folder (from `flocksql tpch gen`).")
-@click.option("--queries", "numbers", default="1-22", show_default=True, callback=_int_list,
-              help="Query numbers, e.g. 1-22 or 1,3,5-7.")
+@click.option("--queries", "numbers", default=None, callback=lambda ctx, param, v: v if v is None else _int_list(ctx, param, v),
+              help="Query numbers, e.g. 1-22 or 1,3,5-7.  [default: 1-22, or none when --sql is given]")
+@click.option("--sql", "sql_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Also time the statement in this file, named after it (repeatable); "
+                   "tpch/extra/ holds the strong-scaling join + group by.")
 @_bench_options
-def bench(data_dir, numbers, ranks, engines, repeat, threads, rank_threads, timeout_s, batch, rel_tol, out_dir):
+def bench(data_dir, numbers, sql_files, ranks, engines, repeat, threads, rank_threads, timeout_s, batch, rel_tol,
+          out_dir):
     """Time TPC-H queries on FlockSQL and peers; validate every answer against DuckDB."""
+    if numbers is None:
+        numbers = () if sql_files else tuple(QUERY_NUMBERS)
     bad = [n for n in numbers if n not in QUERY_NUMBERS]
     if bad:
         raise click.BadParameter(f"no TPC-H query {bad}", param_hint="--queries")
     queries = {f"Q{n}": query_text(n) for n in numbers}
+    for path in sql_files:
+        name = Path(path).stem
+        if name in queries:
+            raise click.BadParameter(f"two statements named {name}", param_hint="--sql")
+        queries[name] = sql_file_text(path)
     config = BenchConfig(data_dir=data_dir, engines=engines, ranks=ranks, repeat=repeat, threads=threads,
                          rank_threads=rank_threads, timeout_s=timeout_s, batch=batch, rel_tol=rel_tol)
     _run_and_report(queries, config, "tpch", out_dir, "results")
+
+
+def sql_file_text(path) -> str:
+    """One statement from a file: comment lines and a trailing semicolon dropped."""
+    lines = [line for line in Path(path).read_text().splitlines() if not line.lstrip().startswith("--")]
+    text = "\n".join(lines).strip().rstrip(";").strip()
+    if not text:
+        raise click.BadParameter(f"{path} holds no statement", param_hint="--sql")
+    return text
 
 
 @tpch.command()
