@@ -58,12 +58,33 @@ def cli():
     """FlockSQL: distributed SQL over a flock of DuckDB ranks."""
 
 
+def _parse_patterns(ctx, param, values) -> dict:
+    from planner import logical
+    from planner.patterns import NAMES
+    operators = {name for name, c in vars(logical).items()
+                 if isinstance(c, type) and issubclass(c, logical.Node) and c not in (logical.Node, logical.Unary,
+                                                                                       logical.SameColumns)}
+    forced = {}
+    for value in values:
+        op, _, pattern = value.partition("=")
+        if op not in operators:
+            raise click.BadParameter(f"unknown operator {op!r}; choose from {', '.join(sorted(operators))}")
+        if pattern not in NAMES:
+            raise click.BadParameter(f"unknown pattern {pattern!r}; choose from {', '.join(NAMES)}")
+        forced[op] = pattern
+    return forced
+
+
 def _common(f):
     f = click.option("--data", "data_dir", required=True, type=click.Path(exists=True, file_okay=False),
                      help="Folder of Parquet tables (NAME.parquet or NAME/*.parquet).")(f)
     f = click.option("--ranks", default=1, show_default=True, type=click.IntRange(min=1),
                      help="MPI ranks (FlockSQL starts mpiexec itself; under mpiexec/srun the given ranks are used).")(f)
     f = click.option("--threads", type=click.IntRange(min=1), help="DuckDB threads per rank (default: cores / ranks).")(f)
+    f = click.option("--pattern", "patterns", multiple=True, metavar="OPERATOR=PATTERN", callback=_parse_patterns,
+                     help="Plan every OPERATOR (Join, Aggregate, Distinct, Sort, Window, SetOp, …) with PATTERN "
+                          "(e.g. Join=shuffle-compute) where that pattern applies; repeatable. A hint for "
+                          "experiments: the cost-based choice stands where the pattern cannot run.")(f)
     f = click.option("--memory-limit", default=None, metavar="SIZE",
                      help="DuckDB memory limit per rank, e.g. 4GB (default: 75% of RAM / ranks on the node); "
                           "beyond it DuckDB spills to a temporary folder.")(f)
@@ -76,10 +97,10 @@ def _common(f):
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the result to this file.")
 @click.option("--timing", is_flag=True, help="Print the elapsed time to stderr.")
 @click.argument("sql")
-def query(data_dir, ranks, threads, memory_limit, fmt, output, timing, sql):
+def query(data_dir, ranks, threads, memory_limit, patterns, fmt, output, timing, sql):
     """Run one SQL statement and print its result."""
     from engine.launch import open_session
-    with open_session(data_dir, ranks, threads, memory_limit=memory_limit) as s:
+    with open_session(data_dir, ranks, threads, memory_limit=memory_limit, forced_patterns=patterns) as s:
         t0 = time.perf_counter()
         try:
             table = s.execute(sql)
@@ -95,10 +116,10 @@ def query(data_dir, ranks, threads, memory_limit, fmt, output, timing, sql):
 @_common
 @click.option("--analyze", is_flag=True, help="Run the query and add actual rows, bytes and times per stage.")
 @click.argument("sql")
-def explain(data_dir, ranks, threads, memory_limit, analyze, sql):
+def explain(data_dir, ranks, threads, memory_limit, patterns, analyze, sql):
     """Print the distributed plan: each operator's pattern, estimates and the alternatives it beat."""
     from engine.launch import open_session
-    with open_session(data_dir, ranks, threads, memory_limit=memory_limit) as s:
+    with open_session(data_dir, ranks, threads, memory_limit=memory_limit, forced_patterns=patterns) as s:
         try:
             click.echo(s.explain(sql, analyze=analyze))
         except FlockError as e:

@@ -349,6 +349,27 @@ def test_cli_explain_names_patterns(tpch_sf001, ranks):
 
 
 @pytest.mark.timeout(180)
+def test_cli_pattern_hint_changes_the_plan_and_keeps_the_answer(tpch_sf001):
+    """--pattern Join=shuffle-compute turns the cost-based broadcast of a small side into shuffles
+    of both sides; the answer stays DuckDB's."""
+    sql = ("SELECT n_name, count(*) AS n FROM supplier JOIN nation ON s_nationkey = n_nationkey "
+           "GROUP BY n_name ORDER BY n DESC, n_name")
+    plain = cli("explain", "--ranks", "2", "--data", str(tpch_sf001), sql)
+    hinted = cli("explain", "--ranks", "2", "--pattern", "Join=shuffle-compute", "--data", str(tpch_sf001), sql)
+    assert plain.returncode == 0 and hinted.returncode == 0, plain.stderr + hinted.stderr
+    assert re.search(r"HashJoin .*\[broadcast-compute\]", plain.stdout), plain.stdout
+    assert re.search(r"HashJoin .*\[shuffle-compute\]", hinted.stdout), hinted.stdout
+    answer = cli("query", "--ranks", "2", "--pattern", "Join=shuffle-compute", "--format", "json",
+                 "--data", str(tpch_sf001), sql)
+    assert answer.returncode == 0, answer.stderr
+    got = [json.loads(line) for line in answer.stdout.splitlines() if line.strip()]
+    expected = duckdb_oracle(tpch_sf001).sql(sql).fetchall()
+    assert [(r["n_name"], r["n"]) for r in got] == expected
+    bad = cli("explain", "--pattern", "Join=teleport", "--data", str(tpch_sf001), sql)
+    assert bad.returncode != 0 and "unknown pattern 'teleport'" in bad.stderr, bad.stderr
+
+
+@pytest.mark.timeout(180)
 def test_cli_explain_bad_sql_exits_nonzero(tpch_sf001):
     p = cli("explain", "--data", str(tpch_sf001), "SELECT n_name FROM nation WHERE")
     assert p.returncode != 0
