@@ -403,3 +403,32 @@ def test_a_crashed_job_is_recorded_not_raised(sample, sample_con, monkeypatch):
     for q in results["queries"]:
         assert q["results"]["flocksql@1"]["error"] == "RuntimeError: mpiexec exited with code 1"
         assert q["results"]["duckdb"]["status"] == "ok"
+
+
+@pytest.mark.skipif(not Path("/proc/stat").exists(), reason="needs /proc")
+def test_cpu_of_the_benchmarks_own_processes_is_not_counted_as_other_work():
+    """A busy child process (as MPI ranks and Spark's JVM are) is the benchmark's own CPU time."""
+    import subprocess
+
+    from tpch.bench import _cpu_seconds, _other_cpu_share
+    before, t0 = _cpu_seconds(), time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time()\nwhile time.time() - t < 0.6: pass"])
+    time.sleep(0.3)
+    during = _cpu_seconds()  # the child is alive and not reaped yet
+    child.wait()
+    after = _cpu_seconds()
+    assert during[1] - before[1] >= 0.15, (before, during)
+    assert after[1] - before[1] >= 0.5, (before, after)
+    assert after[0] - before[0] >= 0.5  # the machine was busy for it too
+    share = _other_cpu_share(before, after, time.perf_counter() - t0)
+    assert share is not None and share < 0.5
+
+
+def test_report_warns_only_when_other_processes_took_cpu_time():
+    meta = {"host": {"cpus": 2}, "load_average": {"before": 0.1, "after": 2.4}}
+    from tpch.report import _load_warning
+    assert _load_warning({**meta, "other_cpu_share": 0.01}) == []
+    warning = " ".join(_load_warning({**meta, "other_cpu_share": 0.25}))
+    assert "other processes used 25%" in warning
+    # Without the measurement, a busy machine before or after still warns.
+    assert _load_warning(meta) and "may have shared" in _load_warning(meta)[0]

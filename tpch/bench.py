@@ -101,6 +101,7 @@ def run_benchmark(queries: dict[str, str], config: BenchConfig, *, kind: str = "
     repeat = config.warmup + config.repeat
     started_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     load_before = _load_average()
+    cpu_before = _cpu_seconds()
     started = time.perf_counter()
 
     steps = len(names) * len(engines)
@@ -137,6 +138,7 @@ def run_benchmark(queries: dict[str, str], config: BenchConfig, *, kind: str = "
         "meta": {
             **_meta(config, threads, skipped, started_at, time.perf_counter() - started),
             "load_average": {"before": load_before, "after": _load_average()},
+            "other_cpu_share": _other_cpu_share(cpu_before, _cpu_seconds(), time.perf_counter() - started),
         },
         "runs": [{"label": e.label, "engine": e.name, "ranks": getattr(e, "ranks", None)} for e in engines],
         "queries": results,
@@ -208,6 +210,45 @@ def _load_average() -> float | None:
         return round(os.getloadavg()[0], 2)
     except OSError:
         return None
+
+
+def _cpu_seconds() -> tuple[float, float] | None:
+    """(CPU seconds the whole machine has been busy, CPU seconds of this process and all its
+    descendants, reaped or not), from /proc; None where there is no /proc."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+        ours = os.times()
+        total = ours.user + ours.system + ours.children_user + ours.children_system
+        hz = os.sysconf("SC_CLK_TCK")
+        stats = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        # Fields after the command name (which may hold spaces): state ppid … utime stime cutime cstime.
+                        rest = f.read().rsplit(")", 1)[1].split()
+                    stats[int(entry)] = (int(rest[1]), sum(int(v) for v in rest[11:15]) / hz)
+                except (OSError, IndexError, ValueError):
+                    continue
+    except OSError:
+        return None
+    # Descendants still alive (or not yet reaped, such as a stopped JVM) count as ours too.
+    mine, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, (ppid, _) in stats.items() if ppid in frontier and pid not in mine}
+        mine |= frontier
+    total += sum(stats[pid][1] for pid in mine)
+    busy = (sum(ticks) - ticks[3] - ticks[4]) / hz  # all but idle and iowait
+    return busy, total
+
+
+def _other_cpu_share(before, after, wall_s: float) -> float | None:
+    """The share of the machine's CPU time that processes outside the benchmark used while it ran."""
+    if before is None or after is None or wall_s <= 0:
+        return None
+    other = (after[0] - before[0]) - (after[1] - before[1])
+    return round(max(0.0, other) / (wall_s * (os.cpu_count() or 1)), 3)
 
 
 def _meta(config: BenchConfig, threads: int, skipped: list[str], started_at: str, wall_s: float) -> dict:

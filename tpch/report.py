@@ -135,16 +135,27 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Above this share of the machine's CPU time used by other processes, the report warns.
+OTHER_CPU_SHARE_MAX = 0.05
+
+
 def _load_warning(meta: dict) -> list[str]:
     """A warning paragraph when other work was running on the machine while measuring."""
     load, cpus = meta.get("load_average") or {}, meta["host"]["cpus"] or 1
+    share = meta.get("other_cpu_share")
+    if share is not None:
+        # Measured: CPU time used outside the benchmark's own processes during the run.
+        if share <= OTHER_CPU_SHARE_MAX:
+            return []
+        return [f"**Warning:** other processes used {share:.0%} of the machine's CPU time during the run "
+                f"(load average {load.get('before')} before it): times are inflated and noisy.", ""]
     busiest = max((v for v in load.values() if v is not None), default=None)
-    # Above half the cores busy before or after, other work was likely competing with the measurement.
+    # Without /proc: above half the cores busy before or after, other work was likely competing.
     if busiest is None or busiest <= cpus / 2:
         return []
     return [
         f"**Warning:** load average {load.get('before')} before and {load.get('after')} after the run on "
-        f"{cpus} CPUs: other work shared the machine, so times are inflated and noisy.",
+        f"{cpus} CPUs: other work may have shared the machine, so times may be inflated and noisy.",
         "",
     ]
 
