@@ -68,8 +68,10 @@ def _run_list(session, queries, repeat):
 
 def run_queries(data_dir: str, queries: list[str], ranks: int, timeout_s: float = 600, repeat: int = 1,
                 threads: int | None = None, forced_patterns: dict | None = None,
-                memory_limit: str | None = None) -> list[BatchResult]:
-    if ranks == 1:
+                memory_limit: str | None = None, isolated: bool = False) -> list[BatchResult]:
+    """isolated runs one rank in a process of its own too (as several ranks always do), so that its
+    peak memory is its own and not the caller's."""
+    if ranks == 1 and not isolated:
         from engine.session import Session
         from executors.comm import LocalComm
         with Session(data_dir, threads=threads, comm=LocalComm(), forced_patterns=forced_patterns,
@@ -85,7 +87,8 @@ def run_queries(data_dir: str, queries: list[str], ranks: int, timeout_s: float 
         spec.write_text(json.dumps({"data_dir": str(data_dir), "queries": queries, "repeat": repeat,
                                     "threads": threads, "forced_patterns": forced_patterns or {},
                                     "memory_limit": memory_limit}))
-        cmd = mpi_command(ranks, ["-m", "engine.batch", str(spec), tmp])
+        args = ["-m", "engine.batch", str(spec), tmp]
+        cmd = mpi_command(ranks, args) if ranks > 1 else [sys.executable, *args]
         root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
         proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

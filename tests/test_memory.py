@@ -72,3 +72,14 @@ def test_limit_too_small_is_a_clean_error_and_the_next_query_works(tpch_sf01):
     assert after.error is None, after.error
     expected = duckdb_oracle(tpch_sf01).sql("SELECT count(*) AS n FROM lineitem").to_arrow_table()
     assert compare_tables(after.table, expected, ordered=False) is None
+
+
+def test_one_rank_batch_in_a_process_of_its_own(tpch_sf01):
+    """isolated=True (the benchmark's setting) runs one rank outside the caller's process: the same
+    answer, and a peak RSS that is that process's own."""
+    query = "SELECT l_returnflag, count(*) AS n, sum(l_extendedprice) AS p FROM lineitem GROUP BY 1"
+    [res] = run_queries(str(tpch_sf01), [query], 1, isolated=True, threads=1)
+    assert res.error is None, res.error
+    expected = duckdb_oracle(tpch_sf01).sql(query).to_arrow_table()
+    assert compare_tables(res.table, expected, ordered=False) is None
+    assert len(res.peak_rss_mb) == 1 and res.peak_rss_mb[0] > 0

@@ -242,8 +242,9 @@ def _fake_flocksql(monkeypatch, sample_con, corrupt: str | None = None):
         def __init__(self, table, error, seconds):
             self.table, self.error, self.seconds = table, error, seconds
             self.comm_seconds, self.compute_seconds = [0.001] * len(seconds), [0.003] * len(seconds)
+            self.peak_rss_mb = []
 
-    def run_queries(data_dir, queries, ranks, timeout_s=600, repeat=1, threads=None):
+    def run_queries(data_dir, queries, ranks, timeout_s=600, repeat=1, threads=None, isolated=False):
         calls.append((data_dir, len(queries), ranks, repeat, threads))
         out = []
         for sql in queries:
@@ -252,6 +253,8 @@ def _fake_flocksql(monkeypatch, sample_con, corrupt: str | None = None):
                 continue
             table = sample_con.sql(sql).to_arrow_table()
             out.append(BatchResult(table, None, [0.01 * ranks] * repeat))
+            # Per rank, growing with the query's length: the report keeps each run's largest.
+            out[-1].peak_rss_mb = [float(len(sql)) * (r + 1) for r in range(ranks)]
         return out
 
     module = types.ModuleType("engine.batch")
@@ -301,6 +304,9 @@ def test_bench_with_fake_flocksql(sample, sample_con, monkeypatch, tmp_path, bat
     assert "| Q1 |" in text and "**Total** (2/3)" in text and "**Geomean** (2/3)" in text
     assert "Q22 on flocksql@1: error: ExecutionError: boom" in text
     assert "## Scaling of flocksql" in text and "(comm 25%)" in text
+    longest = max((tpch.query_text(n) for n in (1, 6)), key=len)  # Q22 failed on flocksql@1
+    assert "## Peak memory" in text
+    assert f"| flocksql@1 | 1 | {len(longest) / 1024:.2f} |" in text, text
     assert json.loads((tmp_path / "results.json").read_text())["kind"] == "tpch"
     assert all(p.exists() for p in written)
 
@@ -430,5 +436,7 @@ def test_report_warns_only_when_other_processes_took_cpu_time():
     assert _load_warning({**meta, "other_cpu_share": 0.01}) == []
     warning = " ".join(_load_warning({**meta, "other_cpu_share": 0.25}))
     assert "other processes used 25%" in warning
-    # Without the measurement, a busy machine before or after still warns.
-    assert _load_warning(meta) and "may have shared" in _load_warning(meta)[0]
+    # Without the measurement, a busy machine just before the run warns; the run's own load after it does not.
+    assert _load_warning(meta) == []
+    busy = {**meta, "load_average": {"before": 1.7, "after": 2.4}}
+    assert _load_warning(busy) and "may have shared" in _load_warning(busy)[0]

@@ -122,6 +122,8 @@ class FlockSQLEngine:
             timeout_s=self.timeout_s,
             repeat=repeat,
             threads=self.threads,
+            # Every rank count in a process of its own: peak memory per rank is FlockSQL's alone.
+            isolated=True,
             **({"forced_patterns": self.forced} if self.forced else {}),
         )
         return [

@@ -132,7 +132,28 @@ def markdown(results: dict) -> str:
     for engine, runs in _scaled_runs(results).items():
         lines += ["", f"## Scaling of {engine}", ""]
         lines += _scaling_table(results, runs)
+    lines += _memory_table(results)
     return "\n".join(lines) + "\n"
+
+
+def _memory_table(results: dict) -> list[str]:
+    """Peak resident memory per rank of each run that reports it (FlockSQL's batches do)."""
+    rows = []
+    for run in results["runs"]:
+        label, peaks = run["label"], []
+        for q in results["queries"]:
+            per_rank = ((q["results"].get(label) or {}).get("extra") or {}).get("peak_rss_mb") or []
+            if per_rank:
+                peaks.append((max(per_rank), q["name"], len(per_rank)))
+        if peaks:
+            mib, name, ranks = max(peaks)
+            rows.append(f"| {label} | {ranks} | {mib / 1024:.2f} | {name} |")
+    if not rows:
+        return []
+    return ["", "## Peak memory", "", "| Run | ranks | peak RSS of the largest rank (GiB) | during |",
+            "|---|---:|---:|---|", *rows, "",
+            "A peak is over one batch, in processes of its own: one query with its warm-up and repeats "
+            "when runs are interleaved, every query with --batch."]
 
 
 # Above this share of the machine's CPU time used by other processes, the report warns.
@@ -149,13 +170,14 @@ def _load_warning(meta: dict) -> list[str]:
             return []
         return [f"**Warning:** other processes used {share:.0%} of the machine's CPU time during the run "
                 f"(load average {load.get('before')} before it): times are inflated and noisy.", ""]
-    busiest = max((v for v in load.values() if v is not None), default=None)
-    # Without /proc: above half the cores busy before or after, other work was likely competing.
-    if busiest is None or busiest <= cpus / 2:
+    before = load.get("before")
+    # Without the measurement: more than half the cores busy just before the run means other work
+    # was likely competing (the load after it is mostly the benchmark's own).
+    if before is None or before <= cpus / 2:
         return []
     return [
-        f"**Warning:** load average {load.get('before')} before and {load.get('after')} after the run on "
-        f"{cpus} CPUs: other work may have shared the machine, so times may be inflated and noisy.",
+        f"**Warning:** load average {before} just before the run on {cpus} CPUs: other work may have "
+        "shared the machine, so times may be inflated and noisy.",
         "",
     ]
 
