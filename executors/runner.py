@@ -232,6 +232,9 @@ class Runner:
         if P == 1 and x is not self._root_exchange:
             # One rank: every exchange is the identity, so the fragments simply fuse.
             inner = self.render(child)
+            if x.kind == "slice":
+                offset, limit = x.fn
+                return f"SELECT * FROM ({inner})" + self._limit_clause(Limit(child, limit, offset))
             return f"SELECT *, true AS __own FROM ({inner})" if x.kind == "halo" else inner
         part = None
         t0 = time.perf_counter()
@@ -264,6 +267,8 @@ class Runner:
             out = pa.concat_tables(got) if got is not None else table.schema.empty_table()
         elif x.kind == "halo":
             out = self._halo(table, x.keys)
+        elif x.kind == "slice":
+            out = self._slice(table, *x.fn)
         else:
             raise ExecutionError(f"unknown exchange {x.kind}")
         st.comm_s += time.perf_counter() - t1
@@ -370,6 +375,16 @@ class Runner:
             drop = [c for c in t.column_names if c == "__part" or c.startswith("__k")]
             return t.drop_columns(drop), part
         return self.local(partition_locally)
+
+    def _slice(self, table: pa.Table, offset: int, limit: int | None) -> pa.Table:
+        """Rows [offset, offset + limit) of the ranks' tables concatenated in rank order, on rank 0
+        (other ranks get an empty table): only those rows travel."""
+        counts = self.comm.allgather_obj(table.num_rows)
+        before = sum(counts[:self.comm.rank])
+        start = min(max(0, offset - before), table.num_rows)
+        end = table.num_rows if limit is None else min(table.num_rows, max(0, offset + limit - before))
+        got = self.comm.gather_tables(table.slice(start, max(0, end - start)))
+        return pa.concat_tables(got) if got is not None else table.schema.empty_table()
 
     @staticmethod
     def _order_term(name: str, o: exp.Ordered) -> str:

@@ -18,6 +18,17 @@ def _fmt_s(s: float) -> str:
     return f"{s * 1000:.1f}ms" if s < 1 else f"{s:.2f}s"
 
 
+def _decision_text(d) -> str:
+    label = d.label
+    text = label if len(label) <= 160 else label[:157] + "..."
+    text += f"  [{d.pattern}] est rows={_fmt(d.rows)} bytes={_fmt(d.bytes)}B cost={d.cost * 1000:.2f}ms"
+    if d.note:
+        text += f" ({d.note})"
+    if d.beaten:
+        text += "; beat " + ", ".join(f"{p} {c * 1000:.2f}ms" for p, c, _ in sorted(d.beaten, key=lambda b: b[1]))
+    return text
+
+
 def render_explain(plan: PhysicalPlan, plan_seconds: float, analyze=None) -> str:
     stages = {}
     if analyze is not None:
@@ -36,6 +47,12 @@ def render_explain(plan: PhysicalPlan, plan_seconds: float, analyze=None) -> str
 
     def rec(node, depth):
         pad = "  " * depth
+        d = plan.decisions.get(id(node))
+        if isinstance(node, Exchange) and d is not None:
+            # An operator lowered to an exchange alone (a sorted window): its decision, then the step.
+            lines.append(pad + _decision_text(d))
+            depth += 1
+            pad = "  " * depth
         if isinstance(node, Exchange):
             keys = ", ".join(k.sql("duckdb") for k in node.keys)
             line = f"{pad}Exchange #{node.eid} {node.kind}" + (f" [{keys}]" if keys else "")
@@ -47,18 +64,11 @@ def render_explain(plan: PhysicalPlan, plan_seconds: float, analyze=None) -> str
                     line += f" spilled={_fmt(st['spilled'])}B"
             lines.append(line)
         else:
-            d = plan.decisions.get(id(node))
             text = describe(node)
-            if len(text) > 160:
-                text = text[:157] + "..."
             if d is not None:
-                label = d.label
-                text = label if len(label) <= 160 else label[:157] + "..."
-                text += f"  [{d.pattern}] est rows={_fmt(d.rows)} bytes={_fmt(d.bytes)}B cost={d.cost * 1000:.2f}ms"
-                if d.note:
-                    text += f" ({d.note})"
-                if d.beaten:
-                    text += "; beat " + ", ".join(f"{p} {c * 1000:.2f}ms" for p, c, _ in sorted(d.beaten, key=lambda b: b[1]))
+                text = _decision_text(d)
+            elif len(text) > 160:
+                text = text[:157] + "..."
             lines.append(pad + text)
         for c in node.children:
             rec(c, depth + 1)

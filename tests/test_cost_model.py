@@ -609,3 +609,21 @@ def test_repeated_statement_keeps_the_faster_instance_per_fragment():
     assert run({"parquet": 0.3, "ordered": 0.2}) == "ordered"
     times.clear()
     assert [run({"parquet": 0.1, "ordered": 0.2}) for _ in range(3)] == ["parquet", "ordered", "parquet"]
+
+
+@pytest.mark.parametrize("sql, nranks, expected, slices", [
+    # Deep in a big sort at 16 ranks: gathering a top-3M from each rank would move 16 times the
+    # window; a sample sort moves the table once and only the window goes to rank 0.
+    ("SELECT u, pay FROM big ORDER BY u LIMIT 10 OFFSET 3000000", 16, SAMPLE, 1),
+    # At 2 ranks the gathered top-k is only twice the window: cheaper than sorting everything twice.
+    ("SELECT u, pay FROM big ORDER BY u LIMIT 10 OFFSET 3000000", 2, GLOBAL, 0),
+    # A small top-k stays a gathered top-k at any scale.
+    ("SELECT u, pay FROM big ORDER BY u LIMIT 10", 16, GLOBAL, 0),
+])
+def test_deep_limit_offset_chooses_the_sorted_window_at_scale(sql, nranks, expected, slices):
+    planned = plan_sql(sql, nranks)
+    d = planned.one("TopK")
+    assert d.pattern == expected, planned.text()
+    assert planned.exchanges("slice") == slices
+    other = GLOBAL if expected == SAMPLE else SAMPLE
+    assert beaten_cost(d, other) > d.cost

@@ -31,8 +31,8 @@ PIO = "partitioned-io"
 # Forcings: "a" and "b" force the two alternatives of each operator kind.
 FORCINGS = {
     "natural": {},
-    "a": {"Join": SHUFFLE, "Aggregate": CSR, "Sort": SAMPLE, "Window": HALO},
-    "b": {"Join": BROADCAST, "Aggregate": SHUFFLE, "Sort": GLOBAL, "Window": GLOBAL},
+    "a": {"Join": SHUFFLE, "Aggregate": CSR, "Sort": SAMPLE, "Window": HALO, "Limit": SAMPLE},
+    "b": {"Join": BROADCAST, "Aggregate": SHUFFLE, "Sort": GLOBAL, "Window": GLOBAL, "Limit": GLOBAL},
 }
 RANKS = (1, 2, 3)
 
@@ -54,6 +54,10 @@ SQL = {
                    "max(l_comment) AS mx, count(*) AS n, count(l_orderkey) AS c FROM lineitem"),
     "top_k": ("SELECT l_orderkey, l_linenumber, l_extendedprice FROM lineitem "
               "ORDER BY l_extendedprice DESC, l_orderkey, l_linenumber LIMIT 17"),
+    # A window of the sorted rows that straddles the ranks' ranges (lineitem has 60k rows at SF 0.01).
+    "sorted_window": ("SELECT l_orderkey, l_linenumber, l_quantity FROM lineitem "
+                      "ORDER BY l_quantity DESC, l_orderkey, l_linenumber LIMIT 45 OFFSET 29980"),
+    "offset_only": "SELECT c_name, c_custkey FROM customer ORDER BY c_name OFFSET 1391",
     "join_inner": ("SELECT o_orderpriority, count(*) AS n, sum(l_quantity) AS q FROM lineitem "
                    "JOIN orders ON l_orderkey = o_orderkey GROUP BY o_orderpriority"),
     "join_small": ("SELECT n_name, count(*) AS n FROM supplier JOIN nation ON s_nationkey = n_nationkey "
@@ -126,6 +130,11 @@ CASES = [
     Case("sort-nulls-gather", SQL["sort_nulls"], "b", (("Sort", GLOBAL),)),
     Case("sort-strings-sample", SQL["sort_strings"], "a", (("Sort", SAMPLE),), ("range",)),
     Case("sort-strings-gather", SQL["sort_strings"], "b", (("Sort", GLOBAL),)),
+    # LIMIT/OFFSET of a sort both ways: the ranks' windows of a sample sort, or top-k gathered.
+    Case("sorted-window-slice", SQL["sorted_window"], "a", (("TopK", SAMPLE),), ("range", "slice")),
+    Case("sorted-window-top-k", SQL["sorted_window"], "b", (("TopK", GLOBAL),), ("gather",)),
+    Case("offset-only-slice", SQL["offset_only"], "a", (("Sort", SAMPLE), ("Limit", SAMPLE)), ("range", "slice")),
+    Case("offset-only-gather", SQL["offset_only"], "b", (("Sort", GLOBAL), ("Limit", GLOBAL))),
     # Windows both ways.
     Case("window-halo", SQL["window_halo"], "a", (("Window", HALO),), ("halo",)),
     Case("window-gather", SQL["window_halo"], "b", (("Window", GLOBAL),), ("gather",)),

@@ -83,14 +83,15 @@ class Exchange(SameColumns):
 
     kind: shuffle (hash of keys) | broadcast (every rank gets all rows) | gather (rank 0 gets all
     rows, in rank order) | range (sample sort by the Ordered keys) | localize (a replicated input
-    keeps only rank 0's copy: no communication).
+    keeps only rank 0's copy: no communication) | slice (fn = (offset, limit): rank 0 gets the
+    rows at those global positions of the input in rank order, limit None for all after offset).
     """
 
     input: Node
     kind: str
     keys: tuple[exp.Expression, ...] = ()
     eid: int = 0
-    fn: tuple = ()  # for shuffle: () hash, ("range", splitters) by key range
+    fn: tuple = ()  # for shuffle: () hash, ("range", splitters) by key range; for slice: (offset, limit)
 
 
 @dataclass(slots=True)
