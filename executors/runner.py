@@ -256,7 +256,7 @@ class Runner:
         spilled_before = getattr(self.comm, "bytes_spilled", 0)
         if x.kind in ("shuffle", "range"):
             pieces = split_by_partition(table, part, P)
-            # Only the pieces stay, and each goes once sent: the data is never held twice over.
+            # Drop the input (held twice only during the split): the pieces remain, each freed once sent.
             table = part = None
             received = self.comm.alltoall_tables(pieces, consume=True)
             out = pa.concat_tables(received)
