@@ -5,8 +5,10 @@ How a query travels (the ADBC driver always prepares first):
     DoAction CreatePreparedStatement      -> handle, and the result schema when the engine can plan it
     DoPut CommandPreparedStatementQuery   -> bound parameter rows, when the client binds any
     GetFlightInfo CommandPreparedStatementQuery (or CommandStatementQuery)
-        runs the statement on the ranks (through the QueryRunner queue) and keeps its result: one
-        table per rank, each served by one endpoint with its own ticket, in rank order
+        runs the statement on the ranks (through the QueryRunner queue) and keeps its result: by
+        default one endpoint that holds every row; with the partitioned-results option
+        (server/call_options.py) one table per rank, each served by one endpoint with its own
+        ticket, in rank order
     DoGet ticket                          -> that rank's table as record batches of bounded size
     DoAction ClosePreparedStatement
 
@@ -38,7 +40,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from engine.errors import InternalError
-from server import metadata, wire
+from server import call_options, metadata, wire
 from server.auth import NoOpAuthHandler, PasswordAuthMiddlewareFactory
 from server.errors import RequestError, UnsupportedRequest, flight_call
 from server.runner import QueryRunner
@@ -60,16 +62,17 @@ _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:(ANALYZE)\s+)?(.*?)[\s;]*$", re.IGNOREC
 class ServerSettings:
     """Tunables of one server; each documented where it is defined above.
 
-    endpoint_per_rank: answer a query with one endpoint per rank (Session.execute_partitions) rather
-      than one endpoint holding the whole result (Session.execute). Clients read the endpoints in
-      order, so either way a plain fetch returns the rows in the engine's result order.
+    partitioned_results: the default for calls that do not say (server/call_options.py): answer a
+      query with one endpoint per rank (Session.execute_partitions) rather than one endpoint that
+      holds the whole result (Session.execute). Off, so that a client that reads only the first
+      endpoint (flightsql-dbapi does) still gets every row; clients opt in per connection.
     """
 
     max_batch_bytes: int = MAX_BATCH_BYTES
     result_ttl_s: float = RESULT_TTL_S
     prepared_ttl_s: float = PREPARED_TTL_S
     query_timeout_s: float | None = None
-    endpoint_per_rank: bool = True
+    partitioned_results: bool = False
 
 
 # --- kept results and prepared statements --------------------------------------------------------
@@ -243,7 +246,9 @@ class FlightSqlServer(flight.FlightServerBase):
         self.results = ResultStore(settings.result_ttl_s)
         self._prepared: dict[bytes, PreparedStatement] = {}
         self._prepared_lock = threading.Lock()
-        middleware = {"auth": PasswordAuthMiddlewareFactory(user, password)} if user is not None else None
+        middleware = {call_options.MIDDLEWARE_KEY: call_options.CallOptionsFactory()}
+        if user is not None:
+            middleware["auth"] = PasswordAuthMiddlewareFactory(user, password)
         super().__init__(
             location,
             auth_handler=NoOpAuthHandler(),
@@ -365,7 +370,7 @@ class FlightSqlServer(flight.FlightServerBase):
 
         else:
             params = param_sets[0] if param_sets else None
-            if self.settings.endpoint_per_rank:
+            if call_options.partitioned(context, self.settings.partitioned_results):
                 def run(session):
                     return list(session.execute_partitions(sql, params))
             else:

@@ -16,6 +16,7 @@ import pyarrow.flight as flight
 import pytest
 
 from server import wire
+from server.call_options import PARTITIONED_OPTION
 from tests.server_fixtures import (
     BACKENDS,
     DATA,
@@ -268,10 +269,53 @@ def test_big_result_lineitem_sf01(backend, tpch_sf01, tmp_path):
     assert pa.compute.sum(table.column("l_orderkey")).as_py() == pa.compute.sum(expected.column(0)).as_py()
 
 
-def test_partitions(server, conn):
+def _dbapi_connection(server):
+    """flightsql-dbapi, a pure-Python client that reads only the first endpoint of a result."""
+    from flightsql import FlightSQLClient, connect
+
+    host, port = server.uri.removeprefix("grpc://").rsplit(":", 1)
+    return connect(FlightSQLClient(host=host, port=int(port), insecure=True))
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT * FROM orders",
+    "SELECT o_orderpriority, count(*) AS c, sum(o_totalprice) AS s FROM orders GROUP BY o_orderpriority",
+    "SELECT l_orderkey, l_linenumber FROM lineitem WHERE l_quantity > 45",
+])
+def test_single_endpoint_client_gets_every_row(server, sql):
+    connection = _dbapi_connection(server)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(sql)
+        rows = cursor.fetchall()
+        names = [d[0] for d in cursor.description]
+    finally:
+        connection.close()
+    expected = oracle(sql)
+    assert len(rows) == expected.num_rows
+    actual = pa.table({name: [row[i] for row in rows] for i, name in enumerate(names)})
+    assert_same_answer(actual.cast(expected.schema), sql)
+
+
+def test_one_endpoint_by_default(server, conn):
     sql = "SELECT o_orderkey, o_custkey, o_totalprice FROM orders"
     with conn.cursor() as cur:
         partitions, schema = cur.adbc_execute_partitions(sql)
+    assert len(partitions) == 1
+    with conn.cursor() as cur:
+        cur.adbc_read_partition(partitions[0])
+        assert_same_answer(cur.fetch_arrow_table(), sql)
+
+
+def test_partitions(server):
+    sql = "SELECT o_orderkey, o_custkey, o_totalprice FROM orders"
+    conn = server.connect(**{PARTITIONED_OPTION: "true"})
+    with conn.cursor() as cur:
+        partitions, schema = cur.adbc_execute_partitions(sql)
+        # The same connection's plain execute reads every partition in order.
+        cur.execute(sql)
+        assert_same_answer(cur.fetch_arrow_table(), sql)
+    conn.close()
     assert schema.names == ["o_orderkey", "o_custkey", "o_totalprice"]
     assert len(partitions) == server.ranks
     # Any connection can read any partition, in any order.
