@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from server.flight_sql import ServerSettings
 from server.serve import ServeError, check_config, serve
 
 
@@ -42,8 +43,10 @@ def _server_logging() -> None:
 @click.option("--insecure", is_flag=True, help="Allow a non-loopback --host without --user/--password.")
 @click.option("--query-timeout", type=click.FloatRange(min=0, min_open=True),
               help="Cancel a query that runs longer than this many seconds.")
+@click.option("--max-sql-bytes", type=click.IntRange(min=1), default=None, metavar="BYTES",
+              help="Refuse SQL texts longer than this (default 1 MiB).")
 def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, password, tls_cert, tls_key, insecure,
-                  query_timeout):
+                  query_timeout, max_sql_bytes):
     """Serve the tables of a data folder over Arrow Flight SQL."""
     # Check the options before starting any rank, so that a mistake fails fast and alone.
     try:
@@ -55,7 +58,8 @@ def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, pass
 
     with open_session(data_dir, ranks, threads, memory_limit=memory_limit) as session:
         try:
-            serve(session, host, port, user, password, tls_cert, tls_key, insecure, query_timeout)
+            settings = ServerSettings(max_sql_bytes=max_sql_bytes) if max_sql_bytes else None
+            serve(session, host, port, user, password, tls_cert, tls_key, insecure, query_timeout, settings=settings)
         except ServeError as exc:
             raise click.ClickException(str(exc)) from None
 

@@ -54,6 +54,9 @@ MAX_BATCH_BYTES = 4 * 1024 * 1024
 RESULT_TTL_S = 600.0
 # A prepared statement unused for this many seconds is dropped (clients normally close them).
 PREPARED_TTL_S = 6 * 3600.0
+# The longest SQL text accepted, in UTF-8 bytes: parsing and planning a huge text would hold the
+# ranks for everyone (TPC-H's longest query is under 2 KiB).
+MAX_SQL_BYTES = 1024 * 1024
 
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:(ANALYZE)\s+)?(.*?)[\s;]*$", re.IGNORECASE | re.DOTALL)
 
@@ -72,6 +75,7 @@ class ServerSettings:
     result_ttl_s: float = RESULT_TTL_S
     prepared_ttl_s: float = PREPARED_TTL_S
     query_timeout_s: float | None = None
+    max_sql_bytes: int = MAX_SQL_BYTES
     partitioned_results: bool = False
 
 
@@ -271,7 +275,7 @@ class FlightSqlServer(flight.FlightServerBase):
         cmd = self._command(descriptor)
         if isinstance(cmd, wire.CommandStatementQuery):
             _refuse_transaction(cmd.transaction_id)
-            parts = self._run_statement(cmd.query, None, context)
+            parts = self._run_statement(self._sql(cmd.query), None, context)
         elif isinstance(cmd, wire.CommandPreparedStatementQuery):
             prepared = self._prepared_statement(cmd.prepared_statement_handle)
             parts = self._run_statement(prepared.sql, prepared.param_sets, context)
@@ -284,7 +288,7 @@ class FlightSqlServer(flight.FlightServerBase):
         cmd = self._command(descriptor)
         if isinstance(cmd, wire.CommandStatementQuery):
             _refuse_transaction(cmd.transaction_id)
-            schema = self._plan_schema(cmd.query, context)
+            schema = self._plan_schema(self._sql(cmd.query), context)
         elif isinstance(cmd, wire.CommandPreparedStatementQuery):
             prepared = self._prepared_statement(cmd.prepared_statement_handle)
             schema = prepared.dataset_schema or self._plan_schema(prepared.sql, context)
@@ -304,7 +308,7 @@ class FlightSqlServer(flight.FlightServerBase):
         cmd = self._command(descriptor)
         if isinstance(cmd, wire.CommandStatementUpdate):
             _refuse_transaction(cmd.transaction_id)
-            count = self._run_update(cmd.query, None, context)
+            count = self._run_update(self._sql(cmd.query), None, context)
             writer.write(pa.py_buffer(wire.DoPutUpdateResult(count).encode()))
         elif isinstance(cmd, wire.CommandPreparedStatementQuery):
             prepared = self._prepared_statement(cmd.prepared_statement_handle)
@@ -336,7 +340,7 @@ class FlightSqlServer(flight.FlightServerBase):
         if kind == "CreatePreparedStatement":
             request = self._decode_action(body, wire.ActionCreatePreparedStatementRequest)
             _refuse_transaction(request.transaction_id)
-            return [flight.Result(self._create_prepared(request.query, context).pack())]
+            return [flight.Result(self._create_prepared(self._sql(request.query), context).pack())]
         if kind == "ClosePreparedStatement":
             request = self._decode_action(body, wire.ActionClosePreparedStatementRequest)
             with self._prepared_lock:
@@ -353,6 +357,14 @@ class FlightSqlServer(flight.FlightServerBase):
         raise UnsupportedRequest(f"action {kind!r}")
 
     # --- statements -------------------------------------------------------------------------------
+
+    def _sql(self, text: str) -> str:
+        """`text`, if it is within the server's limit on SQL text size."""
+        size = len(text.encode("utf-8"))
+        if size > self.settings.max_sql_bytes:
+            raise RequestError(f"the SQL text is {size} bytes long, over this server's limit of "
+                               f"{self.settings.max_sql_bytes} bytes (flocksql serve --max-sql-bytes)")
+        return text
 
     def _run_statement(self, sql: str, param_sets: list[list] | None, context) -> list[pa.Table]:
         explain = _EXPLAIN.match(sql)

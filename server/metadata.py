@@ -9,7 +9,6 @@ and every table or view made with DDL; table names in SQL are unqualified.
 
 from __future__ import annotations
 
-import re
 from importlib import metadata as importlib_metadata
 
 import pyarrow as pa
@@ -216,26 +215,50 @@ def sql_info_table(requested: tuple[int, ...]) -> pa.Table:
 # --- catalogs, schemas, tables -------------------------------------------------------------------
 
 
-def like_to_regex(pattern: str) -> re.Pattern[str]:
-    """A Flight SQL filter pattern: % any run, _ any one character, backslash escapes."""
-    out, escaped = [], False
+def like_match(pattern: str, value: str) -> bool:
+    """A Flight SQL filter pattern: % any run, _ any one character, backslash escapes.
+
+    Matched without backtracking, in O(len(pattern) * len(value)) at worst: the pattern is cut at
+    each % into segments, the first anchored at the start, the last at the end, and each one in
+    between matched at its leftmost place after the previous one (leftmost is always safe: a later
+    segment can only gain room). A regex such as `.*.*.*!` takes exponential time instead.
+    """
+    segments: list[list[str | None]] = [[]]  # None stands for _
+    escaped = False
     for ch in pattern:
         if escaped:
-            out.append(re.escape(ch))
+            segments[-1].append(ch)
             escaped = False
         elif ch == "\\":
             escaped = True
         elif ch == "%":
-            out.append(".*")
-        elif ch == "_":
-            out.append(".")
+            segments.append([])
         else:
-            out.append(re.escape(ch))
-    return re.compile("".join(out), re.DOTALL)
+            segments[-1].append(None if ch == "_" else ch)
+    if escaped:
+        segments[-1].append("\\")  # a trailing backslash stands for itself
+
+    def fits(segment, at: int) -> bool:
+        return all(want is None or value[at + i] == want for i, want in enumerate(segment))
+
+    first, last = segments[0], segments[-1]
+    if len(segments) == 1:
+        return len(value) == len(first) and fits(first, 0)
+    if len(first) + len(last) > len(value) or not fits(first, 0) or not fits(last, len(value) - len(last)):
+        return False
+    pos, stop = len(first), len(value) - len(last)
+    for segment in segments[1:-1]:
+        if not segment:
+            continue
+        at = next((i for i in range(pos, stop - len(segment) + 1) if fits(segment, i)), None)
+        if at is None:
+            return False
+        pos = at + len(segment)
+    return True
 
 
 def _matches(pattern: str | None, value: str) -> bool:
-    return pattern is None or like_to_regex(pattern).fullmatch(value) is not None
+    return pattern is None or like_match(pattern, value)
 
 
 def catalogs_table() -> pa.Table:

@@ -114,6 +114,21 @@ def test_errors_keep_their_message_and_kind(conn):
     assert fetch(conn, "SELECT 1 AS one").to_pylist() == [{"one": 1}]  # the connection still works
 
 
+def test_sql_text_over_the_size_limit_is_refused(server, conn):
+    from server.flight_sql import MAX_SQL_BYTES
+
+    sql = "SELECT 1 AS one" + " " * MAX_SQL_BYTES
+    with pytest.raises(adbc_driver_manager.ProgrammingError) as refused:
+        fetch(conn, sql)
+    assert status_of(refused) == adbc_driver_manager.AdbcStatusCode.INVALID_ARGUMENT
+    assert "limit" in str(refused.value) and "--max-sql-bytes" in str(refused.value)
+    client = flight.connect(server.uri)
+    with pytest.raises(pa.ArrowInvalid, match="limit"):
+        client.get_flight_info(flight.FlightDescriptor.for_command(wire.CommandStatementQuery(sql).pack()))
+    client.close()
+    assert fetch(conn, sql[:MAX_SQL_BYTES]).to_pylist() == [{"one": 1}]  # at the limit: accepted
+
+
 # --- prepared statements and parameters --------------------------------------------------------------
 
 
@@ -199,6 +214,19 @@ def test_get_objects(conn):
     filtered = conn.adbc_get_objects(depth="tables", table_name_filter="n_t%").read_all().to_pylist()
     names = [t["table_name"] for c in filtered for s in c["catalog_db_schemas"] for t in s["db_schema_tables"]]
     assert names == ["nation"]
+
+
+def test_pathological_filter_patterns_answer(conn):
+    """32 % and a ! made a backtracking regex that stalled the server for many seconds."""
+    def table_names(**filters):
+        objects = conn.adbc_get_objects(depth="tables", **filters).read_all().to_pylist()
+        return sorted(t["table_name"] for c in objects for s in c["catalog_db_schemas"] or []
+                      for t in s["db_schema_tables"] or [])
+
+    assert table_names(table_name_filter="%" * 32 + "!") == []
+    assert table_names(table_name_filter="%" * 32 + "m") == ["lineitem"]
+    assert table_names(db_schema_filter="%" * 32 + "!") == []
+    assert "nation" in table_names(db_schema_filter="%" * 32 + "n")
 
 
 def test_get_table_schema(conn):
