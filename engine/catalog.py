@@ -1,8 +1,23 @@
-"""The catalog: every `NAME.parquet` file and every `NAME/` folder of Parquet files in the data
-folder is a table `NAME`; views persist in `_flocksql_views.json` beside them.
+"""The catalog: the tables of the data folder, views, and the virtual (system) tables.
+
+Tables of the data folder, each named after its file or folder (lower case):
+  `NAME.parquet`; `NAME.csv` (DuckDB's sniffer picks the dialect and types); `NAME.json`,
+  `NAME.ndjson` or `NAME.jsonl` (newline-delimited JSON); a folder `NAME/` of Parquet files, which
+  may be Hive-partitioned (`NAME/year=2024/part-0.parquet`: `year` becomes a column, typed once for
+  the whole table, and DuckDB prunes partitions by filters); a folder of CSV or JSON files.
+  Symlinked files and folders work. Parquet files of one table must have the same columns and types;
+  they may differ in nullability (a column is nullable when any file says so). A file that cannot be
+  read raises a CatalogError naming it when the catalog is built.
+Views persist in `_flocksql_views.json` beside them.
+
+Every table lives in database `memory`, schema `main` (DuckDB's names for an in-memory database), so
+`t`, `main.t` and `memory.main.t` are one table. Virtual tables (the system catalog: information_schema
+and DuckDB's duckdb_* functions) are small Arrow tables that rank 0 builds per statement and ships
+with the plan; they are scanned like any other table (see engine/system_tables.py).
 
 Statistics come from Parquet metadata (row counts, null counts, min/max) and, for distinct counts,
-from a sample of the first row group; each carries whether it is exact or an estimate.
+from a sample of the first row group; each carries whether it is exact or an estimate. CSV and JSON
+tables have row counts only.
 """
 from __future__ import annotations
 
@@ -19,6 +34,10 @@ import pyarrow.parquet as pq
 from engine.errors import CatalogError
 
 VIEWS_FILE = "_flocksql_views.json"
+DATABASE = "memory"
+SCHEMA = "main"
+# File name endings of each format of table file.
+FORMATS = {".parquet": "parquet", ".csv": "csv", ".json": "json", ".ndjson": "json", ".jsonl": "json"}
 # Rows read from the first row group to estimate distinct counts.
 DISTINCT_SAMPLE_ROWS = 65536
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -53,9 +72,58 @@ class Table:
     # column name -> ((min, max, rows) per row group, ascending). Such a table can be read
     # range-partitioned on that column, each rank pruning row groups by their statistics.
     clustered: dict = field(default_factory=dict, hash=False, compare=False)
+    # parquet | csv | json (files read by DuckDB) | arrow (a virtual table: `data`, built by rank 0).
+    format: str = "parquet"
+    # Options of DuckDB's reader beyond the file list (csv: dialect and column types, so that every
+    # rank reads any subset of the files with the same schema; hive: partition column types).
+    reader_options: str = field(default="", hash=False, compare=False)
+    hive: bool = False
+    data: object = field(default=None, hash=False, compare=False)  # pa.Table of a virtual table
+    token: str = ""  # tells one build of a virtual table from another (scan caches key on it)
 
     def column(self, name: str) -> ColumnStats | None:
         return self.columns.get(name)
+
+    @property
+    def by_file(self) -> bool:
+        """Read through DuckDB only, a whole file per rank at least: CSV, JSON and Hive folders."""
+        return self.format in ("csv", "json") or self.hive
+
+    def sql_source(self, files) -> str:
+        """DuckDB's table function reading `files` of this table."""
+        listed = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        fn = {"parquet": "read_parquet", "csv": "read_csv", "json": "read_json"}[self.format]
+        return f"{fn}({listed}{self.reader_options})"
+
+
+def plain_type(t: pa.DataType) -> pa.DataType:
+    """The type a column has on the wire: results leave the server without view types
+    (server/flight_sql.py: transfer_table), so the catalog never says string_view either."""
+    if pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
+        return pa.list_(plain_type(t.value_type))
+    return t
+
+
+def plain_schema(schema: pa.Schema) -> pa.Schema:
+    return pa.schema([pa.field(f.name, plain_type(f.type), f.nullable) for f in schema])
+
+
+def _merge_schema(name: str, file: str, have: pa.Schema | None, new: pa.Schema) -> pa.Schema:
+    """One schema for the files of a table: same names and types; nullable where any file is."""
+    if have is None:
+        return new
+    if have.names != new.names or have.types != new.types:
+        raise CatalogError(f"table {name}: file {file} has columns {_columns_text(new)}, "
+                           f"the table's other files {_columns_text(have)}")
+    return pa.schema([pa.field(a.name, a.type, a.nullable or b.nullable) for a, b in zip(have, new)])
+
+
+def _columns_text(schema: pa.Schema) -> str:
+    return "(" + ", ".join(f"{f.name} {f.type}" for f in schema) + ")"
 
 
 def _fixed_width(t: pa.DataType) -> float:
@@ -92,9 +160,9 @@ def _column_stats(pf: pq.ParquetFile, files_meta, sample: pa.Table | None, name:
     distinct, exact = None, False
     if sample is not None and name in sample.column_names and sample.num_rows:
         col = sample.column(name)
-        if pa.types.is_string_view(t):
+        if pa.types.is_string_view(col.type):
             col = col.cast(pa.string())
-        elif pa.types.is_binary_view(t):
+        elif pa.types.is_binary_view(col.type):
             col = col.cast(pa.binary())
         d = pc.count_distinct(col).as_py()
         n = sample.num_rows
@@ -123,15 +191,13 @@ def load_table(name: str, files: list[str], distinct: dict | None = None) -> Tab
     metas, groups = [], []
     schema = None
     for f in files:
-        pf = pq.ParquetFile(f)
+        try:
+            pf = pq.ParquetFile(f)
+        except (OSError, pa.ArrowException) as e:
+            raise CatalogError(f"table {name}: cannot read {f}: {e}") from None
         meta = pf.metadata
         metas.append(meta)
-        s = pf.schema_arrow
-        s = pa.schema([pa.field(x.name, x.type, x.nullable) for x in s])  # drop field metadata
-        if schema is None:
-            schema = s
-        elif not schema.equals(s):
-            raise CatalogError(f"table {name}: file {f} has schema {s}, expected {schema}")
+        schema = _merge_schema(name, f, schema, plain_schema(pf.schema_arrow))  # drops field metadata
         for g in range(meta.num_row_groups):
             groups.append(RowGroup(f, g, meta.row_group(g).num_rows))
     rows = sum(g.num_rows for g in groups)
@@ -177,6 +243,77 @@ STATS_FILE = "_flocksql_stats.json"
 DISTINCT_MAX_WIDTH = 40
 
 
+def _sql_text(v: str) -> str:
+    return "'" + v.replace("'", "''") + "'"
+
+
+def _struct_of_types(pairs) -> str:
+    return "{" + ", ".join(f"{_sql_text(n)}: {_sql_text(t)}" for n, t in pairs) + "}"
+
+
+def load_duckdb_table(name: str, files: list[str], fmt: str, hive: bool = False) -> Table:
+    """A table whose files DuckDB reads (CSV, JSON, Hive-partitioned Parquet): its schema from
+    DuckDB's sniffing over all files, then fixed in the reader's options, so that every rank reads
+    its own subset of the files with the same column types; row counts per file for partitioning."""
+    import duckdb
+    files = sorted(files)
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        base = {"csv": "", "json": ", format='newline_delimited'", "parquet": ", hive_partitioning=true"}[fmt]
+        probe = Table(name, tuple(files), (), pa.schema([]), 0, {}, format=fmt, reader_options=base)
+        for f in files:  # name the unreadable file, not only the table
+            try:
+                con.execute(f"DESCRIBE SELECT * FROM {probe.sql_source([f])}").fetchall()
+            except duckdb.Error as e:
+                raise CatalogError(f"table {name}: cannot read {f}: {str(e).splitlines()[0]}") from None
+        try:
+            described = con.execute(f"DESCRIBE SELECT * FROM {probe.sql_source(files)}").fetchall()
+        except duckdb.Error as e:
+            raise CatalogError(f"table {name}: cannot read its files together: {str(e).splitlines()[0]}") from None
+        types = [(row[0], row[1]) for row in described]
+        if fmt == "csv":
+            sniff = con.execute(f"SELECT Delimiter, Quote, Escape, HasHeader, SkipRows, DateFormat, TimestampFormat "
+                            f"FROM sniff_csv({_sql_text(files[0])})").fetchall()[0]
+            delim, quote, escape, header, skip, datefmt, tsfmt = (None if v == "(empty)" and i in (5, 6) else
+                                                                  "" if v == "(empty)" else v
+                                                                  for i, v in enumerate(sniff))
+            opts = (f", columns={_struct_of_types(types)}, auto_detect=false, header={'true' if header else 'false'}"
+                    f", delim={_sql_text(delim)}, quote={_sql_text(quote)}, escape={_sql_text(escape)}, skip={int(skip or 0)}")
+            if datefmt:
+                opts += f", dateformat={_sql_text(datefmt)}"
+            if tsfmt:
+                opts += f", timestampformat={_sql_text(tsfmt)}"
+        elif fmt == "json":
+            opts = base + f", columns={_struct_of_types(types)}"
+        else:
+            in_files = set(pq.ParquetFile(files[0]).schema_arrow.names)
+            opts = base + f", hive_types={_struct_of_types([(n, t) for n, t in types if n not in in_files])}"
+        table = Table(name, tuple(files), (), pa.schema([]), 0, {}, format=fmt, reader_options=opts, hive=hive)
+        schema = plain_schema(con.sql(f"SELECT * FROM {table.sql_source(files)} LIMIT 0").to_arrow_table().schema)
+        groups = []
+        for f in files:
+            if fmt == "parquet":
+                n = pq.ParquetFile(f).metadata.num_rows
+            else:
+                n = con.execute(f"SELECT count(*) FROM {table.sql_source([f])}").fetchall()[0][0]
+            groups.append(RowGroup(f, 0, n))  # a whole file is the unit of partitioning
+    finally:
+        con.close()
+    rows = sum(g.num_rows for g in groups)
+    cols = {f.name: ColumnStats(None, None, None, None, False, _fixed_width(f.type)) for f in schema}
+    return Table(name, tuple(files), tuple(groups), schema, rows, cols, {}, format=fmt, reader_options=opts,
+                 hive=hive)
+
+
+def virtual_table(name: str, data: pa.Table) -> Table:
+    """A table of rows built in memory (the system catalog); exact row count, no other statistics."""
+    import uuid
+    data = data.cast(plain_schema(data.schema))
+    cols = {f.name: ColumnStats(None, None, None, None, False, _fixed_width(f.type)) for f in data.schema}
+    return Table(name, (), (), data.schema, data.num_rows, cols, {}, format="arrow", data=data,
+                 token=uuid.uuid4().hex)
+
+
 def measure_distinct(files: list[str], table: Table) -> dict:
     """Approximate distinct counts (DuckDB's HyperLogLog) of every column narrow enough to be a
     key, over all rows: a first-row-group sample badly underestimates keys that repeat (l_partkey)
@@ -189,8 +326,7 @@ def measure_distinct(files: list[str], table: Table) -> dict:
     con = duckdb.connect()
     try:
         items = ", ".join(f'approx_count_distinct("{c}")' for c in cols)
-        srcs = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        row = con.execute(f"SELECT {items} FROM read_parquet([{srcs}])").fetchone()
+        row = con.execute(f"SELECT {items} FROM {table.sql_source(files)}").fetchone()
     finally:
         con.close()
     return dict(zip(cols, row))
@@ -211,34 +347,66 @@ class Catalog:
         self._tables: dict[str, Table] = {}
         self._stamps: dict[str, tuple] = {}
         self.views: dict[str, str] = {}
+        self._virtual: dict[str, Table] = {}
         self.refresh()
 
-    def _discover(self) -> dict[str, list[str]]:
-        found: dict[str, list[str]] = {}
+    def _discover(self) -> dict[str, tuple[str, list[str], bool]]:
+        """name -> (format, files, hive-partitioned), following symlinks."""
+        found: dict[str, tuple[str, list[str], bool]] = {}
         for entry in sorted(self.data_dir.iterdir()):
             if entry.name.startswith((".", "_")):
                 continue
-            if entry.is_file() and entry.suffix == ".parquet":
-                found[entry.stem.lower()] = [str(entry)]
+            name = entry.stem.lower() if entry.is_file() else entry.name.lower()
+            if not _NAME.match(name) or name in found:
+                continue
+            if entry.is_file() and entry.suffix.lower() in FORMATS:
+                found[name] = (FORMATS[entry.suffix.lower()], [str(entry)], False)
             elif entry.is_dir():
-                parts = sorted(str(p) for p in entry.rglob("*.parquet") if not p.name.startswith((".", "_")))
-                if parts:
-                    found[entry.name.lower()] = parts
-        return {k: v for k, v in found.items() if _NAME.match(k)}
+                by_format: dict[str, list[str]] = {}
+                hive = False
+                for root, dirs, names in os.walk(entry, followlinks=True):
+                    dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
+                    for n in names:
+                        fmt = FORMATS.get(os.path.splitext(n)[1].lower())
+                        if fmt and not n.startswith((".", "_")):
+                            by_format.setdefault(fmt, []).append(os.path.join(root, n))
+                            hive = hive or "=" in os.path.relpath(root, entry)
+                for fmt in ("parquet", "csv", "json"):
+                    if by_format.get(fmt):
+                        found[name] = (fmt, sorted(by_format[fmt]), hive and fmt == "parquet")
+                        break
+        return found
+
+    def allowed_directories(self) -> list[str]:
+        """Folders DuckDB may read: the data folder and, for symlinked files, their targets' folders."""
+        dirs = {str(self.data_dir)}
+        for table in self._tables.values():
+            for f in table.files:
+                real = os.path.realpath(f)
+                if not real.startswith(str(self.data_dir) + os.sep):
+                    dirs.add(os.path.dirname(real))
+        return sorted(dirs)
 
     def refresh(self) -> None:
         found = self._discover()
         tables = {}
-        for name, files in found.items():
-            stamp = tuple((f, os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in files)
+        for name, (fmt, files, hive) in found.items():
+            stamp = (fmt, hive) + tuple((f, os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in files)
             if self._stamps.get(name) == stamp:
                 tables[name] = self._tables[name]
             else:
-                tables[name] = self._load(name, files, stamp)
+                if fmt == "parquet" and not hive:
+                    tables[name] = self._load(name, files, stamp)
+                else:
+                    tables[name] = load_duckdb_table(name, files, fmt, hive)
                 self._stamps[name] = stamp
         self._tables = tables
         vf = self.data_dir / VIEWS_FILE
         self.views = json.loads(vf.read_text()) if vf.exists() else {}
+
+    def install_virtual(self, tables: dict) -> None:
+        """The virtual tables of the statement being planned or run (name -> Table); replaces the last."""
+        self._virtual = dict(tables)
 
     def _stats_path(self) -> Path:
         if os.access(self.data_dir, os.W_OK):
@@ -256,7 +424,7 @@ class Catalog:
             saved = json.loads(path.read_text()) if path.exists() else {}
         except (OSError, ValueError):
             saved = {}
-        key = json.dumps([[os.path.basename(f), m, n] for f, m, n in stamp])
+        key = json.dumps([[os.path.basename(f), m, n] for f, m, n in stamp[2:]])
         entry = saved.get(name)
         if not entry or entry.get("stamp") != key:
             entry = {"stamp": key, "distinct": measure_distinct(list(table.files), table)}
@@ -279,13 +447,14 @@ class Catalog:
         return sorted(self._tables)
 
     def has_table(self, name: str) -> bool:
-        return name.lower() in self._tables
+        return name.lower() in self._tables or name.lower() in self._virtual
 
     def table(self, name: str) -> Table:
-        try:
-            return self._tables[name.lower()]
-        except KeyError:
-            raise CatalogError(f"unknown table: {name}") from None
+        key = name.lower()
+        found = self._tables.get(key) or self._virtual.get(key)
+        if found is None:
+            raise CatalogError(f"unknown table: {name}")
+        return found
 
     def table_schema(self, name: str) -> pa.Schema:
         return self.table(name).schema

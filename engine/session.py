@@ -156,7 +156,7 @@ class Session:
         spill = self.tmp / kind
         spill.mkdir(exist_ok=True)
         con.execute(f"SET temp_directory='{spill}'")
-        dirs = [str(self.catalog.data_dir) + "/", str(self.tmp) + "/"]
+        dirs = [d + "/" for d in self.catalog.allowed_directories()] + [str(self.tmp) + "/"]
         con.execute("SET allowed_directories=[" + ", ".join("'" + d.replace("'", "''") + "'" for d in dirs) + "]")
         # The sandbox: plans only ever read the catalog's files; DuckDB refuses everything else.
         con.execute("SET enable_external_access=false")

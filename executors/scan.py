@@ -105,6 +105,10 @@ class ScanSource:
         return name
 
     def source(self, table: Table, columns: list[str], replicated: bool) -> str:
+        if table.format == "arrow":
+            return self._virtual_source(table, columns, replicated)
+        if table.by_file:
+            return self._file_source(table, columns, replicated)
         files = list(table.files)
         if replicated or self.nranks == 1:
             return f"read_parquet([{', '.join(sql_string(f) for f in files)}])"
@@ -134,3 +138,31 @@ class ScanSource:
             t = pa.concat_tables(pieces)
             return self._register(key, t)
         return self._register(key, None)
+
+    def _virtual_source(self, table: Table, columns: list[str], replicated: bool) -> str:
+        """A virtual table: all of it, or this rank's slice of its rows."""
+        data = table.data.select(columns or table.schema.names[:1])
+        if replicated or self.nranks == 1:
+            lo, hi = 0, table.row_count
+        else:
+            lo, hi = table.row_count * self.rank // self.nranks, table.row_count * (self.rank + 1) // self.nranks
+        key = (table.name, table.token, tuple(columns), lo, hi)
+        if key in self._cache:
+            return self._register(key, None)
+        return self._register(key, data.slice(lo, hi - lo))
+
+    def _file_source(self, table: Table, columns: list[str], replicated: bool) -> str:
+        """CSV, JSON and Hive-partitioned tables: DuckDB reads this rank's whole files, or, with fewer
+        files than ranks, its range of the rows (DuckDB keeps the files' row order)."""
+        if replicated or self.nranks == 1:
+            return table.sql_source(table.files)
+        mode, share = assign_row_groups(table, self.rank, self.nranks)
+        if mode == "rows":
+            lo, hi = share
+            return f"(SELECT * FROM {table.sql_source(table.files)} LIMIT {hi - lo} OFFSET {lo})"
+        if not share:
+            key = (table.name, "empty", tuple(columns))
+            if key in self._cache:
+                return self._register(key, None)
+            return self._register(key, pa.schema([table.schema.field(c) for c in columns]).empty_table())
+        return table.sql_source([f for f, _ in share])

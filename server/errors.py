@@ -12,8 +12,10 @@ message and prefixing the error's kind:
 
 pyarrow has no Flight exception class for INVALID_ARGUMENT; it maps `pyarrow.ArrowInvalid` to it,
 and then appends the Python traceback of the raise to the message as "Detail: Python exception: ...".
-`flight_call` raises the mapped error from a shallow frame so that detail stays short, and
-`client_message` strips it again for people reading errors in the shell.
+It formats that traceback with `traceback.format_exception` and, when formatting fails, names only
+the exception's class; `_Untraced` makes it fail (its `__notes__` cannot be read), so clients get
+"<message>. Detail: Python exception: InvalidArgument" and never a server-side traceback.
+`client_message` strips the detail for people reading errors in the shell.
 """
 
 from __future__ import annotations
@@ -52,18 +54,38 @@ class ShuttingDown(Exception):
 _INVALID_ARGUMENT = (ParseError, CatalogError, PlanError, NotSupportedError)
 
 
+class _Untraced:
+    """Mixin: pyarrow cannot format a traceback of this exception, so it sends only the class name."""
+
+    @property
+    def __notes__(self):
+        raise TypeError("no server-side traceback for clients")
+
+
+class InvalidArgument(_Untraced, pa.ArrowInvalid):
+    """INVALID_ARGUMENT with the message only."""
+
+
+class Unimplemented(_Untraced, NotImplementedError):
+    """UNIMPLEMENTED with the message only."""
+
+
 def to_flight_error(exc: BaseException) -> Exception:
     """The exception to raise to a Flight client for `exc`; see the table in the module docstring."""
-    if isinstance(exc, (flight.FlightError, pa.ArrowInvalid, NotImplementedError)):
+    if isinstance(exc, (flight.FlightError, _Untraced)):
         return exc
+    if isinstance(exc, pa.ArrowInvalid):
+        return InvalidArgument(str(exc))
+    if isinstance(exc, NotImplementedError):
+        return Unimplemented(str(exc))
     if isinstance(exc, _INVALID_ARGUMENT):
-        return pa.ArrowInvalid(f"{type(exc).__name__}: {exc}")
+        return InvalidArgument(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, RequestError):
-        return pa.ArrowInvalid(f"invalid request: {exc}")
+        return InvalidArgument(f"invalid request: {exc}")
     if isinstance(exc, CancelledError):
         return flight.FlightCancelledError(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, UnsupportedRequest):
-        return NotImplementedError(f"not supported by FlockSQL: {exc}")
+        return Unimplemented(f"not supported by FlockSQL: {exc}")
     if isinstance(exc, ShuttingDown):
         return flight.FlightUnavailableError(f"server shutting down: {exc}")
     if isinstance(exc, FlockError):
