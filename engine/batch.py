@@ -2,6 +2,10 @@
 measured on rank 0 inside the job, results handed back as Arrow.
 
     python -m engine.batch SPEC.json OUTDIR     # under mpiexec; SPEC has data_dir, queries, repeat, threads
+
+With a per-query timeout a runaway query costs that long and no more: it is cancelled on every rank
+and the job goes on with the next one; one that ignores the cancel is killed with its job, which
+starts again after it (the job writes each result as it finishes, so nothing done is lost).
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,72 +51,169 @@ def spilled_bytes(per_rank_stats) -> int:
     return sum(st.bytes_spilled for rs in per_rank_stats or [] for st in rs.stages.values())
 
 
-def _run_list(session, queries, repeat):
+def timeout_message(seconds: float) -> str:
+    return f"timeout: over {seconds:g} s"
+
+
+def _run_list(session, queries, repeat, query_timeout_s=None, finished=lambda results: None):
+    """Run each query `repeat` times; `finished` sees the results so far after each query.
+
+    query_timeout_s: seconds one execution may take before Session.cancel stops it on every rank;
+    it is then reported with error_type "Timeout". None: no limit.
+    """
     out = []
     for q in queries:
         times, table, error, etype, compute, comm, spilled = [], None, None, None, [], [], []
         for _ in range(max(1, repeat)):
             t0 = time.perf_counter()
+            fired = threading.Event()
+            timer = None
+            if query_timeout_s is not None:
+                timer = threading.Timer(query_timeout_s, lambda: (fired.set(), session.cancel()))
+                timer.daemon = True
+                timer.start()
             try:
                 table = session.execute(q)
             except Exception as e:  # noqa: BLE001 - reported per query
                 error, etype = str(e), type(e).__name__
+                if fired.is_set():
+                    error, etype = f"{timeout_message(query_timeout_s)} (cancelled: {error})", "Timeout"
+                table = None
                 break
+            finally:
+                if timer is not None:
+                    timer.cancel()
             times.append(time.perf_counter() - t0)
             c, m = split_seconds(session.last_stats)
             compute.append(c)
             comm.append(m)
             spilled.append(spilled_bytes(session.last_stats))
         out.append(BatchResult(table, error, times, etype, compute, comm, spilled))
+        finished(out)
     return out
+
+
+# With a per-query timeout: how long a job may go without finishing a query beyond the timeout
+# itself (start-up, a cancel that takes a while) before it is killed as stuck.
+STUCK_GRACE_S = 60.0
 
 
 def run_queries(data_dir: str, queries: list[str], ranks: int, timeout_s: float = 600, repeat: int = 1,
                 threads: int | None = None, forced_patterns: dict | None = None,
-                memory_limit: str | None = None, isolated: bool = False) -> list[BatchResult]:
-    """isolated runs one rank in a process of its own too (as several ranks always do), so that its
-    peak memory is its own and not the caller's."""
+                memory_limit: str | None = None, isolated: bool = False,
+                query_timeout_s: float | None = None) -> list[BatchResult]:
+    """Run `queries` at `ranks` ranks, one result per query.
+
+    timeout_s: seconds for the whole list; the queries not finished by then report a timeout.
+    query_timeout_s: seconds one execution of one query may take (None: no limit). Past it the
+    query is cancelled on every rank and reports error_type "Timeout"; the list goes on. A job
+    that finishes no query for query_timeout_s × repeat + STUCK_GRACE_S (a query that ignores its
+    cancel) is killed, and a new job runs the queries after that one.
+    isolated runs one rank in a process of its own too (as several ranks always do), so that its
+    peak memory is its own and not the caller's.
+    """
     if ranks == 1 and not isolated:
         from engine.session import Session
         from executors.comm import LocalComm
         with Session(data_dir, threads=threads, comm=LocalComm(), forced_patterns=forced_patterns,
                      memory_limit=memory_limit) as s:
-            results = _run_list(s, queries, repeat)
+            results = _run_list(s, queries, repeat, query_timeout_s)
             rss = s.peak_rss_mb()
             for r in results:
                 r.peak_rss_mb = rss
             return results
+    spec = {"data_dir": str(data_dir), "repeat": repeat, "threads": threads,
+            "forced_patterns": forced_patterns or {}, "memory_limit": memory_limit,
+            "query_timeout_s": query_timeout_s}
+    stuck_after = None if query_timeout_s is None else query_timeout_s * max(1, repeat) + STUCK_GRACE_S
+    deadline = time.monotonic() + timeout_s
+    out: list[BatchResult] = []
+    while len(out) < len(queries):
+        rest = queries[len(out):]
+        done, failure, stuck = _run_job(ranks, dict(spec, queries=rest), deadline, stuck_after, timeout_s)
+        out.extend(done)
+        if failure is None:
+            break
+        if stuck and len(out) < len(queries):
+            # The query in progress ignored its cancel: it alone is lost, a new job runs the rest.
+            out.append(BatchResult(None, f"{timeout_message(query_timeout_s)} (did not stop when cancelled; "
+                                         "its job was killed)", [], "Timeout"))
+            continue
+        etype = "Timeout" if failure.startswith("timeout") else "CommError"
+        out.extend(BatchResult(None, failure, [], etype) for _ in queries[len(out):])
+    return out
+
+
+def _run_job(ranks: int, spec: dict, deadline: float, stuck_after: float | None, timeout_s: float):
+    """One MPI job over spec["queries"]: (results it finished, why it ended early or None, stuck?)."""
     from engine.launch import mpi_command
     with tempfile.TemporaryDirectory(prefix="flocksql-batch-") as tmp:
-        spec = Path(tmp) / "spec.json"
-        spec.write_text(json.dumps({"data_dir": str(data_dir), "queries": queries, "repeat": repeat,
-                                    "threads": threads, "forced_patterns": forced_patterns or {},
-                                    "memory_limit": memory_limit}))
-        args = ["-m", "engine.batch", str(spec), tmp]
+        (Path(tmp) / "spec.json").write_text(json.dumps(spec))
+        args = ["-m", "engine.batch", str(Path(tmp) / "spec.json"), tmp]
         cmd = mpi_command(ranks, args) if ranks > 1 else [sys.executable, *args]
         root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            _, err = proc.communicate(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            return [BatchResult(None, f"timeout after {timeout_s}s", [], "Timeout") for _ in queries]
         meta = Path(tmp) / "results.json"
-        if not meta.exists():
-            msg = f"MPI job failed (exit {proc.returncode}): {err.decode(errors='replace')[-2000:]}"
-            return [BatchResult(None, msg, [], "CommError") for _ in queries]
-        out = []
-        for i, m in enumerate(json.loads(meta.read_text())):
-            table = None
-            if m["error"] is None:
-                with pa.memory_map(str(Path(tmp) / f"r{i}.arrow")) as src:
-                    table = pa.ipc.open_file(src).read_all()
-            out.append(BatchResult(table, m["error"], m["seconds"], m.get("error_type"),
-                                   m.get("compute_seconds", []), m.get("comm_seconds", []), m.get("spilled_bytes", []),
-                                   m.get("peak_rss_mb", [])))
-        return out
+        with open(Path(tmp) / "stderr.txt", "wb") as err:
+            proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
+            failure, stuck = None, False
+            finished, progress_at = 0, time.monotonic()
+            while True:
+                try:
+                    proc.wait(timeout=0.2 if stuck_after is not None else max(0.0, deadline - time.monotonic()))
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                now = time.monotonic()
+                if stuck_after is not None:
+                    count = len(_read_meta(meta))
+                    if count != finished:
+                        finished, progress_at = count, now
+                    if now - progress_at > stuck_after:
+                        failure, stuck = "stuck", True
+                if now >= deadline:
+                    failure = f"timeout after {timeout_s}s"
+                if failure is not None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+                    break
+        done = [_load_result(Path(tmp), i, m) for i, m in enumerate(_read_meta(meta))]
+        if failure is None and len(done) < len(spec["queries"]):
+            tail = (Path(tmp) / "stderr.txt").read_bytes().decode(errors="replace")[-2000:]
+            failure = f"MPI job failed (exit {proc.returncode}): {tail}"
+        return done, failure, stuck
+
+
+def _read_meta(path: Path) -> list[dict]:
+    """The results a job has written so far (rank 0 replaces the file whole after each query)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+
+
+def _load_result(tmp: Path, i: int, m: dict) -> BatchResult:
+    table = None
+    if m["error"] is None:
+        with pa.memory_map(str(tmp / f"r{i}.arrow")) as src:
+            table = pa.ipc.open_file(src).read_all()
+    return BatchResult(table, m["error"], m["seconds"], m.get("error_type"),
+                       m.get("compute_seconds", []), m.get("comm_seconds", []), m.get("spilled_bytes", []),
+                       m.get("peak_rss_mb", []))
+
+
+def _write_results(outdir: Path, results: list[BatchResult], rss: list[float], start: int) -> None:
+    """Write results[start:] as Arrow files and all of them into results.json (replaced whole)."""
+    for i, r in enumerate(results[start:], start):
+        if r.table is not None:
+            with pa.OSFile(str(outdir / f"r{i}.arrow"), "wb") as f, pa.ipc.new_file(f, r.table.schema) as w:
+                w.write_table(r.table)
+    meta = [{"error": r.error, "seconds": r.seconds, "error_type": r.error_type,
+             "compute_seconds": r.compute_seconds, "comm_seconds": r.comm_seconds,
+             "spilled_bytes": r.spilled_bytes, "peak_rss_mb": rss} for r in results]
+    partial = outdir / "results.json.part"
+    partial.write_text(json.dumps(meta))
+    os.replace(partial, outdir / "results.json")
 
 
 def main(argv):
@@ -123,18 +225,11 @@ def main(argv):
         if s.rank != 0:
             s.worker_loop()
             return
-        results = _run_list(s, spec["queries"], spec.get("repeat", 1))
-        rss = s.peak_rss_mb()
-        meta = []
-        for i, r in enumerate(results):
-            if r.table is not None:
-                with pa.OSFile(str(outdir / f"r{i}.arrow"), "wb") as f, pa.ipc.new_file(f, r.table.schema) as w:
-                    w.write_table(r.table)
-            meta.append({"error": r.error, "seconds": r.seconds, "error_type": r.error_type,
-                         "compute_seconds": r.compute_seconds, "comm_seconds": r.comm_seconds,
-                         "spilled_bytes": r.spilled_bytes,
-                         "peak_rss_mb": rss})
-        (outdir / "results.json").write_text(json.dumps(meta))
+        # Each result is written as it finishes, so that a job killed later keeps it (peak RSS,
+        # a collective, only at the end).
+        results = _run_list(s, spec["queries"], spec.get("repeat", 1), spec.get("query_timeout_s"),
+                            finished=lambda done: _write_results(outdir, done, [], len(done) - 1))
+        _write_results(outdir, results, s.peak_rss_mb(), len(results))
 
 
 if __name__ == "__main__":

@@ -118,6 +118,9 @@ class Session:
         self.params = CostParams.load()
         self.forced_patterns = forced_patterns or {}
         self._plans: dict = {}
+        # Plan cache key -> the result's schema, once known (from a run, or a run on empty tables).
+        self._schemas: dict = {}
+        self._schema_scans = None  # empty tables in a DuckDB instance of their own (result_schema)
         # (plan key, fragment number) -> {DuckDB instance: best seconds}, this rank's own timings.
         self._fragment_times: dict = {}
         self._cancel = threading.Event()
@@ -164,8 +167,11 @@ class Session:
         return con
 
     # ------------------------------------------------------------------ planning (rank 0)
+    def _cache_key(self, sql_key: str | None):
+        return (sql_key, self.nranks, tuple(sorted(self.forced_patterns.items())))
+
     def _plan_query(self, ast, sql_key: str | None):
-        key = (sql_key, self.nranks, tuple(sorted(self.forced_patterns.items())))
+        key = self._cache_key(sql_key)
         if sql_key is not None and key in self._plans:
             return self._plans[key]
         qualified = qualify_statement(ast, self.catalog)
@@ -194,7 +200,7 @@ class Session:
         """The plan of a query statement, from the cache when the same text (and parameter values)
         was planned before: repeated and prepared statements skip parsing and planning."""
         key = _param_key(sql, params)
-        hit = self._plans.get((key, self.nranks, tuple(sorted(self.forced_patterns.items()))))
+        hit = self._plans.get(self._cache_key(key))
         if hit is not None:
             return hit
         stmt = classify(parse(sql), sql)
@@ -207,7 +213,9 @@ class Session:
             self._cancel.clear()
             planned = self._cached_query_plan(sql, params)
             if not isinstance(planned, Statement):
-                return self._run(planned, "collect")
+                table = self._run(planned, "collect")
+                self._remember_schema(sql, params, table)
+                return table
             stmt = planned
             if stmt.kind == "explain":
                 text = self.explain_statement(stmt, params)
@@ -220,7 +228,9 @@ class Session:
             planned = self._cached_query_plan(sql, params)
             if isinstance(planned, Statement):
                 return [self.execute(sql, params)]
-            return self._run(planned, "partitions")
+            parts = self._run(planned, "partitions")
+            self._remember_schema(sql, params, next((p for p in parts if p.num_columns), parts[0]))
+            return parts
 
     def explain(self, sql: str, analyze: bool = False, params=None) -> str:
         stmt = classify(parse(sql), sql)
@@ -246,26 +256,40 @@ class Session:
                 stats = (self.last_stats, total, result.num_rows)
             return render_explain(phys, plan_s, stats)
 
+    def prepare(self, sql: str) -> pa.Schema:
+        """Plans `sql` into the plan cache (executing it then skips planning) and returns its
+        result's schema (see result_schema). Raises what planning raises, e.g. for a statement
+        whose parameters are not bound yet."""
+        return self.result_schema(sql)
+
     def result_schema(self, sql: str, params=None) -> pa.Schema:
-        """The result's schema, from running the plan on empty tables on this rank alone."""
+        """The result's schema: known from an earlier run, or from running the (cached) plan on
+        empty tables on this rank alone, once."""
         with self._lock:
-            stmt = classify(parse(sql), sql)
-            if stmt.kind == "explain":
-                return pa.schema([("explain", pa.string())])
-            if stmt.kind != "query":
-                return pa.schema([])
-            q = bind_params(stmt.query, params) if params else stmt.query
-            qualified = qualify_statement(q, self.catalog)
-            est = Estimator(self.catalog)
-            query = run_rules(Builder(self.catalog, est).build(qualified, original=q))
-            phys = PhysicalPlanner(est, self.params, 1).plan(query)
-            con = duckdb.connect(config={"threads": 1, "enable_external_access": False})
-            try:
-                runner = Runner(con, LocalComm(), self.catalog, _EmptyScans(con))
-                table = runner.run_plan(phys.root)
-            finally:
-                con.close()
-            return _rename(table, phys.names).schema
+            planned = self._cached_query_plan(sql, params)
+            if isinstance(planned, Statement):
+                return _statement_schema(planned)
+            key = self._cache_key(_param_key(sql, params))
+            schema = self._schemas.get(key)
+            if schema is None:
+                if self._schema_scans is None:
+                    # Kept: a new DuckDB instance costs about 20 ms, more than most plans.
+                    con = duckdb.connect(config={"threads": 1, "enable_external_access": False})
+                    self._schema_scans = _EmptyScans(con)
+                con = self._schema_scans.con
+                runner = Runner(con, LocalComm(), self.catalog, self._schema_scans)
+                schema = _rename(runner.run_plan(planned.root), planned.names).schema
+                self._remember(key, schema)
+            return schema
+
+    def _remember_schema(self, sql: str, params, table: pa.Table | None) -> None:
+        if table is not None:
+            self._remember(self._cache_key(_param_key(sql, params)), table.schema)
+
+    def _remember(self, key, schema: pa.Schema) -> None:
+        if key not in self._schemas and len(self._schemas) >= PLAN_CACHE_SIZE:
+            self._schemas.pop(next(iter(self._schemas)))
+        self._schemas[key] = schema
 
     def cancel(self) -> None:
         """Thread-safe: aborts the running query on every rank; execute() raises CancelledError."""
@@ -305,6 +329,7 @@ class Session:
     def refresh(self) -> None:
         self.catalog.refresh()
         self._plans.clear()
+        self._schemas.clear()
 
     def peak_rss_mb(self) -> list[float]:
         """Peak resident memory of every rank so far, in MiB (rank order)."""
@@ -425,6 +450,8 @@ class Session:
             self.con.close()
             for con in self._instances()[1:]:
                 con.close()
+            if self._schema_scans is not None:
+                self._schema_scans.con.close()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -517,6 +544,11 @@ class Session:
 def _peak_rss_mb() -> float:
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _statement_schema(stmt: Statement) -> pa.Schema:
+    """The result schema of a statement that is not a query: EXPLAIN's, or none (DDL)."""
+    return pa.schema([("explain", pa.string())]) if stmt.kind == "explain" else pa.schema([])
 
 
 def _param_key(sql: str, params) -> str:

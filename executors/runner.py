@@ -312,7 +312,7 @@ class Runner:
         # Equal values of different types must hash alike on both sides of a join.
         t = dtype.upper()
         if t.startswith(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
-                         "UINTEGER", "UBIGINT", "UHUGEINT", "DECIMAL", "FLOAT", "DOUBLE")):
+                         "UINTEGER", "UBIGINT", "UHUGEINT", "DECIMAL", "FLOAT", "DOUBLE", "BOOLEAN")):
             return f"CAST({key} AS DOUBLE)"
         if t.startswith(("DATE", "TIMESTAMP")):
             return f"CAST({key} AS TIMESTAMP)"

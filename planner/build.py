@@ -19,11 +19,14 @@ import itertools
 from sqlglot import exp
 
 from engine.errors import CatalogError, NotSupportedError
+from planner.comparable import common_setop_type, comparable_pair, kind_of
 from planner.estimate import Estimator
+from planner.qualify import sql_type_name
 from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Query, Scan,
                              SetOp, SingleRow, Sort, Values, Window, col, column_ids)
 
-DECOMPOSABLE_EMPTY_COUNT = (exp.Count,)
+# Aggregates whose value over no rows is 0, not NULL.
+ZERO_ON_EMPTY = (exp.Count, exp.CountIf, exp.ApproxDistinct)
 
 
 class Scope:
@@ -64,7 +67,10 @@ def conjuncts(e: exp.Expression | None) -> list[exp.Expression]:
 
 
 def and_all(parts: list[exp.Expression]) -> exp.Expression | None:
-    parts = list(parts)
+    # sqlglot renders a tree as it is, without adding parentheses: an OR under an AND must carry
+    # its own, or `a AND (b OR c)` would run as `(a AND b) OR c`.
+    parts = [exp.Paren(this=p) if isinstance(p, exp.Connector) and not isinstance(p, exp.And) else p
+             for p in parts]
     if not parts:
         return None
     out = parts[0]
@@ -119,6 +125,11 @@ def _aggregates(e: exp.Expression) -> list[exp.AggFunc]:
     return out
 
 
+def expr_key(e: exp.Expression) -> str:
+    """Text that is equal for equal expressions however their names were quoted (t."k" is t.k)."""
+    return e.sql("duckdb", identify=True)
+
+
 class Replacements(dict):
     """SQL text of an expression → the column that holds its value (after GROUP BY / windows);
     `types` lets translate() skip rendering nodes that cannot match."""
@@ -128,7 +139,7 @@ class Replacements(dict):
         self.types: set[type] = set()
 
     def add(self, source: exp.Expression, column: exp.Expression) -> None:
-        self[source.sql("duckdb")] = column
+        self[expr_key(source)] = column
         self.types.add(type(source))
 
 
@@ -151,12 +162,26 @@ class Builder:
         self.catalog = catalog
         self.est = estimator
         self._ids = itertools.count(1)
+        # Column id → its SQL type where known (planner/comparable.py makes join keys of different
+        # kinds comparable with it).
+        self.id_types: dict[str, exp.DataType] = {}
         self._ctes: list[dict[str, exp.Expression]] = []
 
     # ------------------------------------------------------------------ ids
-    def new_id(self, base: str) -> str:
+    def new_id(self, base: str, typ: exp.DataType | None = None) -> str:
         base = "".join(ch if ch.isalnum() or ch == "_" else "_" for ch in (base or "c"))[:24] or "c"
-        return f"{base}_{next(self._ids)}"
+        cid = f"{base}_{next(self._ids)}"
+        if typ is not None:
+            self.id_types[cid] = typ
+        return cid
+
+    def tcol(self, cid: str) -> exp.Column:
+        """A reference to column cid that carries its type, where known."""
+        c = col(cid)
+        t = self.id_types.get(cid)
+        if t is not None:
+            c.type = t
+        return c
 
     # ------------------------------------------------------------------ queries
     def build(self, ast: exp.Expression, original: exp.Expression | None = None) -> Query:
@@ -205,11 +230,13 @@ class Builder:
                 if sorted(lnames) != sorted(rnames) or len(set(lnames)) != len(lnames):
                     raise NotSupportedError("UNION BY NAME with different column names")
                 by = dict(zip(rnames, rids))
-                right = Project(right, tuple((self.new_id(n), col(by[n])) for n in lnames))
+                right = Project(right, tuple((self.new_id(n, self.id_types.get(by[n])), col(by[n])) for n in lnames))
+                rids = list(right.columns)
             if len(left.columns) != len(right.columns):
                 raise CatalogError(f"{kind.upper()} inputs have {len(left.columns)} and {len(right.columns)} columns")
             distinct = ast.args.get("distinct")
-            ids = tuple(self.new_id(n) for n in lnames)
+            left, right, types = self._setop_inputs(left, lids, right, rids)
+            ids = tuple(self.new_id(n, t) for n, t in zip(lnames, types))
             node = SetOp(kind, not distinct, left, right, ids)
             return self._order_limit(ast, node, lnames, list(ids), {})
         finally:
@@ -217,7 +244,7 @@ class Builder:
                 self._ctes.pop()
 
     def _order_limit(self, ast, node, names, ids, _unused):
-        order = ast.args.get("order")
+        order = _expand_order_all(ast.args.get("order"), len(ids))
         if order:
             by_name = dict(zip(names, ids))
             keys = []
@@ -283,7 +310,8 @@ class Builder:
                 node, names, ids = self.view_query(name.lower(), scope)
                 return self._rename(src, node, names, ids, alias)
             table = self.catalog.table(name)
-            fields = tuple((self.new_id(f.name), f.name) for f in table.schema)
+            fields = tuple((self.new_id(f.name, exp.DataType.build(sql_type_name(f.type), dialect="duckdb")), f.name)
+                           for f in table.schema)
             node = Scan(table.name, fields)
             names = [f.name for f in table.schema]
             return self._rename(src, node, names, [i for i, _ in fields], alias)
@@ -364,9 +392,9 @@ class Builder:
 
         def rec(n: exp.Expression) -> exp.Expression:
             if replace and (replace_types is None or type(n) in replace_types):
-                key = n.sql("duckdb")
+                key = expr_key(n)
                 if key in replace and not isinstance(n, exp.Literal):
-                    return replace[key].copy()
+                    return _typed(replace[key].copy(), n)
             if isinstance(n, exp.Column):
                 if isinstance(n.this, exp.Star):
                     raise NotSupportedError("* here")
@@ -376,7 +404,7 @@ class Builder:
                         raise NotSupportedError(f"correlated reference to {n.sql('duckdb')} here")
                     if outer_seen is not None:
                         outer_seen.add(cid)
-                return col(cid)
+                return _typed(self.tcol(cid), n)
             if isinstance(n, (exp.Subquery, exp.Exists)) or isinstance(n, exp.Select):
                 raise NotSupportedError(f"subquery in this position: {n.sql('duckdb')[:80]}")
             if isinstance(n, (exp.Placeholder, exp.Parameter)):
@@ -390,13 +418,17 @@ class Builder:
             new = n.copy() if not list(n.iter_expressions()) else None
             if new is not None:
                 return new
-            out = n.__class__(**{k: v for k, v in n.args.items()})
+            # Built empty and filled: passing n's children to the constructor would re-parent them,
+            # corrupting the source tree for its next use (a CTE referenced twice).
+            out = n.__class__()
             for k, v in n.args.items():
                 if isinstance(v, exp.Expression):
                     out.set(k, rec(v))
                 elif isinstance(v, list):
                     out.set(k, [rec(x) if isinstance(x, exp.Expression) else x for x in v])
-            return out
+                else:
+                    out.args[k] = v
+            return _typed(out, n)
         return rec(e)
 
     # ------------------------------------------------------------------ SELECT
@@ -498,7 +530,7 @@ class Builder:
                     left = m[name]
             if left is None or right is None:
                 raise CatalogError(f"unknown column in USING: {name}")
-            out.append(exp.EQ(this=col(left), expression=col(right)))
+            out.append(exp.EQ(this=self.tcol(left), expression=self.tcol(right)))
         return out
 
     def _references_outer(self, e: exp.Expression, scope: Scope) -> bool:
@@ -538,8 +570,11 @@ class Builder:
             refs = column_ids(c)
             pair = self._equi_pair(c, left_ids, right_ids)
             if pair:
-                lk.append(pair[0])
-                rk.append(pair[1])
+                a, b, extra = comparable_pair(*pair)
+                lk.append(a)
+                rk.append(b)
+                if extra is not None:
+                    residual.append(extra)
             elif refs and refs <= right_ids and kind in ("left", "semi", "anti", "inner"):
                 right = Filter(right, c)
             elif refs and refs <= left_ids and kind in ("right", "inner"):
@@ -656,9 +691,11 @@ class Builder:
         q = self._subquery_select(e.args["query"])
         corr = Correlation()
         if isinstance(q, exp.Select):
-            node, _, ids = self.select(q, scope, corr)
+            node, names, ids = self.select(q, scope, corr)
         else:
-            node, _, ids = self.query(q, scope)
+            node, names, ids = self.query(q, scope)
+        # A correlated subquery also hands back the inner columns its correlation reads.
+        ids = ids[:len(names)]
         lhs = e.this
         lhs_items = lhs.expressions if isinstance(lhs, exp.Tuple) else [lhs]
         if len(lhs_items) != len(ids):
@@ -667,7 +704,12 @@ class Builder:
             raise NotSupportedError("a subquery on the left of IN")
         rel, _ = self.attach_scalars(rel, lhs, scope)
         keys = [self.translate(x, scope) for x in lhs_items]
-        eqs = [exp.EQ(this=k, expression=col(i)) for k, i in zip(keys, ids)]
+        eqs = [exp.EQ(this=k, expression=self.tcol(i)) for k, i in zip(keys, ids)]
+        for eq in eqs:
+            ka, kb = kind_of(eq.this.type), kind_of(eq.expression.type)
+            if ka and kb and ka != kb:
+                raise CatalogError(f"Cannot compare values of type {eq.this.type.sql('duckdb')} and type "
+                                   f"{eq.expression.type.sql('duckdb')} in IN/ANY/ALL clause - an explicit cast is required")
         if corr and isinstance(q, exp.Select) and (_aggregates_in_select(q) or q.args.get("limit")):
             raise NotSupportedError("a correlated IN subquery with aggregates or LIMIT")
         if not negated:
@@ -721,6 +763,45 @@ class Builder:
             s.replace(exp.Column(this=exp.Identifier(this=name, quoted=True), table=exp.Identifier(this="__scalar", quoted=True)))
         return rel, holder.this
 
+    def _comparable_keys(self, left, right):
+        """Key tuples (column ids or expressions) made comparable pairwise, and their residual."""
+        lk, rk, residual = [], [], []
+        for a, b in zip(left, right):
+            a = self.tcol(a) if isinstance(a, str) else a
+            b = self.tcol(b) if isinstance(b, str) else b
+            a, b, extra = comparable_pair(a, b)
+            lk.append(a)
+            rk.append(b)
+            if extra is not None:
+                residual.append(extra)
+        return tuple(lk), tuple(rk), and_all(residual)
+
+    def _setop_inputs(self, left, lids, right, rids):
+        """Inputs of a set operation whose column pairs differ in kind (an integer beside a VARCHAR)
+        cast to the type DuckDB unites them in, so that equal rows hash alike; and the output types."""
+        types, lcast, rcast = [], {}, {}
+        for a, b in zip(lids, rids):
+            ta, tb = self.id_types.get(a), self.id_types.get(b)
+            common = common_setop_type(ta, tb)
+            if common is not None:
+                if kind_of(ta) != kind_of(common):
+                    lcast[a] = common
+                if kind_of(tb) != kind_of(common):
+                    rcast[b] = common
+            types.append(common or (ta if kind_of(ta) is not None and kind_of(ta) == kind_of(tb) else None))
+
+        def cast(node, ids, casts):
+            if not casts:
+                return node
+            exprs = []
+            for c in node.columns:
+                if c in casts:
+                    exprs.append((self.new_id(c.rsplit("_", 1)[0], casts[c]), exp.Cast(this=col(c), to=casts[c].copy())))
+                else:
+                    exprs.append((c, col(c)))
+            return Project(node, tuple(exprs))
+        return cast(left, lids, lcast), cast(right, rids, rcast), types
+
     def _correlated_scalar(self, rel, node, ids, corr: Correlation, q):
         # node outputs: the value, then the inner correlation key columns (see _project).
         if len(ids) != 1 + len(corr.inner_keys):
@@ -729,7 +810,8 @@ class Builder:
         node = self._restrict_to_outer_keys(node, rel, inner_keys, outer_keys)
         marker = self.new_id("matched")
         proj = Project(node, tuple([(i, col(i)) for i in ids] + [(marker, exp.true())]))
-        rel = Join(rel, proj, "left", tuple(col(k) for k in outer_keys), tuple(col(k) for k in inner_keys))
+        lk, rk, residual = self._comparable_keys(outer_keys, inner_keys)
+        rel = Join(rel, proj, "left", lk, rk, residual)
         empty = self._empty_value(q)
         if empty is None:
             return rel, value
@@ -751,10 +833,10 @@ class Builder:
         def rewrite(n: Node) -> Node:
             if isinstance(n, Aggregate) and [g for g, _ in n.groups[-len(inner_keys):]] == list(inner_keys):
                 exprs = dict(n.groups)
-                fresh = [(self.new_id("outer_key"), col(k)) for k in outer_keys]
+                fresh = [(self.new_id("outer_key", self.id_types.get(k)), col(k)) for k in outer_keys]
                 keys_rel = Project(source, tuple(fresh))
-                restricted = Join(n.input, keys_rel, "semi", tuple(exprs[k] for k in inner_keys),
-                                  tuple(col(f) for f, _ in fresh))
+                lk, rk, residual = self._comparable_keys([exprs[k] for k in inner_keys], [f for f, _ in fresh])
+                restricted = Join(n.input, keys_rel, "semi", lk, rk, residual)
                 return Aggregate(restricted, n.groups, n.aggs)
             if isinstance(n, (Project, Filter)):
                 inner = rewrite(n.input)
@@ -763,20 +845,26 @@ class Builder:
         return rewrite(node)
 
     def _empty_value(self, q: exp.Select):
-        """The value of the subquery's select item over no rows, if it is not NULL (COUNT → 0)."""
+        """The value of the subquery's select item over no rows, when it is not simply NULL: each
+        aggregate takes its value over an empty group (COUNT 0, the others NULL) and the expression
+        around them is kept, so `coalesce(sum(x), 0)` gives 0 and `count(*) + 1` gives 1."""
         item = q.expressions[0]
         item = item.this if isinstance(item, exp.Alias) else item
-        if not any(isinstance(a, exp.Count) for a in _aggregates(item)):
+        aggs = _aggregates(item)
+        if not aggs:
             return None
+        found = {id(a) for a in aggs}
+
         def repl(n):
-            if isinstance(n, exp.Count):
-                return exp.Literal.number(0)
-            if isinstance(n, exp.AggFunc):
-                return exp.Null()
+            if id(n) in found:
+                inner = n.this if isinstance(n, exp.Filter) else n
+                return exp.Literal.number(0) if isinstance(inner, ZERO_ON_EMPTY) else exp.Null()
             return n
-        empty = item.copy().transform(repl)
+        empty = _replace_nodes(item, found, repl)
+        if isinstance(empty, exp.Null):
+            return None
         if any(isinstance(n, exp.Column) for n in empty.walk()):
-            raise NotSupportedError("a correlated COUNT subquery mixing columns and aggregates")
+            raise NotSupportedError("a correlated scalar subquery mixing columns and aggregates")
         return empty
 
     # ------------------------------------------------------------------ GROUP BY … SELECT … ORDER BY
@@ -784,7 +872,7 @@ class Builder:
         items = list(sel.expressions)
         names = [item_name(it) for it in items]
         exprs = [it.this if isinstance(it, exp.Alias) else it for it in items]
-        order = sel.args.get("order")
+        order = _expand_order_all(sel.args.get("order"), len(items))
         order_exprs = [o.this for o in order.expressions] if order else []
         alias_names = {n for it, n in zip(items, names) if isinstance(it, exp.Alias)}
         having = sel.args.get("having")
@@ -838,11 +926,12 @@ class Builder:
             for g in group_exprs:
                 if _has_subquery(g):
                     raise NotSupportedError("a subquery in GROUP BY")
-                gid = self.new_id(g.name if isinstance(g, exp.Column) else "group")
-                groups.append((gid, self.translate(g, scope)))
+                tg = self.translate(g, scope)
+                gid = self.new_id(g.name if isinstance(g, exp.Column) else "group", tg.type)
+                groups.append((gid, tg))
                 post.add(g, col(gid))
             for gexpr in corr_groups:
-                gid = self.new_id("corr_key")
+                gid = self.new_id("corr_key", gexpr.type)
                 groups.append((gid, gexpr))
                 corr.inner_keys.append(gid)
             agg_cols = []
@@ -854,7 +943,7 @@ class Builder:
                 inner = a.this if isinstance(a, exp.Filter) else a
                 if any(_aggregates(x) for x in inner.iter_expressions()):
                     raise CatalogError(f"aggregate function calls cannot be nested: {key}")
-                aid = self.new_id(a.key)
+                aid = self.new_id(a.key, a.type)
                 agg_cols.append((aid, self.translate(a, scope)))
                 seen[key] = aid
                 post.add(a, col(aid))
@@ -883,12 +972,9 @@ class Builder:
             funcs = []
             for e in exprs + order_exprs:
                 for w in _outside_subqueries(e, (exp.Window,)):
-                    key = w.sql("duckdb")
-                    if key in post:
+                    if expr_key(w) in post:
                         continue
-                    if w.args.get("over") and not isinstance(w.args.get("over"), str):
-                        pass
-                    wid = self.new_id("window")
+                    wid = self.new_id("window", w.type)
                     wt = self._translate_post(w, scope, post) if grouped else self.translate(w, scope)
                     funcs.append((wid, wt))
                     post.add(w, col(wid))
@@ -903,7 +989,7 @@ class Builder:
         out_exprs = []
         for n, e in zip(names, exprs):
             rel, t = final(e, rel)
-            out_exprs.append((self.new_id(n), t))
+            out_exprs.append((self.new_id(n, t.type), t))
         out_ids = [i for i, _ in out_exprs]
         hidden = []
         sort_keys = []
@@ -978,6 +1064,45 @@ class Builder:
 
     def _translate_mixed(self, e, scope, post):
         return self.translate(e, scope, replace=post)
+
+
+def _typed(e: exp.Expression, source: exp.Expression) -> exp.Expression:
+    """e carrying source's type (from qualify's annotate_types), for planner/comparable.py."""
+    if source.type is not None and e.type is None:
+        e.type = source.type
+    return e
+
+
+def _expand_order_all(order: exp.Order | None, ncols: int) -> exp.Order | None:
+    """ORDER BY ALL [DESC]: every output column, left to right, in that direction (DuckDB)."""
+    if order is None or not any(_is_all(o.this) for o in order.expressions):
+        return order
+    if len(order.expressions) != 1:
+        raise NotSupportedError("ORDER BY ALL beside other sort keys")
+    key = order.expressions[0]
+    keys = []
+    for i in range(ncols):
+        k = key.copy()
+        k.set("this", exp.Literal.number(i + 1))
+        keys.append(k)
+    return exp.Order(expressions=keys)
+
+
+def _is_all(e: exp.Expression) -> bool:
+    return isinstance(e, exp.Var) and e.name.upper() == "ALL"
+
+
+def _replace_nodes(root: exp.Expression, targets: set[int], repl) -> exp.Expression:
+    """A copy of root in which each node whose id() is in targets is replaced by repl(node)."""
+    if id(root) in targets:
+        return repl(root)
+    out = root.copy()
+    originals = list(root.walk())
+    copies = list(out.walk())
+    for orig, copy in zip(originals, copies):
+        if id(orig) in targets:
+            copy.replace(repl(orig))
+    return out
 
 
 def _bound_inside(column: exp.Column, root: exp.Expression) -> bool:

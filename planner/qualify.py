@@ -18,6 +18,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import OptimizeError
 from sqlglot.errors import ParseError as SqlglotParseError
+from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
 from engine.errors import CatalogError, NotSupportedError, ParseError
@@ -214,10 +215,10 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
             continue
         if not catalog.has_table(name):
             raise CatalogError(f"unknown table: {t.name}")
-        schema[name] = {f.name: _type_name(f.type) for f in catalog.table_schema(name)}
+        schema[name] = {f.name: sql_type_name(f.type) for f in catalog.table_schema(name)}
     try:
-        return qualify(ast.copy(), schema=schema, dialect="duckdb", validate_qualify_columns=True,
-                       quote_identifiers=False, identify=False)
+        return _with_types(qualify(ast.copy(), schema=schema, dialect="duckdb", validate_qualify_columns=True,
+                                   quote_identifiers=False, identify=False), schema)
     except OptimizeError as e:
         msg = str(e)
         m = re.search(r"Column '([^']+)' could not be resolved", msg)
@@ -250,10 +251,43 @@ def view_schema(name: str, catalog) -> dict:
     return _VIEW_SCHEMAS[key]
 
 
-def _type_name(t) -> str:
+def _with_types(tree: exp.Expression, schema: dict) -> exp.Expression:
+    """Every expression typed where sqlglot can tell (the binder makes join keys of different kinds
+    comparable with it); an expression it cannot type stays unknown and is treated as such."""
+    try:
+        return annotate_types(tree, schema=schema, dialect="duckdb")
+    except Exception:  # noqa: BLE001 - typing is best effort: unknown types take the safe path
+        return tree
+
+
+def sql_type_name(t) -> str:
+    """The SQL type name of an Arrow type, as the binder sees it."""
     import pyarrow as pa
     if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return "VARCHAR"
+    if pa.types.is_dictionary(t):
+        return sql_type_name(t.value_type)
+    if pa.types.is_integer(t):
+        signed = {8: "TINYINT", 16: "SMALLINT", 32: "INT", 64: "BIGINT"}[t.bit_width]
+        return signed if pa.types.is_signed_integer(t) else "U" + signed
+    if pa.types.is_decimal(t):
+        return f"DECIMAL({t.precision},{t.scale})"
+    if pa.types.is_date(t):
+        return "DATE"
+    if pa.types.is_float32(t):
+        return "FLOAT"
+    if pa.types.is_floating(t):
+        return "DOUBLE"
+    if pa.types.is_boolean(t):
+        return "BOOLEAN"
+    if pa.types.is_timestamp(t):
+        return "TIMESTAMPTZ" if t.tz else "TIMESTAMP"
+    if pa.types.is_time(t):
+        return "TIME"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "BLOB"
+    # Nested and other types: unknown to the binder's key typing (the safe path).
+    return "UNKNOWN"
     if pa.types.is_int64(t):
         return "BIGINT"
     if pa.types.is_int32(t):

@@ -406,7 +406,9 @@ class FlightSqlServer(flight.FlightServerBase):
 
     def _create_prepared(self, sql: str, context) -> wire.ActionCreatePreparedStatementResult:
         try:
-            schema = self._plan_schema(sql, context)
+            # Plans into the Session's plan cache, which the execution then uses.
+            schema = (pa.schema([pa.field("explain", pa.utf8())]) if _EXPLAIN.match(sql) else
+                      self.runner.run(_label(sql), lambda session: session.prepare(sql), context.is_cancelled))
         except Exception as exc:  # noqa: BLE001 - the same error reaches the client when it executes
             # DDL, statements with parameters and statements the planner cannot describe without
             # running them have no dataset schema; a real error surfaces on execution.

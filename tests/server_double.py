@@ -127,6 +127,9 @@ class DuckDBSession:
         except duckdb.Error as exc:
             raise ExecutionError(str(exc)) from None
 
+    def prepare(self, sql: str) -> pa.Schema | None:
+        return self.result_schema(sql)
+
     def explain(self, sql: str, analyze: bool = False) -> str:
         rows = self._run(("EXPLAIN ANALYZE " if analyze else "EXPLAIN ") + sql, None).to_pylist()
         return "\n".join(str(r.get("explain_value", r)) for r in rows)
