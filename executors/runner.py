@@ -278,13 +278,19 @@ class Runner:
         self._nested_s = nested_before + (time.perf_counter() - t0)
         if x is self._root_exchange:
             return out if r == 0 else None
-        return f"SELECT * FROM {self._view(out, x.eid)}"
+        text = f"SELECT * FROM {self._view(out, x.eid)}"
+        if out.num_rows == 0:
+            self._empty_inputs.add(text)
+        return text
 
     _root_exchange = None
     _nested_s = 0.0
+    # Fragments of exchanges that received no rows on this rank in this plan (see _render_join).
+    _empty_inputs: frozenset | set = frozenset()
 
     def run_plan(self, root: Node):
         self._root_exchange = root if isinstance(root, Exchange) and root.kind == "gather" else None
+        self._empty_inputs = set()
         return self.run(root)
 
     def _range_predicate(self, key: str, splitters) -> str:
@@ -324,7 +330,7 @@ class Runner:
         if P == 1:
             return self.fetch(child_sql, child), np.zeros(0, dtype=np.uint8)
         types = self._key_types(child_sql, keys)
-        h = ", ".join(self._normalised(sql(k), t) for k, t in zip(keys, types))
+        h = ", ".join(self._normalised(sql(_never_raising(k)), t) for k, t in zip(keys, types))
         t = self.fetch(f"SELECT *, CAST(hash({h}) % {P} AS USMALLINT) AS __part FROM ({child_sql})", child)
         part = t.column("__part").to_numpy()
         return t.drop_columns(["__part"]), part
@@ -520,9 +526,19 @@ class Runner:
             conds.append(sql(node.residual))
         on = " AND ".join(f"({c})" for c in conds) or "true"
         if node.kind == "cross":
-            return f"SELECT * FROM ({left}) AS _l CROSS JOIN ({right}) AS _r"
-        kind = {"inner": "INNER", "left": "LEFT", "right": "RIGHT", "full": "FULL", "semi": "SEMI", "anti": "ANTI"}[node.kind]
-        return f"SELECT * FROM ({left}) AS _l {kind} JOIN ({right}) AS _r ON {on}"
+            text = f"SELECT * FROM ({left}) AS _l CROSS JOIN ({right}) AS _r"
+        else:
+            kind = {"inner": "INNER", "left": "LEFT", "right": "RIGHT", "full": "FULL", "semi": "SEMI",
+                    "anti": "ANTI"}[node.kind]
+            text = f"SELECT * FROM ({left}) AS _l {kind} JOIN ({right}) AS _r ON {on}"
+        # An inner join with an input this rank received empty is empty: DuckDB, seeing only an
+        # Arrow table, would still compute the other side's keys (and raise for a cast that fails
+        # on a row that, on one machine, DuckDB never looks at, as it skips a join with an empty side).
+        empty_left, empty_right = left in self._empty_inputs, right in self._empty_inputs
+        if (node.kind in ("inner", "cross", "semi") and (empty_left or empty_right)) or (
+                node.kind == "left" and empty_left) or (node.kind == "right" and empty_right):
+            return text + " LIMIT 0"
+        return text
 
     def _render_window(self, node: Window) -> str:
         items = ", ".join(f"{sql(e)} AS {q(c)}" for c, e in node.funcs)
@@ -530,3 +546,10 @@ class Runner:
         if isinstance(inner, Exchange) and inner.kind == "halo":
             return (f"SELECT * EXCLUDE (__own) FROM (SELECT *, {items} FROM ({self.render(inner)})) WHERE __own")
         return f"SELECT *, {items} FROM ({self.render(inner)})"
+
+
+def _never_raising(key):
+    """The key as the exchange hashes it: its casts made TRY_CASTs. A value that does not convert
+    hashes as NULL; the join after the exchange evaluates the real cast and raises DuckDB's error
+    there, on the rows DuckDB's own plan lets reach the join (a filter above it is pushed below)."""
+    return key.transform(lambda n: exp.TryCast(this=n.this.copy(), to=n.to.copy()) if type(n) is exp.Cast else n)

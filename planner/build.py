@@ -254,9 +254,9 @@ class Builder:
                     k = o.copy()
                     k.set("this", col(by_name[e.name]))
                     keys.append(k)
-                elif isinstance(e, exp.Literal) and not e.is_string:
+                elif (pos := order_position(e, len(ids))) is not None:
                     k = o.copy()
-                    k.set("this", col(ids[int(e.this) - 1]))
+                    k.set("this", col(ids[pos]))
                     keys.append(k)
                 else:
                     raise NotSupportedError("ORDER BY expression on a set operation")
@@ -1000,8 +1000,8 @@ class Builder:
         for o, e in zip(order.expressions if order else [], order_exprs):
             if isinstance(e, exp.Column) and not e.table and e.name in by_alias:
                 target = by_alias[e.name]
-            elif isinstance(e, exp.Literal) and not e.is_string:
-                target = out_ids[int(e.this) - 1]
+            elif (pos := order_position(e, len(out_ids))) is not None:
+                target = out_ids[pos]
             else:
                 # Unqualified names in an ORDER BY expression refer to select aliases first.
                 alias_expr = {n: x for n, x, it in zip(names, exprs, items) if isinstance(it, exp.Alias) or
@@ -1086,6 +1086,23 @@ def _expand_order_all(order: exp.Order | None, ncols: int) -> exp.Order | None:
         k.set("this", exp.Literal.number(i + 1))
         keys.append(k)
     return exp.Order(expressions=keys)
+
+
+def order_position(e: exp.Expression, ncols: int) -> int | None:
+    """The 0-based output column an ORDER BY key names by position (`ORDER BY 2`), None when the
+    key is an expression. Other constants are refused as DuckDB refuses them: they sort nothing."""
+    negative = isinstance(e, exp.Neg) and isinstance(e.this, exp.Literal)
+    literal = e.this if negative else e
+    if isinstance(literal, exp.Null):
+        raise CatalogError("ORDER BY non-integer literal has no effect")
+    if not isinstance(literal, exp.Literal):
+        return None
+    if literal.is_string or not literal.this.isdigit():
+        raise CatalogError("ORDER BY non-integer literal has no effect")
+    pos = -int(literal.this) if negative else int(literal.this)
+    if not 1 <= pos <= ncols:
+        raise CatalogError(f"ORDER term out of range - should be between 1 and {ncols}")
+    return pos - 1
 
 
 def _is_all(e: exp.Expression) -> bool:

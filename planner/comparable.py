@@ -11,7 +11,7 @@ canonical text form that is equal whenever DuckDB's comparison could say equal, 
 equality is kept as a residual predicate: collisions only put rows on the same rank.
 
     >>> comparable_pair(a.id :: BIGINT, CAST(b.id AS VARCHAR))
-    (a.id, TRY_CAST(CAST(b.id AS VARCHAR) AS BIGINT), None)
+    (a.id, CAST(CAST(b.id AS VARCHAR) AS BIGINT), None)
 """
 from __future__ import annotations
 
@@ -59,10 +59,10 @@ def kind_of(t: exp.DataType | None) -> str | None:
 
 
 def _cast(e: exp.Expression, to: exp.DataType) -> exp.Expression:
-    # TRY_CAST: the key is also computed where DuckDB's own plan would not reach the comparison
-    # (a filter it moves below a join), so it must not raise; a value that does not convert
-    # matches nothing, as it equals nothing.
-    out = exp.TryCast(this=e, to=to.copy())
+    # A strict CAST, as DuckDB's own comparison: a text that does not convert is an error, not a
+    # non-match. The exchange hashes the key with TRY_CAST (executors/runner.py), so the error is
+    # raised by the join, on the rows that reach it (filters above outer joins are pushed first).
+    out = exp.Cast(this=e, to=to.copy())
     out.type = to.copy()
     return out
 

@@ -201,6 +201,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         raise NotSupportedError("PIVOT / UNPIVOT")
     if any(isinstance(n, exp.Lateral) for n in ast.walk()):
         raise NotSupportedError("LATERAL")
+    _check_order_keys(ast)
     schema = {}
     for t in ast.find_all(exp.Table):
         if not isinstance(t.this, exp.Identifier):
@@ -221,6 +222,8 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
                                    quote_identifiers=False, identify=False), schema)
     except OptimizeError as e:
         msg = str(e)
+        if m := re.fullmatch(r"Unknown output column: (\d+)", msg):
+            raise CatalogError(f"ORDER BY / GROUP BY term out of range: {m.group(1)} is past the select list") from None
         m = re.search(r"Column '([^']+)' could not be resolved", msg)
         if m:
             name = m.group(1).split(".")[-1].strip('"')
@@ -231,6 +234,31 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         if "could not be resolved" in msg or "Unknown column" in msg or "Ambiguous" in msg:
             raise CatalogError(f"unknown column: {msg}") from None
         raise CatalogError(msg) from None
+
+
+def _check_order_keys(ast: exp.Expression) -> None:
+    """Constant ORDER BY keys DuckDB refuses: a string or NULL ('has no effect'), a position below 1.
+
+    Checked before sqlglot's qualify, which reads `ORDER BY 0` as the last column; and for
+    aggregates' ORDER BY because we prune a CTE column nobody reads before DuckDB binds it."""
+    for order in ast.find_all(exp.Order):
+        if isinstance(order.parent, exp.Window):
+            continue
+        in_aggregate = order.args.get("this") is not None
+        for key in order.expressions:
+            e = key.this if isinstance(key, exp.Ordered) else key
+            negative = isinstance(e, exp.Neg) and isinstance(e.this, exp.Literal) and not in_aggregate
+            literal = e.this if negative else e
+            if isinstance(literal, exp.Null) or (isinstance(literal, exp.Literal) and
+                                                 (literal.is_string or not literal.this.isdigit())):
+                raise CatalogError("ORDER BY non-integer literal has no effect")
+            if not in_aggregate and isinstance(literal, exp.Literal) and (negative or int(literal.this) < 1):
+                raise CatalogError(f"ORDER term out of range: {e.sql('duckdb')}")
+    for group in ast.find_all(exp.Group):
+        for e in group.expressions:
+            if isinstance(e, exp.Neg) and isinstance(e.this, exp.Literal) and not e.this.is_string or (
+                    isinstance(e, exp.Literal) and not e.is_string and e.this.isdigit() and int(e.this) < 1):
+                raise CatalogError(f"GROUP BY term out of range: {e.sql('duckdb')}")
 
 
 _VIEW_SCHEMAS: dict = {}

@@ -9,8 +9,9 @@ import time
 
 from planner.logical import Query
 from planner.rules.prune_columns import prune_columns
+from planner.rules.simplify_outer_joins import simplify_outer_joins
 
-RULES = (prune_columns,)
+RULES = (simplify_outer_joins, prune_columns)
 
 
 def run_rules(query: Query, disabled: frozenset = frozenset(), timings: dict | None = None) -> Query:

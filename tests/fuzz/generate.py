@@ -1,0 +1,714 @@
+"""Seeded random SQL over a Schema, each query tagged with the area it exercises.
+
+Every query is built so that its answer is fully determined (the comparison with DuckDB is exact
+up to float tolerance and row order): LIMIT/OFFSET, ROWS frames, row_number/lag/lead/first_value and
+ordered string_agg always sort on a total order (the tables' unique keys or every output column);
+no random(), no unordered string_agg/list/any_value. Expressions that can raise (overflow, `%` and
+`//` by zero, casts) appear only where every row is evaluated by any plan: the outermost select list
+of a query without LIMIT, or an aggregate's argument ("risky" expressions). Predicates, join keys and
+sort keys never raise, so the order in which a plan evaluates them cannot change the outcome.
+
+    >>> gen = QueryGenerator(schema, random.Random(1))
+    >>> gen.query()
+    FuzzQuery(area='join', dataset='adv', sql='SELECT a1.id AS c0, ... FROM t3 AS a1 FULL JOIN ...')
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from tests.fuzz.dataset import Column, Schema, Table
+
+AREAS = ("join", "aggregate", "window", "setop", "subquery", "cte", "order", "expr")
+NUMERIC = ("int", "float", "dec")
+
+# A join whose estimated result is larger than this is not generated (the fuzzer checks answers,
+# it does not load-test): the estimate is |L|·|R| / max(distinct), or the product of the two most
+# frequent values' counts when that is larger (skew).
+MAX_JOIN_ROWS = 60_000
+# Non-aggregated TPC-H results larger than this get a total ORDER BY and a LIMIT.
+MAX_PLAIN_ROWS = 3_000
+
+_LITERALS = {
+    "int": ["0", "1", "-1", "2", "3", "7", "50", "2147483647", "-2147483648", "9223372036854775807"],
+    "float": ["0.5", "-0.0::DOUBLE", "'NaN'::DOUBLE", "'inf'::DOUBLE", "'-inf'::DOUBLE", "1.25::DOUBLE", "-3.5::DOUBLE"],
+    "dec": ["1.125::DECIMAL(18,3)", "0.001::DECIMAL(18,3)", "-2.5::DECIMAL(9,2)", "0::DECIMAL(18,3)"],
+    "text": ["''", "'s1'", "'a'", "'1'", "'Ünï ✓'", "'zz'", "'R'", "'N'", "'1996-01-01'"],
+    "date": ["DATE '2000-03-01'", "DATE '0001-01-01'", "DATE '9999-12-31'", "DATE '1995-06-17'"],
+    "ts": ["TIMESTAMP '2024-02-29 13:00:00'", "TIMESTAMP '1970-01-01 00:00:00'", "TIMESTAMP '0001-01-01 00:00:00'"],
+    "bool": ["TRUE", "FALSE", "NULL::BOOLEAN"],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class FuzzQuery:
+    area: str
+    dataset: str
+    sql: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A column visible in a scope: its qualified SQL, kind and statistics."""
+
+    sql: str
+    name: str
+    kind: str
+    distinct: int
+    top: int
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Something a FROM clause can name: a base table, a CTE, or a derived table `(SELECT ...)`."""
+
+    sql: str  # what follows FROM (before AS alias)
+    table: Table
+    base: bool = True
+
+
+@dataclass
+class Scope:
+    refs: list[Ref] = field(default_factory=list)
+    # Columns that together identify a row of the FROM clause, or None when some input has no key.
+    keys: list[str] | None = field(default_factory=list)
+    rows: float = 1.0
+    tables: list[tuple[str, Source]] = field(default_factory=list)  # (alias, source)
+
+    def of(self, kinds) -> list[Ref]:
+        return [r for r in self.refs if r.kind in kinds]
+
+
+class QueryGenerator:
+    def __init__(self, schema: Schema, rng: random.Random):
+        self.schema = schema
+        self.rng = rng
+        self._alias = 0
+        self.sources = [Source(t.name, t) for t in schema.tables.values()]
+
+    # ------------------------------------------------------------------ entry point
+    def query(self, area: str | None = None) -> FuzzQuery:
+        """One query of `area` (a random area when None)."""
+        area = area or self.rng.choice(AREAS)
+        self._alias = 0
+        build = getattr(self, f"_{area}")
+        return FuzzQuery(area, self.schema.name, build())
+
+    # ------------------------------------------------------------------ small helpers
+    def _chance(self, p: float) -> bool:
+        return self.rng.random() < p
+
+    def _new_alias(self) -> str:
+        self._alias += 1
+        return f"a{self._alias}"
+
+    def _source(self, max_rows: float | None = None, min_rows: int = 0) -> Source:
+        fits = [s for s in self.sources if (max_rows is None or s.table.rows <= max_rows) and s.table.rows >= min_rows]
+        return self.rng.choice(fits or sorted(self.sources, key=lambda s: s.table.rows)[:1])
+
+    def _scope_for(self, alias: str, source: Source) -> Scope:
+        t = source.table
+        refs = [Ref(f"{alias}.{c.name}", c.name, c.kind, c.distinct, c.top) for c in t.columns]
+        keys = [f"{alias}.{c}" for c in t.unique] if t.unique else None
+        return Scope(refs, keys, float(max(t.rows, 1)), [(alias, source)])
+
+    def _lit(self, kind: str) -> str:
+        return self.rng.choice(_LITERALS[kind])
+
+    # ------------------------------------------------------------------ expressions
+    def expr(self, scope: Scope, kind: str, depth: int = 0, risky: bool = False) -> str:
+        """An expression of `kind` over `scope`. Only `risky` ones may raise."""
+        cols = scope.of((kind,))
+        if depth >= 2 or self._chance(0.45):
+            if cols and not self._chance(0.15):
+                return self.rng.choice(cols).sql
+            return self._lit(kind)
+        d = depth + 1
+        e = lambda k=kind: self.expr(scope, k, d, risky)  # noqa: E731
+        num = lambda: self.expr(scope, self.rng.choice(NUMERIC), d, risky)  # noqa: E731
+        common = [lambda: f"coalesce({e()}, {e()})", lambda: f"CASE WHEN {self.pred(scope, d)} THEN {e()} ELSE {e()} END",
+                  lambda: f"nullif({e()}, {e()})"]
+        if kind in ("int", "float", "dec", "text", "date"):
+            common += [lambda: f"greatest({e()}, {e()})", lambda: f"least({e()}, {e()})"]
+        choices = list(common)
+        if kind == "int":
+            choices += [lambda: f"length({self.expr(scope, 'text', d, risky)})", lambda: f"sign({num()})",
+                        lambda: f"CAST({self.pred(scope, d)} AS INTEGER)", lambda: f"year({self.expr(scope, 'date', d)})"]
+            if risky:
+                choices += [lambda: f"({e()} + {e()})", lambda: f"({e()} - {e()})", lambda: f"({e()} * {e()})",
+                            lambda: f"({e()} // {e()})", lambda: f"({e()} % {e()})", lambda: f"abs({e()})",
+                            lambda: f"(- {e()})", lambda: f"CAST({num()} AS INTEGER)", lambda: f"CAST({num()} AS BIGINT)"]
+        elif kind == "float":
+            choices += [lambda: f"({num()} / {num()})", lambda: f"(CAST({num()} AS DOUBLE) + {num()})",
+                        lambda: f"(CAST({num()} AS DOUBLE) * {num()})", lambda: f"round(CAST({num()} AS DOUBLE), 2)"]
+            if risky:
+                choices += [lambda: f"sqrt({e()})", lambda: f"ln({e()})", lambda: f"({e()} % {e()})"]
+        elif kind == "dec":
+            choices += [lambda: f"({e()} + {self._lit('dec')})", lambda: f"round({e()}, 1)"]
+            if risky:
+                choices += [lambda: f"CAST({num()} AS DECIMAL(18,3))", lambda: f"({e()} * {e()})"]
+        elif kind == "text":
+            any_kind = lambda: self.expr(scope, self.rng.choice(("int", "float", "dec", "date", "bool")), d)  # noqa: E731
+            choices += [lambda: f"upper({e()})", lambda: f"({e()} || {self._lit('text')})", lambda: f"substr({e()}, 1, 3)",
+                        lambda: f"CAST({any_kind()} AS VARCHAR)", lambda: f"left({e()}, 2)", lambda: f"lower({e()})"]
+        elif kind == "date":
+            choices += [lambda: f"CAST({self.expr(scope, 'ts', d)} AS DATE)"]
+            if risky:
+                choices += [lambda: f"({e()} + {self.rng.choice(['1', '-1', '400'])})"]
+        elif kind == "ts":
+            choices += [lambda: f"CAST({self.expr(scope, 'date', d)} AS TIMESTAMP)"]
+            if risky:
+                choices += [lambda: f"({e()} + INTERVAL 1 DAY)"]
+        elif kind == "bool":
+            return self.pred(scope, d)
+        return self.rng.choice(choices)()
+
+    def _comparable_kind(self, scope: Scope) -> str:
+        kinds = sorted({r.kind for r in scope.refs}) or ["int"]
+        return self.rng.choice(kinds)
+
+    def pred(self, scope: Scope, depth: int = 0, sub: bool = False) -> str:
+        """A boolean expression that never raises; with `sub`, it may hold subqueries."""
+        d = depth + 1
+        if depth < 2 and self._chance(0.3):
+            form = self.rng.choice(("and", "or", "not"))
+            if form == "not":
+                return f"(NOT {self.pred(scope, d, sub)})"
+            op = " AND " if form == "and" else " OR "
+            return f"({self.pred(scope, d, sub)}{op}{self.pred(scope, d, sub)})"
+        if sub and self._chance(0.35):
+            return self.subquery_pred(scope)
+        kind = self._comparable_kind(scope)
+        a = self.expr(scope, kind, d)
+        form = self.rng.random()
+        if kind == "bool" and form < 0.3:
+            return a
+        if form < 0.55:
+            b = self.expr(scope, kind if kind not in NUMERIC else self.rng.choice(NUMERIC), d)
+            return f"({a} {self.rng.choice(['=', '<>', '<', '<=', '>', '>='])} {b})"
+        if form < 0.68:
+            return f"({a} IS {self.rng.choice(['', 'NOT '])}NULL)"
+        if form < 0.78:
+            return f"({a} IS {self.rng.choice(['', 'NOT '])}DISTINCT FROM {self.expr(scope, kind, d)})"
+        if form < 0.86 and kind != "bool":
+            lo, hi = self._lit(kind), self._lit(kind)
+            return f"({a} BETWEEN {lo} AND {hi})"
+        if form < 0.94:
+            items = ", ".join(self._lit(kind) for _ in range(self.rng.randint(1, 3)))
+            if self._chance(0.2):
+                items += ", NULL"
+            return f"({a} {self.rng.choice(['', 'NOT '])}IN ({items}))"
+        if kind == "text":
+            return f"({a} LIKE '{self.rng.choice(['s%', '%1', '', '%', 'l_ng%'])}')"
+        return f"({a} IS NOT NULL)"
+
+    # ------------------------------------------------------------------ FROM clauses and joins
+    def _key_pairs(self, scope: Scope, alias: str, source: Source) -> list[tuple[Ref, Ref, bool]]:
+        """(left ref, right ref, known-to-match) pairs the join could use as keys."""
+        right = self._scope_for(alias, source).refs
+        pairs = []
+        for lref in scope.refs:
+            for rref in right:
+                edge = any({(lt, lc), (rt, rc)} == {(self._table_of(scope, lref), lref.name), (source.table.name, rref.name)}
+                           for lt, lc, rt, rc in self.schema.edges)
+                same_name = self.schema.same_name_keys and lref.name == rref.name
+                if edge or same_name:
+                    pairs.append((lref, rref, True))
+                elif lref.kind == rref.kind and lref.kind in ("int", "text", "date") and not self.schema.edges:
+                    pairs.append((lref, rref, False))
+        return pairs
+
+    @staticmethod
+    def _table_of(scope: Scope, ref: Ref) -> str:
+        alias = ref.sql.split(".", 1)[0]
+        for a, s in scope.tables:
+            if a == alias:
+                return s.table.name
+        return ""
+
+    @staticmethod
+    def _pair_rows(left_rows: float, right_rows: float, lref: Ref, rref: Ref) -> float:
+        per_value = left_rows * right_rows / max(lref.distinct, rref.distinct, 1)
+        return max(per_value, min(lref.top * rref.top, left_rows * right_rows))
+
+    def _key_sql(self, lref: Ref, rref: Ref) -> tuple[str, str]:
+        """The two sides of an equality on a key pair; keys of different kinds are cast (or not)."""
+        if lref.kind == rref.kind or self._chance(0.35):
+            return lref.sql, rref.sql
+        target = self.rng.choice(["VARCHAR", "DOUBLE"] if {lref.kind, rref.kind} <= {"int", "float", "dec", "text"}
+                                 else ["VARCHAR"])
+        if self._chance(0.5):
+            return f"CAST({lref.sql} AS {target})", f"CAST({rref.sql} AS {target})"
+        return (lref.sql, f"CAST({rref.sql} AS {target})") if self._chance(0.5) else (f"CAST({lref.sql} AS {target})", rref.sql)
+
+    def from_clause(self, ntables: int, semi: bool = True, outer: bool = True,
+                    sources: list[Source] | None = None) -> tuple[str, Scope, list[str]]:
+        """A FROM clause of `ntables` inputs; returns its SQL, its scope and WHERE conjuncts it needs
+        (comma joins put their condition there)."""
+        pool = sources or self.sources
+        first = self.rng.choice([s for s in pool if s.table.rows <= MAX_JOIN_ROWS] or pool)
+        alias = self._new_alias()
+        scope = self._scope_for(alias, first)
+        sql = f"{first.sql} AS {alias}"
+        where: list[str] = []
+        for _ in range(ntables - 1):
+            step = self._join_step(scope, pool, semi, outer)
+            if step is None:
+                break
+            text, scope, conjunct = step
+            sql += text
+            if conjunct:
+                where.append(conjunct)
+        return sql, scope, where
+
+    def _join_step(self, scope: Scope, pool: list[Source], semi: bool, outer: bool):
+        for _ in range(8):
+            source = self.rng.choice(pool)
+            alias = self._new_alias()
+            right = self._scope_for(alias, source)
+            pairs = self._key_pairs(scope, alias, source)
+            kinds = ["inner"] * 3 + (["left", "right", "full"] * 2 if outer else []) + (["semi", "anti"] if semi else [])
+            kinds += ["cross", "comma"]
+            kind = self.rng.choice(kinds)
+            product = scope.rows * right.rows
+            if kind == "cross" or not pairs:
+                if product > MAX_JOIN_ROWS / 10:
+                    continue
+                cond, rows = None, product
+                if kind != "cross":
+                    cond = self._residual(scope, right, both=True)
+            else:
+                npairs = 2 if len(pairs) > 1 and self._chance(0.25) else 1
+                chosen = self.rng.sample(pairs, npairs)
+                rows = min(self._pair_rows(scope.rows, right.rows, lref, rref) for lref, rref, _ in chosen)
+                parts = []
+                for lref, rref, _ in chosen:
+                    a, b = self._key_sql(lref, rref)
+                    op = self.rng.choice(["="] * 6 + ["IS NOT DISTINCT FROM"] + (["<", "<>"] if product < 5000 else []))
+                    if op != "=" and op != "IS NOT DISTINCT FROM":
+                        rows = product
+                    parts.append(f"{a} {op} {b}")
+                if len(parts) == 2 and product < 5000 and self._chance(0.3):
+                    cond = f"({parts[0]} OR {parts[1]})"
+                    rows = product
+                else:
+                    cond = " AND ".join(parts)
+                if self._chance(0.4):
+                    cond = f"{cond} AND {self._residual(scope, right, both=True)}"
+            if kind in ("left", "full"):
+                rows += scope.rows
+            if kind in ("right", "full"):
+                rows += right.rows
+            if kind in ("semi", "anti"):
+                rows = scope.rows
+            if rows > MAX_JOIN_ROWS:
+                continue
+            merged = Scope(scope.refs + ([] if kind in ("semi", "anti") else right.refs),
+                           None if scope.keys is None or (right.keys is None and kind not in ("semi", "anti"))
+                           else scope.keys + ([] if kind in ("semi", "anti") else right.keys),
+                           max(rows, 1.0), scope.tables + [(alias, source)])
+            src = f"{source.sql} AS {alias}"
+            if kind == "cross":
+                return f" CROSS JOIN {src}", merged, None
+            if kind == "comma":
+                return f", {src}", merged, cond
+            word = {"inner": "JOIN", "left": "LEFT JOIN", "right": "RIGHT JOIN", "full": "FULL JOIN",
+                    "semi": "SEMI JOIN", "anti": "ANTI JOIN"}[kind]
+            return f" {word} {src} ON {cond}", merged, None
+        return None
+
+    def _residual(self, left: Scope, right: Scope, both: bool) -> str:
+        """A residual predicate: often `(p(left) OR p(right))`, the shape that needs its parentheses."""
+        joint = Scope(left.refs + right.refs, None, 1.0)
+        if both and self._chance(0.6):
+            return f"({self.pred(left, 1)} OR {self.pred(right, 1)})"
+        return self.pred(joint, 1)
+
+    # ------------------------------------------------------------------ select lists
+    def _outputs(self, scope: Scope, n: int, risky: bool = False) -> list[tuple[str, str]]:
+        """`n` (sql, kind) select items: mostly columns, some expressions."""
+        out = []
+        for _ in range(n):
+            if scope.refs and self._chance(0.6):
+                r = self.rng.choice(scope.refs)
+                out.append((r.sql, r.kind))
+            else:
+                kind = self._comparable_kind(scope)
+                out.append((self.expr(scope, kind, 0, risky), kind))
+        return out
+
+    @staticmethod
+    def _select_list(items: list[tuple[str, str]], start: int = 0) -> str:
+        return ", ".join(f"{sql} AS c{start + i}" for i, (sql, _) in enumerate(items))
+
+    def _total_order(self, n: int) -> str:
+        """ORDER BY every output position, directions and NULL placement at random: a total order."""
+        keys = []
+        for p in self.rng.sample(range(1, n + 1), n):
+            keys.append(f"{p}{self.rng.choice(['', ' DESC'])}{self.rng.choice(['', ' NULLS FIRST', ' NULLS LAST'])}")
+        return "ORDER BY " + ", ".join(keys)
+
+    def _maybe_limit(self, n_outputs: int, rows: float, force: bool = False) -> str:
+        big = self.schema.name == "tpch" and rows > MAX_PLAIN_ROWS
+        if force or big or self._chance(0.2):
+            tail = f" {self._total_order(n_outputs)} LIMIT {self.rng.choice([1, 3, 10, 50])}"
+            if self._chance(0.3):
+                tail += f" OFFSET {self.rng.choice([1, 2, 7])}"
+            return tail
+        return ""
+
+    @staticmethod
+    def _where(conjuncts: list[str]) -> str:
+        return f" WHERE {' AND '.join(conjuncts)}" if conjuncts else ""
+
+    # ------------------------------------------------------------------ areas
+    def _join(self) -> str:
+        sql, scope, where = self.from_clause(self.rng.choice([2, 2, 3]))
+        if self._chance(0.4):
+            where.append(self.pred(scope))
+        items = self._outputs(scope, self.rng.randint(1, 4))
+        return (f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)}"
+                f"{self._maybe_limit(len(items), scope.rows)}")
+
+    def aggregate_call(self, scope: Scope, risky: bool = False) -> tuple[str, str]:
+        """One aggregate call over `scope`: (sql, result kind)."""
+        num_refs = scope.of(NUMERIC)
+        num = lambda: self.expr(scope, self.rng.choice(NUMERIC), 1, risky) if not num_refs or self._chance(0.3) \
+            else self.rng.choice(num_refs).sql  # noqa: E731
+        anyk = lambda: self.expr(scope, self._comparable_kind(scope), 1, risky)  # noqa: E731
+        text = lambda: self.expr(scope, "text", 1)  # noqa: E731
+        forms = [
+            lambda: ("count(*)", "int"), lambda: (f"count({anyk()})", "int"), lambda: (f"count(DISTINCT {anyk()})", "int"),
+            lambda: (f"sum({num()})", "dec"), lambda: (f"sum(DISTINCT {num()})", "dec"), lambda: (f"avg({num()})", "float"),
+            lambda: (f"min({anyk()})", "any"), lambda: (f"max({anyk()})", "any"),
+            lambda: (f"string_agg({text()}, ',' ORDER BY 1)", "text"),
+            lambda: (f"median({num()})", "float"), lambda: (f"quantile_cont({num()}, 0.25)", "float"),
+            lambda: (f"quantile_disc({anyk()}, 0.5)", "any"), lambda: (f"bool_or({self.pred(scope, 1)})", "bool"),
+            lambda: (f"bool_and({self.pred(scope, 1)})", "bool"), lambda: (f"stddev_samp({num()})", "float"),
+            lambda: (f"var_pop({num()})", "float"),
+        ]
+        sql, kind = self.rng.choice(forms)()
+        if sql.startswith("string_agg("):  # ordered by the aggregated value itself: deterministic
+            arg = sql[len("string_agg("):-len(", ',' ORDER BY 1)")]
+            sql = f"string_agg({'DISTINCT ' if self._chance(0.3) else ''}{arg}, ',' ORDER BY {arg})"
+        if self._chance(0.25) and sql != "count(*)" or (sql == "count(*)" and self._chance(0.3)):
+            sql = f"{sql} FILTER (WHERE {self.pred(scope, 1)})"
+        if self._chance(0.2):
+            sql, kind = self.rng.choice([(f"coalesce({sql}, 0)", kind), (f"({sql} IS NULL)", "bool")]) \
+                if kind in ("int", "dec", "float") else (f"({sql} IS NULL)", "bool")
+        return sql, kind
+
+    def _grouped(self, scope: Scope, ngroups: int) -> tuple[list[tuple[str, str]], list[tuple[str, str]], str]:
+        """Group keys, aggregate items and the GROUP BY clause for a grouped query over `scope`."""
+        keys = []
+        for _ in range(ngroups):
+            low = [r for r in scope.refs if r.distinct <= 50] or scope.refs
+            if self._chance(0.75):
+                r = self.rng.choice(low)
+                keys.append((r.sql, r.kind))
+            else:
+                kind = self._comparable_kind(scope)
+                keys.append((self.expr(scope, kind, 1), kind))
+        aggs = [self.aggregate_call(scope) for _ in range(self.rng.randint(1, 3))]
+        if not keys:
+            return keys, aggs, ""
+        style = self.rng.random()
+        if style < 0.3:
+            clause = " GROUP BY " + ", ".join(str(i + 1) for i in range(len(keys)))
+        elif style < 0.45:
+            clause = " GROUP BY ALL"
+        else:
+            clause = " GROUP BY " + ", ".join(k for k, _ in keys)
+        return keys, aggs, clause
+
+    def _aggregate(self) -> str:
+        sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]))
+        if self._chance(0.4):
+            where.append(self.pred(scope))
+        keys, aggs, group = self._grouped(scope, self.rng.choice([0, 1, 1, 2]))
+        items = keys + aggs
+        having = ""
+        if keys and self._chance(0.3):
+            agg, kind = self.aggregate_call(scope)
+            having = f" HAVING ({agg}) IS NOT NULL" if kind not in ("int", "dec", "float") else \
+                f" HAVING ({agg}) {self.rng.choice(['>', '<=', '<>'])} {self.rng.choice(['0', '1', '2.5'])}"
+        distinct = "DISTINCT " if self._chance(0.1) else ""
+        limit = self._maybe_limit(len(items), 10) if keys else ""
+        return f"SELECT {distinct}{self._select_list(items)} FROM {sql}{self._where(where)}{group}{having}{limit}"
+
+    def window_call(self, scope: Scope) -> str:
+        """A window function call with its OVER clause; deterministic (see the module doc)."""
+        low = [r for r in scope.refs if r.distinct <= 50] or scope.refs
+        partition = ""
+        if self._chance(0.6):
+            partition = "PARTITION BY " + ", ".join(r.sql for r in self.rng.sample(low, min(len(low), self.rng.choice([1, 1, 2]))))
+        lead = self.rng.choice(scope.refs)
+        direction = lambda: self.rng.choice(["", " DESC"]) + self.rng.choice(["", " NULLS FIRST", " NULLS LAST"])  # noqa: E731
+        total = scope.keys is not None
+        order_total = f"ORDER BY {lead.sql}{direction()}" + "".join(f", {k}{direction()}" for k in scope.keys or [])
+        order_peer = f"ORDER BY {lead.sql}{direction()}"
+        num = [r for r in scope.of(NUMERIC)] or scope.refs
+        arg = self.rng.choice(num).sql
+        anyarg = self.rng.choice(scope.refs).sql
+        peers = [f"rank() OVER ({partition} {order_peer})", f"dense_rank() OVER ({partition} {order_peer})",
+                 f"percent_rank() OVER ({partition} {order_peer})", f"cume_dist() OVER ({partition} {order_peer})",
+                 f"sum({arg}) OVER ({partition} {order_peer})", f"count(*) OVER ({partition})",
+                 f"max({anyarg}) OVER ({partition})", f"avg({arg}) OVER ({partition})",
+                 f"min({anyarg}) OVER ({partition} {order_peer})"]
+        ranged = [r for r in scope.refs if r.kind in ("int", "dec", "date")]
+        if ranged:
+            r = self.rng.choice(ranged)
+            n = self.rng.choice(["1", "3", "0"]) if r.kind != "date" else "INTERVAL 2 DAY"
+            frame = self.rng.choice([f"RANGE BETWEEN {n} PRECEDING AND CURRENT ROW",
+                                     f"RANGE BETWEEN CURRENT ROW AND {n} FOLLOWING",
+                                     f"RANGE BETWEEN {n} PRECEDING AND {n} FOLLOWING",
+                                     "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"])
+            peers.append(f"{self.rng.choice(['sum', 'count', 'min', 'max'])}({arg}) OVER ({partition} ORDER BY {r.sql}"
+                         f"{direction()} {frame})")
+        if not total:
+            return self.rng.choice(peers)
+        frame = self.rng.choice(["ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING", "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW",
+                                 "ROWS BETWEEN 2 PRECEDING AND CURRENT ROW", "ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING",
+                                 "ROWS BETWEEN 3 FOLLOWING AND 5 FOLLOWING"])
+        ordered = [f"row_number() OVER ({partition} {order_total})", f"lag({anyarg}) OVER ({partition} {order_total})",
+                   f"lead({anyarg}, 2) OVER ({partition} {order_total})", f"ntile(3) OVER ({partition} {order_total})",
+                   f"first_value({anyarg}) OVER ({partition} {order_total})",
+                   f"last_value({anyarg}) OVER ({partition} {order_total} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)",
+                   f"{self.rng.choice(['sum', 'count', 'min', 'max', 'avg'])}({arg}) OVER ({partition} {order_total} {frame})",
+                   f"nth_value({anyarg}, 2) OVER ({partition} {order_total})"]
+        return self.rng.choice(peers + ordered + ordered)
+
+    def _window(self) -> str:
+        sql, scope, where = self.from_clause(self.rng.choice([1, 1, 1, 2]), semi=False)
+        if self._chance(0.3):
+            where.append(self.pred(scope))
+        if self._chance(0.2):  # a window over an aggregate
+            keys, aggs, group = self._grouped(scope, 1)
+            key = keys[0][0]
+            w = f"rank() OVER (ORDER BY {aggs[0][0]}{self.rng.choice(['', ' DESC'])})"
+            items = keys + aggs
+            return f"SELECT {self._select_list(items)}, {w} AS w FROM {sql}{self._where(where)}{group or ' GROUP BY ' + key}"
+        items = self._outputs(scope, self.rng.randint(1, 3))
+        windows = [self.window_call(scope) for _ in range(self.rng.randint(1, 2))]
+        body = f"SELECT {self._select_list(items)}, " + ", ".join(f"{w} AS w{i}" for i, w in enumerate(windows))
+        body += f" FROM {sql}{self._where(where)}"
+        if self._chance(0.25):  # filter on the window's result (top-n per group)
+            return f"SELECT * FROM ({body}) AS q WHERE w0 <= 2"
+        return body + self._maybe_limit(len(items) + len(windows), scope.rows)
+
+    def _setop_side(self, kinds: list[str]) -> str:
+        sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]), semi=False)
+        if self._chance(0.5):
+            where.append(self.pred(scope))
+        items = []
+        for kind in kinds:
+            if self._chance(0.15):
+                kind = self._comparable_kind(scope)  # same position, another type
+            cols = scope.of((kind,))
+            items.append(self.rng.choice(cols).sql if cols and self._chance(0.7) else self.expr(scope, kind, 1))
+        return f"SELECT {', '.join(f'{e} AS c{i}' for i, e in enumerate(items))} FROM {sql}{self._where(where)}"
+
+    def _setop(self) -> str:
+        probe = self._scope_for("x", self.rng.choice(self.sources))
+        kinds = [self._comparable_kind(probe) for _ in range(self.rng.randint(1, 3))]
+        ops = ["UNION", "UNION ALL", "INTERSECT", "INTERSECT ALL", "EXCEPT", "EXCEPT ALL"]
+        sql = f"{self._setop_side(kinds)} {self.rng.choice(ops)} {self._setop_side(kinds)}"
+        if self._chance(0.3):
+            sql = f"({sql}) {self.rng.choice(ops)} {self._setop_side(kinds)}"
+        if self._chance(0.3):
+            sql += f" {self._total_order(len(kinds))} LIMIT {self.rng.choice([1, 2, 5, 20])}"
+        elif self.schema.name == "tpch":
+            sql = f"SELECT count(*) AS n, count(DISTINCT c0) AS d FROM ({sql}) AS u"
+        return sql
+
+    def _inner_source(self) -> tuple[str, Scope]:
+        source = self._source(max_rows=MAX_JOIN_ROWS / 4)
+        alias = self._new_alias()
+        return f"{source.sql} AS {alias}", self._scope_for(alias, source)
+
+    def _correlation(self, outer: Scope, inner: Scope) -> str | None:
+        """A predicate tying the subquery to the outer query (None: uncorrelated)."""
+        if not outer.refs or self._chance(0.25):
+            return None
+        pairs = [(o, i) for o in outer.refs for i in inner.refs
+                 if (o.name == i.name and self.schema.same_name_keys) or
+                 any({(lc, rc)} <= {(o.name, i.name), (i.name, o.name)} for _, lc, _, rc in self.schema.edges)]
+        if not pairs:
+            pairs = [(o, i) for o in outer.refs for i in inner.refs if o.kind == i.kind]
+        if not pairs:
+            return None
+        o, i = self.rng.choice(pairs)
+        op = self.rng.choice(["="] * 5 + ["<", ">=", "<>", "IS NOT DISTINCT FROM"])
+        cond = f"{i.sql} {op} {o.sql}"
+        if self._chance(0.2):
+            cond = f"({cond} OR {self.pred(inner, 1)})"
+        elif self._chance(0.3):
+            cond = f"{cond} AND {self.pred(inner, 1)}"
+        return cond
+
+    def subquery_pred(self, outer: Scope) -> str:
+        """EXISTS / IN / NOT IN / ANY / ALL / a comparison with a scalar subquery."""
+        src, inner = self._inner_source()
+        corr = self._correlation(outer, inner)
+        where = self._where([corr] if corr else [])
+        form = self.rng.choice(["exists", "in", "scalar", "any"])
+        if form == "exists":
+            return f"({self.rng.choice(['', 'NOT '])}EXISTS (SELECT 1 FROM {src}{where}))"
+        kind = self.rng.choice([r.kind for r in inner.refs])
+        left = [r for r in outer.refs if r.kind == kind or (r.kind in NUMERIC and kind in NUMERIC)]
+        lhs = self.rng.choice(left).sql if left else self._lit(kind)
+        col = self.rng.choice(inner.of((kind,))).sql
+        if form == "in":
+            return f"({lhs} {self.rng.choice(['', 'NOT '])}IN (SELECT {col} FROM {src}{where}))"
+        if form == "any":
+            op = self.rng.choice(["=", "<>", "<", ">="])
+            return f"({lhs} {op} {self.rng.choice(['ANY', 'ALL'])} (SELECT {col} FROM {src}{where}))"
+        agg = self.rng.choice(["min", "max", "count", "sum"]) if kind in NUMERIC else self.rng.choice(["min", "max"])
+        inner_value = f"{agg}({col})" if agg != "sum" else f"coalesce(sum({col}), 0)"
+        if agg == "count":
+            lhs = self.rng.choice(outer.of(("int",))).sql if outer.of(("int",)) else "1"
+        return f"({lhs} {self.rng.choice(['=', '<', '>='])} (SELECT {inner_value} FROM {src}{where}))"
+
+    def scalar_subquery(self, outer: Scope) -> str:
+        """A scalar subquery for a select list: an aggregate (maybe wrapped) or an ordered LIMIT 1."""
+        src, inner = self._inner_source()
+        corr = self._correlation(outer, inner)
+        where = self._where([corr] if corr else [])
+        if inner.keys and self._chance(0.25):
+            col = self.rng.choice(inner.refs).sql
+            order = ", ".join([col] + inner.keys)
+            return f"(SELECT {col} FROM {src}{where} ORDER BY {order} LIMIT 1)"
+        agg, _ = self.aggregate_call(inner)
+        return f"(SELECT {agg} FROM {src}{where})"
+
+    def _subquery(self) -> str:
+        position = self.rng.choice(["where", "where", "select", "having", "from", "on", "case", "nested"])
+        sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]), semi=False)
+        items = self._outputs(scope, self.rng.randint(1, 3))
+        if position == "where":
+            where.append(self.subquery_pred(scope))
+        elif position == "select":
+            items.append((self.scalar_subquery(scope), "any"))
+        elif position == "case":
+            items.append((f"CASE WHEN {self.subquery_pred(scope)} THEN 1 ELSE 0 END", "int"))
+        elif position == "nested":
+            where.append(self.pred(scope, sub=True))
+        elif position == "having":
+            keys, aggs, group = self._grouped(scope, 1)
+            src, inner = self._inner_source()
+            agg, _ = self.aggregate_call(inner)
+            having = f" HAVING count(*) {self.rng.choice(['>', '<='])} (SELECT count(*) FROM {src}" \
+                     f"{self._where([self.pred(inner, 1)] if self._chance(0.5) else [])})"
+            if self._chance(0.3):
+                having = f" HAVING {self.subquery_pred(Scope(scope.of(()) or [], None))}"
+            return f"SELECT {self._select_list(keys + aggs)} FROM {sql}{self._where(where)}{group}{having}"
+        elif position == "from":
+            inner_sql, inner_scope, inner_where = self.from_clause(1, semi=False)
+            keys, aggs, group = self._grouped(inner_scope, 1)
+            derived_items = ", ".join(f"{k} AS g{i}" for i, (k, _) in enumerate(keys)) + ", " + \
+                ", ".join(f"{a} AS v{i}" for i, (a, _) in enumerate(aggs))
+            dalias = self._new_alias()
+            derived = f"(SELECT {derived_items} FROM {inner_sql}{self._where(inner_where)}{group})"
+            kind = keys[0][1]
+            match = [r for r in scope.refs if r.kind == kind]
+            on = f"{dalias}.g0 = {self.rng.choice(match).sql}" if match else "TRUE"
+            join = self.rng.choice(["JOIN", "LEFT JOIN", "FULL JOIN"])
+            sql = f"{sql} {join} {derived} AS {dalias} ON {on}"
+            items.append((f"{dalias}.v0", "any"))
+            if match and self._chance(0.5):
+                items.append((f"{dalias}.g0", kind))
+        elif position == "on":
+            src, inner = self._inner_source()
+            pairs = self._key_pairs(scope, src.split(" AS ")[1], self._source_named(src.split(" AS ")[0]))
+            on = " AND ".join(f"{a} = {b}" for a, b in [self._key_sql(l, r) for l, r, _ in pairs[:1]]) or "TRUE"
+            on += f" AND {self.subquery_pred(inner)}"
+            sql = f"{sql} LEFT JOIN {src} ON {on}"
+            items.append((self.rng.choice(inner.refs).sql, "any"))
+        return (f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)}"
+                f"{self._maybe_limit(len(items), scope.rows)}")
+
+    def _source_named(self, name: str) -> Source:
+        return next(s for s in self.sources if s.sql == name)
+
+    def _cte(self) -> str:
+        sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]), semi=False)
+        if self._chance(0.4):
+            where.append(self.pred(scope))
+        if self._chance(0.6):
+            keys, aggs, group = self._grouped(scope, self.rng.choice([1, 1, 2]))
+            names = [f"g{i}" for i in range(len(keys))] + [f"v{i}" for i in range(len(aggs))]
+            body = ", ".join(f"{e} AS {n}" for (e, _), n in zip(keys + aggs, names))
+            cte_rows = min(scope.rows, 200.0)
+            unique = tuple(names[:len(keys)])
+            kinds = [k for _, k in keys] + ["float" if k == "any" else k for _, k in aggs]
+            cte = f"SELECT {body} FROM {sql}{self._where(where)}{group}"
+        else:
+            items = self._outputs(scope, self.rng.randint(1, 3))
+            names = [f"g{i}" for i in range(len(items))]
+            cte = f"SELECT {', '.join(f'{e} AS {n}' for (e, _), n in zip(items, names))} FROM {sql}{self._where(where)}"
+            cte_rows, unique, kinds = scope.rows, (), [k for _, k in items]
+        table = Table("c", tuple(Column(n, k, "", 5, max(1, int(cte_rows))) for n, k in zip(names, kinds)),
+                      int(cte_rows), unique)
+        cte_source = Source("c", table, base=False)
+        pool = [cte_source] * 3 + [s for s in self.sources if s.table.rows <= MAX_JOIN_ROWS / max(cte_rows, 1)]
+        main_sql, main_scope, main_where = self.from_clause(self.rng.choice([1, 2, 2]), semi=True, sources=pool)
+        if "c AS" not in main_sql:
+            main_sql += f" CROSS JOIN (SELECT count(*) AS n FROM c) AS cn"
+            main_scope.refs.append(Ref("cn.n", "n", "int", 1, 1))
+        if self._chance(0.3):
+            main_where.append(self.pred(main_scope))
+        items = self._outputs(main_scope, self.rng.randint(1, 3))
+        return (f"WITH c AS ({cte}) SELECT {self._select_list(items)} FROM {main_sql}{self._where(main_where)}"
+                f"{self._maybe_limit(len(items), main_scope.rows)}")
+
+    def _order(self) -> str:
+        sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]))
+        if self._chance(0.4):
+            where.append(self.pred(scope))
+        items = self._outputs(scope, self.rng.randint(1, 4))
+        distinct = self._chance(0.2)
+        n = len(items)
+        if self._chance(0.1):
+            order = "ORDER BY ALL" + self.rng.choice(["", " DESC"])
+        else:
+            keys = []
+            for _ in range(self.rng.randint(1, 2)):
+                pick = self.rng.random()
+                if pick < 0.4 or distinct:
+                    keys.append(str(self.rng.randint(1, n)))
+                elif pick < 0.7:
+                    keys.append(f"c{self.rng.randrange(n)}")
+                else:
+                    keys.append(self.expr(scope, self._comparable_kind(scope), 1))
+                keys[-1] += self.rng.choice(["", " DESC"]) + self.rng.choice(["", " NULLS FIRST", " NULLS LAST"])
+            keys += [str(p) for p in range(1, n + 1)]  # the tie-break that makes the order total
+            order = "ORDER BY " + ", ".join(keys)
+        tail = ""
+        if self._chance(0.7) or (self.schema.name == "tpch" and scope.rows > MAX_PLAIN_ROWS):
+            tail = f" LIMIT {self.rng.choice([0, 1, 2, 5, 10, 100])}"
+        if self._chance(0.4):
+            tail += f" OFFSET {self.rng.choice([0, 1, 3, 1000])}"
+        return (f"SELECT {'DISTINCT ' if distinct else ''}{self._select_list(items)} FROM {sql}{self._where(where)} "
+                f"{order}{tail}")
+
+    def _expr(self) -> str:
+        sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]), semi=False)
+        if self._chance(0.4):
+            where.append(self.pred(scope))
+        if self._chance(0.3):
+            aggs = [self.aggregate_call(scope, risky=True) for _ in range(self.rng.randint(1, 3))]
+            return f"SELECT {self._select_list(aggs)} FROM {sql}{self._where(where)}"
+        items = []
+        for _ in range(self.rng.randint(1, 4)):
+            kind = self.rng.choice(["int", "int", "float", "dec", "date", "ts", "text"])
+            items.append((self.expr(scope, kind, 0, risky=True), kind))
+        body = f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)}"
+        if self.schema.name == "tpch" and scope.rows > MAX_PLAIN_ROWS:  # every row evaluated, few returned
+            return f"SELECT count(*) AS n, " + ", ".join(f"max(c{i}) AS m{i}" for i in range(len(items))) + f" FROM ({body}) AS e"
+        return body
+
+
+def generate(schema: Schema, seed: int, count: int, areas: tuple[str, ...] = AREAS) -> list[FuzzQuery]:
+    """`count` queries from `seed`, cycling through `areas` so every area gets its share."""
+    gen = QueryGenerator(schema, random.Random(f"{schema.name}:{seed}"))
+    return [gen.query(areas[i % len(areas)]) for i in range(count)]

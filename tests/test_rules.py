@@ -1,0 +1,74 @@
+"""Fixture tests of the logical rewrite rules: a small plan in, the rewritten plan's shape out.
+
+The answers these rewrites must keep are checked against DuckDB by tests/sql/*.test; here each
+rule's own decisions (which join kind, where a filter lands, what it must leave alone).
+"""
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+
+from planner.logical import Filter, Join, Query, Scan, col
+from planner.rules.simplify_outer_joins import rejects_nulls, simplify_outer_joins
+
+X = Scan("x", (("x_s", "s"), ("x_k", "k")))
+Y = Scan("y", (("y_n", "n"), ("y_k", "k")))
+
+
+def _pred(text: str) -> exp.Expression:
+    # Column names in the fixtures are the plan's ids.
+    return sqlglot.parse_one(text, read="duckdb").transform(
+        lambda n: col(n.name) if isinstance(n, exp.Column) else n)
+
+
+def _join(kind: str) -> Join:
+    return Join(X, Y, kind, (col("x_k"),), (col("y_k"),))
+
+
+def _simplified(node):
+    return simplify_outer_joins(Query(node, ("a",))).root
+
+
+def test_full_join_under_a_filter_on_the_left_becomes_left_and_the_filter_runs_first():
+    out = _simplified(Filter(_join("full"), _pred("x_s <> 't'")))
+    assert isinstance(out, Join) and out.kind == "left"
+    assert isinstance(out.left, Filter) and out.left.input is X and out.right is Y
+
+
+def test_full_join_filtered_on_both_sides_becomes_inner_with_both_filters_pushed():
+    out = _simplified(Filter(_join("full"), _pred("x_s > 'a' AND y_n + 1 = 3")))
+    assert isinstance(out, Join) and out.kind == "inner"
+    assert isinstance(out.left, Filter) and isinstance(out.right, Filter)
+
+
+def test_left_join_filtered_on_its_null_extended_side_becomes_inner():
+    out = _simplified(Filter(_join("left"), _pred("y_n IS NOT NULL")))
+    assert out.kind == "inner" and isinstance(out.right, Filter)
+
+
+def test_right_join_filtered_on_the_left_becomes_inner():
+    out = _simplified(Filter(_join("right"), _pred("x_k BETWEEN 1 AND 3")))
+    assert out.kind == "inner"
+
+
+def test_filters_that_keep_nulls_leave_the_join_alone():
+    for text in ("y_n IS NULL", "coalesce(y_n, 0) = 0", "y_n = 1 OR x_s = 'a'", "NOT (y_n = 1)"):
+        node = Filter(_join("left"), _pred(text))
+        out = _simplified(node)
+        assert isinstance(out, Filter) and out.input.kind == "left", text
+
+
+def test_a_filter_on_the_preserved_side_of_a_left_join_changes_nothing():
+    # x_s <> 't' rejects rows whose x columns are NULL, but a LEFT join never NULL-extends x.
+    out = _simplified(Filter(_join("left"), _pred("x_s <> 't'")))
+    assert isinstance(out, Filter) and out.input.kind == "left"
+
+
+def test_rejects_nulls_is_certain_or_false():
+    side = {"y_n"}
+    assert rejects_nulls(_pred("y_n < 3"), side)
+    assert rejects_nulls(_pred("CAST(y_n AS VARCHAR) LIKE 'a%'"), side)
+    assert rejects_nulls(_pred("y_n IN (1, 2)"), side)
+    assert not rejects_nulls(_pred("x_s < 3"), side)
+    assert not rejects_nulls(_pred("y_n IS NOT DISTINCT FROM 3"), side)
+    assert not rejects_nulls(_pred("coalesce(y_n, 1) < 3"), side)
