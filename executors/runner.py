@@ -22,6 +22,7 @@ from sqlglot import exp
 from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError
 from executors.comm import split_by_partition
 from executors.scan import ARROW_VIEW_PREFIX, ScanSource
+from planner.comparable import never_raising
 from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Scan, SetOp,
                              SingleRow, Sort, Values, Window)
 from planner.patterns.base import Exchange, is_replicable
@@ -330,7 +331,7 @@ class Runner:
         if P == 1:
             return self.fetch(child_sql, child), np.zeros(0, dtype=np.uint8)
         types = self._key_types(child_sql, keys)
-        h = ", ".join(self._normalised(sql(_never_raising(k)), t) for k, t in zip(keys, types))
+        h = ", ".join(self._normalised(sql(never_raising(k)), t) for k, t in zip(keys, types))
         t = self.fetch(f"SELECT *, CAST(hash({h}) % {P} AS USMALLINT) AS __part FROM ({child_sql})", child)
         part = t.column("__part").to_numpy()
         return t.drop_columns(["__part"]), part
@@ -547,9 +548,3 @@ class Runner:
             return (f"SELECT * EXCLUDE (__own) FROM (SELECT *, {items} FROM ({self.render(inner)})) WHERE __own")
         return f"SELECT *, {items} FROM ({self.render(inner)})"
 
-
-def _never_raising(key):
-    """The key as the exchange hashes it: its casts made TRY_CASTs. A value that does not convert
-    hashes as NULL; the join after the exchange evaluates the real cast and raises DuckDB's error
-    there, on the rows DuckDB's own plan lets reach the join (a filter above it is pushed below)."""
-    return key.transform(lambda n: exp.TryCast(this=n.this.copy(), to=n.to.copy()) if type(n) is exp.Cast else n)

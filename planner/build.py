@@ -19,9 +19,11 @@ import itertools
 from sqlglot import exp
 
 from engine.errors import CatalogError, NotSupportedError
-from planner.comparable import common_setop_type, comparable_pair, kind_of
+from planner.comparable import common_setop_type, comparable_pair, kind_of, never_raising
 from planner.estimate import Estimator
 from planner.qualify import sql_type_name
+from planner.rules.quantified_subqueries import rewrite_quantified
+from planner.rules.simplify_outer_joins import rejects_nulls
 from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Query, Scan,
                              SetOp, SingleRow, Sort, Values, Window, col, column_ids)
 
@@ -147,11 +149,18 @@ class Correlation:
     """What a correlated subquery hands back to its caller: the WHERE conjuncts that reference the
     outer query and, for a scalar subquery, the outer and inner key columns it was grouped by."""
 
-    def __init__(self, scalar: bool = False):
+    def __init__(self, scalar: bool = False, outer_rel: Node | None = None):
         self.scalar = scalar
         self.conjuncts: list[exp.Expression] = []
         self.outer_keys: list[str] = []
         self.inner_keys: list[str] = []
+        # The outer relation, for a correlation that is not `inner = outer column`: the subquery is
+        # then computed once per distinct outer value (see Builder._dependent_join).
+        self.outer_rel = outer_rel
+        self.dependent = False
+        self.null_safe: set[str] = set()  # outer keys of a dependent join that NULL must match
+        # After GROUP BY, outer columns are read from the aggregate: group key id → its output id.
+        self.outer_map: dict | None = None
 
     def __bool__(self):
         return bool(self.conjuncts or self.outer_keys)
@@ -453,6 +462,8 @@ class Builder:
         # items of the current inner-join set: (node, ids)
         items: list[Node] = []
         set_conjuncts: list[exp.Expression] = []
+        # Subquery conjuncts of inner joins' ON clauses: applied with the WHERE's.
+        on_subqueries: list[exp.Expression] = []
         if frm is None:
             node = Values((self.new_id("dummy"),), ((exp.Literal.number(1),),))
             items.append(node)
@@ -473,21 +484,37 @@ class Builder:
                 left = self.join_set(items, set_conjuncts, scope)
                 left_ids = set(left.columns)
                 scope.add(alias, mapping)
-                on = [self.translate(c, scope) for c in conjuncts(j.args.get("on"))]
+                jkind = side.lower() if side else kind.lower()
+                if on_subqueries and jkind in ("right", "full"):
+                    # They are applied after every join: right of a RIGHT or FULL join, too late.
+                    raise NotSupportedError("a subquery in an inner join's ON clause before a RIGHT or FULL JOIN")
+                on = []
+                for c in conjuncts(j.args.get("on")):
+                    if not _has_subquery(c):
+                        on.append(self.translate(c, scope))
+                    elif jkind in ("left", "semi", "anti") and self._local_refs(c, scope) <= set(node.columns):
+                        # It reads only the joined table, whose rows it filters before the join.
+                        node = self.subquery_predicate(node, c, scope)
+                    else:
+                        raise NotSupportedError(f"a subquery in the ON clause of a {jkind.upper()} JOIN that "
+                                                "reads the other side")
                 if using:
                     on += self._using(using, scope, alias, mapping)
-                jkind = side.lower() if side else kind.lower()
                 joined = self.make_join(left, node, jkind, on, left_ids)
                 items, set_conjuncts = [joined], []
             else:
                 scope.add(alias, mapping)
                 items.append(node)
                 on = j.args.get("on")
-                set_conjuncts += [self.translate(c, scope) for c in conjuncts(on)]
+                for c in conjuncts(on):  # an inner join's ON is a WHERE
+                    if _has_subquery(c):
+                        on_subqueries.append(c)
+                    else:
+                        set_conjuncts.append(self.translate(c, scope))
                 if using:
                     set_conjuncts += self._using(using, scope, alias, mapping)
         # WHERE
-        subq_preds = []
+        subq_preds = on_subqueries
         for c in conjuncts(sel.args.get("where")):
             if corr is not None and self._references_outer(c, scope):
                 if _has_subquery(c):
@@ -668,8 +695,6 @@ class Builder:
             sub = inner.expression.this
             sub = sub if isinstance(sub, exp.Subquery) else exp.Subquery(this=sub)
             return self._in(rel, exp.In(this=inner.this, query=sub), scope, negated)
-        if any(isinstance(n, (exp.Any, exp.All)) for n in inner.walk()):
-            raise NotSupportedError("comparisons with ANY / ALL other than = ANY")
         # anything else: scalar subqueries inside an expression
         rel, e = self.attach_scalars(rel, c, scope)
         return Filter(rel, self.translate(e, scope))
@@ -714,8 +739,12 @@ class Builder:
             raise NotSupportedError("a correlated IN subquery with aggregates or LIMIT")
         if not negated:
             return self.make_join(rel, node, "semi", eqs + corr.conjuncts, set(rel.columns))
-        if corr or len(keys) != 1:
-            raise NotSupportedError("NOT IN with a correlated or multi-column subquery (use NOT EXISTS)")
+        if len(keys) != 1:
+            raise NotSupportedError("NOT IN with a multi-column subquery (use NOT EXISTS)")
+        if corr:
+            # As a value: NOT (x IN …) with SQL's NULL rules, through counting subqueries.
+            rel, value = self.attach_scalars(rel, exp.Not(this=exp.Paren(this=e.copy())), scope)
+            return Filter(rel, self.translate(value, scope))
         # x NOT IN S is TRUE only if S is empty, or x is not NULL, S has no NULL and no S value equals x.
         n_id, nn_id = self.new_id("in_rows"), self.new_id("in_nonnull")
         stats = Aggregate(node, (), ((n_id, exp.Count(this=exp.Star())), (nn_id, exp.Count(this=col(ids[0])))))
@@ -730,6 +759,7 @@ class Builder:
     def attach_scalars(self, rel: Node, e: exp.Expression, scope: Scope, after_agg: dict | None = None):
         """Joins every scalar subquery in e onto rel; returns (rel, e with the subqueries replaced by
         placeholder columns that translate() resolves through the scope's '__scalar' source)."""
+        e = rewrite_quantified(e)
         subs = [s for s in _outside_subqueries(e, (exp.Subquery,)) if not isinstance(s.parent, exp.In)]
         if not subs:
             return rel, e
@@ -739,7 +769,8 @@ class Builder:
         placeholders = scope.sources.setdefault("__scalar", {})
         for s in subs:
             q = self._subquery_select(s)
-            corr = Correlation(scalar=True)
+            corr = Correlation(scalar=True, outer_rel=rel)
+            corr.outer_map = after_agg
             if isinstance(q, exp.Select):
                 node, _, ids = self.select(q, scope, corr)
             else:
@@ -802,15 +833,48 @@ class Builder:
             return Project(node, tuple(exprs))
         return cast(left, lids, lcast), cast(right, rids, rcast), types
 
+    def _dependent_join(self, rel: Node, corr: Correlation, outer_ids: set[str]):
+        """A correlation of any shape (`inner.x < outer.y`, several, under OR): the subquery's rows
+        are joined with the distinct values of the outer columns it reads, on the correlation
+        itself, and grouped by those values; returns (rel, the group keys). The caller joins the
+        groups back to the outer rows on those columns; where the correlation can hold for a NULL
+        outer value (`inner.x IS NOT DISTINCT FROM outer.y`, an OR), NULL must meet NULL there, so
+        those keys are compared as one-element lists ([NULL] = [NULL] in DuckDB)."""
+        if corr.outer_rel is None:
+            raise NotSupportedError("a correlated subquery whose correlation is not `inner = outer column` here")
+        used = sorted(set().union(*(column_ids(c) for c in corr.conjuncts)) & outer_ids)
+        corr.null_safe = {o for o in used if not any(rejects_nulls(c, {o}) for c in corr.conjuncts)}
+        fresh = {o: self.new_id("outer_value", self.id_types.get(o)) for o in used}
+        source = {o: o for o in used}
+        if corr.outer_map is not None:
+            if any(o not in corr.outer_map for o in used):
+                raise NotSupportedError("a correlated subquery after GROUP BY on a column that is not a group key")
+            source = {o: corr.outer_map[o] for o in used}
+        values = Distinct(Project(corr.outer_rel, tuple((fresh[o], self.tcol(source[o])) for o in used)))
+        on = [c.transform(lambda n: self.tcol(fresh[n.name]) if isinstance(n, exp.Column) and n.name in fresh else n)
+              for c in corr.conjuncts]
+        rel = self.make_join(rel, values, "inner", on, set(rel.columns))
+        corr.outer_keys = list(used)
+        corr.dependent = True
+        return rel, [self.tcol(fresh[o]) for o in used]
+
     def _correlated_scalar(self, rel, node, ids, corr: Correlation, q):
         # node outputs: the value, then the inner correlation key columns (see _project).
         if len(ids) != 1 + len(corr.inner_keys):
             raise CatalogError("scalar subquery returns more than one column")
         value, inner_keys, outer_keys = ids[0], corr.inner_keys, corr.outer_keys
-        node = self._restrict_to_outer_keys(node, rel, inner_keys, outer_keys)
+        if not corr.dependent:  # a dependent join is already restricted to the outer values
+            node = self._restrict_to_outer_keys(node, rel, inner_keys, outer_keys)
         marker = self.new_id("matched")
         proj = Project(node, tuple([(i, col(i)) for i in ids] + [(marker, exp.true())]))
-        lk, rk, residual = self._comparable_keys(outer_keys, inner_keys)
+        if corr.dependent:  # the groups' keys are copies of the outer columns: same types
+            def key(outer, cid):
+                return exp.Array(expressions=[self.tcol(cid)]) if outer in corr.null_safe else self.tcol(cid)
+            lk = tuple(key(o, o) for o in outer_keys)
+            rk = tuple(key(o, i) for o, i in zip(outer_keys, inner_keys))
+            residual = None
+        else:
+            lk, rk, residual = self._comparable_keys(outer_keys, inner_keys)
         rel = Join(rel, proj, "left", lk, rk, residual)
         empty = self._empty_value(q)
         if empty is None:
@@ -836,6 +900,7 @@ class Builder:
                 fresh = [(self.new_id("outer_key", self.id_types.get(k)), col(k)) for k in outer_keys]
                 keys_rel = Project(source, tuple(fresh))
                 lk, rk, residual = self._comparable_keys([exprs[k] for k in inner_keys], [f for f, _ in fresh])
+                lk, rk = tuple(never_raising(k) for k in lk), tuple(never_raising(k) for k in rk)
                 restricted = Join(n.input, keys_rel, "semi", lk, rk, residual)
                 return Aggregate(restricted, n.groups, n.aggs)
             if isinstance(n, (Project, Filter)):
@@ -892,6 +957,7 @@ class Builder:
             if group_exprs or sel.args.get("limit") or sel.args.get("distinct") or not any(_aggregates(x) for x in exprs):
                 raise NotSupportedError("a correlated scalar subquery that is not a plain aggregate")
             outer_ids = self._outer_ids(scope)
+            pairs = []
             for c in corr.conjuncts:
                 pair = None
                 if isinstance(c, exp.EQ):
@@ -900,10 +966,16 @@ class Builder:
                         pair = (a, b)
                     elif isinstance(b, exp.Column) and b.name in outer_ids and column_ids(a) and not column_ids(a) & outer_ids:
                         pair = (b, a)
-                if pair is None:
-                    raise NotSupportedError("a correlated scalar subquery whose correlation is not `inner = outer column`")
-                corr.outer_keys.append(pair[0].name)
-                corr_groups.append(pair[1])
+                pairs.append(pair)
+            if all(pairs):
+                for outer, inner in pairs:
+                    corr.outer_keys.append(outer.name)
+                    # Grouped in the type the comparison uses: '1' and '01' are one group when the
+                    # outer key is a number (else an outer row would match two groups).
+                    _, inner_key, unknown = comparable_pair(self.tcol(outer.name), inner)
+                    corr_groups.append(inner if unknown is not None else inner_key)
+            else:
+                rel, corr_groups = self._dependent_join(rel, corr, outer_ids)
             corr.conjuncts = []
 
         def agg_list(es):

@@ -67,6 +67,13 @@ def _cast(e: exp.Expression, to: exp.DataType) -> exp.Expression:
     return out
 
 
+def never_raising(key: exp.Expression) -> exp.Expression:
+    """key with its casts made TRY_CASTs: for keys that only narrow what is computed (a magic-set
+    restriction, an exchange's hash), where a value that does not convert must not raise before
+    the real comparison decides whether DuckDB raises."""
+    return key.transform(lambda n: exp.TryCast(this=n.this.copy(), to=n.to.copy()) if type(n) is exp.Cast else n)
+
+
 def canonical(e: exp.Expression) -> exp.Expression:
     return _CANONICAL.transform(lambda n: e.copy() if isinstance(n, exp.Column) and n.name == "__k" else n)
 
