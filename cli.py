@@ -165,8 +165,9 @@ def _mount_optional():
     from server.cli import serve_command, sql_command
     cli.add_command(serve_command)
     cli.add_command(sql_command)
-    from tpch.cli import tpch
+    from tpch.cli import tpcds, tpch
     cli.add_command(tpch)
+    cli.add_command(tpcds)
 
 
 _mount_optional()

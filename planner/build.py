@@ -21,11 +21,14 @@ from sqlglot import exp
 from engine.errors import CatalogError, NotSupportedError
 from planner.comparable import common_setop_type, comparable_pair, kind_of, never_raising
 from planner.estimate import Estimator
+from planner.grouping_sets import expand, grouping_masks, has_grouping_sets
 from planner.qualify import sql_type_name
 from planner.rules.quantified_subqueries import rewrite_quantified
 from planner.rules.simplify_outer_joins import rejects_nulls
 from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Query, Scan,
                              SetOp, SingleRow, Sort, Values, Window, col, column_ids)
+
+GROUPING_CALLS = (exp.Grouping, exp.GroupingId)
 
 # Aggregates whose value over no rows is 0, not NULL.
 ZERO_ON_EMPTY = (exp.Count, exp.CountIf, exp.ApproxDistinct)
@@ -833,6 +836,51 @@ class Builder:
             return Project(node, tuple(exprs))
         return cast(left, lids, lcast), cast(right, rids, rcast), types
 
+    def _expand_grouping_sets(self, rel: Node, groups, sets):
+        """Rows repeated once per grouping set, the keys a set does not keep NULL in its copy (see
+        planner/grouping_sets.py); returns (rel, the aggregate's groups, the set number's id)."""
+        number = self.new_id("grouping_set", exp.DataType.build("INT"))
+        # The empty set () is a global aggregate of its own (_grouping_sets_aggregate): over no rows
+        # it still gives one row.
+        values = Values((number,), tuple((exp.Literal.number(i),) for i, s in enumerate(sets) if s))
+        exprs = [(c, col(c)) for c in rel.columns] + [(number, col(number))]
+        keyed = []
+        for i, (gid, key) in enumerate(groups):
+            keep = [n for n, s in enumerate(sets) if i in s]
+            nulled = self.new_id("set_key", self.id_types.get(gid))
+            if len(keep) == len(sets):
+                value = key
+            else:
+                cond = exp.In(this=col(number), expressions=[exp.Literal.number(n) for n in keep]) if keep else exp.false()
+                value = exp.Case(ifs=[exp.If(this=cond, true=key)])
+            exprs.append((nulled, value))
+            keyed.append((gid, col(nulled)))
+        set_id = self.new_id("grouping_set")
+        return Project(Join(rel, values, "cross"), tuple(exprs)), keyed + [(set_id, col(number))], set_id
+
+    def _grouping_sets_aggregate(self, base: Node, expanded: Node, groups, aggs, sets, set_id) -> Node:
+        """The aggregate over the expanded rows of the non-empty sets, and one global aggregate of
+        `base` per empty set, its keys NULL, all with the same columns (UNION ALL)."""
+        parts = []
+        if any(sets):
+            parts.append(Aggregate(expanded, tuple(groups), aggs))
+        for n, s in enumerate(sets):
+            if s:
+                continue
+            keys = tuple((gid, exp.Null()) if gid != set_id else (gid, exp.Literal.number(n)) for gid, _ in groups)
+            if not aggs:  # one row of NULL keys, whatever the input
+                parts.append(Values(tuple(g for g, _ in keys), (tuple(v for _, v in keys),)))
+                continue
+            total = Aggregate(base, (), aggs)
+            parts.append(Project(total, keys + tuple((aid, col(aid)) for aid, _ in aggs)))
+        ids = tuple(gid for gid, _ in groups) + tuple(aid for aid, _ in aggs)
+        out = parts[0]
+        if out.columns != ids:
+            out = Project(out, tuple((i, col(i)) for i in ids))
+        for p in parts[1:]:
+            out = SetOp("union", True, out, p, ids)
+        return out
+
     def _dependent_join(self, rel: Node, corr: Correlation, outer_ids: set[str]):
         """A correlation of any shape (`inner.x < outer.y`, several, under OR): the subquery's rows
         are joined with the distinct values of the outer columns it reads, on the correlation
@@ -943,10 +991,11 @@ class Builder:
         having = sel.args.get("having")
         having_e = having.this if having else None
         group = sel.args.get("group")
-        if group and (any(group.args.get(k) for k in ("rollup", "cube", "grouping_sets")) or
-                      any(isinstance(g, (exp.Rollup, exp.Cube, exp.GroupingSets)) for g in group.expressions)):
-            raise NotSupportedError("ROLLUP, CUBE and GROUPING SETS")
-        group_exprs = list(group.expressions) if group else []
+        sets = None
+        if has_grouping_sets(group):
+            group_exprs, sets = expand(group, expr_key)
+        else:
+            group_exprs = list(group.expressions) if group else []
         if group is not None and group.args.get("all"):
             # GROUP BY ALL: every select item without an aggregate is a group key.
             group_exprs = [e for e in exprs if not _aggregates(e) and not _outside_subqueries(e, (exp.Window,))
@@ -982,7 +1031,7 @@ class Builder:
             found = []
             for e in es:
                 if e is not None:
-                    found += _aggregates(e)
+                    found += [a for a in _aggregates(e) if not isinstance(a, GROUPING_CALLS)]
             return found
 
         aggs = agg_list(exprs + [having_e] + [o for o in order_exprs
@@ -1019,9 +1068,31 @@ class Builder:
                 agg_cols.append((aid, self.translate(a, scope)))
                 seen[key] = aid
                 post.add(a, col(aid))
-            rel = Aggregate(rel, tuple(groups), tuple(agg_cols))
             group_map = {g.name: gid for gid, g in groups if isinstance(g, exp.Column)}
-            corr_out = [gid for gid, _ in groups[len(group_exprs):]]
+            set_id = None
+            calls = [n for e in exprs + [having_e] + order_exprs if e is not None
+                     for n in _outside_subqueries(e, GROUPING_CALLS)]
+            if sets is not None:
+                if corr_groups:
+                    raise NotSupportedError("a correlated subquery with GROUPING SETS, ROLLUP or CUBE")
+                base = rel
+                rel, groups, set_id = self._expand_grouping_sets(rel, groups, sets)
+            elif calls:
+                sets = [frozenset(range(len(group_exprs)))]
+            keys_index = {expr_key(g): i for i, g in enumerate(group_exprs)}
+            for call in calls:
+                masks = grouping_masks(call, keys_index, sets, expr_key)
+                if set_id is None:
+                    value = exp.Literal.number(masks[0])
+                else:
+                    value = exp.Case(this=col(set_id), ifs=[exp.If(this=exp.Literal.number(i), true=exp.Literal.number(m))
+                                                            for i, m in enumerate(masks)])
+                post.add(call, value)
+            if set_id is not None:
+                rel = self._grouping_sets_aggregate(base, rel, groups, tuple(agg_cols), sets, set_id)
+            else:
+                rel = Aggregate(rel, tuple(groups), tuple(agg_cols))
+            corr_out = [gid for gid, _ in groups[len(group_exprs):] if gid != set_id]
             grouped = True
         else:
             corr_out = []
@@ -1068,7 +1139,7 @@ class Builder:
         by_alias = {n: i for n, i in zip(names, out_ids)}
         by_text = {}
         for (i, t) in out_exprs:
-            by_text.setdefault(t.sql("duckdb"), i)
+            by_text.setdefault(t.unnest().sql("duckdb"), i)
         for o, e in zip(order.expressions if order else [], order_exprs):
             if isinstance(e, exp.Column) and not e.table and e.name in by_alias:
                 target = by_alias[e.name]
@@ -1081,7 +1152,7 @@ class Builder:
                 e = e.copy().transform(lambda n: alias_expr[n.name].copy()
                                        if isinstance(n, exp.Column) and not n.table and n.name in alias_expr else n)
                 rel, t = final(e, rel)
-                target = by_text.get(t.sql("duckdb"))
+                target = by_text.get(t.unnest().sql("duckdb"))
                 if target is None:
                     if sel.args.get("distinct"):
                         raise CatalogError("for SELECT DISTINCT, ORDER BY expressions must appear in the select list")
@@ -1125,7 +1196,8 @@ class Builder:
         def check(n):
             return n
         t = self.translate(e, scope, replace=post)
-        bad = [c.name for c in t.find_all(exp.Column) if c.name not in {v.name for v in post.values()}]
+        allowed = {c.name for v in post.values() for c in v.find_all(exp.Column)}
+        bad = [c.name for c in t.find_all(exp.Column) if c.name not in allowed]
         if bad:
             # Columns that came from the scalar placeholder scope are fine.
             scal = set(scope.sources.get("__scalar", {}).values())

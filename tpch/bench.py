@@ -255,8 +255,9 @@ def _meta(config: BenchConfig, threads: int, skipped: list[str], started_at: str
     import duckdb
     import pyarrow
 
+    from tpch.tpcds.generate import scale_factor_of as tpcds_scale_factor_of
     try:
-        sf = scale_factor_of(config.data_dir)
+        sf = tpcds_scale_factor_of(config.data_dir) or scale_factor_of(config.data_dir)
     except Exception:
         sf = None
     return {

@@ -149,6 +149,47 @@ def bench(data_dir, numbers, sql_files, ranks, engines, repeat, threads, rank_th
     _run_and_report(queries, config, "tpch", out_dir, "results")
 
 
+@click.group()
+def tpcds():
+    """TPC-DS data generation and benchmarks (the 99 queries, 103 statements)."""
+
+
+@tpcds.command("gen")
+@click.option("--sf", type=float, default=1.0, show_default=True, help="Scale factor (1 = about 1 GB as text).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Output folder.")
+@click.option("--parts", type=int, default=1, show_default=True,
+              help="Split the big tables into this many files (<out>/<table>/<table>.<i>.parquet).")
+@click.option("--row-group-bytes", default=None, help="Parquet row-group size, e.g. 1MB (small groups spread "
+                                                      "small tables over more ranks).")
+def tpcds_gen(sf: float, out_dir: str, parts: int, row_group_bytes: str | None):
+    """Generate TPC-DS data as Parquet with tpcgen-cli (tables already present are kept)."""
+    from tpch.tpcds.generate import generate as generate_tpcds
+    try:
+        generate_tpcds(sf, out_dir, parts=parts, row_group_bytes=row_group_bytes)
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"TPC-DS SF{sf:g} ready in {out_dir}")
+
+
+@tpcds.command("bench")
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), required=True,
+              help="TPC-DS Parquet folder (from `flocksql tpcds gen`).")
+@click.option("--queries", "wanted", default="1-99", show_default=True,
+              help="Statements, e.g. 1-10,14a,23 (a query number means all its statements).")
+@_bench_options
+def tpcds_bench(data_dir, wanted, ranks, engines, repeat, threads, rank_threads, timeout_s, batch, rel_tol, out_dir):
+    """Time TPC-DS statements on FlockSQL and peers; validate every answer against DuckDB."""
+    from tpch import tpcds as ds
+    try:
+        names = ds.parse_statements(wanted)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--queries") from exc
+    queries = {f"Q{n}": ds.query_text(n) for n in names}
+    config = BenchConfig(data_dir=data_dir, engines=engines, ranks=ranks, repeat=repeat, threads=threads,
+                         rank_threads=rank_threads, timeout_s=timeout_s, batch=batch, rel_tol=rel_tol)
+    _run_and_report(queries, config, "tpcds", out_dir, "tpcds-results")
+
+
 def sql_file_text(path) -> str:
     """One statement from a file: comment lines and a trailing semicolon dropped."""
     lines = [line for line in Path(path).read_text().splitlines() if not line.lstrip().startswith("--")]

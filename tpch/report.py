@@ -68,7 +68,7 @@ def markdown(results: dict) -> str:
     meta = results["meta"]
     labels = _labels(results)
     others = [lb for lb in labels if lb != BASELINE]
-    title = "TPC-H benchmark" if results["kind"] == "tpch" else "Micro-benchmarks"
+    title = {"tpch": "TPC-H benchmark", "tpcds": "TPC-DS benchmark"}.get(results["kind"], "Micro-benchmarks")
     sf = f"SF {meta['scale_factor']:g} · " if meta.get("scale_factor") else ""
     schedule = "one batch per run" if meta["batch"] else "runs interleaved per query"
     lines = [
@@ -261,7 +261,7 @@ def write_charts(results: dict, out_dir: Path, stem: str = "results") -> list[Pa
         fig, ax = plt.subplots(figsize=(6.5, 4.5))
         base_total = None
         for engine, runs in scaled.items():
-            if results["kind"] == "tpch":
+            if results["kind"] in ("tpch", "tpcds"):
                 common = common_queries(results, [lb for _, lb in runs] + [BASELINE])
                 ys = [sum(q["results"][lb]["median"] for q in common) for _, lb in runs]
                 ax.plot([r for r, _ in runs], ys, marker="o", label=f"{engine} ({len(common)} queries)")
@@ -279,7 +279,7 @@ def write_charts(results: dict, out_dir: Path, stem: str = "results") -> list[Pa
         ranks = sorted({r for runs in scaled.values() for r, _ in runs})
         ax.set_xticks(ranks)
         ax.set_xlabel("MPI ranks")
-        ax.set_ylabel("seconds" + (" (total)" if results["kind"] == "tpch" else " (dotted: DuckDB)"))
+        ax.set_ylabel("seconds" + (" (total)" if results["kind"] in ("tpch", "tpcds") else " (dotted: DuckDB)"))
         ax.set_title("Time versus ranks (strong scaling)")
         ax.set_yscale("log")
         written.append(_finish(plt, fig, ax, out_dir / f"{stem}_scaling.png"))
