@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -34,6 +35,14 @@ from planner.copartition import copartition
 from planner.physical import PhysicalPlanner
 from planner.rules import run_rules
 from planner.qualify import Statement, bind_params, classify, parse, qualify_statement
+
+# Parsing, binding and planning recurse once or more per nesting level of the SQL (derived tables,
+# parenthesised expressions); DuckDB admits 1000 levels, Python's default limit stops near 100.
+# A query nested deeper than the limit set here is refused as not supported (see _planned).
+PLANNING_RECURSION_LIMIT = 30_000
+FRAGMENT_EXPRESSION_DEPTH = 5_000
+if sys.getrecursionlimit() < PLANNING_RECURSION_LIMIT:
+    sys.setrecursionlimit(PLANNING_RECURSION_LIMIT)
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -142,6 +151,9 @@ class Session:
         arrow, parquet or ordered (see below)."""
         con = duckdb.connect(config={"threads": self.threads})
         con.execute(f"SET memory_limit='{memory_limit}'")
+        # A fragment nests deeper than the statement it came from (each plan node a SELECT): a
+        # query DuckDB's own limit of 1000 admits must still run.
+        con.execute(f"SET max_expression_depth = {FRAGMENT_EXPRESSION_DEPTH}")
         # With several ranks, most fragments read exchanged Arrow views that carry no statistics,
         # so they run ('arrow') with DuckDB's optimisers that need them turned off:
         # join_order: our planner orders joins from catalog statistics; DuckDB would reorder blind
@@ -188,6 +200,10 @@ class Session:
         return phys
 
     def plan(self, sql: str, params=None):
+        with _nesting_guard():
+            return self._plan(sql, params)
+
+    def _plan(self, sql: str, params=None):
         ast = parse(sql)
         stmt = classify(ast, sql)
         if stmt.kind not in ("query", "explain"):
@@ -203,10 +219,11 @@ class Session:
         hit = self._plans.get(self._cache_key(key))
         if hit is not None:
             return hit
-        stmt = classify(parse(sql), sql)
-        if stmt.kind != "query":
-            return stmt
-        return self._plan_query(bind_params(stmt.query, params), key)
+        with _nesting_guard():
+            stmt = classify(parse(sql), sql)
+            if stmt.kind != "query":
+                return stmt
+            return self._plan_query(bind_params(stmt.query, params), key)
 
     def execute(self, sql: str, params=None) -> pa.Table:
         with self._lock:
@@ -584,3 +601,15 @@ def _parquet_safe(table: pa.Table) -> pa.Table:
             seen[n] = 0
         names.append(n)
     return table.rename_columns(names)
+
+
+class _nesting_guard:
+    """Turns a RecursionError of parsing or planning into a clear refusal."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is RecursionError:
+            raise NotSupportedError("a statement nested this deeply (derived tables or parentheses)") from None
+        return False

@@ -86,6 +86,7 @@ def parse(sql: str) -> exp.Expression:
         if first == word or first.startswith(word + " ") or first.split(" ")[0] == word:
             raise NotSupportedError(f"statement {word}")
     _check_syntax_with_duckdb(sql)
+    sql, lists = _fold_long_in_lists(sql)
     try:
         stmts = [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
     except SqlglotParseError as e:
@@ -99,7 +100,65 @@ def parse(sql: str) -> exp.Expression:
         raise ParseError("empty statement")
     if len(stmts) > 1:
         raise NotSupportedError("more than one statement at a time")
-    return stmts[0]
+    return _unfold_in_lists(stmts[0], lists) if lists else stmts[0]
+
+
+# A literal IN list at least this long is kept as its text, one node, not one node per item: a
+# 100,000-item list would otherwise be copied and walked by every step of planning (minutes).
+LONG_IN_LIST = 256
+_LIST_NAME = "__flocksql_in_list_"
+
+
+def _fold_long_in_lists(sql: str) -> tuple[str, dict[str, str]]:
+    """sql with each long `IN (constant, ...)` list replaced by a placeholder name, and the lists.
+
+    DuckDB's tokenizer finds them (so a list inside a string or a comment is never touched)."""
+    if sql.count(",") < LONG_IN_LIST:
+        return sql, {}
+    tokens = duckdb.tokenize(sql)
+    starts = [t[0] for t in tokens] + [len(sql)]
+    kinds = [t[1] for t in tokens]
+    text = [sql[starts[i]:starts[i + 1]].strip() for i in range(len(tokens))]
+    constant = (duckdb.token_type.numeric_const, duckdb.token_type.string_const)
+    spans = []
+    i = 0
+    while i < len(tokens) - 2:
+        if not (kinds[i] == duckdb.token_type.keyword and text[i].upper() == "IN" and text[i + 1] == "("):
+            i += 1
+            continue
+        j, items = i + 2, 0
+        while j < len(tokens):
+            if text[j] in ("-", "+") and kinds[j] == duckdb.token_type.operator:
+                j += 1
+            if j >= len(tokens) or kinds[j] not in constant:
+                break
+            items += 1
+            j += 1
+            if j < len(tokens) and text[j] == ",":
+                j += 1
+                continue
+            break
+        if j < len(tokens) and text[j] == ")" and items >= LONG_IN_LIST:
+            spans.append((starts[i + 2], starts[j]))
+        i = j if j > i else i + 1
+    if not spans:
+        return sql, {}
+    out, lists, last = [], {}, 0
+    for n, (a, b) in enumerate(spans):
+        name = f"{_LIST_NAME}{n}"
+        lists[name] = sql[a:b].strip()
+        out += [sql[last:a], name, " "]
+        last = b
+    out.append(sql[last:])
+    return "".join(out), lists
+
+
+def _unfold_in_lists(ast: exp.Expression, lists: dict[str, str]) -> exp.Expression:
+    def put_back(n):
+        if isinstance(n, exp.Column) and not n.table and n.name in lists and isinstance(n.parent, exp.In):
+            return exp.Var(this=lists[n.name])
+        return n
+    return ast.transform(put_back)
 
 
 def bind_params(ast: exp.Expression, params) -> exp.Expression:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from sqlglot import exp
 
 from engine.batch import run_queries
 from engine.catalog import load_table
@@ -374,3 +375,47 @@ def test_cli_explain_bad_sql_exits_nonzero(tpch_sf001):
     p = cli("explain", "--data", str(tpch_sf001), "SELECT n_name FROM nation WHERE")
     assert p.returncode != 0
     assert "syntax error" in p.stderr, p.stderr
+
+
+# --- big SQL: deep nesting and long IN lists --------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", [97, 999])
+def test_deeply_nested_derived_tables_answer(session, depth):
+    sql = "SELECT count(*) AS n FROM " + "(SELECT * FROM " * depth + "nation" + ") AS x" * depth
+    assert session.execute(sql).column("n").to_pylist() == [25]
+
+
+def test_nesting_past_the_planners_stack_is_refused_and_the_next_query_works(session):
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(400)  # what a deeper statement meets at the real limit
+    try:
+        error = error_of(session, "SELECT * FROM " + "(SELECT * FROM " * 300 + "nation" + ") AS x" * 300)
+    finally:
+        sys.setrecursionlimit(limit)
+    assert isinstance(error, NotSupportedError) and "nested" in str(error)
+    assert session.execute("SELECT count(*) AS n FROM region").column("n").to_pylist() == [5]
+
+
+def test_long_in_lists_answer_like_duckdb(session, tpch_sf001):
+    keys = ", ".join(str(k if k % 3 else -k) for k in range(30_000))
+    names = ", ".join(f"'MFGR#{k}'" for k in range(400))
+    queries = [
+        f"SELECT count(*) AS n FROM lineitem WHERE l_orderkey IN ({keys})",
+        f"SELECT count(*) AS n FROM lineitem WHERE l_orderkey NOT IN ({keys}, NULL)",
+        # A string that looks like a list is text, not a list.
+        f"SELECT count(*) AS n, min('IN ({keys[:40]})') AS s FROM part WHERE p_brand NOT IN ({names}, 'Brand#13')",
+    ]
+    oracle = duckdb_oracle(tpch_sf001)
+    for sql in queries:
+        got, want = session.execute(sql), oracle.sql(sql).to_arrow_table()
+        assert compare_tables(got, want, ordered=False) is None, sql[:80]
+
+
+def test_long_in_lists_are_one_node_for_the_planner():
+    from planner.qualify import LONG_IN_LIST, parse
+    items = ", ".join(str(k) for k in range(LONG_IN_LIST * 4))
+    ast = parse(f"SELECT 'x IN ({items})' AS s FROM t WHERE a IN ({items}) AND b IN (1, 2)")
+    lists = list(ast.find_all(exp.In))
+    assert sorted(len(n.expressions) for n in lists) == [1, 2]
+    assert ast.find(exp.Literal).this == f"x IN ({items})"
