@@ -23,6 +23,7 @@ from planner.comparable import common_setop_type, comparable_pair, kind_of, neve
 from planner.estimate import Estimator
 from planner.grouping_sets import expand, grouping_masks, has_grouping_sets
 from planner.qualify import sql_type_name
+from planner.rules.factor_or import factor_or
 from planner.rules.quantified_subqueries import rewrite_quantified
 from planner.rules.simplify_outer_joins import rejects_nulls
 from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Query, Scan,
@@ -328,6 +329,9 @@ class Builder:
             names = [f.name for f in table.schema]
             return self._rename(src, node, names, [i for i, _ in fields], alias)
         if isinstance(src, exp.Subquery):
+            if isinstance(src.this, exp.Table) and src.this.args.get("joins"):
+                raise NotSupportedError("a parenthesised join (a JOIN (b JOIN c ON …) ON …): write it as a "
+                                        "derived table (SELECT … FROM b JOIN c ON …) AS bc")
             node, names, ids = self.query(src.this, scope.parent if False else None)
             node, names, ids = self._order_limit(src, node, names, ids, {}) if (src.args.get("order") or src.args.get("limit")) else (node, names, ids)
             return self._rename(src, node, names, ids, alias)
@@ -509,7 +513,7 @@ class Builder:
                 scope.add(alias, mapping)
                 items.append(node)
                 on = j.args.get("on")
-                for c in conjuncts(on):  # an inner join's ON is a WHERE
+                for c in [f for o in conjuncts(on) for f in factor_or(o, expr_key)]:  # an inner join's ON is a WHERE
                     if _has_subquery(c):
                         on_subqueries.append(c)
                     else:
@@ -518,7 +522,7 @@ class Builder:
                     set_conjuncts += self._using(using, scope, alias, mapping)
         # WHERE
         subq_preds = on_subqueries
-        for c in conjuncts(sel.args.get("where")):
+        for c in [f for w in conjuncts(sel.args.get("where")) for f in factor_or(w, expr_key)]:
             if corr is not None and self._references_outer(c, scope):
                 if _has_subquery(c):
                     raise NotSupportedError("a correlated predicate that contains a subquery")

@@ -72,3 +72,36 @@ def test_rejects_nulls_is_certain_or_false():
     assert not rejects_nulls(_pred("x_s < 3"), side)
     assert not rejects_nulls(_pred("y_n IS NOT DISTINCT FROM 3"), side)
     assert not rejects_nulls(_pred("coalesce(y_n, 1) < 3"), side)
+
+
+# --- factor_or ---------------------------------------------------------------------------------
+
+def _sqls(parts):
+    return [p.sql("duckdb") for p in parts]
+
+
+def test_factor_or_pulls_out_common_conjuncts_and_implies_one_table_filters():
+    from planner.build import expr_key
+    from planner.rules.factor_or import factor_or
+    c = sqlglot.parse_one("(a.k = b.k AND a.x = 1 AND b.y = 2) OR (a.k = b.k AND a.x = 3 AND b.y = 4)", read="duckdb")
+    out = _sqls(factor_or(c, expr_key))
+    assert out[0] == "a.k = b.k"
+    assert "(a.x = 1) OR (a.x = 3)" in out and "(b.y = 2) OR (b.y = 4)" in out
+    assert out[-1] == "((a.x = 1) AND (b.y = 2)) OR ((a.x = 3) AND (b.y = 4))"
+
+
+def test_factor_or_leaves_an_or_without_shared_parts_alone():
+    from planner.build import expr_key
+    from planner.rules.factor_or import factor_or
+    c = sqlglot.parse_one("(a.x = 1 AND b.y = 2) OR b.y = 4", read="duckdb")
+    # a appears in one branch only: no filter on a is implied; b is in both.
+    assert _sqls(factor_or(c, expr_key)) == ["(b.y = 2) OR (b.y = 4)", "((a.x = 1) AND (b.y = 2)) OR (b.y = 4)"]
+    plain = sqlglot.parse_one("a.x = 1 OR a.y = 2", read="duckdb")
+    assert factor_or(plain, expr_key)[-1].sql("duckdb") in ("a.x = 1 OR a.y = 2", "(a.x = 1) OR (a.y = 2)")
+
+
+def test_factor_or_drops_an_or_that_one_branch_makes_true():
+    from planner.build import expr_key
+    from planner.rules.factor_or import factor_or
+    c = sqlglot.parse_one("(a.k = b.k) OR (a.k = b.k AND a.x = 1)", read="duckdb")
+    assert _sqls(factor_or(c, expr_key)) == ["a.k = b.k"]
