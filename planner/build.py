@@ -459,7 +459,7 @@ class Builder:
                 self._ctes.pop()
 
     def _select(self, sel: exp.Select, parent: Scope | None, corr):
-        for unsupported in ("qualify", "windows", "prewhere", "connect", "sample", "pivots"):
+        for unsupported in ("qualify", "windows", "prewhere", "connect", "sample", "pivots"):  # qualify, windows: see planner/rules
             if sel.args.get(unsupported):
                 raise NotSupportedError(unsupported.upper())
         if sel.args.get("into"):

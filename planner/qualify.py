@@ -21,6 +21,8 @@ from sqlglot.errors import ParseError as SqlglotParseError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
+from planner.rules.named_windows import inline_named_windows
+from planner.rules.qualify_clause import rewrite_qualify
 from engine.errors import CatalogError, NotSupportedError, ParseError
 
 QUERY_TYPES = (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Values, exp.Subquery)
@@ -261,6 +263,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     if any(isinstance(n, exp.Lateral) for n in ast.walk()):
         raise NotSupportedError("LATERAL")
     _check_order_keys(ast)
+    ast = inline_named_windows(ast)
     schema = {}
     for t in ast.find_all(exp.Table):
         if not isinstance(t.this, exp.Identifier):
@@ -277,8 +280,9 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
             raise CatalogError(f"unknown table: {t.name}")
         schema[name] = {f.name: sql_type_name(f.type) for f in catalog.table_schema(name)}
     try:
-        return _with_types(qualify(ast.copy(), schema=schema, dialect="duckdb", validate_qualify_columns=True,
-                                   quote_identifiers=False, identify=False), schema)
+        qualified = qualify(ast.copy(), schema=schema, dialect="duckdb", validate_qualify_columns=True,
+                            quote_identifiers=False, identify=False)
+        return _with_types(rewrite_qualify(qualified), schema)
     except OptimizeError as e:
         msg = str(e)
         if m := re.fullmatch(r"Unknown output column: (\d+)", msg):

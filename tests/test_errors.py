@@ -123,7 +123,6 @@ UNSUPPORTED = [
     ("CREATE INDEX i ON nation (n_name)", "index"),
     ("SELECT * FROM read_csv('/etc/passwd')", "read_csv"),
     ("SELECT getenv('HOME')", "getenv"),
-    ("SELECT n_name FROM nation QUALIFY row_number() OVER (ORDER BY n_name) = 1", "qualify"),
     ("SELECT * FROM nation USING SAMPLE 10%", "sample"),
     ("SELECT 1; SELECT 2", "more than one statement"),
     ("SELECT * FROM nation n, LATERAL (SELECT * FROM region WHERE r_regionkey = n.n_regionkey)", "lateral"),
