@@ -30,6 +30,9 @@ from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Pro
                              SetOp, SingleRow, Sort, Values, Window, col, column_ids)
 
 GROUPING_CALLS = (exp.Grouping, exp.GroupingId)
+# An outer join's preserved side estimated at no more rows than this narrows the other side first
+# (Builder._reduced_by).
+OUTER_REDUCTION_ROWS = 10_000
 
 # Aggregates whose value over no rows is 0, not NULL.
 ZERO_ON_EMPTY = (exp.Count, exp.CountIf, exp.ApproxDistinct)
@@ -617,7 +620,37 @@ class Builder:
                 residual.append(c)
         if kind == "inner" and not lk and not residual:
             kind = "cross"
+        if lk and kind == "right":
+            left = self._reduced_by(left, lk, right, rk)
+        elif lk and kind == "left":
+            right = self._reduced_by(right, rk, left, lk)
         return Join(left, right, kind, tuple(lk), tuple(rk), and_all(residual))
+
+    def _reduced_by(self, big: Node, big_keys, small: Node, small_keys) -> Node:
+        """The null-supplying side of an outer join whose preserved side is tiny, semi-joined with
+        the preserved side's keys as deep in its join tree as the keys allow: its rows that match
+        no preserved row can only be dropped by the outer join, so dropping them first changes
+        nothing, and an explosive inner join under it (`(a ⋈ b ⋈ c) RIGHT JOIN empty`) is not
+        computed in full."""
+        small_rows, big_rows = self.est.rows(small), self.est.rows(big)
+        if small_rows > OUTER_REDUCTION_ROWS or big_rows < 100 * max(small_rows, 1) or not isinstance(big, (Join, Filter)):
+            return big
+        needed = set().union(*(column_ids(k) for k in big_keys))
+        fresh = [(self.new_id("preserved_key"), never_raising(k)) for k in small_keys]
+        keys_rel = Project(small, tuple(fresh))
+
+        def push(n: Node) -> Node:
+            if isinstance(n, Join) and n.kind in ("inner", "cross"):
+                for i, child in enumerate(n.children):
+                    if needed <= set(child.columns):
+                        kids = list(n.children)
+                        kids[i] = push(child)
+                        return n.with_children(*kids)
+            if isinstance(n, Filter) and needed <= set(n.input.columns):
+                return Filter(push(n.input), n.predicate)
+            return Join(n, keys_rel, "semi", tuple(never_raising(k) for k in big_keys),
+                        tuple(col(f) for f, _ in fresh))
+        return push(big)
 
     @staticmethod
     def _equi_pair(c, left_ids, right_ids):

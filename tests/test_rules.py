@@ -105,3 +105,26 @@ def test_factor_or_drops_an_or_that_one_branch_makes_true():
     from planner.rules.factor_or import factor_or
     c = sqlglot.parse_one("(a.k = b.k) OR (a.k = b.k AND a.x = 1)", read="duckdb")
     assert _sqls(factor_or(c, expr_key)) == ["a.k = b.k"]
+
+
+# --- narrowing an outer join by its tiny preserved side (planner/build.py: _reduced_by) --------
+
+def test_a_right_join_with_an_empty_preserved_side_semi_joins_the_other_side_first(tmp_path):
+    import duckdb
+
+    from engine.session import Session
+    from executors.comm import LocalComm
+    con = duckdb.connect()
+    con.execute(f"COPY (SELECT range AS id, range % 2 AS k FROM range(20000)) TO '{tmp_path}/big.parquet'")
+    con.execute(f"COPY (SELECT 1::BIGINT AS id WHERE false) TO '{tmp_path}/empty.parquet'")
+    with Session(str(tmp_path), comm=LocalComm()) as s:
+        sql = ("SELECT count(*) AS n FROM big a JOIN big b ON a.k = b.k JOIN big c ON b.k = c.k "
+               "RIGHT JOIN empty e ON c.id = e.id")
+        plan = s.explain(sql)
+        semi = [line for line in plan.splitlines() if "semi" in line]
+        assert semi, plan
+        # The semi join sits on a scan of big, under the inner joins, not above them.
+        lines = plan.splitlines()
+        below = [line for line in lines[lines.index(semi[0]) + 1:] if "Scan" in line][0]
+        assert "Scan big" in below, plan
+        assert s.execute(sql).column("n").to_pylist() == [0]
