@@ -318,6 +318,8 @@ class Runner:
     def _normalised(key: str, dtype: str) -> str:
         # Equal values of different types must hash alike on both sides of a join.
         t = dtype.upper()
+        if t.endswith("]") or t.startswith(("STRUCT", "MAP", "UNION")):
+            return key  # nested (the NULL-safe keys [x] of a dependent join): both sides of one type
         if t.startswith(("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                          "UINTEGER", "UBIGINT", "UHUGEINT", "DECIMAL", "FLOAT", "DOUBLE", "BOOLEAN")):
             return f"CAST({key} AS DOUBLE)"

@@ -7,7 +7,7 @@ Narrow scans read fewer Parquet columns, and narrow rows are cheaper to shuffle.
 from __future__ import annotations
 
 from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Query, Scan, SetOp,
-                             SingleRow, Sort, Values, Window, column_ids)
+                             SingleRow, Sort, Values, Window, col, column_ids)
 
 
 def _refs(exprs) -> set[str]:
@@ -53,6 +53,17 @@ def prune(node: Node, required: set[str]) -> Node:
     if isinstance(node, (Limit, SingleRow)):
         return node.with_children(prune(node.input, required))
     if isinstance(node, SetOp):
+        if node.kind == "union" and node.all:
+            # UNION ALL keeps rows whatever their other columns: only the used positions are needed
+            # (and a column nobody reads is never cast to the union's type).
+            keep = [i for i, c in enumerate(node.ids) if c in required] or [0]
+            distinct_ids = all(len({side.columns[i] for i in keep}) == len(keep) for side in (node.left, node.right))
+            if len(keep) < len(node.ids) and distinct_ids:
+                sides = []
+                for side in (node.left, node.right):
+                    cols = [side.columns[i] for i in keep]
+                    sides.append(prune(Project(side, tuple((c, col(c)) for c in cols)), set(cols)))
+                return SetOp(node.kind, node.all, sides[0], sides[1], tuple(node.ids[i] for i in keep))
         return node.with_children(prune(node.left, set(node.left.columns)), prune(node.right, set(node.right.columns)))
     return node
 
