@@ -128,3 +128,49 @@ def test_a_right_join_with_an_empty_preserved_side_semi_joins_the_other_side_fir
         below = [line for line in lines[lines.index(semi[0]) + 1:] if "Scan" in line][0]
         assert "Scan big" in below, plan
         assert s.execute(sql).column("n").to_pylist() == [0]
+
+
+# --- quantified_subqueries, named_windows, qualify_clause (SQL-tree rules) ---------------------
+
+def test_exists_as_a_value_counts_rows():
+    from planner.rules.quantified_subqueries import rewrite_quantified
+    e = sqlglot.parse_one("a.x = 1 OR EXISTS (SELECT 1 FROM t AS b WHERE b.k = a.k LIMIT 1)", read="duckdb")
+    out = rewrite_quantified(e).sql("duckdb")
+    assert "(SELECT COUNT(*) FROM t AS b WHERE b.k = a.k) > 0" in out and "LIMIT" not in out and "EXISTS" not in out
+
+
+def test_in_and_all_follow_three_valued_logic():
+    from planner.rules.quantified_subqueries import rewrite_quantified
+    e = sqlglot.parse_one("a.x IN (SELECT b.y FROM t AS b)", read="duckdb")
+    case = rewrite_quantified(e).unnest()
+    assert isinstance(case, exp.Case)
+    whens = [w.args["true"].sql() for w in case.args["ifs"]]
+    assert whens == ["TRUE", "FALSE", "NULL"] and case.args["default"].sql() == "FALSE"
+    # x > ALL (…) is NOT (x <= ANY (…)).
+    e = sqlglot.parse_one("a.x > ALL (SELECT b.y FROM t AS b)", read="duckdb")
+    out = rewrite_quantified(e)
+    assert isinstance(out.unnest(), exp.Not) and "a.x <= b.y" in out.sql("duckdb")
+
+
+def test_an_inner_table_of_the_outer_name_is_renamed_before_the_outer_value_moves_in():
+    from planner.rules.quantified_subqueries import rewrite_quantified
+    e = sqlglot.parse_one("p.price > ALL (SELECT p.price FROM p WHERE p.cat = 3)", read="duckdb")
+    out = rewrite_quantified(e).sql("duckdb")
+    assert "p.price <= __s" in out and "WHERE __s" in out, out
+
+
+def test_named_windows_are_written_into_each_over():
+    from planner.rules.named_windows import inline_named_windows
+    q = sqlglot.parse_one("SELECT sum(x) OVER w, rank() OVER (w ORDER BY y) FROM t WINDOW w AS (PARTITION BY k)",
+                          read="duckdb")
+    out = inline_named_windows(q).sql("duckdb")
+    assert "WINDOW" not in out
+    assert "SUM(x) OVER (PARTITION BY k)" in out and "RANK() OVER (PARTITION BY k ORDER BY y" in out
+
+
+def test_distinct_on_becomes_a_first_row_per_key_filter():
+    from planner.rules.qualify_clause import rewrite_qualify
+    q = sqlglot.parse_one("SELECT DISTINCT ON (t.k) t.k AS k, t.v AS v FROM t AS t ORDER BY k, t.v DESC", read="duckdb")
+    out = rewrite_qualify(q).sql("duckdb")
+    assert "ROW_NUMBER() OVER (PARTITION BY t.k ORDER BY t.k, t.v DESC) = 1 AS __qualify" in out
+    assert out.endswith("WHERE __q.__qualify ORDER BY __q.__c0, __q.__o1 DESC"), out
