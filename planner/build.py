@@ -1047,8 +1047,10 @@ class Builder:
             group_exprs = list(group.expressions) if group else []
         if group is not None and group.args.get("all"):
             # GROUP BY ALL: every select item without an aggregate is a group key.
+            # A constant item (`1.25::DOUBLE`, `0 + 0.001`) is no group key for DuckDB: over no rows
+            # the result is still one row.
             group_exprs = [e for e in exprs if not _aggregates(e) and not _outside_subqueries(e, (exp.Window,))
-                           and not isinstance(e, exp.Literal)]
+                           and any(e.find_all(exp.Column))]
         # Correlation keys of a decorrelated scalar subquery become extra group keys.
         corr_groups = []
         if corr is not None and corr.scalar and corr.conjuncts:
