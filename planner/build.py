@@ -482,6 +482,7 @@ class Builder:
             node, alias, mapping, _, _ = self.source(frm.this, scope)
             scope.add(alias, mapping)
             items.append(node)
+        group_start = 0  # where the last comma-separated FROM item's join chain begins in items
         for j in sel.args.get("joins") or []:
             side = (j.args.get("side") or "").upper()
             kind = (j.args.get("kind") or "").upper()
@@ -491,8 +492,23 @@ class Builder:
                 raise NotSupportedError(f"{kind or j.args.get('method')} JOIN")
             node, alias, mapping, names, ids = self.source(j.this, scope)
             using = j.args.get("using")
+            comma = not side and not kind and j.args.get("on") is None and not j.args.get("using")
+            if comma:
+                # `FROM a, b JOIN c …`: an explicit join binds tighter than the comma, so an outer
+                # join after it takes only b's group as its left side, not a × b.
+                group_start = len(items)
             if side in ("LEFT", "RIGHT", "FULL") or kind in ("SEMI", "ANTI"):
-                left = self.join_set(items, set_conjuncts, scope)
+                others = items[:group_start]
+                if others and side in ("RIGHT", "FULL"):
+                    group_ids = set().union(*(set(it.columns) for it in items[group_start:]))
+                    mine = [c for c in set_conjuncts if column_ids(c) <= group_ids]
+                    left = self.join_set(items[group_start:], mine, scope)
+                    set_conjuncts = [c for c in set_conjuncts if not any(c is m for m in mine)]
+                else:
+                    # LEFT/SEMI/ANTI keep every left row: joining the other groups first is the same.
+                    others = []
+                    left = self.join_set(items, set_conjuncts, scope)
+                    set_conjuncts = []
                 left_ids = set(left.columns)
                 scope.add(alias, mapping)
                 jkind = side.lower() if side else kind.lower()
@@ -512,7 +528,8 @@ class Builder:
                 if using:
                     on += self._using(using, scope, alias, mapping)
                 joined = self.make_join(left, node, jkind, on, left_ids)
-                items, set_conjuncts = [joined], []
+                items = others + [joined]
+                group_start = len(others)
             else:
                 scope.add(alias, mapping)
                 items.append(node)
