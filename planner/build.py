@@ -527,6 +527,10 @@ class Builder:
                                                 "reads the other side")
                 if using:
                     on += self._using(using, scope, alias, mapping)
+                reach = left_ids | set(node.columns)
+                if others and any(not column_ids(c) <= reach for c in on):
+                    raise NotSupportedError(f"a {jkind.upper()} JOIN whose ON clause reads a table listed before "
+                                            "a comma in FROM (write that table in a JOIN instead)")
                 joined = self.make_join(left, node, jkind, on, left_ids)
                 items = others + [joined]
                 group_start = len(others)
