@@ -7,8 +7,11 @@ launcher) everything happens in-process.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
+import pickle
+import queue
 import re
 import shutil
 import sys
@@ -23,7 +26,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.catalog import Catalog
-from engine.errors import CatalogError, ExecutionError, FlockError, NotSupportedError
+from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError, NotSupportedError
+from engine.lanes import BIG_QUERY_COST_S, Lane, LanePool, QueryToken
 from executors.comm import LocalComm
 from executors.runner import Runner
 from executors.scan import ScanSource
@@ -47,8 +51,13 @@ if sys.getrecursionlimit() < PLANNING_RECURSION_LIMIT:
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 PLAN_CACHE_SIZE = 256
-CANCEL_TAG = 7
-IDLE_POLL_S = 0.002  # how often an idle worker checks for the next query
+CONTROL_TAG = 7
+# Queries in flight at once (lanes, engine/lanes.py) unless the caller says otherwise.
+DEFAULT_LANES = 4
+# How often a worker rank checks for rank 0's next message: at once while queries keep coming,
+# less often the longer it has been idle (MPI's blocking receive would spin on a core instead).
+BUSY_POLL_S, BUSY_FOR_S = 0.00005, 1.0
+IDLE_POLL_S, DEEP_IDLE_AFTER_S, DEEP_IDLE_POLL_S = 0.001, 10.0, 0.005
 
 
 def _under_mpi() -> bool:
@@ -101,7 +110,8 @@ def size_in_bytes(text: str) -> int:
 
 class Session:
     def __init__(self, data_dir: str | os.PathLike, threads: int | None = None, comm=None,
-                 memory_limit: str | None = None, forced_patterns: dict | None = None):
+                 memory_limit: str | None = None, forced_patterns: dict | None = None,
+                 lanes: int | None = None):
         self.world = comm if comm is not None else world_comm()
         self.rank, self.nranks = self.world.rank, self.world.size
         # Only rank 0 plans, so only rank 0 measures statistics.
@@ -123,7 +133,6 @@ class Session:
         # fragment at a time, never together.
         self.parquet_con = self.con if self.nranks == 1 else self._connect(limit, "parquet")
         self.ordered_con = self.con if self.nranks == 1 else self._connect(limit, "ordered")
-        self.scans = ScanSource(self.con, self.rank, self.nranks)
         self.params = CostParams.load()
         self.forced_patterns = forced_patterns or {}
         self._plans: dict = {}
@@ -132,19 +141,38 @@ class Session:
         self._schema_scans = None  # empty tables in a DuckDB instance of their own (result_schema)
         # (plan key, fragment number) -> {DuckDB instance: best seconds}, this rank's own timings.
         self._fragment_times: dict = {}
-        self._cancel = threading.Event()
-        self._lock = threading.RLock()
-        # Cancellation travels on its own communicator, to a listener thread on each worker, so
-        # that a rank deep inside a long DuckDB fragment is interrupted too (not only rank 0).
-        self._qid = 0
-        self._running_qid = None
-        self._cancel_comm = self.world.dup() if self.nranks > 1 else None
-        self._listener = None
-        if self._cancel_comm is not None and self.rank != 0:
-            self._listener = threading.Thread(target=self._listen_for_cancel, name="flocksql-cancel", daemon=True)
-            self._listener.start()
+        # Planning, the plan cache and the catalog are shared by all lanes: one thread at a time.
+        self._plan_lock = threading.RLock()
+        # Rank 0 talks to the workers on a communicator of its own, point to point: a query's plan
+        # goes to the workers' lane threads, a cancel to their main thread even while lanes run.
+        self._control = self.world.dup() if self.nranks > 1 else None
+        self.lanes = [self._lane(i) for i in range(max(1, lanes or DEFAULT_LANES))]
+        for con in {id(c): c for c in (self.con, self.parquet_con, self.ordered_con)}.values():
+            con.execute("SET lock_configuration=true")
+        self._pool = LanePool(self.lanes)
+        self._qids = itertools.count(1)
+        self._running: dict[int, QueryToken] = {}  # rank 0: qid -> token of each running query
+        # Workers: qids cancelled before their lane started them (the cancel overtook the plan).
+        self._cancelled_qids: set[int] = set()
+        self._cancel_lock = threading.Lock()
         self.last_stats = None
         self._closed = False
+
+    def _lane(self, index: int) -> Lane:
+        # Cursors share their instance's database and settings but not its registered views.
+        cursors = {id(c): c.cursor() for c in (self.con, self.parquet_con, self.ordered_con)}
+        for cursor in cursors.values():
+            # A connection's own setting (not the instance's).
+            cursor.execute(f"SET max_expression_depth = {FRAGMENT_EXPRESSION_DEPTH}")
+        con = cursors[id(self.con)]
+        comm = self.world.dup() if self.nranks > 1 else LocalComm()
+        return Lane(index, comm, con, cursors[id(self.parquet_con)], cursors[id(self.ordered_con)],
+                    ScanSource(con, self.rank, self.nranks))
+
+    @property
+    def concurrent_queries(self) -> int:
+        """How many queries may run at once (the server sizes its thread pool by it)."""
+        return len(self.lanes)
 
     def _connect(self, memory_limit: str, kind: str):
         """A DuckDB instance for one kind of fragment: single (the one instance at one rank),
@@ -174,8 +202,8 @@ class Session:
         dirs = [d + "/" for d in self.catalog.allowed_directories()] + [str(self.tmp) + "/"]
         con.execute("SET allowed_directories=[" + ", ".join("'" + d.replace("'", "''") + "'" for d in dirs) + "]")
         # The sandbox: plans only ever read the catalog's files; DuckDB refuses everything else.
+        # (The configuration is locked once the lanes' cursors exist: see _lane.)
         con.execute("SET enable_external_access=false")
-        con.execute("SET lock_configuration=true")
         return con
 
     # ------------------------------------------------------------------ planning (rank 0)
@@ -183,6 +211,7 @@ class Session:
         return (sql_key, self.nranks, tuple(sorted(self.forced_patterns.items())))
 
     def _plan_query(self, ast, sql_key: str | None):
+        """The physical plan of a query AST; the caller holds the plan lock."""
         key = self._cache_key(sql_key)
         if sql_key is not None and key in self._plans:
             return self._plans[key]
@@ -200,7 +229,7 @@ class Session:
         return phys
 
     def plan(self, sql: str, params=None):
-        with _nesting_guard():
+        with self._plan_lock, _nesting_guard():
             return self._plan(sql, params)
 
     def _plan(self, sql: str, params=None):
@@ -219,59 +248,58 @@ class Session:
         hit = self._plans.get(self._cache_key(key))
         if hit is not None:
             return hit
-        with _nesting_guard():
+        with self._plan_lock, _nesting_guard():
             stmt = classify(parse(sql), sql)
             if stmt.kind != "query":
                 return stmt
             return self._plan_query(bind_params(stmt.query, params), key)
 
-    def execute(self, sql: str, params=None) -> pa.Table:
-        with self._lock:
-            self._cancel.clear()
-            planned = self._cached_query_plan(sql, params)
-            if not isinstance(planned, Statement):
-                table = self._run(planned, "collect")
-                self._remember_schema(sql, params, table)
-                return table
-            stmt = planned
-            if stmt.kind == "explain":
-                text = self.explain_statement(stmt, params)
-                return pa.table({"explain": pa.array(text.splitlines(), pa.string())})
-            return self._ddl(stmt, params)
+    def execute(self, sql: str, params=None, token: QueryToken | None = None) -> pa.Table:
+        """Runs one statement; `token` cancels it (from any thread) while it waits or runs."""
+        token = token or QueryToken()
+        planned = self._cached_query_plan(sql, params)
+        if not isinstance(planned, Statement):
+            table = self._run_query(planned, "collect", token)
+            self._remember_schema(sql, params, table)
+            return table
+        stmt = planned
+        if stmt.kind == "explain":
+            text = self.explain_statement(stmt, params, token)
+            return pa.table({"explain": pa.array(text.splitlines(), pa.string())})
+        with self._pool.exclusive(token) as lane:
+            return self._ddl(stmt, params, token, lane)
 
-    def execute_partitions(self, sql: str, params=None) -> list[pa.Table]:
-        with self._lock:
-            self._cancel.clear()
-            planned = self._cached_query_plan(sql, params)
-            if isinstance(planned, Statement):
-                return [self.execute(sql, params)]
-            parts = self._run(planned, "partitions")
-            self._remember_schema(sql, params, next((p for p in parts if p.num_columns), parts[0]))
-            return parts
+    def execute_partitions(self, sql: str, params=None, token: QueryToken | None = None) -> list[pa.Table]:
+        token = token or QueryToken()
+        planned = self._cached_query_plan(sql, params)
+        if isinstance(planned, Statement):
+            return [self.execute(sql, params, token)]
+        parts = self._run_query(planned, "partitions", token)
+        self._remember_schema(sql, params, next((p for p in parts if p.num_columns), parts[0]))
+        return parts
 
-    def explain(self, sql: str, analyze: bool = False, params=None) -> str:
+    def explain(self, sql: str, analyze: bool = False, params=None, token: QueryToken | None = None) -> str:
         stmt = classify(parse(sql), sql)
         if stmt.kind == "explain":
-            return self.explain_statement(stmt, params)
+            return self.explain_statement(stmt, params, token)
         if stmt.kind != "query":
             raise NotSupportedError(f"EXPLAIN of {stmt.kind}")
-        from planner.qualify import Statement
-        return self.explain_statement(Statement("explain", stmt.query, analyze=analyze), params)
+        return self.explain_statement(Statement("explain", stmt.query, analyze=analyze), params, token)
 
-    def explain_statement(self, stmt, params=None) -> str:
-        with self._lock:
-            q = bind_params(stmt.query, params)
-            t0 = time.perf_counter()
+    def explain_statement(self, stmt, params=None, token: QueryToken | None = None) -> str:
+        token = token or QueryToken()
+        q = bind_params(stmt.query, params)
+        t0 = time.perf_counter()
+        with self._plan_lock:
             phys = self._plan_query(q, None)
-            plan_s = time.perf_counter() - t0
-            stats = None
-            if stmt.analyze:
-                self._cancel.clear()
-                t1 = time.perf_counter()
-                result = self._run(phys, "collect")
-                total = time.perf_counter() - t1
-                stats = (self.last_stats, total, result.num_rows)
-            return render_explain(phys, plan_s, stats)
+        plan_s = time.perf_counter() - t0
+        stats = None
+        if stmt.analyze:
+            t1 = time.perf_counter()
+            result = self._run_query(phys, "collect", token)
+            total = time.perf_counter() - t1
+            stats = (token.stats, total, result.num_rows)
+        return render_explain(phys, plan_s, stats)
 
     def prepare(self, sql: str) -> pa.Schema:
         """Plans `sql` into the plan cache (executing it then skips planning) and returns its
@@ -281,12 +309,12 @@ class Session:
 
     def result_schema(self, sql: str, params=None) -> pa.Schema:
         """The result's schema: known from an earlier run, or from running the (cached) plan on
-        empty tables on this rank alone, once."""
-        with self._lock:
-            planned = self._cached_query_plan(sql, params)
-            if isinstance(planned, Statement):
-                return _statement_schema(planned)
-            key = self._cache_key(_param_key(sql, params))
+        empty tables on this rank alone, once. Never waits for the ranks."""
+        planned = self._cached_query_plan(sql, params)
+        if isinstance(planned, Statement):
+            return _statement_schema(planned)
+        key = self._cache_key(_param_key(sql, params))
+        with self._plan_lock:
             schema = self._schemas.get(key)
             if schema is None:
                 if self._schema_scans is None:
@@ -301,92 +329,112 @@ class Session:
 
     def _remember_schema(self, sql: str, params, table: pa.Table | None) -> None:
         if table is not None:
-            self._remember(self._cache_key(_param_key(sql, params)), table.schema)
+            with self._plan_lock:
+                self._remember(self._cache_key(_param_key(sql, params)), table.schema)
 
     def _remember(self, key, schema: pa.Schema) -> None:
         if key not in self._schemas and len(self._schemas) >= PLAN_CACHE_SIZE:
             self._schemas.pop(next(iter(self._schemas)))
         self._schemas[key] = schema
 
-    def cancel(self) -> None:
-        """Thread-safe: aborts the running query on every rank; execute() raises CancelledError."""
-        self._cancel.set()
-        self._interrupt()
-        qid = self._running_qid
-        if self._cancel_comm is not None and qid is not None:
-            for r in range(1, self.nranks):
-                self._cancel_comm.comm.send(("cancel", qid), dest=r, tag=CANCEL_TAG)
-
-    def _instances(self) -> list:
-        """This rank's distinct DuckDB instances, the first one first (one rank has only it)."""
-        return list({id(c): c for c in (self.con, self.parquet_con, self.ordered_con)}.values())
-
-    def _interrupt(self) -> None:
-        for con in self._instances():
-            try:
-                con.interrupt()
-            except Exception:  # noqa: BLE001 - nothing running, or already closed
-                pass
-
-    def _listen_for_cancel(self) -> None:
-        while True:
-            # Poll with sleeps: a blocking receive would spin on a core for as long as we live.
-            req = self._cancel_comm.comm.irecv(source=0, tag=CANCEL_TAG)
-            while True:
-                done, msg = req.test()
-                if done:
-                    break
-                time.sleep(IDLE_POLL_S * 5)
-            kind, qid = msg
-            if kind == "stop":
-                return
-            if qid == self._running_qid:
-                self._interrupt()
+    def cancel(self, token: QueryToken | None = None, reason: str = "cancelled") -> None:
+        """Thread-safe: cancels the query of `token` (every running query when None) on every rank;
+        its execute() raises CancelledError."""
+        tokens = [token] if token is not None else list(self._running.values())
+        for t in tokens:
+            t.cancel(reason)
 
     def refresh(self) -> None:
-        self.catalog.refresh()
-        self._plans.clear()
-        self._schemas.clear()
+        with self._plan_lock:
+            self.catalog.refresh()
+            self._plans.clear()
+            self._schemas.clear()
 
     def peak_rss_mb(self) -> list[float]:
         """Peak resident memory of every rank so far, in MiB (rank order)."""
-        with self._lock:
-            self._broadcast(("rss",))
-            return self.world.allgather_obj(_peak_rss_mb())
+        return self._run_query(None, "rss", QueryToken("peak memory"))
 
     # ------------------------------------------------------------------ SPMD
-    def _broadcast(self, msg):
-        if self.nranks > 1:
-            self.world.polite_barrier()
-            self.world.bcast_obj(msg)
+    def _send_workers(self, msg) -> None:
+        if self._control is None:
+            return
+        payload = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
+        from mpi4py import MPI
+        for r in range(1, self.nranks):
+            self._control.comm.Send([payload, MPI.BYTE], dest=r, tag=CONTROL_TAG)
 
-    def _run(self, phys, mode: str):
-        self._qid += 1
-        self._broadcast(("run", phys, mode, self._qid))
-        return self._execute_plan(phys, mode, qid=self._qid)
+    def _receive_control(self):
+        """A worker's next message from rank 0, waiting politely (see BUSY_POLL_S)."""
+        from mpi4py import MPI
+        comm, status = self._control.comm, MPI.Status()
+        since = time.monotonic()
+        while not comm.Iprobe(source=0, tag=CONTROL_TAG, status=status):
+            idle = time.monotonic() - since
+            if idle > BUSY_FOR_S:
+                time.sleep(IDLE_POLL_S if idle < DEEP_IDLE_AFTER_S else DEEP_IDLE_POLL_S)
+            else:
+                time.sleep(BUSY_POLL_S)
+        buf = bytearray(status.Get_count(MPI.BYTE))
+        comm.Recv([buf, MPI.BYTE], source=0, tag=CONTROL_TAG)
+        return pickle.loads(buf)
 
-    def _execute_plan(self, phys, mode: str, target: str | None = None, qid=None):
-        comm = self.world.dup(self.exchange_spill_dir, self.exchange_budget) if self.nranks > 1 else self.world
-        self._running_qid = qid
+    def _run_query(self, phys, mode: str, token: QueryToken, target: str | None = None):
+        """Runs a plan on a lane (every lane, once no query runs, for writes)."""
+        if mode == "write":
+            admit = self._pool.exclusive(token)
+        else:
+            admit = self._pool.lane(phys is not None and phys.cost > BIG_QUERY_COST_S, token)
+        with admit as lane:
+            return self._run(lane, phys, mode, token, target)
+
+    def _run(self, lane: Lane, phys, mode: str, token: QueryToken, target: str | None = None):
+        qid = next(self._qids)
+        lane.start(qid, token.cancelled)
+        self._running[qid] = token
+
+        def cancel_everywhere():
+            if lane.cancel(qid):
+                lane.keep_interrupting(qid)
+            self._send_workers(("cancel", qid))
+
+        try:
+            with token.hook(cancel_everywhere):
+                self._send_workers(("run", lane.index, phys, mode, qid, target))
+                result, stats = self._execute_plan(lane, phys, mode, target)
+        except CancelledError:
+            if token.reason:
+                raise CancelledError(f"query cancelled: {token.reason}") from None
+            raise
+        finally:
+            self._running.pop(qid, None)
+            lane.finish()
+        token.stats = stats
+        self.last_stats = stats
+        return result
+
+    def _execute_plan(self, lane: Lane, phys, mode: str, target: str | None = None):
+        """Runs `phys` on this rank in `lane`: (the result, every rank's statistics) on rank 0."""
+        if mode == "rss":
+            return lane.comm.allgather_obj(_peak_rss_mb()), None
+        comm = lane.comm.dup(self.exchange_spill_dir, self.exchange_budget) if self.nranks > 1 else lane.comm
         try:
             # Join filters may prune Parquet row groups only when no join key can be NaN.
-            runner = Runner(self.con, comm, self.catalog, self.scans, cancelled=self._cancel.is_set,
-                            parquet_con=self.parquet_con if phys.nan_free_join_keys else None,
-                            ordered_con=self.ordered_con if phys.nan_free_join_keys else None,
+            runner = Runner(lane.con, comm, self.catalog, lane.scans, cancelled=lane.cancelled.is_set,
+                            parquet_con=lane.parquet_con if phys.nan_free_join_keys else None,
+                            ordered_con=lane.ordered_con if phys.nan_free_join_keys else None,
                             fragment_times=self._fragment_times, plan_key=phys.key)
             if mode == "collect":
                 table = runner.run_plan(phys.root)
-                stats = comm.allgather_obj(runner.stats)
-                self.last_stats = stats
-                return _rename(table, phys.names) if table is not None else None
-            if mode == "partitions":
-                return self._partitions(runner, comm, phys)
-            if mode == "write":
-                return self._write_parts(runner, comm, phys, target)
-            raise ExecutionError(f"unknown mode {mode}")
+                result = _rename(table, phys.names) if table is not None else None
+            elif mode == "partitions":
+                result = self._partitions(runner, comm, phys)
+            elif mode == "write":
+                result = self._write_parts(runner, comm, phys, target)
+            else:
+                raise ExecutionError(f"unknown mode {mode}")
+            return result, comm.allgather_obj(runner.stats)
         finally:
-            self._running_qid = None
-            if comm is not self.world:
+            if comm is not lane.comm:
                 comm.free()
 
     def _local_result(self, runner, comm, phys) -> pa.Table | None:
@@ -431,49 +479,82 @@ class Session:
         return mine.schema if mine is not None else None
 
     def worker_loop(self) -> None:
-        """Non-zero ranks: run what rank 0 sends until it says stop."""
-        while True:
-            self.world.polite_barrier(IDLE_POLL_S)
-            msg = self.world.bcast_obj(None)
-            kind = msg[0]
-            if kind == "stop":
-                break
-            try:
+        """Non-zero ranks: run what rank 0 sends until it says stop. The main thread receives;
+        each lane's queries run on that lane's thread, in the order rank 0 sent them."""
+        inboxes = [queue.SimpleQueue() for _ in self.lanes]
+        threads = [threading.Thread(target=self._lane_worker, args=(lane, inbox), daemon=True,
+                                    name=f"flocksql-lane-{lane.index}")
+                   for lane, inbox in zip(self.lanes, inboxes)]
+        for t in threads:
+            t.start()
+        try:
+            while True:
+                msg = self._receive_control()
+                kind = msg[0]
+                if kind == "stop":
+                    break
                 if kind == "run":
-                    self._execute_plan(msg[1], msg[2], qid=msg[3])
-                elif kind == "write":
-                    self._execute_plan(msg[1], "write", msg[2], qid=msg[3])
+                    inboxes[msg[1]].put(msg)
+                elif kind == "cancel":
+                    self._cancel_here(msg[1])
                 elif kind == "refresh":
                     self.refresh()
-                elif kind == "rss":
-                    self.world.allgather_obj(_peak_rss_mb())
+        finally:
+            for inbox in inboxes:
+                inbox.put(None)
+            for t in threads:
+                t.join(5)
+
+    def _cancel_here(self, qid: int) -> None:
+        with self._cancel_lock:
+            for lane in self.lanes:
+                if lane.cancel(qid):
+                    lane.keep_interrupting(qid)
+                    return
+            self._cancelled_qids.add(qid)
+            if len(self._cancelled_qids) > 10_000:
+                self._cancelled_qids = {q for q in self._cancelled_qids if q > qid - 1000}
+
+    def _lane_worker(self, lane: Lane, inbox: queue.SimpleQueue) -> None:
+        while True:
+            msg = inbox.get()
+            if msg is None:
+                return
+            _, _, phys, mode, qid, target = msg
+            with self._cancel_lock:
+                early = qid in self._cancelled_qids
+                self._cancelled_qids.discard(qid)
+                lane.start(qid, early)
+            try:
+                self._execute_plan(lane, phys, mode, target)
             except FlockError:
                 pass  # rank 0 reports it
             except Exception:  # noqa: BLE001
                 logging.getLogger("flocksql").exception("rank %d: unexpected error", self.rank)
+            finally:
+                lane.finish()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
         if self.rank == 0:
-            self._broadcast(("stop",))
-            if self._cancel_comm is not None:
-                for r in range(1, self.nranks):
-                    self._cancel_comm.comm.send(("stop", None), dest=r, tag=CANCEL_TAG)
-        elif self._listener is not None:
-            self._listener.join(timeout=5)
+            self._send_workers(("stop",))
         try:
+            for lane in self.lanes:
+                lane.close()
             self.con.close()
-            for con in self._instances()[1:]:
-                con.close()
+            for con in (self.parquet_con, self.ordered_con):
+                if con is not self.con:
+                    con.close()
             if self._schema_scans is not None:
                 self._schema_scans.con.close()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # ------------------------------------------------------------------ DDL (rank 0)
-    def _ddl(self, stmt, params):
+    def _ddl(self, stmt, params, token: QueryToken, lane: Lane):
+        """A statement that changes the catalog; the caller holds every lane (LanePool.exclusive)."""
         data = self.catalog.data_dir
         name = stmt.name
         if stmt.kind == "create_table":
@@ -483,13 +564,12 @@ class Session:
             if name in self.catalog.views:
                 raise CatalogError(f"{name} is a view")
             q = bind_params(stmt.query, params)
-            phys = self._plan_query(q, None)
+            with self._plan_lock:
+                phys = self._plan_query(q, None)
             tmp = data / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
             try:
-                self._qid += 1
-                self._broadcast(("write", phys, str(tmp), self._qid))
-                schema = self._execute_plan(phys, "write", str(tmp), qid=self._qid)
+                schema = self._run(lane, phys, "write", token, str(tmp))
                 if not any(tmp.iterdir()):
                     pq.write_table(schema.empty_table(), tmp / "part-00000.parquet")
                 self._replace_dir(tmp, data / name)
@@ -517,7 +597,8 @@ class Session:
             if name in self.catalog.views and not stmt.or_replace:
                 raise CatalogError(f"view {name} already exists")
             body = stmt.query.sql("duckdb")
-            self._plan_query(parse(body), None)  # must plan now
+            with self._plan_lock:
+                self._plan_query(parse(body), None)  # must plan now
             self.catalog.views[name] = body
             self.catalog.save_views()
             self._refresh_all()
@@ -548,7 +629,7 @@ class Session:
             os.rename(tmp, final)
 
     def _refresh_all(self):
-        self._broadcast(("refresh",))
+        self._send_workers(("refresh",))
         self.refresh()
 
     def __enter__(self):

@@ -109,7 +109,8 @@ class Runner:
     def sync(self, error: BaseException | None):
         """Collective: every rank learns whether any rank failed; all raise the first error."""
         mine = None
-        if self.comm.rank == 0 and self.cancelled():
+        # Any rank may learn of a cancel first (rank 0 tells each rank directly).
+        if self.cancelled():
             mine = ("CancelledError", "query cancelled", True)
         elif error is not None:
             mine = (type(error).__name__, str(error), isinstance(error, FlockError))
@@ -139,6 +140,8 @@ class Runner:
         return result
 
     def fetch(self, query: str, node: Node | None = None) -> pa.Table:
+        if self.cancelled():
+            raise CancelledError("query cancelled")
         con, times = self._connection_for(query, node)
         t0 = time.perf_counter()
         out = con.sql(query).to_arrow_table()

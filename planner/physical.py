@@ -50,11 +50,13 @@ class PhysicalPlan:
     # Names the statement (text and parameters) on every rank, so that executors can remember how
     # its fragments ran last time; None for plans that are not kept.
     key: str | None = None
+    # The planner's estimate of the whole plan's cost in seconds (planner/cost.py).
+    cost: float = 0.0
 
     def __getstate__(self):
         # Decisions are for EXPLAIN on the planning rank only; ranks receive the bare plan.
         return {"root": self.root, "names": self.names, "nranks": self.nranks, "decisions": {}, "exchanges": [],
-                "nan_free_join_keys": self.nan_free_join_keys, "key": self.key}
+                "nan_free_join_keys": self.nan_free_join_keys, "key": self.key, "cost": self.cost}
 
 
 class PhysicalPlanner:
@@ -72,7 +74,7 @@ class PhysicalPlanner:
         root = top.node
         if top.dist.kind not in ("replicated", "single"):
             root = Exchange(root, "gather")
-        plan = PhysicalPlan(root, query.names, self.ctx.nranks, self.decisions)
+        plan = PhysicalPlan(root, query.names, self.ctx.nranks, self.decisions, cost=top.cost)
         plan.root = _number_exchanges(plan)
         plan.nan_free_join_keys = nan_free_join_keys(root, self.ctx.est.catalog)
         return plan

@@ -371,29 +371,29 @@ class FlightSqlServer(flight.FlightServerBase):
         if explain:
             analyze, inner = bool(explain.group(1)), explain.group(2)
 
-            def run(session):
-                return [pa.table({"explain": [session.explain(inner, analyze=analyze)]})]
+            def run(session, token):
+                return [pa.table({"explain": [session.explain(inner, analyze=analyze, token=token)]})]
 
         elif param_sets is not None and len(param_sets) > 1:
             # Several bound rows run as one job, one after the other, their results concatenated.
-            def run(session):
-                tables = [session.execute(sql, params) for params in param_sets]
+            def run(session, token):
+                tables = [session.execute(sql, params, token=token) for params in param_sets]
                 return [pa.concat_tables(tables, promote_options="permissive")]
 
         else:
             params = param_sets[0] if param_sets else None
             if call_options.partitioned(context, self.settings.partitioned_results):
-                def run(session):
-                    return list(session.execute_partitions(sql, params))
+                def run(session, token):
+                    return list(session.execute_partitions(sql, params, token=token))
             else:
-                def run(session):
-                    return [session.execute(sql, params)]
+                def run(session, token):
+                    return [session.execute(sql, params, token=token)]
 
         return self.runner.run(_label(sql), run, context.is_cancelled)
 
     def _run_update(self, sql: str, param_sets: list[list] | None, context) -> int:
-        def run(session):
-            counts = [_affected_rows(session.execute(sql, params)) for params in (param_sets or [None])]
+        def run(session, token):
+            counts = [_affected_rows(session.execute(sql, params, token=token)) for params in (param_sets or [None])]
             return -1 if -1 in counts else sum(counts)
 
         return self.runner.run(_label(sql), run, context.is_cancelled)
@@ -402,13 +402,13 @@ class FlightSqlServer(flight.FlightServerBase):
         explain = _EXPLAIN.match(sql)
         if explain:
             return pa.schema([pa.field("explain", pa.utf8())])
-        return self.runner.run(_label(sql), lambda session: session.result_schema(sql), context.is_cancelled)
+        return self.runner.metadata(_label(sql), lambda session: session.result_schema(sql), context.is_cancelled)
 
     def _create_prepared(self, sql: str, context) -> wire.ActionCreatePreparedStatementResult:
         try:
             # Plans into the Session's plan cache, which the execution then uses.
             schema = (pa.schema([pa.field("explain", pa.utf8())]) if _EXPLAIN.match(sql) else
-                      self.runner.run(_label(sql), lambda session: session.prepare(sql), context.is_cancelled))
+                      self.runner.metadata(_label(sql), lambda session: session.prepare(sql), context.is_cancelled))
         except Exception as exc:  # noqa: BLE001 - the same error reaches the client when it executes
             # DDL, statements with parameters and statements the planner cannot describe without
             # running them have no dataset schema; a real error surfaces on execution.
@@ -479,7 +479,7 @@ class FlightSqlServer(flight.FlightServerBase):
         if isinstance(cmd, wire.CommandGetTables):
             if schema_only:
                 return metadata.tables_table([], None, None, None, (), cmd.include_schema)
-            tables = self.runner.run(
+            tables = self.runner.metadata(
                 "list tables", lambda session: _list_tables(session, cmd.include_schema), context.is_cancelled
             )
             return metadata.tables_table(
@@ -514,7 +514,7 @@ class FlightSqlServer(flight.FlightServerBase):
 
 
 def _list_tables(session, include_schema: bool) -> list[tuple[str, str, pa.Schema | None]]:
-    """(name, TABLE or VIEW, schema or None) for every table and view, read on the runner thread."""
+    """(name, TABLE or VIEW, schema or None) for every table and view (QueryRunner.metadata)."""
     catalog = session.catalog
     out = []
     for name in catalog.table_names():

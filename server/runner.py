@@ -1,12 +1,15 @@
-"""One query at a time on the ranks: a queue in front of the (not thread-safe) Session.
+"""Queries on the ranks, several at a time: jobs in front of the Session.
 
-Every call the server makes on the Session, queries and catalog look-ups alike, becomes a `Job` that
-one runner thread executes in arrival order. gRPC handler threads submit jobs and wait for them.
+Every call the server makes that needs the ranks becomes a `Job`, run on a thread of this runner;
+gRPC handler threads submit jobs and wait for them. The Session decides how many run on the ranks
+at once (its lanes, engine/lanes.py) and which wait; a Session that runs one query at a time
+(`concurrent_queries` of 1) gets one runner thread, so it is only ever called from that thread.
+Catalog and metadata look-ups that need no ranks do not come here (`metadata()` runs them at once).
 
 A job can be cancelled by the client that waits for it (its call was cancelled), by a cancel action,
 by the per-query timeout, or by shutdown. A queued job is simply dropped; a running one is stopped
-with `Session.cancel()`, which the engine promises is thread-safe and makes the running `execute`
-raise `CancelledError` on every rank, freeing the ranks for the next job.
+through its `QueryToken`: `Session.cancel(token)` is thread-safe and makes the running `execute`
+raise `CancelledError` on every rank, freeing its lane for the next job.
 """
 
 from __future__ import annotations
@@ -19,23 +22,27 @@ import time
 from typing import Any, Callable
 
 from engine.errors import CancelledError
+from engine.lanes import QueryToken
 from server.errors import ShuttingDown
 
 log = logging.getLogger("flocksql.server")
 
 # How often a waiting handler thread checks whether its client has gone away, in seconds.
 CANCEL_POLL_S = 0.05
+# Runner threads at most (jobs beyond wait in the queue); the Session admits fewer to the ranks.
+MAX_RUNNER_THREADS = 64
 
 
 class Job:
-    """One call on the Session, and its outcome."""
+    """One call on the Session, and its outcome. `fn(session, token)` does the work."""
 
     QUEUED, RUNNING, DONE = "queued", "running", "done"
 
-    def __init__(self, job_id: int, label: str, fn: Callable[[Any], Any]):
+    def __init__(self, job_id: int, label: str, fn: Callable[[Any, QueryToken], Any]):
         self.id = job_id
         self.label = label
         self.fn = fn
+        self.token = QueryToken(label)
         self.state = Job.QUEUED
         self.result: Any = None
         self.error: BaseException | None = None
@@ -54,7 +61,7 @@ class Job:
 
 
 class QueryRunner:
-    """Runs jobs on the Session one at a time, on its own thread.
+    """Runs jobs on the Session on threads of its own.
 
     Settings:
       query_timeout_s: a job running longer than this is cancelled (None: no limit). Time spent
@@ -64,28 +71,46 @@ class QueryRunner:
     def __init__(self, session, query_timeout_s: float | None = None):
         self.session = session
         self.query_timeout_s = query_timeout_s
+        self.concurrent = max(1, int(getattr(session, "concurrent_queries", 1)))
+        self._max_threads = 1 if self.concurrent == 1 else MAX_RUNNER_THREADS
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._ids = itertools.count(1)
-        self._lock = threading.Lock()  # guards _current and _stopping
-        self._current: Job | None = None
+        self._lock = threading.Lock()  # guards _running, _threads, _idle and _stopping
+        self._running: set[Job] = set()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0  # threads waiting for a job
+        self._pending = 0  # jobs queued and not yet taken by a thread
         self._stopping = False
-        self._thread = threading.Thread(target=self._loop, name="flocksql-query-runner", daemon=True)
-        self._thread.start()
 
     # --- for handler threads -----------------------------------------------------------------
 
-    def submit(self, label: str, fn: Callable[[Any], Any]) -> Job:
+    def submit(self, label: str, fn: Callable[[Any, QueryToken], Any]) -> Job:
         job = Job(next(self._ids), label, fn)
         with self._lock:
             if self._stopping:
                 raise ShuttingDown("not accepting queries")
             self._queue.put(job)
+            # A thread waiting for work takes it; else one more thread, up to the limit.
+            self._pending += 1
+            if self._pending > self._idle and len(self._threads) < self._max_threads:
+                name = "flocksql-query-runner" + (f"-{len(self._threads)}" if self._max_threads > 1 else "")
+                thread = threading.Thread(target=self._loop, name=name, daemon=True)
+                self._threads.append(thread)
+                self._idle += 1
+                thread.start()
         return job
 
-    def run(self, label: str, fn: Callable[[Any], Any], client_gone: Callable[[], bool] | None = None):
-        """Submit `fn(session)` and wait for its result; cancel it if `client_gone()` turns true."""
+    def run(self, label: str, fn: Callable[[Any, QueryToken], Any], client_gone: Callable[[], bool] | None = None):
+        """Submit `fn(session, token)` and wait for its result; cancel it if `client_gone()` turns true."""
         job = self.submit(label, fn)
         return self.wait(job, client_gone)
+
+    def metadata(self, label: str, fn: Callable[[Any], Any], client_gone: Callable[[], bool] | None = None):
+        """`fn(session)` for a look-up that needs no ranks: at once on this thread when the Session
+        takes calls from several threads, else as a job like any other."""
+        if self.concurrent > 1:
+            return fn(self.session)
+        return self.run(label, lambda session, token: fn(session), client_gone)
 
     def wait(self, job: Job, client_gone: Callable[[], bool] | None = None):
         while not job.finished.wait(CANCEL_POLL_S if client_gone else None):
@@ -96,76 +121,99 @@ class QueryRunner:
         return job.outcome()
 
     def cancel(self, job: Job, reason: str) -> bool:
-        """Stop `job`: drop it if queued, `Session.cancel()` it if running. False if already done."""
+        """Stop `job`: drop it if queued, cancel its token if running. False if already done."""
         with self._lock:
             if job.state == Job.DONE:
                 return False
             if job.cancel_reason is None:
                 job.cancel_reason = reason
-            if job.state == Job.RUNNING and self._current is job:
-                log.info("cancelling query %d (%s): %s", job.id, job.label, reason)
-                self.session.cancel()
-            return True
+            running = job.state == Job.RUNNING
+        if running:
+            log.info("cancelling query %d (%s): %s", job.id, job.label, reason)
+            self.session.cancel(job.token, reason)
+        return True
 
     @property
     def current(self) -> Job | None:
-        return self._current
+        """A running job (the running one, with one runner thread), or None."""
+        with self._lock:
+            return next(iter(self._running), None)
+
+    @property
+    def running(self) -> list[Job]:
+        with self._lock:
+            return sorted(self._running, key=lambda j: j.id)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
     def stop(self, timeout_s: float = 10.0) -> bool:
-        """Refuse new jobs, fail queued ones, cancel the running one; True if the thread ended."""
+        """Refuse new jobs, fail queued ones, cancel the running ones; True if every thread ended."""
         with self._lock:
             self._stopping = True
-            current = self._current
-        if current is not None:
-            self.cancel(current, "the server is shutting down")
-        self._queue.put(None)
-        self._thread.join(timeout_s)
-        return not self._thread.is_alive()
+            running = list(self._running)
+            threads = list(self._threads)
+        for job in running:
+            self.cancel(job, "the server is shutting down")
+        for _ in threads:
+            self._queue.put(None)
+        deadline = time.monotonic() + timeout_s
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        self._fail_queued()
+        return not any(t.is_alive() for t in threads)
 
-    # --- the runner thread --------------------------------------------------------------------
+    # --- the runner threads -------------------------------------------------------------------
 
     def _loop(self) -> None:
         while True:
             job = self._queue.get()
             if job is None:
-                break
+                return
             with self._lock:
-                if self._stopping:
-                    job.error = ShuttingDown("the query was still queued")
-                    self._finish(job)
-                    continue
-                if job.cancel_reason is not None:
-                    job.error = CancelledError(f"query {job.id} cancelled while queued: {job.cancel_reason}")
-                    self._finish(job)
-                    continue
-                job.state = Job.RUNNING
-                job.started_at = time.monotonic()
-                self._current = job
-            timer = None
-            if self.query_timeout_s:
-                timer = threading.Timer(
-                    self.query_timeout_s,
-                    self.cancel,
-                    (job, f"it ran past the server's query timeout of {self.query_timeout_s:g} s"),
-                )
-                timer.daemon = True
-                timer.start()
-            try:
-                job.result = job.fn(self.session)
-            except CancelledError as exc:
-                reason = job.cancel_reason
-                job.error = CancelledError(f"query {job.id} cancelled: {reason}") if reason else exc
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting handler thread
-                job.error = exc
-            finally:
-                if timer is not None:
-                    timer.cancel()
+                self._idle -= 1
+                self._pending -= 1
+            self._run_job(job)
             with self._lock:
-                self._current = None
+                self._idle += 1
+
+    def _run_job(self, job: Job) -> None:
+        with self._lock:
+            if self._stopping:
+                job.error = ShuttingDown("the query was still queued")
                 self._finish(job)
-        # Anything still queued behind the stop marker fails rather than hanging its waiter.
+                return
+            if job.cancel_reason is not None:
+                job.error = CancelledError(f"query {job.id} cancelled while queued: {job.cancel_reason}")
+                self._finish(job)
+                return
+            job.state = Job.RUNNING
+            job.started_at = time.monotonic()
+            self._running.add(job)
+        timer = None
+        if self.query_timeout_s:
+            timer = threading.Timer(
+                self.query_timeout_s,
+                self.cancel,
+                (job, f"it ran past the server's query timeout of {self.query_timeout_s:g} s"),
+            )
+            timer.daemon = True
+            timer.start()
+        try:
+            job.result = job.fn(self.session, job.token)
+        except CancelledError as exc:
+            reason = job.cancel_reason
+            job.error = CancelledError(f"query {job.id} cancelled: {reason}") if reason else exc
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting handler thread
+            job.error = exc
+        finally:
+            if timer is not None:
+                timer.cancel()
+        with self._lock:
+            self._running.discard(job)
+            self._finish(job)
+
+    def _fail_queued(self) -> None:
+        # Anything still queued fails rather than hanging its waiter.
         while True:
             try:
                 job = self._queue.get_nowait()

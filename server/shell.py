@@ -152,7 +152,7 @@ class RemoteBackend:
 
 
 class EmbeddedBackend:
-    """A Session in this process, called from one thread only (a QueryRunner), as the server does."""
+    """A Session in this process, called through a QueryRunner, as the server does."""
 
     def __init__(self, session, name: str = "embedded"):
         from server.runner import QueryRunner
@@ -165,7 +165,7 @@ class EmbeddedBackend:
         return self._runner.run(label, fn)
 
     def execute(self, sql: str) -> pa.Table:
-        return self._run(sql, lambda session: session.execute(sql))
+        return self._run(sql, lambda session, token: session.execute(sql, token=token))
 
     def cancel(self) -> None:
         current = self._runner.current
@@ -173,7 +173,7 @@ class EmbeddedBackend:
             self._runner.cancel(current, "cancelled from the shell (Ctrl-C)")
 
     def tables(self) -> list[tuple[str, str]]:
-        def run(session):
+        def run(session, token):
             catalog = session.catalog
             rows = [(name, "TABLE") for name in catalog.table_names()]
             rows += [(name, "VIEW") for name in (getattr(catalog, "views", None) or {})]
@@ -182,7 +182,7 @@ class EmbeddedBackend:
         return self._run(".tables", run)
 
     def describe(self, table: str) -> pa.Schema:
-        def run(session):
+        def run(session, token):
             catalog = session.catalog
             if table.lower() in (getattr(catalog, "views", None) or {}):
                 return session.result_schema(f'SELECT * FROM "{table}"')
@@ -191,7 +191,7 @@ class EmbeddedBackend:
         return self._run(f"\\d {table}", run)
 
     def explain(self, sql: str) -> str:
-        return self._run(f".explain {sql}", lambda session: session.explain(sql))
+        return self._run(f".explain {sql}", lambda session, token: session.explain(sql, token=token))
 
     def close(self) -> None:
         self._runner.stop()

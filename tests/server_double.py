@@ -106,10 +106,10 @@ class DuckDBSession:
         except duckdb.InvalidInputException:
             return pa.table({"Count": pa.array([], pa.int64())})
 
-    def execute(self, sql: str, params: list | None = None) -> pa.Table:
+    def execute(self, sql: str, params: list | None = None, token=None) -> pa.Table:
         return self._run(sql, params)
 
-    def execute_partitions(self, sql: str, params: list | None = None) -> list[pa.Table]:
+    def execute_partitions(self, sql: str, params: list | None = None, token=None) -> list[pa.Table]:
         table = self._run(sql, params)
         size = -(-table.num_rows // self.ranks) if table.num_rows else 0
         return [table.slice(i * size, size) if size else table.slice(0, 0) for i in range(self.ranks)]
@@ -130,11 +130,11 @@ class DuckDBSession:
     def prepare(self, sql: str) -> pa.Schema | None:
         return self.result_schema(sql)
 
-    def explain(self, sql: str, analyze: bool = False) -> str:
+    def explain(self, sql: str, analyze: bool = False, token=None) -> str:
         rows = self._run(("EXPLAIN ANALYZE " if analyze else "EXPLAIN ") + sql, None).to_pylist()
         return "\n".join(str(r.get("explain_value", r)) for r in rows)
 
-    def cancel(self) -> None:
+    def cancel(self, token=None, reason: str = "cancelled") -> None:
         self._con.interrupt()
 
     def close(self) -> None:

@@ -263,7 +263,7 @@ class _SlowSession:
             with self._lock:
                 self.active -= 1
 
-    def cancel(self):
+    def cancel(self, token=None, reason=""):
         self.cancelled.set()
 
 
@@ -271,7 +271,7 @@ def test_runner_runs_jobs_one_at_a_time_on_one_thread():
     session = _SlowSession()
     runner = QueryRunner(session)
     results = []
-    threads = [threading.Thread(target=lambda i=i: results.append(runner.run(f"j{i}", lambda s: s.sleep(0.05))))
+    threads = [threading.Thread(target=lambda i=i: results.append(runner.run(f"j{i}", lambda s, t: s.sleep(0.05))))
                for i in range(6)]
     for t in threads:
         t.start()
@@ -286,8 +286,8 @@ def test_runner_runs_jobs_one_at_a_time_on_one_thread():
 def test_runner_cancels_running_and_queued_jobs():
     session = _SlowSession()
     runner = QueryRunner(session)
-    running = runner.submit("long", lambda s: s.sleep(30))
-    queued = runner.submit("next", lambda s: s.sleep(30))
+    running = runner.submit("long", lambda s, t: s.sleep(30))
+    queued = runner.submit("next", lambda s, t: s.sleep(30))
     while runner.current is not running:
         time.sleep(0.01)
     assert runner.cancel(queued, "test")
@@ -296,7 +296,7 @@ def test_runner_cancels_running_and_queued_jobs():
         runner.wait(running)
     with pytest.raises(CancelledError, match="queued"):
         runner.wait(queued)
-    assert runner.run("after", lambda s: s.sleep(0.01)) == 0.01
+    assert runner.run("after", lambda s, t: s.sleep(0.01)) == 0.01
     assert not runner.cancel(running, "again")  # already done
     runner.stop()
 
@@ -306,9 +306,9 @@ def test_runner_timeout():
     runner = QueryRunner(session, query_timeout_s=0.2)
     started = time.monotonic()
     with pytest.raises(CancelledError, match="timeout of 0.2 s"):
-        runner.run("long", lambda s: s.sleep(30))
+        runner.run("long", lambda s, t: s.sleep(30))
     assert time.monotonic() - started < 5
-    assert runner.run("short", lambda s: s.sleep(0.05)) == 0.05
+    assert runner.run("short", lambda s, t: s.sleep(0.05)) == 0.05
     runner.stop()
 
 
@@ -318,16 +318,16 @@ def test_runner_client_gone_cancels():
     gone = threading.Event()
     threading.Timer(0.2, gone.set).start()
     with pytest.raises(CancelledError, match="client"):
-        runner.run("long", lambda s: s.sleep(30), client_gone=gone.is_set)
-    assert runner.run("short", lambda s: s.sleep(0.01)) == 0.01  # the long job was really stopped
+        runner.run("long", lambda s, t: s.sleep(30), client_gone=gone.is_set)
+    assert runner.run("short", lambda s, t: s.sleep(0.01)) == 0.01  # the long job was really stopped
     runner.stop()
 
 
 def test_runner_stop_fails_waiting_jobs():
     session = _SlowSession()
     runner = QueryRunner(session)
-    running = runner.submit("long", lambda s: s.sleep(30))
-    queued = runner.submit("next", lambda s: s.sleep(30))
+    running = runner.submit("long", lambda s, t: s.sleep(30))
+    queued = runner.submit("next", lambda s, t: s.sleep(30))
     while runner.current is not running:
         time.sleep(0.01)
     assert runner.stop(5)
@@ -336,4 +336,4 @@ def test_runner_stop_fails_waiting_jobs():
     with pytest.raises(ShuttingDown):
         runner.wait(queued)
     with pytest.raises(ShuttingDown):
-        runner.submit("late", lambda s: 1)
+        runner.submit("late", lambda s, t: 1)

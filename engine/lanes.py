@@ -1,0 +1,200 @@
+"""Lanes: several queries in flight on the flock at once.
+
+A lane is what one running query owns on a rank: its own MPI communicator (a Dup of COMM_WORLD
+made when the flock starts, so two queries' exchanges never see each other's messages) and its own
+DuckDB connections (cursors of the rank's DuckDB instances: they share the buffer pool and thread
+pool but keep their registered Arrow views apart). Every rank has the same lanes; rank 0 decides
+which lane runs a query and tells the other ranks, whose lane threads then run it in step.
+
+Rank 0 admits queries with a `LanePool`: a query waits for a free lane, a query planned as big may
+take all lanes but one, so a small query never waits behind big ones, and statements that change
+the catalog (CREATE TABLE AS, DROP, views) wait until no query runs and hold every lane meanwhile.
+
+A `QueryToken` is one query's cancellation: whoever holds it (a server call, a timeout) cancels
+it, whatever the query is doing then: waiting for a lane, planning, running on the ranks.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from contextlib import contextmanager
+from typing import Callable
+
+from engine.errors import CancelledError
+
+# How often the ranks repeat a cancelled query's interrupt: DuckDB drops an interrupt that arrives
+# between two fragments (no query running then), so the interrupt is sent again until the query ends.
+REINTERRUPT_S = 0.02
+# A query whose planned cost (planner/cost.py, seconds) is over this is big (see LanePool).
+BIG_QUERY_COST_S = 0.25
+
+
+class QueryToken:
+    """Cancellation of one query, thread-safe. `on_cancel` hooks run once, on the cancelling thread."""
+
+    def __init__(self, label: str = ""):
+        self.label = label
+        self.reason: str | None = None
+        self._event = threading.Event()
+        self._lock = threading.Lock()
+        self._hooks: list[Callable[[], None]] = []
+        self.stats = None  # the run's statistics (per rank), once it ran
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self, reason: str = "cancelled") -> None:
+        with self._lock:
+            if self._event.is_set():
+                return
+            self.reason = reason
+            self._event.set()
+            hooks = list(self._hooks)
+        for hook in hooks:
+            hook()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise CancelledError(f"query cancelled: {self.reason}")
+
+    def wait(self, timeout: float) -> bool:
+        return self._event.wait(timeout)
+
+    @contextmanager
+    def hook(self, fn: Callable[[], None]):
+        """Runs `fn` if the token is cancelled while inside the block (at once if it already is)."""
+        with self._lock:
+            already = self._event.is_set()
+            if not already:
+                self._hooks.append(fn)
+        if already:
+            fn()
+        try:
+            yield
+        finally:
+            with self._lock:
+                if fn in self._hooks:
+                    self._hooks.remove(fn)
+
+
+class Lane:
+    """One lane on one rank: its communicator, DuckDB connections and scan views, and which query
+    runs in it now (`qid`) and whether that query is cancelled."""
+
+    def __init__(self, index: int, comm, con, parquet_con, ordered_con, scans):
+        self.index = index
+        self.comm = comm
+        self.con, self.parquet_con, self.ordered_con = con, parquet_con, ordered_con
+        self.scans = scans
+        self.qid: int | None = None
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+
+    def connections(self) -> list:
+        return list({id(c): c for c in (self.con, self.parquet_con, self.ordered_con)}.values())
+
+    def start(self, qid: int, cancelled_before: bool) -> None:
+        with self._lock:
+            self.qid = qid
+            if cancelled_before:
+                self.cancelled.set()
+            else:
+                self.cancelled.clear()
+
+    def finish(self) -> None:
+        with self._lock:
+            self.qid = None
+            self.cancelled.clear()
+
+    def cancel(self, qid: int) -> bool:
+        """Cancel query `qid` if it runs in this lane: flag it, interrupt DuckDB. False if not here."""
+        with self._lock:
+            if self.qid != qid:
+                return False
+            self.cancelled.set()
+            self.interrupt()
+        return True
+
+    def interrupt(self) -> None:
+        for con in self.connections():
+            try:
+                con.interrupt()
+            except Exception:  # noqa: BLE001 - nothing running, or closed
+                pass
+
+    def keep_interrupting(self, qid: int) -> None:
+        """Repeat the interrupt on a thread of its own until query `qid` has left the lane."""
+        def loop():
+            while True:
+                # Under the lock: an interrupt never reaches the lane's next query.
+                with self._lock:
+                    if self.qid != qid:
+                        return
+                    self.interrupt()
+                time.sleep(REINTERRUPT_S)
+        threading.Thread(target=loop, name=f"flocksql-interrupt-{self.index}", daemon=True).start()
+
+    def close(self) -> None:
+        for con in self.connections():
+            try:
+                con.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class LanePool:
+    """Rank 0's admission of queries to lanes (see the module docstring)."""
+
+    def __init__(self, lanes: list[Lane]):
+        self._free = list(lanes)
+        self._count = len(lanes)
+        self._big_running = 0
+        self._exclusive = False
+        self._cond = threading.Condition()
+
+    def _wait(self, token: QueryToken | None, admissible: Callable[[], bool]) -> None:
+        while not admissible():
+            if token is not None:
+                token.check()
+            self._cond.wait(0.05)
+        if token is not None:
+            token.check()
+
+    @contextmanager
+    def lane(self, big: bool, token: QueryToken | None = None):
+        # Big queries leave one lane to small ones; with one lane there is no choice.
+        big_limit = max(1, self._count - 1)
+        with self._cond:
+            self._wait(token, lambda: bool(self._free) and not self._exclusive
+                       and (not big or self._big_running < big_limit))
+            lane = self._free.pop(0)
+            self._big_running += big
+        try:
+            yield lane
+        finally:
+            with self._cond:
+                self._free.append(lane)
+                self._free.sort(key=lambda x: x.index)
+                self._big_running -= big
+                self._cond.notify_all()
+
+    @contextmanager
+    def exclusive(self, token: QueryToken | None = None):
+        """Every lane, once no query runs: for statements that change what queries read."""
+        with self._cond:
+            self._wait(token, lambda: not self._exclusive)
+            self._exclusive = True  # no new query is admitted from here on
+            try:
+                self._wait(token, lambda: len(self._free) == self._count)
+            except BaseException:
+                self._exclusive = False
+                self._cond.notify_all()
+                raise
+            lane = self._free[0]
+        try:
+            yield lane
+        finally:
+            with self._cond:
+                self._exclusive = False
+                self._cond.notify_all()
