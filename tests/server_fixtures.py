@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -213,17 +214,19 @@ def free_port() -> int:
 # --- the oracle ----------------------------------------------------------------------------------
 
 _oracle: duckdb.DuckDBPyConnection | None = None
+_oracle_lock = threading.Lock()  # client threads of one test ask it at once
 
 
 def oracle(sql: str, params: list | None = None) -> pa.Table:
     """DuckDB's answer over the original Parquet files."""
     global _oracle
-    if _oracle is None:
-        _oracle = duckdb.connect()
-        for path in sorted(DATA.glob("*.parquet")):
-            literal = str(path).replace("'", "''")
-            _oracle.execute(f"CREATE VIEW \"{path.stem}\" AS SELECT * FROM read_parquet('{literal}')")
-    return _oracle.sql(sql, params=params).to_arrow_table()
+    with _oracle_lock:
+        if _oracle is None:
+            _oracle = duckdb.connect()
+            for path in sorted(DATA.glob("*.parquet")):
+                literal = str(path).replace("'", "''")
+                _oracle.execute(f"CREATE VIEW \"{path.stem}\" AS SELECT * FROM read_parquet('{literal}')")
+        return _oracle.sql(sql, params=params).to_arrow_table()
 
 
 def assert_same_answer(actual: pa.Table, sql: str, params: list | None = None) -> None:
