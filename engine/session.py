@@ -51,6 +51,9 @@ if sys.getrecursionlimit() < PLANNING_RECURSION_LIMIT:
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
 PLAN_CACHE_SIZE = 256
+# Rows per record batch of a streamed result (Session.stream): small enough that the first batch
+# leaves early, big enough that per-batch costs vanish (TPC-H lineitem: about 8 MiB).
+STREAM_BATCH_ROWS = 65_536
 CONTROL_TAG = 7
 # Queries in flight at once (lanes, engine/lanes.py) unless the caller says otherwise.
 DEFAULT_LANES = 4
@@ -269,6 +272,49 @@ class Session:
         with self._pool.exclusive(token) as lane:
             return self._ddl(stmt, params, token, lane)
 
+    def stream(self, sql: str, params=None, token: QueryToken | None = None):
+        """(schema, batches): the result's schema at once, and an iterator of its record batches,
+        produced as the ranks compute them. Nothing runs until the first batch is asked for;
+        closing the iterator early (or cancelling `token`) stops the query on every rank. A
+        statement that is not a query runs at once and its result is iterated."""
+        token = token or QueryToken()
+        planned = self._cached_query_plan(sql, params)
+        if isinstance(planned, Statement):
+            table = self.execute(sql, params, token)
+            return table.schema, iter(table.to_batches())
+        return self.result_schema(sql, params), self._stream(planned, token)
+
+    def _stream(self, phys, token: QueryToken):
+        with self._pool.lane(phys.cost > BIG_QUERY_COST_S, token) as lane:
+            qid = next(self._qids)
+            lane.start(qid, token.cancelled)
+            self._running[qid] = token
+
+            def cancel_everywhere():
+                if lane.cancel(qid):
+                    lane.keep_interrupting(qid)
+                self._send_workers(("cancel", qid))
+
+            comm = None
+            try:
+                with token.hook(cancel_everywhere):
+                    self._send_workers(("run", lane.index, phys, "stream", qid, None))
+                    comm = self._query_comm(lane)
+                    runner = self._runner(lane, comm, phys)
+                    stop = lambda: self._send_workers(("cancel", qid))  # noqa: E731
+                    names = list(phys.names)
+                    for batch in runner.stream_plan(phys.root, STREAM_BATCH_ROWS, stop):
+                        yield batch.rename_columns(names)
+            except CancelledError:
+                if token.reason:
+                    raise CancelledError(f"query cancelled: {token.reason}") from None
+                raise
+            finally:
+                if comm is not None and comm is not lane.comm:
+                    comm.free()
+                self._running.pop(qid, None)
+                lane.finish()
+
     def execute_partitions(self, sql: str, params=None, token: QueryToken | None = None) -> list[pa.Table]:
         token = token or QueryToken()
         planned = self._cached_query_plan(sql, params)
@@ -412,17 +458,28 @@ class Session:
         self.last_stats = stats
         return result
 
+    def _runner(self, lane: Lane, comm, phys) -> Runner:
+        # Join filters may prune Parquet row groups only when no join key can be NaN.
+        return Runner(lane.con, comm, self.catalog, lane.scans, cancelled=lane.cancelled.is_set,
+                      parquet_con=lane.parquet_con if phys.nan_free_join_keys else None,
+                      ordered_con=lane.ordered_con if phys.nan_free_join_keys else None,
+                      fragment_times=self._fragment_times, plan_key=phys.key)
+
+    def _query_comm(self, lane: Lane):
+        """A communicator of the lane's own for one query: a failed query's stray messages die with it."""
+        return lane.comm.dup(self.exchange_spill_dir, self.exchange_budget) if self.nranks > 1 else lane.comm
+
     def _execute_plan(self, lane: Lane, phys, mode: str, target: str | None = None):
         """Runs `phys` on this rank in `lane`: (the result, every rank's statistics) on rank 0."""
         if mode == "rss":
             return lane.comm.allgather_obj(_peak_rss_mb()), None
-        comm = lane.comm.dup(self.exchange_spill_dir, self.exchange_budget) if self.nranks > 1 else lane.comm
+        comm = self._query_comm(lane)
         try:
-            # Join filters may prune Parquet row groups only when no join key can be NaN.
-            runner = Runner(lane.con, comm, self.catalog, lane.scans, cancelled=lane.cancelled.is_set,
-                            parquet_con=lane.parquet_con if phys.nan_free_join_keys else None,
-                            ordered_con=lane.ordered_con if phys.nan_free_join_keys else None,
-                            fragment_times=self._fragment_times, plan_key=phys.key)
+            runner = self._runner(lane, comm, phys)
+            if mode == "stream":  # a worker's side of Session.stream
+                for _ in runner.stream_plan(phys.root, STREAM_BATCH_ROWS):
+                    pass
+                return None, None
             if mode == "collect":
                 table = runner.run_plan(phys.root)
                 result = _rename(table, phys.names) if table is not None else None

@@ -216,3 +216,61 @@ class MpiComm:
             return [table if s == r else from_ipc(got[s]) for s in range(P)]
         self._exchange({root: to_ipc(table)}, [])
         return None
+
+
+# --- streams of record batches to one rank ---------------------------------------------------------
+
+STREAM_TAG = 91
+
+
+class RemoteStreamError(Exception):
+    """A rank that was sending a stream of batches failed; carries its error's class and message."""
+
+    def __init__(self, source: int, kind: str, message: str):
+        super().__init__(message)
+        self.source, self.kind = source, kind
+
+
+def send_batches(comm: "MpiComm", batches, dest: int, stop) -> BaseException | None:
+    """Sends `batches` (an iterator of record batches) to `dest` one at a time, each as an Arrow IPC
+    buffer, until they end or `stop()` turns true; then an end marker (or the error that ended
+    them, which is also returned). A blocking send per batch: the receiver's pace bounds what waits."""
+    mpi = comm.MPI
+    try:
+        for batch in batches:
+            if stop():
+                break
+            buf = to_ipc(pa.Table.from_batches([batch]))
+            comm.comm.send(("batch", len(buf)), dest=dest, tag=STREAM_TAG)
+            comm.comm.Send([buf, mpi.BYTE], dest=dest, tag=STREAM_TAG)
+            comm.bytes_sent += len(buf)
+    except BaseException as exc:  # noqa: BLE001 - reported to the receiver, then to the caller
+        comm.comm.send(("error", (type(exc).__name__, str(exc))), dest=dest, tag=STREAM_TAG)
+        return exc
+    comm.comm.send(("end", None), dest=dest, tag=STREAM_TAG)
+    return None
+
+
+def receive_batches(comm: "MpiComm", source: int):
+    """The batches `source` sends with send_batches, as they arrive; raises RemoteStreamError if it
+    failed. A caller that stops early must drain the rest (drain_batches)."""
+    mpi = comm.MPI
+    while True:
+        kind, value = comm.comm.recv(source=source, tag=STREAM_TAG)
+        if kind == "end":
+            return
+        if kind == "error":
+            raise RemoteStreamError(source, *value)
+        buf = np.empty(value, dtype=np.uint8)
+        comm.comm.Recv([buf, mpi.BYTE], source=source, tag=STREAM_TAG)
+        comm.bytes_received += value
+        yield from from_ipc(pa.py_buffer(buf)).to_batches()
+
+
+def drain_batches(comm: "MpiComm", source: int) -> None:
+    """Receives and drops what is left of `source`'s stream, up to its end or error marker."""
+    try:
+        for _ in receive_batches(comm, source):
+            pass
+    except RemoteStreamError:
+        pass

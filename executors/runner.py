@@ -20,7 +20,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError
-from executors.comm import split_by_partition
+from executors.comm import RemoteStreamError, drain_batches, receive_batches, send_batches, split_by_partition
 from executors.scan import ARROW_VIEW_PREFIX, ScanSource
 from planner.comparable import never_raising
 from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Scan, SetOp,
@@ -206,12 +206,15 @@ class Runner:
             parts = self.exchange(root)
             return parts
         finally:
-            for v in self._views:
-                try:
-                    self.con.unregister(v)
-                except Exception:
-                    pass
-            self._views.clear()
+            self._unregister_views()
+
+    def _unregister_views(self) -> None:
+        for v in self._views:
+            try:
+                self.con.unregister(v)
+            except Exception:
+                pass
+        self._views.clear()
 
     def _view(self, table: pa.Table, eid: int | None = None) -> str:
         name = f"{ARROW_VIEW_PREFIX}x{self._qid}_{len(self._views)}"
@@ -296,6 +299,89 @@ class Runner:
         self._root_exchange = root if isinstance(root, Exchange) and root.kind == "gather" else None
         self._empty_inputs = set()
         return self.run(root)
+
+    # ------------------------------------------------------------------ streaming
+    def stream_plan(self, root: Node, batch_rows: int, stop_senders=lambda: None):
+        """Runs the plan, streaming the result: on rank 0 a generator of record batches as they are
+        produced (its own part, then each rank's in rank order, which keeps the order of a
+        gathered sort); the other ranks send theirs to rank 0 (consume the generator there).
+
+        If rank 0 stops early (its consumer closed the generator or the query was cancelled) or a
+        sender fails, `stop_senders()` asks the other ranks to stop, and rank 0 drains what they
+        were sending. Ends with a collective: every rank raises the first error of any rank."""
+        self._root_exchange = None
+        self._empty_inputs = set()
+        self._qid += 1
+        gather = isinstance(root, Exchange) and root.kind == "gather"
+        node = root.input if gather else root
+        P, r = self.comm.size, self.comm.rank
+        reader, error, closed, started = None, None, False, False
+        try:
+            err = None
+            try:
+                text = self.render(node)
+                if gather or r == 0:
+                    if self.cancelled():
+                        raise CancelledError("query cancelled")
+                    con, _ = self._connection_for(text, node)
+                    reader = con.sql(text).to_arrow_reader(batch_rows)
+            except BaseException as e:  # noqa: BLE001 - reported collectively
+                err = e
+            self.sync(err)
+            started = True
+            if r != 0:
+                if gather:
+                    error = send_batches(self.comm, reader, 0, self.cancelled)
+            else:
+                pending = list(range(1, P)) if gather else []
+                try:
+                    for batch in reader:
+                        if self.cancelled():
+                            raise CancelledError("query cancelled")
+                        yield batch
+                    while pending:
+                        for batch in receive_batches(self.comm, pending[0]):
+                            if self.cancelled():
+                                raise CancelledError("query cancelled")
+                            yield batch
+                        pending.pop(0)
+                except GeneratorExit:
+                    closed = True
+                    raise
+                except BaseException as e:  # noqa: BLE001 - raised after the ranks agree
+                    error = e
+                finally:
+                    if pending:
+                        stop_senders()
+                        for source in pending:
+                            drain_batches(self.comm, source)
+        finally:
+            if reader is not None:
+                reader.close()
+            self._unregister_views()
+            if started and closed:
+                self._finish_stream(None, closed=True)  # GeneratorExit goes on from here
+        self._finish_stream(error, closed=False)
+
+    def _finish_stream(self, error: BaseException | None, closed: bool) -> None:
+        """The collective at a stream's end: all raise the first real error of any rank."""
+        mine = None
+        if error is not None:
+            kind = "CancelledError" if isinstance(error, CancelledError) or self.cancelled() else type(error).__name__
+            if isinstance(error, RemoteStreamError):
+                kind = error.kind
+            mine = (kind, str(error))
+        infos = self.comm.allgather_obj(mine)
+        if closed:
+            return
+        real = [(rank, i) for rank, i in enumerate(infos) if i is not None and i[0] != "CancelledError"]
+        if real:
+            rank, (kind, msg) = real[0]
+            if isinstance(error, FlockError) and rank == self.comm.rank:
+                raise error
+            raise ExecutionError(msg if self.comm.size == 1 else f"rank {rank}: {msg}")
+        if any(i is not None for i in infos):
+            raise CancelledError("query cancelled")
 
     def _range_predicate(self, key: str, splitters) -> str:
         r, P = self.comm.rank, self.comm.size
