@@ -272,6 +272,10 @@ class Session:
         with self._pool.exclusive(token) as lane:
             return self._ddl(stmt, params, token, lane)
 
+    def is_query(self, sql: str, params=None) -> bool:
+        """Whether `sql` is a query (planned into the cache now) rather than a statement."""
+        return not isinstance(self._cached_query_plan(sql, params), Statement)
+
     def stream(self, sql: str, params=None, token: QueryToken | None = None):
         """(schema, batches): the result's schema at once, and an iterator of its record batches,
         produced as the ranks compute them. Nothing runs until the first batch is asked for;

@@ -40,9 +40,10 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from engine.errors import InternalError
+from engine.lanes import QueryToken
 from server import call_options, metadata, wire
 from server.auth import NoOpAuthHandler, PasswordAuthMiddlewareFactory
-from server.errors import RequestError, UnsupportedRequest, flight_call
+from server.errors import RequestError, UnsupportedRequest, flight_call, to_flight_error
 from server.runner import QueryRunner
 
 log = logging.getLogger("flocksql.server")
@@ -52,6 +53,9 @@ log = logging.getLogger("flocksql.server")
 MAX_BATCH_BYTES = 4 * 1024 * 1024
 # A result not fetched within this many seconds of its GetFlightInfo is dropped.
 RESULT_TTL_S = 600.0
+# Computed results kept for their DoGet (partitioned results, DDL) hold at most this many bytes
+# together; the oldest are dropped first. Streamed results hold nothing until fetched.
+MAX_RESULT_BYTES = 1 * 2**30
 # A prepared statement unused for this many seconds is dropped (clients normally close them).
 PREPARED_TTL_S = 6 * 3600.0
 # The longest SQL text accepted, in UTF-8 bytes: parsing and planning a huge text would hold the
@@ -77,37 +81,65 @@ class ServerSettings:
     query_timeout_s: float | None = None
     max_sql_bytes: int = MAX_SQL_BYTES
     partitioned_results: bool = False
+    max_result_bytes: int = MAX_RESULT_BYTES
 
 
 # --- kept results and prepared statements --------------------------------------------------------
 
 
 @dataclass(slots=True)
+class PendingStream:
+    """A planned query whose DoGet runs it, streaming (Session.stream); `token` cancels it."""
+
+    sql: str
+    params: list | None
+    schema: pa.Schema
+    token: QueryToken = field(default_factory=QueryToken)
+
+
+@dataclass(slots=True)
 class _Result:
-    parts: dict[int, pa.Table]
+    parts: dict[int, pa.Table | PendingStream]
     expires_at: float
+    nbytes: int
+
+
+def _nbytes(part: pa.Table | PendingStream) -> int:
+    return part.nbytes if isinstance(part, pa.Table) else 0
 
 
 class ResultStore:
-    """Results of GetFlightInfo calls, kept until each part has been fetched once."""
+    """Results of GetFlightInfo calls, kept until each part has been fetched once: computed tables,
+    or pending streams that cost nothing until fetched. Computed results expire after `ttl_s`, and
+    the oldest go first while all together hold more than `max_bytes`."""
 
-    def __init__(self, ttl_s: float):
+    def __init__(self, ttl_s: float, max_bytes: int | None = None):
         self._ttl_s = ttl_s
+        self._max_bytes = max_bytes
         self._results: dict[str, _Result] = {}
         self._lock = threading.Lock()
 
-    def put(self, parts: list[pa.Table]) -> str:
+    def put(self, parts: list[pa.Table | PendingStream]) -> str:
         result_id = uuid.uuid4().hex
         now = time.monotonic()
+        result = _Result(dict(enumerate(parts)), now + self._ttl_s, sum(_nbytes(p) for p in parts))
         with self._lock:
             self._results = {k: r for k, r in self._results.items() if r.expires_at > now}
-            self._results[result_id] = _Result(dict(enumerate(parts)), now + self._ttl_s)
+            self._results[result_id] = result
+            if self._max_bytes is not None:
+                held = sum(r.nbytes for r in self._results.values())
+                for key in list(self._results):  # oldest first (insertion order)
+                    if held <= self._max_bytes or key == result_id:
+                        break
+                    held -= self._results.pop(key).nbytes
         return result_id
 
-    def take(self, result_id: str, part: int) -> pa.Table:
+    def take(self, result_id: str, part: int) -> pa.Table | PendingStream:
         with self._lock:
             result = self._results.get(result_id)
             table = result.parts.pop(part, None) if result else None
+            if table is not None:
+                result.nbytes -= _nbytes(table)
             if result is not None and not result.parts:
                 del self._results[result_id]
         if table is None:
@@ -116,7 +148,18 @@ class ResultStore:
 
     def drop(self, result_id: str) -> bool:
         with self._lock:
-            return self._results.pop(result_id, None) is not None
+            result = self._results.pop(result_id, None)
+        if result is None:
+            return False
+        for part in result.parts.values():
+            if isinstance(part, PendingStream):
+                part.token.cancel("the client cancelled the FlightInfo")
+        return True
+
+    @property
+    def held_bytes(self) -> int:
+        with self._lock:
+            return sum(r.nbytes for r in self._results.values())
 
 
 @dataclass(slots=True)
@@ -194,6 +237,23 @@ def transfer_table(table: pa.Table) -> pa.Table:
     raise AssertionError("unreachable")
 
 
+def transfer_schema(schema: pa.Schema) -> pa.Schema:
+    """`schema` as transfer_table sends it: view types as plain string/binary."""
+    return transfer_table(schema.empty_table()).schema
+
+
+def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """`batch` in the announced `schema` (view types plain; the types the plan's schema said)."""
+    if batch.schema.equals(schema):
+        return batch
+    if batch.num_rows == 0:
+        return pa.RecordBatch.from_pylist([], schema=schema)
+    try:
+        return pa.Table.from_batches([batch]).cast(schema).combine_chunks().to_batches()[0]
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InternalError(f"a streamed batch does not fit the announced schema: {exc}") from None
+
+
 def _uniform_schema(parts: list[pa.Table]) -> tuple[pa.Schema, list[pa.Table]]:
     """One schema for all parts: clients check every endpoint's schema against the first."""
     parts = [transfer_table(p) for p in parts]
@@ -247,9 +307,11 @@ class FlightSqlServer(flight.FlightServerBase):
         # Everything a handler touches exists before the base class starts serving.
         self.settings = settings
         self.runner = QueryRunner(session, settings.query_timeout_s)
-        self.results = ResultStore(settings.result_ttl_s)
+        self.results = ResultStore(settings.result_ttl_s, settings.max_result_bytes)
         self._prepared: dict[bytes, PreparedStatement] = {}
         self._prepared_lock = threading.Lock()
+        self._streams: set[QueryToken] = set()  # tokens of the queries DoGet calls stream now
+        self._streams_lock = threading.Lock()
         middleware = {call_options.MIDDLEWARE_KEY: call_options.CallOptionsFactory()}
         if user is not None:
             middleware["auth"] = PasswordAuthMiddlewareFactory(user, password)
@@ -262,6 +324,10 @@ class FlightSqlServer(flight.FlightServerBase):
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop running queries and stop serving; waits at most about `timeout_s` for each."""
+        with self._streams_lock:
+            streams = list(self._streams)
+        for token in streams:
+            token.cancel("the server is shutting down")
         if not self.runner.stop(timeout_s):
             log.warning("the running query did not stop within %g s of its cancellation", timeout_s)
         stopper = threading.Thread(target=self.shutdown, name="flocksql-flight-shutdown", daemon=True)
@@ -275,13 +341,18 @@ class FlightSqlServer(flight.FlightServerBase):
         cmd = self._command(descriptor)
         if isinstance(cmd, wire.CommandStatementQuery):
             _refuse_transaction(cmd.transaction_id)
-            parts = self._run_statement(self._sql(cmd.query), None, context)
+            sql, param_sets = self._sql(cmd.query), None
         elif isinstance(cmd, wire.CommandPreparedStatementQuery):
             prepared = self._prepared_statement(cmd.prepared_statement_handle)
-            parts = self._run_statement(prepared.sql, prepared.param_sets, context)
+            sql, param_sets = prepared.sql, prepared.param_sets
         else:
-            parts = [self._metadata_table(cmd, context)]
-        return self._publish(descriptor, parts)
+            return self._publish(descriptor, [self._metadata_table(cmd, context)])
+        pending = self._pending_stream(sql, param_sets, context)
+        if pending is not None:
+            endpoint = flight.FlightEndpoint(_ticket(self.results.put([pending]), 0), [])
+            return flight.FlightInfo(pending.schema, descriptor, [endpoint], total_records=-1, total_bytes=-1,
+                                     ordered=True)
+        return self._publish(descriptor, self._run_statement(sql, param_sets, context))
 
     @flight_call
     def get_schema(self, context, descriptor):
@@ -300,6 +371,8 @@ class FlightSqlServer(flight.FlightServerBase):
     def do_get(self, context, ticket):
         result_id, part = _parse_ticket(ticket)
         table = self.results.take(result_id, part)
+        if isinstance(table, PendingStream):
+            return flight.GeneratorStream(table.schema, self._streamed(table, context))
         batches = record_batches(table, self.settings.max_batch_bytes)
         return flight.RecordBatchStream(pa.RecordBatchReader.from_batches(table.schema, batches))
 
@@ -390,6 +463,54 @@ class FlightSqlServer(flight.FlightServerBase):
                     return [session.execute(sql, params, token=token)]
 
         return self.runner.run(_label(sql), run, context.is_cancelled)
+
+    def _pending_stream(self, sql: str, param_sets: list[list] | None, context) -> PendingStream | None:
+        """A plain query that a single endpoint serves, planned (errors in it surface now) but not
+        run: its DoGet streams it. None for what runs at once here (statements, EXPLAIN, several
+        parameter rows, partitioned results) or a Session that cannot stream."""
+        if (not hasattr(self.runner.session, "stream") or _EXPLAIN.match(sql)
+                or (param_sets is not None and len(param_sets) > 1)
+                or call_options.partitioned(context, self.settings.partitioned_results)):
+            return None
+        params = param_sets[0] if param_sets else None
+        schema = self.runner.metadata(_label(sql), lambda session: session.result_schema(sql, params),
+                                      context.is_cancelled)
+        if not self.runner.metadata(_label(sql), lambda session: session.is_query(sql, params), context.is_cancelled):
+            return None
+        return PendingStream(sql, params, transfer_schema(schema))
+
+    def _streamed(self, pending: PendingStream, context):
+        """DoGet of a pending stream: the query runs as the client reads; the server's query
+        timeout, the client going away and CancelFlightInfo all stop it on every rank."""
+        token = pending.token
+        timer = None
+        if self.settings.query_timeout_s:
+            timer = threading.Timer(self.settings.query_timeout_s, token.cancel,
+                                    (f"it ran past the server's query timeout of {self.settings.query_timeout_s:g} s",))
+            timer.daemon = True
+            timer.start()
+        batches = None
+        with self._streams_lock:
+            self._streams.add(token)
+        try:
+            _, batches = self.runner.session.stream(pending.sql, pending.params, token)
+            for batch in batches:
+                if context.is_cancelled():
+                    token.cancel("the client cancelled the call")
+                    break
+                batch = _conform(batch, pending.schema)
+                yield from record_batches(pa.Table.from_batches([batch]), self.settings.max_batch_bytes)
+        except GeneratorExit:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every error must become a Flight status
+            raise to_flight_error(exc) from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if batches is not None:
+                batches.close()  # stops the query on every rank if it has not ended
+            with self._streams_lock:
+                self._streams.discard(token)
 
     def _run_update(self, sql: str, param_sets: list[list] | None, context) -> int:
         def run(session, token):

@@ -94,7 +94,8 @@ def test_statement_query_without_prepare(server):
     info = client.get_flight_info(descriptor)
     assert info.schema.names == ["n_nationkey", "n_name"]
     assert schema.names == ["n_nationkey", "n_name"]
-    assert info.total_records == 25
+    # The engine streams (the count is unknown until the rows have gone: -1); the double knows it.
+    assert info.total_records == (-1 if server.backend == "engine" else 25)
     tables = [client.do_get(endpoint.ticket).read_all() for endpoint in info.endpoints]
     assert_same_answer(pa.concat_tables(tables), sql)
     # A ticket is served once.
