@@ -45,8 +45,10 @@ def _server_logging() -> None:
               help="Cancel a query that runs longer than this many seconds.")
 @click.option("--max-sql-bytes", type=click.IntRange(min=1), default=None, metavar="BYTES",
               help="Refuse SQL texts longer than this (default 1 MiB).")
+@click.option("--lanes", type=click.IntRange(min=1), default=None,
+              help="Queries that run on the ranks at once (default 4); a big query leaves one lane to small ones.")
 def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, password, tls_cert, tls_key, insecure,
-                  query_timeout, max_sql_bytes):
+                  query_timeout, max_sql_bytes, lanes):
     """Serve the tables of a data folder over Arrow Flight SQL."""
     # Check the options before starting any rank, so that a mistake fails fast and alone.
     try:
@@ -56,7 +58,7 @@ def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, pass
     _server_logging()
     from engine.launch import open_session
 
-    with open_session(data_dir, ranks, threads, memory_limit=memory_limit) as session:
+    with open_session(data_dir, ranks, threads, memory_limit=memory_limit, lanes=lanes) as session:
         try:
             settings = ServerSettings(max_sql_bytes=max_sql_bytes) if max_sql_bytes else None
             serve(session, host, port, user, password, tls_cert, tls_key, insecure, query_timeout, settings=settings)

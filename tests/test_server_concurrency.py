@@ -147,3 +147,54 @@ def test_a_timeout_stops_the_first_query_of_a_fresh_server(tmp_path):
         connection.close()
     finally:
         stop_server(timed)
+
+
+KILLED_CLIENT = """
+import sys, time
+import adbc_driver_flightsql.dbapi as flight_sql
+conn = flight_sql.connect(sys.argv[1], autocommit=True)
+cur = conn.cursor()
+cur.execute("SELECT a.l_orderkey, b.l_partkey FROM lineitem a CROSS JOIN lineitem b")
+reader = cur.fetch_record_batch()
+batch = reader.read_next_batch()
+print("got", batch.num_rows, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_client_killed_mid_stream_frees_its_query(tmp_path):
+    """With one lane, a streamed query whose client dies must leave the lane, or nothing else runs."""
+    import signal
+    import subprocess
+    import sys
+
+    one_lane = start_server("engine", copy_data(tmp_path / "data"), tmp_path / "server.log", args=["--lanes", "1"])
+    try:
+        client = subprocess.Popen([sys.executable, "-c", KILLED_CLIENT, one_lane.uri], stdout=subprocess.PIPE, text=True)
+        try:
+            line = client.stdout.readline()
+            assert line.startswith("got "), line
+        finally:
+            client.send_signal(signal.SIGKILL)
+            client.wait(30)
+        connection = one_lane.connect()
+        for _ in range(3):  # and again: each query leaves the lane as it found it
+            assert fetch(connection, "SELECT count(*) AS n FROM nation").column("n").to_pylist() == [25]
+        connection.close()
+    finally:
+        stop_server(one_lane)
+
+
+def test_a_stream_closed_after_its_first_batch_frees_its_query(tmp_path):
+    """A client that closes its cursor after one batch (not killed) frees the lane too."""
+    one_lane = start_server("engine", copy_data(tmp_path / "data"), tmp_path / "server.log", args=["--lanes", "1"])
+    try:
+        connection = one_lane.connect()
+        for _ in range(3):
+            with connection.cursor() as cur:
+                cur.execute("SELECT a.l_orderkey, b.l_partkey FROM lineitem a CROSS JOIN lineitem b")
+                assert cur.fetch_record_batch().read_next_batch().num_rows > 0
+            assert fetch(connection, "SELECT count(*) AS n FROM region").column("n").to_pylist() == [5]
+        connection.close()
+    finally:
+        stop_server(one_lane)
