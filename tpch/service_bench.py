@@ -1,11 +1,21 @@
-"""What a client of `flocksql serve` feels: round-trip latency percentiles through ADBC.
+"""What a client of `flocksql serve` feels, measured through ADBC beside DuckDB in the same run.
 
     python -m tpch.service_bench --data DIR [--ranks 1,2] [--repeat 500] [--sql "select 1"]
+                                 [--all | --tpch --concurrency --stream]
 
-For each rank count it starts a server on a free loopback port (`flocksql serve --port 0`), connects
-one ADBC Flight SQL client, warms up, then times `--repeat` round trips of `--sql` (execute and fetch
-the whole result, as `cursor.execute(); cursor.fetch_arrow_table()` does) on one connection, and
-`--connections` round trips that each open a new connection. Prints percentiles in milliseconds.
+For each rank count it starts a server on a free loopback port (`flocksql serve --port 0`) and
+connects ADBC Flight SQL clients:
+  round trips   `--repeat` round trips of `--sql` on one connection (execute and fetch the whole
+                result, after a warm-up) and `--connections` that each open a new connection;
+                percentiles in milliseconds.
+  --tpch        the 22 TPC-H queries through the server, each run first once (a first run: planning,
+                statistics) then `--tpch-repeat` times (best), beside DuckDB in this process on the
+                same files; answers checked against DuckDB.
+  --concurrency `select count(*) from nation` by 8 clients while a long query runs (latency
+                percentiles), then `--clients` clients each running the 22 TPC-H queries in its
+                own order: every answer checked, throughput against one client in a row.
+  --stream      `select * from lineitem`: time to the first batch and to the last row, and the
+                peak resident memory of all the server's processes meanwhile.
 Nothing here is a test: the figures depend on the machine and what else runs on it.
 """
 
@@ -79,6 +89,188 @@ def round_trips(uri: str, sql: str, repeat: int, connections: int, warmup: int =
     return times
 
 
+def _duckdb(data: Path):
+    import duckdb
+
+    from tpch.generate import discover_tables
+    con = duckdb.connect()
+    for name, source in discover_tables(data).items():
+        con.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{source}')")
+    return con
+
+
+def _tpch_texts() -> dict[int, str]:
+    folder = Path(__file__).resolve().parent / "queries"
+    return {n: (folder / f"q{n:02d}.sql").read_text() for n in range(1, 23)}
+
+
+def _fetch(conn, sql: str):
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetch_arrow_table()
+
+
+def _same(actual, expected, sql: str) -> bool:
+    from tpch.compare import compare_tables, ordering_of
+    order = ordering_of(sql)
+    return compare_tables(actual, expected, ordered=order.ordered, order_keys=order.keys) is None
+
+
+def tpch_through_server(uri: str, data: Path, repeat: int) -> list[str]:
+    import adbc_driver_flightsql.dbapi as flight_sql
+    duck = _duckdb(data)
+    lines = [f"{'query':>5} {'first s':>8} {'best s':>8} {'duckdb s':>9} {'ratio':>6}  answer"]
+    totals = [0.0, 0.0, 0.0]
+    with flight_sql.connect(uri, autocommit=True) as conn:
+        for n, sql in _tpch_texts().items():
+            t0 = time.perf_counter()
+            actual = _fetch(conn, sql)
+            first = time.perf_counter() - t0
+            best = first
+            for _ in range(repeat):
+                t0 = time.perf_counter()
+                actual = _fetch(conn, sql)
+                best = min(best, time.perf_counter() - t0)
+            ours = float("inf")
+            for _ in range(max(1, repeat)):
+                t0 = time.perf_counter()
+                expected = duck.sql(sql).to_arrow_table()
+                ours = min(ours, time.perf_counter() - t0)
+            totals = [totals[0] + first, totals[1] + best, totals[2] + ours]
+            lines.append(f"{'q' + str(n):>5} {first:>8.3f} {best:>8.3f} {ours:>9.3f} {best / ours:>6.2f}  "
+                         f"{'right' if _same(actual, expected, sql) else 'WRONG'}")
+    lines.append(f"{'total':>5} {totals[0]:>8.3f} {totals[1]:>8.3f} {totals[2]:>9.3f} {totals[1] / totals[2]:>6.2f}")
+    return lines
+
+
+def concurrency(uri: str, data: Path, clients: int, long_sql: str) -> list[str]:
+    import random
+    import threading
+
+    import adbc_driver_flightsql.dbapi as flight_sql
+    lines = []
+    long_done = threading.Event()
+
+    def run_long():
+        with flight_sql.connect(uri, autocommit=True) as conn:
+            _fetch(conn, long_sql)
+        long_done.set()
+
+    latencies: list[float] = []
+
+    def short_client():
+        with flight_sql.connect(uri, autocommit=True) as conn:
+            for _ in range(20):
+                if long_done.is_set():
+                    return
+                t0 = time.perf_counter()
+                _fetch(conn, "select count(*) from nation")
+                latencies.append((time.perf_counter() - t0) * 1000)
+
+    t0 = time.perf_counter()
+    long = threading.Thread(target=run_long)
+    long.start()
+    time.sleep(0.5)
+    shorts = [threading.Thread(target=short_client) for _ in range(8)]
+    for t in shorts:
+        t.start()
+    for t in shorts:
+        t.join()
+    long.join()
+    long_s = time.perf_counter() - t0
+    if latencies:
+        lines.append(f"8 clients' select count(*) from nation during a {long_s:.1f} s query: n={len(latencies)} "
+                     f"p50 {percentile(latencies, 50):.1f} ms, p90 {percentile(latencies, 90):.1f} ms, "
+                     f"max {max(latencies):.1f} ms")
+    texts = _tpch_texts()
+    duck = _duckdb(data)
+    expected = {n: duck.sql(sql).to_arrow_table() for n, sql in texts.items()}
+    with flight_sql.connect(uri, autocommit=True) as conn:
+        t0 = time.perf_counter()
+        for sql in texts.values():
+            _fetch(conn, sql)
+        alone = time.perf_counter() - t0
+    wrong: list[str] = []
+    each: list[float] = []
+
+    def client(seed: int):
+        order = list(texts)
+        random.Random(seed).shuffle(order)
+        with flight_sql.connect(uri, autocommit=True) as conn:
+            for n in order:
+                t0 = time.perf_counter()
+                actual = _fetch(conn, texts[n])
+                each.append(time.perf_counter() - t0)
+                if not _same(actual, expected[n], texts[n]):
+                    wrong.append(f"q{n}")
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    lines.append(f"1 client, 22 TPC-H queries in a row: {alone:.2f} s ({22 / alone:.2f} queries/s)")
+    lines.append(f"{clients} clients x 22 TPC-H queries: {wall:.2f} s ({clients * 22 / wall:.2f} queries/s, "
+                 f"{clients * 22 / wall / (22 / alone):.2f}x one client), per query p50 {percentile(each, 50):.2f} s "
+                 f"p90 {percentile(each, 90):.2f} s; wrong answers: {len(wrong)} {sorted(set(wrong))}")
+    return lines
+
+
+def _server_rss_mb(pid: int) -> float:
+    """Resident memory of `pid` and all its descendants, in MiB."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def stream(uri: str, pid: int, sql: str = "select * from lineitem") -> list[str]:
+    import threading
+
+    import adbc_driver_flightsql.dbapi as flight_sql
+    peak = [0.0]
+    done = threading.Event()
+
+    def sample():
+        while not done.is_set():
+            peak[0] = max(peak[0], _server_rss_mb(pid))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    before = _server_rss_mb(pid)
+    sampler.start()
+    with flight_sql.connect(uri, autocommit=True) as conn, conn.cursor() as cur:
+        t0 = time.perf_counter()
+        cur.execute(sql)
+        reader = cur.fetch_record_batch()
+        rows = reader.read_next_batch().num_rows
+        first = time.perf_counter() - t0
+        for batch in reader:
+            rows += batch.num_rows
+        last = time.perf_counter() - t0
+    done.set()
+    sampler.join()
+    return [f"{sql}: first batch {first:.3f} s, {rows} rows in {last:.2f} s; server processes' memory "
+            f"{before:.0f} MiB before, peak {peak[0]:.0f} MiB"]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="data folder the server serves")
@@ -87,20 +279,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeat", type=int, default=500)
     parser.add_argument("--connections", type=int, default=50, help="round trips with a new connection each")
     parser.add_argument("--server-arg", action="append", default=[], help="extra `flocksql serve` argument")
+    parser.add_argument("--tpch", action="store_true", help="TPC-H through the server beside DuckDB")
+    parser.add_argument("--tpch-repeat", type=int, default=2)
+    parser.add_argument("--concurrency", action="store_true", help="short queries during a long one; N clients")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--long-sql", default="select count(*) from lineitem a, lineitem b "
+                        "where a.l_partkey * 7 + b.l_partkey % 13 = 5 and a.l_orderkey < 2000")
+    parser.add_argument("--stream", action="store_true", help="time to first batch and memory of a big result")
+    parser.add_argument("--all", action="store_true", help="every part")
     args = parser.parse_args(argv)
-    print(f"{'ranks':>5}  {'client':<16} {'n':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     for ranks in (int(r) for r in args.ranks.split(",")):
         proc, uri = start_server(args.data, ranks, args.server_arg)
         try:
             measured = round_trips(uri, args.sql, args.repeat, args.connections)
+            print(f"\n== {ranks} rank(s): round trips of {args.sql!r}")
+            print(f"{'client':<16} {'n':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+            for kind, values in measured.items():
+                if values:
+                    print(f"{kind:<16} {len(values):>5} {percentile(values, 50):>8.2f} {percentile(values, 90):>8.2f} "
+                          f"{percentile(values, 99):>8.2f} {statistics.mean(values):>8.2f}", flush=True)
+            if args.all or args.stream:
+                print(f"\n== {ranks} rank(s): streaming a big result", flush=True)
+                print("\n".join(stream(uri, proc.pid)), flush=True)
+            if args.all or args.tpch:
+                print(f"\n== {ranks} rank(s): TPC-H through the server vs DuckDB in this process", flush=True)
+                print("\n".join(tpch_through_server(uri, args.data, args.tpch_repeat)), flush=True)
+            if args.all or args.concurrency:
+                print(f"\n== {ranks} rank(s): concurrent clients", flush=True)
+                print("\n".join(concurrency(uri, args.data, args.clients, args.long_sql)), flush=True)
         finally:
             stop_server(proc)
-        for kind, values in measured.items():
-            if not values:
-                continue
-            print(f"{ranks:>5}  {kind:<16} {len(values):>5} {percentile(values, 50):>8.2f} "
-                  f"{percentile(values, 90):>8.2f} {percentile(values, 99):>8.2f} {statistics.mean(values):>8.2f}",
-                  flush=True)
 
 
 if __name__ == "__main__":
