@@ -86,7 +86,7 @@ def _common(f):
                           "(e.g. Join=shuffle-compute) where that pattern applies; repeatable. A hint for "
                           "experiments: the cost-based choice stands where the pattern cannot run.")(f)
     f = click.option("--memory-limit", default=None, metavar="SIZE",
-                     help="DuckDB memory limit per rank, e.g. 4GB (default: 75% of RAM / ranks on the node); "
+                     help="Memory budget per rank, e.g. 4GB (default: 75% of RAM / ranks on the node), shared by its DuckDB instances; "
                           "beyond it DuckDB spills to a temporary folder.")(f)
     return f
 

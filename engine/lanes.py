@@ -6,9 +6,10 @@ DuckDB connections (cursors of the rank's DuckDB instances: they share the buffe
 pool but keep their registered Arrow views apart). Every rank has the same lanes; rank 0 decides
 which lane runs a query and tells the other ranks, whose lane threads then run it in step.
 
-Rank 0 admits queries with a `LanePool`: a query waits for a free lane, a query planned as big may
-take all lanes but one, so a small query never waits behind big ones, and statements that change
-the catalog (CREATE TABLE AS, DROP, views) wait until no query runs and hold every lane meanwhile.
+Rank 0 admits queries with a `LanePool`: a query waits for a free lane; queries planned as big
+take at most `big_lanes` lanes (never all: a small query never waits behind big ones, and big
+queries do not fight over the cores: each already uses all of its rank's threads); statements that
+change the catalog (CREATE TABLE AS, DROP, views) wait until no query runs and hold every lane.
 
 A `QueryToken` is one query's cancellation: whoever holds it (a server call, a timeout) cancels
 it, whatever the query is doing then: waiting for a lane, planning, running on the ranks.
@@ -146,9 +147,10 @@ class Lane:
 class LanePool:
     """Rank 0's admission of queries to lanes (see the module docstring)."""
 
-    def __init__(self, lanes: list[Lane]):
+    def __init__(self, lanes: list[Lane], big_lanes: int | None = None):
         self._free = list(lanes)
         self._count = len(lanes)
+        self._big_limit = max(1, min(big_lanes or len(lanes), len(lanes) - 1))
         self._big_running = 0
         self._exclusive = False
         self._cond = threading.Condition()
@@ -163,8 +165,7 @@ class LanePool:
 
     @contextmanager
     def lane(self, big: bool, token: QueryToken | None = None):
-        # Big queries leave one lane to small ones; with one lane there is no choice.
-        big_limit = max(1, self._count - 1)
+        big_limit = self._big_limit
         with self._cond:
             self._wait(token, lambda: bool(self._free) and not self._exclusive
                        and (not big or self._big_running < big_limit))

@@ -122,20 +122,26 @@ class Session:
         local = _local_ranks(self.world)
         self.threads = threads or max(1, (os.cpu_count() or 1) // local)
         self.tmp = Path(tempfile.mkdtemp(prefix=f"flocksql-r{self.rank}-"))
-        limit = memory_limit or f"{int(_total_memory() * 0.75 / local / 2**20)}MB"
-        # Exchanged tables live outside DuckDB's memory: past a quarter of the limit, a query's further
-        # received buffers are file-backed in the rank's temporary folder (they spill).
-        self.exchange_budget = size_in_bytes(limit) // 4
+        # One memory budget per rank (default: three quarters of the node's memory shared by its
+        # ranks), split between its DuckDB instances, each of which spills beyond its share: one
+        # rank has one instance; several have half for the instance that runs fragments over
+        # exchanged data (the joins and aggregates after a shuffle) and a quarter each for the
+        # other two. Exchanged tables live outside DuckDB: past an eighth of the budget, a query's
+        # further received buffers are file-backed in the rank's temporary folder (they spill).
+        budget = size_in_bytes(memory_limit) if memory_limit else int(_total_memory() * 0.75 / local)
+        self.memory_budget = budget
+        self.exchange_budget = budget // 8
         self.exchange_spill_dir = self.tmp / "exchange"
         self.exchange_spill_dir.mkdir(exist_ok=True)
-        self.con = self._connect(limit, "single" if self.nranks == 1 else "arrow")
+        share = (lambda quarters: f"{max(1, budget * quarters // 4 // 2**20)}MiB")  # noqa: E731
+        self.con = self._connect(share(4) if self.nranks == 1 else share(2), "single" if self.nranks == 1 else "arrow")
         # Fragments that read only Parquet files run on a second instance that keeps DuckDB's join
         # ordering: it has the files' statistics (Q12 at 2 ranks: 0.17 s -> 0.12 s per fragment);
         # those that join an aggregate's result on a third that keeps our order and build sides
         # but DuckDB's join filters (Runner._connection_for says which). The instances run one
         # fragment at a time, never together.
-        self.parquet_con = self.con if self.nranks == 1 else self._connect(limit, "parquet")
-        self.ordered_con = self.con if self.nranks == 1 else self._connect(limit, "ordered")
+        self.parquet_con = self.con if self.nranks == 1 else self._connect(share(1), "parquet")
+        self.ordered_con = self.con if self.nranks == 1 else self._connect(share(1), "ordered")
         self.params = CostParams.load()
         self.forced_patterns = forced_patterns or {}
         self._plans: dict = {}
@@ -152,7 +158,9 @@ class Session:
         self.lanes = [self._lane(i) for i in range(max(1, lanes or DEFAULT_LANES))]
         for con in {id(c): c for c in (self.con, self.parquet_con, self.ordered_con)}.values():
             con.execute("SET lock_configuration=true")
-        self._pool = LanePool(self.lanes)
+        # Big queries at once: each uses every DuckDB thread of its rank, so two only pay where a
+        # rank has threads to spare (a 2-core machine at 2 ranks runs them one after the other).
+        self._pool = LanePool(self.lanes, big_lanes=max(1, self.threads // 2))
         self._qids = itertools.count(1)
         self._running: dict[int, QueryToken] = {}  # rank 0: qid -> token of each running query
         # Workers: qids cancelled before their lane started them (the cancel overtook the plan).

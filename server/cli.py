@@ -31,7 +31,8 @@ def _server_logging() -> None:
               help="Number of MPI ranks (processes) that run queries.")
 @click.option("--threads", type=click.IntRange(min=1), help="DuckDB threads per rank.")
 @click.option("--memory-limit", default=None, metavar="SIZE",
-              help="DuckDB memory limit per rank, e.g. 4GB; beyond it DuckDB spills to a temporary folder.")
+              help="Memory budget per rank, e.g. 4GB (default: 75% of RAM / ranks on the node), shared by its "
+                   "DuckDB instances and exchanges; beyond it queries spill to a temporary folder.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8815, show_default=True, type=click.IntRange(0, 65535),
               help="Port to listen on (0: any free port).")
