@@ -87,7 +87,7 @@ def _common(f):
                           "experiments: the cost-based choice stands where the pattern cannot run.")(f)
     f = click.option("--memory-limit", default=None, metavar="SIZE",
                      help="Memory budget per rank, e.g. 4GB (default: 75% of RAM / ranks on the node), shared by its DuckDB instances; "
-                          "beyond it DuckDB spills to a temporary folder.")(f)
+                          "beyond their shares queries spill to a temporary folder.")(f)
     return f
 
 
