@@ -29,7 +29,7 @@ from engine.catalog import Catalog
 from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError, NotSupportedError
 from engine.lanes import BIG_QUERY_COST_S, Lane, LanePool, QueryToken
 from executors.comm import LocalComm
-from executors.runner import Runner
+from executors.runner import Runner, runs_on_rank0_alone
 from executors.scan import ScanSource
 from planner.build import Builder
 from planner.cost import CostParams
@@ -310,8 +310,10 @@ class Session:
             comm = None
             try:
                 with token.hook(cancel_everywhere):
-                    self._send_workers(("run", lane.index, phys, "stream", qid, None))
-                    comm = self._query_comm(lane)
+                    alone = self._alone(phys, "stream")
+                    if not alone:
+                        self._send_workers(("run", lane.index, phys, "stream", qid, None))
+                    comm = LocalComm() if alone else self._query_comm(lane)
                     runner = self._runner(lane, comm, phys)
                     stop = lambda: self._send_workers(("cancel", qid))  # noqa: E731
                     names = list(phys.names)
@@ -322,8 +324,6 @@ class Session:
                     raise CancelledError(f"query cancelled: {token.reason}") from None
                 raise
             finally:
-                if comm is not None and comm is not lane.comm:
-                    comm.free()
                 self._running.pop(qid, None)
                 lane.finish()
 
@@ -457,8 +457,11 @@ class Session:
 
         try:
             with token.hook(cancel_everywhere):
-                self._send_workers(("run", lane.index, phys, mode, qid, target))
-                result, stats = self._execute_plan(lane, phys, mode, target)
+                if self._alone(phys, mode):
+                    result, stats = self._execute_alone(lane, phys)
+                else:
+                    self._send_workers(("run", lane.index, phys, mode, qid, target))
+                    result, stats = self._execute_plan(lane, phys, mode, target)
         except CancelledError:
             if token.reason:
                 raise CancelledError(f"query cancelled: {token.reason}") from None
@@ -470,6 +473,17 @@ class Session:
         self.last_stats = stats
         return result
 
+    def _alone(self, phys, mode: str) -> bool:
+        """Whether rank 0 runs this plan without the other ranks (no round between processes:
+        `select 1`, queries over replicated inputs only)."""
+        return self.nranks > 1 and phys is not None and mode in ("collect", "stream") \
+            and runs_on_rank0_alone(phys.root)
+
+    def _execute_alone(self, lane: Lane, phys):
+        runner = self._runner(lane, LocalComm(), phys)
+        table = runner.run_plan(phys.root)
+        return _rename(table, phys.names), [runner.stats]
+
     def _runner(self, lane: Lane, comm, phys) -> Runner:
         # Join filters may prune Parquet row groups only when no join key can be NaN.
         return Runner(lane.con, comm, self.catalog, lane.scans, cancelled=lane.cancelled.is_set,
@@ -478,33 +492,31 @@ class Session:
                       fragment_times=self._fragment_times, plan_key=phys.key)
 
     def _query_comm(self, lane: Lane):
-        """A communicator of the lane's own for one query: a failed query's stray messages die with it."""
-        return lane.comm.dup(self.exchange_spill_dir, self.exchange_budget) if self.nranks > 1 else lane.comm
+        """The lane's communicator with byte counters and a spill budget of the query's own. No
+        collective: every rank agrees at each step whether to go on (Runner.sync), so no query
+        leaves a message behind for the next one in its lane."""
+        return lane.comm.fresh(self.exchange_spill_dir, self.exchange_budget)
 
     def _execute_plan(self, lane: Lane, phys, mode: str, target: str | None = None):
         """Runs `phys` on this rank in `lane`: (the result, every rank's statistics) on rank 0."""
         if mode == "rss":
             return lane.comm.allgather_obj(_peak_rss_mb()), None
         comm = self._query_comm(lane)
-        try:
-            runner = self._runner(lane, comm, phys)
-            if mode == "stream":  # a worker's side of Session.stream
-                for _ in runner.stream_plan(phys.root, STREAM_BATCH_ROWS):
-                    pass
-                return None, None
-            if mode == "collect":
-                table = runner.run_plan(phys.root)
-                result = _rename(table, phys.names) if table is not None else None
-            elif mode == "partitions":
-                result = self._partitions(runner, comm, phys)
-            elif mode == "write":
-                result = self._write_parts(runner, comm, phys, target)
-            else:
-                raise ExecutionError(f"unknown mode {mode}")
-            return result, comm.allgather_obj(runner.stats)
-        finally:
-            if comm is not lane.comm:
-                comm.free()
+        runner = self._runner(lane, comm, phys)
+        if mode == "stream":  # a worker's side of Session.stream
+            for _ in runner.stream_plan(phys.root, STREAM_BATCH_ROWS):
+                pass
+            return None, None
+        if mode == "collect":
+            table = runner.run_plan(phys.root)
+            result = _rename(table, phys.names) if table is not None else None
+        elif mode == "partitions":
+            result = self._partitions(runner, comm, phys)
+        elif mode == "write":
+            result = self._write_parts(runner, comm, phys, target)
+        else:
+            raise ExecutionError(f"unknown mode {mode}")
+        return result, comm.allgather_obj(runner.stats)
 
     def _local_result(self, runner, comm, phys) -> pa.Table | None:
         """Each rank's own part of the result (no final gather); a replicated result lives on rank 0."""

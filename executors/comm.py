@@ -100,6 +100,12 @@ class LocalComm:
     def polite_barrier(self, sleep_s: float = 0.0):
         pass
 
+    def agree(self, flag: int) -> list[int]:
+        return [flag]
+
+    def fresh(self, spill_dir=None, spill_over_bytes: int | None = None) -> "LocalComm":
+        return self
+
     def free(self):
         pass
 
@@ -133,6 +139,11 @@ class MpiComm:
     def dup(self, spill_dir=None, spill_over_bytes: int | None = None) -> "MpiComm":
         return MpiComm(self.comm.Dup(), spill_dir, spill_over_bytes)
 
+    def fresh(self, spill_dir=None, spill_over_bytes: int | None = None) -> "MpiComm":
+        """The same communicator with counters (and a spill budget) of its own, for one query: no
+        collective, unlike dup. Nothing to free."""
+        return MpiComm(self.comm, spill_dir, spill_over_bytes)
+
     def _receive_buffer(self, nbytes: int) -> np.ndarray:
         spill = (self.spill_dir is not None and self.spill_over_bytes is not None and nbytes > 0
                  and self.bytes_received + nbytes > self.spill_over_bytes)
@@ -155,6 +166,16 @@ class MpiComm:
         req = self.comm.Ibarrier()
         while not req.Test():
             time.sleep(sleep_s)
+
+    def agree(self, flag: int, sleep_s: float = 0.0002) -> list[int]:
+        """Every rank's small integer flag, in rank order, in one non-blocking round that sleeps
+        while it waits (as polite_barrier does)."""
+        mine = np.array([flag], dtype=np.int8)
+        every = np.empty(self.size, dtype=np.int8)
+        req = self.comm.Iallgather([mine, self.MPI.INT8_T], [every, self.MPI.INT8_T])
+        while not req.Test():
+            time.sleep(sleep_s)
+        return every.tolist()
 
     def allgather_obj(self, obj):
         return self.comm.allgather(obj)

@@ -77,6 +77,14 @@ def _inline(x: Exchange) -> bool:
     return x.kind == "broadcast" and is_replicable(x.input)
 
 
+def runs_on_rank0_alone(root: Node) -> bool:
+    """Whether a plan needs no other rank: no exchange but those every rank computes from the
+    files itself (so rank 0 reads what it needs whole), and a result rank 0 holds (not gathered)."""
+    if isinstance(root, Exchange) and not _inline(root):
+        return False
+    return all(runs_on_rank0_alone(c) for c in root.children)
+
+
 def _joins_an_aggregate(node: Node, under_join: bool = False) -> bool:
     """Whether the fragment rooted at node joins the result of a GROUP BY or DISTINCT (exchanges
     end the fragment). DuckDB cannot estimate how many rows those keep (HAVING, group counts)."""
@@ -114,7 +122,9 @@ class Runner:
             mine = ("CancelledError", "query cancelled", True)
         elif error is not None:
             mine = (type(error).__name__, str(error), isinstance(error, FlockError))
-        self.comm.polite_barrier()
+        # One round of flags; the messages travel only when some rank has one.
+        if not any(self.comm.agree(0 if mine is None else 1)):
+            return
         infos = self.comm.allgather_obj(mine)
         if any(info is not None and info[0] == "CancelledError" for info in infos):
             raise CancelledError("query cancelled")
@@ -371,6 +381,8 @@ class Runner:
             if isinstance(error, RemoteStreamError):
                 kind = error.kind
             mine = (kind, str(error))
+        if not any(self.comm.agree(0 if mine is None else 1)):
+            return
         infos = self.comm.allgather_obj(mine)
         if closed:
             return
