@@ -60,7 +60,7 @@ DEFAULT_LANES = 4
 # How often a worker rank checks for rank 0's next message: at once while queries keep coming,
 # less often the longer it has been idle (MPI's blocking receive would spin on a core instead).
 BUSY_POLL_S, BUSY_FOR_S = 0.00005, 1.0
-IDLE_POLL_S, DEEP_IDLE_AFTER_S, DEEP_IDLE_POLL_S = 0.001, 10.0, 0.005
+IDLE_POLL_S, DEEP_IDLE_AFTER_S, DEEP_IDLE_POLL_S = 0.001, 10.0, 0.002
 
 
 def _under_mpi() -> bool:
