@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -297,35 +298,15 @@ class Session:
         return self.result_schema(sql, params), self._stream(planned, token)
 
     def _stream(self, phys, token: QueryToken):
-        with self._pool.lane(phys.cost > BIG_QUERY_COST_S, token) as lane:
-            qid = next(self._qids)
-            lane.start(qid, token.cancelled)
-            self._running[qid] = token
-
-            def cancel_everywhere():
-                if lane.cancel(qid):
-                    lane.keep_interrupting(qid)
-                self._send_workers(("cancel", qid))
-
-            comm = None
-            try:
-                with token.hook(cancel_everywhere):
-                    alone = self._alone(phys, "stream")
-                    if not alone:
-                        self._send_workers(("run", lane.index, phys, "stream", qid, None))
-                    comm = LocalComm() if alone else self._query_comm(lane)
-                    runner = self._runner(lane, comm, phys)
-                    stop = lambda: self._send_workers(("cancel", qid))  # noqa: E731
-                    names = list(phys.names)
-                    for batch in runner.stream_plan(phys.root, STREAM_BATCH_ROWS, stop):
-                        yield batch.rename_columns(names)
-            except CancelledError:
-                if token.reason:
-                    raise CancelledError(f"query cancelled: {token.reason}") from None
-                raise
-            finally:
-                self._running.pop(qid, None)
-                lane.finish()
+        with self._admit(phys, "stream", token) as lane, self._query_in(lane, token) as qid:
+            alone = self._alone(phys, "stream")
+            if not alone:
+                self._send_workers(("run", lane.index, phys, "stream", qid, None))
+            runner = self._runner(lane, LocalComm() if alone else self._query_comm(lane), phys)
+            stop = lambda: self._send_workers(("cancel", qid))  # noqa: E731
+            names = list(phys.names)
+            for batch in runner.stream_plan(phys.root, STREAM_BATCH_ROWS, stop):
+                yield batch.rename_columns(names)
 
     def execute_partitions(self, sql: str, params=None, token: QueryToken | None = None) -> list[pa.Table]:
         token = token or QueryToken()
@@ -438,14 +419,19 @@ class Session:
 
     def _run_query(self, phys, mode: str, token: QueryToken, target: str | None = None):
         """Runs a plan on a lane (every lane, once no query runs, for writes)."""
-        if mode == "write":
-            admit = self._pool.exclusive(token)
-        else:
-            admit = self._pool.lane(phys is not None and phys.cost > BIG_QUERY_COST_S, token)
-        with admit as lane:
+        with self._admit(phys, mode, token) as lane:
             return self._run(lane, phys, mode, token, target)
 
-    def _run(self, lane: Lane, phys, mode: str, token: QueryToken, target: str | None = None):
+    def _admit(self, phys, mode: str, token: QueryToken):
+        """The LanePool's admission for a plan: a lane, or every lane for writes."""
+        if mode == "write":
+            return self._pool.exclusive(token)
+        return self._pool.lane(phys is not None and phys.cost > BIG_QUERY_COST_S, token)
+
+    @contextmanager
+    def _query_in(self, lane: Lane, token: QueryToken):
+        """A new query id running in `lane` for the block; cancelling `token` meanwhile stops it on
+        every rank, and its CancelledError carries the token's reason."""
         qid = next(self._qids)
         lane.start(qid, token.cancelled)
         self._running[qid] = token
@@ -457,11 +443,7 @@ class Session:
 
         try:
             with token.hook(cancel_everywhere):
-                if self._alone(phys, mode):
-                    result, stats = self._execute_alone(lane, phys)
-                else:
-                    self._send_workers(("run", lane.index, phys, mode, qid, target))
-                    result, stats = self._execute_plan(lane, phys, mode, target)
+                yield qid
         except CancelledError:
             if token.reason:
                 raise CancelledError(f"query cancelled: {token.reason}") from None
@@ -469,6 +451,14 @@ class Session:
         finally:
             self._running.pop(qid, None)
             lane.finish()
+
+    def _run(self, lane: Lane, phys, mode: str, token: QueryToken, target: str | None = None):
+        with self._query_in(lane, token) as qid:
+            if self._alone(phys, mode):
+                result, stats = self._execute_alone(lane, phys)
+            else:
+                self._send_workers(("run", lane.index, phys, mode, qid, target))
+                result, stats = self._execute_plan(lane, phys, mode, target)
         token.stats = stats
         self.last_stats = stats
         return result

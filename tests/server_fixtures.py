@@ -205,6 +205,17 @@ def stop_server(server: ServerProcess, sig: int = signal.SIGTERM) -> int | None:
     return status
 
 
+def run_clients(client, count: int, join_s: float) -> None:
+    """`client(i)` for i in range(count), each on a thread of its own, all at once; fails the test
+    if one has not returned after `join_s` seconds (a hung client)."""
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(join_s)
+    assert not any(t.is_alive() for t in threads), "a client hung"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -25,6 +25,7 @@ from tests.server_fixtures import (
     client_timeouts,
     copy_data,
     oracle,
+    run_clients,
     start_server,
     stop_server,
 )
@@ -466,12 +467,7 @@ def test_concurrent_clients_each_get_their_own_answer(server):
         except Exception as exc:  # noqa: BLE001
             failures.append(f"worker {worker}: {exc!r}")
 
-    threads = [threading.Thread(target=client, args=(w,)) for w in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(240)
-    assert not any(t.is_alive() for t in threads), "a client hung"
+    run_clients(client, 8, 240)
     assert not failures, failures
 
 

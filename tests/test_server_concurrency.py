@@ -15,7 +15,7 @@ from pathlib import Path
 import adbc_driver_manager
 import pytest
 
-from tests.server_fixtures import SLOW_SQL, assert_same_answer, copy_data, start_server, stop_server
+from tests.server_fixtures import SLOW_SQL, assert_same_answer, copy_data, run_clients, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -101,12 +101,7 @@ def test_concurrent_tpch_queries_each_match_duckdb(server):
         except Exception as exc:  # noqa: BLE001
             failures.append(f"client {worker}: {exc!r}")
 
-    threads = [threading.Thread(target=client, args=(w,)) for w in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(400)
-    assert not any(t.is_alive() for t in threads), "a client hung"
+    run_clients(client, 6, 400)
     assert not failures, "\n".join(failures)
 
 
