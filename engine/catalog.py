@@ -135,6 +135,21 @@ def _fixed_width(t: pa.DataType) -> float:
         return 24.0
 
 
+def _min_max(st: pq.Statistics) -> tuple:
+    """A row group's (min, max) as Python values. pyarrow 26 cannot convert the statistics of a
+    DECIMAL stored as INT32/INT64 (tpchgen-cli writes prices so): those are scaled from the raw
+    integers. Statistics it cannot read at all raise TypeError (treated as absent)."""
+    try:
+        return st.min, st.max
+    except pa.ArrowNotImplementedError:
+        logical = json.loads(st.logical_type.to_json() or "{}")
+        scale = logical.get("scale") if logical.get("Type") == "Decimal" else None
+        if scale is None or st.physical_type not in ("INT32", "INT64"):
+            raise TypeError("statistics of an unsupported type") from None
+        import decimal
+        return (decimal.Decimal(st.min_raw).scaleb(-scale), decimal.Decimal(st.max_raw).scaleb(-scale))
+
+
 def _column_stats(pf: pq.ParquetFile, files_meta, sample: pa.Table | None, name: str, t: pa.DataType, rows: int):
     nulls, lo, hi, have_minmax, have_nulls = 0, None, None, True, True
     for meta in files_meta:
@@ -150,8 +165,9 @@ def _column_stats(pf: pq.ParquetFile, files_meta, sample: pa.Table | None, name:
                 have_nulls = False
             if st.has_min_max:
                 try:
-                    lo = st.min if lo is None or st.min < lo else lo
-                    hi = st.max if hi is None or st.max > hi else hi
+                    mn, mx = _min_max(st)
+                    lo = mn if lo is None or mn < lo else lo
+                    hi = mx if hi is None or mx > hi else hi
                 except TypeError:
                     have_minmax = False
             else:
@@ -230,7 +246,10 @@ def _clustered_ranges(metas, name: str):
             st = rg.column(idx).statistics
             if st is None or not st.has_min_max or (st.has_null_count and st.null_count):
                 return None
-            ranges.append((st.min, st.max, rg.num_rows))
+            try:
+                ranges.append((*_min_max(st), rg.num_rows))
+            except TypeError:
+                return None
     ranges.sort(key=lambda r: (r[0], r[1]))
     for (_, hi, _), (lo, _, _) in zip(ranges, ranges[1:]):
         if hi > lo:

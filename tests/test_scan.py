@@ -39,3 +39,15 @@ def test_duckdb_answers_alike_over_dictionary_and_plain_reads(tmp_path):
     q = "SELECT flag, count(*), sum(n) FROM {} WHERE flag <> 'N' GROUP BY flag ORDER BY flag"
     assert con.sql(q.format("d")).fetchall() == con.sql(q.format("p")).fetchall()
     assert con.sql(q.format("d")).fetchall()[0][0] == "A"
+
+
+def test_decimal_statistics_stored_as_integers_are_read(tmp_path):
+    """tpchgen-cli writes DECIMAL(15,2) as INT64, whose statistics pyarrow 26 cannot convert:
+    the catalog scales the raw integers instead of failing to start."""
+    import decimal
+
+    from engine.catalog import Catalog
+    prices = pa.array([decimal.Decimal("1.50"), decimal.Decimal("-2.25"), None], pa.decimal128(15, 2))
+    pq.write_table(pa.table({"k": [1, 2, 3], "p": prices}), tmp_path / "t.parquet", store_decimal_as_integer=True)
+    stats = Catalog(tmp_path).table("t").column("p")
+    assert (stats.min, stats.max, stats.null_count) == (decimal.Decimal("-2.25"), decimal.Decimal("1.50"), 1)
