@@ -1319,10 +1319,13 @@ def _expand_order_all(order: exp.Order | None, ncols: int) -> exp.Order | None:
 
 def order_position(e: exp.Expression, ncols: int) -> int | None:
     """The 0-based output column an ORDER BY key names by position (`ORDER BY 2`), None when the
-    key is an expression. Other constants are refused as DuckDB refuses them: they sort nothing."""
-    negative = isinstance(e, exp.Neg) and isinstance(e.this, exp.Literal)
-    literal = e.this if negative else e
-    if isinstance(literal, exp.Null):
+    key is an expression. Other constants are refused as DuckDB refuses them: they sort nothing.
+    DuckDB's parser drops parentheses and folds a minus into a number, so `(2)` names column 2,
+    `-(1)` is out of range and `(false)` is a non-integer literal; `- -1` stays an expression."""
+    e = e.unnest()
+    negative = isinstance(e, exp.Neg) and isinstance(e.this.unnest(), exp.Literal)
+    literal = e.this.unnest() if negative else e
+    if isinstance(literal, (exp.Null, exp.Boolean)):
         raise CatalogError("ORDER BY non-integer literal has no effect")
     if not isinstance(literal, exp.Literal):
         return None
