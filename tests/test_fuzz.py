@@ -92,3 +92,23 @@ def test_a_nan_row_duckdb_prunes_from_parquet_is_judged_against_duckdb_over_its_
             assert judge(query, ranks, want, got, recheck).outcome == "agree"
     finally:
         second.close()
+
+
+def test_an_uncastable_comparison_is_plan_dependent_only_beside_an_empty_answer():
+    """DuckDB raises "Unimplemented type for cast" only when its plan reaches a value (see
+    tests/fuzz/run.py, UNCASTABLE): beside an empty answer either outcome agrees, beside rows not."""
+    import pyarrow as pa
+
+    from engine.batch import BatchResult
+    from tests.fuzz.generate import FuzzQuery
+
+    query = FuzzQuery("join", "adv", "SELECT a.v FROM dk a JOIN ek b ON a.v = b.v AND b.id IS NULL")
+    error = "Conversion Error: Unimplemented type for cast (DOUBLE -> DATE) when casting from source column v_3"
+    empty, rows = pa.table({"v": pa.array([], pa.float64())}), pa.table({"v": [1.0]})
+    raised = BatchResult(None, error, error_type="ExecutionError")
+    assert judge(query, 2, empty, raised).outcome == "agree"
+    assert judge(query, 2, "ConversionException: " + error, BatchResult(empty, None)).outcome == "agree"
+    assert judge(query, 2, rows, raised).outcome == "engine_error"
+    assert judge(query, 2, "ConversionException: " + error, BatchResult(rows, None)).outcome == "extra_answer"
+    other = BatchResult(None, "Conversion Error: Could not convert string 'x' to INT32", error_type="ExecutionError")
+    assert judge(query, 2, empty, other).outcome == "engine_error"
