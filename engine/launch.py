@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from engine.leftovers import clean_leftovers
 from engine.session import Session, _under_mpi
+from engine.supervisor import die_with_parent, record_rank, supervise
 
 LAUNCHED_ENV = "FLOCKSQL_LAUNCHED"
 
@@ -34,35 +35,30 @@ def mpi_command(nranks: int, argv: list[str]) -> list[str]:
     return [mpiexec_path(), "-n", str(nranks), sys.executable, *argv]
 
 
-def run_under_mpi(nranks: int, argv: list[str]) -> int:
-    """Runs `python argv…` on nranks ranks; forwards SIGINT/SIGTERM so no rank is orphaned."""
+def run_under_mpi(nranks: int, argv: list[str], *, restart: bool = False, data_dir: str | None = None,
+                  precheck=None) -> int:
+    """Runs `python argv…` on nranks ranks and returns its exit status; with `restart`, runs it
+    again whenever the flock breaks (engine/supervisor.py). No process outlives the launcher."""
     env = dict(os.environ, **{LAUNCHED_ENV: "1"})
-    proc = subprocess.Popen(mpi_command(nranks, argv), env=env, start_new_session=True)
-
-    def forward(signum, _frame):
-        # Both become SIGINT for the job: rank 0 shuts down cleanly and tells the workers to stop
-        # (workers ignore the signal itself); a SIGTERM to every rank would kill them mid-step.
-        try:
-            os.killpg(proc.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        return proc.wait()
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+    return supervise(mpi_command(nranks, argv), env, restart=restart, data_dir=data_dir, precheck=precheck)
 
 
 @contextmanager
-def open_session(data_dir: str, ranks: int = 1, threads: int | None = None, **kwargs):
+def open_session(data_dir: str, ranks: int = 1, threads: int | None = None, *, restart: bool = False,
+                 relaunch_args: tuple[str, ...] = (), precheck=None, **kwargs):
     """Yields a Session on rank 0. With ranks > 1 outside MPI, re-runs this command under mpiexec
-    (the current process then only waits for it and exits with its status)."""
+    with `relaunch_args` appended (the current process then only supervises it, see
+    run_under_mpi, and exits with its status)."""
     if ranks > 1 and not _under_mpi():
-        argv = ["-m", "cli", *sys.argv[1:]] if _invoked_as_cli() else [*sys.argv]
-        sys.exit(run_under_mpi(ranks, argv))
+        sys.exit(run_under_mpi(ranks, [*_relaunch_argv(), *relaunch_args], restart=restart, data_dir=data_dir,
+                               precheck=precheck))
+    if not _under_mpi():
+        clean_leftovers(data_dir)  # with several ranks, the supervisor did before it started them
+    else:
+        # A rank whose parent (MPICH's proxy, slurmstepd) dies goes with it instead of lingering.
+        die_with_parent()
+        from mpi4py import MPI
+        record_rank(MPI.COMM_WORLD.Get_rank())
     session = Session(data_dir, threads=threads, **kwargs)
     if session.rank != 0:
         # Workers stop when rank 0 says so; if rank 0 dies, the MPI launcher ends the job.
@@ -77,6 +73,15 @@ def open_session(data_dir: str, ranks: int = 1, threads: int | None = None, **kw
         yield session
     finally:
         session.close()
+
+
+def _relaunch_argv() -> list[str]:
+    """This command's Python arguments for the ranks. The `flocksql` script re-runs as `-P -m cli`:
+    without -P, Python would put the working directory first on sys.path, and a folder there named
+    like one of our packages (tpch/, engine/, server/ …) would shadow it."""
+    if _invoked_as_cli():
+        return ["-P", "-m", "cli", *sys.argv[1:]]
+    return [*sys.argv]
 
 
 def _invoked_as_cli() -> bool:

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from engine.catalog import Catalog
 from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError, NotSupportedError
 from engine.lanes import BIG_QUERY_COST_S, Lane, LanePool, QueryToken
+from engine.leftovers import owner_tag, rank_tmp_prefix
 from executors.comm import LocalComm
 from executors.runner import Runner, runs_on_rank0_alone
 from executors.scan import ScanSource
@@ -122,7 +123,7 @@ class Session:
         self.catalog = Catalog(data_dir, statistics=self.rank == 0)
         local = _local_ranks(self.world)
         self.threads = threads or max(1, (os.cpu_count() or 1) // local)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f"flocksql-r{self.rank}-"))
+        self.tmp = Path(tempfile.mkdtemp(prefix=rank_tmp_prefix(self.rank)))  # engine/leftovers.py
         # One memory budget per rank (default: three quarters of the node's memory shared by its
         # ranks), split between its DuckDB instances, each of which spills beyond its share: one
         # rank has one instance; several have half for the instance that runs fragments over
@@ -637,7 +638,7 @@ class Session:
             q = bind_params(stmt.query, params)
             with self._plan_lock:
                 phys = self._plan_query(q, None)
-            tmp = data / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+            tmp = data / f".tmp-{name}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
             try:
                 schema = self._run(lane, phys, "write", token, str(tmp))
@@ -657,7 +658,7 @@ class Session:
                 raise CatalogError(f"unknown table: {name}")
             table = self.catalog.table(name)
             path = data / name if (data / name).is_dir() else Path(table.files[0])
-            trash = data / f".trash-{name}-{uuid.uuid4().hex[:8]}"
+            trash = data / f".trash-{name}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
             os.rename(path, trash)
             shutil.rmtree(trash, ignore_errors=True) if trash.is_dir() else trash.unlink()
             self._refresh_all()
@@ -689,7 +690,7 @@ class Session:
     def _replace_dir(tmp: Path, final: Path):
         # The rename is the commit point: readers see the old table or the new one, never half.
         if final.exists():
-            trash = final.parent / f".trash-{final.name}-{uuid.uuid4().hex[:8]}"
+            trash = final.parent / f".trash-{final.name}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
             os.rename(final, trash)
             os.rename(tmp, final)
             shutil.rmtree(trash, ignore_errors=True)

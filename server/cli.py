@@ -11,7 +11,7 @@ import sys
 import click
 
 from server.flight_sql import ServerSettings
-from server.serve import ServeError, check_config, serve
+from server.serve import ServeError, check_config, free_port, port_in_use, serve
 
 
 def _server_logging() -> None:
@@ -48,18 +48,35 @@ def _server_logging() -> None:
               help="Refuse SQL texts longer than this (default 1 MiB).")
 @click.option("--lanes", type=click.IntRange(min=1), default=None,
               help="Queries that run on the ranks at once (default 4); a big query leaves one lane to small ones.")
+@click.option("--restart/--no-restart", default=True, show_default=True,
+              help="With --ranks > 1: start the ranks again when one dies (waiting 1 s, 2 s, 4 s … at most 30 s "
+                   "between quick failures), on the same port with the same options.")
 def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, password, tls_cert, tls_key, insecure,
-                  query_timeout, max_sql_bytes, lanes):
+                  query_timeout, max_sql_bytes, lanes, restart):
     """Serve the tables of a data folder over Arrow Flight SQL."""
     # Check the options before starting any rank, so that a mistake fails fast and alone.
     try:
         check_config(host, user, password, tls_cert, tls_key, insecure, query_timeout)
     except ServeError as exc:
         raise click.UsageError(str(exc)) from None
-    _server_logging()
     from engine.launch import open_session
+    from engine.session import _under_mpi
 
-    with open_session(data_dir, ranks, threads, memory_limit=memory_limit, lanes=lanes) as session:
+    relaunch_args = ()
+    if not _under_mpi():
+        if port and port_in_use(host, port):
+            raise click.ClickException(f"port {port} in use")
+        if port == 0 and ranks > 1:
+            # Chosen once, here, so that a restarted flock listens where clients already connect.
+            port = free_port(host)
+            relaunch_args = ("--port", str(port))
+    _server_logging()
+
+    def port_taken() -> str | None:
+        return f"port {port} in use" if port and port_in_use(host, port) else None
+
+    with open_session(data_dir, ranks, threads, memory_limit=memory_limit, lanes=lanes, restart=restart,
+                      relaunch_args=relaunch_args, precheck=port_taken) as session:
         try:
             settings = ServerSettings(max_sql_bytes=max_sql_bytes) if max_sql_bytes else None
             serve(session, host, port, user, password, tls_cert, tls_key, insecure, query_timeout, settings=settings)

@@ -6,6 +6,7 @@ server has stopped, and the caller then closes the Session.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import signal
 import socket
@@ -14,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Callable, TextIO
 
+import pyarrow as pa
 import pyarrow.flight as flight
 
 from server.flight_sql import FlightSqlServer, ServerSettings
@@ -39,6 +41,32 @@ def is_loopback(host: str) -> bool:
     except OSError:
         return False
     return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when some socket already listens on (or holds) `port` of `host`'s addresses."""
+    try:
+        infos = socket.getaddrinfo(host.strip("[]") or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError:
+        return False
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            # As gRPC binds: SO_REUSEADDR, so that a closed server's TIME_WAIT connections do not count.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return True
+    return False
+
+
+def free_port(host: str) -> int:
+    """A port of `host` that nobody listens on now (the kernel's choice)."""
+    family = socket.getaddrinfo(host.strip("[]") or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host.strip("[]"), 0))
+        return probe.getsockname()[1]
 
 
 def client_uri(host: str, port: int, tls: bool) -> str:
@@ -130,7 +158,9 @@ def serve(
         server = FlightSqlServer(
             session, location, settings=settings, user=user, password=password, tls_certificates=certificates
         )
-    except (OSError, flight.FlightError, ValueError) as exc:
+    except (OSError, ValueError, pa.ArrowException) as exc:  # gRPC's bind failure is a bare ArrowException
+        if port and port_in_use(host, port):
+            raise ServeError(f"port {port} in use") from None
         raise ServeError(f"cannot listen on {location}: {exc}") from None
 
     stop = stop or threading.Event()

@@ -1,0 +1,129 @@
+"""What a killed flock leaves behind, named so that a later start can tell it from a live one's, and
+removed at start when its owner process is gone.
+
+A rank killed with SIGKILL (or a whole job whose launcher was) cannot clean up after itself:
+  - rank temporary folders `flocksql-r<rank>-<pid>-…` (DuckDB spill files, exchange spill buffers)
+    and launcher run folders `flocksql-run-<pid>-…` in the temporary directory;
+  - write folders `.tmp-<table>-<host>-<pid>-<hex>` and `.trash-<table>-<host>-<pid>-<hex>` of a
+    CREATE TABLE AS or DROP TABLE in the data folder;
+  - MPICH's shared-memory segments `/dev/shm/mpich_shm_*` (unlinked by MPI_Finalize only).
+
+`clean_leftovers` removes only what belongs to no live process: folders whose owner pid (on this
+host) is dead, and segments that no process maps or holds open and that are older than
+SHM_MIN_AGE_S (a segment is created a moment before its job maps it).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+# A shared-memory segment younger than this is left alone even when nobody maps it yet.
+SHM_MIN_AGE_S = 60.0
+SHM_DIR = Path("/dev/shm")
+SHM_PREFIX = "mpich_shm_"
+
+_TEMP_FOLDER = re.compile(r"^flocksql-(?:r\d+|run)-(\d+)-")
+
+
+def rank_tmp_prefix(rank: int) -> str:
+    """Prefix of a rank's temporary folder: its rank and pid."""
+    return f"flocksql-r{rank}-{os.getpid()}-"
+
+
+def run_dir_prefix() -> str:
+    """Prefix of a launcher's run folder (where its ranks record their pids)."""
+    return f"flocksql-run-{os.getpid()}-"
+
+
+def owner_tag() -> str:
+    """`<host>-<pid>` of this process, for folders it writes into a shared data folder."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def pid_alive(pid: int) -> bool:
+    """True while `pid` is a process that has not exited (a zombie has)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: os.kill's answer stands
+    return stat[stat.rindex(")") + 2:].split()[0] not in ("Z", "X")
+
+
+def clean_leftovers(data_dir: str | os.PathLike | None = None) -> list[Path]:
+    """Remove dead flocks' leftovers (see the module docstring); returns what was removed."""
+    removed = []
+    for entry in Path(tempfile.gettempdir()).glob("flocksql-*"):
+        m = _TEMP_FOLDER.match(entry.name)
+        if m and entry.is_dir() and not pid_alive(int(m.group(1))):
+            removed.append(entry)
+            shutil.rmtree(entry, ignore_errors=True)
+    if data_dir is not None:
+        owned = re.compile(rf"^\.(?:tmp|trash)-.+-{re.escape(socket.gethostname())}-(\d+)-[0-9a-f]{{8}}$")
+        for entry in Path(data_dir).iterdir():
+            m = owned.match(entry.name)
+            if m and not pid_alive(int(m.group(1))):
+                removed.append(entry)
+                if entry.is_dir():
+                    shutil.rmtree(entry, ignore_errors=True)
+                else:
+                    entry.unlink(missing_ok=True)
+    removed.extend(_clean_shm())
+    return removed
+
+
+def _clean_shm() -> list[Path]:
+    if not SHM_DIR.is_dir():
+        return []
+    now, uid = time.time(), os.getuid()
+    candidates = []
+    for path in SHM_DIR.glob(SHM_PREFIX + "*"):
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if st.st_uid == uid and now - st.st_mtime > SHM_MIN_AGE_S:
+            candidates.append(path)
+    if not candidates:
+        return []
+    used = _shm_in_use()
+    removed = []
+    for path in candidates:
+        if str(path) not in used:
+            try:
+                path.unlink()
+                removed.append(path)
+            except OSError:
+                pass
+    return removed
+
+
+def _shm_in_use() -> set[str]:
+    """Paths under /dev/shm that some process maps or holds open (those this user may inspect)."""
+    used = set()
+    prefix = str(SHM_DIR / SHM_PREFIX)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for line in (proc / "maps").read_text().splitlines():
+                at = line.find(prefix)
+                if at >= 0:
+                    used.add(line[at:].split(" ")[0])
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith(prefix):
+                    used.add(target.split(" ")[0])
+        except OSError:
+            continue
+    return used
