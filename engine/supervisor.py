@@ -46,6 +46,8 @@ PR_SET_PDEATHSIG = 1
 _BAD_TERMINATION = re.compile(rb"PID (\d+) RUNNING AT")
 _EXIT_CODE = re.compile(rb"EXIT CODE: (\d+)")
 _EXIT_SIGNAL = re.compile(rb"EXIT STRING: .*\(signal (\d+)\)")
+# Hydra's own trace when it loses a proxy: "[mpiexec@host] function (/path/file.c:280): …".
+_HYDRA_TRACE = re.compile(rb"^\[mpiexec@[^]]*\] \w+ \(/[^)]*:\d+\)")
 _MPICH_BANNER = re.compile(rb"^(=+\s*$|=   |YOUR APPLICATION TERMINATED WITH|This typically refers to a problem with your "
                            rb"application|Please see the FAQ page for debugging suggestions)")
 
@@ -91,6 +93,7 @@ class Flock:
         self.dead_pid: int | None = None
         self.dead_code: int | None = None
         self.dead_signal: int | None = None
+        self.manager_failed = False
         self._relays = [threading.Thread(target=self._relay, args=(pipe, fd), daemon=True)
                         for pipe, fd in ((self.proc.stdout, 1), (self.proc.stderr, 2))]
         for t in self._relays:
@@ -114,6 +117,10 @@ class Flock:
                 blank += line
                 continue
             if _MPICH_BANNER.match(line):
+                blank = b""
+                continue
+            if _HYDRA_TRACE.match(line):
+                self.manager_failed = True
                 blank = b""
                 continue
             try:
@@ -171,7 +178,9 @@ class Flock:
                    f"exited with status {self.dead_code}" if self.dead_code is not None else "ended")
             return f"{who} {how}"
         if status < 0:
-            return f"mpiexec killed by signal {-status}"
+            return f"mpiexec was killed by signal {-status}"
+        if self.manager_failed:
+            return f"MPICH's process manager lost a process (mpiexec exited with status {status})"
         return f"mpiexec exited with status {status}"
 
 
@@ -192,7 +201,7 @@ def supervise(command: list[str], env: dict, *, restart: bool, data_dir: str | N
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     failures = 0
     try:
-        while True:
+        while not stopping.is_set():
             clean_leftovers(data_dir)
             problem = precheck() if precheck else None
             if problem and failures == 0:
@@ -203,6 +212,8 @@ def supervise(command: list[str], env: dict, *, restart: bool, data_dir: str | N
             else:
                 flock = Flock(command, env)
                 current[:] = [flock]
+                if stopping.is_set():  # the signal came while it started: pass it on now
+                    flock.interrupt()
                 try:
                     status = flock.wait()
                     end = flock.describe_end(status)
@@ -220,7 +231,8 @@ def supervise(command: list[str], env: dict, *, restart: bool, data_dir: str | N
             again = f" (failure {failures} in a row)" if failures > 1 else ""
             log_line(f"{end}; restarting the flock in {delay:g} s{again}")
             if stopping.wait(delay):
-                return status if status >= 0 else 128 - status
+                return 0  # asked to stop while no flock ran
+        return 0
     finally:
         for s, h in old.items():
             signal.signal(s, h)
