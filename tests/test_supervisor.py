@@ -1,0 +1,60 @@
+"""The supervisor's restart policy on a stand-in for mpiexec (a shell command that fails N times):
+backoff doubling per quick failure, final statuses, the pre-start check. No MPI, a few seconds."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+import pytest
+
+from engine import supervisor
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def failing_command(counter, fails: int, status: int) -> list[str]:
+    """Exits `status` the first `fails` times it runs, then 0."""
+    script = (f"import pathlib, sys; p = pathlib.Path({str(counter)!r}); n = int(p.read_text()) if p.exists() else 0; "
+              f"p.write_text(str(n + 1)); sys.exit({status} if n < {fails} else 0)")
+    return [sys.executable, "-c", script]
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch):
+    monkeypatch.setattr(supervisor, "RESTART_BACKOFF_S", 0.05)
+    monkeypatch.setattr(supervisor, "RESTART_BACKOFF_MAX_S", 0.2)
+
+
+def test_restarts_back_off_and_stop_at_success(tmp_path, capfd):
+    status = supervisor.supervise(failing_command(tmp_path / "n", 4, 9), dict(os.environ), restart=True)
+    assert status == 0
+    assert (tmp_path / "n").read_text() == "5"
+    err = capfd.readouterr().err
+    delays = re.findall(r"mpiexec exited with status 9; restarting the flock in ([\d.]+) s", err)
+    assert delays == ["0.05", "0.1", "0.2", "0.2"], err  # doubling, capped
+
+
+@pytest.mark.parametrize("status", [1, 2])
+def test_no_restart_after_a_final_status(status, tmp_path, capfd):
+    assert supervisor.supervise(failing_command(tmp_path / "n", 1, status), dict(os.environ), restart=True) == status
+    assert (tmp_path / "n").read_text() == "1"
+    assert "restarting" not in capfd.readouterr().err
+
+
+def test_no_restart_without_restart(tmp_path, capfd):
+    assert supervisor.supervise(failing_command(tmp_path / "n", 1, 9), dict(os.environ), restart=False) == 9
+    assert "mpiexec exited with status 9; the flock ended" in capfd.readouterr().err
+
+
+def test_a_failing_precheck_waits_on_restart_and_refuses_the_first_start(tmp_path, capfd):
+    assert supervisor.supervise(failing_command(tmp_path / "n", 0, 9), dict(os.environ), restart=True,
+                                precheck=lambda: "port 1 in use") == 1
+    assert not (tmp_path / "n").exists()  # never started
+    checks = iter([None, "port 1 in use", None])
+    assert supervisor.supervise(failing_command(tmp_path / "m", 1, 9), dict(os.environ), restart=True,
+                                precheck=lambda: next(checks)) == 0
+    err = capfd.readouterr().err
+    assert re.search(r"port 1 in use; restarting the flock in 0.1 s \(failure 2 in a row\)", err), err
+    assert (tmp_path / "m").read_text() == "2"
