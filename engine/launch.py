@@ -15,7 +15,7 @@ from pathlib import Path
 
 from engine.leftovers import clean_leftovers
 from engine.session import Session, _under_mpi
-from engine.supervisor import die_with_parent, record_rank, supervise
+from engine.supervisor import die_with_parent, launched_by_us, record_rank, supervise
 
 LAUNCHED_ENV = "FLOCKSQL_LAUNCHED"
 
@@ -54,8 +54,10 @@ def open_session(data_dir: str, ranks: int = 1, threads: int | None = None, *, r
                                precheck=precheck))
     if not _under_mpi():
         clean_leftovers(data_dir)  # with several ranks, the supervisor did before it started them
-    else:
-        # A rank whose parent (MPICH's proxy, slurmstepd) dies goes with it instead of lingering.
+    elif launched_by_us():
+        # A rank whose parent (our mpiexec's proxy) dies goes with it instead of lingering. Not
+        # under other launchers: the signal comes when the parent *thread* ends, and a
+        # multi-threaded parent such as slurmstepd may end the thread that started us.
         die_with_parent()
         from mpi4py import MPI
         record_rank(MPI.COMM_WORLD.Get_rank())

@@ -66,11 +66,15 @@ def die_with_parent(sig: int = signal.SIGKILL, parent: int | None = None) -> Non
         os._exit(1)
 
 
+def launched_by_us() -> bool:
+    """Whether this rank belongs to a job that `supervise` started (not an external launcher's)."""
+    run_dir = os.environ.get(RUN_DIR_ENV)
+    return bool(run_dir) and os.path.isdir(run_dir)
+
+
 def record_rank(rank: int) -> None:
     """In a rank of a job we launched: note this rank's pid for the launcher."""
-    run_dir = os.environ.get(RUN_DIR_ENV)
-    if run_dir and os.path.isdir(run_dir):
-        Path(run_dir, f"rank-{rank}.pid").write_text(str(os.getpid()))
+    Path(os.environ[RUN_DIR_ENV], f"rank-{rank}.pid").write_text(str(os.getpid()))
 
 
 def log_line(text: str) -> None:
