@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from engine.leftovers import SHM_DIR, SHM_PREFIX
-from tests.server_fixtures import DATA, REPO, copy_data, marked_processes, start_server, stop_server
+from tests.server_fixtures import DATA, MARKER_ENV, REPO, copy_data, marked_processes, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -67,6 +67,33 @@ def _environ(pid: int) -> dict[str, str]:
     except OSError:
         return {}
     return dict(item.split("=", 1) for item in items if "=" in item)
+
+
+def _environ_lines(pid: int) -> list[str]:
+    return [f"{k}={v}" for k, v in _environ(pid).items()]
+
+
+def listeners(port: int) -> set[int]:
+    """Pids of the processes holding a socket that listens on `port` (IPv4 or IPv6)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    holders = set()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and inodes:
+            try:
+                if any(os.readlink(fd) in inodes for fd in (proc / "fd").iterdir()):
+                    holders.add(int(proc.name))
+            except OSError:
+                continue
+    return holders
 
 
 def flock_processes(server) -> dict[str, int]:
@@ -122,13 +149,16 @@ def test_kill_9_of_any_process_leaves_none_behind(victim, tmp_path):
         connection.close()
         processes = wait_for_ranks(server, 2)
         assert {"mpiexec", "proxy"} <= processes.keys(), processes
+        assert processes["rank0"] in listeners(port_of(server))
         os.kill(processes[victim], signal.SIGKILL)
         survivors = wait_until_gone(server)
         assert not survivors, {pid: _cmdline(pid) for pid in survivors}
         status = server.proc.wait(GONE_WITHIN_S)
         assert status != 0, server.log()
-        with socket.socket() as probe:  # the port is free again: nothing listens
-            assert probe.connect_ex(("127.0.0.1", port_of(server))) != 0
+        # The port is free again: nothing of this server listens on it (another test's server with
+        # --port 0 may take it at once, so nobody listening is not asked).
+        holders = listeners(port_of(server))
+        assert not [pid for pid in holders if f"{MARKER_ENV}={server.marker}" in _environ_lines(pid)], holders
         if victim != "launcher":
             assert "Traceback" not in server.log(), server.log()
     finally:
