@@ -96,8 +96,12 @@ class ScanSource:
         self._seq += 1
         name = f"{ARROW_VIEW_PREFIX}part_{self._seq}"
         self.con.register(name, table)
-        self._cache[key] = (name, table.nbytes)
-        self._cache_bytes += table.nbytes
+        # The buffers the table holds, whole: a slice keeps its parent's buffers alive, and
+        # Table.nbytes (the sliced ranges) raises for string_view columns, which Parquet files
+        # written by tpchgen-cli and other Arrow writers hold.
+        held = table.get_total_buffer_size()
+        self._cache[key] = (name, held)
+        self._cache_bytes += held
         while self._cache_bytes > CACHE_MAX_BYTES and len(self._cache) > 1:
             _, (old, nb) = self._cache.popitem(last=False)
             self.con.unregister(old)
