@@ -26,9 +26,12 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from engine import catalog_statements, writes
 from engine.catalog import Catalog
+from engine.client_session import ClientSession
 from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError, NotSupportedError
 from engine.lanes import BIG_QUERY_COST_S, Lane, LanePool, QueryToken
+from engine.system_catalog import SystemCatalog
 from engine.leftovers import owner_tag, rank_tmp_prefix
 from executors.comm import LocalComm
 from executors.runner import Runner, runs_on_rank0_alone
@@ -169,6 +172,10 @@ class Session:
         self._cancelled_qids: set[int] = set()
         self._cancel_lock = threading.Lock()
         self.last_stats = None
+        # Rank 0 answers catalog SQL (information_schema, SHOW, DESCRIBE, SET) from a mirror of the
+        # catalog in DuckDB (engine/system_catalog.py); calls without a client session share one.
+        self.system = SystemCatalog() if self.rank == 0 else None
+        self.default_client = ClientSession()
         self._closed = False
 
     def _lane(self, index: int) -> Lane:
@@ -233,6 +240,7 @@ class Session:
         query = run_rules(Builder(self.catalog, est).build(qualified, original=ast))
         query = copartition(query, self.catalog, self.nranks)
         phys = PhysicalPlanner(est, self.params, self.nranks, self.forced_patterns).plan(query)
+        phys.names = self._duckdb_names(ast, sql_key, phys.names)
         if sql_key is not None:
             phys.key = hashlib.sha1(repr(key).encode()).hexdigest()
         if sql_key is not None:
@@ -240,6 +248,19 @@ class Session:
                 self._plans.pop(next(iter(self._plans)))
             self._plans[key] = phys
         return phys
+
+    def _duckdb_names(self, ast, sql_key: str | None, names: tuple[str, ...]) -> tuple[str, ...]:
+        """The result's column names as DuckDB gives them (`count_star()` for an unaliased
+        `count(*)`): DuckDB's binder describes the statement over the system catalog's empty
+        tables. Our own names stand where it cannot (the same number of columns or nothing)."""
+        if self.system is None:
+            return names
+        text = sql_key if sql_key is not None and "\x00" not in sql_key else ast.sql("duckdb")
+        try:
+            described = catalog_statements.describe_names(self, text)
+        except FlockError:
+            return names
+        return tuple(described) if len(described) == len(names) else names
 
     def plan(self, sql: str, params=None):
         with self._plan_lock, _nesting_guard():
@@ -256,19 +277,27 @@ class Session:
     # ------------------------------------------------------------------ public API (rank 0)
     def _cached_query_plan(self, sql: str, params):
         """The plan of a query statement, from the cache when the same text (and parameter values)
-        was planned before: repeated and prepared statements skip parsing and planning."""
+        was planned before: repeated and prepared statements skip parsing and planning. Other
+        statements come back as a Statement: session and catalog statements (see
+        engine/catalog_statements.py) are recognised before the SQL parser sees them."""
         key = _param_key(sql, params)
         hit = self._plans.get(self._cache_key(key))
         if hit is not None:
             return hit
+        special = catalog_statements.recognise(sql)
+        if special is not None:
+            return special
         with self._plan_lock, _nesting_guard():
-            stmt = classify(parse(sql), sql)
+            ast = parse(sql)
+            stmt = writes.classify_write(ast, sql) or catalog_statements.system_query(classify(ast, sql))
             if stmt.kind != "query":
                 return stmt
             return self._plan_query(bind_params(stmt.query, params), key)
 
-    def execute(self, sql: str, params=None, token: QueryToken | None = None) -> pa.Table:
-        """Runs one statement; `token` cancels it (from any thread) while it waits or runs."""
+    def execute(self, sql: str, params=None, token: QueryToken | None = None,
+                client: ClientSession | None = None) -> pa.Table:
+        """Runs one statement for `client` (a session of settings; the shared default when None);
+        `token` cancels it (from any thread) while it waits or runs."""
         token = token or QueryToken()
         planned = self._cached_query_plan(sql, params)
         if not isinstance(planned, Statement):
@@ -276,17 +305,26 @@ class Session:
             self._remember_schema(sql, params, table)
             return table
         stmt = planned
+        client = client or self.default_client
+        if stmt.kind in catalog_statements.KINDS:
+            return catalog_statements.run(self, stmt, params, token, client)
+        if stmt.kind in writes.KINDS or stmt.kind in ("create_table", "drop_table", "create_view", "drop_view"):
+            with self._pool.exclusive(token) as lane:
+                result = (writes.run(self, stmt, params, token, lane) if stmt.kind in writes.KINDS
+                          else self._ddl(stmt, params, token, lane))
+            if client.in_transaction:
+                client.changed_in_transaction.append(" ".join(sql.split())[:60])
+            return result
         if stmt.kind == "explain":
             text = self.explain_statement(stmt, params, token)
             return pa.table({"explain": pa.array(text.splitlines(), pa.string())})
-        with self._pool.exclusive(token) as lane:
-            return self._ddl(stmt, params, token, lane)
+        raise NotSupportedError(f"statement {stmt.kind}")
 
-    def is_query(self, sql: str, params=None) -> bool:
+    def is_query(self, sql: str, params=None, client: ClientSession | None = None) -> bool:
         """Whether `sql` is a query (planned into the cache now) rather than a statement."""
         return not isinstance(self._cached_query_plan(sql, params), Statement)
 
-    def stream(self, sql: str, params=None, token: QueryToken | None = None):
+    def stream(self, sql: str, params=None, token: QueryToken | None = None, client: ClientSession | None = None):
         """(schema, batches): the result's schema at once, and an iterator of its record batches,
         produced as the ranks compute them. Nothing runs until the first batch is asked for;
         closing the iterator early (or cancelling `token`) stops the query on every rank. A
@@ -294,7 +332,7 @@ class Session:
         token = token or QueryToken()
         planned = self._cached_query_plan(sql, params)
         if isinstance(planned, Statement):
-            table = self.execute(sql, params, token)
+            table = self.execute(sql, params, token, client)
             return table.schema, iter(table.to_batches())
         return self.result_schema(sql, params), self._stream(planned, token)
 
@@ -309,11 +347,12 @@ class Session:
             for batch in runner.stream_plan(phys.root, STREAM_BATCH_ROWS, stop):
                 yield batch.rename_columns(names)
 
-    def execute_partitions(self, sql: str, params=None, token: QueryToken | None = None) -> list[pa.Table]:
+    def execute_partitions(self, sql: str, params=None, token: QueryToken | None = None,
+                           client: ClientSession | None = None) -> list[pa.Table]:
         token = token or QueryToken()
         planned = self._cached_query_plan(sql, params)
         if isinstance(planned, Statement):
-            return [self.execute(sql, params, token)]
+            return [self.execute(sql, params, token, client)]
         parts = self._run_query(planned, "partitions", token)
         self._remember_schema(sql, params, next((p for p in parts if p.num_columns), parts[0]))
         return parts
@@ -341,17 +380,34 @@ class Session:
             stats = (token.stats, total, result.num_rows)
         return render_explain(phys, plan_s, stats)
 
-    def prepare(self, sql: str) -> pa.Schema:
+    def ingest(self, table: str, data: pa.Table, if_not_exist: int = 0, if_exists: int = 0,
+               token: QueryToken | None = None, client: ClientSession | None = None,
+               schema: str | None = None, catalog: str | None = None) -> int:
+        """Flight SQL bulk ingest of `data` into `table` (engine/writes.py: ingest); the row count."""
+        from engine.catalog import DATABASE, SCHEMA
+        if (schema or SCHEMA).lower() != SCHEMA or (catalog or DATABASE).lower() != DATABASE:
+            raise CatalogError(f"unknown schema {catalog or DATABASE}.{schema}: tables live in {DATABASE}.{SCHEMA}")
+        token = token or QueryToken()
+        with self._pool.exclusive(token) as lane:
+            rows = writes.ingest(self, table, data, if_not_exist, if_exists, token, lane)
+        client = client or self.default_client
+        if client.in_transaction:
+            client.changed_in_transaction.append(f"ingest into {table}")
+        return rows
+
+    def prepare(self, sql: str, client: ClientSession | None = None) -> pa.Schema:
         """Plans `sql` into the plan cache (executing it then skips planning) and returns its
         result's schema (see result_schema). Raises what planning raises, e.g. for a statement
         whose parameters are not bound yet."""
-        return self.result_schema(sql)
+        return self.result_schema(sql, client=client)
 
-    def result_schema(self, sql: str, params=None) -> pa.Schema:
+    def result_schema(self, sql: str, params=None, client: ClientSession | None = None) -> pa.Schema:
         """The result's schema: known from an earlier run, or from running the (cached) plan on
         empty tables on this rank alone, once. Never waits for the ranks."""
         planned = self._cached_query_plan(sql, params)
         if isinstance(planned, Statement):
+            if planned.kind in catalog_statements.KINDS:
+                return catalog_statements.result_schema(self, planned, params, client or self.default_client)
             return _statement_schema(planned)
         key = self._cache_key(_param_key(sql, params))
         with self._plan_lock:
@@ -544,6 +600,13 @@ class Session:
         try:
             if mine is not None:
                 mine = _parquet_safe(mine)
+                schema_file = os.path.join(target_dir, writes.PART_SCHEMA_FILE)
+                if os.path.exists(schema_file):  # a write into a table: its schema, NOT NULL included
+                    schema = pa.ipc.read_schema(pa.OSFile(schema_file))
+                    # (NULLs in a NOT NULL column stay visible to the writer's check: engine/writes.py)
+                    if not any(c.null_count for c, f in zip(mine.columns, schema) if not f.nullable):
+                        mine = pa.Table.from_arrays([c.cast(f.type) for c, f in zip(mine.columns, schema)],
+                                                    schema=schema)
                 pq.write_table(mine, os.path.join(target_dir, f"part-{comm.rank:05d}.parquet"))
         except BaseException as e:  # noqa: BLE001
             err = e
@@ -621,6 +684,8 @@ class Session:
                     con.close()
             if self._schema_scans is not None:
                 self._schema_scans.con.close()
+            if self.system is not None:
+                self.system.close()
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
@@ -631,6 +696,8 @@ class Session:
         name = stmt.name
         if stmt.kind == "create_table":
             exists = self.catalog.has_table(name) or name in self.catalog.views
+            if exists and stmt.if_exists:
+                return pa.table({"Count": pa.array([0], pa.int64())})
             if exists and not stmt.or_replace:
                 raise CatalogError(f"table {name} already exists")
             if name in self.catalog.views:
@@ -666,6 +733,8 @@ class Session:
         if stmt.kind == "create_view":
             if self.catalog.has_table(name):
                 raise CatalogError(f"table {name} already exists")
+            if name in self.catalog.views and stmt.if_exists:
+                return pa.table({"Count": pa.array([0], pa.int64())})
             if name in self.catalog.views and not stmt.or_replace:
                 raise CatalogError(f"view {name} already exists")
             body = stmt.query.sql("duckdb")

@@ -23,6 +23,7 @@ from sqlglot.optimizer.qualify import qualify
 
 from planner.rules.named_windows import inline_named_windows
 from planner.rules.qualify_clause import rewrite_qualify
+from engine.catalog import DATABASE, SCHEMA
 from engine.errors import CatalogError, NotSupportedError, ParseError
 
 QUERY_TYPES = (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Values, exp.Subquery)
@@ -41,10 +42,12 @@ class Statement:
     sql: str = ""
 
 
+# Session and catalog statements (SET, SHOW, DESCRIBE, …) are recognised before parsing
+# (engine/catalog_statements.py); here they are refused where they cannot stand (e.g. inside EXPLAIN).
 REFUSED_STATEMENTS = ("COPY", "ATTACH", "DETACH", "INSTALL", "LOAD", "PRAGMA", "SET", "RESET", "EXPORT", "IMPORT",
-                      "CALL", "CHECKPOINT", "VACUUM", "INSERT", "UPDATE", "DELETE", "ALTER", "USE", "BEGIN",
+                      "CALL", "CHECKPOINT", "VACUUM", "USE", "BEGIN",
                       "COMMIT", "ROLLBACK", "TRUNCATE", "CREATE SECRET", "CREATE MACRO", "CREATE FUNCTION",
-                      "CREATE SEQUENCE", "CREATE SCHEMA", "CREATE TYPE", "CREATE INDEX", "UPDATE EXTENSIONS",
+                      "CREATE SEQUENCE", "CREATE TYPE", "CREATE INDEX", "UPDATE EXTENSIONS",
                       "FORCE INSTALL", "SUMMARIZE", "DESCRIBE", "SHOW")
 _duck_lock = threading.Lock()
 _duck_parser = None
@@ -218,10 +221,14 @@ def classify(ast: exp.Expression, sql: str = "") -> Statement:
         kind = (ast.args.get("kind") or "").upper()
         name = ast.this.this.name if isinstance(ast.this, exp.Schema) else ast.this.name
         body = ast.expression
+        if any(isinstance(p, exp.TemporaryProperty) for p in (ast.args.get("properties") or exp.Properties()).expressions):
+            raise NotSupportedError(f"CREATE TEMPORARY {kind}: tables and views are shared by every session")
         if kind == "TABLE" and isinstance(body, QUERY_TYPES):
-            return Statement("create_table", body, name=name.lower(), or_replace=bool(ast.args.get("replace")), sql=sql)
+            return Statement("create_table", body, name=name.lower(), or_replace=bool(ast.args.get("replace")),
+                             if_exists=bool(ast.args.get("exists")), sql=sql)
         if kind == "VIEW" and isinstance(body, QUERY_TYPES):
-            return Statement("create_view", body, name=name.lower(), or_replace=bool(ast.args.get("replace")), sql=sql)
+            return Statement("create_view", body, name=name.lower(), or_replace=bool(ast.args.get("replace")),
+                             if_exists=bool(ast.args.get("exists")), sql=sql)
         raise NotSupportedError(f"CREATE {kind} without AS SELECT" if kind == "TABLE" else f"CREATE {kind}")
     if isinstance(ast, exp.Drop):
         kind = (ast.args.get("kind") or "").upper()
@@ -270,7 +277,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
             raise NotSupportedError(f"table function {t.this.sql('duckdb')}")
         name = t.name.lower()
         if t.args.get("db") or t.args.get("catalog"):
-            raise CatalogError(f"unknown table: {t.sql('duckdb')}")
+            _strip_default_qualifiers(t)
         if name in cte_names and not catalog.has_table(name):
             continue
         if name in catalog.views:
@@ -297,6 +304,24 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         if "could not be resolved" in msg or "Unknown column" in msg or "Ambiguous" in msg:
             raise CatalogError(f"unknown column: {msg}") from None
         raise CatalogError(msg) from None
+
+
+def _strip_default_qualifiers(table: exp.Table) -> None:
+    """`main.t` and `memory.main.t` name the table `t`: every table lives in database `memory`,
+    schema `main` (DuckDB's names). Columns qualified the same way lose those parts too."""
+    catalog = table.args.get("catalog")
+    db = table.args.get("db")
+    if (catalog is not None and catalog.name.lower() != DATABASE) or (db is not None and db.name.lower() != SCHEMA):
+        raise CatalogError(f"unknown table: {table.sql('duckdb')} (tables live in {DATABASE}.{SCHEMA})")
+    table.set("catalog", None)
+    table.set("db", None)
+    scope = table.parent_select
+    if scope is None:
+        return
+    for column in scope.find_all(exp.Column):
+        if column.args.get("db") is not None and column.table.lower() == table.name.lower():
+            column.set("catalog", None)
+            column.set("db", None)
 
 
 def _check_order_keys(ast: exp.Expression) -> None:

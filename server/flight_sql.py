@@ -39,9 +39,9 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from engine.errors import InternalError
+from engine.errors import FlockError, InternalError, NotSupportedError
 from engine.lanes import QueryToken
-from server import call_options, metadata, wire
+from server import call_options, metadata, sessions, wire
 from server.auth import NoOpAuthHandler, PasswordAuthMiddlewareFactory
 from server.errors import RequestError, UnsupportedRequest, flight_call, to_flight_error
 from server.runner import QueryRunner
@@ -95,6 +95,7 @@ class PendingStream:
     params: list | None
     schema: pa.Schema
     token: QueryToken = field(default_factory=QueryToken)
+    client: object = None  # the ClientSession that asked for it
 
 
 @dataclass(slots=True)
@@ -312,7 +313,9 @@ class FlightSqlServer(flight.FlightServerBase):
         self._prepared_lock = threading.Lock()
         self._streams: set[QueryToken] = set()  # tokens of the queries DoGet calls stream now
         self._streams_lock = threading.Lock()
-        middleware = {call_options.MIDDLEWARE_KEY: call_options.CallOptionsFactory()}
+        self.sessions = sessions.Sessions()
+        middleware = {call_options.MIDDLEWARE_KEY: call_options.CallOptionsFactory(),
+                      sessions.MIDDLEWARE_KEY: sessions.SessionCookieFactory()}
         if user is not None:
             middleware["auth"] = PasswordAuthMiddlewareFactory(user, password)
         super().__init__(
@@ -347,12 +350,13 @@ class FlightSqlServer(flight.FlightServerBase):
             sql, param_sets = prepared.sql, prepared.param_sets
         else:
             return self._publish(descriptor, [self._metadata_table(cmd, context)])
-        pending = self._pending_stream(sql, param_sets, context)
+        client = self.sessions.of(context)
+        pending = self._pending_stream(sql, param_sets, context, client)
         if pending is not None:
             endpoint = flight.FlightEndpoint(_ticket(self.results.put([pending]), 0), [])
             return flight.FlightInfo(pending.schema, descriptor, [endpoint], total_records=-1, total_bytes=-1,
                                      ordered=True)
-        return self._publish(descriptor, self._run_statement(sql, param_sets, context))
+        return self._publish(descriptor, self._run_statement(sql, param_sets, context, client))
 
     @flight_call
     def get_schema(self, context, descriptor):
@@ -394,7 +398,8 @@ class FlightSqlServer(flight.FlightServerBase):
             count = self._run_update(prepared.sql, bound or prepared.param_sets, context)
             writer.write(pa.py_buffer(wire.DoPutUpdateResult(count).encode()))
         elif isinstance(cmd, wire.CommandStatementIngest):
-            raise UnsupportedRequest("bulk ingest; use CREATE TABLE ... AS SELECT")
+            count = self._ingest(cmd, reader, context)
+            writer.write(pa.py_buffer(wire.DoPutUpdateResult(count).encode()))
         else:
             raise RequestError(f"{type(cmd).__name__} is not a DoPut command")
 
@@ -404,6 +409,10 @@ class FlightSqlServer(flight.FlightServerBase):
             ("ClosePreparedStatement", "Close a prepared statement (ActionClosePreparedStatementRequest)"),
             ("CancelFlightInfo", "Cancel the query of a FlightInfo and drop its result"),
             ("CancelQuery", "Deprecated Flight SQL form of CancelFlightInfo"),
+            ("SetSessionOptions", "Set the session's options (schema, TimeZone)"),
+            ("GetSessionOptions", "The session's options (catalog, schema and settings)"),
+            ("CloseSession", "End the session: its settings go"),
+            ("BeginTransaction", "Flight SQL transactions are not supported: statements autocommit"),
         ]
 
     @flight_call
@@ -427,6 +436,13 @@ class FlightSqlServer(flight.FlightServerBase):
             request = self._decode_action(body, wire.ActionCancelQueryRequest)
             status = self._cancel(request.info)
             return [flight.Result(wire.ActionCancelQueryResult(status).pack())]
+        if kind == "SetSessionOptions":
+            return [flight.Result(self._set_session_options(body, context))]
+        if kind == "GetSessionOptions":
+            client = self.sessions.of(context)
+            return [flight.Result(sessions.encode_get_result(sessions.options_of(client)))]
+        if kind == "CloseSession":
+            return [flight.Result(sessions.encode_close_result(self.sessions.close(context)))]
         raise UnsupportedRequest(f"action {kind!r}")
 
     # --- statements -------------------------------------------------------------------------------
@@ -439,7 +455,8 @@ class FlightSqlServer(flight.FlightServerBase):
                                f"{self.settings.max_sql_bytes} bytes (flocksql serve --max-sql-bytes)")
         return text
 
-    def _run_statement(self, sql: str, param_sets: list[list] | None, context) -> list[pa.Table]:
+    def _run_statement(self, sql: str, param_sets: list[list] | None, context, client=None) -> list[pa.Table]:
+        client = client or self.sessions.of(context)
         explain = _EXPLAIN.match(sql)
         if explain:
             analyze, inner = bool(explain.group(1)), explain.group(2)
@@ -450,21 +467,21 @@ class FlightSqlServer(flight.FlightServerBase):
         elif param_sets is not None and len(param_sets) > 1:
             # Several bound rows run as one job, one after the other, their results concatenated.
             def run(session, token):
-                tables = [session.execute(sql, params, token=token) for params in param_sets]
+                tables = [session.execute(sql, params, token=token, client=client) for params in param_sets]
                 return [pa.concat_tables(tables, promote_options="permissive")]
 
         else:
             params = param_sets[0] if param_sets else None
             if call_options.partitioned(context, self.settings.partitioned_results):
                 def run(session, token):
-                    return list(session.execute_partitions(sql, params, token=token))
+                    return list(session.execute_partitions(sql, params, token=token, client=client))
             else:
                 def run(session, token):
-                    return [session.execute(sql, params, token=token)]
+                    return [session.execute(sql, params, token=token, client=client)]
 
         return self.runner.run(_label(sql), run, context.is_cancelled)
 
-    def _pending_stream(self, sql: str, param_sets: list[list] | None, context) -> PendingStream | None:
+    def _pending_stream(self, sql: str, param_sets: list[list] | None, context, client) -> PendingStream | None:
         """A plain query that a single endpoint serves, planned (errors in it surface now) but not
         run: its DoGet streams it. None for what runs at once here (statements, EXPLAIN, several
         parameter rows, partitioned results) or a Session that cannot stream."""
@@ -473,11 +490,12 @@ class FlightSqlServer(flight.FlightServerBase):
                 or call_options.partitioned(context, self.settings.partitioned_results)):
             return None
         params = param_sets[0] if param_sets else None
-        schema = self.runner.metadata(_label(sql), lambda session: session.result_schema(sql, params),
-                                      context.is_cancelled)
-        if not self.runner.metadata(_label(sql), lambda session: session.is_query(sql, params), context.is_cancelled):
+        if not self.runner.metadata(_label(sql), lambda session: session.is_query(sql, params, client=client),
+                                    context.is_cancelled):
             return None
-        return PendingStream(sql, params, transfer_schema(schema))
+        schema = self.runner.metadata(_label(sql), lambda session: session.result_schema(sql, params, client=client),
+                                      context.is_cancelled)
+        return PendingStream(sql, params, transfer_schema(schema), client=client)
 
     def _streamed(self, pending: PendingStream, context):
         """DoGet of a pending stream: the query runs as the client reads; the server's query
@@ -493,7 +511,7 @@ class FlightSqlServer(flight.FlightServerBase):
         with self._streams_lock:
             self._streams.add(token)
         try:
-            _, batches = self.runner.session.stream(pending.sql, pending.params, token)
+            _, batches = self.runner.session.stream(pending.sql, pending.params, token, client=pending.client)
             for batch in batches:
                 if context.is_cancelled():
                     token.cancel("the client cancelled the call")
@@ -513,8 +531,11 @@ class FlightSqlServer(flight.FlightServerBase):
                 self._streams.discard(token)
 
     def _run_update(self, sql: str, param_sets: list[list] | None, context) -> int:
+        client = self.sessions.of(context)
+
         def run(session, token):
-            counts = [_affected_rows(session.execute(sql, params, token=token)) for params in (param_sets or [None])]
+            counts = [_affected_rows(session.execute(sql, params, token=token, client=client))
+                      for params in (param_sets or [None])]
             return -1 if -1 in counts else sum(counts)
 
         return self.runner.run(_label(sql), run, context.is_cancelled)
@@ -523,13 +544,17 @@ class FlightSqlServer(flight.FlightServerBase):
         explain = _EXPLAIN.match(sql)
         if explain:
             return pa.schema([pa.field("explain", pa.utf8())])
-        return self.runner.metadata(_label(sql), lambda session: session.result_schema(sql), context.is_cancelled)
+        client = self.sessions.of(context)
+        return self.runner.metadata(_label(sql), lambda session: session.result_schema(sql, client=client),
+                                    context.is_cancelled)
 
     def _create_prepared(self, sql: str, context) -> wire.ActionCreatePreparedStatementResult:
+        client = self.sessions.of(context)
         try:
             # Plans into the Session's plan cache, which the execution then uses.
             schema = (pa.schema([pa.field("explain", pa.utf8())]) if _EXPLAIN.match(sql) else
-                      self.runner.metadata(_label(sql), lambda session: session.prepare(sql), context.is_cancelled))
+                      self.runner.metadata(_label(sql), lambda session: session.prepare(sql, client=client),
+                                           context.is_cancelled))
         except Exception as exc:  # noqa: BLE001 - the same error reaches the client when it executes
             # DDL, statements with parameters and statements the planner cannot describe without
             # running them have no dataset schema; a real error surfaces on execution.
@@ -546,6 +571,43 @@ class FlightSqlServer(flight.FlightServerBase):
             prepared_statement_handle=handle,
             dataset_schema=schema.serialize().to_pybytes() if schema is not None else b"",
         )
+
+    def _set_session_options(self, body: bytes, context) -> bytes:
+        """SetSessionOptions: each option as the SET it means; the ones refused come back as errors."""
+        client = self.sessions.of(context)
+        errors = {}
+        for name, value in sessions.decode_set_request(body).items():
+            try:
+                statement = sessions.setting_statement(name, value)
+            except ValueError:
+                errors[name] = sessions.INVALID_VALUE
+                continue
+            if statement is None:
+                continue
+            try:
+                self.runner.metadata(f"session option {name}",
+                                     lambda session, sql=statement: session.execute(sql, client=client),
+                                     context.is_cancelled)
+            except NotSupportedError:
+                errors[name] = sessions.INVALID_NAME
+            except FlockError:
+                errors[name] = sessions.INVALID_VALUE
+        return sessions.encode_set_result(errors)
+
+    def _ingest(self, cmd: wire.CommandStatementIngest, reader, context) -> int:
+        """Bulk ingest (ADBC adbc_ingest, pandas to_sql, Polars write_database): the rows become
+        a table of the data folder, created, appended to or replaced as the options say."""
+        options = wire.TableDefinitionOptions.decode(cmd.table_definition_options or b"")
+        if cmd.temporary:
+            raise UnsupportedRequest("temporary tables")
+        data = reader.read_all()
+        client = self.sessions.of(context)
+
+        def run(session, token):
+            return session.ingest(cmd.table, data, options.if_not_exist, options.if_exists, token=token,
+                                  client=client, schema=cmd.schema or None, catalog=cmd.catalog or None)
+
+        return self.runner.run(f"ingest into {cmd.table}", run, context.is_cancelled)
 
     def _prepared_statement(self, handle: bytes) -> PreparedStatement:
         with self._prepared_lock:

@@ -114,11 +114,18 @@ def server_version() -> str:
         return "0.1.0"
 
 
+def vendor_version() -> str:
+    """The server version clients see: the DuckDB dialect FlockSQL follows first (DuckDB-dialect
+    clients such as Ibis and the GizmoSQL SQLAlchemy dialect check for `duckdb v…`), then our own."""
+    import duckdb
+    return f"duckdb v{duckdb.__version__} (FlockSQL {server_version()})"
+
+
 def sql_info_values() -> dict[int, object]:
     """SqlInfo id -> value; the ids and enums are those of FlightSql.proto."""
     return {
         0: "FlockSQL",  # FLIGHT_SQL_SERVER_NAME
-        1: server_version(),  # FLIGHT_SQL_SERVER_VERSION
+        1: vendor_version(),  # FLIGHT_SQL_SERVER_VERSION
         2: pa.__version__,  # FLIGHT_SQL_SERVER_ARROW_VERSION
         3: False,  # FLIGHT_SQL_SERVER_READ_ONLY
         4: True,  # FLIGHT_SQL_SERVER_SQL

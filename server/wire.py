@@ -326,9 +326,16 @@ class CommandGetCrossReference(Message):
     pass
 
 
-@_message((1, "table_definition_options", "message"), (2, "table", "string"))
+@_message((1, "table_definition_options", "message"), (2, "table", "string"), (3, "schema", "string?"),
+          (4, "catalog", "string?"), (5, "temporary", "bool"), (6, "transaction_id", "bytes?"))
 class CommandStatementIngest(Message):
-    """Bulk ingest (ADBC adbc_ingest); decoded only to be refused by name."""
+    """Bulk ingest (ADBC adbc_ingest): the rows follow in the DoPut stream."""
+
+
+@_message((1, "if_not_exist", "enum"), (2, "if_exists", "enum"))
+class TableDefinitionOptions(Message):
+    """CommandStatementIngest.TableDefinitionOptions. if_not_exist: 0 unspecified, 1 create, 2 fail;
+    if_exists: 0 unspecified, 1 fail, 2 append, 3 replace."""
 
 
 @_message((1, "plan", "message"), (2, "transaction_id", "bytes?"))

@@ -106,15 +106,15 @@ class DuckDBSession:
         except duckdb.InvalidInputException:
             return pa.table({"Count": pa.array([], pa.int64())})
 
-    def execute(self, sql: str, params: list | None = None, token=None) -> pa.Table:
+    def execute(self, sql: str, params: list | None = None, token=None, client=None) -> pa.Table:
         return self._run(sql, params)
 
-    def execute_partitions(self, sql: str, params: list | None = None, token=None) -> list[pa.Table]:
+    def execute_partitions(self, sql: str, params: list | None = None, token=None, client=None) -> list[pa.Table]:
         table = self._run(sql, params)
         size = -(-table.num_rows // self.ranks) if table.num_rows else 0
         return [table.slice(i * size, size) if size else table.slice(0, 0) for i in range(self.ranks)]
 
-    def result_schema(self, sql: str) -> pa.Schema:
+    def result_schema(self, sql: str, params=None, client=None) -> pa.Schema:
         self._check_thread()
         if not self._returns_rows(sql):
             raise NotSupportedError("no result schema for a statement that returns no rows")
@@ -127,7 +127,7 @@ class DuckDBSession:
         except duckdb.Error as exc:
             raise ExecutionError(str(exc)) from None
 
-    def prepare(self, sql: str) -> pa.Schema | None:
+    def prepare(self, sql: str, client=None) -> pa.Schema | None:
         return self.result_schema(sql)
 
     def explain(self, sql: str, analyze: bool = False, token=None) -> str:

@@ -1,0 +1,248 @@
+"""Session and catalog statements: SET/RESET/USE, BEGIN/COMMIT/ROLLBACK, SHOW, DESCRIBE, PRAGMA
+table_info, SUMMARIZE, and queries over the system catalog.
+
+Recognised from the text before the SQL parser sees it (DuckDB-only syntax that sqlglot does not
+model). Catalog statements run on rank 0 against the system catalog's mirror (see
+engine/system_catalog.py); SUMMARIZE reads data, so its aggregates are one distributed query
+whose single row rank 0 turns into DuckDB's SUMMARIZE table; DESCRIBE of a query takes the
+planner's result schema, the one its results will have.
+"""
+from __future__ import annotations
+
+import decimal
+import re
+
+import pyarrow as pa
+
+from engine import client_session as cs
+from engine.errors import NotSupportedError
+from engine.system_catalog import reads_data_tables, reads_system_catalog
+from planner.qualify import Statement, parse
+
+# Statement kinds handled here (Session.execute hands them over).
+KINDS = ("session", "catalog", "describe_query", "summarize", "system_query", "use")
+
+# PRAGMAs that only read the catalog.
+READ_ONLY_PRAGMAS = ("table_info", "show", "show_tables", "show_tables_expanded", "database_list", "version",
+                     "storage_info")
+_SHOW = re.compile(r"^\s*SHOW\s+(ALL\s+)?TABLES\s*;?\s*$", re.IGNORECASE)
+_DESCRIBE = re.compile(r"^\s*(DESCRIBE|DESC|SHOW)\s+(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+_SUMMARIZE = re.compile(r"^\s*SUMMARIZE\s+(?:TABLE\s+)?(.+?)\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+_PRAGMA = re.compile(r"^\s*PRAGMA\s+([A-Za-z_]+)\s*(\(.*\))?\s*;?\s*$", re.IGNORECASE | re.DOTALL)
+_USE = re.compile(r"^\s*USE\s+(.+?)\s*;?\s*$", re.IGNORECASE)
+_QUERY_START = re.compile(r"^\s*(\(|SELECT\b|WITH\b|FROM\b|VALUES\b|TABLE\b)", re.IGNORECASE)
+_NAME = re.compile(r'^(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)(?:\.(?:"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)){0,2}$')
+
+SUMMARIZE_SCHEMA = pa.schema([
+    ("column_name", pa.string()), ("column_type", pa.string()), ("min", pa.string()), ("max", pa.string()),
+    ("approx_unique", pa.int64()), ("avg", pa.string()), ("std", pa.string()), ("q25", pa.string()),
+    ("q50", pa.string()), ("q75", pa.string()), ("count", pa.int64()), ("null_percentage", pa.decimal128(9, 2)),
+])
+DESCRIBE_SCHEMA = pa.schema([(n, pa.string()) for n in ("column_name", "column_type", "null", "key", "default",
+                                                       "extra")])
+
+
+def recognise(sql: str) -> Statement | None:
+    """The Statement of a session or catalog statement, or None for anything else."""
+    if cs.session_statement(sql) is not None:
+        return Statement("session", sql=sql)
+    if _SHOW.match(sql):
+        return Statement("catalog", sql=sql)
+    m = _USE.match(sql)
+    if m:
+        return Statement("use", name=m.group(1), sql=sql)
+    m = _PRAGMA.match(sql)
+    if m:
+        if m.group(1).lower() not in READ_ONLY_PRAGMAS:
+            raise NotSupportedError(f"PRAGMA {m.group(1)}: only PRAGMAs that read the catalog "
+                                    f"({', '.join(READ_ONLY_PRAGMAS)})")
+        return Statement("catalog", sql=sql)
+    m = _SUMMARIZE.match(sql)
+    if m:
+        return Statement("summarize", sql=_source(m.group(1)))
+    m = _DESCRIBE.match(sql)
+    if m:
+        rest = m.group(2)
+        if _QUERY_START.match(rest):
+            return Statement("describe_query", sql=rest)
+        if _NAME.match(rest):
+            return Statement("catalog", sql=f"DESCRIBE {rest}")
+    return None
+
+
+def _source(text: str) -> str:
+    """A FROM item for SUMMARIZE's argument: a table name, or a query in parentheses."""
+    if _NAME.match(text):
+        return text
+    if _QUERY_START.match(text):
+        return text if text.startswith("(") else f"({text})"
+    raise NotSupportedError(f"SUMMARIZE of {text[:40]!r}: give a table name or a query")
+
+
+def system_query(stmt: Statement) -> Statement:
+    """A query that reads the system catalog becomes a 'system_query' (it runs on the mirror)."""
+    if stmt.kind != "query" or not reads_system_catalog(stmt.query):
+        return stmt
+    data = reads_data_tables(stmt.query)
+    if data:
+        raise NotSupportedError(f"a query that reads the system catalog and data tables ({', '.join(data[:3])}) "
+                                f"at once; read them in two queries")
+    return Statement("system_query", stmt.query, sql=stmt.sql)
+
+
+def cursor_of(session, client: cs.ClientSession):
+    """The client's cursor on the system catalog, the mirror brought up to date first."""
+    cursor_sync(session)
+    if client.cursor is None:
+        client.cursor = session.system.cursor()
+        for name, value in client.settings.items():
+            client.cursor.execute(f"SET {name} = {_literal(value)}")
+    return client.cursor
+
+
+def run(session, stmt: Statement, params, token, client: cs.ClientSession) -> pa.Table:
+    with client.lock:
+        return _run(session, stmt, params, token, client)
+
+
+def _run(session, stmt: Statement, params, token, client: cs.ClientSession) -> pa.Table:
+    kind = stmt.kind
+    if kind == "session":
+        return _session_statement(session, stmt.sql, client)
+    if kind == "use":
+        _set(session, client, "search_path", stmt.name)
+        return pa.table({})
+    if kind == "summarize":
+        return summarize(session, stmt.sql, token, client)
+    if kind == "describe_query":
+        if reads_system_catalog(parse(stmt.sql)):
+            return session.system.run(cursor_of(session, client), f"DESCRIBE {stmt.sql}")
+        schema = session.result_schema(stmt.sql, params)
+        return session.system.describe_schema(cursor_of(session, client), schema)
+    # catalog statements and system queries: DuckDB's own answer over the mirror
+    return session.system.run(cursor_of(session, client), stmt.sql, params)
+
+
+def describe_names(session, sql: str) -> list[str]:
+    """DuckDB's names of a query's result columns, from its binder over the mirror."""
+    cursor = session.system.cursor()
+    try:
+        cursor_sync(session)
+        return [row["column_name"] for row in session.system.run(cursor, f"DESCRIBE {sql}").to_pylist()]
+    finally:
+        cursor.close()
+
+
+def cursor_sync(session) -> None:
+    catalog = session.catalog
+    session.system.sync({n: catalog.table_schema(n) for n in catalog.table_names()}, dict(catalog.views))
+
+
+def result_schema(session, stmt: Statement, params, client: cs.ClientSession) -> pa.Schema:
+    """The schema of a statement's result without changing anything (prepare, GetFlightInfo)."""
+    if stmt.kind in ("session", "use"):
+        return pa.schema([])
+    if stmt.kind == "summarize":
+        return SUMMARIZE_SCHEMA
+    if stmt.kind == "describe_query":
+        return DESCRIBE_SCHEMA
+    with client.lock:
+        cursor = cursor_of(session, client)
+        if stmt.kind == "system_query" and not params:
+            return session.system.run(cursor, f"SELECT * FROM ({stmt.sql}) LIMIT 0").schema
+        return session.system.run(cursor, stmt.sql, params).schema
+
+
+def _session_statement(session, sql: str, client: cs.ClientSession) -> pa.Table:
+    parsed = cs.session_statement(sql)
+    if parsed[0] == "transaction":
+        cs.transaction(client, parsed[1])
+        return pa.table({})
+    if parsed[0] == "reset":
+        _, scope, name = parsed
+        names = list(client.settings) if name.upper() == "ALL" else [cs.canonical_setting(name, scope)]
+        cursor = cursor_of(session, client)
+        for canon in names:
+            client.settings.pop(canon, None)
+            session.system.run(cursor, f"RESET {canon}")
+        return pa.table({})
+    _, scope, name, value = parsed
+    _set(session, client, cs.canonical_setting(name, scope), cs.unquote_value(value))
+    return pa.table({})
+
+
+def _set(session, client: cs.ClientSession, canon: str, value: str) -> None:
+    cursor = cursor_of(session, client)
+    if canon in ("search_path", "schema"):
+        cs.check_search_path(value, schemas=[cs.DEFAULT_SCHEMA])
+    before = session.system.run(cursor, f"SELECT current_setting('{canon}') AS v").column(0)[0].as_py()
+    session.system.run(cursor, f"SET {canon} = {_literal(value)}")
+    if canon == "TimeZone" and not _same_clock(session, cursor):
+        session.system.run(cursor, f"SET {canon} = {_literal(before)}")
+        raise NotSupportedError(f"SET TimeZone = {value!r}: the ranks compute in the server's time zone "
+                                f"({_server_zone(session)}); a session may set only that one")
+    client.settings[canon] = value
+
+
+_CLOCK = ("SELECT (TIMESTAMPTZ '2001-01-15 12:00:00+00')::TIMESTAMP AS w, "
+          "(TIMESTAMPTZ '2001-07-15 12:00:00+00')::TIMESTAMP AS s")
+
+
+def _same_clock(session, cursor) -> bool:
+    """Whether the cursor's time zone shows instants as the server's does (winter and summer)."""
+    mine = session.system.run(cursor, _CLOCK).to_pylist()
+    server = session.system.con.cursor()
+    try:
+        return mine == session.system.run(server, _CLOCK).to_pylist()
+    finally:
+        server.close()
+
+
+def _server_zone(session) -> str:
+    server = session.system.con.cursor()
+    try:
+        return session.system.run(server, "SELECT current_setting('TimeZone')").column(0)[0].as_py()
+    finally:
+        server.close()
+
+
+def _literal(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+# --- SUMMARIZE ------------------------------------------------------------------------------------
+
+_NUMERIC = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|UHUGEINT|"
+                      r"FLOAT|DOUBLE|DECIMAL.*)$")
+
+
+def summarize(session, source: str, token, client: cs.ClientSession) -> pa.Table:
+    """DuckDB's SUMMARIZE: per column its type, min, max, distinct estimate, average, standard
+    deviation, quartiles (numeric columns), row count and share of NULLs. One distributed query
+    computes every aggregate; rank 0 turns its one row into one row per column."""
+    schema = session.result_schema(f"SELECT * FROM {source}")
+    types = [row["column_type"] for row in session.system.describe_schema(cursor_of(session, client), schema).to_pylist()]
+    items = ["count(*)"]
+    for i, (field, sql_type) in enumerate(zip(schema, types)):
+        col = '"' + field.name.replace('"', '""') + '"'
+        items += [f"min({col})::VARCHAR", f"max({col})::VARCHAR", f"approx_count_distinct({col})", f"count({col})"]
+        if _NUMERIC.match(sql_type):
+            items += [f"avg({col})::VARCHAR", f"stddev_samp({col})::VARCHAR",
+                      *(f"quantile_cont({col}, {q})::VARCHAR" for q in ("0.25", "0.5", "0.75"))]
+        elif sql_type in ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIME"):
+            items += [f"avg({col})::VARCHAR", "NULL::VARCHAR",
+                      *(f"quantile_disc({col}, {q})::VARCHAR" for q in ("0.25", "0.5", "0.75"))]
+        else:
+            items += ["NULL::VARCHAR"] * 5
+    names = [f"s{i}" for i in range(len(items))]
+    select = ", ".join(f"{item} AS {name}" for item, name in zip(items, names))
+    row = session.execute(f"SELECT {select} FROM {source}", token=token).to_pylist()[0]
+    values = [row[n] for n in names]
+    total, rows = values[0], []
+    for i, (field, sql_type) in enumerate(zip(schema, types)):
+        lo, hi, distinct, non_null, avg, std, q25, q50, q75 = values[1 + 9 * i: 10 + 9 * i]
+        nulls = 0 if not total else round(100 * (total - non_null) / total, 2)
+        rows.append((field.name, sql_type, lo, hi, distinct, avg, std, q25, q50, q75, total,
+                     decimal.Decimal(str(nulls)).quantize(decimal.Decimal("0.01"))))
+    return pa.Table.from_pylist([dict(zip(SUMMARIZE_SCHEMA.names, r)) for r in rows], schema=SUMMARIZE_SCHEMA)
+

@@ -1,0 +1,122 @@
+"""A client's session: its settings and its transaction state, apart from every other client's.
+
+The server keeps one per client connection (server/sessions.py). Settings a client may change are an
+allow-list of DuckDB's connection-local settings whose effect FlockSQL honours on every rank:
+
+  search_path / schema  where unqualified names are looked up (every table lives in memory.main);
+  TimeZone              accepted when it names the server's own time zone (the ranks compute with
+                        theirs: another zone would change answers silently, so it is refused).
+
+Statements run in autocommit mode: each one is atomic and visible to every client once it returns.
+BEGIN … COMMIT is accepted for clients that always send it; a ROLLBACK after statements that changed
+data says which it cannot undo instead of pretending to.
+"""
+from __future__ import annotations
+
+import re
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from engine.errors import CatalogError, ExecutionError, NotSupportedError
+
+# name as clients write it (lower case) -> DuckDB's canonical name
+SETTINGS = {"search_path": "search_path", "schema": "schema", "timezone": "TimeZone"}
+DEFAULT_SCHEMA = "main"
+DATABASE = "memory"
+
+_SET = re.compile(r"^\s*SET\s+(?:(SESSION|LOCAL|GLOBAL)\s+)?(?:VARIABLE\s+)?([A-Za-z_][A-Za-z0-9_.]*)\s*(?:=|\s+TO\s+|\s)\s*(.*?)\s*;?\s*$",
+                  re.IGNORECASE | re.DOTALL)
+_RESET = re.compile(r"^\s*RESET\s+(?:(SESSION|LOCAL|GLOBAL)\s+)?(ALL|[A-Za-z_][A-Za-z0-9_.]*)\s*;?\s*$", re.IGNORECASE)
+_TRANSACTION = re.compile(r"^\s*(BEGIN|START|COMMIT|END|ROLLBACK|ABORT)(\s+(TRANSACTION|WORK))?\s*;?\s*$", re.IGNORECASE)
+
+
+@dataclass
+class ClientSession:
+    """One client's state. `cursor` is its cursor on the system catalog (engine/system_catalog.py),
+    made on first use; it holds the session's settings as DuckDB would."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    settings: dict = field(default_factory=dict)  # canonical name -> value as given
+    in_transaction: bool = False
+    changed_in_transaction: list = field(default_factory=list)  # statements that wrote since BEGIN
+    last_used: float = field(default_factory=time.monotonic)
+    cursor: object = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def close(self) -> None:
+        if self.cursor is not None:
+            self.cursor.close()
+            self.cursor = None
+
+
+def session_statement(sql: str):
+    """('set', name, value) | ('reset', name) | ('transaction', verb) for a session statement, else None."""
+    m = _TRANSACTION.match(sql)
+    if m:
+        verb = m.group(1).upper()
+        return ("transaction", {"START": "BEGIN", "END": "COMMIT", "ABORT": "ROLLBACK"}.get(verb, verb))
+    m = _RESET.match(sql)
+    if m:
+        return ("reset", m.group(1), m.group(2))
+    m = _SET.match(sql)
+    if m:
+        return ("set", m.group(1), m.group(2), m.group(3))
+    return None
+
+
+def canonical_setting(name: str, scope: str | None) -> str:
+    key = name.lower()
+    if scope and scope.upper() == "GLOBAL":
+        raise NotSupportedError(f"SET GLOBAL {name}: settings are per session; the server's are set at its start")
+    if key not in SETTINGS:
+        allowed = ", ".join(sorted(SETTINGS.values()))
+        raise NotSupportedError(f"SET {name}: a client may set only {allowed}")
+    return SETTINGS[key]
+
+
+def unquote_value(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1].replace("''", "'")
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return text[1:-1].replace('""', '"')
+    if not text:
+        raise ExecutionError("SET needs a value")
+    return text
+
+
+def check_search_path(value: str, schemas: list[str]) -> None:
+    """Every entry of a search path must name a schema that exists (DuckDB refuses others too)."""
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        parts = [p.strip().strip('"').lower() for p in entry.split(".")]
+        if len(parts) == 2 and parts[0] not in (DATABASE, "system", "temp"):
+            raise CatalogError(f"SET search_path: no catalog {parts[0]!r} (the database is {DATABASE})")
+        if parts[-1] not in schemas and parts[-1] not in (DATABASE,):
+            raise CatalogError(f"SET search_path: no schema {parts[-1]!r}")
+
+
+def transaction(client: ClientSession, verb: str) -> None:
+    if verb == "BEGIN":
+        if client.in_transaction:
+            raise ExecutionError("cannot start a transaction within a transaction")
+        client.in_transaction, client.changed_in_transaction = True, []
+        return
+    if verb == "COMMIT":
+        if not client.in_transaction:
+            raise ExecutionError("cannot commit - no transaction is active")
+        client.in_transaction, client.changed_in_transaction = False, []
+        return
+    # ROLLBACK
+    changed = client.changed_in_transaction
+    was_open = client.in_transaction
+    client.in_transaction, client.changed_in_transaction = False, []
+    if not was_open:
+        raise ExecutionError("cannot rollback - no transaction is active")
+    if changed:
+        listed = "; ".join(changed[:5]) + ("; …" if len(changed) > 5 else "")
+        raise NotSupportedError(f"ROLLBACK cannot undo {len(changed)} statement(s) that already changed data "
+                                f"(each statement commits on its own): {listed}")

@@ -1,0 +1,419 @@
+"""Statements that change tables: INSERT, UPDATE, DELETE, CREATE TABLE (columns), bulk ingest,
+ALTER … RENAME, CREATE/DROP SCHEMA.
+
+A table of the data folder is a Parquet file `NAME.parquet` or a folder `NAME/` of Parquet files.
+Every change builds the table's next version in a temporary folder of the data folder and renames
+it into place: readers see the version before or the one after, never half of a change, and a write
+killed half-way leaves a `.tmp-*` folder that is cleaned at the next start. Files that stay the same
+are hard links in the new version (an INSERT copies nothing; UPDATE and DELETE rewrite the table
+through one distributed query, each rank writing its part). The Session holds every lane while a
+write runs, so writers never interleave and no query reads a version being replaced.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlglot import exp
+
+from engine.catalog import DATABASE, SCHEMA
+from engine.errors import CatalogError, ExecutionError, NotSupportedError
+from planner.qualify import Statement, bind_params
+
+# A file beside the parts a write's ranks make, holding the Arrow schema they write in.
+PART_SCHEMA_FILE = "_schema.arrows"
+KINDS = ("insert", "update", "delete", "create_empty_table", "rename", "create_schema", "drop_schema")
+# Rows per row group of ingested data: ranks split a file by row groups.
+INGEST_ROW_GROUP_ROWS = 122_880
+
+
+def classify_write(ast: exp.Expression, sql: str) -> Statement | None:
+    """The Statement of a write, or None when `ast` is not one."""
+    if isinstance(ast, exp.Insert):
+        if any(ast.args.get(k) for k in ("alternative", "overwrite", "conflict", "by_name", "returning", "where",
+                                         "partition", "default")):
+            raise NotSupportedError("INSERT OR REPLACE / OR IGNORE / ON CONFLICT / BY NAME / RETURNING / DEFAULT VALUES")
+        target = ast.this.this if isinstance(ast.this, exp.Schema) else ast.this
+        return Statement("insert", ast, name=_table_name(target), sql=sql)
+    if isinstance(ast, exp.Update):
+        if ast.args.get("from") or ast.args.get("returning"):
+            raise NotSupportedError("UPDATE … FROM / RETURNING")
+        return Statement("update", ast, name=_table_name(ast.this), sql=sql)
+    if isinstance(ast, exp.Delete):
+        if ast.args.get("using") or ast.args.get("returning"):
+            raise NotSupportedError("DELETE … USING / RETURNING")
+        return Statement("delete", ast, name=_table_name(ast.this), sql=sql)
+    if isinstance(ast, exp.Alter):
+        kind = (ast.args.get("kind") or "").upper()
+        actions = ast.args.get("actions") or []
+        if kind in ("TABLE", "VIEW") and len(actions) == 1 and isinstance(actions[0], exp.AlterRename):
+            return Statement("rename", ast, name=_table_name(ast.this), if_exists=bool(ast.args.get("exists")),
+                             sql=f"{kind}:{_table_name(actions[0].this)}")
+        raise NotSupportedError(f"ALTER {kind} other than RENAME TO")
+    if isinstance(ast, exp.Create):
+        kind = (ast.args.get("kind") or "").upper()
+        if kind == "SCHEMA":
+            return Statement("create_schema", ast, name=_schema_name(ast.this), if_exists=bool(ast.args.get("exists")),
+                             sql=sql)
+        if kind == "TABLE" and isinstance(ast.this, exp.Schema) and ast.expression is None:
+            return Statement("create_empty_table", ast, name=_table_name(ast.this.this),
+                             if_exists=bool(ast.args.get("exists")), or_replace=bool(ast.args.get("replace")), sql=sql)
+    if isinstance(ast, exp.Drop) and (ast.args.get("kind") or "").upper() == "SCHEMA":
+        tables = ast.args.get("tables") or [ast.this]
+        return Statement("drop_schema", ast, name=_schema_name(tables[0]), if_exists=bool(ast.args.get("exists")),
+                         sql=sql)
+    return None
+
+
+def _table_name(table: exp.Expression) -> str:
+    if not isinstance(table, exp.Table):
+        raise NotSupportedError(f"writing to {table.sql('duckdb')}")
+    catalog, db = table.args.get("catalog"), table.args.get("db")
+    if (catalog is not None and catalog.name.lower() != DATABASE) or (db is not None and db.name.lower() != SCHEMA):
+        raise CatalogError(f"unknown table: {table.sql('duckdb')} (tables live in {DATABASE}.{SCHEMA})")
+    return table.name.lower()
+
+
+def _schema_name(node: exp.Expression) -> str:
+    """The schema of CREATE/DROP SCHEMA (sqlglot puts it in the table's `db`, the database in `catalog`)."""
+    if isinstance(node, exp.Table):
+        catalog = node.args.get("catalog")
+        if catalog is not None and catalog.name.lower() != DATABASE:
+            raise CatalogError(f"unknown catalog: {catalog.name}")
+        return (node.args.get("db") or node.this).name.lower()
+    return node.name.lower()
+
+
+# --- running them (rank 0; the caller holds every lane) -------------------------------------------
+
+def run(session, stmt: Statement, params, token, lane) -> pa.Table:
+    kind = stmt.kind
+    if kind == "create_schema":
+        if stmt.name != SCHEMA:
+            raise NotSupportedError(f"CREATE SCHEMA {stmt.name}: every table lives in schema {SCHEMA}")
+        if not stmt.if_exists:
+            raise CatalogError(f"schema with name {SCHEMA} already exists")
+        return _count(0)
+    if kind == "drop_schema":
+        if stmt.name == SCHEMA:
+            raise CatalogError(f"cannot drop schema {SCHEMA}: it holds every table")
+        if stmt.if_exists:
+            return _count(0)
+        raise CatalogError(f"schema with name {stmt.name} does not exist")
+    if kind == "rename":
+        return _rename(session, stmt)
+    if kind == "create_empty_table":
+        return _create_empty(session, stmt)
+    table = _writable(session, stmt.name)
+    if kind == "insert":
+        return _insert(session, stmt, params, token, lane, table)
+    if kind == "delete":
+        return _delete(session, stmt, params, token, lane, table)
+    if kind == "update":
+        return _update(session, stmt, params, token, lane, table)
+    raise NotSupportedError(f"statement {kind}")
+
+
+def _count(n: int) -> pa.Table:
+    return pa.table({"Count": pa.array([n], pa.int64())})
+
+
+def _writable(session, name: str):
+    catalog = session.catalog
+    if name in catalog.views:
+        raise CatalogError(f"{name} is a view, not a table")
+    if not catalog.has_table(name):
+        raise CatalogError(f"unknown table: {name}")
+    table = catalog.table(name)
+    if table.format != "parquet" or table.hive:
+        raise NotSupportedError(f"writing to {name}: a {table.format}{' (Hive-partitioned)' if table.hive else ''} "
+                                f"table is read-only; CREATE TABLE … AS SELECT makes a Parquet copy")
+    return table
+
+
+def _types(session, schema: pa.Schema) -> list[str]:
+    from engine.catalog_statements import cursor_of
+    cursor = cursor_of(session, session.default_client)
+    return [r["column_type"] for r in session.system.describe_schema(cursor, schema).to_pylist()]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _new_version(session, name: str, keep_files, new_parts_dir: Path | None) -> None:
+    """The table's next version: `keep_files` (hard links, or copies across file systems) and the
+    Parquet files of `new_parts_dir`, renamed into place at once."""
+    data = session.catalog.data_dir
+    tmp = data / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        stamp = uuid.uuid4().hex[:8]
+        for i, f in enumerate(keep_files):
+            target = tmp / f"part-{stamp}-k{i:05d}.parquet"
+            try:
+                os.link(os.path.realpath(f), target)
+            except OSError:
+                shutil.copyfile(f, target)
+        if new_parts_dir is not None:
+            for i, f in enumerate(sorted(new_parts_dir.glob("*.parquet"))):
+                os.rename(f, tmp / f"part-{stamp}-n{i:05d}.parquet")
+        if not any(tmp.iterdir()):
+            raise ExecutionError(f"table {name}: a version without files")
+        session._replace_dir(tmp, data / name)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    session._refresh_all()
+
+
+def _plan(session, sql: str, params):
+    query = bind_params(session_parse(sql), params) if params else session_parse(sql)
+    with session._plan_lock:
+        return session._plan_query(query, None)
+
+
+def _query(session, sql: str, params, token, lane) -> pa.Table:
+    """A query's result, run in the lane the write holds (Session.execute would wait for one)."""
+    return session._run(lane, _plan(session, sql, params), "collect", token)
+
+
+def _write_query(session, sql: str, params, token, lane, schema: pa.Schema | None = None) -> tuple[Path, int]:
+    """Runs a query with every rank writing its part of the result into a new folder: (folder, rows)."""
+    phys = _plan(session, sql, params)
+    parts = session.catalog.data_dir / f".tmp-parts-{uuid.uuid4().hex[:8]}"
+    parts.mkdir()
+    if schema is not None:  # each rank writes its part in the table's own schema (NOT NULL kept)
+        with pa.OSFile(str(parts / PART_SCHEMA_FILE), "wb") as f:
+            f.write(schema.serialize())
+    try:
+        session._run(lane, phys, "write", token, str(parts))
+    except BaseException:
+        shutil.rmtree(parts, ignore_errors=True)
+        raise
+    rows = sum(pq.ParquetFile(p).metadata.num_rows for p in parts.glob("*.parquet"))
+    return parts, rows
+
+
+def session_parse(sql: str) -> exp.Expression:
+    from planner.qualify import parse
+    return parse(sql)
+
+
+def _conform_select(session, table, source_sql: str, columns: list[str] | None, source_width: int) -> str:
+    """SELECT over `source_sql` that gives the table's columns in its types (missing ones NULL)."""
+    names = table.schema.names
+    types = _types(session, table.schema)
+    columns = columns or names
+    unknown = [c for c in columns if c not in names]
+    if unknown:
+        raise CatalogError(f"table {table.name} has no column {unknown[0]}")
+    if len(columns) != source_width:
+        raise ExecutionError(f"table {table.name} has {len(columns)} columns but {source_width} values were supplied")
+    src = [f"c{i}" for i in range(source_width)]
+    items = []
+    for name, sql_type in zip(names, types):
+        value = src[columns.index(name)] if name in columns else "NULL"
+        items.append(f"CAST({value} AS {sql_type}) AS {_quote(name)}")
+    return f"SELECT {', '.join(items)} FROM ({source_sql}) AS __flocksql_source({', '.join(src)})"
+
+
+def _insert(session, stmt, params, token, lane, table) -> pa.Table:
+    ast = stmt.query
+    columns = [c.name for c in ast.this.expressions] if isinstance(ast.this, exp.Schema) else None
+    source = ast.expression
+    if source is None:
+        raise NotSupportedError("INSERT … DEFAULT VALUES")
+    source_sql = source.sql("duckdb")
+    width = len(source.expressions[0].expressions) if isinstance(source, exp.Values) else \
+        len(session.result_schema(source_sql, params))
+    query = _conform_select(session, table, source_sql, columns, width)
+    parts, rows = _write_query(session, query, params, token, lane, table.schema)
+    try:
+        _check_nulls(table, parts)
+        _new_version(session, table.name, table.files, parts)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    return _count(rows)
+
+
+def _check_nulls(table, parts: Path) -> None:
+    """NOT NULL columns stay so (DuckDB's constraint error, not a silently nullable table)."""
+    required = [f.name for f in table.schema if not f.nullable]
+    if not required:
+        return
+    for f in parts.glob("*.parquet"):
+        meta = pq.ParquetFile(f).metadata
+        schema = meta.schema.to_arrow_schema()
+        for g in range(meta.num_row_groups):
+            for name in required:
+                st = meta.row_group(g).column(schema.get_field_index(name)).statistics
+                if st is not None and st.has_null_count and st.null_count:
+                    raise ExecutionError(f"NOT NULL constraint failed: {table.name}.{name}")
+
+
+def _where(ast) -> str | None:
+    where = ast.args.get("where")
+    return where.this.sql("duckdb") if where is not None else None
+
+
+def _delete(session, stmt, params, token, lane, table) -> pa.Table:
+    cond = _where(stmt.query)
+    before = table.row_count
+    if cond is None:
+        empty = session.catalog.data_dir / f".tmp-parts-{uuid.uuid4().hex[:8]}"
+        empty.mkdir()
+        pq.write_table(table.schema.empty_table(), empty / "part-00000.parquet")
+        try:
+            _new_version(session, table.name, (), empty)
+        finally:
+            shutil.rmtree(empty, ignore_errors=True)
+        return _count(before)
+    parts, rows = _write_query(session, f"SELECT * FROM {_quote(table.name)} WHERE ({cond}) IS NOT TRUE",
+                               params, token, lane, table.schema)
+    try:
+        _ensure_file(table, parts)
+        _new_version(session, table.name, (), parts)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    return _count(before - rows)
+
+
+def _update(session, stmt, params, token, lane, table) -> pa.Table:
+    ast = stmt.query
+    cond = _where(ast) or "TRUE"
+    assignments = {}
+    for eq in ast.expressions:
+        column = eq.this.name
+        if column not in table.schema.names:
+            raise CatalogError(f"table {table.name} has no column {column}")
+        assignments[column] = eq.expression.sql("duckdb")
+    types = _types(session, table.schema)
+    items = []
+    for name, sql_type in zip(table.schema.names, types):
+        if name in assignments:
+            items.append(f"CASE WHEN ({cond}) IS TRUE THEN CAST(({assignments[name]}) AS {sql_type}) "
+                         f"ELSE {_quote(name)} END AS {_quote(name)}")
+        else:
+            items.append(_quote(name))
+    count = _query(session, f"SELECT count(*) FROM {_quote(table.name)} WHERE {cond}", params, token, lane)
+    count = count.column(0)[0].as_py()
+    parts, _ = _write_query(session, f"SELECT {', '.join(items)} FROM {_quote(table.name)}", params, token, lane,
+                            table.schema)
+    try:
+        _ensure_file(table, parts)
+        _check_nulls(table, parts)
+        _new_version(session, table.name, (), parts)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    return _count(count)
+
+
+def _ensure_file(table, parts: Path) -> None:
+    if not any(parts.glob("*.parquet")):
+        pq.write_table(table.schema.empty_table(), parts / "part-00000.parquet")
+
+
+def _rename(session, stmt) -> pa.Table:
+    kind, new = stmt.sql.split(":", 1)
+    catalog, old = session.catalog, stmt.name
+    data = catalog.data_dir
+    if catalog.has_table(new) or new in catalog.views:
+        raise CatalogError(f"a table or view named {new} already exists")
+    if kind == "VIEW":
+        if old not in catalog.views:
+            if stmt.if_exists:
+                return _count(0)
+            raise CatalogError(f"unknown view: {old}")
+        catalog.views[new] = catalog.views.pop(old)
+        catalog.save_views()
+    else:
+        if not catalog.has_table(old):
+            if stmt.if_exists:
+                return _count(0)
+            raise CatalogError(f"unknown table: {old}")
+        table = catalog.table(old)
+        source = data / old if (data / old).is_dir() else Path(table.files[0])
+        target = data / (new + (source.suffix if source.is_file() else ""))
+        os.rename(source, target)
+    session._refresh_all()
+    return _count(0)
+
+
+def _create_empty(session, stmt) -> pa.Table:
+    catalog, name = session.catalog, stmt.name
+    exists = catalog.has_table(name) or name in catalog.views
+    if exists and stmt.if_exists:
+        return _count(0)
+    if exists and not stmt.or_replace:
+        raise CatalogError(f"table {name} already exists")
+    schema = empty_table_schema(stmt.query)
+    parts = catalog.data_dir / f".tmp-parts-{uuid.uuid4().hex[:8]}"
+    parts.mkdir()
+    try:
+        pq.write_table(schema.empty_table(), parts / "part-00000.parquet")
+        _new_version(session, name, (), parts)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    return _count(0)
+
+
+def empty_table_schema(create: exp.Create) -> pa.Schema:
+    """The Arrow schema of `CREATE TABLE t (columns)`, as DuckDB types it (NOT NULL kept)."""
+    schema_node = create.this
+    bare = exp.Create(this=exp.Schema(this=exp.to_table("t"), expressions=schema_node.expressions),
+                      kind="TABLE")
+    con = duckdb.connect(config={"enable_external_access": False})
+    try:
+        con.execute(bare.sql("duckdb"))
+        arrow = con.sql("SELECT * FROM t LIMIT 0").to_arrow_table().schema
+        nullable = dict(con.execute("SELECT column_name, is_nullable FROM duckdb_columns() WHERE table_name = 't'")
+                        .fetchall())
+    except duckdb.Error as e:
+        raise ExecutionError(str(e).splitlines()[0]) from None
+    finally:
+        con.close()
+    return pa.schema([pa.field(f.name, f.type, nullable[f.name]) for f in arrow])
+
+
+def ingest(session, name: str, data: pa.Table, if_not_exist: int, if_exists: int, token, lane) -> int:
+    """Flight SQL bulk ingest: `data` becomes table `name` (if_not_exist 1 create / 2 fail;
+    if_exists 1 fail / 2 append / 3 replace; unspecified: create, fail)."""
+    catalog = session.catalog
+    name = name.lower()
+    exists = catalog.has_table(name)
+    if name in catalog.views:
+        raise CatalogError(f"{name} is a view")
+    if not exists and if_not_exist == 2:
+        raise CatalogError(f"unknown table: {name}")
+    if exists and if_exists in (0, 1):
+        raise CatalogError(f"table {name} already exists")
+    from engine.catalog import plain_schema
+    data = data.cast(plain_schema(data.schema))
+    parts = catalog.data_dir / f".tmp-parts-{uuid.uuid4().hex[:8]}"
+    parts.mkdir()
+    try:
+        keep = ()
+        if exists and if_exists == 2:  # append: the rows in the table's own types
+            table = _writable(session, name)
+            data = _conform_arrow(table, data)
+            keep = table.files
+        pq.write_table(data, parts / "part-00000.parquet", row_group_size=INGEST_ROW_GROUP_ROWS)
+        _new_version(session, name, keep, parts)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    return data.num_rows
+
+
+def _conform_arrow(table, data: pa.Table) -> pa.Table:
+    if data.schema.names != table.schema.names:
+        raise CatalogError(f"table {table.name} has columns {table.schema.names}, the data {data.schema.names}")
+    try:
+        return data.cast(pa.schema([pa.field(f.name, f.type, True) for f in table.schema]))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise ExecutionError(f"the data does not fit table {table.name}: {e}") from None
