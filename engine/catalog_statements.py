@@ -15,7 +15,7 @@ import re
 import pyarrow as pa
 
 from engine import client_session as cs
-from engine.errors import NotSupportedError
+from engine.errors import FlockError, NotSupportedError
 from engine.system_catalog import reads_data_tables, reads_system_catalog
 from planner.qualify import Statement, parse
 
@@ -115,10 +115,14 @@ def _run(session, stmt: Statement, params, token, client: cs.ClientSession) -> p
     if kind == "summarize":
         return summarize(session, stmt.sql, token, client)
     if kind == "describe_query":
-        if reads_system_catalog(parse(stmt.sql)):
-            return session.system.run(cursor_of(session, client), f"DESCRIBE {stmt.sql}")
-        schema = session.result_schema(stmt.sql, params)
-        return session.system.describe_schema(cursor_of(session, client), schema)
+        # DuckDB's binder over the mirror types the query as DuckDB would (HUGEINT, not the
+        # DECIMAL(38,0) it becomes in Arrow); where it cannot, the planner's result schema.
+        parse(stmt.sql)  # a syntax error is the user's, with its position
+        try:
+            return session.system.run(cursor_of(session, client), f"DESCRIBE {stmt.sql}", params)
+        except FlockError:
+            schema = session.result_schema(stmt.sql, params)
+            return session.system.describe_schema(cursor_of(session, client), schema)
     # catalog statements and system queries: DuckDB's own answer over the mirror
     return session.system.run(cursor_of(session, client), stmt.sql, params)
 
@@ -228,8 +232,9 @@ def summarize(session, source: str, token, client: cs.ClientSession) -> pa.Table
         items += [f"min({col})::VARCHAR", f"max({col})::VARCHAR", f"approx_count_distinct({col})", f"count({col})"]
         if _NUMERIC.match(sql_type):
             items += [f"avg({col})::VARCHAR", f"stddev_samp({col})::VARCHAR",
-                      *(f"quantile_cont({col}, {q})::VARCHAR" for q in ("0.25", "0.5", "0.75"))]
+                      *(f"approx_quantile({col}, {q})::VARCHAR" for q in ("0.25", "0.5", "0.75"))]
         elif sql_type in ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIME"):
+            # (exact quartiles: the planner's approx_quantile of a date does not run yet)
             items += [f"avg({col})::VARCHAR", "NULL::VARCHAR",
                       *(f"quantile_disc({col}, {q})::VARCHAR" for q in ("0.25", "0.5", "0.75"))]
         else:

@@ -105,17 +105,14 @@ def transaction(client: ClientSession, verb: str) -> None:
             raise ExecutionError("cannot start a transaction within a transaction")
         client.in_transaction, client.changed_in_transaction = True, []
         return
+    # COMMIT and ROLLBACK outside a transaction do nothing: connection pools (SQLAlchemy's) roll
+    # back every connection they take back, whether or not it began one.
     if verb == "COMMIT":
-        if not client.in_transaction:
-            raise ExecutionError("cannot commit - no transaction is active")
         client.in_transaction, client.changed_in_transaction = False, []
         return
     # ROLLBACK
     changed = client.changed_in_transaction
-    was_open = client.in_transaction
     client.in_transaction, client.changed_in_transaction = False, []
-    if not was_open:
-        raise ExecutionError("cannot rollback - no transaction is active")
     if changed:
         listed = "; ".join(changed[:5]) + ("; …" if len(changed) > 5 else "")
         raise NotSupportedError(f"ROLLBACK cannot undo {len(changed)} statement(s) that already changed data "

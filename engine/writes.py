@@ -23,6 +23,7 @@ from sqlglot import exp
 
 from engine.catalog import DATABASE, SCHEMA
 from engine.errors import CatalogError, ExecutionError, NotSupportedError
+from engine.leftovers import owner_tag
 from planner.qualify import Statement, bind_params
 
 # A file beside the parts a write's ranks make, holding the Arrow schema they write in.
@@ -150,7 +151,7 @@ def _new_version(session, name: str, keep_files, new_parts_dir: Path | None) -> 
     """The table's next version: `keep_files` (hard links, or copies across file systems) and the
     Parquet files of `new_parts_dir`, renamed into place at once."""
     data = session.catalog.data_dir
-    tmp = data / f".tmp-{name}-{uuid.uuid4().hex[:8]}"
+    tmp = data / f".tmp-{name}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         stamp = uuid.uuid4().hex[:8]
@@ -186,7 +187,7 @@ def _query(session, sql: str, params, token, lane) -> pa.Table:
 def _write_query(session, sql: str, params, token, lane, schema: pa.Schema | None = None) -> tuple[Path, int]:
     """Runs a query with every rank writing its part of the result into a new folder: (folder, rows)."""
     phys = _plan(session, sql, params)
-    parts = session.catalog.data_dir / f".tmp-parts-{uuid.uuid4().hex[:8]}"
+    parts = session.catalog.data_dir / f".tmp-parts-{owner_tag()}-{uuid.uuid4().hex[:8]}"
     parts.mkdir()
     if schema is not None:  # each rank writes its part in the table's own schema (NOT NULL kept)
         with pa.OSFile(str(parts / PART_SCHEMA_FILE), "wb") as f:
@@ -266,7 +267,7 @@ def _delete(session, stmt, params, token, lane, table) -> pa.Table:
     cond = _where(stmt.query)
     before = table.row_count
     if cond is None:
-        empty = session.catalog.data_dir / f".tmp-parts-{uuid.uuid4().hex[:8]}"
+        empty = session.catalog.data_dir / f".tmp-parts-{owner_tag()}-{uuid.uuid4().hex[:8]}"
         empty.mkdir()
         pq.write_table(table.schema.empty_table(), empty / "part-00000.parquet")
         try:
@@ -353,7 +354,7 @@ def _create_empty(session, stmt) -> pa.Table:
     if exists and not stmt.or_replace:
         raise CatalogError(f"table {name} already exists")
     schema = empty_table_schema(stmt.query)
-    parts = catalog.data_dir / f".tmp-parts-{uuid.uuid4().hex[:8]}"
+    parts = catalog.data_dir / f".tmp-parts-{owner_tag()}-{uuid.uuid4().hex[:8]}"
     parts.mkdir()
     try:
         pq.write_table(schema.empty_table(), parts / "part-00000.parquet")
@@ -395,7 +396,7 @@ def ingest(session, name: str, data: pa.Table, if_not_exist: int, if_exists: int
         raise CatalogError(f"table {name} already exists")
     from engine.catalog import plain_schema
     data = data.cast(plain_schema(data.schema))
-    parts = catalog.data_dir / f".tmp-parts-{uuid.uuid4().hex[:8]}"
+    parts = catalog.data_dir / f".tmp-parts-{owner_tag()}-{uuid.uuid4().hex[:8]}"
     parts.mkdir()
     try:
         keep = ()

@@ -1,0 +1,179 @@
+"""Catalog, session and write statements at 1, 2 and 3 ranks, with DuckDB as the oracle.
+
+Catalog answers are checked against what DuckDB says of the same Parquet files (types, NOT NULL),
+not against our own mirror; writes run the same statements on DuckDB tables and compare the counts
+and the tables' rows afterwards.
+"""
+from __future__ import annotations
+
+import shutil
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from engine.batch import run_queries
+from tpch.compare import compare_tables
+
+RANKS = (1, 2, 3)
+SMALL = ("nation", "region", "supplier", "orders")
+
+
+@pytest.fixture(scope="module")
+def data(tpch_sf001, tmp_path_factory):
+    """A private copy of some TPC-H tables: these tests write."""
+    folder = tmp_path_factory.mktemp("catalog-sql")
+    for name in SMALL:
+        shutil.copy(tpch_sf001 / f"{name}.parquet", folder / f"{name}.parquet")
+    return folder
+
+
+def _run(folder, queries, ranks):
+    results = run_queries(str(folder), queries, ranks, timeout_s=300)
+    return results
+
+
+def _ok(result):
+    assert result.error is None, result.error
+    return result.table
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_catalog_statements_describe_the_files_as_duckdb_does(data, ranks):
+    duck = duckdb.connect()
+    file = data / "nation.parquet"
+    described = duck.execute(f"DESCRIBE SELECT * FROM read_parquet('{file}')").fetchall()
+    required = {f.name for f in pq.read_schema(file) if not f.nullable}
+    show, describe, info, columns, tables, current, qualified, pragma = map(_ok, _run(data, [
+        "SHOW TABLES",
+        "DESCRIBE nation",
+        "SELECT table_catalog, table_schema, table_name, table_type FROM information_schema.tables ORDER BY table_name",
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = 'nation' "
+        "ORDER BY ordinal_position",
+        "SELECT table_name, column_count FROM duckdb_tables() ORDER BY 1",
+        "SELECT current_database(), current_schema()",
+        "SELECT count(*) AS n, max(memory.main.nation.n_name) AS m FROM memory.main.nation",
+        "PRAGMA table_info('nation')",
+    ], ranks))
+    assert show.column("name").to_pylist() == sorted(SMALL)
+    assert [(r["column_name"], r["column_type"]) for r in describe.to_pylist()] == [(n, t) for n, t, *_ in described]
+    assert [r["null"] for r in describe.to_pylist()] == ["NO" if n in required else "YES" for n, *_ in described]
+    assert info.to_pylist() == [{"table_catalog": "memory", "table_schema": "main", "table_name": n,
+                                 "table_type": "BASE TABLE"} for n in sorted(SMALL)]
+    assert [(r["column_name"], r["data_type"]) for r in columns.to_pylist()] == [(n, t) for n, t, *_ in described]
+    assert {r["table_name"]: r["column_count"] for r in tables.to_pylist()} == \
+        {n: len(pq.read_schema(data / f"{n}.parquet")) for n in SMALL}
+    assert list(current.to_pylist()[0].values()) == ["memory", "main"]
+    want = duck.execute(f"SELECT count(*), max(n_name) FROM read_parquet('{file}')").fetchone()
+    assert tuple(qualified.to_pylist()[0].values()) == want
+    assert [(r["name"], r["type"], r["notnull"]) for r in pragma.to_pylist()] == \
+        [(n, t, n in required) for n, t, *_ in described]
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_result_names_and_described_types_are_duckdbs(data, ranks):
+    duck = duckdb.connect()
+    for name in SMALL:
+        duck.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{data / name}.parquet')")
+    query = ("SELECT n_regionkey, count(*), sum(n_nationkey), avg(n_nationkey) * 2, upper(min(n_name)) "
+             "FROM nation GROUP BY n_regionkey")
+    result, described = map(_ok, _run(data, [query, f"DESCRIBE {query}"], ranks))
+    oracle = duck.execute(query)
+    assert result.column_names == [d[0] for d in oracle.description]
+    assert described.column("column_name").to_pylist() == result.column_names
+    assert described.column("column_type").to_pylist() == \
+        [r[1] for r in duck.execute(f"DESCRIBE {query}").fetchall()]
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_summarize_gives_duckdbs_statistics(data, ranks):
+    duck = duckdb.connect()
+    duck.execute(f"CREATE VIEW orders AS SELECT * FROM read_parquet('{data / 'orders.parquet'}')")
+    ours = {r["column_name"]: r for r in _ok(_run(data, ["SUMMARIZE orders"], ranks)[0]).to_pylist()}
+    theirs = {r[0]: r for r in duck.execute("SUMMARIZE orders").fetchall()}
+    assert list(ours) == list(theirs)
+    for name, row in theirs.items():
+        mine = ours[name]
+        assert (mine["column_type"], mine["min"], mine["max"], mine["count"]) == (row[1], row[2], row[3], row[10])
+        assert float(mine["null_percentage"]) == pytest.approx(float(row[11]))
+        numeric = row[6] is not None
+        if numeric:  # avg and std; quartiles and approx_unique are estimates on both sides
+            assert float(mine["avg"]) == pytest.approx(float(row[5]), rel=1e-9)
+            assert float(mine["std"]) == pytest.approx(float(row[6]), rel=1e-9)
+            for q in ("q25", "q50", "q75"):
+                assert float(mine[q]) == pytest.approx(float(row[("q25", "q50", "q75").index(q) + 7]), rel=0.02)
+        else:
+            assert mine["avg"] == row[5]
+        assert mine["approx_unique"] == pytest.approx(row[4], rel=0.1)
+
+
+WRITES = [
+    "CREATE TABLE t (k INTEGER NOT NULL, name VARCHAR, price DECIMAL(12,2))",
+    "INSERT INTO t VALUES (1, 'one', 1.5), (2, 'two', NULL), (3, NULL, 3.25)",
+    "INSERT INTO t (name, k) SELECT n_name, n_nationkey + 100 FROM nation WHERE n_regionkey IN (1, 3)",
+    "INSERT INTO t SELECT o_orderkey, o_orderstatus, o_totalprice FROM orders WHERE o_orderkey % 97 = 0",
+    "UPDATE t SET price = coalesce(price, 0) + k, name = name || '!' WHERE k % 2 = 0",
+    "DELETE FROM t WHERE name LIKE 'A%' OR price > 200000",
+    "INSERT INTO t VALUES (NULL, 'no key', 1)",  # NOT NULL: an error, the table unchanged
+    "UPDATE t SET k = NULL WHERE k = 1",          # the same
+    "CREATE TABLE u AS SELECT * FROM t WHERE k < 100",
+    "ALTER TABLE u RENAME TO v",
+    "DELETE FROM v",
+    "INSERT INTO v SELECT * FROM t WHERE k BETWEEN 100 AND 200",
+]
+
+
+def _duck_outcomes(data):
+    duck = duckdb.connect()
+    for name in SMALL:
+        duck.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet('{data / name}.parquet')")
+    out = []
+    for sql in WRITES:
+        try:
+            rows = duck.execute(sql).fetchall()
+            out.append(rows[0][0] if rows and rows[0] and not sql.startswith(("CREATE", "ALTER")) else None)
+        except duckdb.Error:
+            out.append("error")
+    return out, duck
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_writes_change_tables_as_in_duckdb(data, tmp_path, ranks):
+    folder = tmp_path / "d"
+    shutil.copytree(data, folder)
+    results = _run(folder, WRITES + ["SELECT * FROM t", "SELECT * FROM v", "SHOW TABLES"], ranks)
+    want, duck = _duck_outcomes(folder)
+    for sql, got, expected in zip(WRITES, results, want):
+        if expected == "error":
+            assert got.error is not None, f"{sql} should fail as in DuckDB"
+            continue
+        assert got.error is None, f"{sql}: {got.error}"
+        if expected is not None:
+            assert got.table.column(0)[0].as_py() == expected, sql
+    for result, table in zip(results[len(WRITES):], ("t", "v")):
+        why = compare_tables(_ok(result), duck.sql(f"SELECT * FROM {table}").to_arrow_table(), ordered=False)
+        assert why is None, f"{table}: {why}"
+    assert _ok(results[-1]).column("name").to_pylist() == sorted([*SMALL, "t", "v"])
+    # Every version was renamed into place: no temporary folder stays behind.
+    assert not [p.name for p in folder.iterdir() if p.name.startswith((".tmp-", ".trash-"))]
+
+
+def test_session_statements(data, tmp_path):
+    shutil.copytree(data, tmp_path / "d")
+    results = _run(tmp_path / "d", [
+        "SET search_path = 'main'", "SELECT current_setting('search_path')",
+        "SET TimeZone = 'UTC'", "SET TimeZone = 'America/New_York'", "SET threads = 1", "SET GLOBAL search_path = 'main'",
+        "BEGIN", "BEGIN", "COMMIT", "ROLLBACK",
+        "BEGIN", "CREATE TABLE w AS SELECT 1 AS x", "ROLLBACK", "SELECT count(*) FROM w",
+        "USE memory.main", "RESET search_path", "SELECT current_setting('search_path')",
+    ], 1)
+    errors = [r.error for r in results]
+    assert errors[0] is None and results[1].table.column(0)[0].as_py() == "main"
+    assert errors[2] is None
+    assert "time zone" in errors[3] and "set only" in errors[4] and "SET GLOBAL" in errors[5]
+    assert errors[6] is None and "within a transaction" in errors[7] and errors[8] is None and errors[9] is None
+    assert errors[10] is None and errors[11] is None
+    assert "cannot undo 1 statement" in errors[12] and "CREATE TABLE w" in errors[12]
+    assert results[13].table.column(0)[0].as_py() == 1  # the write stands, as the ROLLBACK said
+    assert errors[14] is None and errors[15] is None and results[16].table.column(0)[0].as_py() == ""
+
