@@ -17,10 +17,11 @@ import pyarrow as pa
 from engine import client_session as cs
 from engine.errors import FlockError, NotSupportedError
 from engine.system_catalog import reads_data_tables, reads_system_catalog
-from planner.qualify import Statement, parse
+from engine.temp_tables import TEMP_MARK, is_temp_name
+from planner.qualify import Statement, extract_statements, parse
 
 # Statement kinds handled here (Session.execute hands them over).
-KINDS = ("session", "catalog", "describe_query", "summarize", "system_query", "use")
+KINDS = ("session", "catalog", "describe_query", "summarize", "system_query", "use", "script")
 
 # PRAGMAs that only read the catalog.
 READ_ONLY_PRAGMAS = ("table_info", "show", "show_tables", "show_tables_expanded", "database_list", "version",
@@ -43,7 +44,10 @@ DESCRIBE_SCHEMA = pa.schema([(n, pa.string()) for n in ("column_name", "column_t
 
 
 def recognise(sql: str) -> Statement | None:
-    """The Statement of a session or catalog statement, or None for anything else."""
+    """The Statement of a session or catalog statement or of a script of several statements, or
+    None for anything else."""
+    if len(split_script(sql)) > 1:
+        return Statement("script", sql=sql)
     if cs.session_statement(sql) is not None:
         return Statement("session", sql=sql)
     if _SHOW.match(sql):
@@ -68,6 +72,17 @@ def recognise(sql: str) -> Statement | None:
         if _NAME.match(rest):
             return Statement("catalog", sql=f"DESCRIBE {rest}")
     return None
+
+
+def split_script(sql: str) -> list[str]:
+    """The statements of a text, split by DuckDB's parser (a `;` inside a string or a comment does
+    not split); the text itself when it holds one statement or does not parse."""
+    if ";" not in sql.strip().rstrip(";"):
+        return [sql]
+    try:
+        return [s.query.strip().rstrip(";") for s in extract_statements(sql)] or [sql]
+    except Exception:  # noqa: BLE001 - the statement's own parse reports the error with its position
+        return [sql]
 
 
 def _source(text: str) -> str:
@@ -101,12 +116,21 @@ def cursor_of(session, client: cs.ClientSession):
 
 
 def run(session, stmt: Statement, params, token, client: cs.ClientSession) -> pa.Table:
+    if stmt.kind == "script":
+        return _run(session, stmt, params, token, client)
     with client.lock:
         return _run(session, stmt, params, token, client)
 
 
 def _run(session, stmt: Statement, params, token, client: cs.ClientSession) -> pa.Table:
     kind = stmt.kind
+    if kind == "script":  # as DuckDB runs one: in order, stopping at the first error; the last result
+        if params:
+            raise NotSupportedError("parameters for a script of several statements")
+        result = pa.table({})
+        for part in split_script(stmt.sql):
+            result = session.execute(part, token=token, client=client)
+        return result
     if kind == "session":
         return _session_statement(session, stmt.sql, client)
     if kind == "use":
@@ -127,8 +151,14 @@ def _run(session, stmt: Statement, params, token, client: cs.ClientSession) -> p
     return session.system.run(cursor_of(session, client), stmt.sql, params)
 
 
-def describe_names(session, sql: str) -> list[str]:
-    """DuckDB's names of a query's result columns, from its binder over the mirror."""
+def describe_names(session, sql: str, client: cs.ClientSession | None = None) -> list[str]:
+    """DuckDB's names of a query's result columns, from its binder over the mirror (on the
+    client's own cursor when the query reads its temporary tables, named as the client names them)."""
+    if client is not None and client.temp:
+        for original, stored in client.temp.items():
+            sql = sql.replace(stored, original)
+        with client.lock:
+            return [r["column_name"] for r in session.system.run(cursor_of(session, client), f"DESCRIBE {sql}").to_pylist()]
     cursor = session.system.cursor()
     try:
         cursor_sync(session)
@@ -138,13 +168,35 @@ def describe_names(session, sql: str) -> list[str]:
 
 
 def cursor_sync(session) -> None:
+    """The mirror brought up to date (temporary tables are their sessions' own: see track_temp)."""
     catalog = session.catalog
-    session.system.sync({n: catalog.table_schema(n) for n in catalog.table_names()}, dict(catalog.views))
+    session.system.sync({n: catalog.table_schema(n) for n in catalog.table_names() if not is_temp_name(n)},
+                        dict(catalog.views))
+
+
+def track_temp(session, client: cs.ClientSession, stmt: Statement) -> None:
+    """After a statement on a temporary table's stored name: the session knows the table under its
+    own name (and its mirror cursor has it as a DuckDB temp table), or forgets a dropped one."""
+    original = stmt.name.split(TEMP_MARK)[0]
+    with client.lock:
+        cursor = cursor_of(session, client)
+        if stmt.kind in ("create_table", "create_empty_table") and session.catalog.has_table(stmt.name):
+            client.temp[original] = stmt.name
+            schema = session.catalog.table_schema(stmt.name)
+            view = "__flocksql_temp_schema"
+            cursor.register(view, schema.empty_table())
+            try:
+                session.system.run(cursor, f'CREATE OR REPLACE TEMP TABLE "{original}" AS SELECT * FROM "{view}"')
+            finally:
+                cursor.unregister(view)
+        elif stmt.kind == "drop_table" and not session.catalog.has_table(stmt.name):
+            client.temp.pop(original, None)
+            session.system.run(cursor, f'DROP TABLE IF EXISTS temp.main."{original}"')
 
 
 def result_schema(session, stmt: Statement, params, client: cs.ClientSession) -> pa.Schema:
     """The schema of a statement's result without changing anything (prepare, GetFlightInfo)."""
-    if stmt.kind in ("session", "use"):
+    if stmt.kind in ("session", "use", "script"):
         return pa.schema([])
     if stmt.kind == "summarize":
         return SUMMARIZE_SCHEMA

@@ -43,7 +43,9 @@ class ClientSession:
     changed_in_transaction: list = field(default_factory=list)  # statements that wrote since BEGIN
     last_used: float = field(default_factory=time.monotonic)
     cursor: object = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    temp: dict = field(default_factory=dict)  # temporary table name -> stored name (engine/temp_tables.py)
+    temp_tag: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def close(self) -> None:
         if self.cursor is not None:

@@ -22,6 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from engine.temp_tables import TEMP_MARK
+
 # A shared-memory segment younger than this is left alone even when nobody maps it yet.
 SHM_MIN_AGE_S = 60.0
 SHM_DIR = Path("/dev/shm")
@@ -72,6 +74,12 @@ def clean_leftovers(data_dir: str | os.PathLike | None = None) -> list[Path]:
         owned = re.compile(rf"^\.(?:tmp|trash)-.+-{re.escape(socket.gethostname())}-(\d+)-[0-9a-f]{{8}}$")
         for entry in Path(data_dir).iterdir():
             m = owned.match(entry.name)
+            # A session's temporary table outlives no server (engine/temp_tables.py): any found
+            # at a start belongs to one that died.
+            if TEMP_MARK in entry.name and not entry.name.startswith("."):
+                removed.append(entry)
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
+                continue
             if m and not pid_alive(int(m.group(1))):
                 removed.append(entry)
                 if entry.is_dir():

@@ -26,7 +26,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine import catalog_statements, writes
+from engine import catalog_statements, temp_tables, writes
 from engine.catalog import Catalog
 from engine.client_session import ClientSession
 from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError, NotSupportedError
@@ -230,7 +230,7 @@ class Session:
     def _cache_key(self, sql_key: str | None):
         return (sql_key, self.nranks, tuple(sorted(self.forced_patterns.items())))
 
-    def _plan_query(self, ast, sql_key: str | None):
+    def _plan_query(self, ast, sql_key: str | None, client: ClientSession | None = None):
         """The physical plan of a query AST; the caller holds the plan lock."""
         key = self._cache_key(sql_key)
         if sql_key is not None and key in self._plans:
@@ -240,7 +240,7 @@ class Session:
         query = run_rules(Builder(self.catalog, est).build(qualified, original=ast))
         query = copartition(query, self.catalog, self.nranks)
         phys = PhysicalPlanner(est, self.params, self.nranks, self.forced_patterns).plan(query)
-        phys.names = self._duckdb_names(ast, sql_key, phys.names)
+        phys.names = self._duckdb_names(ast, sql_key, phys.names, client)
         if sql_key is not None:
             phys.key = hashlib.sha1(repr(key).encode()).hexdigest()
         if sql_key is not None:
@@ -249,15 +249,17 @@ class Session:
             self._plans[key] = phys
         return phys
 
-    def _duckdb_names(self, ast, sql_key: str | None, names: tuple[str, ...]) -> tuple[str, ...]:
+    def _duckdb_names(self, ast, sql_key: str | None, names: tuple[str, ...],
+                      client: ClientSession | None = None) -> tuple[str, ...]:
         """The result's column names as DuckDB gives them (`count_star()` for an unaliased
         `count(*)`): DuckDB's binder describes the statement over the system catalog's empty
         tables. Our own names stand where it cannot (the same number of columns or nothing)."""
         if self.system is None:
             return names
-        text = sql_key if sql_key is not None and "\x00" not in sql_key else ast.sql("duckdb")
+        text = sql_key if sql_key is not None and "\x00" not in sql_key and "\x01" not in sql_key \
+            else ast.sql("duckdb")
         try:
-            described = catalog_statements.describe_names(self, text)
+            described = catalog_statements.describe_names(self, text, client)
         except FlockError:
             return names
         return tuple(described) if len(described) == len(names) else names
@@ -275,12 +277,13 @@ class Session:
         return self._plan_query(q, _param_key(sql, params))
 
     # ------------------------------------------------------------------ public API (rank 0)
-    def _cached_query_plan(self, sql: str, params):
+    def _cached_query_plan(self, sql: str, params, client: ClientSession | None = None):
         """The plan of a query statement, from the cache when the same text (and parameter values)
         was planned before: repeated and prepared statements skip parsing and planning. Other
         statements come back as a Statement: session and catalog statements (see
         engine/catalog_statements.py) are recognised before the SQL parser sees them."""
-        key = _param_key(sql, params)
+        client = client or self.default_client
+        key = _param_key(sql, params) + temp_tables.plan_key(client)
         hit = self._plans.get(self._cache_key(key))
         if hit is not None:
             return hit
@@ -288,21 +291,21 @@ class Session:
         if special is not None:
             return special
         with self._plan_lock, _nesting_guard():
-            ast = parse(sql)
+            ast = temp_tables.rewrite(parse(sql), client)
             stmt = writes.classify_write(ast, sql) or catalog_statements.system_query(classify(ast, sql))
             if stmt.kind != "query":
                 return stmt
-            return self._plan_query(bind_params(stmt.query, params), key)
+            return self._plan_query(bind_params(stmt.query, params), key, client)
 
     def execute(self, sql: str, params=None, token: QueryToken | None = None,
                 client: ClientSession | None = None) -> pa.Table:
         """Runs one statement for `client` (a session of settings; the shared default when None);
         `token` cancels it (from any thread) while it waits or runs."""
         token = token or QueryToken()
-        planned = self._cached_query_plan(sql, params)
+        planned = self._cached_query_plan(sql, params, client)
         if not isinstance(planned, Statement):
             table = self._run_query(planned, "collect", token)
-            self._remember_schema(sql, params, table)
+            self._remember_schema(sql, params, table, client)
             return table
         stmt = planned
         client = client or self.default_client
@@ -314,6 +317,8 @@ class Session:
                           else self._ddl(stmt, params, token, lane))
             if client.in_transaction:
                 client.changed_in_transaction.append(" ".join(sql.split())[:60])
+            if stmt.name and temp_tables.is_temp_name(stmt.name):
+                catalog_statements.track_temp(self, client, stmt)
             return result
         if stmt.kind == "explain":
             text = self.explain_statement(stmt, params, token)
@@ -322,7 +327,7 @@ class Session:
 
     def is_query(self, sql: str, params=None, client: ClientSession | None = None) -> bool:
         """Whether `sql` is a query (planned into the cache now) rather than a statement."""
-        return not isinstance(self._cached_query_plan(sql, params), Statement)
+        return not isinstance(self._cached_query_plan(sql, params, client), Statement)
 
     def stream(self, sql: str, params=None, token: QueryToken | None = None, client: ClientSession | None = None):
         """(schema, batches): the result's schema at once, and an iterator of its record batches,
@@ -330,11 +335,11 @@ class Session:
         closing the iterator early (or cancelling `token`) stops the query on every rank. A
         statement that is not a query runs at once and its result is iterated."""
         token = token or QueryToken()
-        planned = self._cached_query_plan(sql, params)
+        planned = self._cached_query_plan(sql, params, client)
         if isinstance(planned, Statement):
             table = self.execute(sql, params, token, client)
             return table.schema, iter(table.to_batches())
-        return self.result_schema(sql, params), self._stream(planned, token)
+        return self.result_schema(sql, params, client), self._stream(planned, token)
 
     def _stream(self, phys, token: QueryToken):
         with self._admit(phys, "stream", token) as lane, self._query_in(lane, token) as qid:
@@ -350,11 +355,11 @@ class Session:
     def execute_partitions(self, sql: str, params=None, token: QueryToken | None = None,
                            client: ClientSession | None = None) -> list[pa.Table]:
         token = token or QueryToken()
-        planned = self._cached_query_plan(sql, params)
+        planned = self._cached_query_plan(sql, params, client)
         if isinstance(planned, Statement):
             return [self.execute(sql, params, token, client)]
         parts = self._run_query(planned, "partitions", token)
-        self._remember_schema(sql, params, next((p for p in parts if p.num_columns), parts[0]))
+        self._remember_schema(sql, params, next((p for p in parts if p.num_columns), parts[0]), client)
         return parts
 
     def explain(self, sql: str, analyze: bool = False, params=None, token: QueryToken | None = None) -> str:
@@ -380,6 +385,16 @@ class Session:
             stats = (token.stats, total, result.num_rows)
         return render_explain(phys, plan_s, stats)
 
+    def end_client(self, client: ClientSession) -> None:
+        """A client session ends: its temporary tables are dropped, its settings forgotten."""
+        for stored in list(client.temp.values()):
+            try:
+                self.execute(f'DROP TABLE IF EXISTS "{stored}"')
+            except FlockError as e:
+                logging.getLogger("flocksql").warning("temporary table %s stays: %s", stored, e)
+        client.temp.clear()
+        client.close()
+
     def ingest(self, table: str, data: pa.Table, if_not_exist: int = 0, if_exists: int = 0,
                token: QueryToken | None = None, client: ClientSession | None = None,
                schema: str | None = None, catalog: str | None = None) -> int:
@@ -404,12 +419,12 @@ class Session:
     def result_schema(self, sql: str, params=None, client: ClientSession | None = None) -> pa.Schema:
         """The result's schema: known from an earlier run, or from running the (cached) plan on
         empty tables on this rank alone, once. Never waits for the ranks."""
-        planned = self._cached_query_plan(sql, params)
+        planned = self._cached_query_plan(sql, params, client)
         if isinstance(planned, Statement):
             if planned.kind in catalog_statements.KINDS:
                 return catalog_statements.result_schema(self, planned, params, client or self.default_client)
             return _statement_schema(planned)
-        key = self._cache_key(_param_key(sql, params))
+        key = self._cache_key(_param_key(sql, params) + temp_tables.plan_key(client))
         with self._plan_lock:
             schema = self._schemas.get(key)
             if schema is None:
@@ -423,10 +438,10 @@ class Session:
                 self._remember(key, schema)
             return schema
 
-    def _remember_schema(self, sql: str, params, table: pa.Table | None) -> None:
+    def _remember_schema(self, sql: str, params, table: pa.Table | None, client=None) -> None:
         if table is not None:
             with self._plan_lock:
-                self._remember(self._cache_key(_param_key(sql, params)), table.schema)
+                self._remember(self._cache_key(_param_key(sql, params) + temp_tables.plan_key(client)), table.schema)
 
     def _remember(self, key, schema: pa.Schema) -> None:
         if key not in self._schemas and len(self._schemas) >= PLAN_CACHE_SIZE:

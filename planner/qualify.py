@@ -68,6 +68,15 @@ def _check_syntax_with_duckdb(sql: str) -> None:
             pass
 
 
+def extract_statements(sql: str) -> list:
+    """DuckDB's parser's split of a text into statements (each has `.query`)."""
+    global _duck_parser
+    with _duck_lock:
+        if _duck_parser is None:
+            _duck_parser = duckdb.connect()
+        return _duck_parser.extract_statements(sql)
+
+
 def _position_message(msg: str) -> str:
     lines = msg.splitlines()
     head = lines[0].replace("Parser Error: ", "") if lines else msg
@@ -221,8 +230,6 @@ def classify(ast: exp.Expression, sql: str = "") -> Statement:
         kind = (ast.args.get("kind") or "").upper()
         name = ast.this.this.name if isinstance(ast.this, exp.Schema) else ast.this.name
         body = ast.expression
-        if any(isinstance(p, exp.TemporaryProperty) for p in (ast.args.get("properties") or exp.Properties()).expressions):
-            raise NotSupportedError(f"CREATE TEMPORARY {kind}: tables and views are shared by every session")
         if kind == "TABLE" and isinstance(body, QUERY_TYPES):
             return Statement("create_table", body, name=name.lower(), or_replace=bool(ast.args.get("replace")),
                              if_exists=bool(ast.args.get("exists")), sql=sql)

@@ -41,6 +41,7 @@ import pyarrow.flight as flight
 
 from engine.errors import FlockError, InternalError, NotSupportedError
 from engine.lanes import QueryToken
+from engine.temp_tables import is_temp_name
 from server import call_options, metadata, sessions, wire
 from server.auth import NoOpAuthHandler, PasswordAuthMiddlewareFactory
 from server.errors import RequestError, UnsupportedRequest, flight_call, to_flight_error
@@ -313,7 +314,7 @@ class FlightSqlServer(flight.FlightServerBase):
         self._prepared_lock = threading.Lock()
         self._streams: set[QueryToken] = set()  # tokens of the queries DoGet calls stream now
         self._streams_lock = threading.Lock()
-        self.sessions = sessions.Sessions()
+        self.sessions = sessions.Sessions(on_close=self._end_session)
         middleware = {call_options.MIDDLEWARE_KEY: call_options.CallOptionsFactory(),
                       sessions.MIDDLEWARE_KEY: sessions.SessionCookieFactory()}
         if user is not None:
@@ -572,6 +573,14 @@ class FlightSqlServer(flight.FlightServerBase):
             dataset_schema=schema.serialize().to_pybytes() if schema is not None else b"",
         )
 
+    def _end_session(self, client) -> None:
+        """A client session closed or expired: its temporary tables go (in the background: an
+        expiry is noticed inside another client's call)."""
+        if not client.temp or not hasattr(self.runner.session, "end_client"):
+            client.close()
+            return
+        self.runner.submit(f"end session {client.id}", lambda session, token: session.end_client(client))
+
     def _set_session_options(self, body: bytes, context) -> bytes:
         """SetSessionOptions: each option as the SET it means; the ones refused come back as errors."""
         client = self.sessions.of(context)
@@ -701,6 +710,8 @@ def _list_tables(session, include_schema: bool) -> list[tuple[str, str, pa.Schem
     catalog = session.catalog
     out = []
     for name in catalog.table_names():
+        if is_temp_name(name):  # a session's temporary table (engine/temp_tables.py)
+            continue
         out.append((name, "TABLE", catalog.table_schema(name) if include_schema else None))
     # Views: the catalog keeps their SQL by name; their schema is that of their query.
     for name in sorted(getattr(catalog, "views", None) or {}):

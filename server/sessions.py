@@ -55,22 +55,23 @@ class SessionCookieFactory(flight.ServerMiddlewareFactory):
 class Sessions:
     """The client sessions of one server."""
 
-    def __init__(self):
+    def __init__(self, on_close=lambda client: client.close()):
         self._by_key: dict[str, ClientSession] = {}
         self._lock = threading.Lock()
+        self._on_close = on_close  # called with each session that closes or expires
 
     def of(self, context) -> ClientSession:
         """The session of this call, made on its first call."""
         key = self._key(context)
         now = time.monotonic()
         with self._lock:
-            expired = [k for k, s in self._by_key.items() if now - s.last_used > SESSION_IDLE_S]
-            for k in expired:
-                self._by_key.pop(k).close()
+            expired = [self._by_key.pop(k) for k, s in list(self._by_key.items()) if now - s.last_used > SESSION_IDLE_S]
             session = self._by_key.get(key)
             if session is None:
                 session = self._by_key[key] = ClientSession(id=key)
             session.last_used = now
+        for gone in expired:
+            self._on_close(gone)
         cookie = _cookie_middleware(context)
         if cookie is not None and cookie.cookie is None:
             cookie.assign = session.id
@@ -81,7 +82,7 @@ class Sessions:
         with self._lock:
             session = self._by_key.pop(key, None)
         if session is not None:
-            session.close()
+            self._on_close(session)
         return session is not None
 
     def __len__(self) -> int:

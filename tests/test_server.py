@@ -483,7 +483,7 @@ SANDBOX_REFUSALS = [
     "ATTACH '/tmp/flocksql_sandbox_test.db' AS other",
     "INSTALL httpfs",
     "LOAD httpfs",
-    "PRAGMA database_list",
+    "PRAGMA memory_limit = '1GB'",
     "SET threads = 1",
     "SELECT getenv('HOME')",
 ]
