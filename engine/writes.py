@@ -28,7 +28,7 @@ from planner.qualify import Statement, bind_params
 
 # A file beside the parts a write's ranks make, holding the Arrow schema they write in.
 PART_SCHEMA_FILE = "_schema.arrows"
-KINDS = ("insert", "update", "delete", "create_empty_table", "rename", "create_schema", "drop_schema")
+KINDS = ("insert", "update", "delete", "merge", "create_empty_table", "rename", "create_schema", "drop_schema")
 # Rows per row group of ingested data: ranks split a file by row groups.
 INGEST_ROW_GROUP_ROWS = 122_880
 
@@ -41,6 +41,8 @@ def classify_write(ast: exp.Expression, sql: str) -> Statement | None:
             raise NotSupportedError("INSERT OR REPLACE / OR IGNORE / ON CONFLICT / BY NAME / RETURNING / DEFAULT VALUES")
         target = ast.this.this if isinstance(ast.this, exp.Schema) else ast.this
         return Statement("insert", ast, name=_table_name(target), sql=sql)
+    if isinstance(ast, exp.Merge):
+        return Statement("merge", ast, name=_table_name(ast.this), sql=sql)
     if isinstance(ast, exp.Update):
         if ast.args.get("from") or ast.args.get("returning"):
             raise NotSupportedError("UPDATE … FROM / RETURNING")
@@ -117,6 +119,8 @@ def run(session, stmt: Statement, params, token, lane) -> pa.Table:
         return _delete(session, stmt, params, token, lane, table)
     if kind == "update":
         return _update(session, stmt, params, token, lane, table)
+    if kind == "merge":
+        return _merge(session, stmt, params, token, lane, table)
     raise NotSupportedError(f"statement {kind}")
 
 
@@ -418,3 +422,89 @@ def _conform_arrow(table, data: pa.Table) -> pa.Table:
         return data.cast(pa.schema([pa.field(f.name, f.type, True) for f in table.schema]))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
         raise ExecutionError(f"the data does not fit table {table.name}: {e}") from None
+
+
+MATCHED_FLAG = "__flocksql_matched"
+
+
+def _merge(session, stmt, params, token, lane, table) -> pa.Table:
+    """MERGE INTO target USING source ON … with at most one WHEN MATCHED (UPDATE SET or DELETE) and
+    one WHEN NOT MATCHED (INSERT) clause, each with an optional AND condition, as DuckDB runs it:
+    the table's next version is its rows, updated or deleted where matched, and the source rows
+    that match none, inserted. An UPDATE of a target row that several source rows match is refused
+    before anything is written. Returns DuckDB's count: matches updated or deleted, rows inserted."""
+    ast = stmt.query
+    whens = ast.args["whens"].expressions if ast.args.get("whens") else []
+    matched = [w for w in whens if w.args.get("matched")]
+    unmatched = [w for w in whens if not w.args.get("matched")]
+    if len(matched) > 1 or len(unmatched) > 1 or any(w.args.get("source") for w in whens):
+        raise NotSupportedError("MERGE with more than one WHEN MATCHED / WHEN NOT MATCHED clause, or BY SOURCE")
+    dest = ast.this.alias_or_name
+    target = f"{_quote(table.name)} AS {_quote(dest)}"
+    source_node = ast.args["using"]
+    src = source_node.alias_or_name
+    source_sql = (source_node.this.sql("duckdb") if isinstance(source_node, exp.Table) else
+                  source_node.this.sql("duckdb") if isinstance(source_node, exp.Subquery) else source_node.sql("duckdb"))
+    if isinstance(source_node, exp.Table):
+        source_sql = f"SELECT * FROM {source_sql}"
+    on = ast.args["on"].sql("duckdb")
+    names, types = table.schema.names, _types(session, table.schema)
+
+    if matched and isinstance(matched[0].args["then"], exp.Update):
+        # Which source row would update a row several match is not defined: refused, not guessed.
+        joined = _query(session, f"SELECT count(*) FROM {target} JOIN ({source_sql}) AS {_quote(src)} ON {on}",
+                        params, token, lane).column(0)[0].as_py()
+        hit = _query(session, f"SELECT count(*) FROM {target} WHERE EXISTS (SELECT 1 FROM ({source_sql}) AS "
+                              f"{_quote(src)} WHERE {on})", params, token, lane).column(0)[0].as_py()
+        if joined > hit:
+            raise NotSupportedError("MERGE … UPDATE where a target row matches more than one source row")
+
+    flag = f"{_quote(src)}.{MATCHED_FLAG}"
+    kept_rows, changed = [_quote(n) for n in names], 0
+    where = ""
+    if matched:
+        when = matched[0]
+        cond = f"{flag} IS TRUE" + (f" AND ({when.args['condition'].sql('duckdb')})" if when.args.get("condition") else "")
+        then = when.args["then"]
+        if isinstance(then, exp.Update):
+            sets = {eq.this.name: eq.expression.sql("duckdb") for eq in then.expressions}
+            unknown = [c for c in sets if c not in names]
+            if unknown:
+                raise CatalogError(f"table {table.name} has no column {unknown[0]}")
+            kept_rows = [f"CASE WHEN {cond} THEN CAST(({sets[n]}) AS {t}) ELSE {_quote(dest)}.{_quote(n)} END"
+                         if n in sets else f"{_quote(dest)}.{_quote(n)}" for n, t in zip(names, types)]
+        elif isinstance(then, exp.Var) and then.name.upper() == "DELETE":
+            where = f" WHERE NOT ({cond})"
+            kept_rows = [f"{_quote(dest)}.{_quote(n)}" for n in names]
+        else:
+            raise NotSupportedError(f"MERGE … WHEN MATCHED THEN {then.sql('duckdb')}")
+        changed += _query(session, f"SELECT count(*) FROM {target} LEFT JOIN (SELECT *, TRUE AS {MATCHED_FLAG} FROM "
+                                   f"({source_sql})) AS {_quote(src)} ON {on} WHERE {cond}", params, token,
+                          lane).column(0)[0].as_py()
+    else:
+        kept_rows = [f"{_quote(dest)}.{_quote(n)}" for n in names]
+    parts_sql = [f"SELECT {', '.join(f'{e} AS {_quote(n)}' for e, n in zip(kept_rows, names))} FROM {target} "
+                 f"LEFT JOIN (SELECT *, TRUE AS {MATCHED_FLAG} FROM ({source_sql})) AS {_quote(src)} ON {on}{where}"]
+    if unmatched:
+        when = unmatched[0]
+        then = when.args["then"]
+        if not isinstance(then, exp.Insert) or not isinstance(then.expression, exp.Tuple):
+            raise NotSupportedError("MERGE … WHEN NOT MATCHED THEN other than INSERT (columns) VALUES (…)")
+        columns = [c.name for c in then.this.expressions] if isinstance(then.this, exp.Tuple) else names
+        values = [v.sql("duckdb") for v in then.expression.expressions]
+        if len(columns) != len(values) or any(c not in names for c in columns):
+            raise CatalogError(f"MERGE INSERT: columns {columns} do not fit table {table.name}")
+        inserted = [f"CAST(({values[columns.index(n)]}) AS {t})" if n in columns else f"CAST(NULL AS {t})"
+                    for n, t in zip(names, types)]
+        extra = f" AND ({when.args['condition'].sql('duckdb')})" if when.args.get("condition") else ""
+        new_rows = (f"FROM ({source_sql}) AS {_quote(src)} WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE {on}){extra}")
+        parts_sql.append(f"SELECT {', '.join(f'{e} AS {_quote(n)}' for e, n in zip(inserted, names))} {new_rows}")
+        changed += _query(session, f"SELECT count(*) {new_rows}", params, token, lane).column(0)[0].as_py()
+    parts, _ = _write_query(session, " UNION ALL ".join(parts_sql), params, token, lane, table.schema)
+    try:
+        _ensure_file(table, parts)
+        _check_nulls(table, parts)
+        _new_version(session, table.name, (), parts)
+    finally:
+        shutil.rmtree(parts, ignore_errors=True)
+    return _count(changed)

@@ -116,6 +116,11 @@ WRITES = [
     "DELETE FROM t WHERE name LIKE 'A%' OR price > 200000",
     "INSERT INTO t VALUES (NULL, 'no key', 1)",  # NOT NULL: an error, the table unchanged
     "UPDATE t SET k = NULL WHERE k = 1",          # the same
+    "CREATE TABLE s AS SELECT k + 1 AS k, 'merged' AS name FROM t WHERE k < 5",
+    "MERGE INTO t AS d USING s ON s.k = d.k WHEN MATCHED THEN UPDATE SET name = s.name "
+    "WHEN NOT MATCHED THEN INSERT (k, name) VALUES (s.k, s.name)",
+    "MERGE INTO t USING (SELECT 3 AS k) AS x ON x.k = t.k WHEN MATCHED THEN DELETE",
+    "MERGE INTO t USING (SELECT 2 AS k UNION ALL SELECT 2) AS x ON x.k = t.k WHEN MATCHED THEN DELETE",
     "CREATE TABLE u AS SELECT * FROM t WHERE k < 100",
     "ALTER TABLE u RENAME TO v",
     "DELETE FROM v",
@@ -153,7 +158,7 @@ def test_writes_change_tables_as_in_duckdb(data, tmp_path, ranks):
     for result, table in zip(results[len(WRITES):], ("t", "v")):
         why = compare_tables(_ok(result), duck.sql(f"SELECT * FROM {table}").to_arrow_table(), ordered=False)
         assert why is None, f"{table}: {why}"
-    assert _ok(results[-1]).column("name").to_pylist() == sorted([*SMALL, "t", "v"])
+    assert _ok(results[-1]).column("name").to_pylist() == sorted([*SMALL, "s", "t", "v"])
     # Every version was renamed into place: no temporary folder stays behind.
     assert not [p.name for p in folder.iterdir() if p.name.startswith((".tmp-", ".trash-"))]
 
