@@ -1,0 +1,251 @@
+"""The tools people already use, unmodified, against a real 2-rank server; answers checked against DuckDB.
+
+The GizmoSQL-ecosystem clients (Ibis, SQLAlchemy's dialect, dbt, SQLFrame, the GizmoSQL ADBC
+driver) pin versions FlockSQL's own environment cannot have (DuckDB 1.4 for Ibis, an older ADBC
+Flight SQL driver for the SQLAlchemy dialect), so they run in an environment of their own, made
+once under .test-data/ (tests/client_env.py), as separate processes, exactly as a user runs them.
+The ADBC Flight SQL driver, flightsql-dbapi and Polars run here.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import adbc_driver_flightsql.dbapi as flight_sql
+import duckdb
+import pyarrow as pa
+import pytest
+
+from tests.client_env import client_python
+from tests.server_fixtures import copy_data, start_server, stop_server
+
+CLIENTS = Path(__file__).parent / "clients"
+CLIENT_TIMEOUT_S = 300
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("clients")
+    proc = start_server("engine", copy_data(tmp / "data"), tmp / "server.log", ranks=2)
+    yield proc
+    stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def oracle(server):
+    con = duckdb.connect()
+    for f in sorted(Path(server.data_dir).glob("*.parquet")):
+        con.execute(f"CREATE VIEW {f.stem} AS SELECT * FROM read_parquet('{f}')")
+    return con
+
+
+def _host_port(server) -> tuple[str, str]:
+    host, port = server.uri.split("://", 1)[1].rsplit(":", 1)
+    return host, port
+
+
+def _run_client(script: str, server, *args: str) -> dict:
+    out = subprocess.run([str(client_python()), str(CLIENTS / script), *_host_port(server), *args],
+                         capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S, cwd=CLIENTS)
+    assert out.returncode == 0, f"{script} failed:\n{out.stderr[-4000:]}"
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _rows(oracle, sql):
+    return [list(r) for r in oracle.execute(sql).fetchall()]
+
+
+def test_ibis(server, oracle):
+    got = _run_client("ibis_client.py", server)
+    assert {"nation", "region", "lineitem", "ibis_made"} <= set(got["tables"])
+    assert got["nation_columns"] == ["n_nationkey", "n_name", "n_regionkey", "n_comment"]
+    want = _rows(oracle, "SELECT r_name, count(n_nationkey), max(n_name) FROM nation JOIN region "
+                         "ON n_regionkey = r_regionkey GROUP BY r_name ORDER BY r_name")
+    assert [[r["r_name"], r["nations"], r["top"]] for r in got["joined"]] == want
+    assert got["made"] == [{"a": 1, "b": "x"}, {"a": 2, "b": "y"}, {"a": 3, "b": None}]
+
+
+def test_sqlalchemy_and_pandas(server, oracle):
+    got = _run_client("sqlalchemy_client.py", server)
+    assert {"nation", "orders", "pandas_made"} <= set(got["tables"]) and got["has_nation"]
+    assert [c[:2] for c in got["columns"]] == [["n_nationkey", "BIGINT"], ["n_name", "VARCHAR"],
+                                               ["n_regionkey", "BIGINT"], ["n_comment", "VARCHAR"]]
+    assert got["picked"] == _rows(oracle, "SELECT n_name FROM nation WHERE n_nationkey = 7")
+    assert got["region_rows"] == 5 and got["region_columns"] == ["r_regionkey", "r_name", "r_comment"]
+    assert got["made"] == [{"x": 1, "y": "a"}, {"x": 2, "y": "b"}, {"x": 3, "y": "c"}]
+
+
+def test_sqlframe(server, oracle):
+    got = _run_client("sqlframe_client.py", server)
+    want = _rows(oracle, "SELECT o_orderstatus, count(*), sum(o_totalprice)::DOUBLE FROM orders GROUP BY 1 ORDER BY 1")
+    assert [r[:2] for r in got["grouped"]] == [r[:2] for r in want]
+    assert [r[2] for r in got["grouped"]] == pytest.approx([r[2] for r in want], rel=1e-9)
+    assert got["made"] == [[1, "a"], [2, "b"]]
+
+
+def test_gizmosql_adbc_driver(server, oracle):
+    got = _run_client("gizmosql_adbc_client.py", server)
+    assert got["rows"] == _rows(oracle, "SELECT o_orderpriority, count(*) FROM orders WHERE o_totalprice > 100000 "
+                                        "GROUP BY 1 ORDER BY 1")
+    assert got["vendor_version"].startswith(f"duckdb v{duckdb.__version__}") and "FlockSQL" in got["vendor_version"]
+    assert (got["catalog"], got["schema"], got["zone"]) == ("memory", "main", "UTC")
+
+
+DBT_MODELS = {
+    "nation_names.sql": "select n_nationkey, n_name, n_regionkey from nation",
+    "region_counts.sql": "{{ config(materialized='table') }}\n"
+                         "select r.r_name, count(*) as nations from {{ ref('nation_names') }} n "
+                         "join region r on n.n_regionkey = r.r_regionkey group by r.r_name",
+    "orders_inc.sql": "{{ config(materialized='incremental', unique_key='o_orderkey') }}\n"
+                      "select o_orderkey, o_custkey, o_totalprice from orders\n"
+                      "{% if is_incremental() %} where o_orderkey > (select max(o_orderkey) from {{ this }}) - 1000 "
+                      "{% endif %}",
+    "schema.yml": "version: 2\nmodels:\n  - name: region_counts\n    columns:\n      - name: r_name\n"
+                  "        tests: [unique, not_null]\n  - name: orders_inc\n    columns:\n      - name: o_orderkey\n"
+                  "        tests: [unique, not_null]\n",
+}
+
+
+def test_dbt_view_table_incremental_and_tests(server, oracle, tmp_path):
+    host, port = _host_port(server)
+    (tmp_path / "models").mkdir()
+    (tmp_path / "dbt_project.yml").write_text("name: flock\nversion: '1.0'\nprofile: flock\n"
+                                              "models:\n  flock:\n    +materialized: view\n")
+    (tmp_path / "profiles.yml").write_text(
+        f"flock:\n  target: dev\n  outputs:\n    dev:\n      type: gizmosql\n      host: {host}\n      port: {port}\n"
+        "      use_encryption: false\n      database: memory\n      schema: main\n      threads: 1\n")
+    for name, text in DBT_MODELS.items():
+        (tmp_path / "models" / name).write_text(text)
+    dbt = Path(client_python()).parent / "dbt"
+    for command in (["run"], ["run"], ["test"]):  # the second run is incremental: a MERGE
+        out = subprocess.run([str(dbt), *command, "--profiles-dir", str(tmp_path), "--project-dir", str(tmp_path)],
+                             capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S, cwd=tmp_path,
+                             env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
+        assert out.returncode == 0, f"dbt {command[0]}:\n{out.stdout[-4000:]}"
+        assert "ERROR=0" in out.stdout
+    with flight_sql.connect(server.uri) as conn, conn.cursor() as cur:
+        cur.execute("SELECT r_name, nations FROM region_counts ORDER BY r_name")
+        assert [list(r) for r in cur.fetchall()] == _rows(
+            oracle, "SELECT r_name, count(*) FROM nation JOIN region ON n_regionkey = r_regionkey GROUP BY 1 ORDER BY 1")
+        cur.execute("SELECT count(*), count(DISTINCT o_orderkey), sum(o_totalprice) FROM orders_inc")
+        assert list(cur.fetchone()) == _rows(oracle, "SELECT count(*), count(*), sum(o_totalprice) FROM orders")[0]
+        cur.execute("SELECT table_name, table_type FROM information_schema.tables WHERE table_name = 'nation_names'")
+        assert cur.fetchall() == [("nation_names", "VIEW")]
+
+
+def test_flightsql_dbapi_reflection(server):
+    import sqlalchemy as sa
+    host, port = _host_port(server)
+    engine = sa.create_engine(f"datafusion://{host}:{port}?insecure=True")
+    inspector = sa.inspect(engine)
+    assert {"nation", "lineitem"} <= set(inspector.get_table_names())
+    types = {c["name"]: str(c["type"]) for c in inspector.get_columns("nation")}
+    assert types == {"n_nationkey": "BIGINT", "n_name": "TEXT", "n_regionkey": "BIGINT", "n_comment": "TEXT"}
+
+
+def test_adbc_ingest_and_polars(server):
+    import polars as pl
+    with flight_sql.connect(server.uri) as conn, conn.cursor() as cur:
+        assert cur.adbc_ingest("ingested", pa.table({"a": [1, 2, 3], "s": ["x", None, "z"]}), mode="create") == 3
+        with pytest.raises(Exception, match="already exists"):
+            cur.adbc_ingest("ingested", pa.table({"a": [9], "s": ["q"]}), mode="create")
+        assert cur.adbc_ingest("ingested", pa.table({"a": [4], "s": ["w"]}), mode="append") == 1
+        cur.execute("SELECT count(*), sum(a), count(s) FROM ingested")
+        assert cur.fetchone() == (4, 10, 3)
+        cur.adbc_ingest("ingested", pa.table({"a": [7], "s": ["r"]}), mode="replace")
+        cur.execute("SELECT * FROM ingested")
+        assert cur.fetchall() == [(7, "r")]
+        frame = pl.DataFrame({"p": [1.5, 2.5], "q": ["u", "v"]})
+        frame.write_database("polars_made", conn, engine="adbc", if_table_exists="replace")
+        back = pl.read_database("SELECT * FROM polars_made ORDER BY p", conn)
+        assert back.to_dicts() == frame.to_dicts()
+
+
+def test_concurrent_writers_lose_nothing(server):
+    with flight_sql.connect(server.uri) as conn, conn.cursor() as cur:
+        cur.execute("CREATE OR REPLACE TABLE appended (writer INTEGER, i INTEGER)")
+    errors = []
+
+    def writer(w: int) -> None:
+        try:
+            with flight_sql.connect(server.uri) as conn, conn.cursor() as cur:
+                for i in range(8):
+                    cur.execute(f"INSERT INTO appended VALUES ({w}, {i}), ({w}, {i + 100})")
+        except Exception as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(CLIENT_TIMEOUT_S)
+    assert not errors
+    with flight_sql.connect(server.uri) as conn, conn.cursor() as cur:
+        cur.execute("SELECT writer, count(*), count(DISTINCT i) FROM appended GROUP BY writer ORDER BY writer")
+        assert cur.fetchall() == [(w, 16, 16) for w in range(4)]
+
+
+def test_a_write_killed_half_way_leaves_the_table_as_before(tmp_path):
+    data = copy_data(tmp_path / "data")
+    proc = start_server("engine", data, tmp_path / "server.log", ranks=2)
+    try:
+        with flight_sql.connect(proc.uri) as conn, conn.cursor() as cur:
+            cur.execute("CREATE TABLE big AS SELECT * FROM lineitem")
+            cur.execute("SELECT count(*), sum(l_quantity) FROM big")
+            before = cur.fetchone()
+
+        def insert():
+            try:
+                with flight_sql.connect(proc.uri) as conn, conn.cursor() as cur:
+                    cur.execute("INSERT INTO big SELECT l.* FROM lineitem l, nation, region")
+            except Exception:  # noqa: BLE001 - the server is killed under it
+                pass
+
+        thread = threading.Thread(target=insert, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 120
+        while not any(p.name.startswith(".tmp-") for p in data.iterdir()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert any(p.name.startswith(".tmp-") for p in data.iterdir()), "the write never started"
+        os.killpg(proc.proc.pid, signal.SIGKILL)
+        proc.proc.wait(30)
+    finally:
+        stop_server(proc)
+    again = start_server("engine", data, tmp_path / "server2.log", ranks=2)
+    try:
+        assert not [p.name for p in data.iterdir() if p.name.startswith((".tmp-", ".trash-"))]
+        with flight_sql.connect(again.uri) as conn, conn.cursor() as cur:
+            cur.execute("SELECT count(*), sum(l_quantity) FROM big")
+            assert cur.fetchone() == before
+    finally:
+        stop_server(again)
+
+
+def test_temporary_tables_are_private_to_their_connection(server):
+    with flight_sql.connect(server.uri) as a, flight_sql.connect(server.uri) as b:
+        with a.cursor() as ca, b.cursor() as cb:
+            ca.execute("CREATE TEMP TABLE scratch AS SELECT n_nationkey AS k FROM nation WHERE n_regionkey = 1")
+            ca.execute("SELECT count(*) FROM scratch")
+            assert ca.fetchone() == (5,)
+            with pytest.raises(Exception, match="unknown table: scratch"):
+                cb.execute("SELECT count(*) FROM scratch")
+            cb.execute("SHOW TABLES")
+            assert "scratch" not in [r[0] for r in cb.fetchall()]
+            listed = str(b.adbc_get_objects(depth="tables").read_all().to_pylist())
+            assert "scratch" not in listed and "lineitem" in listed
+
+
+def test_sessions_are_not_shared(server):
+    """A SET in one connection is not another's (and CloseSession ends it)."""
+    with flight_sql.connect(server.uri) as a, flight_sql.connect(server.uri) as b:
+        with a.cursor() as ca, b.cursor() as cb:
+            ca.execute("SET search_path = 'memory.main'")
+            ca.execute("SELECT current_setting('search_path')")
+            cb.execute("SELECT current_setting('search_path')")
+            assert ca.fetchone() == ("memory.main",) and cb.fetchone() == ("",)
+
