@@ -136,6 +136,7 @@ class Column:
     type: str  # DuckDB's type name
     distinct: int = 1  # distinct non-NULL values
     top: int = 1  # rows holding the most frequent value (NULL included)
+    numeric: bool = False  # text whose every value reads as an integer ('01', '-0'): compares cleanly with numbers
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +196,10 @@ def schema_of(name: str, con: duckdb.DuckDBPyConnection) -> Schema:
         for c, t, *_ in described:
             distinct, top = con.execute(f'SELECT count(DISTINCT "{c}"), coalesce(max(n), 0) FROM '
                                         f'(SELECT "{c}", count(*) AS n FROM "{table}" GROUP BY ALL) g').fetchall()[0]
-            cols.append(Column(c, kind_of(t), t, max(distinct, 1), max(top, 1)))
+            numeric = kind_of(t) == "text" and con.execute(
+                f'SELECT coalesce(bool_and(TRY_CAST("{c}" AS BIGINT) IS NOT NULL), true) FROM "{table}" '
+                f'WHERE "{c}" IS NOT NULL').fetchall()[0][0]
+            cols.append(Column(c, kind_of(t), t, max(distinct, 1), max(top, 1), numeric))
         cols = tuple(cols)
         unique = (TPCH_UNIQUE if name == "tpch" else ADV_UNIQUE).get(table, ())
         tables[table] = Table(table, cols, rows, unique)
