@@ -34,6 +34,8 @@ import pyarrow.parquet as pq
 from engine.errors import CatalogError
 
 VIEWS_FILE = "_flocksql_views.json"
+# A folder of the data folder that holds this file is a schema: its tables are `folder.table`.
+SCHEMA_MARKER = "_flocksql_schema"
 DATABASE = "memory"
 SCHEMA = "main"
 # File name endings of each format of table file.
@@ -367,17 +369,32 @@ class Catalog:
         self._stamps: dict[str, tuple] = {}
         self.views: dict[str, str] = {}
         self._virtual: dict[str, Table] = {}
+        self.schemas = [SCHEMA]
+        # Where unqualified names are looked up while a statement is planned (the Session sets its
+        # client's search path under the plan lock; planner/qualify.py reads it).
+        self.search_path = [SCHEMA]
         self.refresh()
 
     def _discover(self) -> dict[str, tuple[str, list[str], bool]]:
-        """name -> (format, files, hive-partitioned), following symlinks."""
-        found: dict[str, tuple[str, list[str], bool]] = {}
+        """name -> (format, files, hive-partitioned), following symlinks; tables of schema `s` (a
+        folder `s/` holding the SCHEMA_MARKER file) are named `s.t`."""
+        self.schemas = [SCHEMA]
+        found = self._discover_in(self.data_dir, "")
         for entry in sorted(self.data_dir.iterdir()):
-            if entry.name.startswith((".", "_")):
+            if entry.is_dir() and (entry / SCHEMA_MARKER).exists() and _NAME.match(entry.name.lower()):
+                self.schemas.append(entry.name.lower())
+                found.update(self._discover_in(entry, entry.name.lower() + "."))
+        return found
+
+    def _discover_in(self, folder: Path, prefix: str) -> dict[str, tuple[str, list[str], bool]]:
+        found: dict[str, tuple[str, list[str], bool]] = {}
+        for entry in sorted(folder.iterdir()):
+            if entry.name.startswith((".", "_")) or (entry.is_dir() and (entry / SCHEMA_MARKER).exists()):
                 continue
             name = entry.stem.lower() if entry.is_file() else entry.name.lower()
-            if not _NAME.match(name) or name in found:
+            if not _NAME.match(name) or prefix + name in found:
                 continue
+            name = prefix + name
             if entry.is_file() and entry.suffix.lower() in FORMATS:
                 found[name] = (FORMATS[entry.suffix.lower()], [str(entry)], False)
             elif entry.is_dir():
@@ -456,6 +473,14 @@ class Catalog:
             except OSError:
                 pass  # statistics are an optimisation: plan with what we measured this time
         return load_table(name, files, entry["distinct"]) if entry["distinct"] else table
+
+    def table_path(self, name: str) -> Path:
+        """Where table `name` (`t`, or `s.t` in schema s) lives or would live: a folder, or the one
+        Parquet file it was found as."""
+        schema, _, table = name.rpartition(".")
+        folder = self.data_dir / schema if schema else self.data_dir
+        single = folder / f"{table}.parquet"
+        return single if single.is_file() and not (folder / table).is_dir() else folder / table
 
     def save_views(self) -> None:
         tmp = self.data_dir / (VIEWS_FILE + ".tmp")

@@ -151,10 +151,14 @@ def _run(session, stmt: Statement, params, token, client: cs.ClientSession) -> p
     return session.system.run(cursor_of(session, client), stmt.sql, params)
 
 
+_SCHEMA_TABLE = re.compile(r'"([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)"')
+
+
 def describe_names(session, sql: str, client: cs.ClientSession | None = None) -> list[str]:
     """DuckDB's names of a query's result columns, from its binder over the mirror (on the
     client's own cursor when the query reads its temporary tables, named as the client names them)."""
-    if client is not None and client.temp:
+    sql = _SCHEMA_TABLE.sub(r'"\1"."\2"', sql)  # the planner's "s.t" is table t of schema s
+    if client is not None and (client.temp or cs.search_path(client) != [cs.DEFAULT_SCHEMA]):
         for original, stored in client.temp.items():
             sql = sql.replace(stored, original)
         with client.lock:
@@ -171,7 +175,7 @@ def cursor_sync(session) -> None:
     """The mirror brought up to date (temporary tables are their sessions' own: see track_temp)."""
     catalog = session.catalog
     session.system.sync({n: catalog.table_schema(n) for n in catalog.table_names() if not is_temp_name(n)},
-                        dict(catalog.views))
+                        dict(catalog.views), list(catalog.schemas))
 
 
 def track_temp(session, client: cs.ClientSession, stmt: Statement) -> None:
@@ -230,7 +234,7 @@ def _session_statement(session, sql: str, client: cs.ClientSession) -> pa.Table:
 def _set(session, client: cs.ClientSession, canon: str, value: str) -> None:
     cursor = cursor_of(session, client)
     if canon in ("search_path", "schema"):
-        cs.check_search_path(value, schemas=[cs.DEFAULT_SCHEMA])
+        cs.check_search_path(value, schemas=list(session.catalog.schemas))
     before = session.system.run(cursor, f"SELECT current_setting('{canon}') AS v").column(0)[0].as_py()
     session.system.run(cursor, f"SET {canon} = {_literal(value)}")
     if canon == "TimeZone" and not _same_clock(session, cursor):

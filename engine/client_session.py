@@ -101,6 +101,20 @@ def check_search_path(value: str, schemas: list[str]) -> None:
             raise CatalogError(f"SET search_path: no schema {parts[-1]!r}")
 
 
+def search_path(client: "ClientSession | None") -> list[str]:
+    """The schemas an unqualified table name is looked up in, in order (main last if not named)."""
+    text = "" if client is None else (client.settings.get("search_path") or client.settings.get("schema") or "")
+    path = []
+    for entry in (e.strip() for e in text.split(",")):
+        if entry:
+            schema = entry.split(".")[-1].strip().strip('"').lower()
+            if schema not in path and schema != DATABASE:
+                path.append(schema)
+    if DEFAULT_SCHEMA not in path:
+        path.append(DEFAULT_SCHEMA)
+    return path
+
+
 def transaction(client: ClientSession, verb: str) -> None:
     if verb == "BEGIN":
         if client.in_transaction:

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from engine import catalog_statements, temp_tables, writes
 from engine.catalog import Catalog
+from engine import client_session as cs
 from engine.client_session import ClientSession
 from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError, NotSupportedError
 from engine.lanes import BIG_QUERY_COST_S, Lane, LanePool, QueryToken
@@ -39,7 +40,7 @@ from executors.scan import ScanSource
 from planner.build import Builder
 from planner.cost import CostParams
 from planner.estimate import Estimator
-from planner.explain import render_explain
+from planner.explain import ExplainOptions, render_explain
 from planner.copartition import copartition
 from planner.physical import PhysicalPlanner
 from planner.rules import run_rules
@@ -256,7 +257,7 @@ class Session:
         tables. Our own names stand where it cannot (the same number of columns or nothing)."""
         if self.system is None:
             return names
-        text = sql_key if sql_key is not None and "\x00" not in sql_key and "\x01" not in sql_key \
+        text = sql_key if sql_key is not None and not any(c in sql_key for c in "\x00\x01\x02") \
             else ast.sql("duckdb")
         try:
             described = catalog_statements.describe_names(self, text, client)
@@ -283,7 +284,7 @@ class Session:
         statements come back as a Statement: session and catalog statements (see
         engine/catalog_statements.py) are recognised before the SQL parser sees them."""
         client = client or self.default_client
-        key = _param_key(sql, params) + temp_tables.plan_key(client)
+        key = _param_key(sql, params) + _client_key(client)
         hit = self._plans.get(self._cache_key(key))
         if hit is not None:
             return hit
@@ -291,11 +292,15 @@ class Session:
         if special is not None:
             return special
         with self._plan_lock, _nesting_guard():
-            ast = temp_tables.rewrite(parse(sql), client)
-            stmt = writes.classify_write(ast, sql) or catalog_statements.system_query(classify(ast, sql))
-            if stmt.kind != "query":
-                return stmt
-            return self._plan_query(bind_params(stmt.query, params), key, client)
+            self.catalog.search_path = cs.search_path(client)  # planning holds the lock: see _client_key
+            try:
+                ast = temp_tables.rewrite(parse(sql), client)
+                stmt = writes.classify_write(ast, sql, self.catalog) or catalog_statements.system_query(classify(ast, sql))
+                if stmt.kind != "query":
+                    return stmt
+                return self._plan_query(bind_params(stmt.query, params), key, client)
+            finally:
+                self.catalog.search_path = [cs.DEFAULT_SCHEMA]
 
     def execute(self, sql: str, params=None, token: QueryToken | None = None,
                 client: ClientSession | None = None) -> pa.Table:
@@ -362,13 +367,17 @@ class Session:
         self._remember_schema(sql, params, next((p for p in parts if p.num_columns), parts[0]), client)
         return parts
 
-    def explain(self, sql: str, analyze: bool = False, params=None, token: QueryToken | None = None) -> str:
+    def explain(self, sql: str, analyze: bool = False, params=None, token: QueryToken | None = None,
+                verbose: bool = False, fmt: str = "text") -> str:
+        """EXPLAIN of a query (`analyze`, `verbose`, `fmt` as planner/explain.py reads them), or of
+        an EXPLAIN statement with its own options."""
         stmt = classify(parse(sql), sql)
         if stmt.kind == "explain":
             return self.explain_statement(stmt, params, token)
         if stmt.kind != "query":
             raise NotSupportedError(f"EXPLAIN of {stmt.kind}")
-        return self.explain_statement(Statement("explain", stmt.query, analyze=analyze), params, token)
+        options = ExplainOptions(analyze, verbose, fmt)
+        return self.explain_statement(Statement("explain", stmt.query, analyze=analyze, explain=options), params, token)
 
     def explain_statement(self, stmt, params=None, token: QueryToken | None = None) -> str:
         token = token or QueryToken()
@@ -383,7 +392,7 @@ class Session:
             result = self._run_query(phys, "collect", token)
             total = time.perf_counter() - t1
             stats = (token.stats, total, result.num_rows)
-        return render_explain(phys, plan_s, stats)
+        return render_explain(phys, plan_s, stats, stmt.explain)
 
     def end_client(self, client: ClientSession) -> None:
         """A client session ends: its temporary tables are dropped, its settings forgotten."""
@@ -424,7 +433,7 @@ class Session:
             if planned.kind in catalog_statements.KINDS:
                 return catalog_statements.result_schema(self, planned, params, client or self.default_client)
             return _statement_schema(planned)
-        key = self._cache_key(_param_key(sql, params) + temp_tables.plan_key(client))
+        key = self._cache_key(_param_key(sql, params) + _client_key(client))
         with self._plan_lock:
             schema = self._schemas.get(key)
             if schema is None:
@@ -441,7 +450,7 @@ class Session:
     def _remember_schema(self, sql: str, params, table: pa.Table | None, client=None) -> None:
         if table is not None:
             with self._plan_lock:
-                self._remember(self._cache_key(_param_key(sql, params) + temp_tables.plan_key(client)), table.schema)
+                self._remember(self._cache_key(_param_key(sql, params) + _client_key(client)), table.schema)
 
     def _remember(self, key, schema: pa.Schema) -> None:
         if key not in self._schemas and len(self._schemas) >= PLAN_CACHE_SIZE:
@@ -720,17 +729,17 @@ class Session:
             q = bind_params(stmt.query, params)
             with self._plan_lock:
                 phys = self._plan_query(q, None)
-            tmp = data / f".tmp-{name}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
+            tmp = data / f".tmp-{name.replace('.', '-')}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
             tmp.mkdir()
             try:
                 schema = self._run(lane, phys, "write", token, str(tmp))
                 if not any(tmp.iterdir()):
                     pq.write_table(schema.empty_table(), tmp / "part-00000.parquet")
-                self._replace_dir(tmp, data / name)
+                self._replace_dir(tmp, self.catalog.table_path(name).with_suffix(""))
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            rows = sum(pq.ParquetFile(p).metadata.num_rows for p in (data / name).glob("*.parquet"))
+            rows = sum(pq.ParquetFile(p).metadata.num_rows for p in self.catalog.table_path(name).glob("*.parquet"))
             self._refresh_all()
             return pa.table({"Count": pa.array([rows], pa.int64())})
         if stmt.kind == "drop_table":
@@ -739,8 +748,8 @@ class Session:
                     return pa.table({"Count": pa.array([0], pa.int64())})
                 raise CatalogError(f"unknown table: {name}")
             table = self.catalog.table(name)
-            path = data / name if (data / name).is_dir() else Path(table.files[0])
-            trash = data / f".trash-{name}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
+            path = self.catalog.table_path(name)
+            trash = data / f".trash-{name.replace('.', '-')}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
             os.rename(path, trash)
             shutil.rmtree(trash, ignore_errors=True) if trash.is_dir() else trash.unlink()
             self._refresh_all()
@@ -803,6 +812,14 @@ def _peak_rss_mb() -> float:
 def _statement_schema(stmt: Statement) -> pa.Schema:
     """The result schema of a statement that is not a query: EXPLAIN's, or none (DDL)."""
     return pa.schema([("explain", pa.string())]) if stmt.kind == "explain" else pa.schema([])
+
+
+def _client_key(client: ClientSession | None) -> str:
+    """What a client session adds to its statements' plan-cache key: its temporary tables and a
+    search path other than main rename what its table names mean."""
+    key = temp_tables.plan_key(client)
+    path = cs.search_path(client)
+    return key if path == [cs.DEFAULT_SCHEMA] else key + "\x02" + ",".join(path)
 
 
 def _param_key(sql: str, params) -> str:

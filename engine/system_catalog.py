@@ -77,17 +77,24 @@ class SystemCatalog:
         self._signature = None
         self._version = 0
 
-    def sync(self, tables: dict[str, pa.Schema], views: dict[str, str]) -> None:
-        """Mirror these tables (name -> schema) and views (name -> SQL), if they changed."""
-        signature = (tuple((n, s.to_string()) for n, s in sorted(tables.items())), tuple(sorted(views.items())))
+    def sync(self, tables: dict[str, pa.Schema], views: dict[str, str], schemas: list[str] = ("main",)) -> None:
+        """Mirror these schemas, tables (name -> schema) and views (name -> SQL), if they changed;
+        `s.t` names table t of schema s."""
+        signature = (tuple((n, s.to_string()) for n, s in sorted(tables.items())), tuple(sorted(views.items())),
+                     tuple(schemas))
         with self._lock:
             if signature == self._signature:
                 return
             con = self.con
+            for (schema,) in con.execute("SELECT schema_name FROM duckdb_schemas() WHERE database_name = 'memory' "
+                                         "AND NOT internal AND schema_name <> 'main'").fetchall():
+                con.execute(f'DROP SCHEMA "{_quoted(schema)}" CASCADE')
             for (name, kind) in con.execute(
                     "SELECT table_name, table_type FROM information_schema.tables "
                     "WHERE table_catalog = 'memory' AND table_schema = 'main'").fetchall():
                 con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} IF EXISTS "{_quoted(name)}" CASCADE')
+            for schema in schemas:
+                con.execute(f'CREATE SCHEMA IF NOT EXISTS "{_quoted(schema)}"')
             for name, schema in sorted(tables.items()):
                 self._create_table(name, schema)
             pending = dict(views)
@@ -96,7 +103,7 @@ class SystemCatalog:
                 made = []
                 for name, sql in sorted(pending.items()):
                     try:
-                        con.execute(f'CREATE VIEW "{_quoted(name)}" AS {sql}')
+                        con.execute(f'CREATE VIEW {qualified(name)} AS {sql}')
                         made.append(name)
                     except duckdb.Error:
                         continue
@@ -113,12 +120,12 @@ class SystemCatalog:
         view = f"{_PREFIX}{self._version}"
         self.con.register(view, schema.empty_table())
         try:
-            self.con.execute(f'CREATE TABLE "{_quoted(name)}" AS SELECT * FROM "{view}"')
+            self.con.execute(f'CREATE TABLE {qualified(name)} AS SELECT * FROM "{view}"')
         finally:
             self.con.unregister(view)
         for field in schema:
             if not field.nullable:
-                self.con.execute(f'ALTER TABLE "{_quoted(name)}" ALTER COLUMN "{_quoted(field.name)}" SET NOT NULL')
+                self.con.execute(f'ALTER TABLE {qualified(name)} ALTER COLUMN "{_quoted(field.name)}" SET NOT NULL')
 
     def cursor(self):
         with self._lock:
@@ -152,6 +159,12 @@ class SystemCatalog:
     def close(self) -> None:
         with self._lock:
             self.con.close()
+
+
+def qualified(name: str) -> str:
+    """SQL for the catalog's name `t` (schema main) or `s.t`."""
+    schema, _, table = name.rpartition(".")
+    return (f'"{_quoted(schema)}".' if schema else "") + f'"{_quoted(table)}"'
 
 
 def _quoted(name: str) -> str:

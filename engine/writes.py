@@ -12,6 +12,7 @@ write runs, so writers never interleave and no query reads a version being repla
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -21,10 +22,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlglot import exp
 
-from engine.catalog import DATABASE, SCHEMA
+from engine.catalog import DATABASE, SCHEMA, SCHEMA_MARKER
 from engine.errors import CatalogError, ExecutionError, NotSupportedError
 from engine.leftovers import owner_tag
-from planner.qualify import Statement, bind_params
+from planner.qualify import Statement, bind_params, object_name
 
 # A file beside the parts a write's ranks make, holding the Arrow schema they write in.
 PART_SCHEMA_FILE = "_schema.arrows"
@@ -33,7 +34,7 @@ KINDS = ("insert", "update", "delete", "merge", "create_empty_table", "rename", 
 INGEST_ROW_GROUP_ROWS = 122_880
 
 
-def classify_write(ast: exp.Expression, sql: str) -> Statement | None:
+def classify_write(ast: exp.Expression, sql: str, catalog=None) -> Statement | None:
     """The Statement of a write, or None when `ast` is not one."""
     if isinstance(ast, exp.Insert):
         if any(ast.args.get(k) for k in ("alternative", "overwrite", "conflict", "by_name", "returning", "where",
@@ -74,12 +75,7 @@ def classify_write(ast: exp.Expression, sql: str) -> Statement | None:
 
 
 def _table_name(table: exp.Expression) -> str:
-    if not isinstance(table, exp.Table):
-        raise NotSupportedError(f"writing to {table.sql('duckdb')}")
-    catalog, db = table.args.get("catalog"), table.args.get("db")
-    if (catalog is not None and catalog.name.lower() != DATABASE) or (db is not None and db.name.lower() != SCHEMA):
-        raise CatalogError(f"unknown table: {table.sql('duckdb')} (tables live in {DATABASE}.{SCHEMA})")
-    return table.name.lower()
+    return object_name(table)
 
 
 def _schema_name(node: exp.Expression) -> str:
@@ -97,17 +93,9 @@ def _schema_name(node: exp.Expression) -> str:
 def run(session, stmt: Statement, params, token, lane) -> pa.Table:
     kind = stmt.kind
     if kind == "create_schema":
-        if stmt.name != SCHEMA:
-            raise NotSupportedError(f"CREATE SCHEMA {stmt.name}: every table lives in schema {SCHEMA}")
-        if not stmt.if_exists:
-            raise CatalogError(f"schema with name {SCHEMA} already exists")
-        return _count(0)
+        return _create_schema(session, stmt)
     if kind == "drop_schema":
-        if stmt.name == SCHEMA:
-            raise CatalogError(f"cannot drop schema {SCHEMA}: it holds every table")
-        if stmt.if_exists:
-            return _count(0)
-        raise CatalogError(f"schema with name {stmt.name} does not exist")
+        return _drop_schema(session, stmt)
     if kind == "rename":
         return _rename(session, stmt)
     if kind == "create_empty_table":
@@ -122,6 +110,51 @@ def run(session, stmt: Statement, params, token, lane) -> pa.Table:
     if kind == "merge":
         return _merge(session, stmt, params, token, lane, table)
     raise NotSupportedError(f"statement {kind}")
+
+
+def _create_schema(session, stmt) -> pa.Table:
+    """A schema is a folder of the data folder marked as one (engine/catalog.py: SCHEMA_MARKER)."""
+    catalog, name = session.catalog, stmt.name
+    if name in catalog.schemas:
+        if stmt.if_exists:
+            return _count(0)
+        raise CatalogError(f"schema with name {name} already exists")
+    if not _SCHEMA_NAME.match(name) or name in ("information_schema", "pg_catalog", "temp", "system"):
+        raise CatalogError(f"cannot create schema {name}")
+    folder = catalog.data_dir / name
+    if folder.exists():
+        raise CatalogError(f"cannot create schema {name}: the data folder holds a table or file of that name")
+    tmp = catalog.data_dir / f".tmp-{name}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    (tmp / SCHEMA_MARKER).write_text("")
+    os.rename(tmp, folder)
+    session._refresh_all()
+    return _count(0)
+
+
+def _drop_schema(session, stmt) -> pa.Table:
+    catalog, name = session.catalog, stmt.name
+    if name == SCHEMA:
+        raise CatalogError(f"cannot drop schema {SCHEMA}")
+    if name not in catalog.schemas:
+        if stmt.if_exists:
+            return _count(0)
+        raise CatalogError(f"schema with name {name} does not exist")
+    members = [t for t in catalog.table_names() if t.startswith(name + ".")] + \
+              [v for v in catalog.views if v.startswith(name + ".")]
+    if members and not stmt.query.args.get("cascade"):
+        raise CatalogError(f"cannot drop schema {name}: it holds {', '.join(sorted(members)[:5])} (use CASCADE)")
+    for view in [v for v in catalog.views if v.startswith(name + ".")]:
+        del catalog.views[view]
+    catalog.save_views()
+    trash = catalog.data_dir / f".trash-{name}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
+    os.rename(catalog.data_dir / name, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+    session._refresh_all()
+    return _count(0)
+
+
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 def _count(n: int) -> pa.Table:
@@ -155,7 +188,7 @@ def _new_version(session, name: str, keep_files, new_parts_dir: Path | None) -> 
     """The table's next version: `keep_files` (hard links, or copies across file systems) and the
     Parquet files of `new_parts_dir`, renamed into place at once."""
     data = session.catalog.data_dir
-    tmp = data / f".tmp-{name}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
+    tmp = data / f".tmp-{name.replace('.', '-')}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         stamp = uuid.uuid4().hex[:8]
@@ -170,7 +203,7 @@ def _new_version(session, name: str, keep_files, new_parts_dir: Path | None) -> 
                 os.rename(f, tmp / f"part-{stamp}-n{i:05d}.parquet")
         if not any(tmp.iterdir()):
             raise ExecutionError(f"table {name}: a version without files")
-        session._replace_dir(tmp, data / name)
+        session._replace_dir(tmp, session.catalog.table_path(name).with_suffix(""))
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -327,7 +360,8 @@ def _ensure_file(table, parts: Path) -> None:
 def _rename(session, stmt) -> pa.Table:
     kind, new = stmt.sql.split(":", 1)
     catalog, old = session.catalog, stmt.name
-    data = catalog.data_dir
+    if "." in old and "." not in new:  # RENAME TO keeps the schema
+        new = f"{old.rsplit('.', 1)[0]}.{new}"
     if catalog.has_table(new) or new in catalog.views:
         raise CatalogError(f"a table or view named {new} already exists")
     if kind == "VIEW":
@@ -342,9 +376,8 @@ def _rename(session, stmt) -> pa.Table:
             if stmt.if_exists:
                 return _count(0)
             raise CatalogError(f"unknown table: {old}")
-        table = catalog.table(old)
-        source = data / old if (data / old).is_dir() else Path(table.files[0])
-        target = data / (new + (source.suffix if source.is_file() else ""))
+        source = catalog.table_path(old)
+        target = catalog.table_path(new).with_suffix(source.suffix if source.is_file() else "")
         os.rename(source, target)
     session._refresh_all()
     return _count(0)

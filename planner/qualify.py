@@ -40,6 +40,7 @@ class Statement:
     if_exists: bool = False
     or_replace: bool = False
     sql: str = ""
+    explain: object = None  # planner/explain.py ExplainOptions, for kind explain
 
 
 # Session and catalog statements (SET, SHOW, DESCRIBE, …) are recognised before parsing
@@ -221,6 +222,18 @@ def to_literal(v) -> exp.Expression:
     raise NotSupportedError(f"parameter of type {type(v).__name__}")
 
 
+def object_name(table: exp.Expression) -> str:
+    """The catalog's name of a table or view a statement creates, drops or writes: `t` in schema
+    main (`t`, `main.t`, `memory.main.t`), `s.t` in schema s. Whether s exists is checked when it runs."""
+    if not isinstance(table, exp.Table):
+        raise NotSupportedError(f"writing to {table.sql('duckdb')}")
+    catalog, db = table.args.get("catalog"), table.args.get("db")
+    if catalog is not None and catalog.name.lower() != DATABASE:
+        raise CatalogError(f"unknown table: {table.sql('duckdb')} (the database is {DATABASE})")
+    schema = db.name.lower() if db is not None else SCHEMA
+    return table.name.lower() if schema == SCHEMA else f"{schema}.{table.name.lower()}"
+
+
 def classify(ast: exp.Expression, sql: str = "") -> Statement:
     if isinstance(ast, QUERY_TYPES):
         return Statement("query", ast, sql=sql)
@@ -228,7 +241,7 @@ def classify(ast: exp.Expression, sql: str = "") -> Statement:
         return _explain(ast, sql)
     if isinstance(ast, exp.Create):
         kind = (ast.args.get("kind") or "").upper()
-        name = ast.this.this.name if isinstance(ast.this, exp.Schema) else ast.this.name
+        name = object_name(ast.this.this if isinstance(ast.this, exp.Schema) else ast.this)
         body = ast.expression
         if kind == "TABLE" and isinstance(body, QUERY_TYPES):
             return Statement("create_table", body, name=name.lower(), or_replace=bool(ast.args.get("replace")),
@@ -243,7 +256,7 @@ def classify(ast: exp.Expression, sql: str = "") -> Statement:
             tables = ast.args.get("tables") or ([ast.this] if ast.this is not None else [])
             if len(tables) != 1:
                 raise NotSupportedError(f"DROP {kind} of {len(tables)} objects at once")
-            return Statement(f"drop_{kind.lower()}", None, name=tables[0].name.lower(),
+            return Statement(f"drop_{kind.lower()}", None, name=object_name(tables[0]),
                              if_exists=bool(ast.args.get("exists")), sql=sql)
         raise NotSupportedError(f"DROP {kind}")
     what = ast.key.upper()
@@ -256,13 +269,12 @@ def _explain(ast, sql: str) -> Statement:
     text = sql.strip().rstrip(";")
     head = text.split(None, 1)
     rest = head[1] if len(head) > 1 else ""
-    analyze = False
-    if rest.upper().startswith("ANALYZE"):
-        analyze, rest = True, rest[len("ANALYZE"):]
+    from planner.explain import parse_options
+    options, rest = parse_options(rest)
     inner = parse(rest)
     if not isinstance(inner, QUERY_TYPES):
         raise NotSupportedError("EXPLAIN of a statement that is not a query")
-    return Statement("explain", inner, analyze=analyze, sql=rest)
+    return Statement("explain", inner, analyze=options.analyze, sql=rest, explain=options)
 
 
 def expand_views(ast: exp.Expression, catalog) -> exp.Expression:
@@ -282,9 +294,10 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     for t in ast.find_all(exp.Table):
         if not isinstance(t.this, exp.Identifier):
             raise NotSupportedError(f"table function {t.this.sql('duckdb')}")
+        if t.args.get("db") or t.args.get("catalog") or (len(getattr(catalog, "search_path", ())) > 1
+                                                         and t.name.lower() not in cte_names):
+            _resolve_table(t, catalog)
         name = t.name.lower()
-        if t.args.get("db") or t.args.get("catalog"):
-            _strip_default_qualifiers(t)
         if name in cte_names and not catalog.has_table(name):
             continue
         if name in catalog.views:
@@ -313,20 +326,41 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         raise CatalogError(msg) from None
 
 
-def _strip_default_qualifiers(table: exp.Table) -> None:
-    """`main.t` and `memory.main.t` name the table `t`: every table lives in database `memory`,
-    schema `main` (DuckDB's names). Columns qualified the same way lose those parts too."""
-    catalog = table.args.get("catalog")
-    db = table.args.get("db")
-    if (catalog is not None and catalog.name.lower() != DATABASE) or (db is not None and db.name.lower() != SCHEMA):
-        raise CatalogError(f"unknown table: {table.sql('duckdb')} (tables live in {DATABASE}.{SCHEMA})")
+def _resolve_table(table: exp.Table, catalog) -> None:
+    """Names a table reference as the catalog does: `t` for schema main (`main.t`, `memory.main.t`),
+    `s.t` for a table of schema s (written `s.t`, `memory.s.t`, or `t` when s comes first in the
+    search path). The reference keeps its name as alias; columns qualified with the schema lose it."""
+    catalog_part, db = table.args.get("catalog"), table.args.get("db")
+    if catalog_part is not None and catalog_part.name.lower() != DATABASE:
+        raise CatalogError(f"unknown table: {table.sql('duckdb')} (the database is {DATABASE})")
+    schemas = getattr(catalog, "schemas", [SCHEMA])
+    name = table.name.lower()
+    if db is not None:
+        schema = db.name.lower()
+        if schema not in schemas:
+            raise CatalogError(f"unknown table: {table.sql('duckdb')} (no schema {db.name})")
+        candidates = [schema]
+    else:
+        candidates = list(getattr(catalog, "search_path", [SCHEMA]))
+    internal = None
+    for schema in candidates:
+        candidate = name if schema == SCHEMA else f"{schema}.{name}"
+        if catalog.has_table(candidate) or candidate in catalog.views:
+            internal = candidate
+            break
+    if internal is None:
+        internal = name if candidates[0] == SCHEMA else f"{candidates[0]}.{name}"
     table.set("catalog", None)
     table.set("db", None)
+    if internal != name:
+        if not table.alias:
+            table.set("alias", exp.TableAlias(this=exp.to_identifier(table.name)))
+        table.set("this", exp.to_identifier(internal, quoted=True))
     scope = table.parent_select
     if scope is None:
         return
     for column in scope.find_all(exp.Column):
-        if column.args.get("db") is not None and column.table.lower() == table.name.lower():
+        if column.args.get("db") is not None and column.table.lower() == (table.alias_or_name or "").lower():
             column.set("catalog", None)
             column.set("db", None)
 

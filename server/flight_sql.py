@@ -41,6 +41,7 @@ import pyarrow.flight as flight
 
 from engine.errors import FlockError, InternalError, NotSupportedError
 from engine.lanes import QueryToken
+from engine.system_catalog import qualified
 from engine.temp_tables import is_temp_name
 from server import call_options, metadata, sessions, wire
 from server.auth import NoOpAuthHandler, PasswordAuthMiddlewareFactory
@@ -460,10 +461,8 @@ class FlightSqlServer(flight.FlightServerBase):
         client = client or self.sessions.of(context)
         explain = _EXPLAIN.match(sql)
         if explain:
-            analyze, inner = bool(explain.group(1)), explain.group(2)
-
-            def run(session, token):
-                return [pa.table({"explain": [session.explain(inner, analyze=analyze, token=token)]})]
+            def run(session, token):  # the statement's own options (ANALYZE, VERBOSE, FORMAT)
+                return [pa.table({"explain": [session.explain(sql.strip().rstrip(";"), token=token)]})]
 
         elif param_sets is not None and len(param_sets) > 1:
             # Several bound rows run as one job, one after the other, their results concatenated.
@@ -661,7 +660,9 @@ class FlightSqlServer(flight.FlightServerBase):
         if isinstance(cmd, wire.CommandGetCatalogs):
             return metadata.catalogs_table()
         if isinstance(cmd, wire.CommandGetDbSchemas):
-            return metadata.db_schemas_table(cmd.catalog, cmd.db_schema_filter_pattern)
+            schemas = self.runner.metadata("list schemas", lambda session: list(getattr(
+                session.catalog, "schemas", [metadata.DB_SCHEMA])), context.is_cancelled)
+            return metadata.db_schemas_table(cmd.catalog, cmd.db_schema_filter_pattern, schemas)
         if isinstance(cmd, wire.CommandGetTableTypes):
             return metadata.table_types_table()
         if isinstance(cmd, wire.CommandGetPrimaryKeys):
@@ -715,7 +716,7 @@ def _list_tables(session, include_schema: bool) -> list[tuple[str, str, pa.Schem
         out.append((name, "TABLE", catalog.table_schema(name) if include_schema else None))
     # Views: the catalog keeps their SQL by name; their schema is that of their query.
     for name in sorted(getattr(catalog, "views", None) or {}):
-        schema = session.result_schema(f'SELECT * FROM "{name}"') if include_schema else None
+        schema = session.result_schema(f"SELECT * FROM {qualified(name)}") if include_schema else None
         out.append((name, "VIEW", schema))
     return out
 

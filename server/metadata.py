@@ -272,8 +272,8 @@ def catalogs_table() -> pa.Table:
     return CATALOGS_SCHEMA.empty_table()
 
 
-def db_schemas_table(catalog: str | None, schema_pattern: str | None) -> pa.Table:
-    rows = [DB_SCHEMA] if catalog in (None, "") and _matches(schema_pattern, DB_SCHEMA) else []
+def db_schemas_table(catalog: str | None, schema_pattern: str | None, schemas=(DB_SCHEMA,)) -> pa.Table:
+    rows = [s for s in schemas if _matches(schema_pattern, s)] if catalog in (None, "") else []
     return pa.table({"catalog_name": pa.nulls(len(rows), pa.utf8()), "db_schema_name": rows},
                     schema=DB_SCHEMAS_SCHEMA)
 
@@ -286,36 +286,38 @@ def tables_table(
     table_types: tuple[str, ...],
     include_schema: bool,
 ) -> pa.Table:
-    """`tables` holds (name, type, schema) for every table; the schema is needed with include_schema."""
+    """`tables` holds (name, type, schema) for every table, `s.t` for table t of schema s; the
+    schema is needed with include_schema."""
     wanted_types = {t.upper() for t in table_types}
     rows = []
-    if catalog in (None, "") and _matches(schema_pattern, DB_SCHEMA):
-        rows = [
-            (name, kind, schema)
-            for name, kind, schema in sorted(tables, key=lambda t: t[0])
-            if _matches(table_pattern, name) and (not wanted_types or kind in wanted_types)
-        ]
+    if catalog in (None, ""):
+        for full, kind, schema in sorted(tables, key=lambda t: t[0]):
+            db, _, name = full.rpartition(".")
+            db = db or DB_SCHEMA
+            if _matches(schema_pattern, db) and _matches(table_pattern, name) and (
+                    not wanted_types or kind in wanted_types):
+                rows.append((db, name, kind, schema))
     columns = {
         "catalog_name": pa.nulls(len(rows), pa.utf8()),
-        "db_schema_name": [DB_SCHEMA] * len(rows),
-        "table_name": [name for name, _, _ in rows],
-        "table_type": [kind for _, kind, _ in rows],
+        "db_schema_name": [db for db, _, _, _ in rows],
+        "table_name": [name for _, name, _, _ in rows],
+        "table_type": [kind for _, _, kind, _ in rows],
     }
     if not include_schema:
         return pa.table(columns, schema=TABLES_SCHEMA)
     columns["table_schema"] = [
-        annotate_schema(schema, name).serialize().to_pybytes() for name, _, schema in rows
+        annotate_schema(schema, name, db).serialize().to_pybytes() for db, name, _, schema in rows
     ]
     return pa.table(columns, schema=TABLES_WITH_SCHEMA_SCHEMA)
 
 
-def annotate_schema(schema: pa.Schema, table_name: str) -> pa.Schema:
+def annotate_schema(schema: pa.Schema, table_name: str, db_schema: str = DB_SCHEMA) -> pa.Schema:
     """The column metadata FlightSql.proto defines for table schemas (scope of each column)."""
     fields = []
     for field in schema:
         meta = dict(field.metadata or {})
         meta.update({
-            b"ARROW:FLIGHT:SQL:DB_SCHEMA_NAME": DB_SCHEMA.encode(),
+            b"ARROW:FLIGHT:SQL:DB_SCHEMA_NAME": db_schema.encode(),
             b"ARROW:FLIGHT:SQL:TABLE_NAME": table_name.encode(),
             b"ARROW:FLIGHT:SQL:TYPE_NAME": sql_type_name(field.type).encode(),
         })

@@ -182,3 +182,47 @@ def test_session_statements(data, tmp_path):
     assert results[13].table.column(0)[0].as_py() == 1  # the write stands, as the ROLLBACK said
     assert errors[14] is None and errors[15] is None and results[16].table.column(0)[0].as_py() == ""
 
+
+
+SCHEMA_STATEMENTS = [
+    "CREATE SCHEMA analytics",
+    "CREATE SCHEMA IF NOT EXISTS analytics",
+    "CREATE SCHEMA analytics",  # an error: it exists
+    "CREATE TABLE analytics.nation AS SELECT n_nationkey, upper(n_name) AS n_name FROM nation WHERE n_regionkey = 2",
+    "INSERT INTO analytics.nation VALUES (99, 'ATLANTIS')",
+    "CREATE VIEW analytics.big_orders AS SELECT o_orderkey, o_custkey FROM orders WHERE o_totalprice > 300000",
+    "SELECT a.n_name, count(*) FROM analytics.nation a JOIN main.nation n ON a.n_nationkey = n.n_nationkey "
+    "GROUP BY ALL",
+    "SELECT count(*) FROM memory.analytics.big_orders",
+    "SET search_path = 'analytics,main'",
+    "SELECT count(*) FROM nation",          # analytics.nation first
+    "SELECT count(*) FROM region",          # found in main
+    "RESET search_path",
+    "SELECT count(*) FROM nation",
+    "SELECT table_schema, table_name, table_type FROM information_schema.tables WHERE table_schema = 'analytics' "
+    "ORDER BY 2",
+    "DROP SCHEMA analytics",                # an error: not empty
+    "DROP SCHEMA analytics CASCADE",
+    "SELECT count(*) FROM analytics.nation",  # an error: gone
+]
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_schemas_as_in_duckdb(data, tmp_path, ranks):
+    folder = tmp_path / "d"
+    shutil.copytree(data, folder)
+    got = _run(folder, SCHEMA_STATEMENTS, ranks)
+    duck = duckdb.connect()
+    for name in SMALL:
+        duck.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet('{folder / name}.parquet')")
+    for sql, result in zip(SCHEMA_STATEMENTS, got):
+        try:
+            want = duck.sql(sql)
+            want = want.to_arrow_table() if want is not None else None
+        except duckdb.Error:
+            assert result.error is not None, f"{sql} should fail as in DuckDB"
+            continue
+        assert result.error is None, f"{sql}: {result.error}"
+        if sql.startswith("SELECT"):
+            why = compare_tables(result.table, want, ordered="ORDER BY" in sql)
+            assert why is None, f"{sql}: {why}"
