@@ -536,6 +536,9 @@ class FlightSqlServer(flight.FlightServerBase):
         def run(session, token):
             counts = [_affected_rows(session.execute(sql, params, token=token, client=client))
                       for params in (param_sets or [None])]
+            # A query's result is no row count (executemany of a SELECT reports -1, unknown).
+            if hasattr(session, "is_query") and session.is_query(sql, (param_sets or [None])[0], client=client):
+                return -1
             return -1 if -1 in counts else sum(counts)
 
         return self.runner.run(_label(sql), run, context.is_cancelled)

@@ -249,3 +249,14 @@ def test_sessions_are_not_shared(server):
             cb.execute("SELECT current_setting('search_path')")
             assert ca.fetchone() == ("memory.main",) and cb.fetchone() == ("",)
 
+
+
+def test_executemany_counts_writes_not_query_rows(server):
+    with flight_sql.connect(server.uri) as conn, conn.cursor() as cur:
+        cur.execute("CREATE OR REPLACE TABLE many (a INTEGER)")
+        cur.executemany("INSERT INTO many VALUES (?), (?)", [[1, 2], [3, 4], [5, 6]])
+        assert cur.rowcount == 6
+        cur.executemany("SELECT count(*) FROM nation WHERE n_regionkey = ?", [[1], [2]])
+        assert cur.rowcount == -1
+        cur.execute("SELECT sum(a) FROM many")
+        assert cur.fetchone() == (21,)
