@@ -114,14 +114,18 @@ def query(data_dir, ranks, threads, memory_limit, patterns, fmt, output, timing,
 
 @cli.command()
 @_common
-@click.option("--analyze", is_flag=True, help="Run the query and add actual rows, bytes and times per stage.")
+@click.option("--analyze", is_flag=True, help="Run the query and add actual rows, bytes and times per stage "
+                                              "(summed, and min/median/max over ranks).")
+@click.option("--verbose", is_flag=True, help="Internal column ids and every priced alternative with its note.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "dot"]), default="text", show_default=True,
+              help="json for programs, dot for Graphviz (dot -Tsvg).")
 @click.argument("sql")
-def explain(data_dir, ranks, threads, memory_limit, patterns, analyze, sql):
+def explain(data_dir, ranks, threads, memory_limit, patterns, analyze, verbose, fmt, sql):
     """Print the distributed plan: each operator's pattern, estimates and the alternatives it beat."""
     from engine.launch import open_session
     with open_session(data_dir, ranks, threads, memory_limit=memory_limit, forced_patterns=patterns) as s:
         try:
-            click.echo(s.explain(sql, analyze=analyze))
+            click.echo(s.explain(sql, analyze=analyze, verbose=verbose, fmt=fmt))
         except FlockError as e:
             click.echo(f"Error: {e}", err=True)
             sys.exit(1)

@@ -122,36 +122,9 @@ class PhysicalPlanner:
 
 
 def describe(node: Node) -> str:
-    from sqlglot import exp
-
-    from planner.logical import Aggregate, Filter, Join, Project, Scan, SetOp, Values, Window
-    if isinstance(node, Scan):
-        return f"Scan {node.table} [{', '.join(n for _, n in node.fields)}]"
-    if isinstance(node, Join):
-        on = " AND ".join(f"{a.sql('duckdb')} = {b.sql('duckdb')}" for a, b in zip(node.left_keys, node.right_keys))
-        if node.residual is not None:
-            on = (on + " AND " if on else "") + node.residual.sql("duckdb")
-        return f"HashJoin {node.kind}" + (f" on {on}" if on else "")
-    if isinstance(node, Aggregate):
-        g = ", ".join(e.sql("duckdb") for _, e in node.groups)
-        a = ", ".join(e.sql("duckdb") for _, e in node.aggs)
-        return f"Aggregate group by [{g}] compute [{a}]" if g else f"Aggregate [{a}]"
-    if isinstance(node, Filter):
-        return f"Filter {node.predicate.sql('duckdb')}"
-    if isinstance(node, Project):
-        return "Project " + ", ".join(f"{e.sql('duckdb')} AS {c}" if not (isinstance(e, exp.Column) and e.name == c) else c
-                                      for c, e in node.exprs)
-    if isinstance(node, Sort):
-        return "Sort " + ", ".join(k.sql("duckdb") for k in node.keys)
-    if isinstance(node, Limit):
-        return f"Limit {node.limit} offset {node.offset}"
-    if isinstance(node, SetOp):
-        return f"{node.kind.capitalize()}{' ALL' if node.all else ''}"
-    if isinstance(node, Window):
-        return "Window " + ", ".join(e.sql("duckdb") for _, e in node.funcs)
-    if isinstance(node, Values):
-        return f"Values {len(node.rows)} rows"
-    return type(node).__name__
+    """One line for a node, with the planner's column ids (EXPLAIN VERBOSE's wording)."""
+    from planner.explain import describe_node
+    return describe_node(node)
 
 
 def _number_exchanges(plan: PhysicalPlan) -> Node:

@@ -131,7 +131,9 @@ class DuckDBSession:
         return self.result_schema(sql)
 
     def explain(self, sql: str, analyze: bool = False, token=None) -> str:
-        rows = self._run(("EXPLAIN ANALYZE " if analyze else "EXPLAIN ") + sql, None).to_pylist()
+        if not sql.lstrip().upper().startswith("EXPLAIN"):
+            sql = ("EXPLAIN ANALYZE " if analyze else "EXPLAIN ") + sql
+        rows = self._run(sql, None).to_pylist()
         return "\n".join(str(r.get("explain_value", r)) for r in rows)
 
     def cancel(self, token=None, reason: str = "cancelled") -> None:

@@ -1,0 +1,238 @@
+"""EXPLAIN for people and for programs (planner/explain.py), on real plans: TPC-H q3 at 2 ranks in one
+job (text, VERBOSE, FORMAT JSON, FORMAT DOT, ANALYZE), at 1 rank in process, a skewed GROUP BY at 2
+ranks, and EXPLAIN through a real 2-rank Flight SQL server. Assertions name patterns, stages and
+column names, never costs or times."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from engine.batch import run_queries
+from engine.errors import NotSupportedError
+from planner.explain import ExplainOptions, parse_options
+from planner.patterns import NAMES
+
+REPO = Path(__file__).resolve().parents[1]
+Q3 = (REPO / "tpch" / "queries" / "q03.sql").read_text().strip().rstrip(";")
+# An internal column id: a name with the binder's `_<n>` or the physical planner's `__p<n>`.
+INTERNAL_ID = re.compile(r"\b[a-z]+(?:_[a-z]+)*_\d+\b|__p\d+")
+EXCHANGE = re.compile(r"^\s*Exchange #(?P<id>\d+) (?P<kind>\w+)")
+FORMS = {
+    "text": "EXPLAIN " + Q3,
+    "verbose": "EXPLAIN (VERBOSE) " + Q3,
+    "json": "EXPLAIN (FORMAT JSON) " + Q3,
+    "dot": "EXPLAIN (FORMAT DOT) " + Q3,
+    "analyze": "EXPLAIN ANALYZE " + Q3,
+    "analyze_json": "EXPLAIN (ANALYZE, FORMAT JSON) " + Q3,
+}
+
+
+def test_options_are_read_as_postgres_spells_them():
+    assert parse_options("SELECT 1") == (ExplainOptions(), "SELECT 1")
+    assert parse_options("ANALYZE SELECT 1") == (ExplainOptions(analyze=True), "SELECT 1")
+    assert parse_options("analyze verbose SELECT 1") == (ExplainOptions(True, True), "SELECT 1")
+    assert parse_options("(ANALYZE, FORMAT JSON) SELECT 1") == (ExplainOptions(True, False, "json"), "SELECT 1")
+    assert parse_options("(verbose true, format dot)\nSELECT 1") == (ExplainOptions(False, True, "dot"), "SELECT 1")
+    assert parse_options("(FORMAT GRAPHVIZ) SELECT 1")[0].format == "dot"
+    assert parse_options("(ANALYZE off) SELECT 1")[0].analyze is False
+    # A parenthesised query is the statement, not options.
+    assert parse_options("(SELECT 1) UNION (SELECT 2)") == (ExplainOptions(), "(SELECT 1) UNION (SELECT 2)")
+    with pytest.raises(NotSupportedError, match="choose TEXT, JSON or DOT"):
+        parse_options("(FORMAT YAML) SELECT 1")
+    with pytest.raises(NotSupportedError, match="COSTS"):
+        parse_options("(ANALYZE, COSTS) SELECT 1")
+
+
+@pytest.fixture(scope="module")
+def q3(tpch_sf001) -> dict[str, str]:
+    """Every form of EXPLAIN of TPC-H q3 at 2 ranks, run in one job."""
+    results = run_queries(str(tpch_sf001), list(FORMS.values()), 2, timeout_s=300)
+    out = {}
+    for name, res in zip(FORMS, results):
+        assert res.error is None, f"{name}: {res.error_type}: {res.error}"
+        assert res.table.column_names == ["explain"]
+        out[name] = "\n".join(res.table.column("explain").to_pylist())
+    return out
+
+
+def plan_lines(text: str) -> list[str]:
+    return text.splitlines()[1:]
+
+
+def beaten(line: str) -> list[str]:
+    """The patterns an operator line says it beat."""
+    if "; beat " not in line:
+        return []
+    tail = line.split("; beat ", 1)[1]
+    return re.findall(r"(?:^|, )([a-z]+(?:-[a-z]+)+) ", tail)
+
+
+def walk(node: dict):
+    yield node
+    for c in node["children"]:
+        yield from walk(c)
+
+
+@pytest.mark.timeout(300)
+def test_text_uses_the_query_s_column_names(q3):
+    text = q3["text"]
+    assert text.splitlines()[0].startswith("Distributed plan on 2 ranks")
+    assert not INTERNAL_ID.findall(text), INTERNAL_ID.findall(text)
+    assert re.search(r"HashJoin inner on l_orderkey = o_orderkey .*\[(broadcast|shuffle)-compute\]", text), text
+    assert re.search(r"Aggregate group by \[l_orderkey, o_orderdate, o_shippriority\] .*\[combine-shuffle-reduce\]",
+                     text), text
+    assert re.search(r"^\s*Sort revenue DESC, o_orderdate$", text, re.M), text
+    # The combine's own columns are named for the group keys they carry.
+    assert re.search(r"Exchange #\d+ shuffle \[l_orderkey, o_orderdate, o_shippriority\]", text), text
+
+
+@pytest.mark.timeout(300)
+def test_verbose_shows_the_internal_ids_and_every_variant(q3):
+    verbose, text = q3["verbose"], q3["text"]
+    assert re.search(r'"l_orderkey_\d+"', verbose), verbose
+    assert re.search(r'"part_group__p\d+"', verbose), verbose
+    # The same plan: the same operators and patterns, line by line.
+    strip = lambda t: [re.sub(r"\s+.*?\[", "[", line.split("  [")[0].split()[0]) for line in plan_lines(t)]  # noqa: E731
+    assert strip(verbose) == strip(text)
+    # Verbose lists the alternatives with their notes; the plain text keeps each pattern once.
+    assert sum(len(beaten(line)) for line in plan_lines(verbose)) >= sum(len(beaten(line)) for line in plan_lines(text))
+
+
+@pytest.mark.timeout(300)
+def test_each_alternative_is_listed_once_and_never_the_winner(q3):
+    checked = 0
+    for line in plan_lines(q3["text"]):
+        m = re.search(r"\[(?P<pattern>[a-z-]+)\] est rows=", line)
+        alts = beaten(line)
+        if m and alts:
+            checked += 1
+            assert len(alts) == len(set(alts)), line
+            assert m["pattern"] not in alts, line
+            assert set(alts) <= set(NAMES), line
+    assert checked >= 3, q3["text"]
+
+
+@pytest.mark.timeout(300)
+def test_exchanges_that_do_not_run_say_so(q3):
+    for form in ("text", "analyze"):
+        exchanges = [line for line in plan_lines(q3[form]) if EXCHANGE.match(line)]
+        assert exchanges, q3[form]
+        assert not any("rows in=0 out=0 moved=0B" in line for line in exchanges), q3[form]
+        # q3 at 2 ranks broadcasts the filtered customer ⋈ orders, which each rank computes from the files.
+        idle = [line for line in exchanges if "(not run: " in line]
+        assert any(EXCHANGE.match(line)["kind"] == "broadcast" for line in idle), q3[form]
+        if form == "analyze":
+            for line in exchanges:
+                assert ("(not run: " in line) != ("actual: " in line), line
+
+
+@pytest.mark.timeout(300)
+def test_analyze_gives_min_median_max_over_ranks_per_stage(q3):
+    text = q3["analyze"]
+    shuffle = [line for line in plan_lines(text) if EXCHANGE.match(line) and EXCHANGE.match(line)["kind"] == "shuffle"]
+    assert shuffle, text
+    for line in shuffle:
+        assert "per rank min/median/max: rows out " in line and "slowest rank " in line, line
+        lo, mid, hi = map(float, re.search(r"rows out ([\d.]+)/([\d.]+)/([\d.]+)", line).groups())
+        assert lo <= mid <= hi
+    assert re.search(r"^Total: .*, 10 rows$", text, re.M), text
+
+    doc = json.loads(q3["analyze_json"])
+    assert doc["ranks"] == 2 and doc["analyze"]["rows"] == 10
+    ran = [n for n in walk(doc["plan"]) if n.get("exchange") and n["exchange"]["runs"]]
+    assert ran
+    for n in ran:
+        actual = n["actual"]
+        assert [r["rank"] for r in actual["per_rank"]] == [0, 1]
+        assert actual["rows_out"] == sum(r["rows_out"] for r in actual["per_rank"])
+        for key, sp in actual["spread"].items():
+            values = [r[key] for r in actual["per_rank"]]
+            assert sp["min"] == min(values) and sp["max"] == max(values), key
+    gather = [n for n in ran if n["exchange"]["kind"] == "gather"]
+    assert gather and gather[0]["actual"]["per_rank"][0]["rows_out"] == gather[0]["actual"]["rows_in"]
+
+
+@pytest.mark.timeout(300)
+def test_json_is_the_same_tree_for_programs(q3):
+    doc = json.loads(q3["json"])
+    assert doc["ranks"] == 2 and "analyze" not in doc
+    nodes = list(walk(doc["plan"]))
+    text_lines = plan_lines(q3["text"])
+    assert len(nodes) == len(text_lines)
+    for n, line in zip(nodes, text_lines):
+        assert line.strip().startswith(n["text"][:40]), (n["text"], line)
+    planned = [n for n in nodes if "pattern" in n]
+    assert {n["pattern"] for n in planned} <= set(NAMES)
+    for n in planned:
+        assert set(n["estimate"]) == {"rows", "bytes", "cost_seconds"}
+        assert all(a["pattern"] != n["pattern"] for a in n["alternatives"])
+    exchanges = [n for n in nodes if "exchange" in n]
+    assert [n["exchange"]["id"] for n in exchanges] and all("actual" not in n for n in exchanges)
+    assert any(not n["exchange"]["runs"] and n["exchange"]["why_not"] for n in exchanges)
+    assert not INTERNAL_ID.findall(q3["json"])
+
+
+@pytest.mark.timeout(300)
+def test_dot_draws_stages_and_exchanges(q3):
+    dot, doc = q3["dot"], json.loads(q3["json"])
+    assert dot.startswith("digraph plan {") and dot.rstrip().endswith("}")
+    nodes = list(walk(doc["plan"]))
+    declared = re.findall(r"^\s*(n\d+) \[label=", dot, re.M)
+    edges = re.findall(r"^\s*(n\d+) -> (n\d+)", dot, re.M)
+    assert len(declared) == len(nodes) and len(edges) == len(nodes) - 1
+    exchanges = [n for n in nodes if "exchange" in n]
+    assert dot.count("shape=ellipse") == len(exchanges)
+    assert dot.count("style=dashed") == sum(1 for n in exchanges if not n["exchange"]["runs"])
+    assert "[combine-shuffle-reduce]" in dot
+
+
+@pytest.mark.timeout(120)
+def test_one_rank_marks_fused_exchanges(tpch_sf001):
+    from engine.session import Session
+    from executors.comm import LocalComm
+    with Session(str(tpch_sf001), comm=LocalComm()) as s:
+        text = s.explain(Q3, analyze=True)
+        shuffles = [line for line in plan_lines(text) if EXCHANGE.match(line) and "shuffle" in line]
+        assert shuffles and all("(not run: one rank" in line for line in shuffles), text
+        assert not any("rows in=0" in line for line in text.splitlines()), text
+        verbose = s.explain(Q3, verbose=True, fmt="json")
+        assert re.search(r"l_orderkey_\d+", verbose)
+
+
+@pytest.mark.timeout(300)
+def test_analyze_flags_a_skewed_shuffle(tmp_path):
+    """90% of the rows share one key; grouping them with a raw-row shuffle (forced) sends them all
+    to one rank, and EXPLAIN ANALYZE says which."""
+    keys = [0] * 9000 + list(range(1, 1001))
+    pq.write_table(pa.table({"k": keys, "v": list(range(len(keys)))}), tmp_path / "skewed.parquet",
+                   row_group_size=1000)
+    sql = "SELECT k, count(*) AS n, sum(v) AS s FROM skewed GROUP BY k"
+    [res] = run_queries(str(tmp_path), ["EXPLAIN ANALYZE " + sql], 2, timeout_s=240,
+                        forced_patterns={"Aggregate": "shuffle-compute"})
+    assert res.error is None, res.error
+    text = "\n".join(res.table.column("explain").to_pylist())
+    shuffle = [line for line in plan_lines(text) if EXCHANGE.match(line) and "shuffle" in line]
+    assert len(shuffle) == 1 and re.search(r"SKEW: rank [01] receives [\d.]+x the rows of the other ranks' median", shuffle[0]), text
+
+
+@pytest.mark.timeout(300)
+def test_explain_options_through_flight_sql(tmp_path):
+    from tests.server_fixtures import copy_data, start_server, stop_server
+    server = start_server("engine", copy_data(tmp_path / "data"), tmp_path / "server.log", ranks=2)
+    try:
+        with server.connect() as conn, conn.cursor() as cur:
+            cur.execute("EXPLAIN (FORMAT JSON) " + Q3)
+            doc = json.loads(cur.fetch_arrow_table().column("explain")[0].as_py())
+            assert doc["ranks"] == 2 and doc["plan"]["children"]
+            cur.execute("EXPLAIN ANALYZE " + Q3)
+            text = cur.fetch_arrow_table().column("explain")[0].as_py()
+            assert "per rank min/median/max" in text and not INTERNAL_ID.findall(text), text
+            cur.execute("EXPLAIN (VERBOSE) " + Q3)
+            assert "__p" in cur.fetch_arrow_table().column("explain")[0].as_py()
+    finally:
+        stop_server(server)
