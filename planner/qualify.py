@@ -412,9 +412,14 @@ def _with_types(tree: exp.Expression, schema: dict) -> exp.Expression:
     """Every expression typed where sqlglot can tell (the binder makes join keys of different kinds
     comparable with it); an expression it cannot type stays unknown and is treated as such."""
     try:
-        return annotate_types(tree, schema=schema, dialect="duckdb")
+        typed = annotate_types(tree, schema=schema, dialect="duckdb")
     except Exception:  # noqa: BLE001 - typing is best effort: unknown types take the safe path
         return tree
+    # sqlglot types APPROX_QUANTILE as DOUBLE (other dialects' meaning) and then renders it for
+    # DuckDB as CAST(… AS DOUBLE); DuckDB's own returns its argument's type (an integer, a date).
+    for node in typed.find_all(exp.ApproxQuantile):
+        node.type = node.this.type.copy() if node.this.type is not None else exp.DataType.build("UNKNOWN")
+    return typed
 
 
 def sql_type_name(t) -> str:
