@@ -356,6 +356,7 @@ class Session:
             names = list(phys.names)
             for batch in runner.stream_plan(phys.root, STREAM_BATCH_ROWS, stop):
                 yield batch.rename_columns(names)
+            token.stats = [runner.stats]  # rank 0's: the other ranks keep theirs when streaming
 
     def execute_partitions(self, sql: str, params=None, token: QueryToken | None = None,
                            client: ClientSession | None = None) -> list[pa.Table]:

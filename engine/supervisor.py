@@ -38,6 +38,8 @@ RUN_DIR_ENV = "FLOCKSQL_RUN_DIR"
 RESTART_BACKOFF_S = 1.0
 RESTART_BACKOFF_MAX_S = 30.0
 RESTART_RESET_AFTER_S = 60.0
+# Each start of the flock finds in its environment how many restarts came before it (for metrics).
+RESTARTS_ENV = "FLOCKSQL_RESTARTS"
 # Exit statuses of a flock that a restart cannot help: 0 (asked to stop), 1 (an error in the options,
 # the data or the code, reported by rank 0), 2 (usage).
 FINAL_STATUSES = (0, 1, 2)
@@ -203,7 +205,7 @@ def supervise(command: list[str], env: dict, *, restart: bool, data_dir: str | N
         if current:
             current[0].interrupt()
     old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    failures = 0
+    failures = starts = 0
     try:
         while not stopping.is_set():
             clean_leftovers(data_dir)
@@ -214,7 +216,8 @@ def supervise(command: list[str], env: dict, *, restart: bool, data_dir: str | N
             if problem:
                 status, end, ran_s = 1, problem, 0.0
             else:
-                flock = Flock(command, env)
+                flock = Flock(command, {**env, RESTARTS_ENV: str(starts)})
+                starts += 1
                 current[:] = [flock]
                 if stopping.is_set():  # the signal came while it started: pass it on now
                     flock.interrupt()

@@ -51,8 +51,11 @@ def _server_logging() -> None:
 @click.option("--restart/--no-restart", default=True, show_default=True,
               help="With --ranks > 1: start the ranks again when one dies (waiting 1 s, 2 s, 4 s … at most 30 s "
                    "between quick failures), on the same port with the same options.")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus metrics on this port of --metrics-host (0: any free port; default: none).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of the metrics endpoint.")
 def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, password, tls_cert, tls_key, insecure,
-                  query_timeout, max_sql_bytes, lanes, restart):
+                  query_timeout, max_sql_bytes, lanes, restart, metrics_port, metrics_host):
     """Serve the tables of a data folder over Arrow Flight SQL."""
     # Check the options before starting any rank, so that a mistake fails fast and alone.
     try:
@@ -70,6 +73,9 @@ def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, pass
             # Chosen once, here, so that a restarted flock listens where clients already connect.
             port = free_port(host)
             relaunch_args = ("--port", str(port))
+        if metrics_port == 0 and ranks > 1:
+            metrics_port = free_port(metrics_host)
+            relaunch_args += ("--metrics-port", str(metrics_port))
     _server_logging()
 
     def port_taken() -> str | None:
@@ -79,7 +85,8 @@ def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, pass
                       relaunch_args=relaunch_args, precheck=port_taken) as session:
         try:
             settings = ServerSettings(max_sql_bytes=max_sql_bytes) if max_sql_bytes else None
-            serve(session, host, port, user, password, tls_cert, tls_key, insecure, query_timeout, settings=settings)
+            serve(session, host, port, user, password, tls_cert, tls_key, insecure, query_timeout, settings=settings,
+                  metrics_port=metrics_port, metrics_host=metrics_host)
         except ServeError as exc:
             raise click.ClickException(str(exc)) from None
 

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.flight as flight
 
-from engine.errors import FlockError, InternalError, NotSupportedError
+from engine.errors import CancelledError, FlockError, InternalError, NotSupportedError
 from engine.lanes import QueryToken
 from engine.system_catalog import qualified
 from engine.temp_tables import is_temp_name
@@ -510,19 +510,26 @@ class FlightSqlServer(flight.FlightServerBase):
         batches = None
         with self._streams_lock:
             self._streams.add(token)
+        record, rows, error = self.runner.log.queued(_label(pending.sql)), 0, None
+        self.runner.log.running(record)
         try:
             _, batches = self.runner.session.stream(pending.sql, pending.params, token, client=pending.client)
             for batch in batches:
                 if context.is_cancelled():
                     token.cancel("the client cancelled the call")
                     break
+                rows += batch.num_rows
                 batch = _conform(batch, pending.schema)
                 yield from record_batches(pa.Table.from_batches([batch]), self.settings.max_batch_bytes)
         except GeneratorExit:
+            error = CancelledError("the client stopped reading")
             raise
         except BaseException as exc:  # noqa: BLE001 - every error must become a Flight status
+            error = exc
             raise to_flight_error(exc) from None
         finally:
+            self.runner.log.ended(record, token.stats, error or (CancelledError(token.reason) if token.cancelled
+                                                                 else None), rows)
             if timer is not None:
                 timer.cancel()
             if batches is not None:

@@ -24,6 +24,7 @@ from typing import Any, Callable
 from engine.errors import CancelledError
 from engine.lanes import QueryToken
 from server.errors import ShuttingDown
+from server.query_log import QueryLog
 
 log = logging.getLogger("flocksql.server")
 
@@ -50,6 +51,7 @@ class Job:
         self.submitted_at = time.monotonic()
         self.started_at: float | None = None
         self.finished = threading.Event()
+        self.record = None  # its entry in the runner's QueryLog
 
     def outcome(self):
         if self.error is not None:
@@ -70,6 +72,7 @@ class QueryRunner:
 
     def __init__(self, session, query_timeout_s: float | None = None):
         self.session = session
+        self.log = QueryLog()  # every job's state, for metrics and for people
         self.query_timeout_s = query_timeout_s
         self.concurrent = max(1, int(getattr(session, "concurrent_queries", 1)))
         self._max_threads = 1 if self.concurrent == 1 else MAX_RUNNER_THREADS
@@ -89,6 +92,7 @@ class QueryRunner:
         with self._lock:
             if self._stopping:
                 raise ShuttingDown("not accepting queries")
+            job.record = self.log.queued(label)
             self._queue.put(job)
             # A thread waiting for work takes it; else one more thread, up to the limit.
             self._pending += 1
@@ -189,6 +193,7 @@ class QueryRunner:
             job.state = Job.RUNNING
             job.started_at = time.monotonic()
             self._running.add(job)
+        self.log.running(job.record)
         timer = None
         if self.query_timeout_s:
             timer = threading.Timer(
@@ -223,7 +228,8 @@ class QueryRunner:
                 job.error = ShuttingDown("the query was still queued")
                 self._finish(job)
 
-    @staticmethod
-    def _finish(job: Job) -> None:
+    def _finish(self, job: Job) -> None:
         job.state = Job.DONE
+        if job.record is not None:
+            self.log.ended(job.record, job.token.stats, job.error, job.result)
         job.finished.set()

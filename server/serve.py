@@ -132,11 +132,14 @@ def serve(
     out: TextIO | None = None,
     stop: threading.Event | None = None,
     on_ready: Callable[[FlightSqlServer], None] | None = None,
+    metrics_port: int | None = None,
+    metrics_host: str = "127.0.0.1",
 ) -> None:
     """Serve `session` over Flight SQL until SIGINT/SIGTERM (or until `stop` is set).
 
     Refuses to listen on a non-loopback address without a user and password unless `insecure`.
-    `port` 0 picks a free port; the printed URI shows the real one.
+    `port` 0 picks a free port; the printed URI shows the real one. `metrics_port` (None: none)
+    serves Prometheus metrics (server/metrics.py) on `metrics_host`.
     """
     out = out or sys.stdout
     check_config(host, user, password, tls_cert, tls_key, insecure, query_timeout)
@@ -163,10 +166,20 @@ def serve(
             raise ServeError(f"port {port} in use") from None
         raise ServeError(f"cannot listen on {location}: {exc}") from None
 
+    endpoint = None
+    if metrics_port is not None:
+        from server.metrics import serve_metrics
+        try:
+            endpoint = serve_metrics(server.runner, metrics_host, metrics_port)
+        except OSError as exc:
+            server.close(SHUTDOWN_GRACE_S)
+            raise ServeError(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}") from None
     stop = stop or threading.Event()
     previous = _install_signal_handlers(stop)
     try:
         out.write(connect_help(client_uri(host, server.port, tls), user, tls_cert))
+        if endpoint is not None:
+            out.write(f"Prometheus metrics on {endpoint.url}\n")
         out.flush()
         if on_ready is not None:
             on_ready(server)
@@ -176,6 +189,8 @@ def serve(
         out.write("FlockSQL server shutting down\n")
         out.flush()
     finally:
+        if endpoint is not None:
+            endpoint.close()
         server.close(SHUTDOWN_GRACE_S)
         _restore_signal_handlers(previous)
 
