@@ -25,6 +25,7 @@ import click
 from tpch.compare import Ordering, compare_tables, ordering_of
 from tpch.engines import Outcome, make_engine, median_time, unavailable_reason
 from tpch.generate import scale_factor_of
+from tpch.progress import Progress
 
 BASELINE = "duckdb"
 
@@ -105,22 +106,17 @@ def run_benchmark(queries: dict[str, str], config: BenchConfig, *, kind: str = "
     started = time.perf_counter()
 
     steps = len(names) * len(engines)
-    with click.progressbar(length=steps, label="benchmark", show_pos=True, hidden=not progress,
-                           item_show_func=lambda s: s or "") as bar:
+    with Progress("benchmark", steps, enabled=progress) as bar:
         if config.batch:
             for engine in engines:
-                bar.current_item = f"{engine.label}: {len(names)} queries"
-                bar.render_progress()
+                bar.step(f"{engine.label}: {len(names)} queries", len(names))
                 for i, outcome in enumerate(_run_guarded(engine, sqls, repeat)):
                     outcomes[engine.label][i] = outcome
-                bar.update(len(names))
         else:
             for i, name in enumerate(names):
                 for engine in engines:
-                    bar.current_item = f"{name} {engine.label}"
-                    bar.render_progress()
+                    bar.step(f"{name} {engine.label}")
                     outcomes[engine.label][i] = _run_guarded(engine, [sqls[i]], repeat)[0]
-                    bar.update(1)
     for engine in engines:
         engine.close()
 

@@ -17,9 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-import click
-
 from tpch import TABLES
+from tpch.progress import Progress
 
 # Tables split into `parts` files; the others are tiny at any scale factor
 # (supplier is 10k rows per SF) and stay single files.
@@ -121,12 +120,9 @@ def generate(sf: float, out_dir: str | os.PathLike, parts: int = 1, progress: bo
         for nparts in sorted({table_parts(t, parts) for t in missing}):
             _run_tpchgen(sf, out, [t for t in missing if table_parts(t, parts) == nparts], nparts)
         return out
-    with click.progressbar(
-        missing,
-        label=f"TPC-H SF{_format_sf(sf)} -> {out}",
-        item_show_func=lambda t: t or "",
-    ) as bar:
-        for table in bar:
+    with Progress(f"TPC-H SF{_format_sf(sf)} -> {out}", len(missing)) as bar:
+        for table in missing:
+            bar.step(table)
             _run_tpchgen(sf, out, [table], table_parts(table, parts))
     return out
 

@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path
 
-import click
+from tpch.progress import Progress
 
 # Distinct groups per row for `g`: 1% gives a group-by with a large, shuffled result.
 GROUP_FRACTION = 0.01
@@ -77,9 +77,9 @@ def generate_micro_data(rows: int, out_dir: str | os.PathLike, parts: int = 1, p
                 jobs.append((table, seed, lo, hi, out / table / f"{table}.{i + 1}.parquet"))
     jobs = [job for job in jobs if not job[4].exists()]
     con = duckdb.connect()
-    with click.progressbar(jobs, label=f"micro data {rows:,} rows -> {out}", hidden=not progress,
-                           item_show_func=lambda j: j[4].name if j else "") as bar:
-        for table, seed, lo, hi, path in bar:
+    with Progress(f"micro data {rows:,} rows -> {out}", len(jobs), enabled=progress) as bar:
+        for table, seed, lo, hi, path in jobs:
+            bar.step(path.name)
             path.parent.mkdir(parents=True, exist_ok=True)
             scratch = path.with_name(f".{path.name}.tmp")
             con.execute(

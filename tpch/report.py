@@ -2,15 +2,20 @@
 
 Totals and geometric means are taken over the queries every run answered
 correctly, so that the columns stay comparable; the row label says how many
-queries that is. Charts need matplotlib (the `bench` extra) and are skipped
-without it.
+queries that is. Charts need matplotlib (the `bench` extra); without it the
+report says so and how to add it.
 """
 
 import json
 import math
 from pathlib import Path
 
+import click
+
 from tpch.bench import BASELINE
+
+# What to run when matplotlib is missing: the `bench` extra holds it.
+MATPLOTLIB_HINT = "pip install matplotlib  (in a checkout of FlockSQL: pip install -e '.[bench]')"
 
 
 def write_results(results: dict, out_dir: str | Path, stem: str = "results") -> list[Path]:
@@ -227,14 +232,17 @@ def _comm_share(entry: dict) -> str:
     return ""
 
 
-def write_charts(results: dict, out_dir: Path, stem: str = "results") -> list[Path]:
-    """Per-query bars and time-versus-ranks lines as PNG; nothing without matplotlib."""
+def write_charts(results: dict, out_dir: Path, stem: str = "results",
+                 warn=lambda msg: click.echo(f"warning: {msg}", err=True)) -> list[Path]:
+    """Per-query bars and time-versus-ranks lines as PNG; without matplotlib none, and `warn` says
+    which command adds it."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
+    except ImportError as exc:
+        warn(f"no charts: {exc.name or 'matplotlib'} is not installed; add it with: {MATPLOTLIB_HINT}")
         return []
     written = []
     labels = _labels(results)
