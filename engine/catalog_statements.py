@@ -286,13 +286,11 @@ def summarize(session, source: str, token, client: cs.ClientSession) -> pa.Table
     for i, (field, sql_type) in enumerate(zip(schema, types)):
         col = '"' + field.name.replace('"', '""') + '"'
         items += [f"min({col})::VARCHAR", f"max({col})::VARCHAR", f"approx_count_distinct({col})", f"count({col})"]
+        quartiles = [f"approx_quantile({col}, {q})::VARCHAR" for q in ("0.25", "0.5", "0.75")]
         if _NUMERIC.match(sql_type):
-            items += [f"avg({col})::VARCHAR", f"stddev_samp({col})::VARCHAR",
-                      *(f"approx_quantile({col}, {q})::VARCHAR" for q in ("0.25", "0.5", "0.75"))]
+            items += [f"avg({col})::VARCHAR", f"stddev_samp({col})::VARCHAR", *quartiles]
         elif sql_type in ("DATE", "TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "TIME"):
-            # (exact quartiles: the planner's approx_quantile of a date does not run yet)
-            items += [f"avg({col})::VARCHAR", "NULL::VARCHAR",
-                      *(f"quantile_disc({col}, {q})::VARCHAR" for q in ("0.25", "0.5", "0.75"))]
+            items += [f"avg({col})::VARCHAR", "NULL::VARCHAR", *quartiles]
         else:
             items += ["NULL::VARCHAR"] * 5
     names = [f"s{i}" for i in range(len(items))]

@@ -104,6 +104,7 @@ def test_summarize_gives_duckdbs_statistics(data, ranks):
                 assert float(mine[q]) == pytest.approx(float(row[("q25", "q50", "q75").index(q) + 7]), rel=0.02)
         else:
             assert mine["avg"] == row[5]
+            assert (mine["q25"] is None) == (row[7] is None)
         assert mine["approx_unique"] == pytest.approx(row[4], rel=0.1)
 
 

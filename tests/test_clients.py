@@ -112,13 +112,14 @@ DBT_MODELS = {
 
 
 def test_dbt_view_table_incremental_and_tests(server, oracle, tmp_path):
+    """dbt's usual workflow in a schema of its own (dbt creates it)."""
     host, port = _host_port(server)
     (tmp_path / "models").mkdir()
     (tmp_path / "dbt_project.yml").write_text("name: flock\nversion: '1.0'\nprofile: flock\n"
                                               "models:\n  flock:\n    +materialized: view\n")
     (tmp_path / "profiles.yml").write_text(
         f"flock:\n  target: dev\n  outputs:\n    dev:\n      type: gizmosql\n      host: {host}\n      port: {port}\n"
-        "      use_encryption: false\n      database: memory\n      schema: main\n      threads: 1\n")
+        "      use_encryption: false\n      database: memory\n      schema: analytics\n      threads: 1\n")
     for name, text in DBT_MODELS.items():
         (tmp_path / "models" / name).write_text(text)
     dbt = Path(client_python()).parent / "dbt"
@@ -129,13 +130,14 @@ def test_dbt_view_table_incremental_and_tests(server, oracle, tmp_path):
         assert out.returncode == 0, f"dbt {command[0]}:\n{out.stdout[-4000:]}"
         assert "ERROR=0" in out.stdout
     with flight_sql.connect(server.uri) as conn, conn.cursor() as cur:
-        cur.execute("SELECT r_name, nations FROM region_counts ORDER BY r_name")
+        cur.execute("SELECT r_name, nations FROM analytics.region_counts ORDER BY r_name")
         assert [list(r) for r in cur.fetchall()] == _rows(
             oracle, "SELECT r_name, count(*) FROM nation JOIN region ON n_regionkey = r_regionkey GROUP BY 1 ORDER BY 1")
-        cur.execute("SELECT count(*), count(DISTINCT o_orderkey), sum(o_totalprice) FROM orders_inc")
+        cur.execute("SELECT count(*), count(DISTINCT o_orderkey), sum(o_totalprice) FROM memory.analytics.orders_inc")
         assert list(cur.fetchone()) == _rows(oracle, "SELECT count(*), count(*), sum(o_totalprice) FROM orders")[0]
-        cur.execute("SELECT table_name, table_type FROM information_schema.tables WHERE table_name = 'nation_names'")
-        assert cur.fetchall() == [("nation_names", "VIEW")]
+        cur.execute("SELECT table_schema, table_name, table_type FROM information_schema.tables "
+                    "WHERE table_name = 'nation_names'")
+        assert cur.fetchall() == [("analytics", "nation_names", "VIEW")]
 
 
 def test_flightsql_dbapi_reflection(server):
