@@ -479,7 +479,7 @@ class FlightSqlServer(flight.FlightServerBase):
                 def run(session, token):
                     return [session.execute(sql, params, token=token, client=client)]
 
-        return self.runner.run(_label(sql), run, context.is_cancelled)
+        return self.runner.run(_label(sql), run, context.is_cancelled, sql=sql)
 
     def _pending_stream(self, sql: str, param_sets: list[list] | None, context, client) -> PendingStream | None:
         """A plain query that a single endpoint serves, planned (errors in it surface now) but not
@@ -510,7 +510,7 @@ class FlightSqlServer(flight.FlightServerBase):
         batches = None
         with self._streams_lock:
             self._streams.add(token)
-        record, rows, error = self.runner.log.queued(_label(pending.sql)), 0, None
+        record, rows, error = self.runner.log.queued(_label(pending.sql), pending.sql, token.cancel), 0, None
         self.runner.log.running(record)
         try:
             _, batches = self.runner.session.stream(pending.sql, pending.params, token, client=pending.client)
@@ -548,7 +548,7 @@ class FlightSqlServer(flight.FlightServerBase):
                 return -1
             return -1 if -1 in counts else sum(counts)
 
-        return self.runner.run(_label(sql), run, context.is_cancelled)
+        return self.runner.run(_label(sql), run, context.is_cancelled, sql=sql)
 
     def _plan_schema(self, sql: str, context) -> pa.Schema:
         explain = _EXPLAIN.match(sql)

@@ -9,7 +9,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 from engine.errors import CancelledError
@@ -33,6 +33,9 @@ class QueryRecord:
     bytes_moved: int = 0            # sent by exchanges, over the ranks whose statistics came back
     bytes_spilled: int = 0
     error: str | None = None
+    sql: str | None = None          # the whole statement, where the reporter gave it (label: its start)
+    # Stops the query (argument: the reason), where the reporter gave a way; for the console.
+    cancel: Callable[[str], object] | None = field(default=None, repr=False, compare=False)
 
     @property
     def seconds(self) -> float | None:
@@ -67,8 +70,9 @@ class QueryLog:
         for listener in list(self._listeners):
             listener(record, previous)
 
-    def queued(self, label: str) -> QueryRecord:
-        record = QueryRecord(next(self._ids), label, submitted=time.time())
+    def queued(self, label: str, sql: str | None = None,
+               cancel: Callable[[str], object] | None = None) -> QueryRecord:
+        record = QueryRecord(next(self._ids), label, submitted=time.time(), sql=sql, cancel=cancel)
         with self._lock:
             self._live[record.id] = record
         self._tell(record, None)

@@ -87,12 +87,13 @@ class QueryRunner:
 
     # --- for handler threads -----------------------------------------------------------------
 
-    def submit(self, label: str, fn: Callable[[Any, QueryToken], Any]) -> Job:
+    def submit(self, label: str, fn: Callable[[Any, QueryToken], Any], sql: str | None = None) -> Job:
+        """`sql`: the whole statement, for the query log (`label` is its short form)."""
         job = Job(next(self._ids), label, fn)
         with self._lock:
             if self._stopping:
                 raise ShuttingDown("not accepting queries")
-            job.record = self.log.queued(label)
+            job.record = self.log.queued(label, sql, lambda reason: self.cancel(job, reason))
             self._queue.put(job)
             # A thread waiting for work takes it; else one more thread, up to the limit.
             self._pending += 1
@@ -104,9 +105,10 @@ class QueryRunner:
                 thread.start()
         return job
 
-    def run(self, label: str, fn: Callable[[Any, QueryToken], Any], client_gone: Callable[[], bool] | None = None):
+    def run(self, label: str, fn: Callable[[Any, QueryToken], Any], client_gone: Callable[[], bool] | None = None,
+            sql: str | None = None):
         """Submit `fn(session, token)` and wait for its result; cancel it if `client_gone()` turns true."""
-        job = self.submit(label, fn)
+        job = self.submit(label, fn, sql)
         return self.wait(job, client_gone)
 
     def metadata(self, label: str, fn: Callable[[Any], Any], client_gone: Callable[[], bool] | None = None):
