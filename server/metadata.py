@@ -3,8 +3,8 @@
 The schemas must match FlightSql.proto field for field, nullability included: the ADBC Flight SQL
 driver compares them with what it expects and rejects a mismatch.
 
-FlockSQL has no catalogs and one database schema, `main`, holding every table of the data folder
-and every table or view made with DDL; table names in SQL are unqualified.
+FlockSQL has one catalog, `memory` (DuckDB's name for an in-memory database, what current_database()
+says), whose schemas are `main` (the data folder's tables) and those made with CREATE SCHEMA.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from importlib import metadata as importlib_metadata
 import pyarrow as pa
 
 DB_SCHEMA = "main"
+# The one catalog (DuckDB's name for an in-memory database): what current_database() says.
+CATALOG = "memory"
 TABLE_TYPES = ("TABLE", "VIEW")
 
 # --- result schemas (FlightSql.proto) ----------------------------------------------------------
@@ -135,7 +137,7 @@ def sql_info_values() -> dict[int, object]:
         100: Bitmask(0),  # FLIGHT_SQL_SERVER_STATEMENT_TIMEOUT: prepared handles never time out
         101: Bitmask(0),  # FLIGHT_SQL_SERVER_TRANSACTION_TIMEOUT
         500: False,  # SQL_DDL_CATALOG
-        501: False,  # SQL_DDL_SCHEMA
+        501: True,  # SQL_DDL_SCHEMA: CREATE SCHEMA, DROP SCHEMA
         502: True,  # SQL_DDL_TABLE: CREATE TABLE AS, DROP TABLE, CREATE VIEW, DROP VIEW
         503: Bitmask(1),  # SQL_IDENTIFIER_CASE: CASE_INSENSITIVE
         504: '"',  # SQL_IDENTIFIER_QUOTE_CHAR
@@ -159,8 +161,8 @@ def sql_info_values() -> dict[int, object]:
         528: Bitmask(2),  # SQL_OUTER_JOINS_SUPPORT_LEVEL: FULL_OUTER_JOINS
         529: "schema",  # SQL_SCHEMA_TERM
         530: "",  # SQL_PROCEDURE_TERM
-        531: "",  # SQL_CATALOG_TERM: empty means no catalogs
-        532: False,  # SQL_CATALOG_AT_START
+        531: "database",  # SQL_CATALOG_TERM: one, `memory`, as current_database() says
+        532: True,  # SQL_CATALOG_AT_START
         533: Bitmask(0),  # SQL_SCHEMAS_SUPPORTED_ACTIONS
         534: Bitmask(0),  # SQL_CATALOGS_SUPPORTED_ACTIONS
         535: Bitmask(0),  # SQL_SUPPORTED_POSITIONED_COMMANDS
@@ -269,12 +271,16 @@ def _matches(pattern: str | None, value: str) -> bool:
 
 
 def catalogs_table() -> pa.Table:
-    return CATALOGS_SCHEMA.empty_table()
+    return pa.table({"catalog_name": [CATALOG]}, schema=CATALOGS_SCHEMA)
+
+
+def _our_catalog(catalog: str | None) -> bool:
+    return catalog in (None, "", CATALOG)
 
 
 def db_schemas_table(catalog: str | None, schema_pattern: str | None, schemas=(DB_SCHEMA,)) -> pa.Table:
-    rows = [s for s in schemas if _matches(schema_pattern, s)] if catalog in (None, "") else []
-    return pa.table({"catalog_name": pa.nulls(len(rows), pa.utf8()), "db_schema_name": rows},
+    rows = [s for s in schemas if _matches(schema_pattern, s)] if _our_catalog(catalog) else []
+    return pa.table({"catalog_name": [CATALOG] * len(rows), "db_schema_name": rows},
                     schema=DB_SCHEMAS_SCHEMA)
 
 
@@ -290,7 +296,7 @@ def tables_table(
     schema is needed with include_schema."""
     wanted_types = {t.upper() for t in table_types}
     rows = []
-    if catalog in (None, ""):
+    if _our_catalog(catalog):
         for full, kind, schema in sorted(tables, key=lambda t: t[0]):
             db, _, name = full.rpartition(".")
             db = db or DB_SCHEMA
@@ -298,7 +304,7 @@ def tables_table(
                     not wanted_types or kind in wanted_types):
                 rows.append((db, name, kind, schema))
     columns = {
-        "catalog_name": pa.nulls(len(rows), pa.utf8()),
+        "catalog_name": [CATALOG] * len(rows),
         "db_schema_name": [db for db, _, _, _ in rows],
         "table_name": [name for _, name, _, _ in rows],
         "table_type": [kind for _, _, kind, _ in rows],

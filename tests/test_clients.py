@@ -262,3 +262,16 @@ def test_executemany_counts_writes_not_query_rows(server):
         assert cur.rowcount == -1
         cur.execute("SELECT sum(a) FROM many")
         assert cur.fetchone() == (21,)
+
+
+def test_flight_catalogs_agree_with_sql(server):
+    """GetCatalogs/GetDbSchemas say what current_database()/current_schema() and information_schema say."""
+    with flight_sql.connect(server.uri) as conn, conn.cursor() as cur:
+        cur.execute("SELECT current_database(), current_schema()")
+        database, schema = cur.fetchone()
+        objects = conn.adbc_get_objects(depth="db_schemas").read_all().to_pylist()
+        assert [c["catalog_name"] for c in objects] == [database]
+        assert schema in [s["db_schema_name"] for s in objects[0]["catalog_db_schemas"]]
+        assert (conn.adbc_current_catalog, conn.adbc_current_db_schema) == (database, schema)
+        cur.execute("SELECT DISTINCT table_catalog FROM information_schema.tables WHERE table_schema = 'main'")
+        assert cur.fetchall() == [(database,)]
