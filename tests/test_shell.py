@@ -239,3 +239,19 @@ def test_embedded_shell_on_the_engine(tmp_path):
     result = shell("--data", str(data), "-c", sql, "--format", "json")
     assert result.returncode == 0, result.stderr
     assert_same_answer(pa.Table.from_pylist(json.loads(result.stdout)), sql)
+
+
+def test_catalog_statements_at_the_shell(server):
+    """SHOW TABLES, DESCRIBE and SUMMARIZE, as a newcomer types them (the engine answers them as
+    DuckDB does; the DuckDB test double runs them in DuckDB itself)."""
+    result = shell(server.uri, "-c", "SHOW TABLES; DESCRIBE region; SUMMARIZE region;", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    tables, described, summary = (json.loads(line) for line in result.stdout.splitlines())
+    assert {"nation", "region", "lineitem"} <= {t["name"] for t in tables}
+    assert [(c["column_name"], c["column_type"]) for c in described] == \
+        [("r_regionkey", "BIGINT"), ("r_name", "VARCHAR"), ("r_comment", "VARCHAR")]
+    want = []
+    for name in ("r_regionkey", "r_name", "r_comment"):
+        row = oracle(f"SELECT min({name})::VARCHAR AS lo, max({name})::VARCHAR AS hi, count(*) AS n FROM region")
+        want.append((name, *row.to_pylist()[0].values()))
+    assert [(r["column_name"], r["min"], r["max"], r["count"]) for r in summary] == want
