@@ -236,6 +236,31 @@ class Builder:
                 return frame[name]
         return None
 
+    def _by_name(self, left, lnames, lids, right, rnames, rids):
+        """UNION BY NAME as DuckDB runs it: the columns of both sides matched by name (case
+        insensitive), the left's first, then those only the right has; a side lacking a column
+        gives NULL in the other side's type."""
+        sides = []
+        for names, ids in ((lnames, lids), (rnames, rids)):
+            lower = {n.lower(): i for n, i in zip(names, ids)}
+            if len(lower) != len(names):
+                raise NotSupportedError("UNION BY NAME of a side with two columns of one name")
+            sides.append(lower)
+        out = list(lnames) + [n for n in rnames if n.lower() not in sides[0]]
+        projected = []
+        for node, mine, other in ((left, sides[0], sides[1]), (right, sides[1], sides[0])):
+            items = []
+            for n in out:
+                if n.lower() in mine:
+                    cid = mine[n.lower()]
+                    items.append((self.new_id(n, self.id_types.get(cid)), col(cid)))
+                else:
+                    t = self.id_types.get(other[n.lower()])
+                    null = exp.Cast(this=exp.Null(), to=t.copy()) if t is not None else exp.Null()
+                    items.append((self.new_id(n, t), null))
+            projected.append(Project(node, tuple(items)))
+        return projected[0], projected[1], out
+
     def setop(self, ast, parent):
         pushed = self._push_ctes(ast)
         try:
@@ -243,12 +268,8 @@ class Builder:
             left, lnames, lids = self.query(ast.this, parent)
             right, rnames, rids = self.query(ast.expression, parent)
             if ast.args.get("by_name"):
-                # Match the right side's columns to the left's by name.
-                if sorted(lnames) != sorted(rnames) or len(set(lnames)) != len(lnames):
-                    raise NotSupportedError("UNION BY NAME with different column names")
-                by = dict(zip(rnames, rids))
-                right = Project(right, tuple((self.new_id(n, self.id_types.get(by[n])), col(by[n])) for n in lnames))
-                rids = list(right.columns)
+                left, right, lnames = self._by_name(left, lnames, lids, right, rnames, rids)
+                lids, rids = list(left.columns), list(right.columns)
             if len(left.columns) != len(right.columns):
                 raise CatalogError(f"{kind.upper()} inputs have {len(left.columns)} and {len(right.columns)} columns")
             distinct = ast.args.get("distinct")
