@@ -22,6 +22,7 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
 from planner.rules.named_windows import inline_named_windows
+from planner.rules.unpivot import rewrite_unpivot
 from planner.rules.qualify_clause import rewrite_qualify
 from engine.catalog import DATABASE, SCHEMA
 from engine.errors import CatalogError, NotSupportedError, ParseError
@@ -235,7 +236,7 @@ def object_name(table: exp.Expression) -> str:
 
 
 def classify(ast: exp.Expression, sql: str = "") -> Statement:
-    if isinstance(ast, QUERY_TYPES):
+    if isinstance(ast, QUERY_TYPES) or (isinstance(ast, exp.Pivot) and ast.args.get("unpivot")):
         return Statement("query", ast, sql=sql)
     if isinstance(ast, exp.Describe) or (isinstance(ast, exp.Command) and ast.name.upper() == "EXPLAIN"):
         return _explain(ast, sql)
@@ -283,9 +284,10 @@ def expand_views(ast: exp.Expression, catalog) -> exp.Expression:
 
 def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     """Checks table names against the catalog, then qualifies every column (sqlglot's qualify)."""
+    ast = rewrite_unpivot(ast, lambda name: _columns_of(name, catalog))
     cte_names = {c.alias_or_name.lower() for c in ast.find_all(exp.CTE)}
     if any(t.args.get("pivots") for t in ast.find_all(exp.Table, exp.Subquery)) or any(ast.find_all(exp.Pivot)):
-        raise NotSupportedError("PIVOT / UNPIVOT")
+        raise NotSupportedError("PIVOT")
     if any(isinstance(n, exp.Lateral) for n in ast.walk()):
         raise NotSupportedError("LATERAL")
     _check_order_keys(ast)
@@ -324,6 +326,16 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         if "could not be resolved" in msg or "Unknown column" in msg or "Ambiguous" in msg:
             raise CatalogError(f"unknown column: {msg}") from None
         raise CatalogError(msg) from None
+
+
+def _columns_of(name: str, catalog) -> list[str] | None:
+    """The columns of a table or view of the catalog, None for another name."""
+    key = name.lower()
+    if key in catalog.views:
+        return list(view_schema(key, catalog))
+    if catalog.has_table(key):
+        return list(catalog.table_schema(key).names)
+    return None
 
 
 def _resolve_table(table: exp.Table, catalog) -> None:
