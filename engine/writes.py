@@ -312,13 +312,8 @@ def _delete(session, stmt, params, token, lane, table) -> pa.Table:
         finally:
             shutil.rmtree(empty, ignore_errors=True)
         return _count(before)
-    parts, rows = _write_query(session, f"SELECT * FROM {_quote(table.name)} WHERE ({cond}) IS NOT TRUE",
-                               params, token, lane, table.schema)
-    try:
-        _ensure_file(table, parts)
-        _new_version(session, table.name, (), parts)
-    finally:
-        shutil.rmtree(parts, ignore_errors=True)
+    rows = _rewrite(session, table, f"SELECT * FROM {_quote(table.name)} WHERE ({cond}) IS NOT TRUE", params, token,
+                    lane)
     return _count(before - rows)
 
 
@@ -341,15 +336,20 @@ def _update(session, stmt, params, token, lane, table) -> pa.Table:
             items.append(_quote(name))
     count = _query(session, f"SELECT count(*) FROM {_quote(table.name)} WHERE {cond}", params, token, lane)
     count = count.column(0)[0].as_py()
-    parts, _ = _write_query(session, f"SELECT {', '.join(items)} FROM {_quote(table.name)}", params, token, lane,
-                            table.schema)
+    _rewrite(session, table, f"SELECT {', '.join(items)} FROM {_quote(table.name)}", params, token, lane)
+    return _count(count)
+
+
+def _rewrite(session, table, sql: str, params, token, lane) -> int:
+    """The table's next version is the result of `sql` (every rank writes its part): its rows."""
+    parts, rows = _write_query(session, sql, params, token, lane, table.schema)
     try:
         _ensure_file(table, parts)
         _check_nulls(table, parts)
         _new_version(session, table.name, (), parts)
     finally:
         shutil.rmtree(parts, ignore_errors=True)
-    return _count(count)
+    return rows
 
 
 def _ensure_file(table, parts: Path) -> None:
@@ -533,11 +533,5 @@ def _merge(session, stmt, params, token, lane, table) -> pa.Table:
         new_rows = (f"FROM ({source_sql}) AS {_quote(src)} WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE {on}){extra}")
         parts_sql.append(f"SELECT {', '.join(f'{e} AS {_quote(n)}' for e, n in zip(inserted, names))} {new_rows}")
         changed += _query(session, f"SELECT count(*) {new_rows}", params, token, lane).column(0)[0].as_py()
-    parts, _ = _write_query(session, " UNION ALL ".join(parts_sql), params, token, lane, table.schema)
-    try:
-        _ensure_file(table, parts)
-        _check_nulls(table, parts)
-        _new_version(session, table.name, (), parts)
-    finally:
-        shutil.rmtree(parts, ignore_errors=True)
+    _rewrite(session, table, " UNION ALL ".join(parts_sql), params, token, lane)
     return _count(changed)
