@@ -305,3 +305,57 @@ def summarize(session, source: str, token, client: cs.ClientSession) -> pa.Table
                      decimal.Decimal(str(nulls)).quantize(decimal.Decimal("0.01"))))
     return pa.Table.from_pylist([dict(zip(SUMMARIZE_SCHEMA.names, r)) for r in rows], schema=SUMMARIZE_SCHEMA)
 
+
+
+def parameter_schema(session, sql: str, client: cs.ClientSession) -> pa.Schema:
+    """The parameters of a statement, in order: `$n` / `?` named p1, p2, …, each typed as the column
+    or value it is compared with or assigned to (as DuckDB's binder would infer it), else null
+    (any type). Clients such as JDBC read how many parameters a prepared statement takes from it."""
+    from sqlglot import exp
+
+    from planner.qualify import qualify_statement
+    ast = parse(sql)
+    holders = [n for n in ast.walk(bfs=False) if isinstance(n, (exp.Placeholder, exp.Parameter))]
+    if not holders:
+        return pa.schema([])
+    with session._plan_lock:
+        try:
+            typed = qualify_statement(ast, session.catalog)
+        except Exception:  # noqa: BLE001 - typing is best effort: unknown types are null
+            typed = ast
+    names: dict[int, object] = {}
+    for position, holder in enumerate(n for n in typed.walk(bfs=False) if isinstance(n, (exp.Placeholder, exp.Parameter))):
+        key = holder.this if isinstance(holder, exp.Placeholder) else holder.name
+        index = int(str(key)) - 1 if key is not None and str(key).isdigit() else position
+        other = _compared_with(holder)
+        sql_type = other.type.sql("duckdb") if other is not None and other.type is not None and \
+            not other.type.is_type(exp.DataType.Type.UNKNOWN, exp.DataType.Type.NULL) else None
+        names.setdefault(index, sql_type)
+    fields = []
+    with client.lock:
+        cursor = cursor_of(session, client)
+        for index in range(max(names) + 1):
+            sql_type = names.get(index)
+            arrow = pa.null()
+            if sql_type:
+                try:
+                    arrow = session.system.run(cursor, f"SELECT NULL::{sql_type} AS p").schema.field(0).type
+                except FlockError:
+                    arrow = pa.null()
+            fields.append(pa.field(f"p{index + 1}", arrow))
+    return pa.schema(fields)
+
+
+def _compared_with(holder):
+    """The expression a parameter is compared with, assigned to or computed with, if any."""
+    from sqlglot import exp
+    parent = holder.parent
+    if isinstance(parent, exp.Cast):
+        return parent
+    if isinstance(parent, (exp.Binary, exp.EQ)) and not isinstance(parent, (exp.And, exp.Or)):
+        return parent.expression if parent.this is holder else parent.this
+    if isinstance(parent, exp.Between):
+        return parent.this
+    if isinstance(parent, exp.In):
+        return parent.this
+    return None

@@ -420,6 +420,12 @@ class Session:
             client.changed_in_transaction.append(f"ingest into {table}")
         return rows
 
+    def parameter_schema(self, sql: str, client: ClientSession | None = None) -> pa.Schema:
+        """The schema of a statement's parameters (engine/catalog_statements.py: parameter_schema)."""
+        if catalog_statements.recognise(sql) is not None:
+            return pa.schema([])
+        return catalog_statements.parameter_schema(self, sql, client or self.default_client)
+
     def prepare(self, sql: str, client: ClientSession | None = None) -> pa.Schema:
         """Plans `sql` into the plan cache (executing it then skips planning) and returns its
         result's schema (see result_schema). Raises what planning raises, e.g. for a statement

@@ -577,9 +577,18 @@ class FlightSqlServer(flight.FlightServerBase):
                 h: p for h, p in self._prepared.items() if now - p.last_used < self.settings.prepared_ttl_s
             }
             self._prepared[handle] = PreparedStatement(sql, schema)
+        parameters = b""
+        if hasattr(self.runner.session, "parameter_schema"):
+            try:
+                parameters = self.runner.metadata(
+                    _label(sql), lambda session: session.parameter_schema(sql, client=client),
+                    context.is_cancelled).serialize().to_pybytes()
+            except Exception as exc:  # noqa: BLE001 - the statement's own error surfaces when it runs
+                log.debug("no parameter schema for %s: %s", _label(sql), exc)
         return wire.ActionCreatePreparedStatementResult(
             prepared_statement_handle=handle,
             dataset_schema=schema.serialize().to_pybytes() if schema is not None else b"",
+            parameter_schema=parameters,
         )
 
     def _end_session(self, client) -> None:

@@ -8,6 +8,7 @@ The ADBC Flight SQL driver, flightsql-dbapi and Polars run here.
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -275,3 +276,19 @@ def test_flight_catalogs_agree_with_sql(server):
         assert (conn.adbc_current_catalog, conn.adbc_current_db_schema) == (database, schema)
         cur.execute("SELECT DISTINCT table_catalog FROM information_schema.tables WHERE table_schema = 'main'")
         assert cur.fetchall() == [(database,)]
+
+
+def test_prepared_statements_describe_their_parameters(server):
+    with flight_sql.connect(server.uri) as conn, conn.cursor() as cur:
+        params = cur.adbc_prepare("SELECT count(*) FROM orders WHERE o_totalprice > ? AND o_orderdate < ? "
+                                  "AND o_orderpriority = ?")
+        assert params is not None and params.types == [pa.decimal128(15, 2), pa.date32(), pa.string()]
+        assert cur.adbc_prepare("SELECT 1") in (None, pa.schema([]))
+        cur.execute("SELECT count(*) FROM orders WHERE o_totalprice > ? AND o_orderdate < ? AND o_orderpriority = ?",
+                    parameters=[100000, datetime.date(1995, 1, 1), "1-URGENT"])
+        got = cur.fetchone()[0]
+    oracle = duckdb.connect()
+    want = oracle.execute(f"SELECT count(*) FROM read_parquet('{Path(server.data_dir) / 'orders.parquet'}') "
+                          "WHERE o_totalprice > 100000 AND o_orderdate < DATE '1995-01-01' AND o_orderpriority = '1-URGENT'"
+                          ).fetchone()[0]
+    assert got == want
