@@ -54,12 +54,17 @@ def _server_logging() -> None:
 @click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
               help="Serve Prometheus metrics on this port of --metrics-host (0: any free port; default: none).")
 @click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address of the metrics endpoint.")
+@click.option("--console-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve the web console on this port of --console-host (0: any free port; default: none).")
+@click.option("--console-host", default="127.0.0.1", show_default=True,
+              help="Address of the web console; other than loopback only with --user/--password.")
 def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, password, tls_cert, tls_key, insecure,
-                  query_timeout, max_sql_bytes, lanes, restart, metrics_port, metrics_host):
+                  query_timeout, max_sql_bytes, lanes, restart, metrics_port, metrics_host, console_port, console_host):
     """Serve the tables of a data folder over Arrow Flight SQL."""
     # Check the options before starting any rank, so that a mistake fails fast and alone.
     try:
-        check_config(host, user, password, tls_cert, tls_key, insecure, query_timeout)
+        check_config(host, user, password, tls_cert, tls_key, insecure, query_timeout,
+                     console_host if console_port is not None else None)
     except ServeError as exc:
         raise click.UsageError(str(exc)) from None
     from engine.launch import open_session
@@ -76,6 +81,9 @@ def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, pass
         if metrics_port == 0 and ranks > 1:
             metrics_port = free_port(metrics_host)
             relaunch_args += ("--metrics-port", str(metrics_port))
+        if console_port == 0 and ranks > 1:
+            console_port = free_port(console_host)
+            relaunch_args += ("--console-port", str(console_port))
     _server_logging()
 
     def port_taken() -> str | None:
@@ -86,7 +94,8 @@ def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, pass
         try:
             settings = ServerSettings(max_sql_bytes=max_sql_bytes) if max_sql_bytes else None
             serve(session, host, port, user, password, tls_cert, tls_key, insecure, query_timeout, settings=settings,
-                  metrics_port=metrics_port, metrics_host=metrics_host)
+                  metrics_port=metrics_port, metrics_host=metrics_host, console_port=console_port,
+                  console_host=console_host)
         except ServeError as exc:
             raise click.ClickException(str(exc)) from None
 

@@ -102,6 +102,7 @@ def check_config(
     tls_key: str | None,
     insecure: bool,
     query_timeout: float | None = None,
+    console_host: str | None = None,
 ) -> None:
     """Raise ServeError for a configuration serve() refuses, before any session exists."""
     if (user is None) != (password is None):
@@ -113,6 +114,9 @@ def check_config(
             f"refusing to serve {host} without authentication: anyone who can reach it could run "
             "queries. Give --user and --password, or --insecure to serve it anyway."
         )
+    if console_host is not None and user is None and not is_loopback(console_host):
+        # --insecure does not cover it: the console shows every client's SQL and can cancel it.
+        raise ServeError(f"refusing to serve the console on {console_host} without --user and --password")
     if query_timeout is not None and query_timeout <= 0:
         raise ServeError("--query-timeout must be a positive number of seconds")
 
@@ -134,15 +138,19 @@ def serve(
     on_ready: Callable[[FlightSqlServer], None] | None = None,
     metrics_port: int | None = None,
     metrics_host: str = "127.0.0.1",
+    console_port: int | None = None,
+    console_host: str = "127.0.0.1",
 ) -> None:
     """Serve `session` over Flight SQL until SIGINT/SIGTERM (or until `stop` is set).
 
     Refuses to listen on a non-loopback address without a user and password unless `insecure`.
     `port` 0 picks a free port; the printed URI shows the real one. `metrics_port` (None: none)
-    serves Prometheus metrics (server/metrics.py) on `metrics_host`.
+    serves Prometheus metrics (server/metrics.py) on `metrics_host`, `console_port` the web console
+    (server/console.py) on `console_host`.
     """
     out = out or sys.stdout
-    check_config(host, user, password, tls_cert, tls_key, insecure, query_timeout)
+    check_config(host, user, password, tls_cert, tls_key, insecure, query_timeout,
+                 console_host if console_port is not None else None)
 
     tls = tls_cert is not None
     certificates = None
@@ -174,12 +182,25 @@ def serve(
         except OSError as exc:
             server.close(SHUTDOWN_GRACE_S)
             raise ServeError(f"cannot serve metrics on {metrics_host}:{metrics_port}: {exc}") from None
+    console = None
+    if console_port is not None:
+        from server.console import serve_console
+        try:
+            console = serve_console(server, console_host, console_port, user, password,
+                                    (tls_cert, tls_key) if tls else None, client_uri(host, server.port, tls))
+        except OSError as exc:
+            if endpoint is not None:
+                endpoint.close()
+            server.close(SHUTDOWN_GRACE_S)
+            raise ServeError(f"cannot serve the console on {console_host}:{console_port}: {exc}") from None
     stop = stop or threading.Event()
     previous = _install_signal_handlers(stop)
     try:
         out.write(connect_help(client_uri(host, server.port, tls), user, tls_cert))
         if endpoint is not None:
             out.write(f"Prometheus metrics on {endpoint.url}\n")
+        if console is not None:
+            out.write(f"Web console on {console.url}\n")
         out.flush()
         if on_ready is not None:
             on_ready(server)
@@ -189,6 +210,8 @@ def serve(
         out.write("FlockSQL server shutting down\n")
         out.flush()
     finally:
+        if console is not None:
+            console.close()
         if endpoint is not None:
             endpoint.close()
         server.close(SHUTDOWN_GRACE_S)

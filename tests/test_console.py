@@ -1,0 +1,196 @@
+"""The web console (server/console.py), in a real browser: headless Chromium from Debian's package,
+driven by Playwright, against a real 2-rank server with --console-port 0 and a user and password,
+after real queries through ADBC. Without Chromium or Playwright the tests fail, saying how to get
+them (.ci/run installs Chromium)."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from tests.server_fixtures import SLOW_SQL, copy_data, start_server, stop_server
+
+USER, PASSWORD = "console-user", "console-secret"
+SHUFFLING = "SELECT l_comment, count(*) AS n FROM lineitem GROUP BY l_comment ORDER BY n DESC, l_comment LIMIT 3"
+BROWSER_TIMEOUT_MS = 30_000
+
+
+def chromium_path() -> str:
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.fail("headless Chromium is needed for the console tests and is not installed: "
+                    "apt-get update && apt-get install -y chromium (Debian; .ci/run does it)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser():
+    executable = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the console tests drive Chromium with Playwright: pip install -e '.[test]'")
+    with sync_playwright() as p:
+        # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+        chromium = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("server-console")
+    proc = start_server("engine", copy_data(tmp / "data"), tmp / "server.log", ranks=2,
+                        args=["--console-port", "0", "--user", USER, "--password", PASSWORD])
+    proc.db_kwargs = {"username": USER, "password": PASSWORD}
+    deadline = time.monotonic() + 30
+    while not (match := re.search(r"Web console on (http://\S+)", proc.log())) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert match, proc.log()
+    proc.console = match.group(1)
+    yield proc
+    stop_server(proc)
+
+
+@pytest.fixture
+def page(browser, server):
+    context = browser.new_context(http_credentials={"username": USER, "password": PASSWORD},
+                                  viewport={"width": 1400, "height": 900})
+    context.set_default_timeout(BROWSER_TIMEOUT_MS)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the console's pages: {errors}"
+
+
+def http(url: str, method: str = "GET", auth: tuple[str, str] | None = (USER, PASSWORD),
+         headers: dict | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, method=method, headers=headers or {})
+    if auth is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(":".join(auth).encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def exactly(text: str) -> re.Pattern:
+    return re.compile("^" + re.escape(text) + "$")
+
+
+def patterns(node: dict) -> set[str]:
+    found = {node["pattern"]} if node.get("pattern") else set()
+    for child in node["children"]:
+        found |= patterns(child)
+    return found
+
+
+@pytest.mark.timeout(180)
+def test_queries_and_plan_in_the_browser(server, page):
+    assert server.console.startswith("http://127.0.0.1:"), server.console  # loopback unless --console-host
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute(SHUFFLING)
+        assert len(cur.fetchall()) == 3
+        cur.execute("EXPLAIN (FORMAT JSON) " + SHUFFLING)
+        expected = patterns(json.loads(cur.fetchone()[0])["plan"])
+    assert "combine-shuffle-reduce" in expected or "shuffle-compute" in expected, expected
+
+    page.goto(server.console)
+    row = page.locator("#recent tbody tr", has=page.locator("td.sql code", has_text=exactly(SHUFFLING))).first
+    row.wait_for()
+    assert row.locator("td.sql code").inner_text() == SHUFFLING
+    assert row.locator(".state").inner_text() == "finished"
+    assert row.locator("td").nth(2).inner_text() == USER
+    assert row.locator("td").nth(6).inner_text() == "3"  # rows
+    qid = int(row.get_attribute("data-id"))
+    assert "2 ranks" in page.locator("#flock-summary").inner_text()
+
+    # The plan page: the planner's patterns and exchanges, then EXPLAIN ANALYZE's bars per rank.
+    row.locator("a", has_text="plan").click()
+    page.wait_for_url(f"**/query.html?id={qid}")
+    assert page.locator("#sql").inner_text().strip() == SHUFFLING
+    page.locator("#plan .node").first.wait_for()
+    shown = set(page.locator("#plan .pattern").all_inner_texts())
+    assert shown == expected
+    assert "shuffle" in page.locator("#plan .node.exchange .kind").all_inner_texts()
+    assert page.locator("#timing").is_hidden()
+    page.locator("#analyze").click()
+    page.locator("#timing svg.bars").wait_for()
+    chart = page.locator("#bars").inner_text()
+    assert re.search(r"Exchange #\d+ shuffle — under \S+ \((combine-shuffle-reduce|shuffle-compute)\)", chart), chart
+    assert "rank 0" in chart and "rank 1" in chart
+    assert page.locator("#bars rect.bar.compute").count() >= 2
+    assert page.locator("#bars rect.bar.comm").count() >= 2
+    actual = page.locator("#plan .node.exchange .actual").all_inner_texts()
+    assert any(text.startswith("actual rows ") for text in actual), actual
+    # The console's ANALYZE ran as a query of its own, listed with the others.
+    page.goto(server.console)
+    page.locator("#recent tbody tr", has=page.locator(
+        "td.sql code", has_text="EXPLAIN (ANALYZE, FORMAT JSON) " + SHUFFLING)).first.wait_for()
+
+    page.goto(server.console + "flock.html")
+    page.locator("#memory svg").wait_for()
+    facts = page.locator("#facts").inner_text()
+    assert re.search(r"ranks\s+2\b", facts), facts
+    assert re.search(r"restarts by the supervisor\s+0\b", facts), facts
+
+
+@pytest.mark.timeout(180)
+def test_cancel_a_running_query_from_the_browser(server, page):
+    outcome = {}
+
+    def client():
+        try:
+            with server.connect() as conn, conn.cursor() as cur:
+                cur.execute(SLOW_SQL)
+                outcome["rows"] = cur.fetchall()
+        except Exception as exc:  # noqa: BLE001 - the cancel's error is what we expect
+            outcome["error"] = str(exc)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        page.goto(server.console)
+        row = page.locator("#running tbody tr", has=page.locator("td.sql code", has_text="CROSS JOIN nation c"))
+        row.locator("button.cancel").click()
+        thread.join(120)
+        assert not thread.is_alive(), "the cancelled query's client hung"
+        assert "rows" not in outcome and "cancelled from the web console" in outcome["error"], outcome
+        done = page.locator("#recent tbody tr", has=page.locator("td.sql code", has_text="CROSS JOIN nation c"))
+        done.locator(".state", has_text="cancelled").wait_for()
+    finally:
+        thread.join(120)
+
+
+def test_console_requires_the_servers_user_and_password(server):
+    status, doc = http(server.console + "api/queries", auth=None)
+    assert status == 401 and "required" in doc["error"]
+    assert http(server.console + "api/queries", auth=(USER, "wrong"))[0] == 401
+    assert http(server.console + "api/flock")[0] == 200
+    # A POST without the console's header (a form of another site) is refused; an unknown query is 404.
+    assert http(server.console + "api/queries/1/cancel", method="POST")[0] == 403
+    assert http(server.console + "api/queries/999999/cancel", method="POST",
+                headers={"X-FlockSQL-Console": "1"})[0] == 404
+    # A Host that is not loopback (DNS rebinding) is refused on a loopback console.
+    assert http(server.console + "api/flock", headers={"Host": "evil.example:80"})[0] == 403
+
+
+def test_non_loopback_console_needs_a_user_and_password(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "server", "serve", "--data", str(tmp_path), "--console-port", "0",
+         "--console-host", "0.0.0.0"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "refusing to serve the console on 0.0.0.0 without --user and --password" in result.stderr
