@@ -95,6 +95,7 @@ def test_gizmosql_adbc_driver(server, oracle):
                                         "GROUP BY 1 ORDER BY 1")
     assert got["vendor_version"].startswith(f"duckdb v{duckdb.__version__}") and "FlockSQL" in got["vendor_version"]
     assert (got["catalog"], got["schema"], got["zone"]) == ("memory", "main", "UTC")
+    assert got["ingested"] == 3 and got["ingested_back"] == [3, 6, 2]
 
 
 DBT_MODELS = {
@@ -292,3 +293,34 @@ def test_prepared_statements_describe_their_parameters(server):
                           "WHERE o_totalprice > 100000 AND o_orderdate < DATE '1995-01-01' AND o_orderpriority = '1-URGENT'"
                           ).fetchone()[0]
     assert got == want
+
+
+def test_flight_session_actions(server):
+    """Flight's SetSessionOptions / GetSessionOptions / CloseSession, as a raw Flight client sends them."""
+    import pyarrow.flight as flight
+
+    from server import sessions, wire
+
+    def entry(key: str, text: str) -> bytes:
+        value = wire._length_delimited(1, text.encode())  # SessionOptionValue.string_value
+        return wire._length_delimited(1, wire._length_delimited(1, key.encode()) + wire._length_delimited(2, value))
+
+    def options(client) -> dict:
+        body = next(iter(client.do_action(flight.Action("GetSessionOptions", b"")))).body.to_pybytes()
+        return {k: v for k, v in sessions.decode_set_request(body).items()}
+
+    client = flight.connect(server.uri)
+    try:
+        assert options(client)["catalog"] == "memory" and options(client)["schema"] == "main"
+        result = next(iter(client.do_action(flight.Action(
+            "SetSessionOptions", entry("TimeZone", "UTC") + entry("threads", "1") + entry("schema", "nosuch")))))
+        errors = {k: v for k, v in (
+            (wire.parse_fields(e)[1][0].decode(), wire.parse_fields(wire.parse_fields(e)[2][0])[1][0])
+            for e in wire.parse_fields(result.body.to_pybytes()).get(1, []))}
+        assert set(errors) == {"threads", "schema"}  # TimeZone UTC was taken; the others refused
+        assert options(client)["TimeZone"] == "UTC"
+        closed = next(iter(client.do_action(flight.Action("CloseSession", b"")))).body.to_pybytes()
+        assert wire.parse_fields(closed)[1] == [1]  # CLOSED
+        assert "TimeZone" not in options(client)  # a new session, with the defaults
+    finally:
+        client.close()
