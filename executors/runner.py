@@ -35,6 +35,39 @@ FRAGMENT_TIMES_MAX = 10_000
 TRACE = int(os.environ.get("FLOCKSQL_TRACE", "0") or 0)
 
 
+# DuckDB types that Arrow does not carry: a HUGEINT (every sum of integers) arrives as
+# DECIMAL(38,0), a UUID as VARCHAR, and they compute differently there: `CASE WHEN … THEN
+# <hugeint> ELSE 3.375 END` keeps the scale, with DECIMAL(38,0) it rounds to 3. fetch() names them
+# in their Arrow fields' metadata (it travels with the table through every exchange), and the
+# fragment that reads an exchange's result casts them back (_restored).
+LOSSY_TYPES = ("HUGEINT", "UHUGEINT", "UUID")
+DUCKDB_TYPE = b"flocksql.duckdb_type"
+
+
+def _tagged(table: pa.Table, types) -> pa.Table:
+    """table with the DuckDB type of each LOSSY_TYPES column in its field's metadata."""
+    lossy = {i: str(t) for i, t in enumerate(types) if str(t) in LOSSY_TYPES}
+    if not lossy:
+        return table
+    fields = [f.with_metadata({DUCKDB_TYPE: lossy[i]}) if i in lossy else f for i, f in enumerate(table.schema)]
+    return pa.Table.from_arrays(table.columns, schema=pa.schema(fields, table.schema.metadata))
+
+
+def _untagged(table: pa.Table | None) -> pa.Table | None:
+    """table without _tagged's metadata: what leaves the engine is DuckDB's own Arrow."""
+    if table is None or not any(f.metadata and DUCKDB_TYPE in f.metadata for f in table.schema):
+        return table
+    return pa.Table.from_arrays(table.columns, schema=pa.schema([f.remove_metadata() for f in table.schema],
+                                                                 table.schema.metadata))
+
+
+def _restored(view: str, schema: pa.Schema) -> str:
+    """SELECT over an exchanged table's view with _tagged columns cast back to their DuckDB types."""
+    casts = [f"CAST({q(f.name)} AS {f.metadata[DUCKDB_TYPE].decode()}) AS {q(f.name)}"
+             for f in schema if f.metadata and DUCKDB_TYPE in f.metadata]
+    return f"SELECT * REPLACE ({', '.join(casts)}) FROM {view}" if casts else f"SELECT * FROM {view}"
+
+
 def _literal(v) -> str:
     import datetime as dt
     if isinstance(v, dt.datetime):
@@ -154,7 +187,8 @@ class Runner:
             raise CancelledError("query cancelled")
         con, times = self._connection_for(query, node)
         t0 = time.perf_counter()
-        out = con.sql(query).to_arrow_table()
+        rel = con.sql(query)
+        out = _tagged(rel.to_arrow_table(), rel.types)
         if times is not None:
             kind = "ordered" if con is self.ordered_con else "parquet"
             times[kind] = min(times.get(kind, float("inf")), time.perf_counter() - t0)
@@ -212,9 +246,8 @@ class Runner:
                     err = e
                 self.stats.final_compute_s += time.perf_counter() - t0
                 self.sync(err)
-                return table
-            parts = self.exchange(root)
-            return parts
+                return _untagged(table)
+            return _untagged(self.exchange(root))
         finally:
             self._unregister_views()
 
@@ -266,6 +299,7 @@ class Runner:
         else:
             table = self.local(lambda: self.materialize(child))
         st.rows_in = table.num_rows
+        schema = table.schema  # with _tagged's metadata, for _restored
         # Exclusive time: exchanges nested in this fragment were timed on their own.
         st.compute_s += time.perf_counter() - t0 - (self._nested_s - nested_before)
         t1 = time.perf_counter()
@@ -295,7 +329,7 @@ class Runner:
         self._nested_s = nested_before + (time.perf_counter() - t0)
         if x is self._root_exchange:
             return out if r == 0 else None
-        text = f"SELECT * FROM {self._view(out, x.eid)}"
+        text = _restored(self._view(out, x.eid), schema)
         if out.num_rows == 0:
             self._empty_inputs.add(text)
         return text
@@ -483,7 +517,8 @@ class Runner:
                 f"WHERE __is_split = 0")
             part = t.column("__part").to_numpy()
             drop = [c for c in t.column_names if c == "__part" or c.startswith("__k")]
-            return t.drop_columns(drop), part
+            # The rows came back through a view: the materialized table's schema keeps its _tagged types.
+            return pa.Table.from_arrays(t.drop_columns(drop).columns, schema=table.schema), part
         return self.local(partition_locally)
 
     def _slice(self, table: pa.Table, offset: int, limit: int | None) -> pa.Table:
