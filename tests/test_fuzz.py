@@ -112,3 +112,17 @@ def test_an_uncastable_comparison_is_plan_dependent_only_beside_an_empty_answer(
     assert judge(query, 2, "ConversionException: " + error, BatchResult(rows, None)).outcome == "extra_answer"
     other = BatchResult(None, "Conversion Error: Could not convert string 'x' to INT32", error_type="ExecutionError")
     assert judge(query, 2, empty, other).outcome == "engine_error"
+
+
+def test_only_flocksqls_own_refusals_count_as_not_supported():
+    import pyarrow as pa
+
+    from engine.batch import BatchResult
+    from tests.fuzz.generate import FuzzQuery
+
+    query = FuzzQuery("expr", "tpch", "SELECT s_name FROM supplier")
+    want = pa.table({"s_name": ["a"]})
+    for refusal in ("not supported: LATERAL", "rank 2: not supported: LATERAL"):
+        assert judge(query, 2, want, BatchResult(None, refusal, error_type="NotSupportedError")).outcome == "not_supported"
+    other = BatchResult(None, "Extracting byte ranges not supported for type string_view", error_type="ExecutionError")
+    assert judge(query, 2, want, other).outcome == "engine_error"
