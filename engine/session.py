@@ -32,7 +32,7 @@ from engine import client_session as cs
 from engine.client_session import ClientSession
 from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError, NotSupportedError
 from engine.lanes import BIG_QUERY_COST_S, Lane, LanePool, QueryToken
-from engine.system_catalog import SystemCatalog
+from engine.system_catalog import SystemCatalog, qualified
 from engine.leftovers import owner_tag, rank_tmp_prefix
 from executors.comm import LocalComm
 from executors.runner import Runner, runs_on_rank0_alone
@@ -45,6 +45,8 @@ from planner.copartition import copartition
 from planner.physical import PhysicalPlanner
 from planner.rules import run_rules
 from planner.qualify import Statement, bind_params, classify, parse, qualify_statement
+from planner.qualify import columns_of
+from planner.rules import pivot as pivot_rule
 
 # Parsing, binding and planning recurse once or more per nesting level of the SQL (derived tables,
 # parenthesised expressions); DuckDB admits 1000 levels, Python's default limit stops near 100.
@@ -250,6 +252,14 @@ class Session:
             self._plans[key] = phys
         return phys
 
+    def _pivot_values(self, table: str, column: str, client: ClientSession | None) -> list[str]:
+        """A PIVOT's values (planner/rules/pivot.py): the column's distinct non-NULL values as text,
+        in DuckDB's order, read by a query of their own."""
+        quoted = '"' + column.replace('"', '""') + '"'
+        result = self.execute(f"SELECT DISTINCT CAST({quoted} AS VARCHAR) AS v FROM {qualified(table)} "
+                              f"WHERE {quoted} IS NOT NULL ORDER BY v", client=client)
+        return result.column(0).to_pylist()
+
     def _duckdb_names(self, ast, sql_key: str | None, names: tuple[str, ...],
                       client: ClientSession | None = None) -> tuple[str, ...]:
         """The result's column names as DuckDB gives them (`count_star()` for an unaliased
@@ -298,7 +308,12 @@ class Session:
                 stmt = writes.classify_write(ast, sql, self.catalog) or catalog_statements.system_query(classify(ast, sql))
                 if stmt.kind != "query":
                     return stmt
-                return self._plan_query(bind_params(stmt.query, params), key, client)
+                query = stmt.query
+                if pivot_rule.pivots(query):  # the pivoted values are read now: a plan of this data only
+                    query = pivot_rule.rewrite_pivot(query, lambda t: columns_of(t, self.catalog),
+                                                     lambda t, c: self._pivot_values(t, c, client))
+                    key = None
+                return self._plan_query(bind_params(query, params), key, client)
             finally:
                 self.catalog.search_path = [cs.DEFAULT_SCHEMA]
 

@@ -236,7 +236,7 @@ def object_name(table: exp.Expression) -> str:
 
 
 def classify(ast: exp.Expression, sql: str = "") -> Statement:
-    if isinstance(ast, QUERY_TYPES) or (isinstance(ast, exp.Pivot) and ast.args.get("unpivot")):
+    if isinstance(ast, QUERY_TYPES + (exp.Pivot,)):
         return Statement("query", ast, sql=sql)
     if isinstance(ast, exp.Describe) or (isinstance(ast, exp.Command) and ast.name.upper() == "EXPLAIN"):
         return _explain(ast, sql)
@@ -284,7 +284,7 @@ def expand_views(ast: exp.Expression, catalog) -> exp.Expression:
 
 def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     """Checks table names against the catalog, then qualifies every column (sqlglot's qualify)."""
-    ast = rewrite_unpivot(ast, lambda name: _columns_of(name, catalog))
+    ast = rewrite_unpivot(ast, lambda name: columns_of(name, catalog))
     cte_names = {c.alias_or_name.lower() for c in ast.find_all(exp.CTE)}
     if any(t.args.get("pivots") for t in ast.find_all(exp.Table, exp.Subquery)) or any(ast.find_all(exp.Pivot)):
         raise NotSupportedError("PIVOT")
@@ -328,7 +328,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         raise CatalogError(msg) from None
 
 
-def _columns_of(name: str, catalog) -> list[str] | None:
+def columns_of(name: str, catalog) -> list[str] | None:
     """The columns of a table or view of the catalog, None for another name."""
     key = name.lower()
     if key in catalog.views:
