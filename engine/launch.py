@@ -13,6 +13,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+from engine.heartbeat import start_heartbeat, transport_defaults
 from engine.leftovers import clean_leftovers
 from engine.session import Session, _under_mpi
 from engine.supervisor import die_with_parent, launched_by_us, record_rank, supervise
@@ -54,7 +55,9 @@ def open_session(data_dir: str, ranks: int = 1, threads: int | None = None, *, r
                                precheck=precheck))
     if not _under_mpi():
         clean_leftovers(data_dir)  # with several ranks, the supervisor did before it started them
-    elif launched_by_us():
+    else:
+        transport_defaults()  # before MPI starts (engine/heartbeat.py)
+    if _under_mpi() and launched_by_us():
         # A rank whose parent (our mpiexec's proxy) dies goes with it instead of lingering. Not
         # under other launchers: the signal comes when the parent *thread* ends, and a
         # multi-threaded parent such as slurmstepd may end the thread that started us.
@@ -62,6 +65,10 @@ def open_session(data_dir: str, ranks: int = 1, threads: int | None = None, *, r
         from mpi4py import MPI
         record_rank(MPI.COMM_WORLD.Get_rank())
     session = Session(data_dir, threads=threads, **kwargs)
+    heartbeat = None
+    if _under_mpi():
+        from mpi4py import MPI
+        heartbeat = start_heartbeat(MPI.COMM_WORLD)  # a rank unreachable past the peer timeout ends the flock
     if session.rank != 0:
         # Workers stop when rank 0 says so; if rank 0 dies, the MPI launcher ends the job.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -69,11 +76,15 @@ def open_session(data_dir: str, ranks: int = 1, threads: int | None = None, *, r
         try:
             session.worker_loop()
         finally:
+            if heartbeat:
+                heartbeat.stop()
             session.close()
         sys.exit(0)
     try:
         yield session
     finally:
+        if heartbeat:
+            heartbeat.stop()
         session.close()
 
 
