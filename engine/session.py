@@ -26,7 +26,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine import catalog_statements, temp_tables, writes
+from engine import catalog_statements, recursive, temp_tables, writes
 from engine.catalog import Catalog
 from engine import client_session as cs
 from engine.client_session import ClientSession
@@ -309,6 +309,12 @@ class Session:
                 if stmt.kind != "query":
                     return stmt
                 query = stmt.query
+                if recursive.recursive_cte(query) is not None:  # iterations of statements (engine/recursive.py)
+                    return Statement("recursive", query, sql=sql)
+                with_ = query.args.get("with_")
+                if with_ is not None and with_.args.get("recursive"):  # RECURSIVE, but none is
+                    query = query.copy()
+                    query.args["with_"].set("recursive", False)
                 if pivot_rule.pivots(query):  # the pivoted values are read now: a plan of this data only
                     query = pivot_rule.rewrite_pivot(query, lambda t: columns_of(t, self.catalog),
                                                      lambda t, c: self._pivot_values(t, c, client))
@@ -340,6 +346,8 @@ class Session:
             if stmt.name and temp_tables.is_temp_name(stmt.name):
                 catalog_statements.track_temp(self, client, stmt)
             return result
+        if stmt.kind == "recursive":
+            return recursive.run(self, stmt.query, params, token, client)
         if stmt.kind == "explain":
             text = self.explain_statement(stmt, params, token)
             return pa.table({"explain": pa.array(text.splitlines(), pa.string())})

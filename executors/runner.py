@@ -133,6 +133,9 @@ class Runner:
     def __init__(self, con, comm, catalog, scans: ScanSource, cancelled=lambda: False, parquet_con=None,
                  ordered_con=None, fragment_times: dict | None = None, plan_key: str | None = None):
         self.con = con
+        # Fragments of exchanges that received no rows on this rank (see _render_join); a set of
+        # this runner's own, also for plans run through materialize() (a write's parts).
+        self._empty_inputs = set()
         self.parquet_con = parquet_con if parquet_con is not None else con
         self.ordered_con = ordered_con if ordered_con is not None else self.parquet_con
         self.fragment_times = fragment_times if fragment_times is not None else {}
@@ -336,8 +339,6 @@ class Runner:
 
     _root_exchange = None
     _nested_s = 0.0
-    # Fragments of exchanges that received no rows on this rank in this plan (see _render_join).
-    _empty_inputs: frozenset | set = frozenset()
 
     def run_plan(self, root: Node):
         self._root_exchange = root if isinstance(root, Exchange) and root.kind == "gather" else None
