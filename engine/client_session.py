@@ -40,6 +40,7 @@ class ClientSession:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     settings: dict = field(default_factory=dict)  # canonical name -> value as given
     in_transaction: bool = False
+    transaction_id: bytes | None = None  # the Flight SQL transaction of BeginTransaction, if open
     changed_in_transaction: list = field(default_factory=list)  # statements that wrote since BEGIN
     last_used: float = field(default_factory=time.monotonic)
     cursor: object = None

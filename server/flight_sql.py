@@ -188,9 +188,11 @@ def _parse_ticket(ticket: flight.Ticket) -> tuple[str, int]:
         raise RequestError(f"malformed ticket: {exc}") from None
 
 
-def _refuse_transaction(transaction_id: bytes | None) -> None:
-    if transaction_id:
-        raise UnsupportedRequest("transactions")
+def _refuse_transaction(transaction_id: bytes | None, client=None) -> None:
+    """A statement may name only its session's open transaction (BeginTransaction)."""
+    if transaction_id and (client is None or transaction_id != getattr(client, "transaction_id", None)):
+        raise RequestError("unknown or ended transaction: statements name the one BeginTransaction gave "
+                           "this session")
 
 
 def record_batches(table: pa.Table, max_bytes: int) -> list[pa.RecordBatch]:
@@ -345,7 +347,7 @@ class FlightSqlServer(flight.FlightServerBase):
     def get_flight_info(self, context, descriptor):
         cmd = self._command(descriptor)
         if isinstance(cmd, wire.CommandStatementQuery):
-            _refuse_transaction(cmd.transaction_id)
+            _refuse_transaction(cmd.transaction_id, self.sessions.of(context))
             sql, param_sets = self._sql(cmd.query), None
         elif isinstance(cmd, wire.CommandPreparedStatementQuery):
             prepared = self._prepared_statement(cmd.prepared_statement_handle)
@@ -364,7 +366,7 @@ class FlightSqlServer(flight.FlightServerBase):
     def get_schema(self, context, descriptor):
         cmd = self._command(descriptor)
         if isinstance(cmd, wire.CommandStatementQuery):
-            _refuse_transaction(cmd.transaction_id)
+            _refuse_transaction(cmd.transaction_id, self.sessions.of(context))
             schema = self._plan_schema(self._sql(cmd.query), context)
         elif isinstance(cmd, wire.CommandPreparedStatementQuery):
             prepared = self._prepared_statement(cmd.prepared_statement_handle)
@@ -386,7 +388,7 @@ class FlightSqlServer(flight.FlightServerBase):
     def do_put(self, context, descriptor, reader, writer):
         cmd = self._command(descriptor)
         if isinstance(cmd, wire.CommandStatementUpdate):
-            _refuse_transaction(cmd.transaction_id)
+            _refuse_transaction(cmd.transaction_id, self.sessions.of(context))
             count = self._run_update(self._sql(cmd.query), None, context)
             writer.write(pa.py_buffer(wire.DoPutUpdateResult(count).encode()))
         elif isinstance(cmd, wire.CommandPreparedStatementQuery):
@@ -414,7 +416,8 @@ class FlightSqlServer(flight.FlightServerBase):
             ("SetSessionOptions", "Set the session's options (schema, TimeZone)"),
             ("GetSessionOptions", "The session's options (catalog, schema and settings)"),
             ("CloseSession", "End the session: its settings go"),
-            ("BeginTransaction", "Flight SQL transactions are not supported: statements autocommit"),
+            ("BeginTransaction", "BEGIN: accepted, but every statement commits on its own (autocommit)"),
+            ("EndTransaction", "COMMIT, or ROLLBACK (which says what it cannot undo)"),
         ]
 
     @flight_call
@@ -423,7 +426,7 @@ class FlightSqlServer(flight.FlightServerBase):
         kind = action.type
         if kind == "CreatePreparedStatement":
             request = self._decode_action(body, wire.ActionCreatePreparedStatementRequest)
-            _refuse_transaction(request.transaction_id)
+            _refuse_transaction(request.transaction_id, self.sessions.of(context))
             return [flight.Result(self._create_prepared(self._sql(request.query), context).pack())]
         if kind == "ClosePreparedStatement":
             request = self._decode_action(body, wire.ActionClosePreparedStatementRequest)
@@ -443,6 +446,20 @@ class FlightSqlServer(flight.FlightServerBase):
         if kind == "GetSessionOptions":
             client = self.sessions.of(context)
             return [flight.Result(sessions.encode_get_result(sessions.options_of(client)))]
+        if kind == "BeginTransaction":
+            self._decode_action(body, wire.ActionBeginTransactionRequest)
+            client = self.sessions.of(context)
+            self.runner.metadata("BEGIN", lambda session: session.execute("BEGIN", client=client), context.is_cancelled)
+            client.transaction_id = uuid.uuid4().bytes
+            return [flight.Result(wire.ActionBeginTransactionResult(client.transaction_id).pack())]
+        if kind == "EndTransaction":
+            request = self._decode_action(body, wire.ActionEndTransactionRequest)
+            client = self.sessions.of(context)
+            _refuse_transaction(request.transaction_id or b"?", client)
+            verb = "ROLLBACK" if request.action == wire.ActionEndTransactionRequest.ROLLBACK else "COMMIT"
+            client.transaction_id = None
+            self.runner.metadata(verb, lambda session: session.execute(verb, client=client), context.is_cancelled)
+            return []
         if kind == "CloseSession":
             return [flight.Result(sessions.encode_close_result(self.sessions.close(context)))]
         raise UnsupportedRequest(f"action {kind!r}")

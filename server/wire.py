@@ -383,6 +383,23 @@ class ActionClosePreparedStatementRequest(Message):
     pass
 
 
+@_message()
+class ActionBeginTransactionRequest(Message):
+    pass
+
+
+@_message((1, "transaction_id", "bytes"))
+class ActionBeginTransactionResult(Message):
+    pass
+
+
+@_message((1, "transaction_id", "bytes"), (2, "action", "enum"))
+class ActionEndTransactionRequest(Message):
+    """action: 1 commit, 2 rollback."""
+
+    COMMIT, ROLLBACK = 1, 2
+
+
 @_message((1, "info", "bytes"))
 class ActionCancelQueryRequest(Message):
     """The deprecated Flight SQL "CancelQuery" action; `info` is a serialized FlightInfo."""

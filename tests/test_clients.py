@@ -324,3 +324,44 @@ def test_flight_session_actions(server):
         assert "TimeZone" not in options(client)  # a new session, with the defaults
     finally:
         client.close()
+
+
+def test_flight_sql_transaction_actions_autocommit(server):
+    """BeginTransaction / EndTransaction as a raw Flight SQL client sends them: statements naming the
+    transaction run (and commit at once); another id is refused; a ROLLBACK after a write says it
+    cannot undo it."""
+    import pyarrow.flight as flight
+
+    from server import wire
+
+    client = flight.connect(server.uri)
+    try:
+        def action(kind: str, message) -> list:
+            return list(client.do_action(flight.Action(kind, message.pack())))
+
+        def update(sql: str, txn: bytes) -> int:
+            descriptor = flight.FlightDescriptor.for_command(wire.CommandStatementUpdate(sql, txn).pack())
+            writer, reader = client.do_put(descriptor, pa.schema([]))
+            writer.done_writing()
+            answer = reader.read()
+            writer.close()  # a refused statement raises here
+            return wire.DoPutUpdateResult.decode(answer.to_pybytes()).record_count
+
+        begun = action("BeginTransaction", wire.ActionBeginTransactionRequest())
+        txn = wire.decode_action_body(begun[0].body.to_pybytes(), wire.ActionBeginTransactionResult).transaction_id
+        assert txn
+        assert update("CREATE OR REPLACE TABLE txn_made (a INTEGER)", txn) >= 0
+        assert update("INSERT INTO txn_made VALUES (1), (2)", txn) == 2
+        with pytest.raises((flight.FlightError, pa.ArrowInvalid), match="unknown or ended transaction"):
+            update("INSERT INTO txn_made VALUES (3)", b"not-ours")
+        with pytest.raises((flight.FlightError, pa.ArrowInvalid), match="cannot undo 2 statement"):
+            action("EndTransaction", wire.ActionEndTransactionRequest(txn, wire.ActionEndTransactionRequest.ROLLBACK))
+        begun = action("BeginTransaction", wire.ActionBeginTransactionRequest())
+        txn = wire.decode_action_body(begun[0].body.to_pybytes(), wire.ActionBeginTransactionResult).transaction_id
+        assert update("INSERT INTO txn_made VALUES (3)", txn) == 1
+        assert action("EndTransaction", wire.ActionEndTransactionRequest(txn, wire.ActionEndTransactionRequest.COMMIT)) == []
+    finally:
+        client.close()
+    with flight_sql.connect(server.uri) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*), sum(a) FROM txn_made")
+        assert cur.fetchone() == (3, 6)
