@@ -7,6 +7,8 @@ groups than ranks are sliced by row range instead, so no rank idles.
 """
 from __future__ import annotations
 
+import zlib
+
 from collections import OrderedDict
 
 import pyarrow as pa
@@ -52,6 +54,10 @@ def read_row_groups(file: str, groups: list[int] | None, columns: list[str]) -> 
     return pf.read_row_groups(groups, columns=columns)
 
 
+# A table with fewer row groups than ranks and at most this many rows is read by one rank alone.
+ONE_READER_MAX_ROWS = 100_000
+
+
 def assign_row_groups(table: Table, rank: int, nranks: int):
     """Row groups of this rank: [(file, [row group indices])] in file order, or a row slice
     (file list, start, stop) when there are fewer row groups than ranks."""
@@ -60,6 +66,11 @@ def assign_row_groups(table: Table, rank: int, nranks: int):
     if nranks == 1:
         return "groups", [(f, None) for f in table.files]
     if len(groups) < nranks:
+        if total <= ONE_READER_MAX_ROWS:
+            # A small table is read by one rank, not read whole by every rank and sliced; which
+            # rank depends on the table, so that several small tables spread over the ranks.
+            owner = zlib.crc32(table.name.encode()) % nranks
+            return "groups", ([(f, None) for f in table.files] if rank == owner else [])
         lo, hi = total * rank // nranks, total * (rank + 1) // nranks
         return "rows", (lo, hi)
     mine: dict[str, list[int]] = {}

@@ -51,3 +51,16 @@ def test_decimal_statistics_stored_as_integers_are_read(tmp_path):
     pq.write_table(pa.table({"k": [1, 2, 3], "p": prices}), tmp_path / "t.parquet", store_decimal_as_integer=True)
     stats = Catalog(tmp_path).table("t").column("p")
     assert (stats.min, stats.max, stats.null_count) == (decimal.Decimal("-2.25"), decimal.Decimal("1.50"), 1)
+
+
+def test_a_small_table_with_fewer_row_groups_than_ranks_is_read_by_one_rank(tmp_path):
+    """Every rank read the whole file and kept its slice; now one rank reads it and the others none."""
+    from engine.catalog import Catalog
+    from executors.scan import assign_row_groups
+    pq.write_table(pa.table({"k": list(range(25))}), tmp_path / "small.parquet")
+    table = Catalog(tmp_path).table("small")
+    for nranks in (2, 3):
+        shares = [assign_row_groups(table, r, nranks) for r in range(nranks)]
+        readers = [r for r, (mode, share) in enumerate(shares) if share]
+        assert len(readers) == 1 and all(mode == "groups" for mode, _ in shares)
+        assert shares[readers[0]][1] == [(table.files[0], None)]
