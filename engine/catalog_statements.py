@@ -13,6 +13,7 @@ import decimal
 import re
 
 import pyarrow as pa
+from sqlglot import exp
 
 from engine import client_session as cs
 from engine.errors import FlockError, NotSupportedError
@@ -95,9 +96,21 @@ def _source(text: str) -> str:
 
 
 def system_query(stmt: Statement) -> Statement:
-    """A query that reads the system catalog becomes a 'system_query' (it runs on the mirror)."""
+    """A query that reads the system catalog becomes a 'system_query' (it runs on the mirror).
+    The server's own settings stay private: duckdb_settings() is refused, and current_setting()
+    answers only a session's settings (engine/client_session.py)."""
     if stmt.kind != "query" or not reads_system_catalog(stmt.query):
         return stmt
+    for table in stmt.query.find_all(exp.Table):
+        if isinstance(table.this, exp.Anonymous) and table.this.name.lower() == "duckdb_settings":
+            raise NotSupportedError("duckdb_settings(): the server's settings are not shown; "
+                                    "current_setting() gives a session's search_path, schema and TimeZone")
+    for fn in stmt.query.find_all(exp.Anonymous):
+        if fn.name.lower() == "current_setting":
+            arg = fn.expressions[0] if fn.expressions else None
+            if not isinstance(arg, exp.Literal) or arg.name.lower() not in cs.SETTINGS:
+                raise NotSupportedError(f"current_setting({arg.sql('duckdb') if arg is not None else ''}): only "
+                                        f"{', '.join(sorted(cs.SETTINGS.values()))}")
     data = reads_data_tables(stmt.query)
     if data:
         raise NotSupportedError(f"a query that reads the system catalog and data tables ({', '.join(data[:3])}) "

@@ -108,7 +108,8 @@ class _Result:
 
 
 def _nbytes(part: pa.Table | PendingStream) -> int:
-    return part.nbytes if isinstance(part, pa.Table) else 0
+    # get_total_buffer_size, not nbytes: nbytes raises for view types (string_view).
+    return part.get_total_buffer_size() if isinstance(part, pa.Table) else 0
 
 
 class ResultStore:
@@ -672,7 +673,7 @@ class FlightSqlServer(flight.FlightServerBase):
             descriptor,
             endpoints,
             total_records=sum(p.num_rows for p in parts),
-            total_bytes=sum(p.nbytes for p in parts),
+            total_bytes=sum(_nbytes(p) for p in parts),
             ordered=True,
         )
 
