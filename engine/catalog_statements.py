@@ -188,7 +188,7 @@ def cursor_sync(session) -> None:
     """The mirror brought up to date (temporary tables are their sessions' own: see track_temp)."""
     catalog = session.catalog
     session.system.sync({n: catalog.table_schema(n) for n in catalog.table_names() if not is_temp_name(n)},
-                        dict(catalog.views), list(catalog.schemas))
+                        {n: v for n, v in catalog.views.items() if not is_temp_name(n)}, list(catalog.schemas))
 
 
 def track_temp(session, client: cs.ClientSession, stmt: Statement) -> None:
@@ -206,9 +206,19 @@ def track_temp(session, client: cs.ClientSession, stmt: Statement) -> None:
                 session.system.run(cursor, f'CREATE OR REPLACE TEMP TABLE "{original}" AS SELECT * FROM "{view}"')
             finally:
                 cursor.unregister(view)
-        elif stmt.kind == "drop_table" and not session.catalog.has_table(stmt.name):
+        elif stmt.kind == "create_view" and stmt.name in session.catalog.views:
+            client.temp[original] = stmt.name
+            client.temp_views.add(stmt.name)
+            body = session.catalog.views[stmt.name]
+            for name, stored in client.temp.items():  # the body as the client wrote it
+                body = body.replace(stored, name)
+            session.system.run(cursor, f'CREATE OR REPLACE TEMP VIEW "{original}" AS {body}')
+        elif stmt.kind in ("drop_table", "drop_view") and not session.catalog.has_table(stmt.name) \
+                and stmt.name not in session.catalog.views:
             client.temp.pop(original, None)
-            session.system.run(cursor, f'DROP TABLE IF EXISTS temp.main."{original}"')
+            client.temp_views.discard(stmt.name)
+            session.system.run(cursor, f'DROP {"VIEW" if stmt.kind == "drop_view" else "TABLE"} IF EXISTS '
+                                       f'temp.main."{original}"')
 
 
 def result_schema(session, stmt: Statement, params, client: cs.ClientSession) -> pa.Schema:

@@ -46,6 +46,7 @@ class ClientSession:
     cursor: object = None
     temp: dict = field(default_factory=dict)  # temporary table name -> stored name (engine/temp_tables.py)
     temp_tag: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    temp_views: set = field(default_factory=set)  # stored names in `temp` that are views
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     def close(self) -> None:

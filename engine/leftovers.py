@@ -86,8 +86,27 @@ def clean_leftovers(data_dir: str | os.PathLike | None = None) -> list[Path]:
                     shutil.rmtree(entry, ignore_errors=True)
                 else:
                     entry.unlink(missing_ok=True)
+    if data_dir is not None:
+        removed.extend(_clean_temp_views(Path(data_dir)))
     removed.extend(_clean_shm())
     return removed
+
+
+def _clean_temp_views(data_dir: Path) -> list[Path]:
+    """Temporary views of sessions of a server that died (engine/temp_tables.py) leave the views file."""
+    import json
+    views_file = data_dir / "_flocksql_views.json"
+    try:
+        views = json.loads(views_file.read_text())
+    except (OSError, ValueError):
+        return []
+    kept = {name: sql for name, sql in views.items() if TEMP_MARK not in name}
+    if len(kept) == len(views):
+        return []
+    tmp = views_file.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(kept, indent=1, sort_keys=True))
+    os.replace(tmp, views_file)
+    return [views_file]
 
 
 def _clean_shm() -> list[Path]:

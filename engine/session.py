@@ -422,7 +422,7 @@ class Session:
         """A client session ends: its temporary tables are dropped, its settings forgotten."""
         for stored in list(client.temp.values()):
             try:
-                self.execute(f'DROP TABLE IF EXISTS "{stored}"')
+                self.execute(f'DROP {"VIEW" if stored in client.temp_views else "TABLE"} IF EXISTS "{stored}"')
             except FlockError as e:
                 logging.getLogger("flocksql").warning("temporary table %s stays: %s", stored, e)
         client.temp.clear()

@@ -1,4 +1,4 @@
-"""Temporary tables: private to the client session that made them, gone with it.
+"""Temporary tables and views: private to the client session that made them, gone with it.
 
 `CREATE TEMP TABLE x …` makes an ordinary table of the data folder under a name no client writes,
 `x__flocksql_temp_<session tag>`, so every rank reads it like any table; in that session's statements
@@ -46,8 +46,8 @@ def rewrite(ast: exp.Expression, client) -> exp.Expression:
         return ast
     ast = ast.copy()
     if creates:
-        if (ast.args.get("kind") or "").upper() != "TABLE":
-            raise NotSupportedError("CREATE TEMPORARY VIEW (temporary tables are supported)")
+        if (ast.args.get("kind") or "").upper() not in ("TABLE", "VIEW"):
+            raise NotSupportedError(f"CREATE TEMPORARY {ast.args.get('kind')}")
         props = ast.args["properties"]
         props.set("expressions", [p for p in props.expressions if not isinstance(p, exp.TemporaryProperty)])
         if not props.expressions:

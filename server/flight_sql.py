@@ -753,6 +753,8 @@ def _list_tables(session, include_schema: bool) -> list[tuple[str, str, pa.Schem
         out.append((name, "TABLE", catalog.table_schema(name) if include_schema else None))
     # Views: the catalog keeps their SQL by name; their schema is that of their query.
     for name in sorted(getattr(catalog, "views", None) or {}):
+        if is_temp_name(name):
+            continue
         schema = session.result_schema(f"SELECT * FROM {qualified(name)}") if include_schema else None
         out.append((name, "VIEW", schema))
     return out

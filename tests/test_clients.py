@@ -365,3 +365,18 @@ def test_flight_sql_transaction_actions_autocommit(server):
     with flight_sql.connect(server.uri) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*), sum(a) FROM txn_made")
         assert cur.fetchone() == (3, 6)
+
+
+def test_temporary_views_are_private_to_their_connection(server, oracle):
+    with flight_sql.connect(server.uri) as a, flight_sql.connect(server.uri) as b:
+        with a.cursor() as ca, b.cursor() as cb:
+            ca.execute("CREATE TEMP TABLE few AS SELECT n_nationkey AS k FROM nation WHERE n_regionkey = 2")
+            ca.execute("CREATE TEMP VIEW tens AS SELECT k * 10 AS k10 FROM few")
+            ca.execute("SELECT sum(k10) FROM tens")
+            assert ca.fetchone()[0] == _rows(oracle, "SELECT sum(n_nationkey * 10) FROM nation WHERE n_regionkey = 2")[0][0]
+            with pytest.raises(Exception, match="unknown table: tens"):
+                cb.execute("SELECT * FROM tens")
+            assert "tens" not in str(b.adbc_get_objects(depth="tables").read_all().to_pylist())
+            ca.execute("DROP VIEW tens")
+            with pytest.raises(Exception, match="unknown table: tens"):
+                ca.execute("SELECT * FROM tens")

@@ -113,7 +113,6 @@ def test_unknown_column_is_named(session, sql, name):
 # ---------------------------------------------------------------------------- not supported
 UNSUPPORTED = [
     ("INSERT OR REPLACE INTO nation VALUES (1, 'x', 1, 'y')", "insert or replace"),
-    ("CREATE TEMP VIEW v AS SELECT 1", "temporary view"),
     ("COPY nation TO 'out.csv'", "copy"),
     ("ATTACH 'other.db'", "attach"),
     ("PRAGMA memory_limit = '1GB'", "pragma"),
