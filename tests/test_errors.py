@@ -112,6 +112,7 @@ def test_unknown_column_is_named(session, sql, name):
 
 # ---------------------------------------------------------------------------- not supported
 UNSUPPORTED = [
+    ("WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 3) SELECT * FROM t", "recursive"),
     ("INSERT OR REPLACE INTO nation VALUES (1, 'x', 1, 'y')", "insert or replace"),
     ("COPY nation TO 'out.csv'", "copy"),
     ("ATTACH 'other.db'", "attach"),
