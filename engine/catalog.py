@@ -427,15 +427,20 @@ class Catalog:
         found = self._discover()
         tables = {}
         for name, (fmt, files, hive) in found.items():
-            stamp = (fmt, hive) + tuple((f, os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in files)
-            if self._stamps.get(name) == stamp:
-                tables[name] = self._tables[name]
-            else:
-                if fmt == "parquet" and not hive:
-                    tables[name] = self._load(name, files, stamp)
+            try:
+                stamp = (fmt, hive) + tuple((f, os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in files)
+                if self._stamps.get(name) == stamp:
+                    tables[name] = self._tables[name]
                 else:
-                    tables[name] = load_duckdb_table(name, files, fmt, hive)
-                self._stamps[name] = stamp
+                    if fmt == "parquet" and not hive:
+                        tables[name] = self._load(name, files, stamp)
+                    else:
+                        tables[name] = load_duckdb_table(name, files, fmt, hive)
+                    self._stamps[name] = stamp
+            except FileNotFoundError:
+                # The table is being replaced or dropped by a write on the planning rank while this
+                # (worker) rank refreshes; the refresh that write sends when it is done sees it whole.
+                continue
         self._tables = tables
         vf = self.data_dir / VIEWS_FILE
         self.views = json.loads(vf.read_text()) if vf.exists() else {}

@@ -689,7 +689,10 @@ class Session:
                 elif kind == "cancel":
                     self._cancel_here(msg[1])
                 elif kind == "refresh":
-                    self.refresh()
+                    try:
+                        self.refresh()
+                    except Exception:  # noqa: BLE001 - a worker whose loop ended would hang every query
+                        logging.getLogger("flocksql").exception("rank %d: catalog refresh failed", self.rank)
         finally:
             for inbox in inboxes:
                 inbox.put(None)
