@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -22,6 +23,10 @@ from server.flight_sql import FlightSqlServer, ServerSettings
 
 # After SIGINT/SIGTERM, how long shutdown waits for the running query and open calls, in seconds.
 SHUTDOWN_GRACE_S = 10.0
+# A stop signal repeated within this many seconds of the first is the same request: a service manager
+# that signals every process of the service reaches rank 0 both directly and through mpiexec, whose
+# forwarded SIGINT can land a moment later on a loaded machine. Only a later one forces the exit.
+REPEATED_SIGNAL_WINDOW_S = 2.0
 
 
 class ServeError(Exception):
@@ -194,7 +199,7 @@ def serve(
             server.close(SHUTDOWN_GRACE_S)
             raise ServeError(f"cannot serve the console on {console_host}:{console_port}: {exc}") from None
     stop = stop or threading.Event()
-    previous = _install_signal_handlers(stop)
+    previous, signalled = _install_signal_handlers(stop)
     try:
         out.write(connect_help(client_uri(host, server.port, tls), user, tls_cert))
         if endpoint is not None:
@@ -215,27 +220,37 @@ def serve(
         if endpoint is not None:
             endpoint.close()
         server.close(SHUTDOWN_GRACE_S)
-        _restore_signal_handlers(previous)
+        if not signalled:
+            _restore_signal_handlers(previous)
+        # else the handler stays until the process ends: the caller closes the Session next, and a
+        # late copy of the same stop request must not interrupt that (exit status 0, not "Aborted!").
 
 
 def _fields(settings: ServerSettings) -> dict:
     return {name: getattr(settings, name) for name in settings.__dataclass_fields__}
 
 
-def _install_signal_handlers(stop: threading.Event) -> dict:
+def _install_signal_handlers(stop: threading.Event) -> tuple[dict, list[float]]:
+    """Handlers that set `stop`; returns the previous handlers and a list that holds the time of
+    the first stop signal once one came."""
+    first: list[float] = []
     if threading.current_thread() is not threading.main_thread():
-        return {}  # only the main thread may set handlers; the caller stops us through `stop`
+        return {}, first  # only the main thread may set handlers; the caller stops us through `stop`
+
 
     def handle(signum, frame):
-        if stop.is_set():
-            # A second signal: the user does not want to wait for the graceful shutdown.
+        now = time.monotonic()
+        if not first:
+            first.append(now)
+            stop.set()
+        elif now - first[0] > REPEATED_SIGNAL_WINDOW_S:
+            # A second request: the user does not want to wait for the graceful shutdown.
             raise KeyboardInterrupt
-        stop.set()
 
     previous = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, handle)
-    return previous
+    return previous, first
 
 
 def _restore_signal_handlers(previous: dict) -> None:
