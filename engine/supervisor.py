@@ -48,8 +48,8 @@ PR_SET_PDEATHSIG = 1
 _BAD_TERMINATION = re.compile(rb"PID (\d+) RUNNING AT")
 _EXIT_CODE = re.compile(rb"EXIT CODE: (\d+)")
 _EXIT_SIGNAL = re.compile(rb"EXIT STRING: .*\(signal (\d+)\)")
-# Hydra's own trace when it loses a proxy: "[mpiexec@host] function (/path/file.c:280): …".
-_HYDRA_TRACE = re.compile(rb"^\[mpiexec@[^]]*\] \w+ \(/[^)]*:\d+\)")
+# Hydra's own trace when it loses a proxy or a proxy loses a process: "[mpiexec@host] function (/path/file.c:280): …".
+_HYDRA_TRACE = re.compile(rb"^\[(mpiexec|proxy:\d+)@[^]]*\] \w+ \(/[^)]*:\d+\)")
 _MPICH_BANNER = re.compile(rb"^(=+\s*$|=   |YOUR APPLICATION TERMINATED WITH|This typically refers to a problem with your "
                            rb"application|Please see the FAQ page for debugging suggestions)")
 
@@ -224,6 +224,11 @@ def supervise(command: list[str], env: dict, *, restart: bool, data_dir: str | N
                 try:
                     status = flock.wait()
                     end = flock.describe_end(status)
+                    if stopping.is_set() and status != 0 and flock.dead_pid is None:
+                        # Asked to stop and no rank died: a rank that ended on its own stop signal
+                        # before the proxy passed mpiexec's SIGINT on makes the proxy fail an
+                        # assertion (MPICH's exit 255), but the flock stopped as asked.
+                        status = 0
                 finally:
                     flock.kill()
                     current.clear()
