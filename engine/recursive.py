@@ -1,9 +1,5 @@
 """WITH RECURSIVE, run as iterations of ordinary distributed statements.
 
-NOT IN USE: the Session refuses WITH RECURSIVE. The DuckDB-checked tests of this module passed at 1
-and 2 ranks, but at 3 ranks a batch of them hung now and then (1 of 5 runs of the deleted
-tests/sql/recursive.test; see git history); find that hang before routing statements here again.
-
 For `WITH RECURSIVE t(cols) AS (anchor UNION [ALL] step) outer`, rank 0 drives:
 
     result := anchor                      (CREATE TABLE AS: each rank writes its part)
