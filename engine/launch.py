@@ -46,10 +46,12 @@ def run_under_mpi(nranks: int, argv: list[str], *, restart: bool = False, data_d
 
 @contextmanager
 def open_session(data_dir: str, ranks: int = 1, threads: int | None = None, *, restart: bool = False,
-                 relaunch_args: tuple[str, ...] = (), precheck=None, **kwargs):
+                 relaunch_args: tuple[str, ...] = (), precheck=None, on_worker=None, **kwargs):
     """Yields a Session on rank 0. With ranks > 1 outside MPI, re-runs this command under mpiexec
     with `relaunch_args` appended (the current process then only supervises it, see
-    run_under_mpi, and exits with its status)."""
+    run_under_mpi, and exits with its status). On the other ranks, `on_worker(session)` runs
+    before the worker loop (the server starts each rank's part server there) and may return a
+    function to call after it."""
     if ranks > 1 and not _under_mpi():
         sys.exit(run_under_mpi(ranks, [*_relaunch_argv(), *relaunch_args], restart=restart, data_dir=data_dir,
                                precheck=precheck))
@@ -73,9 +75,13 @@ def open_session(data_dir: str, ranks: int = 1, threads: int | None = None, *, r
         # Workers stop when rank 0 says so; if rank 0 dies, the MPI launcher ends the job.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        after = None
         try:
+            after = on_worker(session) if on_worker is not None else None
             session.worker_loop()
         finally:
+            if after is not None:
+                after()
             if heartbeat:
                 heartbeat.stop()
             session.close()

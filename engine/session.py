@@ -20,6 +20,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -179,6 +180,12 @@ class Session:
         # catalog in DuckDB (engine/system_catalog.py); calls without a client session share one.
         self.system = SystemCatalog() if self.rank == 0 else None
         self.default_client = ClientSession()
+        # Where this rank keeps its part of a result that clients fetch from the ranks themselves
+        # (Session.keep_parts). The server layer sets both on each rank that serves parts:
+        # `part_keeper(result_id, table, schema)` stores this rank's part in `schema`, and
+        # `part_location` is the URI clients fetch it from (None on rank 0: the Flight SQL server).
+        self.part_keeper = None
+        self.part_location: str | None = None
         self._closed = False
 
     def _lane(self, index: int) -> Lane:
@@ -390,6 +397,19 @@ class Session:
         parts = self._run_query(planned, "partitions", token)
         self._remember_schema(sql, params, next((p for p in parts if p.num_columns), parts[0]), client)
         return parts
+
+    def keep_parts(self, sql: str, params=None, token: QueryToken | None = None,
+                   client: ClientSession | None = None) -> KeptParts | None:
+        """Runs a query and leaves each rank's part of its result on that rank (its `part_keeper`),
+        for clients to fetch from the rank itself. None when `sql` is not a query: the caller runs
+        it as usual."""
+        token = token or QueryToken()
+        planned = self._cached_query_plan(sql, params, client)
+        if isinstance(planned, Statement):
+            return None
+        kept = self._run_query(planned, "keep", token, uuid.uuid4().hex)
+        self._remember_schema(sql, params, kept.schema.empty_table(), client)
+        return kept
 
     def explain(self, sql: str, analyze: bool = False, params=None, token: QueryToken | None = None,
                 verbose: bool = False, fmt: str = "text") -> str:
@@ -613,6 +633,8 @@ class Session:
             result = _rename(table, phys.names) if table is not None else None
         elif mode == "partitions":
             result = self._partitions(runner, comm, phys)
+        elif mode == "keep":
+            result = self._keep_part(runner, comm, phys, target)
         elif mode == "write":
             result = self._write_parts(runner, comm, phys, target)
         else:
@@ -647,6 +669,30 @@ class Session:
             return None
         schema = next((p.schema for p in parts if p.num_columns), None)
         return [p if p.num_columns else schema.empty_table() for p in parts]
+
+    def _keep_part(self, runner, comm, phys, result_id: str) -> KeptParts | None:
+        """This rank's part of the result, left with its part_keeper unless it is empty. Every
+        rank learns every part's schema and row count, so all keep their part in the same schema
+        (the first part with rows decides: an empty part may carry NULL-typed columns)."""
+        mine = self._local_result(runner, comm, phys)
+        err = None
+        if mine is not None and self.part_keeper is None:
+            err = ExecutionError(f"rank {comm.rank} serves no parts of results: fetch the result from "
+                                 "rank 0 (the default, without partitioned results)")
+        runner.sync(err)
+        facts = comm.allgather_obj(None if mine is None else (mine.num_rows, mine.get_total_buffer_size(),
+                                                              mine.schema, self.part_location))
+        present = [(rank, f) for rank, f in enumerate(facts) if f is not None]
+        schema = next((f[2] for _, f in present if f[0]), present[0][1][2])
+        # The parts clients fetch: those with rows, or one empty part when no rank has any.
+        published = [(rank, f) for rank, f in present if f[0]] or present[:1]
+        try:
+            if any(rank == comm.rank for rank, _ in published):
+                self.part_keeper(result_id, mine, schema)
+        except BaseException as e:  # noqa: BLE001 - every rank must reach the sync
+            err = e
+        runner.sync(err)
+        return KeptParts(result_id, schema, [KeptPart(rank, f[3], f[0], f[1]) for rank, f in published])
 
     def _write_parts(self, runner, comm, phys, target_dir: str):
         mine = self._local_result(runner, comm, phys)
@@ -870,6 +916,24 @@ class _EmptyScans(ScanSource):
         if key in self._cache:
             return self._register(key, None)
         return self._register(key, pa.schema([table.schema.field(c) for c in columns]).empty_table())
+
+
+@dataclass(frozen=True, slots=True)
+class KeptPart:
+    """One rank's part of a kept result: where clients fetch it (None: from rank 0's server)."""
+    rank: int
+    location: str | None
+    rows: int
+    nbytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class KeptParts:
+    """A result whose parts stay on the ranks that computed them (Session.keep_parts), in rank
+    order, which keeps an ORDER BY's order across the parts."""
+    result_id: str
+    schema: pa.Schema
+    parts: list[KeptPart]
 
 
 def _rename(table: pa.Table | None, names) -> pa.Table | None:

@@ -5,6 +5,11 @@ A client sends `authorization: Basic base64(user:password)` on its Handshake cal
 header fails with UNAUTHENTICATED. The checks live in a server middleware so that they cover every
 RPC, the handshake included.
 
+A token is its expiry time and a nonce, signed with a key derived from the user and password, so
+every server that knows them accepts it with no shared state: the ranks' own part servers
+(server/part_server.py), to which clients bring the token rank 0 gave them, and a flock restarted
+by its supervisor, whose clients keep their tokens.
+
 Settings:
   TOKEN_TTL_S: how long an issued bearer token stays valid, in seconds.
 """
@@ -12,9 +17,9 @@ Settings:
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 import secrets
-import threading
 import time
 
 import pyarrow.flight as flight
@@ -41,8 +46,7 @@ class PasswordAuthMiddlewareFactory(flight.ServerMiddlewareFactory):
         self._user = user.encode()
         self._password = password.encode()
         self._token_ttl_s = token_ttl_s
-        self._tokens: dict[str, float] = {}  # token -> expiry (time.monotonic)
-        self._lock = threading.Lock()
+        self._key = hashlib.sha256(b"flocksql bearer token\0" + self._user + b"\0" + self._password).digest()
 
     def start_call(self, info, headers):
         values = _header(headers, "authorization")
@@ -68,18 +72,20 @@ class PasswordAuthMiddlewareFactory(flight.ServerMiddlewareFactory):
             return None
         raise flight.FlightUnauthenticatedError(f"unsupported authorization scheme {scheme!r}")
 
+    def _signature(self, claim: str) -> str:
+        return hmac.new(self._key, claim.encode(), hashlib.sha256).hexdigest()
+
     def _issue(self) -> str:
-        token = secrets.token_urlsafe(32)
-        now = time.monotonic()
-        with self._lock:
-            self._tokens = {t: exp for t, exp in self._tokens.items() if exp > now}
-            self._tokens[token] = now + self._token_ttl_s
-        return token
+        # Wall-clock expiry: the token travels to other processes (time.monotonic is per boot).
+        claim = f"{int(time.time() + self._token_ttl_s)}.{secrets.token_urlsafe(16)}"
+        return f"{claim}.{self._signature(claim)}"
 
     def _valid(self, token: str) -> bool:
-        with self._lock:
-            expiry = self._tokens.get(token)
-        return expiry is not None and expiry > time.monotonic()
+        claim, _, signature = token.rpartition(".")
+        expiry = claim.partition(".")[0]
+        if not expiry.isdigit() or not hmac.compare_digest(signature, self._signature(claim)):
+            return False
+        return int(expiry) > time.time()
 
 
 class _IssueToken(flight.ServerMiddleware):

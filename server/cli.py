@@ -9,6 +9,7 @@ import logging
 import sys
 
 import click
+import pyarrow as pa
 
 from server.flight_sql import ServerSettings
 from server.serve import ServeError, check_config, free_port, port_in_use, serve
@@ -89,8 +90,20 @@ def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, pass
     def port_taken() -> str | None:
         return f"port {port} in use" if port and port_in_use(host, port) else None
 
+    def serve_parts(session):  # each worker rank's endpoint for its parts of partitioned results
+        from server.part_server import PartServer
+        from server.serve import read_certificates
+        try:
+            server = PartServer(session, host, user=user, password=password,
+                                tls_certificates=read_certificates(tls_cert, tls_key))
+        except (OSError, ServeError, pa.ArrowException) as exc:
+            # Without it this rank still computes; partitioned results say it serves no parts.
+            logging.getLogger("flocksql.server").warning("rank %d: no part server: %s", session.rank, exc)
+            return None
+        return server.shutdown
+
     with open_session(data_dir, ranks, threads, memory_limit=memory_limit, lanes=lanes, restart=restart,
-                      relaunch_args=relaunch_args, precheck=port_taken) as session:
+                      relaunch_args=relaunch_args, precheck=port_taken, on_worker=serve_parts) as session:
         try:
             settings = ServerSettings(max_sql_bytes=max_sql_bytes) if max_sql_bytes else None
             serve(session, host, port, user, password, tls_cert, tls_key, insecure, query_timeout, settings=settings,

@@ -5,10 +5,10 @@ How a query travels (the ADBC driver always prepares first):
     DoAction CreatePreparedStatement      -> handle, and the result schema when the engine can plan it
     DoPut CommandPreparedStatementQuery   -> bound parameter rows, when the client binds any
     GetFlightInfo CommandPreparedStatementQuery (or CommandStatementQuery)
-        runs the statement on the ranks (through the QueryRunner queue) and keeps its result: by
-        default one endpoint that holds every row; with the partitioned-results option
-        (server/call_options.py) one table per rank, each served by one endpoint with its own
-        ticket, in rank order
+        plans a query (which DoGet then streams: one endpoint that holds every row) or runs a
+        statement and keeps its result; with the partitioned-results option
+        (server/call_options.py) a query runs at once and each rank keeps its part, served by
+        that rank's own endpoint (server/part_server.py; rank 0's here), in rank order
     DoGet ticket                          -> that rank's table as record batches of bounded size
     DoAction ClosePreparedStatement
 
@@ -123,10 +123,12 @@ class ResultStore:
         self._results: dict[str, _Result] = {}
         self._lock = threading.Lock()
 
-    def put(self, parts: list[pa.Table | PendingStream]) -> str:
-        result_id = uuid.uuid4().hex
+    def put(self, parts: list[pa.Table | PendingStream] | dict[int, pa.Table], result_id: str | None = None) -> str:
+        """Keeps `parts` (a list, or parts by number) under `result_id` (default: a new one)."""
+        result_id = result_id or uuid.uuid4().hex
         now = time.monotonic()
-        result = _Result(dict(enumerate(parts)), now + self._ttl_s, sum(_nbytes(p) for p in parts))
+        parts = parts if isinstance(parts, dict) else dict(enumerate(parts))
+        result = _Result(parts, now + self._ttl_s, sum(_nbytes(p) for p in parts.values()))
         with self._lock:
             self._results = {k: r for k, r in self._results.items() if r.expires_at > now}
             self._results[result_id] = result
@@ -178,7 +180,7 @@ def _ticket(result_id: str, part: int) -> flight.Ticket:
     return flight.Ticket(wire.TicketStatementQuery(f"{result_id}/{part}".encode()).pack())
 
 
-def _parse_ticket(ticket: flight.Ticket) -> tuple[str, int]:
+def parse_ticket(ticket: flight.Ticket) -> tuple[str, int]:
     try:
         cmd = wire.decode_command(ticket.ticket)
         if not isinstance(cmd, wire.TicketStatementQuery):
@@ -248,6 +250,17 @@ def transfer_schema(schema: pa.Schema) -> pa.Schema:
     return transfer_table(schema.empty_table()).schema
 
 
+def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """`table` as sent in `schema` (a transfer_schema): view types plain, the announced types."""
+    table = transfer_table(table)
+    if table.schema.equals(schema):
+        return table
+    try:
+        return table.cast(schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise InternalError(f"ranks returned results of different schemas: {exc}") from None
+
+
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     """`batch` in the announced `schema` (view types plain; the types the plan's schema said)."""
     if batch.schema.equals(schema):
@@ -264,15 +277,7 @@ def _uniform_schema(parts: list[pa.Table]) -> tuple[pa.Schema, list[pa.Table]]:
     """One schema for all parts: clients check every endpoint's schema against the first."""
     parts = [transfer_table(p) for p in parts]
     reference = next((p.schema for p in parts if p.num_rows), parts[0].schema)
-    same = []
-    for part in parts:
-        if not part.schema.equals(reference):
-            try:
-                part = part.cast(reference)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise InternalError(f"ranks returned results of different schemas: {exc}") from None
-        same.append(part)
-    return reference, same
+    return reference, [conform_table(part, reference) for part in parts]
 
 
 def _affected_rows(table: pa.Table) -> int:
@@ -319,6 +324,8 @@ class FlightSqlServer(flight.FlightServerBase):
         self._streams: set[QueryToken] = set()  # tokens of the queries DoGet calls stream now
         self._streams_lock = threading.Lock()
         self.sessions = sessions.Sessions(on_close=self._end_session)
+        if hasattr(session, "keep_parts"):  # rank 0's part of a partitioned result waits here
+            session.part_keeper = self._keep_part
         middleware = {call_options.MIDDLEWARE_KEY: call_options.CallOptionsFactory(),
                       sessions.MIDDLEWARE_KEY: sessions.SessionCookieFactory()}
         if user is not None:
@@ -361,6 +368,9 @@ class FlightSqlServer(flight.FlightServerBase):
             endpoint = flight.FlightEndpoint(_ticket(self.results.put([pending]), 0), [])
             return flight.FlightInfo(pending.schema, descriptor, [endpoint], total_records=-1, total_bytes=-1,
                                      ordered=True)
+        kept = self._kept_parts(sql, param_sets, context, client)
+        if kept is not None:
+            return self._publish_kept(descriptor, kept)
         return self._publish(descriptor, self._run_statement(sql, param_sets, context, client))
 
     @flight_call
@@ -378,7 +388,7 @@ class FlightSqlServer(flight.FlightServerBase):
 
     @flight_call
     def do_get(self, context, ticket):
-        result_id, part = _parse_ticket(ticket)
+        result_id, part = parse_ticket(ticket)
         table = self.results.take(result_id, part)
         if isinstance(table, PendingStream):
             return flight.GeneratorStream(table.schema, self._streamed(table, context))
@@ -498,6 +508,30 @@ class FlightSqlServer(flight.FlightServerBase):
                     return [session.execute(sql, params, token=token, client=client)]
 
         return self.runner.run(_label(sql), run, context.is_cancelled, sql=sql)
+
+    def _kept_parts(self, sql: str, param_sets: list[list] | None, context, client):
+        """A query whose client asked for partitioned results, run with each rank's part left on
+        that rank (Session.keep_parts, server/part_server.py); None for everything else."""
+        if (not hasattr(self.runner.session, "keep_parts") or _EXPLAIN.match(sql)
+                or (param_sets is not None and len(param_sets) > 1)
+                or not call_options.partitioned(context, self.settings.partitioned_results)):
+            return None
+        params = param_sets[0] if param_sets else None
+        return self.runner.run(_label(sql), lambda session, token: session.keep_parts(
+            sql, params, token=token, client=client), context.is_cancelled, sql=sql)
+
+    def _keep_part(self, result_id: str, table: pa.Table, schema: pa.Schema) -> None:
+        self.results.put({0: conform_table(table, transfer_schema(schema))}, result_id=result_id)
+
+    def _publish_kept(self, descriptor, kept) -> flight.FlightInfo:
+        """One endpoint per part (the ranks that hold rows, or one empty part), each at its rank's
+        own server; rank 0's at this one (no location)."""
+        parts = kept.parts
+        endpoints = [flight.FlightEndpoint(_ticket(kept.result_id, p.rank), [p.location] if p.location else [])
+                     for p in parts]
+        return flight.FlightInfo(transfer_schema(kept.schema), descriptor, endpoints,
+                                 total_records=sum(p.rows for p in parts), total_bytes=sum(p.nbytes for p in parts),
+                                 ordered=True)
 
     def _pending_stream(self, sql: str, param_sets: list[list] | None, context, client) -> PendingStream | None:
         """A plain query that a single endpoint serves, planned (errors in it surface now) but not
@@ -681,7 +715,7 @@ class FlightSqlServer(flight.FlightServerBase):
         """Cancel the query behind a FlightInfo: drop its kept result and stop it if still running."""
         try:
             info = flight.FlightInfo.deserialize(serialized_info)
-            tickets = [_parse_ticket(endpoint.ticket) for endpoint in info.endpoints]
+            tickets = [parse_ticket(endpoint.ticket) for endpoint in info.endpoints]
         except (pa.ArrowException, RequestError, TypeError) as exc:
             raise RequestError(f"cannot cancel: not a FlightInfo from this server ({exc})") from None
         dropped = {result_id for result_id, _ in tickets if self.results.drop(result_id)}

@@ -158,12 +158,7 @@ def serve(
                  console_host if console_port is not None else None)
 
     tls = tls_cert is not None
-    certificates = None
-    if tls:
-        try:
-            certificates = [flight.CertKeyPair(Path(tls_cert).read_bytes(), Path(tls_key).read_bytes())]
-        except OSError as exc:
-            raise ServeError(f"cannot read TLS certificate or key: {exc}") from None
+    certificates = read_certificates(tls_cert, tls_key)
     bind = f"[{host}]" if ":" in host and not host.startswith("[") else host
     location = f"grpc+tls://{bind}:{port}" if tls else f"grpc://{bind}:{port}"
     settings = settings or ServerSettings()
@@ -224,6 +219,16 @@ def serve(
             _restore_signal_handlers(previous)
         # else the handler stays until the process ends: the caller closes the Session next, and a
         # late copy of the same stop request must not interrupt that (exit status 0, not "Aborted!").
+
+
+def read_certificates(tls_cert: str | None, tls_key: str | None) -> list | None:
+    """The server's TLS certificate and key for pyarrow.flight, None without TLS."""
+    if tls_cert is None:
+        return None
+    try:
+        return [flight.CertKeyPair(Path(tls_cert).read_bytes(), Path(tls_key).read_bytes())]
+    except OSError as exc:
+        raise ServeError(f"cannot read TLS certificate or key: {exc}") from None
 
 
 def _fields(settings: ServerSettings) -> dict:

@@ -16,7 +16,7 @@ import pyarrow.flight as flight
 import pytest
 
 from server import wire
-from server.call_options import PARTITIONED_OPTION
+from server.call_options import PARTITIONED_HEADER, PARTITIONED_OPTION
 from tests.server_fixtures import (
     BACKENDS,
     DATA,
@@ -356,6 +356,54 @@ def test_partitions(server):
             cur.adbc_read_partition(partition)
             tables.append(cur.fetch_arrow_table())
     other.close()
+    assert_same_answer(pa.concat_tables(tables), sql)
+
+
+def test_partitions_are_served_by_the_ranks_themselves(server):
+    """With partitioned results, each rank's part is fetched from that rank's own endpoint (the
+    endpoint's location); rank 0's from the Flight SQL server itself. Every row exactly once."""
+    sql = "SELECT o_orderkey, o_custkey, o_comment FROM orders"
+    client = flight.connect(server.uri)
+    options = flight.FlightCallOptions(headers=[(PARTITIONED_HEADER.encode(), b"true")])
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(wire.CommandStatementQuery(sql).pack()), options)
+    tables = []
+    for endpoint in info.endpoints:
+        locations = [str(loc.uri.decode() if isinstance(loc.uri, bytes) else loc.uri) for loc in endpoint.locations]
+        source = flight.connect(locations[0]) if locations else client
+        tables.append(source.do_get(endpoint.ticket).read_all())
+        if locations:
+            assert locations[0] != server.uri
+            with pytest.raises(pa.ArrowInvalid, match="ticket"):  # a part is served once
+                source.do_get(endpoint.ticket).read_all()
+            source.close()
+    client.close()
+    assert info.total_records == sum(t.num_rows for t in tables)
+    assert_same_answer(pa.concat_tables(tables), sql)
+    if server.backend == "engine" and server.ranks > 1:
+        # orders spans several row groups: every rank holds a part, and all but rank 0's are elsewhere.
+        assert len(info.endpoints) == server.ranks
+        assert [bool(e.locations) for e in info.endpoints] == [False] + [True] * (server.ranks - 1)
+        assert len({e.locations[0].uri for e in info.endpoints[1:]}) == server.ranks - 1
+
+
+@pytest.mark.parametrize("sql", [
+    "SELECT o_orderkey FROM orders ORDER BY o_orderkey DESC LIMIT 5",  # one part: rank 0's
+    "SELECT r_name FROM region WHERE r_regionkey < 0",  # no rows: one empty part
+    "SELECT l_orderkey, count(*) AS n FROM lineitem GROUP BY l_orderkey",
+])
+def test_partitioned_results_of_every_shape(server, sql):
+    conn = server.connect(**{PARTITIONED_OPTION: "true"})
+    try:
+        with conn.cursor() as cur:
+            partitions, schema = cur.adbc_execute_partitions(sql)
+        tables = []
+        for partition in partitions:
+            with conn.cursor() as cur:
+                cur.adbc_read_partition(partition)
+                tables.append(cur.fetch_arrow_table())
+    finally:
+        conn.close()
+    assert all(t.schema.names == schema.names for t in tables)
     assert_same_answer(pa.concat_tables(tables), sql)
 
 

@@ -10,6 +10,7 @@ import adbc_driver_manager
 import pyarrow.flight as flight
 import pytest
 
+from server.call_options import PARTITIONED_OPTION
 from server.serve import ServeError, is_loopback, serve
 from tests.server_fixtures import BACKENDS, REPO, copy_data, make_self_signed_cert, start_server, stop_server
 
@@ -57,6 +58,23 @@ def test_wrong_or_missing_credentials(auth_server, credentials):
         finally:
             connection.close()
     assert refused.value.status_code == UNAUTHENTICATED, refused.value
+
+
+def test_partitioned_results_from_the_ranks_with_credentials(auth_server):
+    # The ADBC driver brings rank 0's bearer token to each rank's own endpoint.
+    sql = "SELECT o_orderkey, o_comment FROM orders"
+    connection = auth_server.connect(username=USER, password=PASSWORD, **{PARTITIONED_OPTION: "true"})
+    try:
+        with connection.cursor() as cur:
+            partitions, _ = cur.adbc_execute_partitions(sql)
+            rows = 0
+            for partition in partitions:
+                cur.adbc_read_partition(partition)
+                rows += cur.fetch_arrow_table().num_rows
+            cur.execute(sql)
+            assert cur.fetch_arrow_table().num_rows == rows == 15000
+    finally:
+        connection.close()
 
 
 def test_bearer_token_over_raw_flight(auth_server):
@@ -111,6 +129,17 @@ def test_tls_with_trusted_certificate(tls_server):
     connection = tls_server.connect(**{"adbc.flight.sql.client_option.tls_root_certs": tls_server.cert.read_text()})
     assert query_one(connection) == 5
     connection.close()
+
+
+def test_partitioned_results_from_the_ranks_over_tls(tls_server):
+    connection = tls_server.connect(**{"adbc.flight.sql.client_option.tls_root_certs": tls_server.cert.read_text(),
+                                       PARTITIONED_OPTION: "true"})
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT o_orderkey, o_comment FROM orders")
+            assert cur.fetch_arrow_table().num_rows == 15000
+    finally:
+        connection.close()
 
 
 def test_tls_refuses_untrusted_and_plaintext_clients(tls_server):
