@@ -124,7 +124,8 @@ def cursor_of(session, client: cs.ClientSession):
     if client.cursor is None:
         client.cursor = session.system.cursor()
         for name, value in client.settings.items():
-            client.cursor.execute(f"SET {name} = {_literal(value)}")
+            if name not in cs.OWN_SETTINGS:
+                client.cursor.execute(f"SET {name} = {_literal(value)}")
     return client.cursor
 
 
@@ -247,7 +248,8 @@ def _session_statement(session, sql: str, client: cs.ClientSession) -> pa.Table:
         cursor = cursor_of(session, client)
         for canon in names:
             client.settings.pop(canon, None)
-            session.system.run(cursor, f"RESET {canon}")
+            if canon not in cs.OWN_SETTINGS:
+                session.system.run(cursor, f"RESET {canon}")
         return pa.table({})
     _, scope, name, value = parsed
     _set(session, client, cs.canonical_setting(name, scope), cs.unquote_value(value))
@@ -255,6 +257,9 @@ def _session_statement(session, sql: str, client: cs.ClientSession) -> pa.Table:
 
 
 def _set(session, client: cs.ClientSession, canon: str, value: str) -> None:
+    if canon in cs.OWN_SETTINGS:
+        client.settings[canon] = cs.check_own_setting(canon, value)
+        return
     cursor = cursor_of(session, client)
     if canon in ("search_path", "schema"):
         cs.check_search_path(value, schemas=list(session.catalog.schemas))

@@ -7,6 +7,12 @@ allow-list of DuckDB's connection-local settings whose effect FlockSQL honours o
   TimeZone              accepted when it names the server's own time zone (the ranks compute with
                         theirs: another zone would change answers silently, so it is refused).
 
+and FlockSQL's own (not DuckDB's):
+
+  flocksql_partitioned_results  true: queries answer with one endpoint per rank, each fetched
+                        from its rank (server/part_server.py); false (the default): one endpoint
+                        that holds every row.
+
 Statements run in autocommit mode: each one is atomic and visible to every client once it returns.
 BEGIN … COMMIT is accepted for clients that always send it; a ROLLBACK after statements that changed
 data says which it cannot undo instead of pretending to.
@@ -19,10 +25,14 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from engine.errors import CatalogError, ExecutionError, NotSupportedError
+from engine.errors import CatalogError, ExecutionError, InvalidValueError, NotSupportedError
 
 # name as clients write it (lower case) -> DuckDB's canonical name
-SETTINGS = {"search_path": "search_path", "schema": "schema", "timezone": "TimeZone"}
+SETTINGS = {"search_path": "search_path", "schema": "schema", "timezone": "TimeZone",
+            "flocksql_partitioned_results": "flocksql_partitioned_results"}
+# Settings of FlockSQL's own: the system catalog's DuckDB does not know them.
+OWN_SETTINGS = {"flocksql_partitioned_results"}
+_TRUE, _FALSE = {"1", "true", "on", "yes"}, {"0", "false", "off", "no"}
 DEFAULT_SCHEMA = "main"
 DATABASE = "memory"
 
@@ -87,8 +97,22 @@ def unquote_value(text: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] == '"':
         return text[1:-1].replace('""', '"')
     if not text:
-        raise ExecutionError("SET needs a value")
+        raise InvalidValueError("SET needs a value")
     return text
+
+
+def check_own_setting(name: str, value: str) -> str:
+    """The value of one of OWN_SETTINGS as stored (each is a boolean today)."""
+    text = value.strip().lower()
+    if text not in _TRUE | _FALSE:
+        raise InvalidValueError(f"SET {name}: the value must be true or false, not {value!r}")
+    return "true" if text in _TRUE else "false"
+
+
+def partitioned_results(client: "ClientSession | None") -> bool | None:
+    """The session's flocksql_partitioned_results, None where it did not set it."""
+    value = None if client is None else client.settings.get("flocksql_partitioned_results")
+    return None if value is None else value == "true"
 
 
 def check_search_path(value: str, schemas: list[str]) -> None:

@@ -24,6 +24,10 @@ class NotSupportedError(FlockError):
         super().__init__(what if what.startswith("not supported:") else f"not supported: {what}")
 
 
+class InvalidValueError(FlockError):
+    """A statement gave a value its target cannot take (a setting's value, say)."""
+
+
 class ExecutionError(FlockError):
     """A rank failed while running a query; the message is the original one."""
 

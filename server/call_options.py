@@ -9,7 +9,9 @@ connection when given the database or connection option `adbc.flight.sql.rpc.cal
         answer queries with one endpoint per rank (parallel fetch) instead of the default single
         endpoint that holds every row. A client that reads only the first endpoint must not set it.
 
-Python: `flight_sql.connect(uri, db_kwargs={PARTITIONED_OPTION: "true"})`.
+Python: `flight_sql.connect(uri, db_kwargs={PARTITIONED_OPTION: "true"})`. A client that cannot set
+headers asks once per session instead: `SET flocksql_partitioned_results = true`, or the Flight SQL
+session option of that name (engine/client_session.py).
 """
 
 from __future__ import annotations
@@ -50,10 +52,12 @@ class CallOptionsFactory(flight.ServerMiddlewareFactory):
         raise flight.FlightServerError(f"header {PARTITIONED_HEADER} must be true or false, not {value!r}")
 
 
-def partitioned(context, default: bool) -> bool:
-    """Whether this call's query result is published as one endpoint per rank."""
+def partitioned(context, default: bool, session_choice: bool | None = None) -> bool:
+    """Whether this call's query result is published as one endpoint per rank: the call's header
+    decides, else the client session's setting (SET flocksql_partitioned_results, or the session
+    option of that name), else the server's default."""
     options = context.get_middleware(MIDDLEWARE_KEY) if context is not None else None
-    if options is None or options.partitioned is None:
-        return default
-    return options.partitioned
+    if options is not None and options.partitioned is not None:
+        return options.partitioned
+    return default if session_choice is None else session_choice
 

@@ -3,7 +3,8 @@
 Engine errors (engine/errors.py) and the server's own request errors are mapped here, keeping the
 message and prefixing the error's kind:
 
-    ParseError, CatalogError, PlanError, NotSupportedError, RequestError -> INVALID_ARGUMENT
+    ParseError, CatalogError, PlanError, NotSupportedError, InvalidValueError,
+    RequestError                                                      -> INVALID_ARGUMENT
     CancelledError                                                      -> CANCELLED
     UnsupportedRequest                                                  -> UNIMPLEMENTED
     ShuttingDown                                                        -> UNAVAILABLE
@@ -31,6 +32,7 @@ from engine.errors import (
     CancelledError,
     CatalogError,
     FlockError,
+    InvalidValueError,
     NotSupportedError,
     ParseError,
     PlanError,
@@ -51,7 +53,7 @@ class ShuttingDown(Exception):
     """The server is stopping and no longer runs queries."""
 
 
-_INVALID_ARGUMENT = (ParseError, CatalogError, PlanError, NotSupportedError)
+_INVALID_ARGUMENT = (ParseError, CatalogError, PlanError, NotSupportedError, InvalidValueError)
 
 
 class _Untraced:

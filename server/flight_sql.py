@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.flight as flight
 
 from engine.errors import CancelledError, FlockError, InternalError, NotSupportedError
+from engine import client_session as cs
 from engine.lanes import QueryToken
 from engine.system_catalog import qualified
 from engine.temp_tables import is_temp_name
@@ -500,7 +501,7 @@ class FlightSqlServer(flight.FlightServerBase):
 
         else:
             params = param_sets[0] if param_sets else None
-            if call_options.partitioned(context, self.settings.partitioned_results):
+            if self._partitioned(context, client):
                 def run(session, token):
                     return list(session.execute_partitions(sql, params, token=token, client=client))
             else:
@@ -514,11 +515,14 @@ class FlightSqlServer(flight.FlightServerBase):
         that rank (Session.keep_parts, server/part_server.py); None for everything else."""
         if (not hasattr(self.runner.session, "keep_parts") or _EXPLAIN.match(sql)
                 or (param_sets is not None and len(param_sets) > 1)
-                or not call_options.partitioned(context, self.settings.partitioned_results)):
+                or not self._partitioned(context, client)):
             return None
         params = param_sets[0] if param_sets else None
         return self.runner.run(_label(sql), lambda session, token: session.keep_parts(
             sql, params, token=token, client=client), context.is_cancelled, sql=sql)
+
+    def _partitioned(self, context, client) -> bool:
+        return call_options.partitioned(context, self.settings.partitioned_results, cs.partitioned_results(client))
 
     def _keep_part(self, result_id: str, table: pa.Table, schema: pa.Schema) -> None:
         self.results.put({0: conform_table(table, transfer_schema(schema))}, result_id=result_id)
@@ -539,7 +543,7 @@ class FlightSqlServer(flight.FlightServerBase):
         parameter rows, partitioned results) or a Session that cannot stream."""
         if (not hasattr(self.runner.session, "stream") or _EXPLAIN.match(sql)
                 or (param_sets is not None and len(param_sets) > 1)
-                or call_options.partitioned(context, self.settings.partitioned_results)):
+                or self._partitioned(context, client)):
             return None
         params = param_sets[0] if param_sets else None
         if not self.runner.metadata(_label(sql), lambda session: session.is_query(sql, params, client=client),

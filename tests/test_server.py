@@ -386,6 +386,35 @@ def test_partitions_are_served_by_the_ranks_themselves(server):
         assert len({e.locations[0].uri for e in info.endpoints[1:]}) == server.ranks - 1
 
 
+def test_partitioned_results_asked_for_by_set_or_session_option(engine_server):
+    """Clients that cannot send headers ask per session: SET, or the Flight SQL session option."""
+    server = engine_server
+    sql = "SELECT o_orderkey FROM orders"
+    conn = server.connect()
+    try:
+        with conn.cursor() as cur:
+            assert len(cur.adbc_execute_partitions(sql)[0]) == 1
+            cur.execute("SET flocksql_partitioned_results = true")
+            cur.fetchall()
+            assert len(cur.adbc_execute_partitions(sql)[0]) == server.ranks
+            cur.execute(sql)  # a plain execute still gets every row, from every rank
+            assert_same_answer(cur.fetch_arrow_table(), sql)
+            with pytest.raises(adbc_driver_manager.ProgrammingError, match="true or false"):
+                cur.execute("SET flocksql_partitioned_results = maybe")
+            cur.execute("RESET flocksql_partitioned_results")
+            cur.fetchall()
+            assert len(cur.adbc_execute_partitions(sql)[0]) == 1
+    finally:
+        conn.close()
+    other = server.connect()
+    try:
+        other.adbc_connection.set_options(**{"adbc.flight.sql.session.option.flocksql_partitioned_results": "true"})
+        with other.cursor() as cur:
+            assert len(cur.adbc_execute_partitions(sql)[0]) == server.ranks
+    finally:
+        other.close()
+
+
 @pytest.mark.parametrize("sql", [
     "SELECT o_orderkey FROM orders ORDER BY o_orderkey DESC LIMIT 5",  # one part: rank 0's
     "SELECT r_name FROM region WHERE r_regionkey < 0",  # no rows: one empty part
