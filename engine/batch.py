@@ -1,7 +1,10 @@
 """Run a list of queries as one job (tests and benchmarks): one MPI launch for the whole list, times
 measured on rank 0 inside the job, results handed back as Arrow.
 
-    python -m engine.batch SPEC.json OUTDIR     # under mpiexec; SPEC has data_dir, queries, repeat, threads
+    python -m engine.batch SPEC.json OUTDIR     # under mpiexec; SPEC has items, repeat, threads
+
+Several lists over different data folders can share the job (run_query_lists): start-up (imports,
+MPI, a Session) costs seconds per launch, more than most test files' queries together.
 
 With a per-query timeout a runaway query costs that long and no more: it is cancelled on every rank
 and the job goes on with the next one; one that ignores the cancel is killed with its job, which
@@ -9,6 +12,7 @@ starts again after it (the job writes each result as it finishes, so nothing don
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -96,6 +100,20 @@ def _run_list(session, queries, repeat, query_timeout_s=None, finished=lambda re
 # With a per-query timeout: how long a job may go without finishing a query beyond the timeout
 # itself (start-up, a cancel that takes a while) before it is killed as stuck.
 STUCK_GRACE_S = 60.0
+# Sessions one job opens at most (run_query_lists starts another job for the lists after): each
+# Session duplicates the world communicator once per lane and once for control, Session.close
+# does not free them, and MPICH runs out after about 2046 in one process.
+SESSIONS_PER_JOB = 100
+
+
+@dataclass(frozen=True)
+class QueryList:
+    """Queries over one data folder for run_query_lists, with the Session settings they need where
+    they differ from the call's (None: the call's)."""
+    data_dir: str
+    queries: list[str]
+    forced_patterns: dict | None = None
+    memory_limit: str | None = None
 
 
 def run_queries(data_dir: str, queries: list[str], ranks: int, timeout_s: float = 600, repeat: int = 1,
@@ -112,40 +130,80 @@ def run_queries(data_dir: str, queries: list[str], ranks: int, timeout_s: float 
     isolated runs one rank in a process of its own too (as several ranks always do), so that its
     peak memory is its own and not the caller's.
     """
+    [results] = run_query_lists([(data_dir, queries)], ranks, timeout_s, repeat, threads, forced_patterns,
+                                memory_limit, isolated, query_timeout_s)
+    return results
+
+
+def run_query_lists(lists: list[QueryList | tuple[str, list[str]]], ranks: int, timeout_s: float = 600,
+                    repeat: int = 1, threads: int | None = None, forced_patterns: dict | None = None,
+                    memory_limit: str | None = None, isolated: bool = False,
+                    query_timeout_s: float | None = None) -> list[list[BatchResult]]:
+    """Run several lists of queries (QueryList, or (data_dir, queries)) in one job at `ranks`
+    ranks: one result list per list.
+
+    Each list gets a Session of its own (its folder's catalog, fresh plan caches), opened when the
+    one before it closes; consecutive lists over the same folder with the same settings share one.
+    The settings and timeouts are run_queries', timeout_s for all lists together. A job that
+    crashes fails the rest of the list it was in, and a new job runs the lists after it, so that
+    one list's crash does not fail the others.
+    """
+    lists = [entry if isinstance(entry, QueryList) else QueryList(*entry) for entry in lists]
+    # (data_dir, the Session's settings, sql): what the job (main) reads.
+    items = [(str(ql.data_dir), {"forced_patterns": ql.forced_patterns or forced_patterns or {},
+                                 "memory_limit": ql.memory_limit or memory_limit}, sql)
+             for ql in lists for sql in ql.queries]
+    # Where each list's items end in `items`: a crash fails its list up to there.
+    list_ends = list(itertools.accumulate(len(ql.queries) for ql in lists))
     if ranks == 1 and not isolated:
         from engine.session import Session
         from executors.comm import LocalComm
-        with Session(data_dir, threads=threads, comm=LocalComm(), forced_patterns=forced_patterns,
-                     memory_limit=memory_limit) as s:
-            results = _run_list(s, queries, repeat, query_timeout_s)
-            rss = s.peak_rss_mb()
+        out = []
+        for data_dir, settings, queries in _sessions(items):
+            with Session(data_dir, threads=threads, comm=LocalComm(), **settings) as s:
+                results = _run_list(s, queries, repeat, query_timeout_s)
+                rss = s.peak_rss_mb()
             for r in results:
                 r.peak_rss_mb = rss
-            return results
-    spec = {"data_dir": str(data_dir), "repeat": repeat, "threads": threads,
-            "forced_patterns": forced_patterns or {}, "memory_limit": memory_limit,
-            "query_timeout_s": query_timeout_s}
+            out.extend(results)
+        return [out[end - len(ql.queries):end] for ql, end in zip(lists, list_ends)]
+    spec = {"repeat": repeat, "threads": threads, "query_timeout_s": query_timeout_s}
     stuck_after = None if query_timeout_s is None else query_timeout_s * max(1, repeat) + STUCK_GRACE_S
     deadline = time.monotonic() + timeout_s
     out: list[BatchResult] = []
-    while len(out) < len(queries):
-        rest = queries[len(out):]
-        done, failure, stuck = _run_job(ranks, dict(spec, queries=rest), deadline, stuck_after, timeout_s)
+    while len(out) < len(items):
+        job_items = _first_sessions(items[len(out):], SESSIONS_PER_JOB)
+        done, failure, stuck = _run_job(ranks, dict(spec, items=job_items), deadline, stuck_after, timeout_s)
         out.extend(done)
         if failure is None:
-            break
-        if stuck and len(out) < len(queries):
+            continue
+        if stuck and len(out) < len(items):
             # The query in progress ignored its cancel: it alone is lost, a new job runs the rest.
             out.append(BatchResult(None, f"{timeout_message(query_timeout_s)} (did not stop when cancelled; "
                                          "its job was killed)", [], "Timeout"))
             continue
         etype = "Timeout" if failure.startswith("timeout") else "CommError"
-        out.extend(BatchResult(None, failure, [], etype) for _ in queries[len(out):])
-    return out
+        # Past the deadline nothing more runs; a crash takes the rest of its own list only.
+        failed_to = len(items)
+        if etype != "Timeout":
+            failed_to = next((end for end in list_ends if end > len(out)), len(items))
+        out.extend(BatchResult(None, failure, [], etype) for _ in items[len(out):failed_to])
+    return [out[end - len(ql.queries):end] for ql, end in zip(lists, list_ends)]
+
+
+def _sessions(items) -> list[tuple[str, dict, list[str]]]:
+    """(data_dir, settings, queries) per run of consecutive items that share a Session."""
+    return [(data_dir, settings, [sql for _, _, sql in run])
+            for (data_dir, settings), run in itertools.groupby(items, key=lambda item: (item[0], item[1]))]
+
+
+def _first_sessions(items: list, sessions: int) -> list:
+    """The items up to where the job (main) would open Session number `sessions` + 1."""
+    return items[:sum(len(queries) for _, _, queries in _sessions(items)[:sessions])]
 
 
 def _run_job(ranks: int, spec: dict, deadline: float, stuck_after: float | None, timeout_s: float):
-    """One MPI job over spec["queries"]: (results it finished, why it ended early or None, stuck?)."""
+    """One MPI job over spec["items"]: (results it finished, why it ended early or None, stuck?)."""
     from engine.launch import mpi_command
     with tempfile.TemporaryDirectory(prefix="flocksql-batch-") as tmp:
         (Path(tmp) / "spec.json").write_text(json.dumps(spec))
@@ -178,7 +236,7 @@ def _run_job(ranks: int, spec: dict, deadline: float, stuck_after: float | None,
                     proc.wait()
                     break
         done = [_load_result(Path(tmp), i, m) for i, m in enumerate(_read_meta(meta))]
-        if failure is None and len(done) < len(spec["queries"]):
+        if failure is None and len(done) < len(spec["items"]):
             tail = (Path(tmp) / "stderr.txt").read_bytes().decode(errors="replace")[-2000:]
             failure = f"MPI job failed (exit {proc.returncode}): {tail}"
         return done, failure, stuck
@@ -217,19 +275,28 @@ def _write_results(outdir: Path, results: list[BatchResult], rss: list[float], s
 
 
 def main(argv):
+    """One job over spec["items"], (data_dir, settings, sql) triples: a Session per run of
+    consecutive items with the same folder and settings. Every rank reads the same spec, so all
+    open each Session together; rank 0's close sends the workers "stop", which ends their
+    worker_loop for the next one."""
     spec = json.loads(Path(argv[0]).read_text())
     outdir = Path(argv[1])
     from engine.session import Session
-    with Session(spec["data_dir"], threads=spec.get("threads"), forced_patterns=spec.get("forced_patterns"),
-                 memory_limit=spec.get("memory_limit")) as s:
-        if s.rank != 0:
-            s.worker_loop()
-            return
-        # Each result is written as it finishes, so that a job killed later keeps it (peak RSS,
-        # a collective, only at the end).
-        results = _run_list(s, spec["queries"], spec.get("repeat", 1), spec.get("query_timeout_s"),
-                            finished=lambda done: _write_results(outdir, done, [], len(done) - 1))
-        _write_results(outdir, results, s.peak_rss_mb(), len(results))
+    runs = _sessions(spec["items"])
+    results: list[BatchResult] = []
+    for number, (data_dir, settings, queries) in enumerate(runs):
+        with Session(data_dir, threads=spec.get("threads"), **settings) as s:
+            if s.rank != 0:
+                s.worker_loop()
+                continue
+            # Each result is written as it finishes, so that a job killed later keeps it (peak RSS,
+            # a collective, only at the end).
+            before = results
+            results = before + _run_list(s, queries, spec.get("repeat", 1), spec.get("query_timeout_s"),
+                                         finished=lambda done: _write_results(outdir, before + done, [],
+                                                                              len(before) + len(done) - 1))
+            if number == len(runs) - 1:
+                _write_results(outdir, results, s.peak_rss_mb(), len(results))
 
 
 if __name__ == "__main__":

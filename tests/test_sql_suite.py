@@ -1,9 +1,11 @@
 """The SQL suite: every `tests/sql/*.test` file at 1, 2 and 3 ranks, DuckDB as the oracle.
 
 Each file's data folder and DuckDB's answers are built once and shared by the three rank counts;
-each rank count runs the whole file in one `run_queries` call (one MPI launch). A failing test
-lists every failed statement of the file with its difference, not just the first. The format of
-the files is described in `tests/sqllogic.py`.
+each rank count runs every file in one `run_query_lists` call (one MPI launch, a Session per file:
+start-up costs more than most files' queries), made by the first test of that rank count. Each
+(file, rank count) is still a test of its own. A failing test lists every failed statement of the
+file with its difference, not just the first. The format of the files is described in
+`tests/sqllogic.py`.
 """
 from __future__ import annotations
 
@@ -11,16 +13,19 @@ from pathlib import Path
 
 import pytest
 
-from engine.batch import run_queries
+from engine.batch import run_query_lists
 from tests.sqllogic import (ErrorBlock, QueryBlock, TestFileError, check_results, engine_statements, error_matches,
                              expected_answers, parse_test_file, write_data)
 
 SQL_DIR = Path(__file__).parent / "sql"
 TEST_FILES = sorted(SQL_DIR.glob("*.test"))
 RANKS = (1, 2, 3)
-# Seconds a whole file may take inside one MPI job, and the pytest limit around it.
-BATCH_TIMEOUT_S = 240
-MULTI_RANK_TIMEOUT_S = 300
+# Seconds one statement may take (it is then cancelled, and its job restarted after it if it does
+# not stop), the whole suite at one rank count inside its MPI job, and the pytest limit around the
+# test that runs that job.
+QUERY_TIMEOUT_S = 120
+BATCH_TIMEOUT_S = 480
+MULTI_RANK_TIMEOUT_S = 540
 
 
 def _params():
@@ -47,10 +52,25 @@ def prepared(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="module")
+def suite_results(prepared):
+    """Per rank count, built on first use: {file: its results}, every file run in one job."""
+    cache = {}
+
+    def get(ranks: int) -> dict[Path, list]:
+        if ranks not in cache:
+            lists = [(str(prepared(path)[1]), prepared(path)[2]) for path in TEST_FILES]
+            results = run_query_lists(lists, ranks, timeout_s=BATCH_TIMEOUT_S, query_timeout_s=QUERY_TIMEOUT_S)
+            cache[ranks] = dict(zip(TEST_FILES, results))
+        return cache[ranks]
+
+    return get
+
+
 @pytest.mark.parametrize("path, ranks", list(_params()))
-def test_sql_file(path, ranks, prepared):
+def test_sql_file(path, ranks, prepared, suite_results):
     test, data_dir, statements, checked, expected = prepared(path)
-    results = run_queries(str(data_dir), statements, ranks, timeout_s=BATCH_TIMEOUT_S)
+    results = suite_results(ranks)[path]
     failures = check_results(test, checked, expected, results)
     assert not failures, (
         f"{path.name} at {ranks} rank(s): {len(failures)} of {len(statements)} statements failed\n\n"
