@@ -3,6 +3,9 @@
 Catalog answers are checked against what DuckDB says of the same Parquet files (types, NOT NULL),
 not against our own mirror; writes run the same statements on DuckDB tables and compare the counts
 and the tables' rows afterwards.
+
+The statements of every test at one rank count run in one job (`ran`), each test's list in a
+Session of its own, over a folder of its own where it writes.
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from engine.batch import run_queries
+from engine.batch import run_queries, run_query_lists
 from tpch.compare import compare_tables
 
 RANKS = (1, 2, 3)
@@ -28,9 +31,26 @@ def data(tpch_sf001, tmp_path_factory):
     return folder
 
 
-def _run(folder, queries, ranks):
-    results = run_queries(str(folder), queries, ranks, timeout_s=300)
-    return results
+@pytest.fixture(scope="module")
+def ran(data, tmp_path_factory):
+    """Per rank count, built on first use: {test: (its folder, its results)}, the lists of all
+    tests (LISTS) run in one job. A test that writes gets a copy of `data` of its own."""
+    cache = {}
+
+    def get(ranks: int, test: str):
+        if ranks not in cache:
+            folders = {}
+            for name in LISTS:
+                folders[name] = data
+                if name in WRITING:
+                    folders[name] = tmp_path_factory.mktemp(f"{name}-r{ranks}") / "d"
+                    shutil.copytree(data, folders[name])
+            results = run_query_lists([(str(folders[name]), queries) for name, queries in LISTS.items()], ranks,
+                                      timeout_s=300)
+            cache[ranks] = {name: (folders[name], got) for name, got in zip(LISTS, results)}
+        return cache[ranks][test]
+
+    return get
 
 
 def _ok(result):
@@ -38,23 +58,26 @@ def _ok(result):
     return result.table
 
 
+CATALOG_STATEMENTS = [
+    "SHOW TABLES",
+    "DESCRIBE nation",
+    "SELECT table_catalog, table_schema, table_name, table_type FROM information_schema.tables ORDER BY table_name",
+    "SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = 'nation' "
+    "ORDER BY ordinal_position",
+    "SELECT table_name, column_count FROM duckdb_tables() ORDER BY 1",
+    "SELECT current_database(), current_schema()",
+    "SELECT count(*) AS n, max(memory.main.nation.n_name) AS m FROM memory.main.nation",
+    "PRAGMA table_info('nation')",
+]
+
+
 @pytest.mark.parametrize("ranks", RANKS)
-def test_catalog_statements_describe_the_files_as_duckdb_does(data, ranks):
+def test_catalog_statements_describe_the_files_as_duckdb_does(data, ran, ranks):
     duck = duckdb.connect()
     file = data / "nation.parquet"
     described = duck.execute(f"DESCRIBE SELECT * FROM read_parquet('{file}')").fetchall()
     required = {f.name for f in pq.read_schema(file) if not f.nullable}
-    show, describe, info, columns, tables, current, qualified, pragma = map(_ok, _run(data, [
-        "SHOW TABLES",
-        "DESCRIBE nation",
-        "SELECT table_catalog, table_schema, table_name, table_type FROM information_schema.tables ORDER BY table_name",
-        "SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = 'nation' "
-        "ORDER BY ordinal_position",
-        "SELECT table_name, column_count FROM duckdb_tables() ORDER BY 1",
-        "SELECT current_database(), current_schema()",
-        "SELECT count(*) AS n, max(memory.main.nation.n_name) AS m FROM memory.main.nation",
-        "PRAGMA table_info('nation')",
-    ], ranks))
+    show, describe, info, columns, tables, current, qualified, pragma = map(_ok, ran(ranks, "catalog")[1])
     assert show.column("name").to_pylist() == sorted(SMALL)
     assert [(r["column_name"], r["column_type"]) for r in describe.to_pylist()] == [(n, t) for n, t, *_ in described]
     assert [r["null"] for r in describe.to_pylist()] == ["NO" if n in required else "YES" for n, *_ in described]
@@ -70,26 +93,28 @@ def test_catalog_statements_describe_the_files_as_duckdb_does(data, ranks):
         [(n, t, n in required) for n, t, *_ in described]
 
 
+NAMED_QUERY = ("SELECT n_regionkey, count(*), sum(n_nationkey), avg(n_nationkey) * 2, upper(min(n_name)) "
+               "FROM nation GROUP BY n_regionkey")
+
+
 @pytest.mark.parametrize("ranks", RANKS)
-def test_result_names_and_described_types_are_duckdbs(data, ranks):
+def test_result_names_and_described_types_are_duckdbs(data, ran, ranks):
     duck = duckdb.connect()
     for name in SMALL:
         duck.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{data / name}.parquet')")
-    query = ("SELECT n_regionkey, count(*), sum(n_nationkey), avg(n_nationkey) * 2, upper(min(n_name)) "
-             "FROM nation GROUP BY n_regionkey")
-    result, described = map(_ok, _run(data, [query, f"DESCRIBE {query}"], ranks))
-    oracle = duck.execute(query)
+    result, described = map(_ok, ran(ranks, "names")[1])
+    oracle = duck.execute(NAMED_QUERY)
     assert result.column_names == [d[0] for d in oracle.description]
     assert described.column("column_name").to_pylist() == result.column_names
     assert described.column("column_type").to_pylist() == \
-        [r[1] for r in duck.execute(f"DESCRIBE {query}").fetchall()]
+        [r[1] for r in duck.execute(f"DESCRIBE {NAMED_QUERY}").fetchall()]
 
 
 @pytest.mark.parametrize("ranks", RANKS)
-def test_summarize_gives_duckdbs_statistics(data, ranks):
+def test_summarize_gives_duckdbs_statistics(data, ran, ranks):
     duck = duckdb.connect()
     duck.execute(f"CREATE VIEW orders AS SELECT * FROM read_parquet('{data / 'orders.parquet'}')")
-    ours = {r["column_name"]: r for r in _ok(_run(data, ["SUMMARIZE orders"], ranks)[0]).to_pylist()}
+    ours = {r["column_name"]: r for r in _ok(ran(ranks, "summarize")[1][0]).to_pylist()}
     theirs = {r[0]: r for r in duck.execute("SUMMARIZE orders").fetchall()}
     assert list(ours) == list(theirs)
     for name, row in theirs.items():
@@ -144,10 +169,8 @@ def _duck_outcomes(data):
 
 
 @pytest.mark.parametrize("ranks", RANKS)
-def test_writes_change_tables_as_in_duckdb(data, tmp_path, ranks):
-    folder = tmp_path / "d"
-    shutil.copytree(data, folder)
-    results = _run(folder, WRITES + ["SELECT * FROM t", "SELECT * FROM v", "SHOW TABLES"], ranks)
+def test_writes_change_tables_as_in_duckdb(ran, ranks):
+    folder, results = ran(ranks, "writes")
     want, duck = _duck_outcomes(folder)
     for sql, got, expected in zip(WRITES, results, want):
         if expected == "error":
@@ -166,13 +189,13 @@ def test_writes_change_tables_as_in_duckdb(data, tmp_path, ranks):
 
 def test_session_statements(data, tmp_path):
     shutil.copytree(data, tmp_path / "d")
-    results = _run(tmp_path / "d", [
+    results = run_queries(str(tmp_path / "d"), [
         "SET search_path = 'main'", "SELECT current_setting('search_path')",
         "SET TimeZone = 'UTC'", "SET TimeZone = 'America/New_York'", "SET threads = 1", "SET GLOBAL search_path = 'main'",
         "BEGIN", "BEGIN", "COMMIT", "ROLLBACK",
         "BEGIN", "CREATE TABLE w AS SELECT 1 AS x", "ROLLBACK", "SELECT count(*) FROM w",
         "USE memory.main", "RESET search_path", "SELECT current_setting('search_path')",
-    ], 1)
+    ], 1, timeout_s=300)
     errors = [r.error for r in results]
     assert errors[0] is None and results[1].table.column(0)[0].as_py() == "main"
     assert errors[2] is None
@@ -209,10 +232,8 @@ SCHEMA_STATEMENTS = [
 
 
 @pytest.mark.parametrize("ranks", RANKS)
-def test_schemas_as_in_duckdb(data, tmp_path, ranks):
-    folder = tmp_path / "d"
-    shutil.copytree(data, folder)
-    got = _run(folder, SCHEMA_STATEMENTS, ranks)
+def test_schemas_as_in_duckdb(ran, ranks):
+    folder, got = ran(ranks, "schemas")
     duck = duckdb.connect()
     for name in SMALL:
         duck.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet('{folder / name}.parquet')")
@@ -227,3 +248,14 @@ def test_schemas_as_in_duckdb(data, tmp_path, ranks):
         if sql.startswith("SELECT"):
             why = compare_tables(result.table, want, ordered="ORDER BY" in sql)
             assert why is None, f"{sql}: {why}"
+
+
+# Each test's statements, run for all tests at once by `ran`; those of WRITING over a copy of the data.
+LISTS = {
+    "catalog": CATALOG_STATEMENTS,
+    "names": [NAMED_QUERY, f"DESCRIBE {NAMED_QUERY}"],
+    "summarize": ["SUMMARIZE orders"],
+    "writes": WRITES + ["SELECT * FROM t", "SELECT * FROM v", "SHOW TABLES"],
+    "schemas": SCHEMA_STATEMENTS,
+}
+WRITING = {"writes", "schemas"}

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from sqlglot import exp
 
-from engine.batch import run_queries
+from engine.batch import QueryList, run_query_lists
 from engine.catalog import load_table
 from engine.errors import CatalogError, FlockError, NotSupportedError, ParseError
 from engine.session import Session
@@ -183,26 +183,26 @@ def rank_row_ranges(data_dir: Path, table: str, nranks: int) -> list[tuple[int, 
     return out
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("ranks", [2, 3])
-def test_error_on_one_rank_is_reported_and_the_next_query_works(tpch_sf001, ranks):
-    keys = pq.read_table(Path(tpch_sf001) / "lineitem.parquet", columns=["l_orderkey"]).column(0)
-    assert pc.all(pc.greater_equal(keys.slice(1), keys.slice(0, len(keys) - 1))).as_py(), "lineitem not sorted"
-    spans = rank_row_ranges(tpch_sf001, "lineitem", ranks)
-    last_lo, last_hi = spans[-1]
-    # The last rank's highest key (a few rows of one order) lives only on that rank.
-    last_key = keys[last_hi - 1].as_py()
-    assert keys[last_lo].as_py() < last_key, "the failing rows must not start a rank's range"
-    first_key = keys[0].as_py()
-    assert keys[spans[0][1]].as_py() > first_key, "rank 0's first key must be its own"
-    oracle = duckdb_oracle(tpch_sf001)
+def _last_rank_keys(data_dir: Path, ranks: int):
+    """lineitem's l_orderkey column, the ranks' row ranges, and the last rank's highest key (a few
+    rows of one order, on that rank only)."""
+    keys = pq.read_table(Path(data_dir) / "lineitem.parquet", columns=["l_orderkey"]).column(0)
+    spans = rank_row_ranges(data_dir, "lineitem", ranks)
+    return keys, spans, keys[spans[-1][1] - 1].as_py()
 
-    good = [
-        "SELECT count(*) AS n FROM lineitem",
-        "SELECT l_returnflag, l_linestatus, count(*) AS n, sum(l_quantity) AS q FROM lineitem GROUP BY 1, 2",
-        "SELECT o_orderpriority, count(*) AS n FROM orders JOIN lineitem ON o_orderkey = l_orderkey GROUP BY 1",
-        "SELECT l_orderkey, l_linenumber FROM lineitem ORDER BY l_extendedprice DESC, l_orderkey, l_linenumber LIMIT 5",
-    ]
+
+GOOD = [
+    "SELECT count(*) AS n FROM lineitem",
+    "SELECT l_returnflag, l_linestatus, count(*) AS n, sum(l_quantity) AS q FROM lineitem GROUP BY 1, 2",
+    "SELECT o_orderpriority, count(*) AS n FROM orders JOIN lineitem ON o_orderkey = l_orderkey GROUP BY 1",
+    "SELECT l_orderkey, l_linenumber FROM lineitem ORDER BY l_extendedprice DESC, l_orderkey, l_linenumber LIMIT 5",
+]
+
+
+def _failing_rank_queries(data_dir: Path, ranks: int) -> tuple[list[str], list[str | None]]:
+    """Good queries around ones that fail on one rank: (queries, what fails in each or None)."""
+    keys, _, last_key = _last_rank_keys(data_dir, ranks)
+    first_key = keys[0].as_py()
     bad = {
         "last rank, scan fragment":
             f"SELECT CASE WHEN l_orderkey >= {last_key} THEN error('boom') ELSE 1 END AS x FROM lineitem",
@@ -216,12 +216,61 @@ def test_error_on_one_rank_is_reported_and_the_next_query_works(tpch_sf001, rank
     }
     queries, kinds = [], []
     for i, (what, q) in enumerate(bad.items()):
-        queries += [good[i % len(good)], q]
+        queries += [GOOD[i % len(GOOD)], q]
         kinds += [None, what]
-    queries += good
-    kinds += [None] * len(good)
+    queries += GOOD
+    kinds += [None] * len(GOOD)
+    return queries, kinds
 
-    results = run_queries(str(tpch_sf001), queries, ranks, timeout_s=180)
+
+RANGE_EXCHANGES = ("sample-sort-input", "halo-window-input")
+RANGE_EXCHANGE_FORCED = {"Sort": "sample-shuffle-compute", "Window": "halo-exchange"}
+# Seconds a failing-rank query may take before it counts as hung.
+QUERY_TIMEOUT_S = 60
+
+
+def _range_exchange_query(data_dir: Path, where: str) -> str:
+    """A query that fails on the last rank while computing the input of a range exchange."""
+    keys = pq.read_table(Path(data_dir) / "lineitem.parquet", columns=["l_orderkey"]).column(0)
+    boom = f"CASE WHEN l_orderkey >= {pc.max(keys).as_py()} THEN error('boom') ELSE true END"
+    return {"sample-sort-input": f"SELECT l_orderkey FROM lineitem WHERE {boom} ORDER BY l_orderkey, l_linenumber",
+            "halo-window-input": f"SELECT l_orderkey, lag(l_orderkey) OVER (ORDER BY l_orderkey, l_linenumber) AS p "
+                                 f"FROM lineitem WHERE {boom}"}[where]
+
+
+@pytest.fixture(scope="module")
+def failing_rank_results(tpch_sf001):
+    """Per rank count, built on first use: the results of the failing-rank tests' lists (the
+    next-query test's, and each range exchange's), all in one job. A query that hangs is cancelled
+    after QUERY_TIMEOUT_S (its job killed and restarted after it if it does not stop), so it
+    reports a timeout and the other lists still run."""
+    cache = {}
+
+    def get(ranks: int, test: str) -> list:
+        if ranks not in cache:
+            lists = {"next-query": QueryList(str(tpch_sf001), _failing_rank_queries(tpch_sf001, ranks)[0])}
+            for where in RANGE_EXCHANGES:
+                lists[where] = QueryList(str(tpch_sf001), [_range_exchange_query(tpch_sf001, where),
+                                                           "SELECT count(*) AS n FROM nation"],
+                                         forced_patterns=RANGE_EXCHANGE_FORCED)
+            results = run_query_lists(list(lists.values()), ranks, timeout_s=240, query_timeout_s=QUERY_TIMEOUT_S)
+            cache[ranks] = dict(zip(lists, results))
+        return cache[ranks][test]
+
+    return get
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_error_on_one_rank_is_reported_and_the_next_query_works(tpch_sf001, failing_rank_results, ranks):
+    keys, spans, last_key = _last_rank_keys(tpch_sf001, ranks)
+    assert pc.all(pc.greater_equal(keys.slice(1), keys.slice(0, len(keys) - 1))).as_py(), "lineitem not sorted"
+    assert keys[spans[-1][0]].as_py() < last_key, "the failing rows must not start a rank's range"
+    assert keys[spans[0][1]].as_py() > keys[0].as_py(), "rank 0's first key must be its own"
+    oracle = duckdb_oracle(tpch_sf001)
+    queries, kinds = _failing_rank_queries(tpch_sf001, ranks)
+
+    results = failing_rank_results(ranks, "next-query")
     assert not any(r.error_type == "Timeout" for r in results), "the batch hung"
     problems = []
     for q, what, r in zip(queries, kinds, results):
@@ -243,20 +292,13 @@ def test_error_on_one_rank_is_reported_and_the_next_query_works(tpch_sf001, rank
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("ranks", [2, 3])
-@pytest.mark.parametrize("where", ["sample-sort-input", "halo-window-input"])
-def test_error_on_one_rank_before_a_range_exchange_does_not_hang(tpch_sf001, ranks, where):
+@pytest.mark.parametrize("where", RANGE_EXCHANGES)
+def test_error_on_one_rank_before_a_range_exchange_does_not_hang(tpch_sf001, failing_rank_results, ranks, where):
     """A rank that fails while computing the input of a range exchange (sample sort, and the
     range step of a halo window) must still meet the others at the error agreement."""
     keys = pq.read_table(Path(tpch_sf001) / "lineitem.parquet", columns=["l_orderkey"]).column(0)
-    last_key = pc.max(keys).as_py()
-    assert keys[rank_row_ranges(tpch_sf001, "lineitem", ranks)[-1][0]].as_py() < last_key
-    boom = f"CASE WHEN l_orderkey >= {last_key} THEN error('boom') ELSE true END"
-    sql = {"sample-sort-input": f"SELECT l_orderkey FROM lineitem WHERE {boom} ORDER BY l_orderkey, l_linenumber",
-           "halo-window-input": f"SELECT l_orderkey, lag(l_orderkey) OVER (ORDER BY l_orderkey, l_linenumber) AS p "
-                                f"FROM lineitem WHERE {boom}"}[where]
-    forced = {"Sort": "sample-shuffle-compute", "Window": "halo-exchange"}
-    results = run_queries(str(tpch_sf001), [sql, "SELECT count(*) AS n FROM nation"], ranks, timeout_s=20,
-                          forced_patterns=forced)
+    assert keys[rank_row_ranges(tpch_sf001, "lineitem", ranks)[-1][0]].as_py() < pc.max(keys).as_py()
+    results = failing_rank_results(ranks, where)
     assert results[0].error_type != "Timeout", f"{where} at {ranks} ranks: the job hung"
     assert results[0].error is not None and "boom" in results[0].error, results[0]
     assert results[1].error is None and results[1].table.column(0).to_pylist() == [25], results[1]

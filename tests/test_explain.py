@@ -1,6 +1,6 @@
 """EXPLAIN for people and for programs (planner/explain.py), on real plans: TPC-H q3 at 2 ranks in one
 job (text, VERBOSE, FORMAT JSON, FORMAT DOT, ANALYZE), at 1 rank in process, a skewed GROUP BY at 2
-ranks, and EXPLAIN through a real 2-rank Flight SQL server. Assertions name patterns, stages and
+ranks (in q3's job), and EXPLAIN through a real 2-rank Flight SQL server. Assertions name patterns, stages and
 column names, never costs or times."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.batch import run_queries
+from engine.batch import QueryList, run_query_lists
 from engine.errors import NotSupportedError
 from planner.explain import ExplainOptions, parse_options
 from planner.patterns import NAMES
@@ -48,10 +48,29 @@ def test_options_are_read_as_postgres_spells_them():
         parse_options("(ANALYZE, COSTS) SELECT 1")
 
 
+# 90% of the rows share one key (test_analyze_flags_a_skewed_shuffle).
+SKEWED_SQL = "SELECT k, count(*) AS n, sum(v) AS s FROM skewed GROUP BY k"
+
+
 @pytest.fixture(scope="module")
-def q3(tpch_sf001) -> dict[str, str]:
-    """Every form of EXPLAIN of TPC-H q3 at 2 ranks, run in one job."""
-    results = run_queries(str(tpch_sf001), list(FORMS.values()), 2, timeout_s=300)
+def two_rank_explains(tpch_sf001, tmp_path_factory):
+    """This file's EXPLAINs at 2 ranks, run in one job: (every form of q3's results, the skewed
+    GROUP BY's EXPLAIN ANALYZE with a raw-row shuffle forced)."""
+    skewed = tmp_path_factory.mktemp("skewed")
+    keys = [0] * 9000 + list(range(1, 1001))
+    pq.write_table(pa.table({"k": keys, "v": list(range(len(keys)))}), skewed / "skewed.parquet",
+                   row_group_size=1000)
+    q3, [skew] = run_query_lists([
+        (str(tpch_sf001), list(FORMS.values())),
+        QueryList(str(skewed), ["EXPLAIN ANALYZE " + SKEWED_SQL], forced_patterns={"Aggregate": "shuffle-compute"}),
+    ], 2, timeout_s=300)
+    return q3, skew
+
+
+@pytest.fixture(scope="module")
+def q3(two_rank_explains) -> dict[str, str]:
+    """Every form of EXPLAIN of TPC-H q3 at 2 ranks."""
+    results = two_rank_explains[0]
     out = {}
     for name, res in zip(FORMS, results):
         assert res.error is None, f"{name}: {res.error_type}: {res.error}"
@@ -205,15 +224,10 @@ def test_one_rank_marks_fused_exchanges(tpch_sf001):
 
 
 @pytest.mark.timeout(300)
-def test_analyze_flags_a_skewed_shuffle(tmp_path):
+def test_analyze_flags_a_skewed_shuffle(two_rank_explains):
     """90% of the rows share one key; grouping them with a raw-row shuffle (forced) sends them all
     to one rank, and EXPLAIN ANALYZE says which."""
-    keys = [0] * 9000 + list(range(1, 1001))
-    pq.write_table(pa.table({"k": keys, "v": list(range(len(keys)))}), tmp_path / "skewed.parquet",
-                   row_group_size=1000)
-    sql = "SELECT k, count(*) AS n, sum(v) AS s FROM skewed GROUP BY k"
-    [res] = run_queries(str(tmp_path), ["EXPLAIN ANALYZE " + sql], 2, timeout_s=240,
-                        forced_patterns={"Aggregate": "shuffle-compute"})
+    res = two_rank_explains[1]
     assert res.error is None, res.error
     text = "\n".join(res.table.column("explain").to_pylist())
     shuffle = [line for line in plan_lines(text) if EXCHANGE.match(line) and "shuffle" in line]

@@ -1,12 +1,15 @@
 """Per-rank memory limits: a query whose working set exceeds the limit spills to DuckDB's temporary
 folder and still gives DuckDB's answer; a limit too small even for spilling is a clean error on
-every rank, and the next query works."""
+every rank, and the next query works.
+
+The 2-rank lists of every test run in one job (`two_rank_results`), each in a Session with its
+own memory limit."""
 from __future__ import annotations
 
 import duckdb
 import pytest
 
-from engine.batch import run_queries
+from engine.batch import QueryList, run_queries, run_query_lists
 from tests.conftest import duckdb_oracle
 from tpch.compare import compare_tables
 
@@ -34,10 +37,16 @@ def test_the_working_set_exceeds_the_limit_without_spilling(tpch_sf01, ranks):
         con.sql(f"SELECT count(*), sum(q) FROM ({BIG_AGGREGATE})").fetchall()
 
 
+SPILLING_AGGREGATE = f"SELECT count(*) AS groups, sum(q) AS q, sum(n) AS n, max(l_comment) AS c FROM ({BIG_AGGREGATE})"
+
+
 @pytest.mark.parametrize("ranks", [1, 2])
-def test_query_over_the_memory_limit_spills_and_answers(tpch_sf01, ranks):
-    query = f"SELECT count(*) AS groups, sum(q) AS q, sum(n) AS n, max(l_comment) AS c FROM ({BIG_AGGREGATE})"
-    [res] = run_queries(str(tpch_sf01), [query], ranks, memory_limit=LIMIT[ranks], threads=1)
+def test_query_over_the_memory_limit_spills_and_answers(tpch_sf01, two_rank_results, ranks):
+    query = SPILLING_AGGREGATE
+    if ranks == 1:
+        [res] = run_queries(str(tpch_sf01), [query], ranks, memory_limit=LIMIT[ranks], threads=1)
+    else:
+        [res] = two_rank_results("spill")
     assert res.error is None, res.error
     expected = duckdb_oracle(tpch_sf01).sql(query).to_arrow_table()
     assert compare_tables(res.table, expected, ordered=False) is None
@@ -51,9 +60,30 @@ SHUFFLED_AGGREGATE = ("SELECT count(*) AS groups, sum(n) AS n, max(i) AS i, min(
                       "sum(l_extendedprice) AS p FROM lineitem GROUP BY l_comment)")
 
 
-def test_exchange_over_its_budget_spills_to_files_and_answers(tpch_sf01):
-    res, explain = run_queries(str(tpch_sf01), [SHUFFLED_AGGREGATE, "EXPLAIN ANALYZE " + SHUFFLED_AGGREGATE], 2,
-                               memory_limit="64MB", threads=1)
+@pytest.fixture(scope="module")
+def two_rank_results(tpch_sf01):
+    """Built on first use: {test: its results}, the 2-rank lists of this file's tests in one job
+    (threads=1 as each test had), the one that runs out of memory last."""
+    cache = {}
+
+    def get(test: str) -> list:
+        if not cache:
+            lists = {
+                "spill": QueryList(str(tpch_sf01), [SPILLING_AGGREGATE], memory_limit=LIMIT[2]),
+                "exchange-over-budget": QueryList(str(tpch_sf01), [SHUFFLED_AGGREGATE,
+                                                                   "EXPLAIN ANALYZE " + SHUFFLED_AGGREGATE],
+                                                  memory_limit="64MB"),
+                "exchange-within-budget": QueryList(str(tpch_sf01), [SHUFFLED_AGGREGATE], memory_limit="2GB"),
+                "too-small": QueryList(str(tpch_sf01), TOO_SMALL_QUERIES, memory_limit="4MB"),
+            }
+            cache.update(zip(lists, run_query_lists(list(lists.values()), 2, threads=1)))
+        return cache[test]
+
+    return get
+
+
+def test_exchange_over_its_budget_spills_to_files_and_answers(tpch_sf01, two_rank_results):
+    res, explain = two_rank_results("exchange-over-budget")
     assert res.error is None, res.error
     assert res.spilled_bytes and res.spilled_bytes[0] > 1_000_000, res.spilled_bytes
     expected = duckdb_oracle(tpch_sf01).sql(SHUFFLED_AGGREGATE).to_arrow_table()
@@ -63,15 +93,17 @@ def test_exchange_over_its_budget_spills_to_files_and_answers(tpch_sf01):
     assert len(shuffle) == 1 and "spilled=" in shuffle[0], shuffle
 
 
-def test_exchange_within_its_budget_stays_in_memory(tpch_sf01):
-    [res] = run_queries(str(tpch_sf01), [SHUFFLED_AGGREGATE], 2, memory_limit="2GB", threads=1)
+def test_exchange_within_its_budget_stays_in_memory(two_rank_results):
+    [res] = two_rank_results("exchange-within-budget")
     assert res.error is None, res.error
     assert res.spilled_bytes == [0]
 
 
-def test_limit_too_small_is_a_clean_error_and_the_next_query_works(tpch_sf01):
-    queries = [BIG_AGGREGATE, "SELECT count(*) AS n FROM lineitem"]
-    oom, after = run_queries(str(tpch_sf01), queries, 2, memory_limit="4MB", threads=1)
+TOO_SMALL_QUERIES = [BIG_AGGREGATE, "SELECT count(*) AS n FROM lineitem"]
+
+
+def test_limit_too_small_is_a_clean_error_and_the_next_query_works(tpch_sf01, two_rank_results):
+    oom, after = two_rank_results("too-small")
     assert oom.error is not None and "memory" in oom.error.lower(), oom.error
     assert after.error is None, after.error
     expected = duckdb_oracle(tpch_sf01).sql("SELECT count(*) AS n FROM lineitem").to_arrow_table()

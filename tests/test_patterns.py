@@ -6,7 +6,8 @@ Alternatives are forced both ways (Join: shuffle-compute vs broadcast-compute, A
 combine-shuffle-reduce vs shuffle-compute, Sort: sample-shuffle-compute vs globally-reduce,
 Window: halo-exchange vs globally-reduce): both must give the oracle's answer.
 
-One batch per (ranks, forcing): each batch runs every query and its EXPLAIN in one MPI job.
+One MPI job per rank count runs every query and its EXPLAIN under each forcing (a Session per
+forcing).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from engine.batch import run_queries
+from engine.batch import QueryList, run_query_lists
 from tests.conftest import duckdb_oracle
 from tpch.compare import compare_tables, ordering_of
 
@@ -163,21 +164,22 @@ def stage_kinds(explain: str) -> set[str]:
 
 
 class Batches:
-    """Runs every query of a forcing (and its EXPLAIN) in one job per rank count, on demand."""
+    """Runs every query of every forcing (and its EXPLAIN) in one job per rank count, on demand."""
 
     def __init__(self, data_dir):
         self.data_dir = data_dir
         self._done: dict = {}
 
     def get(self, ranks: int, forcing: str, sql: str):
-        key = (ranks, forcing)
-        if key not in self._done:
-            sqls = sorted({c.sql for c in CASES if c.forcing == forcing})
-            queries = [q for s in sqls for q in (s, "EXPLAIN " + s)]
-            results = run_queries(str(self.data_dir), queries, ranks, timeout_s=300,
-                                  forced_patterns=FORCINGS[forcing])
-            self._done[key] = dict(zip(queries, results))
-        got = self._done[key]
+        if ranks not in self._done:
+            lists = {}
+            for name in FORCINGS:
+                sqls = sorted({c.sql for c in CASES if c.forcing == name})
+                lists[name] = QueryList(str(self.data_dir), [q for s in sqls for q in (s, "EXPLAIN " + s)],
+                                        forced_patterns=FORCINGS[name])
+            results = run_query_lists(list(lists.values()), ranks, timeout_s=500)
+            self._done[ranks] = {name: dict(zip(ql.queries, got)) for (name, ql), got in zip(lists.items(), results)}
+        got = self._done[ranks][forcing]
         return got[sql], got["EXPLAIN " + sql]
 
 
