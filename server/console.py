@@ -99,7 +99,7 @@ class Console:
                 # Every client signs in as the server's one user, if it has one.
                 "user": self.user, "state": r.state, "submitted": r.submitted, "started": r.started,
                 "ended": r.ended, "seconds": r.seconds, "rows": r.rows, "bytes_moved": r.bytes_moved,
-                "bytes_spilled": r.bytes_spilled, "error": r.error,
+                "bytes_spilled": r.bytes_spilled, "peak_memory_bytes": r.peak_memory_bytes, "error": r.error,
                 "cancellable": r.cancel is not None and r.state in (query_log.QUEUED, query_log.RUNNING),
                 "explainable": r.sql is not None}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -22,6 +23,14 @@ from tests.server_fixtures import SLOW_SQL, copy_data, start_server, stop_server
 USER, PASSWORD = "console-user", "console-secret"
 SHUFFLING = "SELECT l_comment, count(*) AS n FROM lineitem GROUP BY l_comment ORDER BY n DESC, l_comment LIMIT 3"
 BROWSER_TIMEOUT_MS = 30_000
+# FLOCKSQL_CONSOLE_SCREENSHOTS=docs/console saves the pages the test visits there (README's pictures).
+SCREENSHOTS = os.environ.get("FLOCKSQL_CONSOLE_SCREENSHOTS")
+PEAK = r"[\d.]+ (KiB|MiB|GiB)"
+
+
+def screenshot(page, name: str) -> None:
+    if SCREENSHOTS:
+        page.screenshot(path=os.path.join(SCREENSHOTS, name), full_page=True)
 
 
 def chromium_path() -> str:
@@ -115,30 +124,63 @@ def test_queries_and_plan_in_the_browser(server, page):
     assert row.locator("td").nth(2).inner_text() == USER
     assert row.locator("td").nth(6).inner_text() == "3"  # rows
     qid = int(row.get_attribute("data-id"))
+    # Peak memory: the busiest rank's, with each rank's in the cell's title, as the query log has
+    # them. A streamed result (ADBC's) brings back rank 0's statistics only.
+    status, logged = http(f"{server.console}api/queries/{qid}")
+    assert status == 200 and len(logged["peak_memory_bytes"]) == 1 and logged["peak_memory_bytes"][0] > 10 << 20
+    peak = row.locator("td.peak")
+    assert re.fullmatch(PEAK, peak.inner_text()), peak.inner_text()
+    assert re.fullmatch(rf"rank 0 {PEAK}", peak.get_attribute("title")), peak.get_attribute("title")
+    screenshot(page, "queries.png")
     assert "2 ranks" in page.locator("#flock-summary").inner_text()
 
     # The plan page: the planner's patterns and exchanges, then EXPLAIN ANALYZE's bars per rank.
     row.locator("a", has_text="plan").click()
     page.wait_for_url(f"**/query.html?id={qid}")
     assert page.locator("#sql").inner_text().strip() == SHUFFLING
+    facts = page.locator("#facts").inner_text()
+    assert re.search(rf"peak memory per rank\s+rank 0 {PEAK}", facts), facts
     page.locator("#plan .node").first.wait_for()
     shown = set(page.locator("#plan .pattern").all_inner_texts())
     assert shown == expected
     assert "shuffle" in page.locator("#plan .node.exchange .kind").all_inner_texts()
     assert page.locator("#timing").is_hidden()
     page.locator("#analyze").click()
-    page.locator("#timing svg.bars").wait_for()
+    page.locator("#bars svg.bars").wait_for()
     chart = page.locator("#bars").inner_text()
     assert re.search(r"Exchange #\d+ shuffle — under \S+ \((combine-shuffle-reduce|shuffle-compute)\)", chart), chart
     assert "rank 0" in chart and "rank 1" in chart
     assert page.locator("#bars rect.bar.compute").count() >= 2
     assert page.locator("#bars rect.bar.comm").count() >= 2
+    assert page.locator("#bars rect.bar.wait").count() >= 2
+    rows = page.locator("#bars text.bar-text").all_text_contents()
+    assert any(re.fullmatch(r"compute \S+ \S+ · comm \S+ \S+ · wait \S+ \S+ · \d+ rows · sent .+", r) for r in rows), rows
     actual = page.locator("#plan .node.exchange .actual").all_inner_texts()
     assert any(text.startswith("actual rows ") for text in actual), actual
+    # Where a fragment ends, its operator shows the rows it produced next to the estimate: the scan
+    # under the shuffle read every row of lineitem.
+    fragment_ends = page.locator("#plan .node.op .actual").all_inner_texts()
+    assert any(re.fullmatch(r"actual rows 60,175 \(est\. [\d,]+\)", text) for text in fragment_ends), fragment_ends
+    # The timeline: one bar per rank, its stages end to end, each split into compute, waiting and
+    # communication (named in each piece's tooltip), then totals and the rank's peak memory.
+    timeline = page.locator("#timeline svg.timeline")
+    assert timeline.locator("text.bar-label").all_text_contents() == ["rank 0", "rank 1"]
+    for text in timeline.locator("text.bar-text").all_text_contents():
+        assert re.fullmatch(rf"compute \S+ \S+ · comm \S+ \S+ · wait \S+ \S+ · peak memory {PEAK}", text), text
+    tips = timeline.locator("rect.bar title").all_text_contents()
+    shuffle_id = re.search(r"Exchange #(\d+) shuffle", chart)[1]
+    for part in ("compute", "waiting", "communication"):
+        assert sum(tip.startswith(f"Exchange #{shuffle_id} shuffle: {part}: ") for tip in tips) == 2, tips
+    assert sum(tip.startswith("final fragment: waiting: ") for tip in tips) == 2, tips
+    screenshot(page, "query-plan.png")
     # The console's ANALYZE ran as a query of its own, listed with the others.
     page.goto(server.console)
-    page.locator("#recent tbody tr", has=page.locator(
-        "td.sql code", has_text="EXPLAIN (ANALYZE, FORMAT JSON) " + SHUFFLING)).first.wait_for()
+    analyzed = page.locator("#recent tbody tr", has=page.locator(
+        "td.sql code", has_text="EXPLAIN (ANALYZE, FORMAT JSON) " + SHUFFLING)).first
+    analyzed.wait_for()
+    # Collected, not streamed: every rank's peak came back.
+    title = analyzed.locator("td.peak").get_attribute("title")
+    assert re.fullmatch(rf"rank 0 {PEAK} · rank 1 {PEAK}", title), title
 
     page.goto(server.console + "flock.html")
     page.locator("#memory svg").wait_for()
