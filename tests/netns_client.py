@@ -6,6 +6,9 @@ FLOCKSQL_TEST_USER / FLOCKSQL_TEST_PASSWORD when set.
   once URI SQL           one query; prints 'ok <rows>' or 'error <message>', exit status 0 either way
   until-ok URI SQL S     retries (a fresh connection each time) until an answer or S seconds;
                          prints 'ok <first value> after <attempts> failed attempts' or fails
+  parts URI OUT SQL      the query with partitioned results, each part fetched (raw Flight) from
+                         its endpoint's location; writes OUT/parts.arrow (all rows) and prints one
+                         'part <rows> <location or ->' line per endpoint
 """
 from __future__ import annotations
 
@@ -66,7 +69,37 @@ def main(argv: list[str]) -> int:
                 time.sleep(0.25)
         print(f"no answer within {within} s after {failures} attempts; last: {last}", flush=True)
         return 1
+    if mode == "parts":
+        out, sql = Path(rest[0]), rest[1]
+        tables = []
+        for rows, location, table in fetch_parts(uri, sql):
+            print(f"part {rows} {location or '-'}", flush=True)
+            tables.append(table)
+        table = pa.concat_tables(tables)
+        with pa.OSFile(str(out / "parts.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+            w.write_table(table)
+        return 0
     raise SystemExit(f"unknown mode {mode}")
+
+
+def fetch_parts(uri: str, sql: str):
+    """(rows, location, table) per endpoint of `sql` asked with partitioned results."""
+    import pyarrow.flight as flight
+    from server import wire
+    from server.call_options import PARTITIONED_HEADER
+
+    client = flight.connect(uri)
+    headers = [(PARTITIONED_HEADER.encode(), b"true")]
+    if os.environ.get("FLOCKSQL_TEST_USER"):
+        headers.append(client.authenticate_basic_token(os.environ["FLOCKSQL_TEST_USER"],
+                                                       os.environ["FLOCKSQL_TEST_PASSWORD"]))
+    options = flight.FlightCallOptions(headers=headers, timeout=float(RPC_TIMEOUT_S))
+    info = client.get_flight_info(flight.FlightDescriptor.for_command(wire.CommandStatementQuery(sql).pack()), options)
+    for endpoint in info.endpoints:
+        location = endpoint.locations[0].uri.decode() if endpoint.locations else None
+        source = flight.connect(location) if location else client
+        table = source.do_get(endpoint.ticket, options).read_all()
+        yield table.num_rows, location, table
 
 
 if __name__ == "__main__":

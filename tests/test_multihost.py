@@ -205,6 +205,16 @@ def test_tpch_across_three_hosts_matches_duckdb_and_exchanges_cross_the_veths(ho
         assert moved > 1_000_000, plan
         assert sum(sort_sent.values()) >= moved, (moved, sort_sent)
         assert all(sort_sent[h] > moved / 10 for h in HOSTS[1:]), (moved, sort_sent)
+
+        # Partitioned results: each rank's part comes from that rank's own host.
+        sql = "SELECT l_orderkey, l_linenumber, l_comment FROM lineitem"
+        done = client(hosts, "parts", URI, str(answers), sql, **creds)
+        assert done.returncode == 0, done.stdout + done.stderr + flock.log()
+        parts = [line.split() for line in done.stdout.splitlines() if line.startswith("part ")]
+        assert [p[2] == "-" for p in parts] == [True, False, False], done.stdout
+        assert [p[2].split("//")[1].rsplit(":", 1)[0] for p in parts[1:]] == HOSTS[1:], done.stdout
+        got = pa.ipc.open_file(str(answers / "parts.arrow")).read_all()
+        assert compare_tables(got, oracle.sql(sql).to_arrow_table(), ordered=False, order_keys=()) is None
     finally:
         status = flock.stop(signal.SIGINT)
     assert status == 0, flock.log()
