@@ -31,7 +31,7 @@ from engine import catalog_statements, recursive, temp_tables, writes
 from engine.catalog import Catalog
 from engine import client_session as cs
 from engine.client_session import ClientSession
-from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError, NotSupportedError
+from engine.errors import CancelledError, CatalogError, CommError, ExecutionError, FlockError, NotSupportedError
 from engine.lanes import BIG_QUERY_COST_S, Lane, LanePool, QueryToken
 from engine.system_catalog import SystemCatalog, qualified
 from engine.leftovers import owner_tag, rank_tmp_prefix
@@ -87,6 +87,12 @@ def world_comm():
         from executors.comm import MpiComm
         if MPI.COMM_WORLD.Get_size() > 1:
             return MpiComm(MPI.COMM_WORLD)
+        tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "1")
+        if tasks.isdigit() and int(tasks) > 1:
+            # Each task would be a flock of one, all of them serving: srun gave MPI no way to
+            # connect them (its MPI plugin is 'none' unless --mpi or the site's MpiDefault says).
+            raise CommError(f"srun started {tasks} tasks but MPI sees one rank in each: run srun with "
+                            "--mpi=pmi2 (MPICH's PMI-2; or set MpiDefault=pmi2 in slurm.conf)")
     return LocalComm()
 
 
