@@ -720,7 +720,8 @@ class Builder:
             else:
                 rest.append(c)
         if not any(isinstance(c, (exp.GT, exp.GTE, exp.LT, exp.LTE)) for c in rest):
-            raise PlanError("an ASOF JOIN's ON clause needs one inequality (>=, >, <=, <) between the two sides")
+            raise PlanError("missing ASOF JOIN inequality: its ON clause needs one of >=, >, <=, < between "
+                            "the two sides")
         return Join(left, right, kind, tuple(lk), tuple(rk), and_all(rest))
 
     def _reduced_by(self, big: Node, big_keys, small: Node, small_keys) -> Node:
