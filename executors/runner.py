@@ -700,14 +700,14 @@ class Runner:
             text = f"SELECT * FROM ({left}) AS _l CROSS JOIN ({right}) AS _r"
         else:
             kind = {"inner": "INNER", "left": "LEFT", "right": "RIGHT", "full": "FULL", "semi": "SEMI",
-                    "anti": "ANTI"}[node.kind]
+                    "anti": "ANTI", "asof": "ASOF", "asof_left": "ASOF LEFT"}[node.kind]
             text = f"SELECT * FROM ({left}) AS _l {kind} JOIN ({right}) AS _r ON {on}"
         # An inner join with an input this rank received empty is empty: DuckDB, seeing only an
         # Arrow table, would still compute the other side's keys (and raise for a cast that fails
         # on a row that, on one machine, DuckDB never looks at, as it skips a join with an empty side).
         empty_left, empty_right = left in self._empty_inputs, right in self._empty_inputs
-        if (node.kind in ("inner", "cross", "semi") and (empty_left or empty_right)) or (
-                node.kind == "left" and empty_left) or (node.kind == "right" and empty_right):
+        if (node.kind in ("inner", "cross", "semi", "asof") and (empty_left or empty_right)) or (
+                node.kind in ("left", "asof_left") and empty_left) or (node.kind == "right" and empty_right):
             return text + " LIMIT 0"
         return text
 

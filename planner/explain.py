@@ -191,8 +191,8 @@ def describe_node(node, names: dict[str, str] | None = None) -> str:
 
 
 def _describe(node, nm: _Namer) -> str:
-    from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Project, Scan, SetOp, Sort, Values,
-                                 Window)
+    from planner.logical import (ASOF_KINDS, Aggregate, Distinct, Filter, Join, Limit, Project, Scan, SetOp,
+                                 Sort, Values, Window)
     sql = nm.sql
     if isinstance(node, Scan):
         return f"Scan {node.table} [{', '.join(n for _, n in node.fields)}]"
@@ -200,6 +200,8 @@ def _describe(node, nm: _Namer) -> str:
         on = " AND ".join(f"{sql(a)} = {sql(b)}" for a, b in zip(node.left_keys, node.right_keys))
         if node.residual is not None:
             on = (on + " AND " if on else "") + sql(node.residual)
+        if node.kind in ASOF_KINDS:
+            return f"AsofJoin {'left' if node.kind == 'asof_left' else 'inner'} on {on}"
         return f"HashJoin {node.kind}" + (f" on {on}" if on else "")
     if isinstance(node, Aggregate):
         g = ", ".join(sql(e) for _, e in node.groups)

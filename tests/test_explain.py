@@ -252,3 +252,27 @@ def test_explain_options_through_flight_sql(tmp_path):
             assert "__p" in cur.fetch_arrow_table().column("explain")[0].as_py()
     finally:
         stop_server(server)
+
+
+@pytest.mark.timeout(300)
+def test_asof_join_partitions_on_its_keys_or_replicates_its_right_side(tmp_path):
+    """A key's right rows must all meet its left rows on one rank: with equality keys both sides
+    are shuffled on them (forced here: a small right side is broadcast, also correct); without,
+    only replicating the right side is correct, whatever is forced."""
+    n = 20_000
+    pq.write_table(pa.table({"sym": [i % 7 for i in range(n)], "ts": list(range(n))}), tmp_path / "quotes.parquet",
+                   row_group_size=1000)
+    pq.write_table(pa.table({"sym": [i % 5 for i in range(n)], "ts": [i * 3 for i in range(n)]}),
+                   tmp_path / "trades.parquet", row_group_size=1000)
+    keyed = "SELECT t.ts, q.ts FROM trades t ASOF JOIN quotes q ON t.sym = q.sym AND t.ts >= q.ts"
+    unkeyed = "SELECT t.ts, q.ts FROM trades t ASOF LEFT JOIN quotes q ON t.ts >= q.ts"
+    results = run_queries(str(tmp_path), ["EXPLAIN " + keyed, "EXPLAIN " + unkeyed], 2, timeout_s=240,
+                          forced_patterns={"Join": "shuffle-compute"})
+    texts = []
+    for res in results:
+        assert res.error is None, res.error
+        texts.append("\n".join(res.table.column("explain").to_pylist()))
+    keyed_text, unkeyed_text = texts
+    assert re.search(r"AsofJoin inner .*\[shuffle-compute\]", keyed_text), keyed_text
+    assert len([line for line in plan_lines(keyed_text) if EXCHANGE.match(line) and "shuffle" in line]) == 2, keyed_text
+    assert re.search(r"AsofJoin left .*\[broadcast-compute\]", unkeyed_text), unkeyed_text
