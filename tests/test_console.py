@@ -18,7 +18,7 @@ import urllib.request
 
 import pytest
 
-from tests.server_fixtures import SLOW_SQL, copy_data, start_server, stop_server
+from tests.server_fixtures import REPO, SLOW_SQL, copy_data, start_server, stop_server
 
 USER, PASSWORD = "console-user", "console-secret"
 SHUFFLING = "SELECT l_comment, count(*) AS n FROM lineitem GROUP BY l_comment ORDER BY n DESC, l_comment LIMIT 3"
@@ -58,8 +58,12 @@ def browser():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("server-console")
+    reports = tmp / "bench-results"
+    reports.mkdir()
     proc = start_server("engine", copy_data(tmp / "data"), tmp / "server.log", ranks=2,
-                        args=["--console-port", "0", "--user", USER, "--password", PASSWORD])
+                        args=["--console-port", "0", "--user", USER, "--password", PASSWORD,
+                              "--console-reports", str(reports)])
+    proc.reports = reports
     proc.db_kwargs = {"username": USER, "password": PASSWORD}
     deadline = time.monotonic() + 30
     while not (match := re.search(r"Web console on (http://\S+)", proc.log())) and time.monotonic() < deadline:
@@ -214,6 +218,35 @@ def test_cancel_a_running_query_from_the_browser(server, page):
         done.locator(".state", has_text="cancelled").wait_for()
     finally:
         thread.join(120)
+
+
+@pytest.mark.timeout(300)
+def test_bench_reports_and_their_charts_in_the_browser(server, page, tpch_sf001):
+    # A real `flocksql tpch bench` writes its report into the folder the console shows.
+    bench = subprocess.run(
+        [sys.executable, "-m", "cli", "tpch", "bench", "--data", str(tpch_sf001), "--queries", "1,6",
+         "--ranks", "1,2", "--repeat", "1", "--out", str(server.reports)],
+        capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert bench.returncode == 0, bench.stderr
+    charts = sorted(p.name for p in server.reports.glob("results_*.png"))
+    assert charts, ("tpch bench drew no charts (matplotlib is in the test extra)", bench.stderr)
+    page.goto(server.console + "reports.html")
+    section = page.locator('section.report[data-report="results"]')
+    section.wait_for()
+    # The report's own table: a row per query with each engine's time, and the totals.
+    table = section.locator("table.report-table").first
+    header = table.locator("thead th").all_inner_texts()
+    assert {"duckdb", "flocksql@1", "flocksql@2"} <= {h.split()[0] for h in header}, header
+    firsts = table.locator("tbody tr td:first-child").all_inner_texts()
+    assert {"Q1", "Q6"} <= set(firsts), firsts
+    # Each chart is an image the browser loaded (decoded, with a size), served from the folder.
+    images = section.locator("img.chart")
+    assert sorted(images.evaluate_all("imgs => imgs.map(i => i.alt)")) == charts
+    assert images.evaluate_all("imgs => imgs.every(i => i.complete && i.naturalWidth > 0)")
+    screenshot(page, "reports.png")
+    # Only the folder's charts are served; nothing else of the file system.
+    assert http(server.console + "reports/..%2Fserver.log")[0] == 404
+    assert http(server.console + "reports/results.json")[0] == 404
 
 
 def test_console_requires_the_servers_user_and_password(server):

@@ -50,7 +50,7 @@ function fmtBytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return (i ? n.toFixed(1) : String(n)) + " " + units[i];
+  return (i ? n.toFixed(1) : String(Math.round(n))) + " " + units[i];
 }
 
 function fmtSeconds(s) {
@@ -408,6 +408,67 @@ function barChart(rows, top, fmt, cls) {
   return chart;
 }
 
+// --- benchmark reports (tpch bench, server/console.py's /api/reports) ------------------------
+
+async function loadReports() {
+  try {
+    const doc = await api("/api/reports");
+    const folder = document.getElementById("reports-folder");
+    folder.textContent = doc.folder
+      ? `${doc.reports.length} report(s) of flocksql tpch bench in ${doc.folder}`
+      : "No reports folder: start the server with --console-reports DIR (a flocksql tpch bench --out folder).";
+    const box = document.getElementById("reports");
+    box.replaceChildren(...doc.reports.map(reportSection));
+    showError("error", null);
+  } catch (err) {
+    showError("error", err);
+  }
+}
+
+function reportSection(r) {
+  const charts = r.charts.map(name => el("img", {src: "/reports/" + encodeURIComponent(name), alt: name,
+                                                 class: "chart"}));
+  return el("section", {class: "report", "data-report": r.name},
+            el("h2", {}, r.name, " ", el("span", {class: "muted"}, `${r.kind || ""} · ${new Date(r.modified * 1000).toLocaleString("en-GB")}`)),
+            el("div", {class: "charts"}, charts),
+            markdownBlocks(r.markdown));
+}
+
+// The subset of Markdown that tpch/report.py writes: headings, pipe tables, paragraphs, bold.
+function markdownBlocks(text) {
+  const out = [];
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (line.startsWith("|")) {
+      const rows = [];
+      while (i < lines.length && lines[i].startsWith("|")) rows.push(lines[i++]);
+      i--;
+      out.push(markdownTable(rows));
+    } else if (/^#+ /.test(line)) {
+      out.push(el("h3", {}, inline(line.replace(/^#+ /, ""))));
+    } else if (line.trim()) {
+      out.push(el("p", {}, inline(line)));
+    }
+  }
+  return out;
+}
+
+function markdownTable(rows) {
+  const cells = row => row.replace(/^\|/, "").replace(/\|$/, "").split("|").map(c => c.trim());
+  const body = rows.filter((row, i) => !(i === 1 && /^[\s|:-]+$/.test(row)));
+  const [head, ...rest] = body.map(cells);
+  return el("table", {class: "report-table"},
+            el("thead", {}, el("tr", {}, head.map(c => el("th", {}, inline(c))))),
+            el("tbody", {}, rest.map(r => el("tr", {}, r.map(c => el("td", {}, inline(c)))))));
+}
+
+function inline(text) {  // **bold** and `code`; everything else as text
+  return text.split(/(\*\*[^*]+\*\*|`[^`]+`)/).filter(Boolean).map(part =>
+    part.startsWith("**") ? el("strong", {}, part.slice(2, -2))
+      : part.startsWith("`") ? el("code", {}, part.slice(1, -1)) : part);
+}
+
 // --- start --------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -421,5 +482,8 @@ document.addEventListener("DOMContentLoaded", () => {
     setInterval(loadFlock, REFRESH_MS * 2);
   } else if (page === "query") {
     loadQuery();
+  } else if (page === "reports") {
+    loadSummary();
+    loadReports();
   }
 });
