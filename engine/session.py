@@ -14,6 +14,7 @@ import pickle
 import queue
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -136,6 +137,8 @@ class Session:
         # Only rank 0 plans, so only rank 0 measures statistics.
         self.catalog = Catalog(data_dir, statistics=self.rank == 0)
         local = _local_ranks(self.world)
+        # Each rank's host, in rank order (the console's flock page shows where the ranks run).
+        self.hosts = self.world.allgather_obj(socket.gethostname()) if self.nranks > 1 else [socket.gethostname()]
         self.threads = threads or max(1, (os.cpu_count() or 1) // local)
         self.tmp = Path(tempfile.mkdtemp(prefix=rank_tmp_prefix(self.rank)))  # engine/leftovers.py
         # One memory budget per rank (default: three quarters of the node's memory shared by its

@@ -71,7 +71,8 @@ class Console:
         s = self.session
         return {
             "ranks": getattr(s, "nranks", 1),
-            "host": socket.gethostname(),  # rank 0's; the session does not ask the other ranks for theirs
+            "host": socket.gethostname(),  # rank 0's
+            "hosts": list(getattr(s, "hosts", None) or [socket.gethostname()]),  # each rank's, in rank order
             "threads_per_rank": getattr(s, "threads", None),
             "lanes": getattr(s, "concurrent_queries", 1),
             "memory_budget_bytes": getattr(s, "memory_budget", None),

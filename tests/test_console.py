@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -190,6 +191,8 @@ def test_queries_and_plan_in_the_browser(server, page):
     page.locator("#memory svg").wait_for()
     facts = page.locator("#facts").inner_text()
     assert re.search(r"ranks\s+2\b", facts), facts
+    host = socket.gethostname()  # both ranks run here
+    assert re.search(rf"hosts\s+{re.escape(host)} \(ranks 0, 1\)", facts), facts
     assert re.search(r"restarts by the supervisor\s+0\b", facts), facts
 
 

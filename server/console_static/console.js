@@ -155,12 +155,18 @@ function facts(rows) {
     ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
 }
 
+function hostsText(hosts) {  // "h1 (rank 0), h2 (ranks 1–2)": each host with its ranks
+  const ranks = new Map();
+  hosts.forEach((h, r) => ranks.set(h, [...(ranks.get(h) || []), r]));
+  return [...ranks].map(([h, rs]) => `${h} (rank${rs.length > 1 ? "s" : ""} ${rs.join(", ")})`).join(", ");
+}
+
 async function loadFlock() {
   const f = await loadSummary();
   if (!f) return;
   facts([
     ["ranks", f.ranks],
-    ["host of rank 0", f.host],
+    ["hosts", hostsText(f.hosts || [f.host])],
     ["DuckDB threads per rank", f.threads_per_rank ?? "–"],
     ["lanes (queries at once)", f.lanes],
     ["memory budget per rank", fmtBytes(f.memory_budget_bytes)],
