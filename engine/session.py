@@ -14,6 +14,7 @@ import pickle
 import queue
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -31,11 +32,12 @@ from engine import catalog_statements, recursive, temp_tables, writes
 from engine.catalog import Catalog
 from engine import client_session as cs
 from engine.client_session import ClientSession
-from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError, NotSupportedError
+from engine.errors import CancelledError, CatalogError, CommError, ExecutionError, FlockError, NotSupportedError
 from engine.lanes import BIG_QUERY_COST_S, Lane, LanePool, QueryToken
 from engine.system_catalog import SystemCatalog, qualified
 from engine.leftovers import owner_tag, rank_tmp_prefix
 from executors.comm import LocalComm
+from executors.memory import watch_memory
 from executors.runner import Runner, runs_on_rank0_alone
 from executors.scan import ScanSource
 from planner.build import Builder
@@ -86,6 +88,12 @@ def world_comm():
         from executors.comm import MpiComm
         if MPI.COMM_WORLD.Get_size() > 1:
             return MpiComm(MPI.COMM_WORLD)
+        tasks = os.environ.get("SLURM_STEP_NUM_TASKS", "1")
+        if tasks.isdigit() and int(tasks) > 1:
+            # Each task would be a flock of one, all of them serving: srun gave MPI no way to
+            # connect them (its MPI plugin is 'none' unless --mpi or the site's MpiDefault says).
+            raise CommError(f"srun started {tasks} tasks but MPI sees one rank in each: run srun with "
+                            "--mpi=pmi2 (MPICH's PMI-2; or set MpiDefault=pmi2 in slurm.conf)")
     return LocalComm()
 
 
@@ -129,6 +137,8 @@ class Session:
         # Only rank 0 plans, so only rank 0 measures statistics.
         self.catalog = Catalog(data_dir, statistics=self.rank == 0)
         local = _local_ranks(self.world)
+        # Each rank's host, in rank order (the console's flock page shows where the ranks run).
+        self.hosts = self.world.allgather_obj(socket.gethostname()) if self.nranks > 1 else [socket.gethostname()]
         self.threads = threads or max(1, (os.cpu_count() or 1) // local)
         self.tmp = Path(tempfile.mkdtemp(prefix=rank_tmp_prefix(self.rank)))  # engine/leftovers.py
         # One memory budget per rank (default: three quarters of the node's memory shared by its
@@ -384,8 +394,9 @@ class Session:
             runner = self._runner(lane, LocalComm() if alone else self._query_comm(lane), phys)
             stop = lambda: self._send_workers(("cancel", qid))  # noqa: E731
             names = list(phys.names)
-            for batch in runner.stream_plan(phys.root, STREAM_BATCH_ROWS, stop):
-                yield batch.rename_columns(names)
+            with watch_memory(runner.stats):
+                for batch in runner.stream_plan(phys.root, STREAM_BATCH_ROWS, stop):
+                    yield batch.rename_columns(names)
             token.stats = [runner.stats]  # rank 0's: the other ranks keep theirs when streaming
 
     def execute_partitions(self, sql: str, params=None, token: QueryToken | None = None,
@@ -602,7 +613,8 @@ class Session:
 
     def _execute_alone(self, lane: Lane, phys):
         runner = self._runner(lane, LocalComm(), phys)
-        table = runner.run_plan(phys.root)
+        with watch_memory(runner.stats):
+            table = runner.run_plan(phys.root)
         return _rename(table, phys.names), [runner.stats]
 
     def _runner(self, lane: Lane, comm, phys) -> Runner:
@@ -624,10 +636,15 @@ class Session:
             return lane.comm.allgather_obj(_peak_rss_mb()), None
         comm = self._query_comm(lane)
         runner = self._runner(lane, comm, phys)
+        with watch_memory(runner.stats):
+            result = self._execute_on_this_rank(runner, comm, phys, mode, target)
+        return result, (None if mode == "stream" else comm.allgather_obj(runner.stats))
+
+    def _execute_on_this_rank(self, runner, comm, phys, mode: str, target: str | None):
         if mode == "stream":  # a worker's side of Session.stream
             for _ in runner.stream_plan(phys.root, STREAM_BATCH_ROWS):
                 pass
-            return None, None
+            return None
         if mode == "collect":
             table = runner.run_plan(phys.root)
             result = _rename(table, phys.names) if table is not None else None
@@ -639,7 +656,7 @@ class Session:
             result = self._write_parts(runner, comm, phys, target)
         else:
             raise ExecutionError(f"unknown mode {mode}")
-        return result, comm.allgather_obj(runner.stats)
+        return result
 
     def _local_result(self, runner, comm, phys) -> pa.Table | None:
         """Each rank's own part of the result (no final gather); a replicated result lives on rank 0."""

@@ -133,6 +133,9 @@ class MpiComm:
         self.bytes_sent = 0
         self.bytes_received = 0
         self.bytes_spilled = 0
+        # Seconds blocked in each exchange's size round, before any of this rank's data flows:
+        # the round ends only when every rank has reached it, so its time is waiting for the slowest.
+        self.wait_s = 0.0
         self.spill_dir = spill_dir
         self.spill_over_bytes = spill_over_bytes
 
@@ -194,7 +197,9 @@ class MpiComm:
         sizes_out = [0] * P
         for d, item in send.items():
             sizes_out[d] = len(item) if isinstance(item, pa.Buffer) else ipc_size(item)
+        t0 = time.perf_counter()
         sizes_in = self.comm.alltoall(sizes_out)
+        self.wait_s += time.perf_counter() - t0
         got: dict[int, pa.Buffer] = {}
         for k in range(1, P):
             dst, src = (r + k) % P, (r - k) % P

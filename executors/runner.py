@@ -97,12 +97,22 @@ class StageStats:
     bytes_spilled: int = 0  # received into file-backed buffers (over the exchange budget)
     compute_s: float = 0.0
     comm_s: float = 0.0
+    # Blocked until the slower ranks caught up: in the agree round after this rank's local work
+    # (Runner.sync) and in the size round before its data flows (MpiComm.wait_s). Not in compute_s
+    # or comm_s, which are what is left of each phase.
+    wait_s: float = 0.0
+    finished_s: float = 0.0  # when the stage ended, in seconds since this rank's runner started
 
 
 @dataclass
 class RunStats:
     stages: dict = field(default_factory=dict)  # eid -> StageStats
     final_compute_s: float = 0.0
+    final_wait_s: float = 0.0
+    # This rank's process: resident memory when the query started and its high-water mark while
+    # it ran (executors/memory.py; shared with the queries of other lanes running at the time).
+    start_rss_bytes: int = 0
+    peak_rss_bytes: int = 0
 
 
 def _inline(x: Exchange) -> bool:
@@ -148,6 +158,12 @@ class Runner:
         self._views: list[str] = []
         self.stats = RunStats()
         self._qid = 0
+        self._sync_wait_s = 0.0
+        self._started = time.perf_counter()
+
+    def _waited_s(self) -> float:
+        """Seconds this runner has spent blocked waiting for other ranks so far."""
+        return self._sync_wait_s + getattr(self.comm, "wait_s", 0.0)
 
     # ------------------------------------------------------------------ sync
     def sync(self, error: BaseException | None):
@@ -158,8 +174,12 @@ class Runner:
             mine = ("CancelledError", "query cancelled", True)
         elif error is not None:
             mine = (type(error).__name__, str(error), isinstance(error, FlockError))
-        # One round of flags; the messages travel only when some rank has one.
-        if not any(self.comm.agree(0 if mine is None else 1)):
+        # One round of flags; the messages travel only when some rank has one. A rank that
+        # arrives first waits here for the slowest: that time is waiting, not work.
+        t0 = time.perf_counter()
+        flags = self.comm.agree(0 if mine is None else 1)
+        self._sync_wait_s += time.perf_counter() - t0
+        if not any(flags):
             return
         infos = self.comm.allgather_obj(mine)
         if any(info is not None and info[0] == "CancelledError" for info in infos):
@@ -241,14 +261,17 @@ class Runner:
             if not isinstance(root, Exchange) or root.kind != "gather":
                 # A replicated result: rank 0's copy is the answer.
                 err, table = None, None
-                t0 = time.perf_counter()
+                t0, nested_before = time.perf_counter(), self._nested_s
                 try:
                     text = self.render(root)
                     table = self.fetch(text, root) if self.comm.rank == 0 else None
                 except BaseException as e:  # noqa: BLE001 - reported collectively
                     err = e
-                self.stats.final_compute_s += time.perf_counter() - t0
+                # Exclusive, as a stage's: the exchanges rendering ran were timed on their own.
+                self.stats.final_compute_s += time.perf_counter() - t0 - (self._nested_s - nested_before)
+                waited = self._waited_s()
                 self.sync(err)
+                self.stats.final_wait_s += self._waited_s() - waited
                 return _untagged(table)
             return _untagged(self.exchange(root))
         finally:
@@ -291,7 +314,7 @@ class Runner:
             return f"SELECT *, true AS __own FROM ({inner})" if x.kind == "halo" else inner
         part = None
         t0 = time.perf_counter()
-        nested_before = self._nested_s
+        nested_before, nested_wait_before, waited_before = self._nested_s, self._nested_wait_s, self._waited_s()
         if x.kind == "range":
             # A sample sort has collectives of its own between local steps.
             table, part = self._range_partitioned(child, x.keys)
@@ -303,9 +326,12 @@ class Runner:
             table = self.local(lambda: self.materialize(child))
         st.rows_in = table.num_rows
         schema = table.schema  # with _tagged's metadata, for _restored
-        # Exclusive time: exchanges nested in this fragment were timed on their own.
-        st.compute_s += time.perf_counter() - t0 - (self._nested_s - nested_before)
+        # Exclusive time: exchanges nested in this fragment were timed (and their waits counted) on their own.
+        local_wait = self._waited_s() - waited_before - (self._nested_wait_s - nested_wait_before)
+        st.wait_s += local_wait
+        st.compute_s += time.perf_counter() - t0 - (self._nested_s - nested_before) - local_wait
         t1 = time.perf_counter()
+        comm_waited_before = self._waited_s()
         before = getattr(self.comm, "bytes_sent", 0)
         spilled_before = getattr(self.comm, "bytes_spilled", 0)
         if x.kind in ("shuffle", "range"):
@@ -325,11 +351,15 @@ class Runner:
             out = self._slice(table, *x.fn)
         else:
             raise ExecutionError(f"unknown exchange {x.kind}")
-        st.comm_s += time.perf_counter() - t1
+        comm_wait = self._waited_s() - comm_waited_before
+        st.wait_s += comm_wait
+        st.comm_s += time.perf_counter() - t1 - comm_wait
         st.bytes_out += getattr(self.comm, "bytes_sent", 0) - before
         st.bytes_spilled += getattr(self.comm, "bytes_spilled", 0) - spilled_before
         st.rows_out = out.num_rows
         self._nested_s = nested_before + (time.perf_counter() - t0)
+        self._nested_wait_s = nested_wait_before + (self._waited_s() - waited_before)
+        st.finished_s = time.perf_counter() - self._started
         if x is self._root_exchange:
             return out if r == 0 else None
         text = _restored(self._view(out, x.eid), schema)
@@ -339,6 +369,7 @@ class Runner:
 
     _root_exchange = None
     _nested_s = 0.0
+    _nested_wait_s = 0.0
 
     def run_plan(self, root: Node):
         self._root_exchange = root if isinstance(root, Exchange) and root.kind == "gather" else None
@@ -669,14 +700,14 @@ class Runner:
             text = f"SELECT * FROM ({left}) AS _l CROSS JOIN ({right}) AS _r"
         else:
             kind = {"inner": "INNER", "left": "LEFT", "right": "RIGHT", "full": "FULL", "semi": "SEMI",
-                    "anti": "ANTI"}[node.kind]
+                    "anti": "ANTI", "asof": "ASOF", "asof_left": "ASOF LEFT"}[node.kind]
             text = f"SELECT * FROM ({left}) AS _l {kind} JOIN ({right}) AS _r ON {on}"
         # An inner join with an input this rank received empty is empty: DuckDB, seeing only an
         # Arrow table, would still compute the other side's keys (and raise for a cast that fails
         # on a row that, on one machine, DuckDB never looks at, as it skips a join with an empty side).
         empty_left, empty_right = left in self._empty_inputs, right in self._empty_inputs
-        if (node.kind in ("inner", "cross", "semi") and (empty_left or empty_right)) or (
-                node.kind == "left" and empty_left) or (node.kind == "right" and empty_right):
+        if (node.kind in ("inner", "cross", "semi", "asof") and (empty_left or empty_right)) or (
+                node.kind in ("left", "asof_left") and empty_left) or (node.kind == "right" and empty_right):
             return text + " LIMIT 0"
         return text
 

@@ -18,7 +18,7 @@ import itertools
 
 from sqlglot import exp
 
-from engine.errors import CatalogError, NotSupportedError
+from engine.errors import CatalogError, NotSupportedError, PlanError
 from planner.comparable import common_setop_type, comparable_pair, kind_of, never_raising
 from planner.estimate import Estimator
 from planner.grouping_sets import expand, grouping_masks, has_grouping_sets
@@ -64,6 +64,11 @@ class Scope:
                     return hits[0], depth
             scope, depth = scope.parent, depth + 1
         raise CatalogError(f"unknown column: {table + '.' if table else ''}{name}")
+
+
+def _add_sources(scope: Scope, sources: dict[str, dict[str, str]]) -> None:
+    for alias, mapping in sources.items():
+        scope.add(alias, mapping)
 
 
 def conjuncts(e: exp.Expression | None) -> list[exp.Expression]:
@@ -354,9 +359,6 @@ class Builder:
             names = [f.name for f in table.schema]
             return self._rename(src, node, names, [i for i, _ in fields], alias)
         if isinstance(src, exp.Subquery):
-            if isinstance(src.this, exp.Table) and src.this.args.get("joins"):
-                raise NotSupportedError("a parenthesised join (a JOIN (b JOIN c ON …) ON …): write it as a "
-                                        "derived table (SELECT … FROM b JOIN c ON …) AS bc")
             node, names, ids = self.query(src.this, scope.parent if False else None)
             node, names, ids = self._order_limit(src, node, names, ids, {}) if (src.args.get("order") or src.args.get("limit")) else (node, names, ids)
             return self._rename(src, node, names, ids, alias)
@@ -491,81 +493,12 @@ class Builder:
             raise NotSupportedError("SELECT INTO")
         scope = Scope(parent)
         frm = sel.args.get("from_") or sel.args.get("from")
-        # items of the current inner-join set: (node, ids)
-        items: list[Node] = []
-        set_conjuncts: list[exp.Expression] = []
-        # Subquery conjuncts of inner joins' ON clauses: applied with the WHERE's.
-        on_subqueries: list[exp.Expression] = []
         if frm is None:
-            node = Values((self.new_id("dummy"),), ((exp.Literal.number(1),),))
-            items.append(node)
+            items: list[Node] = [Values((self.new_id("dummy"),), ((exp.Literal.number(1),),))]
+            set_conjuncts: list[exp.Expression] = []
+            on_subqueries: list[exp.Expression] = []
         else:
-            node, alias, mapping, _, _ = self.source(frm.this, scope)
-            scope.add(alias, mapping)
-            items.append(node)
-        group_start = 0  # where the last comma-separated FROM item's join chain begins in items
-        for j in sel.args.get("joins") or []:
-            side = (j.args.get("side") or "").upper()
-            kind = (j.args.get("kind") or "").upper()
-            if isinstance(j.this, exp.Lateral):
-                raise NotSupportedError("LATERAL")
-            if j.args.get("method") or kind in ("ASOF", "POSITIONAL"):
-                raise NotSupportedError(f"{kind or j.args.get('method')} JOIN")
-            node, alias, mapping, names, ids = self.source(j.this, scope)
-            using = j.args.get("using")
-            comma = not side and not kind and j.args.get("on") is None and not j.args.get("using")
-            if comma:
-                # `FROM a, b JOIN c …`: an explicit join binds tighter than the comma, so an outer
-                # join after it takes only b's group as its left side, not a × b.
-                group_start = len(items)
-            if side in ("LEFT", "RIGHT", "FULL") or kind in ("SEMI", "ANTI"):
-                others = items[:group_start]
-                if others and side in ("RIGHT", "FULL"):
-                    group_ids = set().union(*(set(it.columns) for it in items[group_start:]))
-                    mine = [c for c in set_conjuncts if column_ids(c) <= group_ids]
-                    left = self.join_set(items[group_start:], mine, scope)
-                    set_conjuncts = [c for c in set_conjuncts if not any(c is m for m in mine)]
-                else:
-                    # LEFT/SEMI/ANTI keep every left row: joining the other groups first is the same.
-                    others = []
-                    left = self.join_set(items, set_conjuncts, scope)
-                    set_conjuncts = []
-                left_ids = set(left.columns)
-                scope.add(alias, mapping)
-                jkind = side.lower() if side else kind.lower()
-                if on_subqueries and jkind in ("right", "full"):
-                    # They are applied after every join: right of a RIGHT or FULL join, too late.
-                    raise NotSupportedError("a subquery in an inner join's ON clause before a RIGHT or FULL JOIN")
-                on = []
-                for c in conjuncts(j.args.get("on")):
-                    if not _has_subquery(c):
-                        on.append(self.translate(c, scope))
-                    elif jkind in ("left", "semi", "anti") and self._local_refs(c, scope) <= set(node.columns):
-                        # It reads only the joined table, whose rows it filters before the join.
-                        node = self.subquery_predicate(node, c, scope)
-                    else:
-                        raise NotSupportedError(f"a subquery in the ON clause of a {jkind.upper()} JOIN that "
-                                                "reads the other side")
-                if using:
-                    on += self._using(using, scope, alias, mapping)
-                reach = left_ids | set(node.columns)
-                if others and any(not column_ids(c) <= reach for c in on):
-                    raise NotSupportedError(f"a {jkind.upper()} JOIN whose ON clause reads a table listed before "
-                                            "a comma in FROM (write that table in a JOIN instead)")
-                joined = self.make_join(left, node, jkind, on, left_ids)
-                items = others + [joined]
-                group_start = len(others)
-            else:
-                scope.add(alias, mapping)
-                items.append(node)
-                on = j.args.get("on")
-                for c in [f for o in conjuncts(on) for f in factor_or(o, expr_key)]:  # an inner join's ON is a WHERE
-                    if _has_subquery(c):
-                        on_subqueries.append(c)
-                    else:
-                        set_conjuncts.append(self.translate(c, scope))
-                if using:
-                    set_conjuncts += self._using(using, scope, alias, mapping)
+            items, set_conjuncts, on_subqueries = self._from_clause(frm.this, sel.args.get("joins") or [], scope)
         # WHERE
         subq_preds = on_subqueries
         for c in [f for w in conjuncts(sel.args.get("where")) for f in factor_or(w, expr_key)]:
@@ -599,14 +532,116 @@ class Builder:
             rel = self.subquery_predicate(rel, c, scope)
         return self._project(sel, rel, scope, corr)
 
-    def _using(self, using, scope, alias, mapping):
+    def _from_clause(self, first: exp.Expression, joins: list, scope: Scope):
+        """Binds a FROM item and the joins after it into scope. Returns (the current inner-join set's
+        items, its conjuncts, the subquery conjuncts of inner joins' ON clauses, which are applied
+        with the WHERE's)."""
+        node, sources = self._from_item(first, scope)
+        _add_sources(scope, sources)
+        items: list[Node] = [node]
+        set_conjuncts: list[exp.Expression] = []
+        on_subqueries: list[exp.Expression] = []
+        group_start = 0  # where the last comma-separated FROM item's join chain begins in items
+        for j in joins:
+            side = (j.args.get("side") or "").upper()
+            kind = (j.args.get("kind") or "").upper()
+            if isinstance(j.this, exp.Lateral):
+                raise NotSupportedError("LATERAL")
+            method = (j.args.get("method") or "").upper()
+            asof = "ASOF" in (method, kind)
+            if (method and not asof) or kind == "POSITIONAL":
+                raise NotSupportedError(f"{method or kind} JOIN")
+            if asof and side not in ("", "LEFT"):
+                raise NotSupportedError(f"ASOF {side} JOIN")
+            node, sources = self._from_item(j.this, scope)
+            using = j.args.get("using")
+            comma = not side and not kind and j.args.get("on") is None and not j.args.get("using")
+            if comma:
+                # `FROM a, b JOIN c …`: an explicit join binds tighter than the comma, so an outer
+                # join after it takes only b's group as its left side, not a × b.
+                group_start = len(items)
+            if side in ("LEFT", "RIGHT", "FULL") or kind in ("SEMI", "ANTI") or asof:
+                others = items[:group_start]
+                if others and side in ("RIGHT", "FULL"):
+                    group_ids = set().union(*(set(it.columns) for it in items[group_start:]))
+                    mine = [c for c in set_conjuncts if column_ids(c) <= group_ids]
+                    left = self.join_set(items[group_start:], mine, scope)
+                    set_conjuncts = [c for c in set_conjuncts if not any(c is m for m in mine)]
+                else:
+                    # LEFT/SEMI/ANTI keep every left row, and an ASOF join each left row's one
+                    # partner: joining the other groups first is the same.
+                    others = []
+                    left = self.join_set(items, set_conjuncts, scope)
+                    set_conjuncts = []
+                left_ids = set(left.columns)
+                _add_sources(scope, sources)
+                jkind = ("asof_left" if side else "asof") if asof else (side.lower() if side else kind.lower())
+                if on_subqueries and jkind in ("right", "full"):
+                    # They are applied after every join: right of a RIGHT or FULL join, too late.
+                    raise NotSupportedError("a subquery in an inner join's ON clause before a RIGHT or FULL JOIN")
+                on = []
+                for c in conjuncts(j.args.get("on")):
+                    if not _has_subquery(c):
+                        on.append(self.translate(c, scope))
+                    elif jkind in ("left", "semi", "anti") and self._local_refs(c, scope) <= set(node.columns):
+                        # It reads only the joined table, whose rows it filters before the join.
+                        node = self.subquery_predicate(node, c, scope)
+                    else:
+                        raise NotSupportedError(f"a subquery in the ON clause of a {jkind.upper()} JOIN that "
+                                                "reads the other side")
+                if using:
+                    on += self._using(using, scope, sources)
+                reach = left_ids | set(node.columns)
+                if others and any(not column_ids(c) <= reach for c in on):
+                    raise NotSupportedError(f"a {jkind.upper()} JOIN whose ON clause reads a table listed before "
+                                            "a comma in FROM (write that table in a JOIN instead)")
+                make = self.make_asof_join if asof else self.make_join
+                joined = make(left, node, jkind, on, left_ids)
+                items = others + [joined]
+                group_start = len(others)
+            else:
+                _add_sources(scope, sources)
+                items.append(node)
+                on = j.args.get("on")
+                for c in [f for o in conjuncts(on) for f in factor_or(o, expr_key)]:  # an inner join's ON is a WHERE
+                    if _has_subquery(c):
+                        on_subqueries.append(c)
+                    else:
+                        set_conjuncts.append(self.translate(c, scope))
+                if using:
+                    set_conjuncts += self._using(using, scope, sources)
+        return items, set_conjuncts, on_subqueries
+
+    def _from_item(self, src: exp.Expression, scope: Scope):
+        """(node, {alias: {column name: id}}) for one FROM item. A parenthesised join
+        (`a JOIN (b JOIN c ON …) ON …`) is one item that brings every table in it into scope."""
+        if not (isinstance(src, exp.Subquery) and isinstance(src.this, exp.Table) and src.this.args.get("joins")):
+            node, alias, mapping, _, _ = self.source(src, scope)
+            return node, {alias: mapping}
+        tree = src.this
+        first = tree.copy()
+        first.set("joins", None)
+        inner = Scope(scope.parent)
+        items, set_conjuncts, on_subqueries = self._from_clause(first, tree.args["joins"], inner)
+        node = self.join_set(items, set_conjuncts, inner)
+        for c in on_subqueries:
+            node = self.subquery_predicate(node, c, inner)
+        if src.alias:
+            merged: dict[str, str] = {}
+            for mapping in inner.sources.values():
+                for name, cid in mapping.items():
+                    merged.setdefault(name, cid)
+            return node, {src.alias: merged}
+        return node, dict(inner.sources)
+
+    def _using(self, using, scope, sources):
         out = []
         for ident in using:
             name = ident.name
-            right = mapping.get(name)
+            right = next((m[name] for m in sources.values() if name in m), None)
             left = None
             for a, m in scope.sources.items():
-                if a != alias and name in m:
+                if a not in sources and name in m:
                     left = m[name]
             if left is None or right is None:
                 raise CatalogError(f"unknown column in USING: {name}")
@@ -668,6 +703,26 @@ class Builder:
         elif lk and kind == "left":
             right = self._reduced_by(right, rk, left, lk)
         return Join(left, right, kind, tuple(lk), tuple(rk), and_all(residual))
+
+    def make_asof_join(self, left: Node, right: Node, kind: str, on: list[exp.Expression], left_ids: set[str]) -> Node:
+        """An ASOF join: equalities between the sides become keys (the planner partitions on them);
+        the rest, which must hold the one inequality, stays in the ON clause DuckDB runs. Nothing is
+        moved into a side's filter: which right row is nearest depends on every right row."""
+        right_ids = set(right.columns)
+        lk, rk, rest = [], [], []
+        for c in on:
+            pair = self._equi_pair(c, left_ids, right_ids)
+            if pair:
+                a, b, extra = comparable_pair(*pair)
+                lk.append(a)
+                rk.append(b)
+                rest += [extra] if extra is not None else []
+            else:
+                rest.append(c)
+        if not any(isinstance(c, (exp.GT, exp.GTE, exp.LT, exp.LTE)) for c in rest):
+            raise PlanError("missing ASOF JOIN inequality: its ON clause needs one of >=, >, <=, < between "
+                            "the two sides")
+        return Join(left, right, kind, tuple(lk), tuple(rk), and_all(rest))
 
     def _reduced_by(self, big: Node, big_keys, small: Node, small_keys) -> Node:
         """The null-supplying side of an outer join whose preserved side is tiny, semi-joined with

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Scan, SetOp,
+from planner.logical import (ASOF_KINDS, Aggregate, Distinct, Filter, Join, Limit, Node, Project, Scan, SetOp,
                              SingleRow, Sort, Values, Window)
 
 # Selectivities used when statistics cannot say more (named, not buried in code).
@@ -141,6 +141,9 @@ class Estimator:
                 if node.kind == "anti":
                     frac = max(1.0 - frac, 0.1) if node.left_keys else SEMI_FRACTION
                 return self._scaled(l, l.rows * frac, l.known and r.known)
+            if node.kind in ASOF_KINDS:
+                # At most one partner per left row; ASOF LEFT keeps every left row.
+                return self._merged(l, r, l.rows)
             pairs = list(zip(node.left_keys, node.right_keys))
             rows = self._join_rows_est(l, r, pairs)
             if node.residual is not None:

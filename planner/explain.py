@@ -1,6 +1,7 @@
 """EXPLAIN [ANALYZE]: the distributed plan with each operator's pattern and the alternatives it beat;
-with ANALYZE, per exchange stage the actual rows, bytes moved and time, summed over ranks and as
-min/median/max over ranks (so a skewed or straggling rank shows).
+with ANALYZE, per exchange stage the actual rows, bytes moved and time (local compute,
+communication, and waiting for slower ranks), summed over ranks and as min/median/max over ranks
+(so a skewed or straggling rank shows), and each rank's peak memory.
 
 Options, as PostgreSQL spells them: `EXPLAIN [ANALYZE] [VERBOSE] stmt` or
 `EXPLAIN (ANALYZE, VERBOSE, FORMAT TEXT|JSON|DOT) stmt`.
@@ -190,8 +191,8 @@ def describe_node(node, names: dict[str, str] | None = None) -> str:
 
 
 def _describe(node, nm: _Namer) -> str:
-    from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Project, Scan, SetOp, Sort, Values,
-                                 Window)
+    from planner.logical import (ASOF_KINDS, Aggregate, Distinct, Filter, Join, Limit, Project, Scan, SetOp,
+                                 Sort, Values, Window)
     sql = nm.sql
     if isinstance(node, Scan):
         return f"Scan {node.table} [{', '.join(n for _, n in node.fields)}]"
@@ -199,6 +200,8 @@ def _describe(node, nm: _Namer) -> str:
         on = " AND ".join(f"{sql(a)} = {sql(b)}" for a, b in zip(node.left_keys, node.right_keys))
         if node.residual is not None:
             on = (on + " AND " if on else "") + sql(node.residual)
+        if node.kind in ASOF_KINDS:
+            return f"AsofJoin {'left' if node.kind == 'asof_left' else 'inner'} on {on}"
         return f"HashJoin {node.kind}" + (f" on {on}" if on else "")
     if isinstance(node, Aggregate):
         g = ", ".join(sql(e) for _, e in node.groups)
@@ -242,6 +245,9 @@ class PlanNode:
     alternatives: list = field(default_factory=list)  # {pattern, cost_seconds, note}
     exchange: dict | None = None       # id, kind, keys, runs, why_not
     actual: dict | None = None         # ANALYZE of an exchange: sums and per rank
+    # ANALYZE of the operator an exchange reads from: the rows its fragment produced, over all ranks
+    # (the exchange's rows in). Operators inside a fragment are one DuckDB query: no count of theirs.
+    actual_rows: int | None = None
     children: list = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -253,6 +259,8 @@ class PlanNode:
             out["exchange"] = self.exchange
         if self.actual is not None:
             out["actual"] = self.actual
+        if self.actual_rows is not None:
+            out["actual_rows"] = self.actual_rows
         out["children"] = [c.to_json() for c in self.children]
         return out
 
@@ -287,6 +295,11 @@ def _spread(values: list[float]) -> dict:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
 
+def peak_memory_bytes(per_rank) -> list[int | None]:
+    """Each rank's RSS high-water mark during the query (executors/memory.py); None where unknown."""
+    return [rs.peak_rss_bytes or None if rs is not None else None for rs in per_rank or []]
+
+
 def _actual(eid: int, per_rank) -> dict | None:
     ranks = []
     for r, rs in enumerate(per_rank):
@@ -294,11 +307,14 @@ def _actual(eid: int, per_rank) -> dict | None:
         if st is not None:
             ranks.append({"rank": r, "rows_in": st.rows_in, "rows_out": st.rows_out, "bytes_sent": st.bytes_out,
                           "bytes_spilled": st.bytes_spilled, "compute_seconds": st.compute_s,
-                          "comm_seconds": st.comm_s})
+                          "comm_seconds": st.comm_s, "wait_seconds": st.wait_s,
+                          "finished_seconds": st.finished_s})
     if not ranks:
         return None
     total = {k: sum(r[k] for r in ranks) for k in ("rows_in", "rows_out", "bytes_sent", "bytes_spilled")}
-    spread = {k: _spread([r[k] for r in ranks]) for k in ("rows_in", "rows_out", "compute_seconds", "comm_seconds")}
+    spread = {k: _spread([r[k] for r in ranks])
+              for k in ("rows_in", "rows_out", "compute_seconds", "comm_seconds", "wait_seconds")}
+    # The straggler is the rank that worked longest; the others' waiting is its doing.
     slowest = max(ranks, key=lambda r: r["compute_seconds"] + r["comm_seconds"])["rank"]
     return {**total, "per_rank": ranks, "spread": spread, "slowest_rank": slowest}
 
@@ -331,6 +347,8 @@ def explain_tree(plan: PhysicalPlan, options: ExplainOptions = ExplainOptions(),
             if inner is None and node.kind == "broadcast" and is_replicable(node.input) and plan.nranks > 1:
                 inner = node.eid
             me.children = [rec(c, inner) for c in node.children]
+            if actual is not None and me.children[0].exchange is None:
+                me.children[0].actual_rows = actual["rows_in"]
             if d is not None:
                 # An operator lowered to an exchange alone (a sorted window): its decision, then the step.
                 top = operator_node(d)
@@ -379,6 +397,8 @@ def _line(n: PlanNode, options: ExplainOptions) -> str:
             text += f" ({n.note})"
         if n.alternatives:
             text += "; beat " + ", ".join(_alternative_text(a, options.verbose) for a in n.alternatives)
+    if n.actual_rows is not None:
+        text += f"  actual rows={_fmt(n.actual_rows)}"
     if n.exchange is not None:
         x = n.exchange
         if not x["runs"]:
@@ -394,7 +414,8 @@ def _line(n: PlanNode, options: ExplainOptions) -> str:
                 side = "rows_out" if x["kind"] in ("shuffle", "range") else "rows_in"
                 text += (f"; per rank min/median/max: {side.replace('_', ' ')} {_spread_text(sp[side], _fmt)},"
                          f" compute {_spread_text(sp['compute_seconds'], _fmt_s)},"
-                         f" comm {_spread_text(sp['comm_seconds'], _fmt_s)}; slowest rank {a['slowest_rank']}")
+                         f" comm {_spread_text(sp['comm_seconds'], _fmt_s)},"
+                         f" wait {_spread_text(sp['wait_seconds'], _fmt_s)}; slowest rank {a['slowest_rank']}")
                 busiest = max(a["per_rank"], key=lambda r: r[side])
                 others = statistics.median(r[side] for r in a["per_rank"] if r is not busiest)
                 if busiest[side] > SKEW_FACTOR * max(others, 1):
@@ -417,7 +438,9 @@ def render_explain(plan: PhysicalPlan, plan_seconds: float, analyze=None,
                "plan": tree.to_json()}
         if analyze is not None:
             doc["analyze"] = {"total_seconds": analyze[1], "rows": analyze[2],
-                              "final_compute_seconds": [rs.final_compute_s for rs in per_rank]}
+                              "final_compute_seconds": [rs.final_compute_s for rs in per_rank],
+                              "final_wait_seconds": [rs.final_wait_s for rs in per_rank],
+                              "peak_memory_bytes": peak_memory_bytes(per_rank)}
         return json.dumps(doc, indent=1)
     if options.format == "dot":
         return render_dot(tree, plan.nranks)
@@ -430,6 +453,10 @@ def render_explain(plan: PhysicalPlan, plan_seconds: float, analyze=None,
     rec(tree, 0)
     if analyze is not None:
         lines.append(f"Total: {_fmt_s(analyze[1])}, {analyze[2]} rows")
+        peaks = peak_memory_bytes(per_rank)
+        if any(p is not None for p in peaks):
+            lines.append("Peak memory (process RSS) per rank: "
+                         + ", ".join(f"rank {r} {'?' if p is None else _fmt(p) + 'B'}" for r, p in enumerate(peaks)))
     return "\n".join(lines)
 
 

@@ -12,7 +12,10 @@ from sqlglot import exp
 
 from engine.errors import PlanError
 
-JOIN_KINDS = ("inner", "left", "right", "full", "semi", "anti", "cross")
+JOIN_KINDS = ("inner", "left", "right", "full", "semi", "anti", "cross", "asof", "asof_left")
+# ASOF joins (DuckDB's semantics): each left row meets the one right row with equal keys whose value
+# is nearest by the inequality, which the Join holds as its residual.
+ASOF_KINDS = ("asof", "asof_left")
 SETOP_KINDS = ("union", "intersect", "except")
 
 
@@ -143,6 +146,8 @@ class Join(Node):
             raise PlanError(f"unknown join kind {self.kind}")
         if len(self.left_keys) != len(self.right_keys):
             raise PlanError("join keys must pair up")
+        if self.kind in ASOF_KINDS and self.residual is None:
+            raise PlanError("an ASOF join needs an inequality")
 
     @property
     def children(self):

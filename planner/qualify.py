@@ -282,6 +282,18 @@ def expand_views(ast: exp.Expression, catalog) -> exp.Expression:
     return ast
 
 
+def _check_parenthesised_joins(ast: exp.Expression) -> None:
+    """sqlglot's qualify cannot resolve USING in a SELECT with a parenthesised join
+    (`a JOIN (b JOIN c USING (k)) …` reports an unknown table ''): refuse it plainly instead."""
+    for sub in ast.find_all(exp.Subquery):
+        if not (isinstance(sub.this, exp.Table) and sub.this.args.get("joins")):
+            continue
+        select = sub.find_ancestor(exp.Select)
+        if select is not None and any(j.args.get("using") for j in select.find_all(exp.Join)
+                                      if j.find_ancestor(exp.Select) is select):
+            raise NotSupportedError("USING in a query with a parenthesised join (a JOIN (b JOIN c …) …): write ON")
+
+
 def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     """Checks table names against the catalog, then qualifies every column (sqlglot's qualify)."""
     ast = rewrite_unpivot(ast, lambda name: columns_of(name, catalog))
@@ -290,6 +302,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         raise NotSupportedError("PIVOT")
     if any(isinstance(n, exp.Lateral) for n in ast.walk()):
         raise NotSupportedError("LATERAL")
+    _check_parenthesised_joins(ast)
     _check_order_keys(ast)
     ast = inline_named_windows(ast)
     schema = {}

@@ -59,8 +59,11 @@ def _server_logging() -> None:
               help="Serve the web console on this port of --console-host (0: any free port; default: none).")
 @click.option("--console-host", default="127.0.0.1", show_default=True,
               help="Address of the web console; other than loopback only with --user/--password.")
+@click.option("--console-reports", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Show the `flocksql tpch bench` reports (and charts) of this folder in the web console.")
 def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, password, tls_cert, tls_key, insecure,
-                  query_timeout, max_sql_bytes, lanes, restart, metrics_port, metrics_host, console_port, console_host):
+                  query_timeout, max_sql_bytes, lanes, restart, metrics_port, metrics_host, console_port, console_host,
+                  console_reports):
     """Serve the tables of a data folder over Arrow Flight SQL."""
     # Check the options before starting any rank, so that a mistake fails fast and alone.
     try:
@@ -108,7 +111,7 @@ def serve_command(data_dir, ranks, threads, memory_limit, host, port, user, pass
             settings = ServerSettings(max_sql_bytes=max_sql_bytes) if max_sql_bytes else None
             serve(session, host, port, user, password, tls_cert, tls_key, insecure, query_timeout, settings=settings,
                   metrics_port=metrics_port, metrics_host=metrics_host, console_port=console_port,
-                  console_host=console_host)
+                  console_host=console_host, console_reports=console_reports)
         except ServeError as exc:
             raise click.ClickException(str(exc)) from None
 

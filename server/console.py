@@ -8,6 +8,8 @@ library's http.server on a thread (no build step, no dependency).
     POST /api/queries/<id>/cancel       stop it, through the server's own cancel path
     GET  /api/queries/<id>/plan         EXPLAIN (FORMAT JSON) of its statement, planned now
     POST /api/queries/<id>/analyze      EXPLAIN (ANALYZE, FORMAT JSON) of it: runs it again
+    GET  /api/reports                   the `tpch bench` reports of --console-reports DIR
+    GET  /reports/<name>.png            one of their charts
 
 Security: the console listens on loopback unless `--console-host` says otherwise, which the server
 refuses without --user/--password (serve.check_config); with them, every request must carry the
@@ -28,6 +30,7 @@ import socket
 import ssl
 import threading
 import time
+import urllib.parse
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -55,8 +58,9 @@ _EXPLAIN_PREFIX = re.compile(r"^\s*EXPLAIN\b", re.IGNORECASE)
 class Console:
     """What the pages show, read from a FlightSqlServer (its runner, query log and session)."""
 
-    def __init__(self, server, user: str | None = None, flight_uri: str = ""):
+    def __init__(self, server, user: str | None = None, flight_uri: str = "", reports_dir: str | None = None):
         self.server = server
+        self.reports_dir = Path(reports_dir).resolve() if reports_dir else None
         self.runner = server.runner
         self.session = server.runner.session
         self.user = user
@@ -67,7 +71,8 @@ class Console:
         s = self.session
         return {
             "ranks": getattr(s, "nranks", 1),
-            "host": socket.gethostname(),  # rank 0's; the session does not ask the other ranks for theirs
+            "host": socket.gethostname(),  # rank 0's
+            "hosts": list(getattr(s, "hosts", None) or [socket.gethostname()]),  # each rank's, in rank order
             "threads_per_rank": getattr(s, "threads", None),
             "lanes": getattr(s, "concurrent_queries", 1),
             "memory_budget_bytes": getattr(s, "memory_budget", None),
@@ -99,7 +104,7 @@ class Console:
                 # Every client signs in as the server's one user, if it has one.
                 "user": self.user, "state": r.state, "submitted": r.submitted, "started": r.started,
                 "ended": r.ended, "seconds": r.seconds, "rows": r.rows, "bytes_moved": r.bytes_moved,
-                "bytes_spilled": r.bytes_spilled, "error": r.error,
+                "bytes_spilled": r.bytes_spilled, "peak_memory_bytes": r.peak_memory_bytes, "error": r.error,
                 "cancellable": r.cancel is not None and r.state in (query_log.QUEUED, query_log.RUNNING),
                 "explainable": r.sql is not None}
 
@@ -135,6 +140,35 @@ class Console:
         return HTTPStatus.OK, {"sql": sql, "explain": json.loads(text)}
 
 
+    def reports(self) -> dict:
+        """The `tpch bench` reports (tpch/report.py: NAME.json, NAME.md, NAME_*.png) in the reports
+        folder, newest first, each with its Markdown and the names of its charts."""
+        found = []
+        if self.reports_dir is not None:
+            for path in self.reports_dir.glob("*.json"):
+                try:
+                    doc = json.loads(path.read_text())
+                    markdown = path.with_suffix(".md").read_text()
+                except (OSError, ValueError):
+                    continue  # not a report, or one being written
+                if not (isinstance(doc, dict) and "runs" in doc and "queries" in doc):
+                    continue
+                found.append({"name": path.stem, "kind": doc.get("kind"), "modified": path.stat().st_mtime,
+                              "runs": [r.get("label") for r in doc["runs"]], "markdown": markdown,
+                              "charts": sorted(p.name for p in self.reports_dir.glob(f"{path.stem}_*.png"))})
+        found.sort(key=lambda r: r["modified"], reverse=True)
+        return {"folder": str(self.reports_dir) if self.reports_dir else None, "reports": found}
+
+    def chart(self, name: str) -> bytes | None:
+        """A chart of the reports folder by file name; None for anything else."""
+        if self.reports_dir is None or not name.endswith(".png"):
+            return None
+        target = (self.reports_dir / name).resolve()
+        if target.parent != self.reports_dir or not target.is_file():
+            return None
+        return target.read_bytes()
+
+
 def _statement(sql: str) -> str:
     """The statement an `EXPLAIN [options] stmt` explains; any other SQL as it is."""
     if not _EXPLAIN_PREFIX.match(sql):
@@ -161,6 +195,13 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(HTTPStatus.OK, self.console.flock())
         if path == "/api/queries":
             return self._json(HTTPStatus.OK, self.console.queries())
+        if path == "/api/reports":
+            return self._json(HTTPStatus.OK, self.console.reports())
+        if path.startswith("/reports/"):
+            chart = self.console.chart(urllib.parse.unquote(path[len("/reports/"):]))
+            if chart is None:
+                return self._json(HTTPStatus.NOT_FOUND, {"error": f"no chart {path}"})
+            return self._send(HTTPStatus.OK, "image/png", chart)
         m = re.fullmatch(r"/api/queries/(\d+)(/plan)?", path)
         if m:
             if m[2]:
@@ -277,6 +318,8 @@ class ConsoleEndpoint:
 
 
 def serve_console(server, host: str, port: int, user: str | None = None, password: str | None = None,
-                  tls: tuple[str, str] | None = None, flight_uri: str = "") -> ConsoleEndpoint:
-    """Starts the console of `server` (a FlightSqlServer) on `host`:`port` (0: any free port)."""
-    return ConsoleEndpoint(Console(server, user, flight_uri), host, port, user, password, tls)
+                  tls: tuple[str, str] | None = None, flight_uri: str = "",
+                  reports_dir: str | None = None) -> ConsoleEndpoint:
+    """Starts the console of `server` (a FlightSqlServer) on `host`:`port` (0: any free port);
+    `reports_dir` is a folder of `tpch bench` reports to show."""
+    return ConsoleEndpoint(Console(server, user, flight_uri, reports_dir), host, port, user, password, tls)

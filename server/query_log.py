@@ -1,5 +1,5 @@
 """The server's record of its queries: each one's state (queued → running → finished | failed |
-cancelled), times, rows and the bytes its exchanges moved; the running ones and the most recent
+cancelled), times, rows, the bytes its exchanges moved and each rank's peak memory; the running ones and the most recent
 ended ones. The query runner (server/runner.py) and the streaming DoGet (server/flight_sql.py)
 report to it; the metrics endpoint (server/metrics.py) listens to it.
 """
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from engine.errors import CancelledError
+from planner.explain import peak_memory_bytes
 
 # Ended queries kept for anyone who asks what ran lately.
 RECENT_QUERIES = 200
@@ -32,6 +33,9 @@ class QueryRecord:
     rows: int | None = None
     bytes_moved: int = 0            # sent by exchanges, over the ranks whose statistics came back
     bytes_spilled: int = 0
+    # Per rank (of the ranks whose statistics came back), the process's RSS high-water mark while
+    # the query ran (executors/memory.py); empty when none came back.
+    peak_memory_bytes: list = field(default_factory=list)
     error: str | None = None
     sql: str | None = None          # the whole statement, where the reporter gave it (label: its start)
     # Stops the query (argument: the reason), where the reporter gave a way; for the console.
@@ -97,6 +101,7 @@ class QueryLog:
             record.rows = _rows(result) if error is None else None
             record.bytes_moved = sum(st.bytes_out for st in stages)
             record.bytes_spilled = sum(st.bytes_spilled for st in stages)
+            record.peak_memory_bytes = peak_memory_bytes(per_rank_stats)
             self._live.pop(record.id, None)
             self._recent.appendleft(record)
         self._tell(record, previous)

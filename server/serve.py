@@ -145,13 +145,14 @@ def serve(
     metrics_host: str = "127.0.0.1",
     console_port: int | None = None,
     console_host: str = "127.0.0.1",
+    console_reports: str | None = None,
 ) -> None:
     """Serve `session` over Flight SQL until SIGINT/SIGTERM (or until `stop` is set).
 
     Refuses to listen on a non-loopback address without a user and password unless `insecure`.
     `port` 0 picks a free port; the printed URI shows the real one. `metrics_port` (None: none)
     serves Prometheus metrics (server/metrics.py) on `metrics_host`, `console_port` the web console
-    (server/console.py) on `console_host`.
+    (server/console.py) on `console_host`, with the `tpch bench` reports of `console_reports`.
     """
     out = out or sys.stdout
     check_config(host, user, password, tls_cert, tls_key, insecure, query_timeout,
@@ -187,7 +188,8 @@ def serve(
         from server.console import serve_console
         try:
             console = serve_console(server, console_host, console_port, user, password,
-                                    (tls_cert, tls_key) if tls else None, client_uri(host, server.port, tls))
+                                    (tls_cert, tls_key) if tls else None, client_uri(host, server.port, tls),
+                                    reports_dir=console_reports)
         except OSError as exc:
             if endpoint is not None:
                 endpoint.close()

@@ -38,3 +38,21 @@ def duckdb_oracle(data_dir: Path) -> duckdb.DuckDBPyConnection:
         elif entry.is_dir() and not entry.name.startswith((".", "_")):
             con.execute(f"CREATE VIEW {entry.name} AS SELECT * FROM read_parquet('{entry}/**/*.parquet')")
     return con
+
+
+def tpch_mismatches(answers: dict, data_dir: Path) -> list[str]:
+    """What differs from DuckDB's answers: `answers` maps a TPC-H query number to the flock's
+    Arrow table, or to the error text it gave instead."""
+    from tpch import query_text
+    from tpch.compare import compare_tables, ordering_of
+    oracle, failures = duckdb_oracle(data_dir), []
+    for n, actual in sorted(answers.items()):
+        if isinstance(actual, str):
+            failures.append(f"Q{n}: {actual}")
+            continue
+        sql = query_text(n)
+        o = ordering_of(sql)
+        diff = compare_tables(actual, oracle.sql(sql).to_arrow_table(), ordered=o.ordered, order_keys=o.keys)
+        if diff is not None:
+            failures.append(f"Q{n}: {diff}")
+    return failures

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -17,11 +19,19 @@ import urllib.request
 
 import pytest
 
-from tests.server_fixtures import SLOW_SQL, copy_data, start_server, stop_server
+from tests.server_fixtures import REPO, SLOW_SQL, copy_data, start_server, stop_server
 
 USER, PASSWORD = "console-user", "console-secret"
 SHUFFLING = "SELECT l_comment, count(*) AS n FROM lineitem GROUP BY l_comment ORDER BY n DESC, l_comment LIMIT 3"
 BROWSER_TIMEOUT_MS = 30_000
+# FLOCKSQL_CONSOLE_SCREENSHOTS=docs/console saves the pages the test visits there (README's pictures).
+SCREENSHOTS = os.environ.get("FLOCKSQL_CONSOLE_SCREENSHOTS")
+PEAK = r"[\d.]+ (KiB|MiB|GiB)"
+
+
+def screenshot(page, name: str) -> None:
+    if SCREENSHOTS:
+        page.screenshot(path=os.path.join(SCREENSHOTS, name), full_page=True)
 
 
 def chromium_path() -> str:
@@ -49,8 +59,12 @@ def browser():
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("server-console")
+    reports = tmp / "bench-results"
+    reports.mkdir()
     proc = start_server("engine", copy_data(tmp / "data"), tmp / "server.log", ranks=2,
-                        args=["--console-port", "0", "--user", USER, "--password", PASSWORD])
+                        args=["--console-port", "0", "--user", USER, "--password", PASSWORD,
+                              "--console-reports", str(reports)])
+    proc.reports = reports
     proc.db_kwargs = {"username": USER, "password": PASSWORD}
     deadline = time.monotonic() + 30
     while not (match := re.search(r"Web console on (http://\S+)", proc.log())) and time.monotonic() < deadline:
@@ -115,35 +129,70 @@ def test_queries_and_plan_in_the_browser(server, page):
     assert row.locator("td").nth(2).inner_text() == USER
     assert row.locator("td").nth(6).inner_text() == "3"  # rows
     qid = int(row.get_attribute("data-id"))
+    # Peak memory: the busiest rank's, with each rank's in the cell's title, as the query log has
+    # them. A streamed result (ADBC's) brings back rank 0's statistics only.
+    status, logged = http(f"{server.console}api/queries/{qid}")
+    assert status == 200 and len(logged["peak_memory_bytes"]) == 1 and logged["peak_memory_bytes"][0] > 10 << 20
+    peak = row.locator("td.peak")
+    assert re.fullmatch(PEAK, peak.inner_text()), peak.inner_text()
+    assert re.fullmatch(rf"rank 0 {PEAK}", peak.get_attribute("title")), peak.get_attribute("title")
+    screenshot(page, "queries.png")
     assert "2 ranks" in page.locator("#flock-summary").inner_text()
 
     # The plan page: the planner's patterns and exchanges, then EXPLAIN ANALYZE's bars per rank.
     row.locator("a", has_text="plan").click()
     page.wait_for_url(f"**/query.html?id={qid}")
     assert page.locator("#sql").inner_text().strip() == SHUFFLING
+    facts = page.locator("#facts").inner_text()
+    assert re.search(rf"peak memory per rank\s+rank 0 {PEAK}", facts), facts
     page.locator("#plan .node").first.wait_for()
     shown = set(page.locator("#plan .pattern").all_inner_texts())
     assert shown == expected
     assert "shuffle" in page.locator("#plan .node.exchange .kind").all_inner_texts()
     assert page.locator("#timing").is_hidden()
     page.locator("#analyze").click()
-    page.locator("#timing svg.bars").wait_for()
+    page.locator("#bars svg.bars").wait_for()
     chart = page.locator("#bars").inner_text()
     assert re.search(r"Exchange #\d+ shuffle — under \S+ \((combine-shuffle-reduce|shuffle-compute)\)", chart), chart
     assert "rank 0" in chart and "rank 1" in chart
     assert page.locator("#bars rect.bar.compute").count() >= 2
     assert page.locator("#bars rect.bar.comm").count() >= 2
+    assert page.locator("#bars rect.bar.wait").count() >= 2
+    rows = page.locator("#bars text.bar-text").all_text_contents()
+    assert any(re.fullmatch(r"compute \S+ \S+ · comm \S+ \S+ · wait \S+ \S+ · \d+ rows · sent .+", r) for r in rows), rows
     actual = page.locator("#plan .node.exchange .actual").all_inner_texts()
     assert any(text.startswith("actual rows ") for text in actual), actual
+    # Where a fragment ends, its operator shows the rows it produced next to the estimate: the scan
+    # under the shuffle read every row of lineitem.
+    fragment_ends = page.locator("#plan .node.op .actual").all_inner_texts()
+    assert any(re.fullmatch(r"actual rows 60,175 \(est\. [\d,]+\)", text) for text in fragment_ends), fragment_ends
+    # The timeline: one bar per rank, its stages end to end, each split into compute, waiting and
+    # communication (named in each piece's tooltip), then totals and the rank's peak memory.
+    timeline = page.locator("#timeline svg.timeline")
+    assert timeline.locator("text.bar-label").all_text_contents() == ["rank 0", "rank 1"]
+    for text in timeline.locator("text.bar-text").all_text_contents():
+        assert re.fullmatch(rf"compute \S+ \S+ · comm \S+ \S+ · wait \S+ \S+ · peak memory {PEAK}", text), text
+    tips = timeline.locator("rect.bar title").all_text_contents()
+    shuffle_id = re.search(r"Exchange #(\d+) shuffle", chart)[1]
+    for part in ("compute", "waiting", "communication"):
+        assert sum(tip.startswith(f"Exchange #{shuffle_id} shuffle: {part}: ") for tip in tips) == 2, tips
+    assert sum(tip.startswith("final fragment: waiting: ") for tip in tips) == 2, tips
+    screenshot(page, "query-plan.png")
     # The console's ANALYZE ran as a query of its own, listed with the others.
     page.goto(server.console)
-    page.locator("#recent tbody tr", has=page.locator(
-        "td.sql code", has_text="EXPLAIN (ANALYZE, FORMAT JSON) " + SHUFFLING)).first.wait_for()
+    analyzed = page.locator("#recent tbody tr", has=page.locator(
+        "td.sql code", has_text="EXPLAIN (ANALYZE, FORMAT JSON) " + SHUFFLING)).first
+    analyzed.wait_for()
+    # Collected, not streamed: every rank's peak came back.
+    title = analyzed.locator("td.peak").get_attribute("title")
+    assert re.fullmatch(rf"rank 0 {PEAK} · rank 1 {PEAK}", title), title
 
     page.goto(server.console + "flock.html")
     page.locator("#memory svg").wait_for()
     facts = page.locator("#facts").inner_text()
     assert re.search(r"ranks\s+2\b", facts), facts
+    host = socket.gethostname()  # both ranks run here
+    assert re.search(rf"hosts\s+{re.escape(host)} \(ranks 0, 1\)", facts), facts
     assert re.search(r"restarts by the supervisor\s+0\b", facts), facts
 
 
@@ -172,6 +221,35 @@ def test_cancel_a_running_query_from_the_browser(server, page):
         done.locator(".state", has_text="cancelled").wait_for()
     finally:
         thread.join(120)
+
+
+@pytest.mark.timeout(300)
+def test_bench_reports_and_their_charts_in_the_browser(server, page, tpch_sf001):
+    # A real `flocksql tpch bench` writes its report into the folder the console shows.
+    bench = subprocess.run(
+        [sys.executable, "-m", "cli", "tpch", "bench", "--data", str(tpch_sf001), "--queries", "1,6",
+         "--ranks", "1,2", "--repeat", "1", "--out", str(server.reports)],
+        capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert bench.returncode == 0, bench.stderr
+    charts = sorted(p.name for p in server.reports.glob("results_*.png"))
+    assert charts, ("tpch bench drew no charts (matplotlib is in the test extra)", bench.stderr)
+    page.goto(server.console + "reports.html")
+    section = page.locator('section.report[data-report="results"]')
+    section.wait_for()
+    # The report's own table: a row per query with each engine's time, and the totals.
+    table = section.locator("table.report-table").first
+    header = table.locator("thead th").all_inner_texts()
+    assert {"duckdb", "flocksql@1", "flocksql@2"} <= {h.split()[0] for h in header}, header
+    firsts = table.locator("tbody tr td:first-child").all_inner_texts()
+    assert {"Q1", "Q6"} <= set(firsts), firsts
+    # Each chart is an image the browser loaded (decoded, with a size), served from the folder.
+    images = section.locator("img.chart")
+    assert sorted(images.evaluate_all("imgs => imgs.map(i => i.alt)")) == charts
+    assert images.evaluate_all("imgs => imgs.every(i => i.complete && i.naturalWidth > 0)")
+    screenshot(page, "reports.png")
+    # Only the folder's charts are served; nothing else of the file system.
+    assert http(server.console + "reports/..%2Fserver.log")[0] == 404
+    assert http(server.console + "reports/results.json")[0] == 404
 
 
 def test_console_requires_the_servers_user_and_password(server):

@@ -159,7 +159,9 @@ def test_analyze_gives_min_median_max_over_ranks_per_stage(q3):
         assert "per rank min/median/max: rows out " in line and "slowest rank " in line, line
         lo, mid, hi = map(float, re.search(r"rows out ([\d.]+)/([\d.]+)/([\d.]+)", line).groups())
         assert lo <= mid <= hi
+        assert re.search(r" wait [\d.]+m?s/[\d.]+m?s/[\d.]+m?s; slowest rank", line), line
     assert re.search(r"^Total: .*, 10 rows$", text, re.M), text
+    assert re.search(r"^Peak memory \(process RSS\) per rank: rank 0 [\d.]+[kMG]B, rank 1 [\d.]+[kMG]B$", text, re.M), text
 
     doc = json.loads(q3["analyze_json"])
     assert doc["ranks"] == 2 and doc["analyze"]["rows"] == 10
@@ -169,9 +171,23 @@ def test_analyze_gives_min_median_max_over_ranks_per_stage(q3):
         actual = n["actual"]
         assert [r["rank"] for r in actual["per_rank"]] == [0, 1]
         assert actual["rows_out"] == sum(r["rows_out"] for r in actual["per_rank"])
+        assert {"compute_seconds", "comm_seconds", "wait_seconds"} <= actual["spread"].keys()
         for key, sp in actual["spread"].items():
             values = [r[key] for r in actual["per_rank"]]
             assert sp["min"] == min(values) and sp["max"] == max(values), key
+        for r in actual["per_rank"]:
+            assert min(r["compute_seconds"], r["comm_seconds"], r["wait_seconds"]) >= 0, r
+    analyzed = doc["analyze"]
+    assert len(analyzed["final_wait_seconds"]) == 2 and min(analyzed["final_wait_seconds"]) >= 0
+    # Each rank's peak is at least what any process of ours holds once DuckDB and Arrow are loaded.
+    assert len(analyzed["peak_memory_bytes"]) == 2 and min(analyzed["peak_memory_bytes"]) > 10 << 20
+    # The operator each exchange reads from carries the rows its fragment produced: the exchange's rows in.
+    for n in ran:
+        below = n["children"][0]
+        if not below.get("exchange"):
+            assert below["actual_rows"] == n["actual"]["rows_in"], below
+    assert any(f"  actual rows={n['actual_rows']}" in text for n in walk(doc["plan"])
+               if n.get("actual_rows") is not None and n["actual_rows"] < 1000), text
     gather = [n for n in ran if n["exchange"]["kind"] == "gather"]
     assert gather and gather[0]["actual"]["per_rank"][0]["rows_out"] == gather[0]["actual"]["rows_in"]
 
@@ -250,3 +266,27 @@ def test_explain_options_through_flight_sql(tmp_path):
             assert "__p" in cur.fetch_arrow_table().column("explain")[0].as_py()
     finally:
         stop_server(server)
+
+
+@pytest.mark.timeout(300)
+def test_asof_join_partitions_on_its_keys_or_replicates_its_right_side(tmp_path):
+    """A key's right rows must all meet its left rows on one rank: with equality keys both sides
+    are shuffled on them (forced here: a small right side is broadcast, also correct); without,
+    only replicating the right side is correct, whatever is forced."""
+    n = 20_000
+    pq.write_table(pa.table({"sym": [i % 7 for i in range(n)], "ts": list(range(n))}), tmp_path / "quotes.parquet",
+                   row_group_size=1000)
+    pq.write_table(pa.table({"sym": [i % 5 for i in range(n)], "ts": [i * 3 for i in range(n)]}),
+                   tmp_path / "trades.parquet", row_group_size=1000)
+    keyed = "SELECT t.ts, q.ts FROM trades t ASOF JOIN quotes q ON t.sym = q.sym AND t.ts >= q.ts"
+    unkeyed = "SELECT t.ts, q.ts FROM trades t ASOF LEFT JOIN quotes q ON t.ts >= q.ts"
+    results = run_queries(str(tmp_path), ["EXPLAIN " + keyed, "EXPLAIN " + unkeyed], 2, timeout_s=240,
+                          forced_patterns={"Join": "shuffle-compute"})
+    texts = []
+    for res in results:
+        assert res.error is None, res.error
+        texts.append("\n".join(res.table.column("explain").to_pylist()))
+    keyed_text, unkeyed_text = texts
+    assert re.search(r"AsofJoin inner .*\[shuffle-compute\]", keyed_text), keyed_text
+    assert len([line for line in plan_lines(keyed_text) if EXCHANGE.match(line) and "shuffle" in line]) == 2, keyed_text
+    assert re.search(r"AsofJoin left .*\[broadcast-compute\]", unkeyed_text), unkeyed_text

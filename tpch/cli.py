@@ -1,4 +1,5 @@
-"""`flocksql tpch ...`: generate TPC-H data, run the TPC-H benchmark, run the micro-benchmarks.
+"""`flocksql tpch ...`: generate TPC-H data, run the TPC-H benchmark, run the micro-benchmarks, model
+TPC-H at cluster scale.
 
 The main CLI mounts this group with `main.add_command(tpch)`; `python -m tpch.cli`
 runs it on its own.
@@ -221,6 +222,59 @@ def micro(rows, ops, data_dir, ranks, engines, repeat, threads, rank_threads, ti
         config = BenchConfig(data_dir=str(folder), engines=engines, ranks=ranks, repeat=repeat, threads=threads,
                              rank_threads=rank_threads, timeout_s=timeout_s, batch=batch, rel_tol=rel_tol)
         _run_and_report(micro_queries(nrows, ops), config, "micro", out_dir, "micro")
+
+
+@tpch.command()
+@click.option("--data", "data_dir", type=click.Path(exists=True, file_okay=False), required=True,
+              help="A small TPC-H data set whose statistics are scaled (e.g. `flocksql tpch gen --sf 0.01`).")
+@click.option("--data-sf", type=float, default=0.01, show_default=True, help="The scale factor of --data.")
+@click.option("--ranks", default="16,64,256,1024", show_default=True, callback=_int_list, help="Rank counts.")
+@click.option("--sf", "sfs", default="100,1000", show_default=True,
+              help="Scale factors to predict, comma-separated (e.g. 100,1000).")
+@click.option("--queries", "numbers", default="1-22", show_default=True, callback=_int_list,
+              help="TPC-H query numbers.")
+@click.option("--cores-per-rank", type=int, default=None,
+              help="DuckDB threads per rank; local rates scale by it  [default: 1, the calibrated one-thread rates]")
+@click.option("--memory-per-rank", "memory_gib", type=float, default=None,
+              help="GiB per rank, reported against (peaks over it are starred)  [default: 16]")
+@click.option("--bandwidth", "bandwidth_gbs", type=float, default=None,
+              help="GB/s per rank  [default: 1/beta of `flocksql calibrate`'s saved parameters, else 1]")
+@click.option("--latency", "latency_us", type=float, default=None,
+              help="Microseconds per message  [default: alpha of the saved parameters, else 50]")
+@click.option("--per-query/--totals", default=True, show_default=True, help="A row per query, or totals only.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write every prediction (with the patterns of its plan) to this CSV file.")
+def model(data_dir, data_sf, ranks, sfs, numbers, cores_per_rank, memory_gib, bandwidth_gbs, latency_us,
+          per_query, csv_path):
+    """Predict TPC-H time, bytes moved and compute/communication per rank at cluster scale, from
+    the plans the planner makes at each rank count (tpch/model.py). Predictions, not measurements."""
+    import csv
+
+    from engine.catalog import Catalog
+    from planner.cost import CostParams
+    from tpch.model import CSV_FIELDS, Machine, csv_rows, predict, render_table
+    try:
+        scale_factors = [float(x) for x in sfs.split(",") if x.strip()]
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--sf") from exc
+    if not scale_factors or min(scale_factors) <= 0:
+        raise click.BadParameter("scale factors must be positive", param_hint="--sf")
+    bad = [n for n in numbers if n not in QUERY_NUMBERS]
+    if bad:
+        raise click.BadParameter(f"no TPC-H query {bad[0]}", param_hint="--queries")
+    params = CostParams.load()
+    machine = Machine.from_params(params, cores_per_rank=cores_per_rank, memory_per_rank_gib=memory_gib,
+                                  bandwidth_gbs=bandwidth_gbs, latency_us=latency_us)
+    catalog = Catalog(data_dir, statistics=True)
+    preds = predict(catalog, {f"q{n}": query_text(n) for n in numbers}, ranks, scale_factors, machine, params,
+                    base_sf=data_sf)
+    click.echo(render_table(preds, machine, per_query=per_query))
+    if csv_path:
+        with open(csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(csv_rows(preds))
+        click.echo(f"wrote {csv_path}")
 
 
 if __name__ == "__main__":

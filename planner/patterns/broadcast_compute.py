@@ -1,7 +1,7 @@
 """broadcast-compute: replicate the small side of a join on every rank, join locally.
 
-Applies to inner and cross joins (either side), LEFT / SEMI / ANTI joins (right side) and RIGHT
-joins (left side). A side whose size is only a guess is never broadcast, nor one bigger than
+Applies to inner and cross joins (either side), LEFT / SEMI / ANTI / ASOF joins (right side) and
+RIGHT joins (left side); an ASOF join without equality keys is always planned this way. A side whose size is only a guess is never broadcast, nor one bigger than
 CostParams.broadcast_max_bytes. A side that is a plain scan is replicated by every rank reading the
 whole table (shared storage), which costs reading, not messages.
 """
@@ -11,8 +11,10 @@ from planner.logical import Join
 from planner.patterns.base import BROADCAST_COMPUTE as NAME
 from planner.patterns.base import Alternative, Exchange, replicate_cost
 
+# An ASOF join may replicate only its right side: each left row must see every right row.
 BUILD_SIDE = {"inner": ("right", "left"), "cross": ("right", "left"), "left": ("right",),
-              "semi": ("right",), "anti": ("right",), "right": ("left",), "full": ()}
+              "semi": ("right",), "anti": ("right",), "right": ("left",), "full": (),
+              "asof": ("right",), "asof_left": ("right",)}
 
 
 def alternatives(node, kids, ctx) -> list[Alternative]:

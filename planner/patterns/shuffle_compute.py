@@ -1,6 +1,7 @@
 """shuffle-compute: hash-partition the inputs by key so matching rows meet on one rank.
 
-Joins (by their equality keys), set operations other than UNION ALL (by all columns), windows (by
+Joins (by their equality keys; for an ASOF join that puts all of a key's right rows on the rank of its
+left rows, where DuckDB picks the nearest), set operations other than UNION ALL (by all columns), windows (by
 their PARTITION BY keys), aggregates that cannot be split into partial states (by the group keys).
 An input already hash-partitioned on the keys is not shuffled again.
 """
@@ -75,7 +76,7 @@ def _join(node: Join, kids, ctx):
             return ANY
         if node.kind == "inner":
             return Dist("hash", tuple(frozenset([a, b]) for a, b in zip(lids, rids)))
-        if node.kind in ("left", "semi", "anti"):
+        if node.kind in ("left", "semi", "anti", "asof", "asof_left"):
             return hash_dist(lids)
         if node.kind == "right":
             return hash_dist(rids)
@@ -85,7 +86,7 @@ def _join(node: Join, kids, ctx):
         # Only the left keys name the result's partitioning. Naming the right ones too would let
         # later joins and aggregates fuse into this fragment without a shuffle, but DuckDB then
         # orders the fused joins worse (TPC-H Q21 at SF 1: 0.50 s -> 0.70 s, Q10 0.35 -> 0.45 s).
-        dist = lk.dist if node.kind in ("inner", "left", "semi", "anti") else (rk.dist if node.kind == "right" else ANY)
+        dist = lk.dist if node.kind in ("inner", "left", "semi", "anti", "asof", "asof_left") else (rk.dist if node.kind == "right" else ANY)
         return [Alternative(NAME, compute, lambda: (node.with_children(lk.node, rk.node), dist),
                             "inputs already partitioned on the keys: no shuffle")]
     out = []

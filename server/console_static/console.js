@@ -50,7 +50,7 @@ function fmtBytes(n) {
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];
   let i = 0;
   while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return (i ? n.toFixed(1) : String(n)) + " " + units[i];
+  return (i ? n.toFixed(1) : String(Math.round(n))) + " " + units[i];
 }
 
 function fmtSeconds(s) {
@@ -92,7 +92,18 @@ async function loadSummary() {
 
 // --- queries ------------------------------------------------------------------------------
 
-const QUERY_COLUMNS = ["#", "state", "user", "SQL", "submitted", "elapsed", "rows", "bytes moved", ""];
+const QUERY_COLUMNS = ["#", "state", "user", "SQL", "submitted", "elapsed", "rows", "bytes moved", "peak memory", ""];
+
+// The highest of the ranks' peaks (null when none is known): what the query asked of the busiest rank.
+function peakOfRanks(peaks) {
+  const known = (peaks || []).filter((p) => p !== null && p !== undefined);
+  return known.length ? Math.max(...known) : null;
+}
+
+function peaksText(peaks) {
+  if (!peaks || !peaks.length) return "–";
+  return peaks.map((p, rank) => `rank ${rank} ${fmtBytes(p)}`).join(" · ");
+}
 
 function queryRow(q) {
   const actions = el("td", {class: "actions"}, el("a", {href: `query.html?id=${q.id}`}, "plan"));
@@ -113,6 +124,7 @@ function queryRow(q) {
     el("td", {class: "num"}, fmtSeconds(q.seconds)),
     el("td", {class: "num"}, fmtRows(q.rows)),
     el("td", {class: "num"}, fmtBytes(q.bytes_moved)),
+    el("td", {class: "num peak", title: peaksText(q.peak_memory_bytes)}, fmtBytes(peakOfRanks(q.peak_memory_bytes))),
     actions);
 }
 
@@ -143,12 +155,18 @@ function facts(rows) {
     ...rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v))));
 }
 
+function hostsText(hosts) {  // "h1 (rank 0), h2 (ranks 1–2)": each host with its ranks
+  const ranks = new Map();
+  hosts.forEach((h, r) => ranks.set(h, [...(ranks.get(h) || []), r]));
+  return [...ranks].map(([h, rs]) => `${h} (rank${rs.length > 1 ? "s" : ""} ${rs.join(", ")})`).join(", ");
+}
+
 async function loadFlock() {
   const f = await loadSummary();
   if (!f) return;
   facts([
     ["ranks", f.ranks],
-    ["host of rank 0", f.host],
+    ["hosts", hostsText(f.hosts || [f.host])],
     ["DuckDB threads per rank", f.threads_per_rank ?? "–"],
     ["lanes (queries at once)", f.lanes],
     ["memory budget per rank", fmtBytes(f.memory_budget_bytes)],
@@ -207,6 +225,7 @@ function showQuery(q) {
     ["rows", fmtRows(q.rows)],
     ["bytes moved", fmtBytes(q.bytes_moved)],
     ["bytes spilled", fmtBytes(q.bytes_spilled)],
+    ["peak memory per rank", peaksText(q.peak_memory_bytes)],
   ].concat(q.error ? [["error", el("span", {class: "error"}, q.error)]] : []));
   document.getElementById("sql").textContent = q.sql;
   const cancel = document.getElementById("cancel");
@@ -272,6 +291,11 @@ function planTree(node) {
       box.append(el("div", {class: "estimate"},
         `est. rows ${fmtRows(node.estimate.rows)} · ${fmtBytes(node.estimate.bytes)} · cost ${fmtSeconds(node.estimate.cost_seconds)}`));
     }
+    // Only where a fragment ends (it feeds an exchange): the operators inside one run as one DuckDB query.
+    if (node.actual_rows !== undefined && node.actual_rows !== null) {
+      box.append(el("div", {class: "actual", title: "rows this fragment produced, over all ranks"},
+        `actual rows ${fmtRows(node.actual_rows)}` + (node.estimate ? ` (est. ${fmtRows(node.estimate.rows)})` : "")));
+    }
     if (node.alternatives && node.alternatives.length) {
       box.append(el("div", {class: "small muted"}, "beat: " + node.alternatives.map(
         (a) => `${a.pattern} ${fmtSeconds(a.cost_seconds)}`).join(", ")));
@@ -301,28 +325,68 @@ function showTiming(doc) {
     rows.push({heading: `Exchange #${x.id} ${x.kind}` +
       (parentOp ? ` — under ${parentOp.operator}${parentOp.pattern ? " (" + parentOp.pattern + ")" : ""}` : "")});
     for (const r of node.actual.per_rank) {
-      rows.push({label: `rank ${r.rank}`,
-                 parts: [{value: r.compute_seconds, cls: "compute"}, {value: r.comm_seconds, cls: "comm"}],
+      rows.push({label: `rank ${r.rank}`, parts: stageParts(r),
                  text: `compute ${fmtSeconds(r.compute_seconds)} · comm ${fmtSeconds(r.comm_seconds)} · ` +
-                       `${fmtRows(r.rows_out)} rows · sent ${fmtBytes(r.bytes_sent)}`});
+                       `wait ${fmtSeconds(r.wait_seconds)} · ${fmtRows(r.rows_out)} rows · sent ${fmtBytes(r.bytes_sent)}`});
     }
   }
   const finals = doc.analyze.final_compute_seconds || [];
   if (finals.length) {
     rows.push({heading: "Final fragment (after the last exchange)"});
-    finals.forEach((s, rank) => rows.push({label: `rank ${rank}`, parts: [{value: s, cls: "compute"}],
-                                           text: `compute ${fmtSeconds(s)}`}));
+    const waits = doc.analyze.final_wait_seconds || [];
+    finals.forEach((s, rank) => rows.push({label: `rank ${rank}`,
+                                           parts: [{value: s, cls: "compute"}, {value: waits[rank] || 0, cls: "wait"}],
+                                           text: `compute ${fmtSeconds(s)} · wait ${fmtSeconds(waits[rank] || 0)}`}));
   }
   const top = Math.max(1e-9, ...rows.filter((r) => r.parts).map((r) => r.parts.reduce((t, p) => t + p.value, 0)));
   document.getElementById("timing-summary").textContent =
     groups.length ? "" : "(no exchange ran: the plan runs as one fragment per rank)";
   const legend = el("div", {class: "legend"}, el("span", {class: "swatch compute"}), " local compute ",
-                    el("span", {class: "swatch comm"}), " communication");
+                    el("span", {class: "swatch comm"}), " communication ",
+                    el("span", {class: "swatch wait"}), " waiting for slower ranks");
   document.getElementById("bars").replaceChildren(legend, barChart(rows, top, fmtSeconds));
+  document.getElementById("timeline").replaceChildren(legend.cloneNode(true), timeline(doc, groups));
+}
+
+// A stage's time on one rank as bar parts, in the order they happen: the local work, the wait for
+// the slowest rank to finish its own, the data moving.
+function stageParts(r, stage) {
+  const title = stage ? stage + ": " : "";
+  return [{value: r.compute_seconds, cls: "compute", title: title + "compute"},
+          {value: r.wait_seconds || 0, cls: "wait", title: title + "waiting"},
+          {value: r.comm_seconds, cls: "comm", title: title + "communication"}];
+}
+
+// One bar per rank: its stages end to end in the order they finished on that rank, then the final
+// fragment. The times are exclusive (a stage's compute leaves out the stages nested in it), so a
+// bar's length is the rank's whole run and the ranks' waits line up against their stragglers.
+function timeline(doc, groups) {
+  const finals = doc.analyze.final_compute_seconds || [];
+  const waits = doc.analyze.final_wait_seconds || [];
+  const peaks = doc.analyze.peak_memory_bytes || [];
+  const ranks = Math.max(finals.length, ...groups.map((g) => g.node.actual.per_rank.length));
+  const rows = [];
+  for (let rank = 0; rank < ranks; rank++) {
+    const stages = [];
+    for (const {node} of groups) {
+      const r = node.actual.per_rank.find((p) => p.rank === rank);
+      if (r) stages.push({r, name: `Exchange #${node.exchange.id} ${node.exchange.kind}`});
+    }
+    stages.sort((a, b) => a.r.finished_seconds - b.r.finished_seconds);
+    const parts = stages.flatMap(({r, name}) => stageParts(r, name));
+    parts.push({value: finals[rank] || 0, cls: "compute", title: "final fragment: compute"},
+               {value: waits[rank] || 0, cls: "wait", title: "final fragment: waiting"});
+    const total = (cls) => parts.filter((p) => p.cls === cls).reduce((t, p) => t + p.value, 0);
+    rows.push({label: `rank ${rank}`, parts,
+               text: `compute ${fmtSeconds(total("compute"))} · comm ${fmtSeconds(total("comm"))} · ` +
+                     `wait ${fmtSeconds(total("wait"))}` + (peaks[rank] ? ` · peak memory ${fmtBytes(peaks[rank])}` : "")});
+  }
+  const top = Math.max(1e-9, ...rows.map((r) => r.parts.reduce((t, p) => t + p.value, 0)));
+  return barChart(rows, top, fmtSeconds, "timeline");
 }
 
 // Horizontal stacked bars in an inline SVG: rows of {label, parts: [{value, cls}], text} or {heading}.
-function barChart(rows, top, fmt) {
+function barChart(rows, top, fmt, cls) {
   const labelW = 70, barW = 420, textW = 520, rowH = 22, headH = 26;
   let y = 4;
   const g = svg("g");
@@ -337,17 +401,78 @@ function barChart(rows, top, fmt) {
     for (const p of row.parts) {
       const w = Math.max(p.value > 0 ? 1 : 0, (p.value / top) * barW);
       const rect = svg("rect", {x, y: y + 3, width: w, height: rowH - 6, class: "bar " + p.cls});
-      rect.append(svg("title", {}, `${p.cls}: ${fmt(p.value)}`));
+      rect.append(svg("title", {}, `${p.title || p.cls}: ${fmt(p.value)}`));
       g.append(rect);
       x += w;
     }
     g.append(svg("text", {x: labelW + barW + 10, y: y + 15, class: "bar-text"}, row.text));
     y += rowH;
   }
-  const chart = svg("svg", {width: labelW + barW + textW, height: y + 4, class: "bars",
+  const chart = svg("svg", {width: labelW + barW + textW, height: y + 4, class: "bars" + (cls ? " " + cls : ""),
                             viewBox: `0 0 ${labelW + barW + textW} ${y + 4}`});
   chart.append(g);
   return chart;
+}
+
+// --- benchmark reports (tpch bench, server/console.py's /api/reports) ------------------------
+
+async function loadReports() {
+  try {
+    const doc = await api("/api/reports");
+    const folder = document.getElementById("reports-folder");
+    folder.textContent = doc.folder
+      ? `${doc.reports.length} report(s) of flocksql tpch bench in ${doc.folder}`
+      : "No reports folder: start the server with --console-reports DIR (a flocksql tpch bench --out folder).";
+    const box = document.getElementById("reports");
+    box.replaceChildren(...doc.reports.map(reportSection));
+    showError("error", null);
+  } catch (err) {
+    showError("error", err);
+  }
+}
+
+function reportSection(r) {
+  const charts = r.charts.map(name => el("img", {src: "/reports/" + encodeURIComponent(name), alt: name,
+                                                 class: "chart"}));
+  return el("section", {class: "report", "data-report": r.name},
+            el("h2", {}, r.name, " ", el("span", {class: "muted"}, `${r.kind || ""} · ${new Date(r.modified * 1000).toLocaleString("en-GB")}`)),
+            el("div", {class: "charts"}, charts),
+            markdownBlocks(r.markdown));
+}
+
+// The subset of Markdown that tpch/report.py writes: headings, pipe tables, paragraphs, bold.
+function markdownBlocks(text) {
+  const out = [];
+  const lines = text.split("\n");
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (line.startsWith("|")) {
+      const rows = [];
+      while (i < lines.length && lines[i].startsWith("|")) rows.push(lines[i++]);
+      i--;
+      out.push(markdownTable(rows));
+    } else if (/^#+ /.test(line)) {
+      out.push(el("h3", {}, inline(line.replace(/^#+ /, ""))));
+    } else if (line.trim()) {
+      out.push(el("p", {}, inline(line)));
+    }
+  }
+  return out;
+}
+
+function markdownTable(rows) {
+  const cells = row => row.replace(/^\|/, "").replace(/\|$/, "").split("|").map(c => c.trim());
+  const body = rows.filter((row, i) => !(i === 1 && /^[\s|:-]+$/.test(row)));
+  const [head, ...rest] = body.map(cells);
+  return el("table", {class: "report-table"},
+            el("thead", {}, el("tr", {}, head.map(c => el("th", {}, inline(c))))),
+            el("tbody", {}, rest.map(r => el("tr", {}, r.map(c => el("td", {}, inline(c)))))));
+}
+
+function inline(text) {  // **bold** and `code`; everything else as text
+  return text.split(/(\*\*[^*]+\*\*|`[^`]+`)/).filter(Boolean).map(part =>
+    part.startsWith("**") ? el("strong", {}, part.slice(2, -2))
+      : part.startsWith("`") ? el("code", {}, part.slice(1, -1)) : part);
 }
 
 // --- start --------------------------------------------------------------------------------
@@ -363,5 +488,8 @@ document.addEventListener("DOMContentLoaded", () => {
     setInterval(loadFlock, REFRESH_MS * 2);
   } else if (page === "query") {
     loadQuery();
+  } else if (page === "reports") {
+    loadSummary();
+    loadReports();
   }
 });
