@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from engine.batch import QueryList, run_query_lists
+from engine.batch import QueryList, run_queries, run_query_lists
 from engine.errors import NotSupportedError
 from planner.explain import ExplainOptions, parse_options
 from planner.patterns import NAMES
