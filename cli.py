@@ -149,7 +149,7 @@ def calibrate(ranks, rows, save):
 @click.option("--sf", default=0.1, show_default=True, type=float, help="TPC-H scale factor of the sample.")
 @click.option("--dir", "data_dir", default="./flocksql-data", show_default=True, type=click.Path(file_okay=False))
 @click.option("--ranks", default=2, show_default=True, type=click.IntRange(min=1))
-@click.option("--port", default=31337, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--port", default=8815, show_default=True, type=click.IntRange(0, 65535))
 def demo(sf, data_dir, ranks, port):
     """Generate a TPC-H sample (once) and serve it on loopback: the README's first command."""
     import os
