@@ -53,15 +53,21 @@ def prepared(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def suite_results(prepared):
-    """Per rank count, built on first use: {file: its results}, every file run in one job."""
+def suite_results(prepared, request):
+    """Per rank count, built on first use: {file: its results}, every selected file run in one job.
+
+    Only the files whose tests this pytest run selected (`-k asof`) are run, so that working on one
+    file does not wait for the whole suite."""
     cache = {}
+    selected = {item.callspec.params["path"] for item in request.session.items
+                if item.originalname == "test_sql_file" and hasattr(item, "callspec")}
 
     def get(ranks: int) -> dict[Path, list]:
         if ranks not in cache:
-            lists = [(str(prepared(path)[1]), prepared(path)[2]) for path in TEST_FILES]
+            paths = [path for path in TEST_FILES if path in selected]
+            lists = [(str(prepared(path)[1]), prepared(path)[2]) for path in paths]
             results = run_query_lists(lists, ranks, timeout_s=BATCH_TIMEOUT_S, query_timeout_s=QUERY_TIMEOUT_S)
-            cache[ranks] = dict(zip(TEST_FILES, results))
+            cache[ranks] = dict(zip(paths, results))
         return cache[ranks]
 
     return get
