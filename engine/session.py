@@ -394,10 +394,13 @@ class Session:
             runner = self._runner(lane, LocalComm() if alone else self._query_comm(lane), phys)
             stop = lambda: self._send_workers(("cancel", qid))  # noqa: E731
             names = list(phys.names)
-            with watch_memory(runner.stats):
-                for batch in runner.stream_plan(phys.root, STREAM_BATCH_ROWS, stop):
-                    yield batch.rename_columns(names)
-            token.stats = [runner.stats]  # rank 0's: the other ranks keep theirs when streaming
+            try:
+                with watch_memory(runner.stats) as runner.memory_watch:
+                    for batch in runner.stream_plan(phys.root, STREAM_BATCH_ROWS, stop):
+                        yield batch.rename_columns(names)
+            finally:
+                # Every rank's, sent at the stream's end (rank 0's own measured to the last moment).
+                token.stats = [runner.stats, *(runner.stream_stats or [None])[1:]]
 
     def execute_partitions(self, sql: str, params=None, token: QueryToken | None = None,
                            client: ClientSession | None = None) -> list[pa.Table]:
@@ -636,7 +639,7 @@ class Session:
             return lane.comm.allgather_obj(_peak_rss_mb()), None
         comm = self._query_comm(lane)
         runner = self._runner(lane, comm, phys)
-        with watch_memory(runner.stats):
+        with watch_memory(runner.stats) as runner.memory_watch:
             result = self._execute_on_this_rank(runner, comm, phys, mode, target)
         return result, (None if mode == "stream" else comm.allgather_obj(runner.stats))
 

@@ -79,6 +79,9 @@ class LocalComm:
     def allgather_obj(self, obj):
         return [obj]
 
+    def gather_obj(self, obj, root=0):
+        return [obj]
+
     def bcast_obj(self, obj, root=0):
         return obj
 
@@ -182,6 +185,10 @@ class MpiComm:
 
     def allgather_obj(self, obj):
         return self.comm.allgather(obj)
+
+    def gather_obj(self, obj, root=0):
+        """Every rank's small object, in rank order, on `root` (None elsewhere)."""
+        return self.comm.gather(obj, root=root)
 
     def bcast_obj(self, obj, root=0):
         return self.comm.bcast(obj, root=root)

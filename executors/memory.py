@@ -55,6 +55,10 @@ class RssWatch:
         self._thread.start()
         return self
 
+    def so_far(self) -> tuple[int, int]:
+        """(start, peak) bytes while the block still runs (the sampler may not have seen now)."""
+        return self.start_bytes, max(self.peak_bytes, current_rss_bytes())
+
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()

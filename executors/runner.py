@@ -157,6 +157,12 @@ class Runner:
         self.cancelled = cancelled
         self._views: list[str] = []
         self.stats = RunStats()
+        # Set by the caller while it measures this rank's memory (executors/memory.RssWatch), so
+        # that statistics sent before the measurement ends carry the peak so far.
+        self.memory_watch = None
+        # Rank 0, after a stream ended: every rank's statistics (gathered in the stream's last
+        # collective, which every rank reaches however the stream ended). None elsewhere.
+        self.stream_stats: list[RunStats] | None = None
         self._qid = 0
         self._sync_wait_s = 0.0
         self._started = time.perf_counter()
@@ -447,9 +453,14 @@ class Runner:
             if isinstance(error, RemoteStreamError):
                 kind = error.kind
             mine = (kind, str(error))
+        # The statistics travel in this collective: it is the one every rank reaches however the
+        # stream ended (a client that stopped reading included), so no rank is left waiting.
         if not any(self.comm.agree(0 if mine is None else 1)):
+            self.stream_stats = self.comm.gather_obj(self._stats_so_far())
             return
-        infos = self.comm.allgather_obj(mine)
+        infos = self.comm.allgather_obj((mine, self._stats_so_far()))
+        self.stream_stats = [stats for _, stats in infos] if self.comm.rank == 0 else None
+        infos = [i for i, _ in infos]
         if closed:
             return
         real = [(rank, i) for rank, i in enumerate(infos) if i is not None and i[0] != "CancelledError"]
@@ -460,6 +471,12 @@ class Runner:
             raise ExecutionError(msg if self.comm.size == 1 else f"rank {rank}: {msg}")
         if any(i is not None for i in infos):
             raise CancelledError("query cancelled")
+
+    def _stats_so_far(self) -> RunStats:
+        """This rank's statistics now, with its memory's peak so far when it is being measured."""
+        if self.memory_watch is not None:
+            self.stats.start_rss_bytes, self.stats.peak_rss_bytes = self.memory_watch.so_far()
+        return self.stats
 
     def _range_predicate(self, key: str, splitters) -> str:
         r, P = self.comm.rank, self.comm.size

@@ -584,12 +584,13 @@ class FlightSqlServer(flight.FlightServerBase):
             error = exc
             raise to_flight_error(exc) from None
         finally:
-            self.runner.log.ended(record, token.stats, error or (CancelledError(token.reason) if token.cancelled
-                                                                 else None), rows)
             if timer is not None:
                 timer.cancel()
             if batches is not None:
                 batches.close()  # stops the query on every rank if it has not ended
+            # After the close: the stream's end brought every rank's statistics.
+            self.runner.log.ended(record, token.stats, error or (CancelledError(token.reason) if token.cancelled
+                                                                 else None), rows)
             with self._streams_lock:
                 self._streams.discard(token)
 
