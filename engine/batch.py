@@ -100,10 +100,10 @@ def _run_list(session, queries, repeat, query_timeout_s=None, finished=lambda re
 # With a per-query timeout: how long a job may go without finishing a query beyond the timeout
 # itself (start-up, a cancel that takes a while) before it is killed as stuck.
 STUCK_GRACE_S = 60.0
-# Sessions one job opens at most (run_query_lists starts another job for the lists after): each
-# Session duplicates the world communicator once per lane and once for control, Session.close
-# does not free them, and MPICH runs out after about 2046 in one process.
-SESSIONS_PER_JOB = 100
+# Sessions one job opens at most (run_query_lists starts another job for the lists after). Each
+# Session frees its communicators when it closes (MPICH has about 2046 per process), so this only
+# bounds what anything a closed Session might still hold can add up to in one long job.
+SESSIONS_PER_JOB = 400
 
 
 @dataclass(frozen=True)

@@ -801,6 +801,11 @@ class Session:
         try:
             for lane in self.lanes:
                 lane.close()
+            # Every rank frees its communicators in the same order (MPICH has about 2046 per
+            # process, and a job may open many Sessions one after another).
+            for comm in [lane.comm for lane in self.lanes] + [self._control]:
+                if comm is not None:
+                    comm.free()
             self.con.close()
             for con in (self.parquet_con, self.ordered_con):
                 if con is not self.con:
