@@ -1,7 +1,9 @@
 """EXPLAIN [ANALYZE]: the distributed plan with each operator's pattern and the alternatives it beat;
 with ANALYZE, per exchange stage the actual rows, bytes moved and time (local compute,
 communication, and waiting for slower ranks), summed over ranks and as min/median/max over ranks
-(so a skewed or straggling rank shows), and each rank's peak memory.
+(so a skewed or straggling rank shows), each rank's peak memory, and the actual rows of the
+operators inside fragments as DuckDB's profiler counted them (executors/profile.py says which
+operators get a count; a fragment where some did not also lists DuckDB's own operators).
 
 Options, as PostgreSQL spells them: `EXPLAIN [ANALYZE] [VERBOSE] stmt` or
 `EXPLAIN (ANALYZE, VERBOSE, FORMAT TEXT|JSON|DOT) stmt`.
