@@ -115,7 +115,8 @@ def query(data_dir, ranks, threads, memory_limit, patterns, fmt, output, timing,
 @cli.command()
 @_common
 @click.option("--analyze", is_flag=True, help="Run the query and add actual rows, bytes and times per stage "
-                                              "(summed, and min/median/max over ranks).")
+                                              "and actual rows per operator (summed, and min/median/max "
+                                              "over ranks).")
 @click.option("--verbose", is_flag=True, help="Internal column ids and every priced alternative with its note.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "dot"]), default="text", show_default=True,
               help="json for programs, dot for Graphviz (dot -Tsvg).")

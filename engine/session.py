@@ -204,6 +204,10 @@ class Session:
         for cursor in cursors.values():
             # A connection's own setting (not the instance's).
             cursor.execute(f"SET max_expression_depth = {FRAGMENT_EXPRESSION_DEPTH}")
+            # DuckDB's profiler, off, but silent once EXPLAIN ANALYZE turns it on (Runner.fetch):
+            # after the configuration is locked only the API can, and it keeps this output mode.
+            cursor.execute("SET enable_profiling = 'no_output'")
+            cursor.execute("PRAGMA disable_profiling")
         con = cursors[id(self.con)]
         comm = self.world.dup() if self.nranks > 1 else LocalComm()
         return Lane(index, comm, con, cursors[id(self.parquet_con)], cursors[id(self.ordered_con)],
@@ -447,7 +451,8 @@ class Session:
         stats = None
         if stmt.analyze:
             t1 = time.perf_counter()
-            result = self._run_query(phys, "collect", token)
+            # "analyze": collect, with each fragment profiled by DuckDB (operators' actual rows).
+            result = self._run_query(phys, "analyze", token)
             total = time.perf_counter() - t1
             stats = (token.stats, total, result.num_rows)
         return render_explain(phys, plan_s, stats, stmt.explain)
@@ -600,7 +605,7 @@ class Session:
     def _run(self, lane: Lane, phys, mode: str, token: QueryToken, target: str | None = None):
         with self._query_in(lane, token) as qid:
             if self._alone(phys, mode):
-                result, stats = self._execute_alone(lane, phys)
+                result, stats = self._execute_alone(lane, phys, mode)
             else:
                 self._send_workers(("run", lane.index, phys, mode, qid, target))
                 result, stats = self._execute_plan(lane, phys, mode, target)
@@ -611,21 +616,21 @@ class Session:
     def _alone(self, phys, mode: str) -> bool:
         """Whether rank 0 runs this plan without the other ranks (no round between processes:
         `select 1`, queries over replicated inputs only)."""
-        return self.nranks > 1 and phys is not None and mode in ("collect", "stream") \
+        return self.nranks > 1 and phys is not None and mode in ("collect", "analyze", "stream") \
             and runs_on_rank0_alone(phys.root)
 
-    def _execute_alone(self, lane: Lane, phys):
-        runner = self._runner(lane, LocalComm(), phys)
+    def _execute_alone(self, lane: Lane, phys, mode: str):
+        runner = self._runner(lane, LocalComm(), phys, profile=mode == "analyze")
         with watch_memory(runner.stats):
             table = runner.run_plan(phys.root)
         return _rename(table, phys.names), [runner.stats]
 
-    def _runner(self, lane: Lane, comm, phys) -> Runner:
+    def _runner(self, lane: Lane, comm, phys, profile: bool = False) -> Runner:
         # Join filters may prune Parquet row groups only when no join key can be NaN.
         return Runner(lane.con, comm, self.catalog, lane.scans, cancelled=lane.cancelled.is_set,
                       parquet_con=lane.parquet_con if phys.nan_free_join_keys else None,
                       ordered_con=lane.ordered_con if phys.nan_free_join_keys else None,
-                      fragment_times=self._fragment_times, plan_key=phys.key)
+                      fragment_times=self._fragment_times, plan_key=phys.key, profile=profile)
 
     def _query_comm(self, lane: Lane):
         """The lane's communicator with byte counters and a spill budget of the query's own. No
@@ -638,7 +643,7 @@ class Session:
         if mode == "rss":
             return lane.comm.allgather_obj(_peak_rss_mb()), None
         comm = self._query_comm(lane)
-        runner = self._runner(lane, comm, phys)
+        runner = self._runner(lane, comm, phys, profile=mode == "analyze")
         with watch_memory(runner.stats) as runner.memory_watch:
             result = self._execute_on_this_rank(runner, comm, phys, mode, target)
         return result, (None if mode == "stream" else comm.allgather_obj(runner.stats))
@@ -648,7 +653,7 @@ class Session:
             for _ in runner.stream_plan(phys.root, STREAM_BATCH_ROWS):
                 pass
             return None
-        if mode == "collect":
+        if mode in ("collect", "analyze"):
             table = runner.run_plan(phys.root)
             result = _rename(table, phys.names) if table is not None else None
         elif mode == "partitions":

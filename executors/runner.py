@@ -10,6 +10,7 @@ cancelled); if so all raise the same error, so no rank waits in a collective tha
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
@@ -21,11 +22,13 @@ from sqlglot import exp
 
 from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError
 from executors.comm import RemoteStreamError, drain_batches, receive_batches, send_batches, split_by_partition
+from executors.profile import fragment_profile
 from executors.scan import ARROW_VIEW_PREFIX, ScanSource
 from planner.comparable import never_raising
 from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Scan, SetOp,
                              SingleRow, Sort, Values, Window)
 from planner.patterns.base import Exchange, is_replicable
+from planner.physical import operator_numbers
 
 SAMPLE_ROWS_PER_RANK = 1024
 # Fragments whose instance choice a rank remembers (Runner._connection_for), across statements.
@@ -113,6 +116,9 @@ class RunStats:
     # it ran (executors/memory.py; shared with the queries of other lanes running at the time).
     start_rss_bytes: int = 0
     peak_rss_bytes: int = 0
+    # Profiled runs only (EXPLAIN ANALYZE): what DuckDB counted of each fragment this rank ran
+    # (executors/profile.py: FragmentProfile).
+    fragments: list = field(default_factory=list)
 
 
 def _inline(x: Exchange) -> bool:
@@ -141,8 +147,13 @@ def _joins_an_aggregate(node: Node, under_join: bool = False) -> bool:
 
 class Runner:
     def __init__(self, con, comm, catalog, scans: ScanSource, cancelled=lambda: False, parquet_con=None,
-                 ordered_con=None, fragment_times: dict | None = None, plan_key: str | None = None):
+                 ordered_con=None, fragment_times: dict | None = None, plan_key: str | None = None,
+                 profile: bool = False):
         self.con = con
+        # Profile each fragment with DuckDB (EXPLAIN ANALYZE): off for every other run, which
+        # then pays nothing for it (DuckDB's profiler stays off on the lane's connections).
+        self.profile = profile
+        self._numbers: dict = {}
         # Fragments of exchanges that received no rows on this rank (see _render_join); a set of
         # this runner's own, also for plans run through materialize() (a write's parts).
         self._empty_inputs = set()
@@ -215,9 +226,20 @@ class Runner:
         if self.cancelled():
             raise CancelledError("query cancelled")
         con, times = self._connection_for(query, node)
+        profiled = self.profile and node is not None and id(node) in self._numbers
+        if profiled:
+            # The connection's configuration is locked: its profiler was set up silent and off
+            # (Session._lane), and the API turns it on and off without a SET.
+            con.enable_profiling()
         t0 = time.perf_counter()
-        rel = con.sql(query)
-        out = _tagged(rel.to_arrow_table(), rel.types)
+        try:
+            rel = con.sql(query)
+            out = _tagged(rel.to_arrow_table(), rel.types)
+            if profiled:
+                self._keep_profile(con.get_profiling_information(format="json"), node)
+        finally:
+            if profiled:
+                con.disable_profiling()
         if times is not None:
             kind = "ordered" if con is self.ordered_con else "parquet"
             times[kind] = min(times.get(kind, float("inf")), time.perf_counter() - t0)
@@ -228,6 +250,18 @@ class Runner:
             print(f"[rank {self.comm.rank}] {time.perf_counter() - t0:.3f}s {out.num_rows} rows: {query[:TRACE]}",
                   file=sys.stderr)
         return out
+
+    def _keep_profile(self, profile_json: str, node: Node) -> None:
+        """What DuckDB counted of the fragment rooted at node, mapped onto the plan's operators.
+        A mapping that fails loses the counts, never the query."""
+        try:
+            got = fragment_profile(profile_json, node, self._numbers, self.comm.rank, self.comm.size,
+                                   self._root_exchange)
+        except Exception:  # noqa: BLE001 - EXPLAIN ANALYZE shows fewer counts
+            logging.getLogger("flocksql").exception("rank %d: could not read DuckDB's profile", self.comm.rank)
+            return
+        if got is not None:
+            self.stats.fragments.append(got)
 
     def _connection_for(self, query: str, node: Node | None):
         """The DuckDB instance for a fragment, and the record of its times when there is a choice.
@@ -379,6 +413,7 @@ class Runner:
 
     def run_plan(self, root: Node):
         self._root_exchange = root if isinstance(root, Exchange) and root.kind == "gather" else None
+        self._numbers = operator_numbers(root) if self.profile else {}
         self._empty_inputs = set()
         return self.run(root)
 

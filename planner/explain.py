@@ -1,7 +1,9 @@
 """EXPLAIN [ANALYZE]: the distributed plan with each operator's pattern and the alternatives it beat;
 with ANALYZE, per exchange stage the actual rows, bytes moved and time (local compute,
 communication, and waiting for slower ranks), summed over ranks and as min/median/max over ranks
-(so a skewed or straggling rank shows), and each rank's peak memory.
+(so a skewed or straggling rank shows), each rank's peak memory, and the actual rows of the
+operators inside fragments as DuckDB's profiler counted them (executors/profile.py says which
+operators get a count; a fragment where some did not also lists DuckDB's own operators).
 
 Options, as PostgreSQL spells them: `EXPLAIN [ANALYZE] [VERBOSE] stmt` or
 `EXPLAIN (ANALYZE, VERBOSE, FORMAT TEXT|JSON|DOT) stmt`.
@@ -28,7 +30,7 @@ from sqlglot import exp
 
 from engine.errors import NotSupportedError
 from planner.patterns.base import Exchange, is_replicable
-from planner.physical import PhysicalPlan
+from planner.physical import PhysicalPlan, operator_numbers
 
 FORMATS = ("text", "json", "dot")
 # An operator line longer than this is cut (TEXT only; JSON and DOT keep it whole).
@@ -173,6 +175,12 @@ class _Namer:
             return cid
         return self.names.get(cid) or _base(cid)
 
+    def text(self, s: str) -> str:
+        """Text of DuckDB's (an operator's detail) with the column ids in it renamed."""
+        if self.names is None:
+            return s
+        return re.sub(r"\b[A-Za-z_][A-Za-z0-9_]*\b", lambda m: self.names.get(m[0]) or m[0], s)
+
     def sql(self, e: exp.Expression) -> str:
         if self.names is None:
             return e.sql("duckdb")
@@ -245,9 +253,17 @@ class PlanNode:
     alternatives: list = field(default_factory=list)  # {pattern, cost_seconds, note}
     exchange: dict | None = None       # id, kind, keys, runs, why_not
     actual: dict | None = None         # ANALYZE of an exchange: sums and per rank
-    # ANALYZE of the operator an exchange reads from: the rows its fragment produced, over all ranks
-    # (the exchange's rows in). Operators inside a fragment are one DuckDB query: no count of theirs.
+    # ANALYZE of an operator: the rows it produced, over all ranks (one rank's where every rank
+    # computes all of it). Inside a fragment they are DuckDB's counts, mapped onto the plan
+    # (executors/profile.py); where that mapping is not certain, the rows an exchange received
+    # from the operator it reads from, if any.
     actual_rows: int | None = None
+    # {"per_rank": [{"rank", "rows"}], "spread": {min, median, max}, "each_rank": bool}
+    actual_rows_detail: dict | None = None
+    # The top operator of a fragment whose operators were not all matched to DuckDB's: DuckDB's
+    # operators as they ran, [{"ranks": [...], "operators": [{depth, name, detail, rows}]}], one
+    # entry per shape of DuckDB's plan (ranks may differ).
+    duckdb_operators: list | None = None
     children: list = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -261,6 +277,10 @@ class PlanNode:
             out["actual"] = self.actual
         if self.actual_rows is not None:
             out["actual_rows"] = self.actual_rows
+        if self.actual_rows_detail is not None:
+            out["actual_rows_detail"] = self.actual_rows_detail
+        if self.duckdb_operators is not None:
+            out["duckdb_operators"] = self.duckdb_operators
         out["children"] = [c.to_json() for c in self.children]
         return out
 
@@ -319,11 +339,62 @@ def _actual(eid: int, per_rank) -> dict | None:
     return {**total, "per_rank": ranks, "spread": spread, "slowest_rank": slowest}
 
 
+def _operator_rows(per_rank) -> dict[int, dict]:
+    """Operator number -> its rows on each rank that ran it, where every such rank's DuckDB count
+    was matched to it (executors/profile.py)."""
+    ran: dict[int, set] = {}
+    counts: dict[int, dict] = {}
+    for r, rs in enumerate(per_rank):
+        for f in getattr(rs, "fragments", None) or []:
+            for n in f.ops:
+                ran.setdefault(n, set()).add(r)
+            for n, rows in f.rows.items():
+                mine = counts.setdefault(n, {})
+                mine[r] = mine.get(r, 0) + rows  # an operator run twice on a rank counts twice
+    return {n: by_rank for n, by_rank in counts.items() if set(by_rank) == ran.get(n)}
+
+
+def _duckdb_operators(per_rank, nm: _Namer) -> dict[int, list]:
+    """Fragment top operator number -> DuckDB's operators of it, rows summed over the ranks whose
+    DuckDB plan had the same shape."""
+    groups: dict[int, dict] = {}
+    for r, rs in enumerate(per_rank):
+        for f in getattr(rs, "fragments", None) or []:
+            if not f.duckdb:
+                continue
+            shape = tuple((depth, name) for depth, name, _, _ in f.duckdb)
+            g = groups.setdefault(f.root, {}).setdefault(shape, {"ranks": [], "operators": None})
+            if r not in g["ranks"]:
+                g["ranks"].append(r)
+            if g["operators"] is None:
+                g["operators"] = [{"depth": d, "name": name, "detail": nm.text(detail), "rows": rows}
+                                  for d, name, detail, rows in f.duckdb]
+            else:
+                for op, (_, _, _, rows) in zip(g["operators"], f.duckdb):
+                    op["rows"] += rows
+    return {root: list(shapes.values()) for root, shapes in groups.items()}
+
+
 def explain_tree(plan: PhysicalPlan, options: ExplainOptions = ExplainOptions(), per_rank=None) -> PlanNode:
     """The plan as PlanNodes; `per_rank` (one RunStats per rank, from ANALYZE) adds actuals."""
     decision_subjects = [d.subject for d in plan.decisions.values() if not isinstance(d.subject, str)]
     nm = _Namer(None if options.verbose else display_names([plan.root, *decision_subjects]))
     analyzed = per_rank is not None
+    numbers = operator_numbers(plan.root) if analyzed else {}
+    operator_rows = _operator_rows(per_rank) if analyzed else {}
+    duckdb_lists = _duckdb_operators(per_rank, nm) if analyzed else {}
+
+    def add_actuals(me: PlanNode, node, replicated: bool) -> None:
+        n = numbers.get(id(node))
+        by_rank = operator_rows.get(n)
+        if by_rank:
+            values = [by_rank[r] for r in sorted(by_rank)]
+            # Every rank computes all of a replicated input: one rank's count is the operator's.
+            me.actual_rows = max(values) if replicated else sum(values)
+            me.actual_rows_detail = {"per_rank": [{"rank": r, "rows": by_rank[r]} for r in sorted(by_rank)],
+                                     "spread": _spread(values), "each_rank": replicated}
+        if n in duckdb_lists:
+            me.duckdb_operators = duckdb_lists[n]
 
     def operator_node(d) -> PlanNode:
         label = d.subject if isinstance(d.subject, str) else _describe(d.subject, nm)
@@ -347,7 +418,7 @@ def explain_tree(plan: PhysicalPlan, options: ExplainOptions = ExplainOptions(),
             if inner is None and node.kind == "broadcast" and is_replicable(node.input) and plan.nranks > 1:
                 inner = node.eid
             me.children = [rec(c, inner) for c in node.children]
-            if actual is not None and me.children[0].exchange is None:
+            if actual is not None and me.children[0].exchange is None and me.children[0].actual_rows is None:
                 me.children[0].actual_rows = actual["rows_in"]
             if d is not None:
                 # An operator lowered to an exchange alone (a sorted window): its decision, then the step.
@@ -358,6 +429,8 @@ def explain_tree(plan: PhysicalPlan, options: ExplainOptions = ExplainOptions(),
         me = operator_node(d) if d is not None else PlanNode(type(node).__name__, _describe(node, nm))
         if d is None:
             me.operator = me.text.split()[0]
+        if analyzed:
+            add_actuals(me, node, inside_inline is not None)
         me.children = [rec(c, inside_inline) for c in node.children]
         return me
 
@@ -399,6 +472,11 @@ def _line(n: PlanNode, options: ExplainOptions) -> str:
             text += "; beat " + ", ".join(_alternative_text(a, options.verbose) for a in n.alternatives)
     if n.actual_rows is not None:
         text += f"  actual rows={_fmt(n.actual_rows)}"
+        detail = n.actual_rows_detail
+        if detail is not None and detail["each_rank"]:
+            text += " on each rank"
+        elif detail is not None and len(detail["per_rank"]) > 1:
+            text += f" (per rank min/median/max {_spread_text(detail['spread'], _fmt)})"
     if n.exchange is not None:
         x = n.exchange
         if not x["runs"]:
@@ -448,6 +526,8 @@ def render_explain(plan: PhysicalPlan, plan_seconds: float, analyze=None,
 
     def rec(n: PlanNode, depth: int):
         lines.append("  " * depth + _line(n, options))
+        for group in n.duckdb_operators or []:
+            lines.extend(_duckdb_lines(group, "  " * (depth + 1)))
         for c in n.children:
             rec(c, depth + 1)
     rec(tree, 0)
@@ -458,6 +538,18 @@ def render_explain(plan: PhysicalPlan, plan_seconds: float, analyze=None,
             lines.append("Peak memory (process RSS) per rank: "
                          + ", ".join(f"rank {r} {'?' if p is None else _fmt(p) + 'B'}" for r, p in enumerate(peaks)))
     return "\n".join(lines)
+
+
+def _duckdb_lines(group: dict, indent: str) -> list[str]:
+    """A fragment's operators as DuckDB ran them, marked `~`, for when they could not all be
+    matched to the plan's."""
+    ranks = group["ranks"]
+    who = f"rank {ranks[0]}" if len(ranks) == 1 else "ranks " + ", ".join(map(str, ranks)) + ", rows summed"
+    out = [f"{indent}~ DuckDB's operators of this fragment, not all matched to the plan ({who}):"]
+    for op in group["operators"]:
+        detail = f" {op['detail']}" if op["detail"] else ""
+        out.append(f"{indent}~ {'  ' * op['depth']}{op['name']}{detail}  rows={_fmt(op['rows'])}")
+    return out
 
 
 def _dot_quote(s: str) -> str:
@@ -491,6 +583,8 @@ def render_dot(tree: PlanNode, nranks: int) -> str:
             edge = ""
             if c.actual is not None:
                 edge = f" [label={_dot_quote(_fmt(c.actual['rows_out']) + ' rows')}]"
+            elif c.actual_rows is not None:
+                edge = f" [label={_dot_quote(_fmt(c.actual_rows) + ' rows')}]"
             elif c.estimate is not None:
                 edge = f" [label={_dot_quote('~' + _fmt(c.estimate['rows']) + ' rows')}]"
             out.append(f"  {child} -> {me}{edge};")

@@ -127,6 +127,23 @@ def describe(node: Node) -> str:
     return describe_node(node)
 
 
+def operator_numbers(root: Node) -> dict[int, int]:
+    """id(node) -> the node's number in a preorder walk of the plan, each node once. The same on
+    every rank (each receives the plan pickled, which keeps its shape and its shared nodes), so
+    what a rank measures of an operator travels to rank 0 by number (executors/profile.py to
+    planner/explain.py)."""
+    numbers: dict[int, int] = {}
+
+    def walk(n: Node) -> None:
+        if id(n) in numbers:
+            return
+        numbers[id(n)] = len(numbers)
+        for c in n.children:
+            walk(c)
+    walk(root)
+    return numbers
+
+
 def _number_exchanges(plan: PhysicalPlan) -> Node:
     counter = itertools.count(1)
     decisions = plan.decisions

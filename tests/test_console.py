@@ -167,6 +167,10 @@ def test_queries_and_plan_in_the_browser(server, page):
     # under the shuffle read every row of lineitem.
     fragment_ends = page.locator("#plan .node.op .actual").all_inner_texts()
     assert any(re.fullmatch(r"actual rows 60,175 \(est\. [\d,]+\)", text) for text in fragment_ends), fragment_ends
+    # Operators inside fragments show DuckDB's counts too, summed over ranks, with the spread.
+    spreads = page.locator("#plan .node.op .small").all_inner_texts()
+    assert sum(bool(re.fullmatch(r"rows per rank [\d,]+ / [\d,]+ / [\d,]+ \(min/median/max\)", t))
+               for t in spreads) >= 3, spreads
     # The timeline: one bar per rank, its stages end to end, each split into compute, waiting and
     # communication (named in each piece's tooltip), then totals and the rank's peak memory.
     timeline = page.locator("#timeline svg.timeline")

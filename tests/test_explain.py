@@ -48,6 +48,17 @@ def test_options_are_read_as_postgres_spells_them():
         parse_options("(ANALYZE, COSTS) SELECT 1")
 
 
+# Operators inside fragments (test_operator_rows_inside_fragments_match_duckdb), at 2 ranks in q3's
+# job and at 3 in a job of their own.
+Q3_WHERE = ("c_mktsegment = 'BUILDING' AND c_custkey = o_custkey AND l_orderkey = o_orderkey"
+            " AND o_orderdate < date '1995-03-15' AND l_shipdate > date '1995-03-15'")
+FILTERED = "l_shipdate <= date '1998-09-02'"
+OPERATOR_QUERIES = {
+    "q3": "EXPLAIN (ANALYZE, FORMAT JSON) " + Q3,
+    "q3_text": "EXPLAIN ANALYZE " + Q3,
+    "filtered": f"EXPLAIN (ANALYZE, FORMAT JSON) SELECT l_returnflag, count(*) FROM lineitem WHERE {FILTERED} GROUP BY 1",
+}
+
 # 90% of the rows share one key (test_analyze_flags_a_skewed_shuffle).
 SKEWED_SQL = "SELECT k, count(*) AS n, sum(v) AS s FROM skewed GROUP BY k"
 
@@ -60,11 +71,12 @@ def two_rank_explains(tpch_sf001, tmp_path_factory):
     keys = [0] * 9000 + list(range(1, 1001))
     pq.write_table(pa.table({"k": keys, "v": list(range(len(keys)))}), skewed / "skewed.parquet",
                    row_group_size=1000)
-    q3, [skew] = run_query_lists([
+    q3, [skew], operators = run_query_lists([
         (str(tpch_sf001), list(FORMS.values())),
         QueryList(str(skewed), ["EXPLAIN ANALYZE " + SKEWED_SQL], forced_patterns={"Aggregate": "shuffle-compute"}),
+        (str(tpch_sf001), list(OPERATOR_QUERIES.values())),
     ], 2, timeout_s=300)
-    return q3, skew
+    return q3, skew, operators
 
 
 @pytest.fixture(scope="module")
@@ -290,3 +302,137 @@ def test_asof_join_partitions_on_its_keys_or_replicates_its_right_side(tmp_path)
     assert re.search(r"AsofJoin inner .*\[shuffle-compute\]", keyed_text), keyed_text
     assert len([line for line in plan_lines(keyed_text) if EXCHANGE.match(line) and "shuffle" in line]) == 2, keyed_text
     assert re.search(r"AsofJoin left .*\[broadcast-compute\]", unkeyed_text), unkeyed_text
+
+
+@pytest.fixture(scope="module")
+def three_rank_operators(tpch_sf001) -> list:
+    return run_queries(str(tpch_sf001), list(OPERATOR_QUERIES.values()), 3, timeout_s=300)
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["2ranks", "3ranks"])
+def operator_explains(request) -> tuple[int, dict[str, str]]:
+    """(ranks, OPERATOR_QUERIES' answers) at 2 ranks (from q3's job) and at 3."""
+    ranks = request.param
+    results = request.getfixturevalue("two_rank_explains")[2] if ranks == 2 \
+        else request.getfixturevalue("three_rank_operators")
+    out = {}
+    for name, res in zip(OPERATOR_QUERIES, results):
+        assert res.error is None, f"{name}: {res.error_type}: {res.error}"
+        out[name] = "\n".join(res.table.column("explain").to_pylist())
+    return ranks, out
+
+
+def fragments(node: dict, top: dict | None = None, out: list | None = None) -> list[tuple[dict, list[dict]]]:
+    """(top node, its operators) of each fragment: what lies between exchanges that ran (an
+    exchange that moves nothing is part of the fragment that reads it)."""
+    out = [] if out is None else out
+    if top is None:
+        top = node
+        out.append((top, []))
+    runs = node.get("exchange") and node["exchange"]["runs"]
+    if not node.get("exchange"):
+        next(ops for t, ops in out if t is top).append(node)
+    for c in node["children"]:
+        if runs:
+            fragments(c, None, out)
+        else:
+            fragments(c, top, out)
+    return out
+
+
+def node_with(doc: dict, prefix: str, pattern: str | None = None) -> dict:
+    found = [n for n in walk(doc["plan"]) if n["text"].startswith(prefix)
+             and (pattern is None or n.get("pattern") == pattern)]
+    assert len(found) == 1, (prefix, [n["text"] for n in walk(doc["plan"])])
+    return found[0]
+
+
+@pytest.mark.timeout(300)
+def test_operator_rows_inside_fragments_match_duckdb(operator_explains, tpch_sf001):
+    """EXPLAIN ANALYZE gives the operators inside a fragment the rows DuckDB counted for them,
+    summed over ranks (one rank's for an input every rank computes whole), and they are DuckDB's
+    answer on the whole data: a join's rows its count, a filter's the rows it keeps, an
+    aggregate's its groups. Where DuckDB's operators could not all be matched to the plan's, the
+    fragment lists DuckDB's own with their counts instead."""
+    from tests.conftest import duckdb_oracle
+    ranks, answers = operator_explains
+    oracle = duckdb_oracle(tpch_sf001)
+
+    def count(sql: str) -> int:
+        return oracle.sql(f"SELECT count(*) FROM ({sql})").fetchall()[0][0]
+
+    q3 = json.loads(answers["q3"])
+    lineitem_orders = node_with(q3, "HashJoin inner on l_orderkey = o_orderkey")
+    assert lineitem_orders["actual_rows"] == count(f"SELECT 1 FROM customer, orders, lineitem WHERE {Q3_WHERE}")
+    assert [r["rank"] for r in lineitem_orders["actual_rows_detail"]["per_rank"]] == list(range(ranks))
+    orders_customer = node_with(q3, "HashJoin inner on o_custkey = c_custkey")
+    assert orders_customer["actual_rows"] == count(
+        "SELECT 1 FROM customer, orders WHERE c_mktsegment = 'BUILDING' AND c_custkey = o_custkey"
+        " AND o_orderdate < date '1995-03-15'")
+    assert node_with(q3, "Aggregate group by", "combine-shuffle-reduce")["actual_rows"] == count(
+        f"SELECT l_orderkey, o_orderdate, o_shippriority FROM customer, orders, lineitem WHERE {Q3_WHERE} GROUP BY ALL")
+    assert node_with(q3, "Filter l_shipdate > ")["actual_rows"] == count(
+        "SELECT 1 FROM lineitem WHERE l_shipdate > date '1995-03-15'")
+    assert node_with(q3, "Scan lineitem")["actual_rows"] == count("SELECT 1 FROM lineitem")
+
+    filtered = json.loads(answers["filtered"])
+    assert node_with(filtered, "Filter l_shipdate <= ")["actual_rows"] == count(f"SELECT 1 FROM lineitem WHERE {FILTERED}")
+    assert node_with(filtered, "Aggregate group by [l_returnflag]", "combine-shuffle-reduce")["actual_rows"] == count(
+        f"SELECT DISTINCT l_returnflag FROM lineitem WHERE {FILTERED}")
+    shuffle = next(n for n in walk(filtered["plan"]) if n.get("exchange") and n["exchange"]["kind"] == "shuffle")
+    # The partial aggregate under the shuffle: DuckDB's count is what the shuffle received from it.
+    assert shuffle["children"][0]["actual_rows"] == shuffle["actual"]["rows_in"]
+
+    for doc in (q3, filtered):
+        for n in walk(doc["plan"]):
+            detail = n.get("actual_rows_detail")
+            if detail is None:
+                continue
+            rows = [r["rows"] for r in detail["per_rank"]]
+            assert n["actual_rows"] == (max(rows) if detail["each_rank"] else sum(rows)), n["text"]
+            assert detail["spread"]["min"] == min(rows) and detail["spread"]["max"] == max(rows), n["text"]
+            if detail["each_rank"]:
+                assert len(set(rows)) == 1, n["text"]
+        # Every fragment has a count for each of its operators, or shows DuckDB's.
+        for top, ops in fragments(doc["plan"]):
+            if any(op.get("actual_rows") is None for op in ops):
+                listed = top.get("duckdb_operators")
+                assert listed and all(g["operators"] for g in listed), (top["text"], [op["text"] for op in ops])
+    # q3's customer filter: DuckDB adds a filter of its own on the join key, so its count is not ours.
+    assert node_with(q3, "Filter c_mktsegment").get("actual_rows") is None
+    listed = [op for n in walk(q3["plan"]) for g in n.get("duckdb_operators", []) for op in g["operators"]]
+    assert any(op["name"] == "HASH_JOIN" and op["rows"] == lineitem_orders["actual_rows"] for op in listed), listed
+
+    text = answers["q3_text"]
+    assert re.search(r"HashJoin inner on l_orderkey = o_orderkey .* actual rows=\S+ \(per rank min/median/max "
+                     r"\S+/\S+/\S+\)$", text, re.M), text
+    assert re.search(r"^\s*~ DuckDB's operators of this fragment, not all matched to the plan \(ranks 0, 1", text, re.M), text
+    assert re.search(r"^\s*~\s+HASH_JOIN INNER l_orderkey = o_orderkey  rows=", text, re.M), text
+    assert not INTERNAL_ID.findall(text), INTERNAL_ID.findall(text)
+
+
+@pytest.mark.timeout(120)
+def test_only_analyze_profiles_fragments(tpch_sf001, capfd):
+    """A query runs without DuckDB's profiler; EXPLAIN ANALYZE turns it on for its fragments only,
+    prints nothing, and leaves it off."""
+    from engine.session import Session
+    from executors.comm import LocalComm
+    from tests.conftest import duckdb_oracle
+
+    def profiling_settings(s):
+        return {c.sql("SELECT current_setting('enable_profiling')").fetchall()[0][0]
+                for lane in s.lanes for c in lane.connections()}
+
+    with Session(str(tpch_sf001), comm=LocalComm()) as s:
+        assert profiling_settings(s) == {None}
+        s.execute(Q3)
+        assert s.last_stats[0].fragments == []
+        doc = json.loads(s.explain(Q3, analyze=True, fmt="json"))
+        assert s.last_stats[0].fragments
+        assert profiling_settings(s) == {None}
+        s.execute(Q3)
+        assert s.last_stats[0].fragments == []
+    # One rank: the whole query is one fragment, its joins counted as DuckDB counts them.
+    joined = duckdb_oracle(tpch_sf001).sql(f"SELECT count(*) FROM customer, orders, lineitem WHERE {Q3_WHERE}").fetchall()[0][0]
+    assert node_with(doc, "HashJoin inner on l_orderkey = o_orderkey")["actual_rows"] == joined
+    assert "Total Time" not in capfd.readouterr().out

@@ -291,11 +291,23 @@ function planTree(node) {
       box.append(el("div", {class: "estimate"},
         `est. rows ${fmtRows(node.estimate.rows)} · ${fmtBytes(node.estimate.bytes)} · cost ${fmtSeconds(node.estimate.cost_seconds)}`));
     }
-    // Only where a fragment ends (it feeds an exchange): the operators inside one run as one DuckDB query.
+    // EXPLAIN ANALYZE: the rows DuckDB counted for this operator inside its fragment (or, where
+    // that could not be told for sure, what the exchange above it received).
     if (node.actual_rows !== undefined && node.actual_rows !== null) {
-      box.append(el("div", {class: "actual", title: "rows this fragment produced, over all ranks"},
+      const detail = node.actual_rows_detail;
+      box.append(el("div", {class: "actual", title: detail && detail.each_rank
+          ? "rows this operator produced on each rank (every rank computes all of it)"
+          : "rows this operator produced, over all ranks"},
         `actual rows ${fmtRows(node.actual_rows)}` + (node.estimate ? ` (est. ${fmtRows(node.estimate.rows)})` : "")));
+      if (detail && detail.each_rank) {
+        box.append(el("div", {class: "small"}, "on each rank (every rank computes all of it)"));
+      } else if (detail && detail.per_rank.length > 1) {
+        const sp = detail.spread;
+        box.append(el("div", {class: "small"},
+          `rows per rank ${fmtRows(sp.min)} / ${fmtRows(sp.median)} / ${fmtRows(sp.max)} (min/median/max)`));
+      }
     }
+    for (const group of node.duckdb_operators || []) box.append(duckdbOperators(group));
     if (node.alternatives && node.alternatives.length) {
       box.append(el("div", {class: "small muted"}, "beat: " + node.alternatives.map(
         (a) => `${a.pattern} ${fmtSeconds(a.cost_seconds)}`).join(", ")));
@@ -308,6 +320,16 @@ function planTree(node) {
       children.map((c) => planTree(c))));
   }
   return tree;
+}
+
+// A fragment whose operators could not all be matched to DuckDB's: DuckDB's own, as they ran.
+function duckdbOperators(group) {
+  const who = group.ranks.length === 1 ? `rank ${group.ranks[0]}` : `ranks ${group.ranks.join(", ")}, rows summed`;
+  const list = el("div", {class: "duckdb-ops"}, group.operators.map((op) =>
+    el("div", {style: `padding-left: ${op.depth * 10}px`, title: op.detail},
+       el("b", {}, op.name), " ", fmtRows(op.rows), " rows", op.detail ? el("span", {class: "muted"}, " " + op.detail) : null)));
+  return el("details", {class: "duckdb small"},
+    el("summary", {}, `DuckDB's operators, not all matched to the plan (${who})`), list);
 }
 
 function exchanges(node, parentOp, out) {
