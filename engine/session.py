@@ -856,7 +856,6 @@ class Session:
                 if stmt.if_exists:
                     return pa.table({"Count": pa.array([0], pa.int64())})
                 raise CatalogError(f"unknown table: {name}")
-            table = self.catalog.table(name)
             path = self.catalog.table_path(name)
             trash = data / f".trash-{name.replace('.', '-')}-{owner_tag()}-{uuid.uuid4().hex[:8]}"
             os.rename(path, trash)
