@@ -124,6 +124,8 @@ def _keyed(left: Node, right: Node, kind: str, conds: list[exp.Expression], lk=(
     lids, rids = set(left.columns), set(right.columns)
     lk, rk, residual = list(lk), list(rk), []
     for c in conds:
+        if c == exp.true():  # `LEFT JOIN LATERAL (…) ON true`
+            continue
         if isinstance(c, exp.EQ):
             a, b = column_ids(c.this), column_ids(c.expression)
             pair = ((c.this, c.expression) if a and b and a <= lids and b <= rids else
