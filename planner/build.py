@@ -358,6 +358,10 @@ class Builder:
         if isinstance(src, exp.Values):
             node, names, ids = self.values(src, alias)
             return self._rename(src, node, names, ids, alias)
+        if isinstance(src, exp.Lateral) and isinstance(src.this, exp.Subquery) and not src.args.get("view"):
+            # First in FROM, a LATERAL subquery has nothing before it to read: a derived table.
+            node, names, ids = self.query(src.this, None)
+            return self._rename(src, node, names, ids, alias)
         if isinstance(src, (exp.Unnest, exp.Lateral)):
             raise NotSupportedError(f"{src.key.upper()} in FROM")
         raise NotSupportedError(f"FROM item {src.sql('duckdb')[:60]}")
@@ -692,7 +696,12 @@ class Builder:
     def _local_refs(self, e: exp.Expression, scope: Scope) -> set[str]:
         """Columns of this scope that e reads, including through correlated subqueries (a column
         inside a subquery counts only if no table of an enclosing subquery has its qualifier)."""
-        refs = set()
+        return {cid for _, cid in self._scope_columns(e, scope)}
+
+    @staticmethod
+    def _scope_columns(e: exp.Expression, scope: Scope) -> list[tuple[exp.Column, str]]:
+        """(column, its id) for each column in e that resolves to this scope itself."""
+        out = []
         for c in e.find_all(exp.Column):
             if _bound_inside(c, e):
                 continue
@@ -701,8 +710,8 @@ class Builder:
             except CatalogError:
                 continue
             if depth == 0:
-                refs.add(cid)
-        return refs
+                out.append((c, cid))
+        return out
 
     # ------------------------------------------------------------------ joins
     def make_join(self, left: Node, right: Node, kind: str, on: list[exp.Expression], left_ids: set[str]) -> Node:
@@ -970,16 +979,8 @@ class Builder:
         """Whether a scalar subquery reads this scope's columns in a way the decorrelation of
         _correlated_scalar does not cover: it covers a plain aggregate (no GROUP BY, LIMIT,
         DISTINCT) whose outer columns are all read in its WHERE."""
-        outer = []
-        for c in q.find_all(exp.Column):
-            if _bound_inside(c, sub):
-                continue
-            try:
-                _, depth = scope.resolve(c.table, c.name)
-            except CatalogError:
-                continue
-            if depth == 0:
-                outer.append(c)
+        # Columns of q that this scope holds (sub, q's parenthesised form, is q's root here).
+        outer = [c for c, _ in self._scope_columns(sub, scope)]
         if not outer:
             return False
         if not isinstance(q, exp.Select) or not any(_aggregates(x) for x in q.expressions):
