@@ -625,7 +625,8 @@ class Builder:
         lateral = j.this
         if not isinstance(lateral.this, exp.Subquery) or lateral.args.get("view"):
             raise NotSupportedError(f"LATERAL of something other than a subquery: {lateral.sql('duckdb')[:60]}")
-        if j.args.get("using") or j.args.get("method") or kind not in ("", "CROSS", "INNER") or side not in ("", "LEFT"):
+        if j.args.get("using") or j.args.get("method") or kind not in ("", "CROSS", "INNER", "OUTER") or side not in ("", "LEFT") or (
+                kind == "OUTER" and not side):
             what = " ".join(w for w in (j.args.get("method") or "", side, kind) if w) or "USING"
             raise NotSupportedError(f"{what} JOIN LATERAL (LATERAL joins are INNER, CROSS or LEFT, with ON)")
         reading = scope.reading()
