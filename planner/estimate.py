@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from planner.logical import (ASOF_KINDS, Aggregate, Distinct, Filter, Join, Limit, Node, Project, Scan, SetOp,
-                             SingleRow, Sort, Values, Window)
+from planner.logical import (ASOF_KINDS, Aggregate, DependentJoin, Distinct, Filter, Join, Limit, Node, Project,
+                             Scan, SetOp, SingleRow, Sort, Values, Window)
 
 # Selectivities used when statistics cannot say more (named, not buried in code).
 SEL_DEFAULT = 0.5
@@ -185,6 +185,11 @@ class Estimator:
             for cid, _ in node.funcs:
                 cols[cid] = ColInfo(src.rows)
             return Est(src.rows, cols, src.known)
+        if isinstance(node, DependentJoin):
+            # Seen while the binder orders joins, before planner/rules/flatten_dependent_joins.py:
+            # a scalar subquery keeps the left rows; otherwise guess one right row per left row.
+            l, r = self.estimate(node.left), self.estimate(node.right)
+            return self._merged(l, r, l.rows if node.scalar or node.kind == "left" else max(l.rows, r.rows))
         if isinstance(node, (Sort, SingleRow)):
             return self.estimate(node.input)
         if isinstance(node, Limit):

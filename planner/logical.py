@@ -27,6 +27,29 @@ def column_ids(e: exp.Expression) -> set[str]:
     return {c.name for c in e.find_all(exp.Column)}
 
 
+def conjuncts(e: exp.Expression | None) -> list[exp.Expression]:
+    if e is None:
+        return []
+    while isinstance(e, (exp.Paren, exp.Where)):
+        e = e.this
+    if isinstance(e, exp.And):
+        return conjuncts(e.left) + conjuncts(e.right)
+    return [e]
+
+
+def and_all(parts: list[exp.Expression]) -> exp.Expression | None:
+    # sqlglot renders a tree as it is, without adding parentheses: an OR under an AND must carry
+    # its own, or `a AND (b OR c)` would run as `(a AND b) OR c`.
+    parts = [exp.Paren(this=p) if isinstance(p, exp.Connector) and not isinstance(p, exp.And) else p
+             for p in parts]
+    if not parts:
+        return None
+    out = parts[0]
+    for p in parts[1:]:
+        out = exp.And(this=out, expression=p)
+    return out
+
+
 class Node:
     """Base for plan nodes. Subclasses define `children` and `columns` (output column ids)."""
 
@@ -174,6 +197,10 @@ class Aggregate(Unary):
         return tuple(c for c, _ in self.groups) + tuple(c for c, _ in self.aggs)
 
 
+# Aggregates whose value over no rows is 0, not NULL.
+ZERO_ON_EMPTY = (exp.Count, exp.CountIf, exp.ApproxDistinct)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Distinct(SameColumns):
     input: Node
@@ -237,6 +264,42 @@ class SingleRow(SameColumns):
     """Checks that a scalar subquery returned at most one row (DuckDB raises otherwise)."""
 
     input: Node
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DependentJoin(Node):
+    """A join whose right side reads columns of its left side: LATERAL, and a correlated subquery
+    that the binder's own decorrelation does not cover. For each left row, the right side is
+    evaluated with the `outer` column ids bound to that row's values, and the rows it gives are
+    joined to that left row (kind inner or left; `condition` is the ON clause, reading both sides).
+    With `scalar`, the right side is a scalar subquery: more than one row for a left row is an error.
+
+    Nothing executes this node: planner/rules/flatten_dependent_joins.py rewrites it into ordinary
+    joins, aggregates and windows before anything else looks at the plan."""
+
+    left: Node
+    right: Node
+    kind: str
+    outer: tuple[str, ...]
+    condition: exp.Expression | None = None
+    scalar: bool = False
+
+    def __post_init__(self):
+        if self.kind not in ("inner", "left"):
+            raise PlanError(f"a dependent join is inner or left, not {self.kind}")
+        if not set(self.outer) <= set(self.left.columns):
+            raise PlanError("a dependent join's outer columns must come from its left side")
+
+    @property
+    def children(self):
+        return (self.left, self.right)
+
+    @property
+    def columns(self):
+        return self.left.columns + self.right.columns
+
+    def with_children(self, left, right):
+        return DependentJoin(left, right, self.kind, self.outer, self.condition, self.scalar)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -300,8 +300,6 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     cte_names = {c.alias_or_name.lower() for c in ast.find_all(exp.CTE)}
     if any(t.args.get("pivots") for t in ast.find_all(exp.Table, exp.Subquery)) or any(ast.find_all(exp.Pivot)):
         raise NotSupportedError("PIVOT")
-    if any(isinstance(n, exp.Lateral) for n in ast.walk()):
-        raise NotSupportedError("LATERAL")
     _check_parenthesised_joins(ast)
     _check_order_keys(ast)
     ast = inline_named_windows(ast)

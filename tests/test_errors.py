@@ -125,7 +125,10 @@ UNSUPPORTED = [
     ("SELECT * FROM read_csv('/etc/passwd')", "read_csv"),
     ("SELECT getenv('HOME')", "getenv"),
     ("SELECT * FROM nation USING SAMPLE 10%", "sample"),
-    ("SELECT * FROM nation n, LATERAL (SELECT * FROM region WHERE r_regionkey = n.n_regionkey)", "lateral"),
+    ("SELECT * FROM nation n RIGHT JOIN LATERAL (SELECT * FROM region WHERE r_regionkey = n.n_regionkey) r ON true",
+     "right join lateral"),
+    ("SELECT * FROM nation n, LATERAL (SELECT * FROM region r WHERE EXISTS "
+     "(SELECT 1 FROM supplier WHERE s_nationkey = n.n_nationkey))", "subquery inside a lateral"),
 ]
 
 
