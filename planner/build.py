@@ -19,6 +19,7 @@ import itertools
 from sqlglot import exp
 
 from engine.errors import CatalogError, NotSupportedError, PlanError
+from planner import table_functions
 from planner.comparable import common_setop_type, comparable_pair, kind_of, never_raising
 from planner.estimate import Estimator
 from planner.grouping_sets import expand, grouping_masks, has_grouping_sets
@@ -27,7 +28,7 @@ from planner.qualify import sql_type_name
 from planner.rules.factor_or import factor_or
 from planner.rules.quantified_subqueries import rewrite_quantified
 from planner.rules.simplify_outer_joins import rejects_nulls
-from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Query, Scan,
+from planner.logical import (Aggregate, Distinct, Filter, Generate, Join, Limit, Node, Project, Query, Scan,
                              SetOp, SingleRow, Sort, Values, Window, col, column_ids)
 
 GROUPING_CALLS = (exp.Grouping, exp.GroupingId)
@@ -342,6 +343,8 @@ class Builder:
         if isinstance(src, exp.Table):
             if src.args.get("db") or src.args.get("catalog"):
                 raise CatalogError(f"unknown table: {src.sql('duckdb')}")
+            if table_functions.function_name(src.this) is not None:
+                return self._generated(src, alias)
             if isinstance(src.this, exp.Anonymous) or not isinstance(src.this, exp.Identifier):
                 raise NotSupportedError(f"table function {src.this.sql('duckdb')}")
             name = src.name
@@ -368,6 +371,17 @@ class Builder:
         if isinstance(src, (exp.Unnest, exp.Lateral)):
             raise NotSupportedError(f"{src.key.upper()} in FROM")
         raise NotSupportedError(f"FROM item {src.sql('duckdb')[:60]}")
+
+    def _generated(self, src: exp.Table, alias: str):
+        """range / generate_series / unnest in FROM, bound when the statement was qualified."""
+        bound = table_functions.bound_of(src.this)
+        typ = None
+        try:
+            typ = exp.DataType.build(bound.type, dialect="duckdb")
+        except Exception:  # noqa: BLE001 - a type sqlglot cannot read stays unknown (the safe path)
+            pass
+        node = Generate(self.new_id(bound.name, typ), bound.call, bound.rows, bound.series, bound.lo, bound.hi)
+        return self._rename(src, node, [bound.name], [node.id], alias)
 
     def _cte_query(self, cte, scope):
         # A CTE is planned where it is used; the frames above it stay visible, later ones do not.

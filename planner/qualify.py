@@ -21,6 +21,7 @@ from sqlglot.errors import ParseError as SqlglotParseError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
+from planner import table_functions
 from planner.rules.named_windows import inline_named_windows
 from planner.rules.unpivot import rewrite_unpivot
 from planner.rules.qualify_clause import rewrite_qualify
@@ -305,10 +306,12 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     _check_parenthesised_joins(ast)
     _check_order_keys(ast)
     ast = inline_named_windows(ast)
-    schema = {}
+    ast, generated, schema = table_functions.hide(ast)
     for t in ast.find_all(exp.Table):
         if not isinstance(t.this, exp.Identifier):
             raise NotSupportedError(f"table function {t.this.sql('duckdb')}")
+        if t.name in generated:
+            continue
         if t.args.get("db") or t.args.get("catalog") or (len(getattr(catalog, "search_path", ())) > 1
                                                          and t.name.lower() not in cte_names):
             _resolve_table(t, catalog)
@@ -324,7 +327,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     try:
         qualified = qualify(ast.copy(), schema=schema, dialect="duckdb", validate_qualify_columns=True,
                             quote_identifiers=False, identify=False)
-        return _with_types(rewrite_qualify(qualified), schema)
+        return table_functions.restore(_with_types(rewrite_qualify(qualified), schema), generated)
     except OptimizeError as e:
         msg = str(e)
         if m := re.fullmatch(r"Unknown output column: (\d+)", msg):
