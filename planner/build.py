@@ -19,6 +19,7 @@ import itertools
 from sqlglot import exp
 
 from engine.errors import CatalogError, NotSupportedError, PlanError
+from planner import table_functions
 from planner.comparable import common_setop_type, comparable_pair, kind_of, never_raising
 from planner.estimate import Estimator
 from planner.grouping_sets import expand, grouping_masks, has_grouping_sets
@@ -27,8 +28,8 @@ from planner.qualify import sql_type_name
 from planner.rules.factor_or import factor_or
 from planner.rules.quantified_subqueries import rewrite_quantified
 from planner.rules.simplify_outer_joins import rejects_nulls
-from planner.logical import (ZERO_ON_EMPTY, Aggregate, DependentJoin, Distinct, Filter, Join, Limit, Node,
-                             Project, Query, Scan, SetOp, SingleRow, Sort, Values, Window, and_all, col,
+from planner.logical import (ZERO_ON_EMPTY, Aggregate, DependentJoin, Distinct, Filter, Generate, Join, Limit,
+                             Node, Project, Query, Scan, SetOp, SingleRow, Sort, Values, Window, and_all, col,
                              column_ids, conjuncts)
 
 GROUPING_CALLS = (exp.Grouping, exp.GroupingId)
@@ -254,8 +255,7 @@ class Builder:
                     items.append((self.new_id(n, self.id_types.get(cid)), col(cid)))
                 else:
                     t = self.id_types.get(other[n.lower()])
-                    null = exp.Cast(this=exp.Null(), to=t.copy()) if t is not None else exp.Null()
-                    items.append((self.new_id(n, t), null))
+                    items.append((self.new_id(n, t), typed_null(t)))
             projected.append(Project(node, tuple(items)))
         return projected[0], projected[1], out
 
@@ -335,6 +335,8 @@ class Builder:
         if isinstance(src, exp.Table):
             if src.args.get("db") or src.args.get("catalog"):
                 raise CatalogError(f"unknown table: {src.sql('duckdb')}")
+            if table_functions.function_name(src.this) is not None:
+                return self._generated(src, alias)
             if isinstance(src.this, exp.Anonymous) or not isinstance(src.this, exp.Identifier):
                 raise NotSupportedError(f"table function {src.this.sql('duckdb')}")
             name = src.name
@@ -365,6 +367,17 @@ class Builder:
         if isinstance(src, (exp.Unnest, exp.Lateral)):
             raise NotSupportedError(f"{src.key.upper()} in FROM")
         raise NotSupportedError(f"FROM item {src.sql('duckdb')[:60]}")
+
+    def _generated(self, src: exp.Table, alias: str):
+        """range / generate_series / unnest in FROM, bound when the statement was qualified."""
+        bound = table_functions.bound_of(src.this)
+        typ = None
+        try:
+            typ = exp.DataType.build(bound.type, dialect="duckdb")
+        except Exception:  # noqa: BLE001 - a type sqlglot cannot read stays unknown (the safe path)
+            pass
+        node = Generate(self.new_id(bound.name, typ), bound.call, bound.rows, bound.series, bound.lo, bound.hi)
+        return self._rename(src, node, [bound.name], [node.id], alias)
 
     def _cte_query(self, cte, scope):
         # A CTE is planned where it is used; the frames above it stay visible, later ones do not.
@@ -556,8 +569,6 @@ class Builder:
             asof = "ASOF" in (method, kind)
             if (method and not asof) or kind == "POSITIONAL":
                 raise NotSupportedError(f"{method or kind} JOIN")
-            if asof and side not in ("", "LEFT"):
-                raise NotSupportedError(f"ASOF {side} JOIN")
             node, sources = self._from_item(j.this, scope)
             using = j.args.get("using")
             comma = not side and not kind and j.args.get("on") is None and not j.args.get("using")
@@ -580,8 +591,8 @@ class Builder:
                     set_conjuncts = []
                 left_ids = set(left.columns)
                 _add_sources(scope, sources)
-                jkind = ("asof_left" if side else "asof") if asof else (side.lower() if side else kind.lower())
-                if on_subqueries and jkind in ("right", "full"):
+                jkind = f"asof_{side.lower()}" if asof and side else "asof" if asof else (side.lower() if side else kind.lower())
+                if on_subqueries and jkind in ("right", "full", "asof_right", "asof_full"):
                     # They are applied after every join: right of a RIGHT or FULL join, too late.
                     raise NotSupportedError("a subquery in an inner join's ON clause before a RIGHT or FULL JOIN")
                 on = []
@@ -600,8 +611,13 @@ class Builder:
                 if others and any(not column_ids(c) <= reach for c in on):
                     raise NotSupportedError(f"a {jkind.upper()} JOIN whose ON clause reads a table listed before "
                                             "a comma in FROM (write that table in a JOIN instead)")
-                make = self.make_asof_join if asof else self.make_join
-                joined = make(left, node, jkind, on, left_ids)
+                if jkind in ("asof_right", "asof_full"):
+                    joined, renamed = self._asof_outer(left, node, jkind, on, left_ids)
+                    for alias, mapping in scope.sources.items():
+                        scope.sources[alias] = {n: renamed.get(i, i) for n, i in mapping.items()}
+                else:
+                    make = self.make_asof_join if asof else self.make_join
+                    joined = make(left, node, jkind, on, left_ids)
                 items = others + [joined]
                 group_start = len(others)
             else:
@@ -760,6 +776,25 @@ class Builder:
             raise PlanError("missing ASOF JOIN inequality: its ON clause needs one of >=, >, <=, < between "
                             "the two sides")
         return Join(left, right, kind, tuple(lk), tuple(rk), and_all(rest))
+
+    def _asof_outer(self, left: Node, right: Node, kind: str, on: list[exp.Expression], left_ids: set[str]):
+        """ASOF RIGHT / FULL JOIN: the inner (RIGHT) or LEFT ASOF join, and then every right row no
+        left row took, its left columns NULL. The rows taken are the inner join's right columns,
+        distinct; EXCEPT ALL removes one copy of each from the right side: identical right rows are
+        interchangeable, and of such copies a left row takes only one. Returns (the union, {old
+        column id: its id in the union}) - the union's columns are new."""
+        inner = self.make_asof_join(left, right, "asof", on, left_ids)
+        kept = inner if kind == "asof_right" else \
+            self.make_asof_join(left, right, "asof_left", [c.copy() for c in on], left_ids)
+        taken_ids = tuple(self.new_id(c.rsplit("_", 1)[0], self.id_types.get(c)) for c in right.columns)
+        taken = Distinct(Project(inner, tuple((t, col(c)) for t, c in zip(taken_ids, right.columns))))
+        spare_ids = tuple(self.new_id(c.rsplit("_", 1)[0], self.id_types.get(c)) for c in right.columns)
+        spare = SetOp("except", True, right, taken, spare_ids)
+        nulls = tuple((self.new_id(c.rsplit("_", 1)[0], self.id_types.get(c)), typed_null(self.id_types.get(c)))
+                      for c in left.columns)
+        unmatched = Project(spare, nulls + tuple((i, col(i)) for i in spare_ids))
+        out = tuple(self.new_id(c.rsplit("_", 1)[0], self.id_types.get(c)) for c in kept.columns)
+        return SetOp("union", True, kept, unmatched, out), dict(zip(kept.columns, out))
 
     def _reduced_by(self, big: Node, big_keys, small: Node, small_keys) -> Node:
         """The null-supplying side of an outer join whose preserved side is tiny, semi-joined with
@@ -1447,6 +1482,13 @@ class Builder:
 
     def _translate_mixed(self, e, scope, post):
         return self.translate(e, scope, replace=post)
+
+
+def typed_null(t: exp.DataType | None) -> exp.Expression:
+    """NULL of type t where the type is known (a nested column's is not: plain NULL then)."""
+    if t is None or t.this == exp.DataType.Type.UNKNOWN:
+        return exp.Null()
+    return exp.Cast(this=exp.Null(), to=t.copy())
 
 
 def _typed(e: exp.Expression, source: exp.Expression) -> exp.Expression:

@@ -136,6 +136,53 @@ class Values(Node):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class Generate(Node):
+    """Rows that a table function makes from constant arguments: `range`, `generate_series` and
+    `unnest` of a list, in FROM (planner/table_functions.py binds them). The number of rows is
+    known exactly when the plan is made, so each rank can make its own slice of them: rows
+    [r·n/P, (r+1)·n/P) in the function's order. `series` is (first value, step) for an integer
+    series, whose slices are computed directly; other functions' slices skip rows."""
+
+    id: str
+    call: str  # DuckDB's text of the call, as a FROM item
+    rows: int
+    series: tuple[int, int] | None = None
+    lo: object = None  # the smallest and largest value, where known (statistics)
+    hi: object = None
+
+    def __post_init__(self):
+        if self.rows < 0:
+            raise PlanError("a table function cannot make a negative number of rows")
+
+    @property
+    def children(self):
+        return ()
+
+    @property
+    def columns(self):
+        return (self.id,)
+
+    def with_children(self):
+        return self
+
+    def slice(self, rank: int, nranks: int) -> tuple[int, int]:
+        """The rows [start, stop) that rank makes of the function's rows."""
+        return self.rows * rank // nranks, self.rows * (rank + 1) // nranks
+
+
+# Functions that turn one row into as many rows as a list has elements, wherever they stand in a
+# select list (DuckDB's UNNEST in the select list).
+ROW_MULTIPLYING = (exp.Explode, exp.Unnest)
+
+
+def multiplies_rows(e: exp.Expression) -> bool:
+    """Whether an expression of a projection makes several rows of one (it holds an UNNEST), so
+    the projection's row count depends on it: it must be computed even if nobody reads it."""
+    return any(isinstance(n, ROW_MULTIPLYING) or (isinstance(n, exp.Anonymous) and n.name.lower() == "unnest")
+               for n in e.walk())
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Filter(SameColumns):
     input: Node
     predicate: exp.Expression
