@@ -12,6 +12,8 @@ import sys
 import threading
 from pathlib import Path
 
+from tests.sample_data import made_once
+
 REPO = Path(__file__).resolve().parents[1]
 CLIENT_PACKAGES = ("ibis-gizmosql", "sqlalchemy-gizmosql-adbc-dialect", "dbt-gizmosql", "sqlframe-gizmosql",
                    "adbc-driver-gizmosql", "pandas")
@@ -24,7 +26,7 @@ def client_python() -> Path:
     stamp = hashlib.sha1(" ".join(CLIENT_PACKAGES).encode()).hexdigest()
     python = ENV / "bin" / "python"
     marker = ENV / ".flocksql-packages"
-    with _lock:
+    with _lock, made_once(ENV):
         if python.exists() and marker.exists() and marker.read_text() == stamp:
             return python
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(ENV)], check=True)

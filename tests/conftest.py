@@ -1,12 +1,12 @@
 """Shared fixtures: TPC-H samples generated once per test session with tpchgen-cli."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from tests.sample_data import tpch_sample
 from tpch.generate import ensure_sample
 
 TPCH_TABLES = ("lineitem", "orders", "customer", "part", "partsupp", "supplier", "nation", "region")
@@ -18,10 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="session")
 def tpch_sf001() -> Path:
     """TPC-H SF 0.01 ($FLOCKSQL_TEST_DATA if it holds one, else generated once into .test-data/)."""
-    cached = os.environ.get("FLOCKSQL_TEST_DATA")
-    if cached and Path(cached, "lineitem.parquet").exists():
-        return Path(cached)
-    return Path(ensure_sample(REPO / ".test-data" / "tpch-sf0.01", sf=0.01))
+    return tpch_sample()
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +53,16 @@ def tpch_mismatches(answers: dict, data_dir: Path) -> list[str]:
         if diff is not None:
             failures.append(f"Q{n}: {diff}")
     return failures
+
+
+# The longest test files, started first so that the parallel run (pytest-xdist hands out whole files
+# in collection order) does not end with one of them running alone.
+LONGEST_FIRST = ("test_sql_suite.py", "test_fuzz.py", "test_tpcds.py", "test_clients.py", "test_multihost.py",
+                 "test_patterns.py", "test_server_supervision.py", "test_tpch_oracle.py", "test_launch.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+    items.sort(key=rank)  # stable: each file keeps its own order

@@ -31,18 +31,10 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from tests.sample_data import tpch_sample
+
 REPO = Path(__file__).resolve().parents[1]
-def _sample_data() -> Path:
-    """TPC-H SF 0.01: $FLOCKSQL_TEST_DATA if it holds one, else generated once into the repo's
-    ignored .test-data/ folder (tpchgen-cli, a few seconds)."""
-    given = os.environ.get("FLOCKSQL_TEST_DATA")
-    if given and Path(given, "lineitem.parquet").exists():
-        return Path(given)
-    from tpch.generate import ensure_sample
-    return Path(ensure_sample(Path(__file__).resolve().parents[1] / ".test-data" / "tpch-sf0.01", sf=0.01))
-
-
-DATA = _sample_data()
+DATA = tpch_sample()
 ENGINE_RANKS = int(os.environ.get("FLOCKSQL_TEST_RANKS", "2"))
 START_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 20.0

@@ -126,3 +126,32 @@ def test_only_flocksqls_own_refusals_count_as_not_supported():
         assert judge(query, 2, want, BatchResult(None, refusal, error_type="NotSupportedError")).outcome == "not_supported"
     other = BatchResult(None, "Extracting byte ranges not supported for type string_view", error_type="ExecutionError")
     assert judge(query, 2, want, other).outcome == "engine_error"
+
+
+def test_a_top_n_over_parquet_keeps_the_nan_row_duckdb_may_skip(datasets):
+    """DuckDB pushes a top-n's running threshold into the Parquet scan, which skips row groups by
+    min/max statistics written without NaN: `ORDER BY v DESC LIMIT 2` over the adversarial `dk`
+    loses its NaN row in some runs (which row group a thread reads first decides). The fragment
+    the engine renders for it must keep the row in every run."""
+    import duckdb
+
+    from engine.session import Session
+    from executors.comm import LocalComm
+    from executors.runner import Runner
+
+    data = datasets("adv")[0]
+    sql = "SELECT id, v FROM dk ORDER BY v DESC, id LIMIT 2"
+    with Session(str(data), comm=LocalComm()) as s:
+        lane = s.lanes[0]
+        fragment = Runner(lane.con, LocalComm(), s.catalog, lane.scans).render(s._cached_query_plan(sql, None, None).root)
+        want = s.execute(sql).to_pylist()
+    assert want[0]["id"] == 6 and want[0]["v"] != want[0]["v"], want  # NaN sorts above +inf in DuckDB
+    lost = 0
+    for _ in range(300):
+        con = duckdb.connect(config={"threads": 4})
+        try:
+            got = con.sql(fragment).fetchall()
+        finally:
+            con.close()
+        lost += got[0][0] != 6  # the fragment's first column is id
+    assert lost == 0, f"{lost} of 300 runs of the fragment lost the NaN row:\n{fragment}"

@@ -13,6 +13,7 @@ import pytest
 
 from engine.batch import run_queries
 from tests.fuzz.run import answer, oracle
+from tests.sample_data import made_once
 from tpch.compare import compare_tables, ordering_of
 from tpch.tpcds import STATEMENTS, query_text
 from tpch.tpcds.generate import generate
@@ -28,7 +29,8 @@ def tpcds():
     cached = os.environ.get("FLOCKSQL_TPCDS_DATA")
     data = Path(cached) if cached else REPO / ".test-data" / f"tpcds-sf{SF:g}"
     # Small row groups, so that even the small tables are split over the ranks.
-    generate(SF, data, row_group_bytes="1MB", threads=2)
+    with made_once(data):
+        generate(SF, data, row_group_bytes="1MB", threads=2)
     con = oracle(data)
     try:
         texts = [query_text(s) for s in STATEMENTS]
