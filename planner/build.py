@@ -570,9 +570,9 @@ class Builder:
             kind = (j.args.get("kind") or "").upper()
             bound = None
             if isinstance(j.this, exp.Lateral):
-                bound, free = self._lateral_item(j.this, scope)
-                if free:
-                    items = [self._lateral_join(j, self.join_set(items, set_conjuncts, scope), bound, free, scope)]
+                bound, reading = self._lateral_item(j.this, scope)
+                if reading.free:
+                    items = [self._lateral_join(j, self.join_set(items, set_conjuncts, scope), bound, reading, scope)]
                     set_conjuncts, group_start = [], 0
                     continue
                 # A LATERAL subquery that reads nothing before it is a derived table (DuckDB's too).
@@ -606,23 +606,42 @@ class Builder:
                 if on_subqueries and jkind in ("right", "full", "asof_right", "asof_full"):
                     # They are applied after every join: right of a RIGHT or FULL join, too late.
                     raise NotSupportedError("a subquery in an inner join's ON clause before a RIGHT or FULL JOIN")
-                on = []
+                on, both = [], []
                 for c in conjuncts(j.args.get("on")):
                     if not _has_subquery(c):
                         on.append(self.translate(c, scope))
-                    elif jkind in ("left", "semi", "anti") and self._local_refs(c, scope) <= set(node.columns):
+                        continue
+                    refs = self._local_refs(c, scope)
+                    if jkind in ("left", "semi", "anti") and refs <= set(node.columns):
                         # It reads only the joined table, whose rows it filters before the join.
                         node = self.subquery_predicate(node, c, scope)
+                    elif jkind == "right" and refs <= left_ids:
+                        left = self.subquery_predicate(left, c, scope)
+                    elif asof:
+                        raise NotSupportedError("a subquery in the ON clause of an ASOF JOIN that reads its sides")
+                    elif refs <= left_ids or refs <= set(node.columns):
+                        # It reads one side, which the join keeps whether it holds or not: its value
+                        # there (a mark), read by the join's condition.
+                        if refs <= left_ids:
+                            left, value = self.attach_scalars(left, c, scope)
+                        else:
+                            node, value = self.attach_scalars(node, c, scope)
+                        on.append(self.translate(value, scope))
+                    elif jkind == "left":
+                        both.append(c)
                     else:
                         raise NotSupportedError(f"a subquery in the ON clause of a {jkind.upper()} JOIN that "
-                                                "reads the other side")
+                                                "reads both sides")
+                left_ids = set(left.columns)
                 if using:
                     on += self._using(using, scope, sources)
                 reach = left_ids | set(node.columns)
                 if others and any(not column_ids(c) <= reach for c in on):
                     raise NotSupportedError(f"a {jkind.upper()} JOIN whose ON clause reads a table listed before "
                                             "a comma in FROM (write that table in a JOIN instead)")
-                if jkind in ("asof_right", "asof_full"):
+                if both:
+                    joined = self._left_join_reading_both(left, node, sources, both, on, scope)
+                elif jkind in ("asof_right", "asof_full"):
                     joined, renamed = self._asof_outer(left, node, jkind, on, left_ids)
                     for alias, mapping in scope.sources.items():
                         scope.sources[alias] = {n: renamed.get(i, i) for n, i in mapping.items()}
@@ -644,21 +663,39 @@ class Builder:
                     set_conjuncts += self._using(using, scope, sources)
         return items, set_conjuncts, on_subqueries
 
+    def _left_join_reading_both(self, left: Node, right: Node, sources: dict, conds: list, on: list,
+                                scope: Scope) -> Node:
+        """`left LEFT JOIN right ON … AND p`, p a subquery predicate that reads both sides: right
+        filtered by p for each left row, that is `LEFT JOIN LATERAL (SELECT * FROM right WHERE p)
+        ON …`, a DependentJoin."""
+        reading = scope.reading()
+        for alias in sources:
+            reading.sources.pop(alias, None)
+        inner = Scope(reading)
+        _add_sources(inner, sources)
+        for c in conds:
+            right = self.subquery_predicate(right, c, inner)
+        if not reading.free <= set(left.columns):
+            raise NotSupportedError("a LEFT JOIN whose ON clause reads a table listed before a comma in FROM "
+                                    "(write that table in a JOIN instead)")
+        return DependentJoin(left, right, "left", tuple(sorted(reading.free)), and_all(on))
+
     def _lateral_item(self, lateral: exp.Lateral, scope: Scope):
         """Binds `LATERAL (q)` (or a derived table that reads the FROM items before it, which DuckDB
-        makes lateral; planner/qualify.py marks it so): ((node, {alias: mapping}), the column ids of
-        scope it reads)."""
+        makes lateral; planner/qualify.py writes it so): ((node, {alias: mapping}), the scope it read
+        scope's columns through, whose `free` are those it reads)."""
         if not isinstance(lateral.this, exp.Subquery) or lateral.args.get("view"):
             raise NotSupportedError(f"LATERAL of something other than a subquery: {lateral.sql('duckdb')[:60]}")
         reading = scope.reading()
         node, names, ids = self.query(lateral.this, reading)
         _, alias, mapping, _, _ = self._rename(lateral, node, names, ids, lateral.alias_or_name)
-        return (node, {alias: mapping}), reading.free
+        return (node, {alias: mapping}), reading
 
-    def _lateral_join(self, j: exp.Join, left: Node, bound, free: set[str], scope: Scope) -> Node:
+    def _lateral_join(self, j: exp.Join, left: Node, bound, reading: Scope, scope: Scope) -> Node:
         """`left, LATERAL (q)`, `[CROSS | LEFT] JOIN LATERAL (q) [ON …]` where q reads the columns
-        `free` of the FROM items before it, anywhere: a DependentJoin
-        (planner/rules/flatten_dependent_joins.py)."""
+        of the FROM items before it (reading.free), anywhere: a DependentJoin
+        (planner/rules/flatten_dependent_joins.py). A subquery in ON filters q's rows for each
+        left row, as if q's WHERE held it."""
         side = (j.args.get("side") or "").upper()
         kind = (j.args.get("kind") or "").upper()
         if j.args.get("using") or j.args.get("method") or kind not in ("", "CROSS", "INNER", "OUTER") or side not in ("", "LEFT") or (
@@ -668,12 +705,16 @@ class Builder:
                                     "refuses the others too)")
         node, sources = bound
         _add_sources(scope, sources)
-        on = []
+        on, inner = [], Scope(reading)
+        _add_sources(inner, sources)
         for c in conjuncts(j.args.get("on")):
             if _has_subquery(c):
-                raise NotSupportedError("a subquery in the ON clause of a LATERAL join")
-            on.append(self.translate(c, scope))
-        return DependentJoin(left, node, "left" if side else "inner", tuple(sorted(free)), and_all(on))
+                node = self.subquery_predicate(node, c, inner)
+            else:
+                on.append(self.translate(c, scope))
+        if not reading.free <= set(left.columns):
+            raise NotSupportedError("a LATERAL join whose ON clause reads a table listed before a comma in FROM")
+        return DependentJoin(left, node, "left" if side else "inner", tuple(sorted(reading.free)), and_all(on))
 
     def _from_item(self, src: exp.Expression, scope: Scope):
         """(node, {alias: {column name: id}}) for one FROM item. A parenthesised join
@@ -1443,7 +1484,10 @@ class Builder:
             group_map = {}
 
         def tr(e, rel_):
-            rel_, e = self.attach_scalars(rel_, e, scope, after_agg=group_map if grouped else None)
+            after = None
+            if grouped:
+                e, after = self._aggregates_as_columns(e, scope, post, group_map)
+            rel_, e = self.attach_scalars(rel_, e, scope, after_agg=after)
             if grouped:
                 return rel_, self._translate_post(e, scope, post)
             return rel_, self.translate(e, scope)
@@ -1524,6 +1568,29 @@ class Builder:
         if hidden:
             node = Project(node, tuple((i, col(i)) for i in out_ids + corr_out))
         return node, names, out_ids + corr_out
+
+    @staticmethod
+    def _aggregates_as_columns(e: exp.Expression, scope: Scope, post: Replacements, group_map: dict):
+        """(e, the columns a subquery in it may read after GROUP BY): with a subquery in e, e's own
+        aggregates read as the columns that hold them (source `__agg` of scope), for the subquery
+        they may be moved into (`sum(x) > ANY (…)` becomes a count over the subquery's rows of
+        those below the sum, planner/rules/quantified_subqueries.py), where they would otherwise be
+        aggregates of the subquery."""
+        if not _has_subquery(e):
+            return e, group_map
+        found = {}
+        for a in _aggregates(e):
+            held = post.get(expr_key(a))
+            if isinstance(held, exp.Column):
+                found[id(a)] = held.name
+        if not found:
+            return e, group_map
+        held_by = scope.sources.setdefault("__agg", {})
+        for cid in found.values():
+            held_by[cid] = cid
+        e = _replace_nodes(e, set(found), lambda a: exp.Column(this=exp.Identifier(this=found[id(a)], quoted=True),
+                                                               table=exp.Identifier(this="__agg", quoted=True)))
+        return e, {**group_map, **{cid: cid for cid in found.values()}}
 
     def _outer_ids(self, scope: Scope) -> set[str]:
         out = set()
