@@ -694,8 +694,7 @@ class Builder:
     def _lateral_join(self, j: exp.Join, left: Node, bound, reading: Scope, scope: Scope) -> Node:
         """`left, LATERAL (q)`, `[CROSS | LEFT] JOIN LATERAL (q) [ON …]` where q reads the columns
         of the FROM items before it (reading.free), anywhere: a DependentJoin
-        (planner/rules/flatten_dependent_joins.py). A subquery in ON filters q's rows for each
-        left row, as if q's WHERE held it."""
+        (planner/rules/flatten_dependent_joins.py)."""
         side = (j.args.get("side") or "").upper()
         kind = (j.args.get("kind") or "").upper()
         if j.args.get("using") or j.args.get("method") or kind not in ("", "CROSS", "INNER", "OUTER") or side not in ("", "LEFT") or (
@@ -705,15 +704,11 @@ class Builder:
                                     "refuses the others too)")
         node, sources = bound
         _add_sources(scope, sources)
-        on, inner = [], Scope(reading)
-        _add_sources(inner, sources)
+        on = []
         for c in conjuncts(j.args.get("on")):
             if _has_subquery(c):
-                node = self.subquery_predicate(node, c, inner)
-            else:
-                on.append(self.translate(c, scope))
-        if not reading.free <= set(left.columns):
-            raise NotSupportedError("a LATERAL join whose ON clause reads a table listed before a comma in FROM")
+                raise NotSupportedError("a subquery in the ON clause of a LATERAL join (DuckDB refuses it too)")
+            on.append(self.translate(c, scope))
         return DependentJoin(left, node, "left" if side else "inner", tuple(sorted(reading.free)), and_all(on))
 
     def _from_item(self, src: exp.Expression, scope: Scope):
