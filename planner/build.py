@@ -569,13 +569,14 @@ class Builder:
             side = (j.args.get("side") or "").upper()
             kind = (j.args.get("kind") or "").upper()
             bound = None
-            if isinstance(j.this, exp.Lateral):
+            if isinstance(j.this, exp.Lateral) or _derived_table(j.this):
                 bound, reading = self._lateral_item(j.this, scope)
                 if reading.free:
                     items = [self._lateral_join(j, self.join_set(items, set_conjuncts, scope), bound, reading, scope)]
                     set_conjuncts, group_start = [], 0
                     continue
-                # A LATERAL subquery that reads nothing before it is a derived table (DuckDB's too).
+                # A subquery that reads nothing before it is a derived table (LATERAL or not, as in
+                # DuckDB).
             method = (j.args.get("method") or "").upper()
             asof = "ASOF" in (method, kind)
             if (method and not asof) or kind == "POSITIONAL":
@@ -680,15 +681,16 @@ class Builder:
                                     "(write that table in a JOIN instead)")
         return DependentJoin(left, right, "left", tuple(sorted(reading.free)), and_all(on))
 
-    def _lateral_item(self, lateral: exp.Lateral, scope: Scope):
-        """Binds `LATERAL (q)` (or a derived table that reads the FROM items before it, which DuckDB
-        makes lateral; planner/qualify.py writes it so): ((node, {alias: mapping}), the scope it read
-        scope's columns through, whose `free` are those it reads)."""
-        if not isinstance(lateral.this, exp.Subquery) or lateral.args.get("view"):
-            raise NotSupportedError(f"LATERAL of something other than a subquery: {lateral.sql('duckdb')[:60]}")
+    def _lateral_item(self, src: exp.Expression, scope: Scope):
+        """Binds `LATERAL (q)` or a derived table after the first FROM item, either of which may read
+        the FROM items before it (DuckDB makes such a derived table lateral): ((node, {alias:
+        mapping}), the scope it read scope's columns through, whose `free` are those it reads)."""
+        if isinstance(src, exp.Lateral) and (not isinstance(src.this, exp.Subquery) or src.args.get("view")):
+            raise NotSupportedError(f"LATERAL of something other than a subquery: {src.sql('duckdb')[:60]}")
         reading = scope.reading()
-        node, names, ids = self.query(lateral.this, reading)
-        _, alias, mapping, _, _ = self._rename(lateral, node, names, ids, lateral.alias_or_name)
+        # (A derived table's own ORDER BY / LIMIT apply: query() reads them from the Subquery.)
+        node, names, ids = self.query(src.this if isinstance(src, exp.Lateral) else src, reading)
+        _, alias, mapping, _, _ = self._rename(src, node, names, ids, src.alias_or_name)
         return (node, {alias: mapping}), reading
 
     def _lateral_join(self, j: exp.Join, left: Node, bound, reading: Scope, scope: Scope) -> Node:
@@ -1684,6 +1686,11 @@ def _replace_nodes(root: exp.Expression, targets: set[int], repl) -> exp.Express
         if id(orig) in targets:
             copy.replace(repl(orig))
     return out
+
+
+def _derived_table(src: exp.Expression) -> bool:
+    """Whether a FROM item is a derived table `(SELECT …) AS t`, not a parenthesised join."""
+    return isinstance(src, exp.Subquery) and not isinstance(src.this, exp.Table)
 
 
 def _bound_inside(column: exp.Column, root: exp.Expression) -> bool:
