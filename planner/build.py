@@ -10,6 +10,10 @@ Decorrelation happens here, while scopes are known:
   the subquery grouped by its correlation keys; COUNT gets its empty-group value back.
 - An uncorrelated scalar subquery becomes a one-row side relation joined in front of the expression
   that uses it: it runs first, and its value is used in place.
+- Any other correlated subquery (an aggregate, LIMIT, a window or a set operation inside, outer
+  columns below its WHERE or from further out), a LATERAL subquery and a derived table that reads
+  the FROM items before it become DependentJoin nodes, which planner/rules/flatten_dependent_joins.py
+  turns into joins (_decorrelated_in_place decides).
 Inner joins of one FROM clause are ordered greedily by estimated result size (GOO).
 """
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """flatten_dependent_joins: a join whose right side reads its left side's columns (LATERAL, a
-correlated scalar subquery that is not a plain aggregate) becomes ordinary joins, aggregates and
+correlated scalar subquery that is not a plain aggregate, EXISTS / IN / NOT … of a correlated
+subquery the binder's semi and anti joins cannot take) becomes ordinary joins, aggregates and
 windows — the "dependent join" unnesting of Neumann & Kemper ("Unnesting Arbitrary Queries",
 BTW 2015), which DuckDB's FlattenDependentJoins also follows.
 
@@ -17,8 +18,11 @@ aggregate also groups by the domain columns (one without GROUP BY still gives it
 domain value over no rows, count 0, through a left join from the domain), LIMIT/OFFSET becomes a
 row_number() window partitioned by them, DISTINCT and set operations work per domain value. The
 result is joined back to the left side on the domain columns with NULL matching NULL (IS NOT
-DISTINCT FROM, as one-element lists: [NULL] = [NULL] in DuckDB). Every operator used is one the
-distributed planner already runs (shuffle joins, combine-shuffle-reduce, partitioned windows).
+DISTINCT FROM, as one-element lists: [NULL] = [NULL] in DuckDB); a semi or anti dependent join
+becomes a semi or anti join on them. A dependent join inside another's right side is flattened
+first; the columns it reads of a query further out stay in its result as free columns, which the
+outer one's domain then binds. Every operator used is one the distributed planner already runs
+(shuffle joins, combine-shuffle-reduce, partitioned windows).
 """
 from __future__ import annotations
 
