@@ -10,6 +10,10 @@ Decorrelation happens here, while scopes are known:
   the subquery grouped by its correlation keys; COUNT gets its empty-group value back.
 - An uncorrelated scalar subquery becomes a one-row side relation joined in front of the expression
   that uses it: it runs first, and its value is used in place.
+- Any other correlated subquery (an aggregate, LIMIT, a window or a set operation inside, outer
+  columns below its WHERE or from further out), a LATERAL subquery and a derived table that reads
+  the FROM items before it become DependentJoin nodes, which planner/rules/flatten_dependent_joins.py
+  turns into joins (_decorrelated_in_place decides).
 Inner joins of one FROM clause are ordered greedily by estimated result size (GOO).
 """
 from __future__ import annotations
@@ -18,7 +22,7 @@ import itertools
 
 from sqlglot import exp
 
-from engine.errors import CatalogError, NotSupportedError, PlanError
+from engine.errors import CatalogError, InternalError, NotSupportedError, PlanError
 from planner import table_functions
 from planner.comparable import common_setop_type, comparable_pair, kind_of, never_raising
 from planner.estimate import Estimator
@@ -354,7 +358,9 @@ class Builder:
             names = [f.name for f in table.schema]
             return self._rename(src, node, names, [i for i, _ in fields], alias)
         if isinstance(src, exp.Subquery):
-            node, names, ids = self.query(src.this, scope.parent if False else None)
+            # A derived table sees the queries around its SELECT (a correlated subquery's FROM may
+            # read the outer query), not its siblings in FROM (that is LATERAL: _lateral_join).
+            node, names, ids = self.query(src.this, scope.parent)
             node, names, ids = self._order_limit(src, node, names, ids, {}) if (src.args.get("order") or src.args.get("limit")) else (node, names, ids)
             return self._rename(src, node, names, ids, alias)
         if isinstance(src, exp.Values):
@@ -362,7 +368,7 @@ class Builder:
             return self._rename(src, node, names, ids, alias)
         if isinstance(src, exp.Lateral) and isinstance(src.this, exp.Subquery) and not src.args.get("view"):
             # First in FROM, a LATERAL subquery has nothing before it to read: a derived table.
-            node, names, ids = self.query(src.this, None)
+            node, names, ids = self.query(src.this, scope.parent)
             return self._rename(src, node, names, ids, alias)
         if isinstance(src, (exp.Unnest, exp.Lateral)):
             raise NotSupportedError(f"{src.key.upper()} in FROM")
@@ -454,9 +460,14 @@ class Builder:
                 cid, depth = scope.resolve(n.table, n.name)
                 owner = scope.ancestor(depth) if depth > 0 else None
                 if owner is not None and owner.free is not None:
-                    if depth > 1:
-                        raise NotSupportedError(f"a subquery inside a LATERAL or correlated subquery that reads "
-                                                f"the outer query's column {n.sql('duckdb')}")
+                    # A dependent join's right side reads its left side (depth 1), or a subquery
+                    # inside it reads a query further out through it: a free column of the dependent
+                    # joins in between, which planner/rules/flatten_dependent_joins.py flattens first.
+                    # Between them every scope must be a dependent join's too (the binder sends a
+                    # subquery that reads past its own outer query there, _decorrelated_in_place).
+                    if any(scope.ancestor(d).free is None for d in range(1, depth)):
+                        raise NotSupportedError(f"a subquery inside a correlated subquery that reads the outer "
+                                                f"query's column {n.sql('duckdb')} here")
                     owner.free.add(cid)
                 elif depth > 0:
                     if not allow_outer or depth > 1:
@@ -561,15 +572,20 @@ class Builder:
         for j in joins:
             side = (j.args.get("side") or "").upper()
             kind = (j.args.get("kind") or "").upper()
-            if isinstance(j.this, exp.Lateral):
-                items = [self._lateral_join(j, self.join_set(items, set_conjuncts, scope), scope)]
-                set_conjuncts, group_start = [], 0
-                continue
+            bound = None
+            if isinstance(j.this, exp.Lateral) or _derived_table(j.this):
+                bound, reading = self._lateral_item(j.this, scope)
+                if reading.free:
+                    items = [self._lateral_join(j, self.join_set(items, set_conjuncts, scope), bound, reading, scope)]
+                    set_conjuncts, group_start = [], 0
+                    continue
+                # A subquery that reads nothing before it is a derived table (LATERAL or not, as in
+                # DuckDB).
             method = (j.args.get("method") or "").upper()
             asof = "ASOF" in (method, kind)
             if (method and not asof) or kind == "POSITIONAL":
                 raise NotSupportedError(f"{method or kind} JOIN")
-            node, sources = self._from_item(j.this, scope)
+            node, sources = bound or self._from_item(j.this, scope)
             using = j.args.get("using")
             comma = not side and not kind and j.args.get("on") is None and not j.args.get("using")
             if comma:
@@ -595,23 +611,42 @@ class Builder:
                 if on_subqueries and jkind in ("right", "full", "asof_right", "asof_full"):
                     # They are applied after every join: right of a RIGHT or FULL join, too late.
                     raise NotSupportedError("a subquery in an inner join's ON clause before a RIGHT or FULL JOIN")
-                on = []
+                on, both = [], []
                 for c in conjuncts(j.args.get("on")):
                     if not _has_subquery(c):
                         on.append(self.translate(c, scope))
-                    elif jkind in ("left", "semi", "anti") and self._local_refs(c, scope) <= set(node.columns):
+                        continue
+                    refs = self._local_refs(c, scope)
+                    if jkind in ("left", "semi", "anti") and refs <= set(node.columns):
                         # It reads only the joined table, whose rows it filters before the join.
                         node = self.subquery_predicate(node, c, scope)
+                    elif jkind == "right" and refs <= left_ids:
+                        left = self.subquery_predicate(left, c, scope)
+                    elif asof:
+                        raise NotSupportedError("a subquery in the ON clause of an ASOF JOIN that reads its sides")
+                    elif refs <= left_ids or refs <= set(node.columns):
+                        # It reads one side, which the join keeps whether it holds or not: its value
+                        # there (a mark), read by the join's condition.
+                        if refs <= left_ids:
+                            left, value = self.attach_scalars(left, c, scope)
+                        else:
+                            node, value = self.attach_scalars(node, c, scope)
+                        on.append(self.translate(value, scope))
+                    elif jkind == "left":
+                        both.append(c)
                     else:
                         raise NotSupportedError(f"a subquery in the ON clause of a {jkind.upper()} JOIN that "
-                                                "reads the other side")
+                                                "reads both sides")
+                left_ids = set(left.columns)
                 if using:
                     on += self._using(using, scope, sources)
                 reach = left_ids | set(node.columns)
                 if others and any(not column_ids(c) <= reach for c in on):
                     raise NotSupportedError(f"a {jkind.upper()} JOIN whose ON clause reads a table listed before "
                                             "a comma in FROM (write that table in a JOIN instead)")
-                if jkind in ("asof_right", "asof_full"):
+                if both:
+                    joined = self._left_join_reading_both(left, node, sources, both, on, scope)
+                elif jkind in ("asof_right", "asof_full"):
                     joined, renamed = self._asof_outer(left, node, jkind, on, left_ids)
                     for alias, mapping in scope.sources.items():
                         scope.sources[alias] = {n: renamed.get(i, i) for n, i in mapping.items()}
@@ -633,31 +668,53 @@ class Builder:
                     set_conjuncts += self._using(using, scope, sources)
         return items, set_conjuncts, on_subqueries
 
-    def _lateral_join(self, j: exp.Join, left: Node, scope: Scope) -> Node:
-        """`left, LATERAL (q)`, `[CROSS | LEFT] JOIN LATERAL (q) [ON …]`: q may read the columns of
-        every FROM item before it, anywhere; a DependentJoin (planner/rules/flatten_dependent_joins.py)."""
+    def _left_join_reading_both(self, left: Node, right: Node, sources: dict, conds: list, on: list,
+                                scope: Scope) -> Node:
+        """`left LEFT JOIN right ON … AND p`, p a subquery predicate that reads both sides: right
+        filtered by p for each left row, that is `LEFT JOIN LATERAL (SELECT * FROM right WHERE p)
+        ON …`, a DependentJoin."""
+        reading = scope.reading()
+        for alias in sources:
+            reading.sources.pop(alias, None)
+        inner = Scope(reading)
+        _add_sources(inner, sources)
+        for c in conds:
+            right = self.subquery_predicate(right, c, inner)
+        if not reading.free <= set(left.columns):
+            raise NotSupportedError("a LEFT JOIN whose ON clause reads a table listed before a comma in FROM "
+                                    "(write that table in a JOIN instead)")
+        return DependentJoin(left, right, "left", tuple(sorted(reading.free)), and_all(on))
+
+    def _lateral_item(self, src: exp.Expression, scope: Scope):
+        """Binds `LATERAL (q)` or a derived table after the first FROM item, either of which may read
+        the FROM items before it (DuckDB makes such a derived table lateral): ((node, {alias:
+        mapping}), the scope it read scope's columns through, whose `free` are those it reads)."""
+        if isinstance(src, exp.Lateral) and (not isinstance(src.this, exp.Subquery) or src.args.get("view")):
+            raise NotSupportedError(f"LATERAL of something other than a subquery: {src.sql('duckdb')[:60]}")
+        reading = scope.reading()
+        # (A derived table's own ORDER BY / LIMIT apply: query() reads them from the Subquery.)
+        node, names, ids = self.query(src.this if isinstance(src, exp.Lateral) else src, reading)
+        _, alias, mapping, _, _ = self._rename(src, node, names, ids, src.alias_or_name)
+        return (node, {alias: mapping}), reading
+
+    def _lateral_join(self, j: exp.Join, left: Node, bound, reading: Scope, scope: Scope) -> Node:
+        """`left, LATERAL (q)`, `[CROSS | LEFT] JOIN LATERAL (q) [ON …]` where q reads the columns
+        of the FROM items before it (reading.free), anywhere: a DependentJoin
+        (planner/rules/flatten_dependent_joins.py)."""
         side = (j.args.get("side") or "").upper()
         kind = (j.args.get("kind") or "").upper()
-        lateral = j.this
-        if not isinstance(lateral.this, exp.Subquery) or lateral.args.get("view"):
-            raise NotSupportedError(f"LATERAL of something other than a subquery: {lateral.sql('duckdb')[:60]}")
         if j.args.get("using") or j.args.get("method") or kind not in ("", "CROSS", "INNER", "OUTER") or side not in ("", "LEFT") or (
                 kind == "OUTER" and not side):
             what = " ".join(w for w in (j.args.get("method") or "", side, kind) if w) or "USING"
-            raise NotSupportedError(f"{what} JOIN LATERAL (LATERAL joins are INNER, CROSS or LEFT, with ON)")
-        reading = scope.reading()
-        node, names, ids = self.query(lateral.this, reading)
-        _, alias, mapping, _, _ = self._rename(lateral, node, names, ids, lateral.alias_or_name)
-        _add_sources(scope, {alias: mapping})
+            raise NotSupportedError(f"{what} JOIN LATERAL (LATERAL joins are INNER, CROSS or LEFT, with ON; DuckDB "
+                                    "refuses the others too)")
+        node, sources = bound
+        _add_sources(scope, sources)
         on = []
         for c in conjuncts(j.args.get("on")):
             if _has_subquery(c):
-                raise NotSupportedError("a subquery in the ON clause of a LATERAL join")
+                raise NotSupportedError("a subquery in the ON clause of a LATERAL join (DuckDB refuses it too)")
             on.append(self.translate(c, scope))
-        if side and not reading.free:
-            return self.make_join(left, node, "left", on, set(left.columns))
-        if not reading.free:
-            return self.make_join(left, node, "inner", on, set(left.columns))
         return DependentJoin(left, node, "left" if side else "inner", tuple(sorted(reading.free)), and_all(on))
 
     def _from_item(self, src: exp.Expression, scope: Scope):
@@ -897,7 +954,7 @@ class Builder:
             while isinstance(inner, exp.Paren):
                 inner = inner.this
         if isinstance(inner, exp.Exists):
-            return self._exists(rel, self._subquery_select(inner.this), scope, negated)
+            return self._exists(rel, inner, scope, negated)
         if isinstance(inner, exp.In) and inner.args.get("query") is not None:
             return self._in(rel, inner, scope, negated)
         if isinstance(inner, exp.EQ) and isinstance(inner.expression, exp.Any):
@@ -909,7 +966,11 @@ class Builder:
         rel, e = self.attach_scalars(rel, c, scope)
         return Filter(rel, self.translate(e, scope))
 
-    def _exists(self, rel, q, scope, negated):
+    def _exists(self, rel, e: exp.Exists, scope, negated):
+        q = self._subquery_select(e.this)
+        kind = "anti" if negated else "semi"
+        if not self._decorrelated_in_place(q, e, scope, scalar=False):
+            return self._dependent_predicate(rel, e.this, scope, kind, lambda ids: [])
         corr = Correlation()
         if not isinstance(q, exp.Select):
             node, _, _ = self.query(q, scope)
@@ -919,11 +980,39 @@ class Builder:
             # Uncorrelated: one row of the subquery decides for every outer row.
             node = Limit(node, 1, 0)
         elif isinstance(q, exp.Select) and (_aggregates_in_select(q) or q.args.get("limit")):
-            raise NotSupportedError("a correlated EXISTS subquery with aggregates or LIMIT")
-        return self.make_join(rel, node, "anti" if negated else "semi", corr.conjuncts, set(rel.columns))
+            raise InternalError("a correlated EXISTS subquery with aggregates or LIMIT was not routed to a dependent join")
+        return self.make_join(rel, node, kind, corr.conjuncts, set(rel.columns))
 
     def _in(self, rel, e: exp.In, scope, negated):
         q = self._subquery_select(e.args["query"])
+        lhs = e.this
+        lhs_items = lhs.expressions if isinstance(lhs, exp.Tuple) else [lhs]
+        if any(_has_subquery(x) for x in lhs_items):
+            raise NotSupportedError("a subquery on the left of IN")
+        keys = [self.translate(x, scope) for x in lhs_items]
+
+        def equalities(ids):
+            if len(keys) != len(ids):
+                raise CatalogError(f"IN subquery returns {len(ids)} columns, expected {len(keys)}")
+            eqs = [exp.EQ(this=k.copy(), expression=self.tcol(i)) for k, i in zip(keys, ids)]
+            for eq in eqs:
+                ka, kb = kind_of(eq.this.type), kind_of(eq.expression.type)
+                if ka and kb and ka != kb:
+                    raise CatalogError(f"Cannot compare values of type {eq.this.type.sql('duckdb')} and type "
+                                       f"{eq.expression.type.sql('duckdb')} in IN/ANY/ALL clause - an explicit cast is required")
+            return eqs
+
+        if not self._decorrelated_in_place(q, e.args["query"], scope, scalar=False):
+            if negated and len(keys) != 1:
+                raise NotSupportedError("NOT IN with a multi-column subquery (use NOT EXISTS)")
+            if not negated:
+                return self._dependent_predicate(rel, e.args["query"], scope, "semi", equalities)
+            # x NOT IN S keeps an outer row only where no row of its S makes x = s TRUE or NULL
+            # (a NULL x or a NULL s): an anti join on `(x = s) IS NOT FALSE`; an empty S keeps it.
+            return self._dependent_predicate(
+                rel, e.args["query"], scope, "anti",
+                lambda ids: [exp.Not(this=exp.Paren(this=exp.Is(this=exp.Paren(this=and_all(equalities(ids))),
+                                                                expression=exp.false())))])
         corr = Correlation()
         if isinstance(q, exp.Select):
             node, names, ids = self.select(q, scope, corr)
@@ -931,22 +1020,9 @@ class Builder:
             node, names, ids = self.query(q, scope)
         # A correlated subquery also hands back the inner columns its correlation reads.
         ids = ids[:len(names)]
-        lhs = e.this
-        lhs_items = lhs.expressions if isinstance(lhs, exp.Tuple) else [lhs]
-        if len(lhs_items) != len(ids):
-            raise CatalogError(f"IN subquery returns {len(ids)} columns, expected {len(lhs_items)}")
-        if any(_has_subquery(x) for x in lhs_items):
-            raise NotSupportedError("a subquery on the left of IN")
-        rel, _ = self.attach_scalars(rel, lhs, scope)
-        keys = [self.translate(x, scope) for x in lhs_items]
-        eqs = [exp.EQ(this=k, expression=self.tcol(i)) for k, i in zip(keys, ids)]
-        for eq in eqs:
-            ka, kb = kind_of(eq.this.type), kind_of(eq.expression.type)
-            if ka and kb and ka != kb:
-                raise CatalogError(f"Cannot compare values of type {eq.this.type.sql('duckdb')} and type "
-                                   f"{eq.expression.type.sql('duckdb')} in IN/ANY/ALL clause - an explicit cast is required")
+        eqs = equalities(ids)
         if corr and isinstance(q, exp.Select) and (_aggregates_in_select(q) or q.args.get("limit")):
-            raise NotSupportedError("a correlated IN subquery with aggregates or LIMIT")
+            raise InternalError("a correlated IN subquery with aggregates or LIMIT was not routed to a dependent join")
         if not negated:
             return self.make_join(rel, node, "semi", eqs + corr.conjuncts, set(rel.columns))
         if len(keys) != 1:
@@ -966,10 +1042,62 @@ class Builder:
                                expression=exp.Not(this=exp.Is(this=keys[0].copy(), expression=exp.Null()))))
         return Filter(rel, keep)
 
+    def _dependent_predicate(self, rel: Node, sub: exp.Expression, scope: Scope, kind: str, condition) -> Node:
+        """EXISTS / IN / NOT … of a subquery that reads the outer query where the semi and anti joins
+        above cannot take it (an aggregate, LIMIT, a window or a set operation inside, outer columns
+        below its WHERE or further out): a semi or anti DependentJoin of rel with it, on
+        condition(the subquery's output ids)."""
+        reading = scope.reading()
+        node, _, ids = self.query(sub, reading)
+        if not reading.free <= set(rel.columns):
+            raise NotSupportedError("a correlated subquery that reads a column its FROM item does not hold here")
+        return DependentJoin(rel, node, kind, tuple(sorted(reading.free)), and_all(condition(ids)))
+
+    def _outer_columns(self, root: exp.Expression, scope: Scope) -> list[tuple[exp.Column, int]]:
+        """(column, depth) for each column in root that no query inside root (root included) binds
+        and scope resolves: depth 0 is a column of scope itself, more one of a query further out."""
+        out = []
+        for c in root.find_all(exp.Column):
+            if _bound_inside(c, root.parent):
+                continue
+            try:
+                _, depth = scope.resolve(c.table, c.name)
+            except CatalogError:
+                continue
+            out.append((c, depth))
+        return out
+
+    def _decorrelated_in_place(self, q: exp.Expression, root: exp.Expression, scope: Scope, scalar: bool) -> bool:
+        """Whether the binder's own decorrelation takes subquery q (root: its node in the outer
+        query's tree): q reads nothing outside it, or it reads only scope's columns, each in a
+        conjunct of its own WHERE that holds no subquery, and its rows are those of its FROM and
+        WHERE (for a scalar subquery: one aggregate row over them). Everything else is a
+        DependentJoin (planner/rules/flatten_dependent_joins.py)."""
+        outer = self._outer_columns(root, scope)
+        if not outer:
+            return True
+        if any(depth for _, depth in outer) or not isinstance(q, exp.Select):
+            return False
+        limited = any(q.args.get(k) for k in ("limit", "offset", "qualify")) or \
+            any(_outside_subqueries(x, (exp.Window,)) for x in q.expressions)
+        if scalar:
+            shaped = any(_aggregates(x) for x in q.expressions) and not q.args.get("group") and \
+                not q.args.get("distinct") and not q.args.get("order")
+        else:
+            shaped = not q.args.get("group") and not q.args.get("having") and not _aggregates_in_select(q)
+        if limited or not shaped:
+            return False
+        where = q.args.get("where")
+        if any(c.find_ancestor(exp.Select) is not q or c.find_ancestor(exp.Where) is not where for c, _ in outer):
+            return False
+        mine = {id(c) for c, _ in outer}
+        return not any(_has_subquery(x) and any(id(n) in mine for n in x.walk())
+                       for x in conjuncts(where.this if where is not None else None))
+
     def attach_scalars(self, rel: Node, e: exp.Expression, scope: Scope, after_agg: dict | None = None):
         """Joins every scalar subquery in e onto rel; returns (rel, e with the subqueries replaced by
         placeholder columns that translate() resolves through the scope's '__scalar' source)."""
-        e = rewrite_quantified(e)
+        e = rewrite_quantified(e, correlated=lambda q: bool(self._outer_columns(q, scope)))
         subs = [s for s in _outside_subqueries(e, (exp.Subquery,)) if not isinstance(s.parent, exp.In)]
         if not subs:
             return rel, e
@@ -979,7 +1107,7 @@ class Builder:
         placeholders = scope.sources.setdefault("__scalar", {})
         for s in subs:
             q = self._subquery_select(s)
-            if self._needs_dependent_join(q, s, scope):
+            if not self._decorrelated_in_place(q, s, scope, scalar=True):
                 rel, value = self._dependent_scalar(rel, s, scope, after_agg)
                 name = f"__scalar_{value}"
                 placeholders[name] = value
@@ -1010,21 +1138,6 @@ class Builder:
             placeholders[name] = value
             s.replace(exp.Column(this=exp.Identifier(this=name, quoted=True), table=exp.Identifier(this="__scalar", quoted=True)))
         return rel, holder.this
-
-    def _needs_dependent_join(self, q: exp.Expression, sub: exp.Expression, scope: Scope) -> bool:
-        """Whether a scalar subquery reads this scope's columns in a way the decorrelation of
-        _correlated_scalar does not cover: it covers a plain aggregate (no GROUP BY, LIMIT,
-        DISTINCT) whose outer columns are all read in its WHERE."""
-        # Columns of q that this scope holds (sub, q's parenthesised form, is q's root here).
-        outer = [c for c, _ in self._scope_columns(sub, scope)]
-        if not outer:
-            return False
-        if not isinstance(q, exp.Select) or not any(_aggregates(x) for x in q.expressions):
-            return True
-        if any(q.args.get(k) for k in ("group", "limit", "offset", "distinct", "order")):
-            return True
-        where = q.args.get("where")
-        return any(c.find_ancestor(exp.Where) is not where for c in outer)
 
     def _dependent_scalar(self, rel: Node, sub: exp.Expression, scope: Scope, after_agg: dict | None):
         """A correlated scalar subquery of any other shape (`ORDER BY … LIMIT 1`, a plain column,
@@ -1372,7 +1485,10 @@ class Builder:
             group_map = {}
 
         def tr(e, rel_):
-            rel_, e = self.attach_scalars(rel_, e, scope, after_agg=group_map if grouped else None)
+            after = None
+            if grouped:
+                e, after = self._aggregates_as_columns(e, scope, post, group_map)
+            rel_, e = self.attach_scalars(rel_, e, scope, after_agg=after)
             if grouped:
                 return rel_, self._translate_post(e, scope, post)
             return rel_, self.translate(e, scope)
@@ -1454,6 +1570,29 @@ class Builder:
             node = Project(node, tuple((i, col(i)) for i in out_ids + corr_out))
         return node, names, out_ids + corr_out
 
+    @staticmethod
+    def _aggregates_as_columns(e: exp.Expression, scope: Scope, post: Replacements, group_map: dict):
+        """(e, the columns a subquery in it may read after GROUP BY): with a subquery in e, e's own
+        aggregates read as the columns that hold them (source `__agg` of scope), for the subquery
+        they may be moved into (`sum(x) > ANY (…)` becomes a count over the subquery's rows of
+        those below the sum, planner/rules/quantified_subqueries.py), where they would otherwise be
+        aggregates of the subquery."""
+        if not _has_subquery(e):
+            return e, group_map
+        found = {}
+        for a in _aggregates(e):
+            held = post.get(expr_key(a))
+            if isinstance(held, exp.Column):
+                found[id(a)] = held.name
+        if not found:
+            return e, group_map
+        held_by = scope.sources.setdefault("__agg", {})
+        for cid in found.values():
+            held_by[cid] = cid
+        e = _replace_nodes(e, set(found), lambda a: exp.Column(this=exp.Identifier(this=found[id(a)], quoted=True),
+                                                               table=exp.Identifier(this="__agg", quoted=True)))
+        return e, {**group_map, **{cid: cid for cid in found.values()}}
+
     def _outer_ids(self, scope: Scope) -> set[str]:
         out = set()
         s = scope.parent
@@ -1474,7 +1613,10 @@ class Builder:
             # Columns that came from the scalar placeholder scope are fine, and so are a dependent
             # join's outer columns: one value per evaluation.
             scal = set(scope.sources.get("__scalar", {}).values())
-            free = scope.parent.free if scope.parent is not None and scope.parent.free is not None else set()
+            free, up = set(), scope.parent
+            while up is not None:
+                free |= up.free or set()
+                up = up.parent
             bad = [b for b in bad if b not in scal and b not in free]
         if bad:
             raise CatalogError(f"column {bad[0].rsplit('_', 1)[0]} must appear in the GROUP BY clause or be used in an aggregate function")
@@ -1548,6 +1690,11 @@ def _replace_nodes(root: exp.Expression, targets: set[int], repl) -> exp.Express
         if id(orig) in targets:
             copy.replace(repl(orig))
     return out
+
+
+def _derived_table(src: exp.Expression) -> bool:
+    """Whether a FROM item is a derived table `(SELECT …) AS t`, not a parenthesised join."""
+    return isinstance(src, exp.Subquery) and not isinstance(src.this, exp.Table)
 
 
 def _bound_inside(column: exp.Column, root: exp.Expression) -> bool:

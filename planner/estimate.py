@@ -194,8 +194,11 @@ class Estimator:
             return Est(src.rows, cols, src.known)
         if isinstance(node, DependentJoin):
             # Seen while the binder orders joins, before planner/rules/flatten_dependent_joins.py:
-            # a scalar subquery keeps the left rows; otherwise guess one right row per left row.
+            # a scalar subquery keeps the left rows; EXISTS / IN keep some; otherwise guess one right
+            # row per left row.
             l, r = self.estimate(node.left), self.estimate(node.right)
+            if node.kind in ("semi", "anti"):
+                return self._scaled(l, l.rows * SEMI_FRACTION, False)
             return self._merged(l, r, l.rows if node.scalar or node.kind == "left" else max(l.rows, r.rows))
         if isinstance(node, (Sort, SingleRow)):
             return self.estimate(node.input)

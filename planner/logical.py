@@ -17,6 +17,7 @@ JOIN_KINDS = ("inner", "left", "right", "full", "semi", "anti", "cross", "asof",
 # is nearest by the inequality, which the Join holds as its residual.
 ASOF_KINDS = ("asof", "asof_left")
 SETOP_KINDS = ("union", "intersect", "except")
+DEPENDENT_JOIN_KINDS = ("inner", "left", "semi", "anti")
 
 
 def col(cid: str) -> exp.Column:
@@ -318,8 +319,11 @@ class DependentJoin(Node):
     """A join whose right side reads columns of its left side: LATERAL, and a correlated subquery
     that the binder's own decorrelation does not cover. For each left row, the right side is
     evaluated with the `outer` column ids bound to that row's values, and the rows it gives are
-    joined to that left row (kind inner or left; `condition` is the ON clause, reading both sides).
-    With `scalar`, the right side is a scalar subquery: more than one row for a left row is an error.
+    joined to that left row (kind inner or left; `condition` is the ON clause, reading both sides),
+    or decide whether the left row is kept (semi: EXISTS / IN, some row meets the condition; anti:
+    NOT EXISTS / NOT IN, none does). With `scalar`, the right side is a scalar subquery: more than
+    one row for a left row is an error. The right side may also read columns of enclosing queries
+    (not in `outer`): a dependent join further out binds them.
 
     Nothing executes this node: planner/rules/flatten_dependent_joins.py rewrites it into ordinary
     joins, aggregates and windows before anything else looks at the plan."""
@@ -332,8 +336,8 @@ class DependentJoin(Node):
     scalar: bool = False
 
     def __post_init__(self):
-        if self.kind not in ("inner", "left"):
-            raise PlanError(f"a dependent join is inner or left, not {self.kind}")
+        if self.kind not in DEPENDENT_JOIN_KINDS:
+            raise PlanError(f"a dependent join is inner, left, semi or anti, not {self.kind}")
         if not set(self.outer) <= set(self.left.columns):
             raise PlanError("a dependent join's outer columns must come from its left side")
 
@@ -343,6 +347,8 @@ class DependentJoin(Node):
 
     @property
     def columns(self):
+        if self.kind in ("semi", "anti"):
+            return self.left.columns
         return self.left.columns + self.right.columns
 
     def with_children(self, left, right):

@@ -325,8 +325,15 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
             raise CatalogError(f"unknown table: {t.name}")
         schema[name] = {f.name: sql_type_name(f.type) for f in catalog.table_schema(name)}
     try:
-        qualified = qualify(ast.copy(), schema=schema, dialect="duckdb", validate_qualify_columns=True,
-                            quote_identifiers=False, identify=False)
+        try:
+            qualified = qualify(ast.copy(), schema=schema, dialect="duckdb", validate_qualify_columns=True,
+                                quote_identifiers=False, identify=False)
+        except OptimizeError as e:
+            lateral = _derived_tables_as_lateral(ast)
+            if lateral is None or not _unresolved(str(e)):
+                raise
+            qualified = qualify(lateral, schema=schema, dialect="duckdb", validate_qualify_columns=True,
+                                quote_identifiers=False, identify=False)
         return table_functions.restore(_with_types(rewrite_qualify(qualified), schema), generated)
     except OptimizeError as e:
         msg = str(e)
@@ -339,7 +346,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
             refs = [t for t in ast.find_all(exp.Table) if t.name.lower() in holders]
             if len(refs) > 1:
                 raise CatalogError(f"ambiguous column reference: {name} (in {', '.join(sorted({t.alias_or_name for t in refs}))})") from None
-        if "could not be resolved" in msg or "Unknown column" in msg or "Ambiguous" in msg:
+        if _unresolved(msg):
             raise CatalogError(f"unknown column: {msg}") from None
         raise CatalogError(msg) from None
 
@@ -372,6 +379,29 @@ def _item_columns(item: exp.Expression, ast: exp.Expression, catalog, generated:
         probe = exp.select("*").from_(item.copy())
         return [e.alias_or_name for e in qualify_statement(probe, catalog).expressions]
     raise NotSupportedError(f"USING next to a parenthesised join with the FROM item {item.sql('duckdb')[:60]}")
+
+
+def _unresolved(msg: str) -> bool:
+    return "could not be resolved" in msg or "Unknown column" in msg or "Ambiguous" in msg
+
+
+def _derived_tables_as_lateral(ast: exp.Expression) -> exp.Expression | None:
+    """A copy of ast with every derived table after the first FROM item written LATERAL, None if it
+    has none. DuckDB binds a derived table that reads the FROM items before it as a LATERAL join
+    (sqlglot's qualify does not): tried when the query does not qualify as written. The binder
+    joins such a subquery that reads nothing before it as the derived table it was."""
+    out = ast.copy()
+    found = False
+    for join in list(out.find_all(exp.Join)):
+        sub = join.this
+        if not isinstance(sub, exp.Subquery) or isinstance(sub.this, exp.Table):  # `(a JOIN b ON …)`
+            continue
+        alias = sub.args.get("alias")
+        inner = sub.copy()
+        inner.set("alias", None)
+        join.set("this", exp.Lateral(this=inner, view=False, outer=False, alias=alias.copy() if alias else None))
+        found = True
+    return out if found else None
 
 
 def columns_of(name: str, catalog) -> list[str] | None:

@@ -127,8 +127,8 @@ UNSUPPORTED = [
     ("SELECT * FROM nation USING SAMPLE 10%", "sample"),
     ("SELECT * FROM nation n RIGHT JOIN LATERAL (SELECT * FROM region WHERE r_regionkey = n.n_regionkey) r ON true",
      "right join lateral"),
-    ("SELECT * FROM nation n, LATERAL (SELECT * FROM region r WHERE EXISTS "
-     "(SELECT 1 FROM supplier WHERE s_nationkey = n.n_nationkey))", "subquery inside a lateral"),
+    ("SELECT * FROM nation n FULL JOIN region r ON r.r_regionkey = n.n_regionkey AND EXISTS "
+     "(SELECT 1 FROM supplier WHERE s_nationkey = n.n_nationkey AND s_suppkey > r.r_regionkey)", "reads both sides"),
 ]
 
 
@@ -148,6 +148,13 @@ VALID_DUCKDB = [
     ("pivot-statement", "PIVOT nation ON n_regionkey USING count(*) GROUP BY n_name"),
     ("pivot-clause", "SELECT * FROM nation PIVOT (count(*) FOR n_regionkey IN (1, 2))"),
     ("exclude", "SELECT * EXCLUDE (n_comment) FROM nation"),
+    # A subquery in a LATERAL that reads the outermost query; a derived table that reads the FROM
+    # item before it (DuckDB makes it lateral).
+    ("nested-in-lateral", "SELECT n.n_name, s.s_name FROM nation n, LATERAL (SELECT s_name FROM supplier s WHERE "
+     "s.s_nationkey = n.n_nationkey AND EXISTS (SELECT 1 FROM partsupp WHERE ps_suppkey = s.s_suppkey AND "
+     "ps_availqty > n.n_nationkey * 400)) s"),
+    ("implicit-lateral", "SELECT n_name, c.n FROM nation, (SELECT count(*) AS n FROM customer WHERE c_nationkey = "
+     "n_nationkey AND c_acctbal > 9000) c"),
 ]
 
 

@@ -5,6 +5,8 @@ rule's own decisions (which join kind, where a filter lands, what it must leave 
 """
 from __future__ import annotations
 
+import re
+
 import sqlglot
 from sqlglot import exp
 
@@ -235,3 +237,46 @@ def test_a_scalar_dependent_join_checks_one_row_per_outer_value_unless_limited()
     limited = _flat(DependentJoin(X, Limit(Filter(Y, _pred("y_k = x_k")), 1), "left", ("x_k",), scalar=True))
     assert not any("error(" in f.predicate.sql().lower() for f in _nodes(limited, Filter))
     assert len(_nodes(limited, Window)) == 1
+
+
+def test_exists_with_a_limit_is_a_semi_join_on_the_outer_value_null_matching_null():
+    from planner.logical import DependentJoin, Limit
+    # X WHERE EXISTS (SELECT * FROM y WHERE y_k = x_k LIMIT 1 OFFSET 2): a semi join of X with the
+    # rows numbered per outer value, on [x_k] = [the outer value].
+    out = _flat(DependentJoin(X, Limit(Filter(Y, _pred("y_k = x_k")), 1, 2), "semi", ("x_k",)))
+    assert out.columns == X.columns and not _nodes(out, DependentJoin)
+    back = _nodes(out, Join)[0]
+    assert back.kind == "semi" and back.left is X
+    assert [k.sql("duckdb") for k in back.left_keys] == ['["x_k"]']
+    assert any(re.search(r'"row_number_\d+" > 2', f.predicate.sql()) for f in _nodes(out, Filter))
+
+
+def test_not_in_keeps_its_condition_as_the_anti_joins_residual():
+    from planner.logical import Aggregate, DependentJoin, Project
+    # x_s NOT IN (SELECT max(y_n) FROM y WHERE y_k < x_k GROUP BY y_k)
+    agg = Aggregate(Filter(Y, _pred("y_k < x_k")), (("g", col("y_k")),), (("m", exp.Max(this=col("y_n"))),))
+    cond = _pred("NOT ((x_s = m) IS FALSE)")
+    out = _flat(DependentJoin(X, Project(agg, (("m", col("m")),)), "anti", ("x_k",), cond))
+    back = _nodes(out, Join)[0]
+    assert back.kind == "anti" and len(back.left_keys) == 1 and "IS FALSE" in back.residual.sql()
+
+
+def test_a_full_join_inside_gives_each_row_the_outer_value_of_its_own_side():
+    from planner.logical import DependentJoin, Project
+    Z = Scan("z", (("z_k", "k"),))
+    body = Join(Filter(Y, _pred("y_n > x_k")), Z, "full", (col("y_k"),), (col("z_k"),))
+    out = _flat(DependentJoin(X, body, "inner", ("x_k",)))
+    full = next(j for j in _nodes(out, Join) if j.kind == "full")
+    assert len(full.left_keys) == 2  # y_k = z_k and the outer value on both sides
+    fix = next(p for p in _nodes(out, Project) if any(isinstance(e, exp.Coalesce) for _, e in p.exprs))
+    assert fix.input is full
+
+
+def test_a_chain_of_dependent_joins_reads_each_domain_from_the_first_left_side():
+    from planner.logical import Aggregate, DependentJoin, Distinct
+    count = Aggregate(Filter(Y, _pred("y_k = x_k")), (), (("n", exp.Count(this=exp.Star())),))
+    first = DependentJoin(X, count, "left", ("x_k",), scalar=True)
+    count2 = Aggregate(Filter(Y, _pred("y_n = x_k")), (), (("n2", exp.Count(this=exp.Star())),))
+    out = _flat(DependentJoin(first, count2, "left", ("x_k",), scalar=True))
+    # Every domain is the distinct x_k of X itself, not of the first join's result.
+    assert all(d.input.input is X for d in _nodes(out, Distinct))

@@ -1,5 +1,6 @@
 """flatten_dependent_joins: a join whose right side reads its left side's columns (LATERAL, a
-correlated scalar subquery that is not a plain aggregate) becomes ordinary joins, aggregates and
+correlated scalar subquery that is not a plain aggregate, EXISTS / IN / NOT … of a correlated
+subquery the binder's semi and anti joins cannot take) becomes ordinary joins, aggregates and
 windows — the "dependent join" unnesting of Neumann & Kemper ("Unnesting Arbitrary Queries",
 BTW 2015), which DuckDB's FlattenDependentJoins also follows.
 
@@ -17,8 +18,11 @@ aggregate also groups by the domain columns (one without GROUP BY still gives it
 domain value over no rows, count 0, through a left join from the domain), LIMIT/OFFSET becomes a
 row_number() window partitioned by them, DISTINCT and set operations work per domain value. The
 result is joined back to the left side on the domain columns with NULL matching NULL (IS NOT
-DISTINCT FROM, as one-element lists: [NULL] = [NULL] in DuckDB). Every operator used is one the
-distributed planner already runs (shuffle joins, combine-shuffle-reduce, partitioned windows).
+DISTINCT FROM, as one-element lists: [NULL] = [NULL] in DuckDB); a semi or anti dependent join
+becomes a semi or anti join on them. A dependent join inside another's right side is flattened
+first; the columns it reads of a query further out stay in its result as free columns, which the
+outer one's domain then binds. Every operator used is one the distributed planner already runs
+(shuffle joins, combine-shuffle-reduce, partitioned windows).
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import re
 
 from sqlglot import exp
 
-from engine.errors import NotSupportedError, PlanError
+from engine.errors import PlanError
 from planner.comparable import comparable_pair
 from planner.logical import (ZERO_ON_EMPTY, Aggregate, DependentJoin, Distinct, Filter, Join, Limit, Node,
                              Project, Query, SetOp, SingleRow, Sort, Window, and_all, col, column_ids,
@@ -40,6 +44,11 @@ MORE_THAN_ONE_ROW = "more than one row returned by a subquery used as an express
 def flatten_dependent_joins(query: Query) -> Query:
     ids = _Ids(query.root)
     done: dict[int, Node] = {}
+    # A flattened dependent join → its left side: the rows of the one are rows of the other, with
+    # the same values in the left's columns, so the distinct values of those columns are read from
+    # the left side. Without it a chain of them (one per scalar subquery of a select list) would
+    # compute each one's left side again for the next one's domain, twice as often at each step.
+    lefts: dict[int, Node] = {}
 
     def rewrite(node: Node) -> Node:
         # Bottom-up, so that a dependent join inside another's right side is flat first; the plan
@@ -49,7 +58,9 @@ def flatten_dependent_joins(query: Query) -> Query:
         kids = tuple(rewrite(c) for c in node.children)
         out = node.with_children(*kids) if any(k is not c for k, c in zip(kids, node.children)) else node
         if isinstance(out, DependentJoin):
-            out = _Flattener(out, ids).flatten()
+            flat = _Flattener(out, ids, lefts).flatten()
+            lefts[id(flat)] = out.left
+            out = flat
         done[id(node)] = out
         return out
     return Query(rewrite(query.root), query.names)
@@ -147,17 +158,20 @@ def _keyed(left: Node, right: Node, kind: str, conds: list[exp.Expression], lk=(
 class _Flattener:
     """Pushes the domain of one dependent join's outer columns into its right side."""
 
-    def __init__(self, dj: DependentJoin, ids: _Ids):
+    def __init__(self, dj: DependentJoin, ids: _Ids, lefts: dict[int, Node]):
         self.dj, self.ids = dj, ids
         self.outer = dj.outer
         self._reads: dict[int, bool] = {}
+        self.source = dj.left
+        while id(self.source) in lefts and set(self.outer) <= set(lefts[id(self.source)].columns):
+            self.source = lefts[id(self.source)]
 
     def flatten(self) -> Node:
         dj = self.dj
         conds = conjuncts(dj.condition)
         if not self.reads(dj.right):
             right = dj.right if not dj.scalar or _at_most_one_row(dj.right) else SingleRow(dj.right)
-            return _keyed(dj.left, right, dj.kind if conds or dj.kind == "left" else "cross", conds)
+            return _keyed(dj.left, right, dj.kind if conds or dj.kind != "inner" else "cross", conds)
         right, dmap = self.push(dj.right)
         if dj.scalar and not _at_most_one_row(dj.right):
             right = self.one_row_each(right, dmap)
@@ -177,7 +191,7 @@ class _Flattener:
     def domain(self) -> tuple[Node, dict[str, str]]:
         """The distinct outer values, a fresh copy (fresh ids) each time it is joined in."""
         dmap = {o: self.ids.new(o) for o in self.outer}
-        return Distinct(Project(self.dj.left, tuple((dmap[o], col(o)) for o in self.outer))), dmap
+        return Distinct(Project(self.source, tuple((dmap[o], col(o)) for o in self.outer))), dmap
 
     def push(self, node: Node) -> tuple[Node, dict[str, str]]:
         """node with the domain joined in: (node computing its columns for every domain value at
@@ -274,8 +288,7 @@ class _Flattener:
     def push_join(self, node: Join):
         reads_left, reads_right = self.reads(node.left), self.reads(node.right)
         if node.kind == "full":
-            raise NotSupportedError("a FULL JOIN inside a LATERAL or correlated subquery that reads the outer "
-                                    "query's columns")
+            return self.push_full_join(node)
         if node.kind == "right":
             push_left, push_right = reads_left, True
         elif node.kind in ("inner", "cross"):
@@ -293,6 +306,20 @@ class _Flattener:
         residual = _swap(node.residual, dmap) if node.residual is not None else None
         kind = "inner" if node.kind == "cross" and (lk or residual is not None) else node.kind
         return Join(left, right, kind, tuple(lk), tuple(rk), residual), dmap
+
+    def push_full_join(self, node: Join):
+        """Both sides keep their unmatched rows, so both get the domain and match on it too; a row
+        of one side alone has NULL in the other's domain columns, and its domain value is the one
+        its own side holds (a matched row's two are equal, NULL matching NULL)."""
+        left, ldmap = self.push(node.left)
+        right, rdmap = self.push(node.right)
+        lk = [_swap(k, ldmap) for k in node.left_keys] + [_null_safe(ldmap[o]) for o in self.outer]
+        rk = [_swap(k, rdmap) for k in node.right_keys] + [_null_safe(rdmap[o]) for o in self.outer]
+        residual = _swap(node.residual, ldmap) if node.residual is not None else None
+        joined = Join(left, right, "full", tuple(lk), tuple(rk), residual)
+        dmap = {o: self.ids.new(o) for o in self.outer}
+        domain = tuple((dmap[o], exp.Coalesce(this=col(ldmap[o]), expressions=[col(rdmap[o])])) for o in self.outer)
+        return Project(joined, tuple((c, col(c)) for c in node.columns) + domain), dmap
 
     def one_row_each(self, node: Node, dmap: dict[str, str]) -> Node:
         """A scalar subquery's rows, checked to be at most one per domain value (DuckDB raises)."""

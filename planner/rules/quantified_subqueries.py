@@ -16,7 +16,13 @@ back to the outer rows: a mark join, distributed like any aggregate and join.
     x op ALL (…)  →  NOT (x op' ANY (…)), op' the complement of op (NOT (a < b) is a >= b, NULLs kept)
 
 A subquery that is not a plain SELECT (grouped, limited, a set operation) is first made a derived
-table `(…) AS __q(__v)` so that its rows can be counted the same way.
+table `(…) AS __q(__v)` so that its rows can be counted the same way. Where such a subquery also
+reads the outer query (the binder then flattens it as a dependent join, once per scalar subquery),
+the three counts come from one subquery over its rows, which reads x too:
+
+    x op ANY (q)  →  (SELECT CASE WHEN count_if(x op __v) > 0 THEN TRUE WHEN count(*) = 0 THEN FALSE
+                              WHEN x IS NULL OR count_if(__v IS NULL) > 0 THEN NULL ELSE FALSE END
+                      FROM (q) AS __q(__v))
 """
 from __future__ import annotations
 
@@ -46,28 +52,29 @@ def quantified_targets(e: exp.Expression) -> list[exp.Expression]:
     return out
 
 
-def rewrite_quantified(e: exp.Expression) -> exp.Expression:
-    """e with every quantified subquery outside nested queries written as counting subqueries."""
+def rewrite_quantified(e: exp.Expression, correlated=lambda q: False) -> exp.Expression:
+    """e with every quantified subquery outside nested queries written as counting subqueries;
+    correlated(subquery) says whether a subquery reads the query around it."""
     targets = quantified_targets(e)
     if not targets:
         return e
     holder = exp.Paren(this=e.copy())
     for t in quantified_targets(holder.this):
-        t.replace(exp.Paren(this=_rewrite_one(t)))
+        t.replace(exp.Paren(this=_rewrite_one(t, correlated)))
     return holder.this
 
 
-def _rewrite_one(t: exp.Expression) -> exp.Expression:
+def _rewrite_one(t: exp.Expression, correlated) -> exp.Expression:
     if isinstance(t, exp.Exists):
         return exp.GT(this=_count(_counted(_unwrap(t.this), for_exists=True)[0]), expression=exp.Literal.number(0))
     if isinstance(t, exp.In):
         if isinstance(t.this, exp.Tuple):
             raise NotSupportedError("a multi-column IN subquery here (use EXISTS)")
-        return _any(t.this, exp.EQ, _unwrap(t.args["query"]), check_types=True)
+        return _any(t.this, exp.EQ, _unwrap(t.args["query"]), correlated, check_types=True)
     op, quant = type(t), t.expression
     if isinstance(quant, exp.All):
-        return exp.Not(this=exp.Paren(this=_any(t.this, _COMPLEMENT[op], _unwrap(quant.this))))
-    return _any(t.this, op, _unwrap(quant.this))
+        return exp.Not(this=exp.Paren(this=_any(t.this, _COMPLEMENT[op], _unwrap(quant.this), correlated)))
+    return _any(t.this, op, _unwrap(quant.this), correlated)
 
 
 def _unwrap(q: exp.Expression) -> exp.Expression:
@@ -90,9 +97,12 @@ def _counted(q: exp.Expression, for_exists: bool = False) -> tuple[exp.Select, e
     them). EXISTS ignores a LIMIT of at least one row and DISTINCT; IN ignores DISTINCT."""
     if isinstance(q, exp.Select):
         q = q.copy()
-        q.set("distinct", None)
-        q.set("order", None)
         limit = q.args.get("limit")
+        if for_exists or not (limit or q.args.get("offset")):
+            # Which rows a LIMIT keeps depends on the order and on duplicates (not so for EXISTS,
+            # which only reads whether the first row is there).
+            q.set("distinct", None)
+            q.set("order", None)
         if for_exists and limit is not None and not q.args.get("offset"):
             n = limit.expression if isinstance(limit, exp.Limit) else limit
             if isinstance(n, exp.Literal) and not n.is_string and n.this.isdigit() and int(n.this) >= 1:
@@ -155,7 +165,7 @@ def _rename_shadowing(rows: exp.Select, y: exp.Expression, names: set[str]):
     return rows, y
 
 
-def _any(x: exp.Expression, op, q: exp.Expression, check_types: bool = False) -> exp.Expression:
+def _any(x: exp.Expression, op, q: exp.Expression, correlated, check_types: bool = False) -> exp.Expression:
     rows, y = _counted(q)
     shadowed = {c.table for c in x.find_all(exp.Column) if c.table} & {s.alias_or_name for s in _own_sources(rows)}
     if shadowed:
@@ -166,9 +176,29 @@ def _any(x: exp.Expression, op, q: exp.Expression, check_types: bool = False) ->
             raise CatalogError(f"Cannot compare values of type {x.type.sql('duckdb')} and type "
                                f"{y.type.sql('duckdb')} in IN/ANY/ALL clause - an explicit cast is required")
     zero = exp.Literal.number(0)
+    if not _simple(q) and correlated(q):
+        return _marked(x, op, rows, y)
     matched = exp.GT(this=_count(rows, op(this=x.copy(), expression=y.copy())), expression=zero)
     empty = exp.EQ(this=_count(rows), expression=zero)
     unknown = exp.Or(this=exp.Is(this=x.copy(), expression=exp.Null()),
                      expression=exp.GT(this=_count(rows, exp.Is(this=y.copy(), expression=exp.Null())), expression=zero))
     return exp.Case(ifs=[exp.If(this=matched, true=exp.true()), exp.If(this=empty, true=exp.false()),
                          exp.If(this=unknown, true=exp.Null())], default=exp.false())
+
+
+def _marked(x: exp.Expression, op, rows: exp.Select, y: exp.Expression) -> exp.Subquery:
+    """x op ANY (rows) as one subquery over rows (y, its value, read from the derived table rows
+    holds): its three counts from one evaluation of rows for each outer row."""
+    zero = exp.Literal.number(0)
+
+    def count_if(cond):
+        return exp.GT(this=exp.CountIf(this=cond), expression=zero)
+    case = exp.Case(ifs=[exp.If(this=count_if(op(this=x.copy(), expression=y.copy())), true=exp.true()),
+                         exp.If(this=exp.EQ(this=exp.Count(this=exp.Star()), expression=zero), true=exp.false()),
+                         exp.If(this=exp.Or(this=exp.Is(this=x.copy(), expression=exp.Null()),
+                                            expression=count_if(exp.Is(this=y.copy(), expression=exp.Null()))),
+                                true=exp.Null())],
+                    default=exp.false())
+    q = rows.copy()
+    q.set("expressions", [case])
+    return exp.Subquery(this=q)
