@@ -411,6 +411,10 @@ class Builder:
         mapping = {}
         for n, i in zip(names, ids):
             mapping.setdefault(n, i)
+        # Names are matched case-insensitively, as DuckDB does: sqlglot's qualification writes a
+        # column `Upper` of a file as `upper`.
+        for n, i in zip(names, ids):
+            mapping.setdefault(n.lower(), i)
         return node, alias, mapping, list(names), list(ids)
 
     def values(self, v: exp.Values, alias):
