@@ -176,7 +176,9 @@ def _column_stats(pf: pq.ParquetFile, files_meta, sample: pa.Table | None, name:
                 have_minmax = False
     width = _fixed_width(t)
     distinct, exact = None, False
-    if sample is not None and name in sample.column_names and sample.num_rows:
+    # Nested columns (LIST, STRUCT, MAP) have no distinct count in Arrow: their statistics stay unknown.
+    nested = pa.types.is_nested(t)
+    if sample is not None and name in sample.column_names and sample.num_rows and not nested:
         col = sample.column(name)
         if pa.types.is_string_view(col.type):
             col = col.cast(pa.string())

@@ -11,9 +11,10 @@ For `WITH RECURSIVE t(cols) AS (anchor UNION [ALL] step) outer`, rank 0 drives:
 
 so each iteration is a stage that runs on every rank like any query, and UNION's new rows are
 deduplicated by a distributed EXCEPT. The tables live only for the statement, under names no client
-writes (engine/temp_tables.py: hidden, and removed at the next start if the server dies). One
-recursive CTE per statement (others may sit beside it); a recursion that has not ended after
-MAX_ITERATIONS iterations is stopped with an error, as a runaway query.
+writes (engine/temp_tables.py: hidden, and removed at the next start if the server dies). A
+recursion that has not ended after MAX_ITERATIONS iterations is stopped with an error, as a runaway
+query. Several recursive CTEs are computed one after the other, in the WITH's order: each later
+CTE (recursive or not) and the outer query read the tables of those before it.
 """
 from __future__ import annotations
 
@@ -28,15 +29,12 @@ from engine.temp_tables import TEMP_MARK
 MAX_ITERATIONS = 10_000
 
 
-def recursive_cte(ast: exp.Expression) -> exp.CTE | None:
-    """The recursive CTE of a WITH RECURSIVE query, None when it has none."""
+def recursive_ctes(ast: exp.Expression) -> list[exp.CTE]:
+    """The recursive CTEs of a WITH RECURSIVE query, in the WITH's order ([] when it has none)."""
     with_ = ast.args.get("with_") or ast.args.get("with")
     if with_ is None or not with_.args.get("recursive"):
-        return None
-    found = [c for c in with_.expressions if _reads(c.this, c.alias_or_name)]
-    if len(found) > 1:
-        raise NotSupportedError("WITH RECURSIVE with more than one recursive CTE")
-    return found[0] if found else None
+        return []
+    return [c for c in with_.expressions if _reads(c.this, c.alias_or_name)]
 
 
 def _reads(query: exp.Expression, name: str) -> bool:
@@ -44,21 +42,72 @@ def _reads(query: exp.Expression, name: str) -> bool:
 
 
 def run(session, ast: exp.Expression, params, token, client) -> pa.Table:
-    cte = recursive_cte(ast)
+    """Computes each recursive CTE in the WITH's order into a table of its own; the CTEs after it
+    (a later recursive CTE among them) and the outer query then read that table."""
+    if params:
+        raise NotSupportedError("parameters in WITH RECURSIVE")
+    with_ = ast.args.get("with_") or ast.args.get("with")
+    ctes = list(with_.expressions)
+    recursive = {c.alias_or_name.lower() for c in recursive_ctes(ast)}
+    current = [c.copy() for c in ctes]
+    made: list[str] = []  # tables to drop
+    try:
+        for i, cte in enumerate(ctes):
+            name = cte.alias_or_name.lower()
+            if name not in recursive:
+                continue
+            later = [c.alias_or_name for c in ctes[i + 1:] if c.alias_or_name.lower() in recursive
+                     and _reads(cte.this, c.alias_or_name)]
+            if later:
+                raise NotSupportedError(f"a recursive CTE ({cte.alias_or_name}) that reads a recursive CTE defined "
+                                        f"after it ({later[0]})")
+            pending = {c.alias_or_name.lower() for c in ctes[i:] if c.alias_or_name.lower() in recursive}
+            others = [c for j, c in enumerate(current) if j != i and not _reads_any(c, current, pending)]
+            result = _recursion(session, cte, others, token, client, made)
+            current[i] = exp.CTE(this=exp.select("*").from_(result), alias=cte.args["alias"].copy())
+        outer = ast.copy()
+        outer_with = outer.args.get("with_") or outer.args.get("with")
+        outer_with.set("expressions", current)
+        outer_with.set("recursive", False)
+        return session.execute(outer.sql("duckdb"), token=token, client=client)
+    finally:
+        for table in made:
+            try:
+                session.execute(f"DROP TABLE IF EXISTS {table}", client=client)
+            except Exception:  # noqa: BLE001 - a leftover is removed at the next start
+                pass
+
+
+def _reads_any(cte: exp.CTE, ctes: list[exp.CTE], names: set[str]) -> bool:
+    """Whether cte reads one of names, directly or through the other CTEs it reads."""
+    by_name = {c.alias_or_name.lower(): c for c in ctes}
+    seen, stack = set(), [cte]
+    while stack:
+        for t in stack.pop().this.find_all(exp.Table):
+            n = t.name.lower()
+            if t.args.get("db"):
+                continue
+            if n in names:
+                return True
+            if n in by_name and n not in seen:
+                seen.add(n)
+                stack.append(by_name[n])
+    return False
+
+
+def _recursion(session, cte: exp.CTE, others: list[exp.CTE], token, client, made: list[str]) -> str:
+    """Runs one recursive CTE to its end; returns the (quoted) table that holds its rows."""
     body = cte.this
     if not isinstance(body, exp.Union) or _reads(body.this, cte.alias_or_name):
         raise NotSupportedError("WITH RECURSIVE whose CTE is not `anchor UNION [ALL] step`")
-    if params:
-        raise NotSupportedError("parameters in WITH RECURSIVE")
     distinct = bool(body.args.get("distinct"))
     name = cte.alias_or_name
-    with_ = ast.args.get("with_") or ast.args.get("with")
-    others = [c for c in with_.expressions if c is not cte]
     columns = [c.name for c in cte.args["alias"].columns] if cte.args.get("alias") and cte.args["alias"].columns \
         else None
     tag = uuid.uuid4().hex[:12]
     tables = {role: f"rec_{role}{TEMP_MARK}{tag}" for role in ("result", "work", "new")}
     quoted = {role: f'"{t}"' for role, t in tables.items()}
+    made += quoted.values()
 
     def with_others(query: exp.Expression, bound: str | None) -> str:
         ctes = [c.copy() for c in others]
@@ -75,31 +124,18 @@ def run(session, ast: exp.Expression, params, token, client) -> pa.Table:
 
     anchor = with_others(body.this, None)
     renamed = f"(SELECT * FROM ({anchor}) AS __a({', '.join(columns)}))" if columns else f"({anchor})"
-    try:
-        sql(f"CREATE TABLE {quoted['result']} AS SELECT {'DISTINCT ' if distinct else ''}* FROM {renamed}")
-        if columns is None:
-            columns = list(session.catalog.table_schema(tables["result"]).names)
-        sql(f"CREATE TABLE {quoted['work']} AS SELECT * FROM {quoted['result']}")
-        step = with_others(body.expression, quoted["work"])
-        for _ in range(MAX_ITERATIONS):
-            new = f"SELECT DISTINCT * FROM ({step}) EXCEPT SELECT * FROM {quoted['result']}" if distinct else step
-            sql(f"CREATE OR REPLACE TABLE {quoted['new']} AS {new}")
-            if sql(f"SELECT count(*) FROM {quoted['new']}").column(0)[0].as_py() == 0:
-                break
-            sql(f"INSERT INTO {quoted['result']} SELECT * FROM {quoted['new']}")
-            sql(f"CREATE OR REPLACE TABLE {quoted['work']} AS SELECT * FROM {quoted['new']}")
-        else:
-            raise ExecutionError(f"WITH RECURSIVE {name} did not end after {MAX_ITERATIONS} iterations")
-        outer = ast.copy()
-        outer_with = outer.args.get("with_") or outer.args.get("with")
-        for c in outer_with.expressions:
-            if c.alias_or_name == name:
-                c.set("this", exp.select("*").from_(quoted["result"]))
-        outer_with.set("recursive", False)
-        return sql(outer.sql("duckdb"))
-    finally:
-        for table in quoted.values():
-            try:
-                session.execute(f"DROP TABLE IF EXISTS {table}", client=client)
-            except Exception:  # noqa: BLE001 - a leftover is removed at the next start
-                pass
+    sql(f"CREATE TABLE {quoted['result']} AS SELECT {'DISTINCT ' if distinct else ''}* FROM {renamed}")
+    if columns is None:
+        columns = list(session.catalog.table_schema(tables["result"]).names)
+    sql(f"CREATE TABLE {quoted['work']} AS SELECT * FROM {quoted['result']}")
+    step = with_others(body.expression, quoted["work"])
+    for _ in range(MAX_ITERATIONS):
+        new = f"SELECT DISTINCT * FROM ({step}) EXCEPT SELECT * FROM {quoted['result']}" if distinct else step
+        sql(f"CREATE OR REPLACE TABLE {quoted['new']} AS {new}")
+        if sql(f"SELECT count(*) FROM {quoted['new']}").column(0)[0].as_py() == 0:
+            break
+        sql(f"INSERT INTO {quoted['result']} SELECT * FROM {quoted['new']}")
+        sql(f"CREATE OR REPLACE TABLE {quoted['work']} AS SELECT * FROM {quoted['new']}")
+    else:
+        raise ExecutionError(f"WITH RECURSIVE {name} did not end after {MAX_ITERATIONS} iterations")
+    return quoted["result"]

@@ -330,7 +330,7 @@ class Session:
                 if stmt.kind != "query":
                     return stmt
                 query = stmt.query
-                if recursive.recursive_cte(query) is not None:
+                if recursive.recursive_ctes(query):
                     return Statement("recursive", query, sql=sql)
                 with_ = query.args.get("with_")
                 if with_ is not None and with_.args.get("recursive"):  # RECURSIVE, but none is

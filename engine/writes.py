@@ -20,6 +20,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import sqlglot
 from sqlglot import exp
 
 from engine.catalog import DATABASE, SCHEMA, SCHEMA_MARKER
@@ -45,12 +46,14 @@ def classify_write(ast: exp.Expression, sql: str, catalog=None) -> Statement | N
     if isinstance(ast, exp.Merge):
         return Statement("merge", ast, name=_table_name(ast.this), sql=sql)
     if isinstance(ast, exp.Update):
-        if ast.args.get("from") or ast.args.get("returning"):
-            raise NotSupportedError("UPDATE … FROM / RETURNING")
+        if ast.args.get("returning"):
+            raise NotSupportedError("UPDATE … RETURNING")
+        if ast.args.get("from_") or ast.args.get("from"):
+            return Statement("merge", _update_from_as_merge(ast), name=_table_name(ast.this), sql=sql)
         return Statement("update", ast, name=_table_name(ast.this), sql=sql)
     if isinstance(ast, exp.Delete):
-        if ast.args.get("using") or ast.args.get("returning"):
-            raise NotSupportedError("DELETE … USING / RETURNING")
+        if ast.args.get("returning"):
+            raise NotSupportedError("DELETE … RETURNING")
         return Statement("delete", ast, name=_table_name(ast.this), sql=sql)
     if isinstance(ast, exp.Alter):
         kind = (ast.args.get("kind") or "").upper()
@@ -72,6 +75,21 @@ def classify_write(ast: exp.Expression, sql: str, catalog=None) -> Statement | N
         return Statement("drop_schema", ast, name=_schema_name(tables[0]), if_exists=bool(ast.args.get("exists")),
                          sql=sql)
     return None
+
+
+def _update_from_as_merge(ast: exp.Update) -> exp.Merge:
+    """UPDATE t SET … FROM s WHERE c is MERGE INTO t USING s ON c WHEN MATCHED THEN UPDATE SET …:
+    a row of t is updated when c holds for a row of s. Where several rows of s match one row of t,
+    DuckDB takes one of them, which is not defined: the MERGE refuses that, before writing."""
+    frm = ast.args.get("from_") or ast.args.get("from")
+    if ast.args.get("joins") or frm.this.args.get("joins") or frm.expressions or isinstance(frm.this, exp.Values):
+        raise NotSupportedError("UPDATE … FROM with more than one table or a join (write the join in a subquery)")
+    where = ast.args.get("where")
+    on = where.this.sql("duckdb") if where is not None else "TRUE"
+    sets = ", ".join(eq.sql("duckdb") for eq in ast.expressions)
+    text = (f"MERGE INTO {ast.this.sql('duckdb')} USING {frm.this.sql('duckdb')} ON {on} "
+            f"WHEN MATCHED THEN UPDATE SET {sets}")
+    return sqlglot.parse_one(text, read="duckdb")
 
 
 def _table_name(table: exp.Expression) -> str:
@@ -303,6 +321,15 @@ def _where(ast) -> str | None:
 def _delete(session, stmt, params, token, lane, table) -> pa.Table:
     cond = _where(stmt.query)
     before = table.row_count
+    using = stmt.query.args.get("using")
+    if using:
+        # DELETE … USING s WHERE c: a row goes when c holds for a row of s (of their cross product).
+        alias = stmt.query.this.alias_or_name
+        sources = ", ".join(u.sql("duckdb") for u in using)
+        rows = _rewrite(session, table, f"SELECT {_quote(alias)}.* FROM {_quote(table.name)} AS {_quote(alias)} "
+                                        f"WHERE NOT EXISTS (SELECT 1 FROM {sources} WHERE {cond or 'TRUE'})",
+                        params, token, lane)
+        return _count(before - rows)
     if cond is None:
         empty = session.catalog.data_dir / f".tmp-parts-{owner_tag()}-{uuid.uuid4().hex[:8]}"
         empty.mkdir()

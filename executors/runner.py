@@ -25,7 +25,7 @@ from executors.comm import RemoteStreamError, drain_batches, receive_batches, se
 from executors.profile import fragment_profile
 from executors.scan import ARROW_VIEW_PREFIX, ScanSource
 from planner.comparable import never_raising
-from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Scan, SetOp,
+from planner.logical import (Aggregate, Distinct, Filter, Generate, Join, Limit, Node, Project, Scan, SetOp,
                              SingleRow, Sort, Values, Window)
 from planner.patterns.base import Exchange, is_replicable
 from planner.physical import operator_numbers
@@ -676,6 +676,8 @@ class Runner:
             cols = sorted({name for _, name in node.fields}, key=[f.name for f in table.schema].index)
             src = self.scans.source(table, cols, replicated)
             return f"{items} FROM {src}"
+        if isinstance(node, Generate):
+            return self._render_generate(node, replicated)
         if isinstance(node, Values):
             if not node.rows:
                 return "SELECT " + ", ".join(f"NULL AS {q(c)}" for c in node.ids) + " WHERE false"
@@ -720,6 +722,23 @@ class Runner:
             return (f"SELECT * FROM ({inner}) WHERE CASE WHEN (SELECT count(*) FROM ({inner})) > 1 THEN "
                     f"error('more than one row returned by a subquery used as an expression') ELSE true END")
         raise ExecutionError(f"cannot run plan node {type(node).__name__}")
+
+    def _render_generate(self, node: Generate, replicated: bool) -> str:
+        """This rank's slice of a table function's rows (all of them where the fragment is
+        replicated): an integer series as a series of its own, anything else by skipping rows
+        (DuckDB makes a table function's rows in order)."""
+        whole = f"SELECT * FROM {node.call} AS _g({q(node.id)})"
+        start, stop = (0, node.rows) if replicated else node.slice(self.comm.rank, self.comm.size)
+        if (start, stop) == (0, node.rows):
+            return whole
+        if start == stop:
+            return whole + " LIMIT 0"
+        if node.series is not None:
+            first, step = node.series
+            # Both ends are values of the series, so no bound can overflow BIGINT.
+            return (f"SELECT * FROM generate_series(CAST({first + start * step} AS BIGINT), "
+                    f"CAST({first + (stop - 1) * step} AS BIGINT), CAST({step} AS BIGINT)) AS _g({q(node.id)})")
+        return f"{whole} LIMIT {stop - start} OFFSET {start}"
 
     @staticmethod
     def _limit_clause(node: Limit) -> str:

@@ -19,6 +19,7 @@ import itertools
 from sqlglot import exp
 
 from engine.errors import CatalogError, NotSupportedError, PlanError
+from planner import table_functions
 from planner.comparable import common_setop_type, comparable_pair, kind_of, never_raising
 from planner.estimate import Estimator
 from planner.grouping_sets import expand, grouping_masks, has_grouping_sets
@@ -27,16 +28,15 @@ from planner.qualify import sql_type_name
 from planner.rules.factor_or import factor_or
 from planner.rules.quantified_subqueries import rewrite_quantified
 from planner.rules.simplify_outer_joins import rejects_nulls
-from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Query, Scan,
-                             SetOp, SingleRow, Sort, Values, Window, col, column_ids)
+from planner.logical import (ZERO_ON_EMPTY, Aggregate, DependentJoin, Distinct, Filter, Generate, Join, Limit,
+                             Node, Project, Query, Scan, SetOp, SingleRow, Sort, Values, Window, and_all, col,
+                             column_ids, conjuncts)
 
 GROUPING_CALLS = (exp.Grouping, exp.GroupingId)
 # An outer join's preserved side estimated at no more rows than this narrows the other side first
 # (Builder._reduced_by).
 OUTER_REDUCTION_ROWS = 10_000
 
-# Aggregates whose value over no rows is 0, not NULL.
-ZERO_ON_EMPTY = (exp.Count, exp.CountIf, exp.ApproxDistinct)
 
 
 class Scope:
@@ -47,6 +47,23 @@ class Scope:
         self.sources: dict[str, dict[str, str]] = {}
         # Column ids of this scope referenced from a subquery's WHERE (filled by children).
         self.correlated: list[exp.Expression] | None = None
+        # For the scope a dependent join's right side reads (a LATERAL's left side, the outer query
+        # of a correlated scalar subquery that is not a plain aggregate): the column ids of this
+        # scope the right side read, anywhere in it. None for an ordinary scope.
+        self.free: set[str] | None = None
+
+    def ancestor(self, depth: int) -> "Scope":
+        scope = self
+        for _ in range(depth):
+            scope = scope.parent
+        return scope
+
+    def reading(self) -> "Scope":
+        """A scope for a dependent join's right side to read this one's columns from, anywhere."""
+        out = Scope(self.parent)
+        out.sources = {alias: m for alias, m in self.sources.items() if alias != "__scalar"}
+        out.free = set()
+        return out
 
     def add(self, alias: str, mapping: dict[str, str]):
         self.sources[alias] = mapping
@@ -69,29 +86,6 @@ class Scope:
 def _add_sources(scope: Scope, sources: dict[str, dict[str, str]]) -> None:
     for alias, mapping in sources.items():
         scope.add(alias, mapping)
-
-
-def conjuncts(e: exp.Expression | None) -> list[exp.Expression]:
-    if e is None:
-        return []
-    while isinstance(e, (exp.Paren, exp.Where)):
-        e = e.this
-    if isinstance(e, exp.And):
-        return conjuncts(e.left) + conjuncts(e.right)
-    return [e]
-
-
-def and_all(parts: list[exp.Expression]) -> exp.Expression | None:
-    # sqlglot renders a tree as it is, without adding parentheses: an OR under an AND must carry
-    # its own, or `a AND (b OR c)` would run as `(a AND b) OR c`.
-    parts = [exp.Paren(this=p) if isinstance(p, exp.Connector) and not isinstance(p, exp.And) else p
-             for p in parts]
-    if not parts:
-        return None
-    out = parts[0]
-    for p in parts[1:]:
-        out = exp.And(this=out, expression=p)
-    return out
 
 
 def _outside_subqueries(e: exp.Expression, kinds) -> list[exp.Expression]:
@@ -261,8 +255,7 @@ class Builder:
                     items.append((self.new_id(n, self.id_types.get(cid)), col(cid)))
                 else:
                     t = self.id_types.get(other[n.lower()])
-                    null = exp.Cast(this=exp.Null(), to=t.copy()) if t is not None else exp.Null()
-                    items.append((self.new_id(n, t), null))
+                    items.append((self.new_id(n, t), typed_null(t)))
             projected.append(Project(node, tuple(items)))
         return projected[0], projected[1], out
 
@@ -342,6 +335,8 @@ class Builder:
         if isinstance(src, exp.Table):
             if src.args.get("db") or src.args.get("catalog"):
                 raise CatalogError(f"unknown table: {src.sql('duckdb')}")
+            if table_functions.function_name(src.this) is not None:
+                return self._generated(src, alias)
             if isinstance(src.this, exp.Anonymous) or not isinstance(src.this, exp.Identifier):
                 raise NotSupportedError(f"table function {src.this.sql('duckdb')}")
             name = src.name
@@ -365,9 +360,24 @@ class Builder:
         if isinstance(src, exp.Values):
             node, names, ids = self.values(src, alias)
             return self._rename(src, node, names, ids, alias)
+        if isinstance(src, exp.Lateral) and isinstance(src.this, exp.Subquery) and not src.args.get("view"):
+            # First in FROM, a LATERAL subquery has nothing before it to read: a derived table.
+            node, names, ids = self.query(src.this, None)
+            return self._rename(src, node, names, ids, alias)
         if isinstance(src, (exp.Unnest, exp.Lateral)):
             raise NotSupportedError(f"{src.key.upper()} in FROM")
         raise NotSupportedError(f"FROM item {src.sql('duckdb')[:60]}")
+
+    def _generated(self, src: exp.Table, alias: str):
+        """range / generate_series / unnest in FROM, bound when the statement was qualified."""
+        bound = table_functions.bound_of(src.this)
+        typ = None
+        try:
+            typ = exp.DataType.build(bound.type, dialect="duckdb")
+        except Exception:  # noqa: BLE001 - a type sqlglot cannot read stays unknown (the safe path)
+            pass
+        node = Generate(self.new_id(bound.name, typ), bound.call, bound.rows, bound.series, bound.lo, bound.hi)
+        return self._rename(src, node, [bound.name], [node.id], alias)
 
     def _cte_query(self, cte, scope):
         # A CTE is planned where it is used; the frames above it stay visible, later ones do not.
@@ -446,7 +456,13 @@ class Builder:
                 if isinstance(n.this, exp.Star):
                     raise NotSupportedError("* here")
                 cid, depth = scope.resolve(n.table, n.name)
-                if depth > 0:
+                owner = scope.ancestor(depth) if depth > 0 else None
+                if owner is not None and owner.free is not None:
+                    if depth > 1:
+                        raise NotSupportedError(f"a subquery inside a LATERAL or correlated subquery that reads "
+                                                f"the outer query's column {n.sql('duckdb')}")
+                    owner.free.add(cid)
+                elif depth > 0:
                     if not allow_outer or depth > 1:
                         raise NotSupportedError(f"correlated reference to {n.sql('duckdb')} here")
                     if outer_seen is not None:
@@ -550,13 +566,13 @@ class Builder:
             side = (j.args.get("side") or "").upper()
             kind = (j.args.get("kind") or "").upper()
             if isinstance(j.this, exp.Lateral):
-                raise NotSupportedError("LATERAL")
+                items = [self._lateral_join(j, self.join_set(items, set_conjuncts, scope), scope)]
+                set_conjuncts, group_start = [], 0
+                continue
             method = (j.args.get("method") or "").upper()
             asof = "ASOF" in (method, kind)
             if (method and not asof) or kind == "POSITIONAL":
                 raise NotSupportedError(f"{method or kind} JOIN")
-            if asof and side not in ("", "LEFT"):
-                raise NotSupportedError(f"ASOF {side} JOIN")
             node, sources = self._from_item(j.this, scope)
             using = j.args.get("using")
             comma = not side and not kind and j.args.get("on") is None and not j.args.get("using")
@@ -579,8 +595,8 @@ class Builder:
                     set_conjuncts = []
                 left_ids = set(left.columns)
                 _add_sources(scope, sources)
-                jkind = ("asof_left" if side else "asof") if asof else (side.lower() if side else kind.lower())
-                if on_subqueries and jkind in ("right", "full"):
+                jkind = f"asof_{side.lower()}" if asof and side else "asof" if asof else (side.lower() if side else kind.lower())
+                if on_subqueries and jkind in ("right", "full", "asof_right", "asof_full"):
                     # They are applied after every join: right of a RIGHT or FULL join, too late.
                     raise NotSupportedError("a subquery in an inner join's ON clause before a RIGHT or FULL JOIN")
                 on = []
@@ -599,8 +615,13 @@ class Builder:
                 if others and any(not column_ids(c) <= reach for c in on):
                     raise NotSupportedError(f"a {jkind.upper()} JOIN whose ON clause reads a table listed before "
                                             "a comma in FROM (write that table in a JOIN instead)")
-                make = self.make_asof_join if asof else self.make_join
-                joined = make(left, node, jkind, on, left_ids)
+                if jkind in ("asof_right", "asof_full"):
+                    joined, renamed = self._asof_outer(left, node, jkind, on, left_ids)
+                    for alias, mapping in scope.sources.items():
+                        scope.sources[alias] = {n: renamed.get(i, i) for n, i in mapping.items()}
+                else:
+                    make = self.make_asof_join if asof else self.make_join
+                    joined = make(left, node, jkind, on, left_ids)
                 items = others + [joined]
                 group_start = len(others)
             else:
@@ -615,6 +636,33 @@ class Builder:
                 if using:
                     set_conjuncts += self._using(using, scope, sources)
         return items, set_conjuncts, on_subqueries
+
+    def _lateral_join(self, j: exp.Join, left: Node, scope: Scope) -> Node:
+        """`left, LATERAL (q)`, `[CROSS | LEFT] JOIN LATERAL (q) [ON …]`: q may read the columns of
+        every FROM item before it, anywhere; a DependentJoin (planner/rules/flatten_dependent_joins.py)."""
+        side = (j.args.get("side") or "").upper()
+        kind = (j.args.get("kind") or "").upper()
+        lateral = j.this
+        if not isinstance(lateral.this, exp.Subquery) or lateral.args.get("view"):
+            raise NotSupportedError(f"LATERAL of something other than a subquery: {lateral.sql('duckdb')[:60]}")
+        if j.args.get("using") or j.args.get("method") or kind not in ("", "CROSS", "INNER", "OUTER") or side not in ("", "LEFT") or (
+                kind == "OUTER" and not side):
+            what = " ".join(w for w in (j.args.get("method") or "", side, kind) if w) or "USING"
+            raise NotSupportedError(f"{what} JOIN LATERAL (LATERAL joins are INNER, CROSS or LEFT, with ON)")
+        reading = scope.reading()
+        node, names, ids = self.query(lateral.this, reading)
+        _, alias, mapping, _, _ = self._rename(lateral, node, names, ids, lateral.alias_or_name)
+        _add_sources(scope, {alias: mapping})
+        on = []
+        for c in conjuncts(j.args.get("on")):
+            if _has_subquery(c):
+                raise NotSupportedError("a subquery in the ON clause of a LATERAL join")
+            on.append(self.translate(c, scope))
+        if side and not reading.free:
+            return self.make_join(left, node, "left", on, set(left.columns))
+        if not reading.free:
+            return self.make_join(left, node, "inner", on, set(left.columns))
+        return DependentJoin(left, node, "left" if side else "inner", tuple(sorted(reading.free)), and_all(on))
 
     def _from_item(self, src: exp.Expression, scope: Scope):
         """(node, {alias: {column name: id}}) for one FROM item. A parenthesised join
@@ -669,7 +717,12 @@ class Builder:
     def _local_refs(self, e: exp.Expression, scope: Scope) -> set[str]:
         """Columns of this scope that e reads, including through correlated subqueries (a column
         inside a subquery counts only if no table of an enclosing subquery has its qualifier)."""
-        refs = set()
+        return {cid for _, cid in self._scope_columns(e, scope)}
+
+    @staticmethod
+    def _scope_columns(e: exp.Expression, scope: Scope) -> list[tuple[exp.Column, str]]:
+        """(column, its id) for each column in e that resolves to this scope itself."""
+        out = []
         for c in e.find_all(exp.Column):
             if _bound_inside(c, e):
                 continue
@@ -678,8 +731,8 @@ class Builder:
             except CatalogError:
                 continue
             if depth == 0:
-                refs.add(cid)
-        return refs
+                out.append((c, cid))
+        return out
 
     # ------------------------------------------------------------------ joins
     def make_join(self, left: Node, right: Node, kind: str, on: list[exp.Expression], left_ids: set[str]) -> Node:
@@ -727,6 +780,25 @@ class Builder:
             raise PlanError("missing ASOF JOIN inequality: its ON clause needs one of >=, >, <=, < between "
                             "the two sides")
         return Join(left, right, kind, tuple(lk), tuple(rk), and_all(rest))
+
+    def _asof_outer(self, left: Node, right: Node, kind: str, on: list[exp.Expression], left_ids: set[str]):
+        """ASOF RIGHT / FULL JOIN: the inner (RIGHT) or LEFT ASOF join, and then every right row no
+        left row took, its left columns NULL. The rows taken are the inner join's right columns,
+        distinct; EXCEPT ALL removes one copy of each from the right side: identical right rows are
+        interchangeable, and of such copies a left row takes only one. Returns (the union, {old
+        column id: its id in the union}) - the union's columns are new."""
+        inner = self.make_asof_join(left, right, "asof", on, left_ids)
+        kept = inner if kind == "asof_right" else \
+            self.make_asof_join(left, right, "asof_left", [c.copy() for c in on], left_ids)
+        taken_ids = tuple(self.new_id(c.rsplit("_", 1)[0], self.id_types.get(c)) for c in right.columns)
+        taken = Distinct(Project(inner, tuple((t, col(c)) for t, c in zip(taken_ids, right.columns))))
+        spare_ids = tuple(self.new_id(c.rsplit("_", 1)[0], self.id_types.get(c)) for c in right.columns)
+        spare = SetOp("except", True, right, taken, spare_ids)
+        nulls = tuple((self.new_id(c.rsplit("_", 1)[0], self.id_types.get(c)), typed_null(self.id_types.get(c)))
+                      for c in left.columns)
+        unmatched = Project(spare, nulls + tuple((i, col(i)) for i in spare_ids))
+        out = tuple(self.new_id(c.rsplit("_", 1)[0], self.id_types.get(c)) for c in kept.columns)
+        return SetOp("union", True, kept, unmatched, out), dict(zip(kept.columns, out))
 
     def _reduced_by(self, big: Node, big_keys, small: Node, small_keys) -> Node:
         """The null-supplying side of an outer join whose preserved side is tiny, semi-joined with
@@ -911,6 +983,13 @@ class Builder:
         placeholders = scope.sources.setdefault("__scalar", {})
         for s in subs:
             q = self._subquery_select(s)
+            if self._needs_dependent_join(q, s, scope):
+                rel, value = self._dependent_scalar(rel, s, scope, after_agg)
+                name = f"__scalar_{value}"
+                placeholders[name] = value
+                s.replace(exp.Column(this=exp.Identifier(this=name, quoted=True),
+                                     table=exp.Identifier(this="__scalar", quoted=True)))
+                continue
             corr = Correlation(scalar=True, outer_rel=rel)
             corr.outer_map = after_agg
             if isinstance(q, exp.Select):
@@ -935,6 +1014,38 @@ class Builder:
             placeholders[name] = value
             s.replace(exp.Column(this=exp.Identifier(this=name, quoted=True), table=exp.Identifier(this="__scalar", quoted=True)))
         return rel, holder.this
+
+    def _needs_dependent_join(self, q: exp.Expression, sub: exp.Expression, scope: Scope) -> bool:
+        """Whether a scalar subquery reads this scope's columns in a way the decorrelation of
+        _correlated_scalar does not cover: it covers a plain aggregate (no GROUP BY, LIMIT,
+        DISTINCT) whose outer columns are all read in its WHERE."""
+        # Columns of q that this scope holds (sub, q's parenthesised form, is q's root here).
+        outer = [c for c, _ in self._scope_columns(sub, scope)]
+        if not outer:
+            return False
+        if not isinstance(q, exp.Select) or not any(_aggregates(x) for x in q.expressions):
+            return True
+        if any(q.args.get(k) for k in ("group", "limit", "offset", "distinct", "order")):
+            return True
+        where = q.args.get("where")
+        return any(c.find_ancestor(exp.Where) is not where for c in outer)
+
+    def _dependent_scalar(self, rel: Node, sub: exp.Expression, scope: Scope, after_agg: dict | None):
+        """A correlated scalar subquery of any other shape (`ORDER BY … LIMIT 1`, a plain column,
+        outer columns in its select list): a left DependentJoin of rel with it; returns (rel, the
+        value's column id)."""
+        reading = scope.reading()
+        if after_agg is not None:
+            # After GROUP BY the outer query's columns are the group keys' output columns; any
+            # other column id is missing from rel (checked below).
+            reading.sources = {a: {n: after_agg.get(cid, cid) for n, cid in m.items()}
+                               for a, m in reading.sources.items()}
+        node, _, ids = self.query(sub, reading)
+        if len(ids) != 1:
+            raise CatalogError(f"scalar subquery returns {len(ids)} columns")
+        if not reading.free <= set(rel.columns):
+            raise NotSupportedError("a correlated subquery after GROUP BY on a column that is not a group key")
+        return DependentJoin(rel, node, "left", tuple(sorted(reading.free)), scalar=True), ids[0]
 
     def _comparable_keys(self, left, right):
         """Key tuples (column ids or expressions) made comparable pairwise, and their residual."""
@@ -1364,15 +1475,24 @@ class Builder:
         allowed = {c.name for v in post.values() for c in v.find_all(exp.Column)}
         bad = [c.name for c in t.find_all(exp.Column) if c.name not in allowed]
         if bad:
-            # Columns that came from the scalar placeholder scope are fine.
+            # Columns that came from the scalar placeholder scope are fine, and so are a dependent
+            # join's outer columns: one value per evaluation.
             scal = set(scope.sources.get("__scalar", {}).values())
-            bad = [b for b in bad if b not in scal]
+            free = scope.parent.free if scope.parent is not None and scope.parent.free is not None else set()
+            bad = [b for b in bad if b not in scal and b not in free]
         if bad:
             raise CatalogError(f"column {bad[0].rsplit('_', 1)[0]} must appear in the GROUP BY clause or be used in an aggregate function")
         return t
 
     def _translate_mixed(self, e, scope, post):
         return self.translate(e, scope, replace=post)
+
+
+def typed_null(t: exp.DataType | None) -> exp.Expression:
+    """NULL of type t where the type is known (a nested column's is not: plain NULL then)."""
+    if t is None or t.this == exp.DataType.Type.UNKNOWN:
+        return exp.Null()
+    return exp.Cast(this=exp.Null(), to=t.copy())
 
 
 def _typed(e: exp.Expression, source: exp.Expression) -> exp.Expression:

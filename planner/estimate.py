@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from planner.logical import (ASOF_KINDS, Aggregate, Distinct, Filter, Join, Limit, Node, Project, Scan, SetOp,
-                             SingleRow, Sort, Values, Window)
+from planner.logical import (ASOF_KINDS, Aggregate, DependentJoin, Distinct, Filter, Generate, Join, Limit, Node,
+                             Project, Scan, SetOp, SingleRow, Sort, Values, Window, multiplies_rows)
 
 # Selectivities used when statistics cannot say more (named, not buried in code).
 SEL_DEFAULT = 0.5
@@ -21,6 +21,8 @@ SEL_LIKE = 0.1
 SEL_EQ_UNKNOWN = 0.05
 SEMI_FRACTION = 0.5
 DEFAULT_WIDTH = 8.0
+# Rows an UNNEST in a select list makes of one row, on a guess (the estimate is then not known).
+UNNEST_FANOUT = 4.0
 
 
 @dataclass(slots=True)
@@ -116,6 +118,9 @@ class Estimator:
             return Est(float(t.row_count), cols, True)
         if isinstance(node, Values):
             return Est(float(len(node.rows)), {c: ColInfo(max(1, len(node.rows))) for c in node.ids}, True)
+        if isinstance(node, Generate):
+            # Exact: the rows were counted when the call was bound; a series has no duplicates.
+            return Est(float(node.rows), {node.id: ColInfo(max(1.0, float(node.rows)), node.lo, node.hi)}, True)
         if isinstance(node, Filter):
             src = self.estimate(node.input)
             sel = self.selectivity(node.predicate, src)
@@ -130,6 +135,8 @@ class Estimator:
                     refs = [src.cols[c.name].ndv for c in e.find_all(exp.Column) if c.name in src.cols]
                     ndv = min(src.rows, math.prod(refs)) if refs else 1.0
                     cols[cid] = ColInfo(max(1.0, ndv))
+            if any(multiplies_rows(e) for _, e in node.exprs):
+                return Est(src.rows * UNNEST_FANOUT, cols, False)
             return Est(src.rows, cols, src.known)
         if isinstance(node, Join):
             l, r = self.estimate(node.left), self.estimate(node.right)
@@ -185,6 +192,11 @@ class Estimator:
             for cid, _ in node.funcs:
                 cols[cid] = ColInfo(src.rows)
             return Est(src.rows, cols, src.known)
+        if isinstance(node, DependentJoin):
+            # Seen while the binder orders joins, before planner/rules/flatten_dependent_joins.py:
+            # a scalar subquery keeps the left rows; otherwise guess one right row per left row.
+            l, r = self.estimate(node.left), self.estimate(node.right)
+            return self._merged(l, r, l.rows if node.scalar or node.kind == "left" else max(l.rows, r.rows))
         if isinstance(node, (Sort, SingleRow)):
             return self.estimate(node.input)
         if isinstance(node, Limit):

@@ -199,8 +199,8 @@ def describe_node(node, names: dict[str, str] | None = None) -> str:
 
 
 def _describe(node, nm: _Namer) -> str:
-    from planner.logical import (ASOF_KINDS, Aggregate, Distinct, Filter, Join, Limit, Project, Scan, SetOp,
-                                 Sort, Values, Window)
+    from planner.logical import (ASOF_KINDS, Aggregate, Distinct, Filter, Generate, Join, Limit, Project, Scan,
+                                 SetOp, Sort, Values, Window)
     sql = nm.sql
     if isinstance(node, Scan):
         return f"Scan {node.table} [{', '.join(n for _, n in node.fields)}]"
@@ -233,6 +233,8 @@ def _describe(node, nm: _Namer) -> str:
         return "Window " + ", ".join(sql(e) for _, e in node.funcs)
     if isinstance(node, Values):
         return f"Values {len(node.rows)} rows"
+    if isinstance(node, Generate):
+        return f"Generate {node.call} ({node.rows} rows)"
     if isinstance(node, Distinct):
         return "Distinct"
     return type(node).__name__

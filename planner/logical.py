@@ -27,6 +27,29 @@ def column_ids(e: exp.Expression) -> set[str]:
     return {c.name for c in e.find_all(exp.Column)}
 
 
+def conjuncts(e: exp.Expression | None) -> list[exp.Expression]:
+    if e is None:
+        return []
+    while isinstance(e, (exp.Paren, exp.Where)):
+        e = e.this
+    if isinstance(e, exp.And):
+        return conjuncts(e.left) + conjuncts(e.right)
+    return [e]
+
+
+def and_all(parts: list[exp.Expression]) -> exp.Expression | None:
+    # sqlglot renders a tree as it is, without adding parentheses: an OR under an AND must carry
+    # its own, or `a AND (b OR c)` would run as `(a AND b) OR c`.
+    parts = [exp.Paren(this=p) if isinstance(p, exp.Connector) and not isinstance(p, exp.And) else p
+             for p in parts]
+    if not parts:
+        return None
+    out = parts[0]
+    for p in parts[1:]:
+        out = exp.And(this=out, expression=p)
+    return out
+
+
 class Node:
     """Base for plan nodes. Subclasses define `children` and `columns` (output column ids)."""
 
@@ -113,6 +136,53 @@ class Values(Node):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class Generate(Node):
+    """Rows that a table function makes from constant arguments: `range`, `generate_series` and
+    `unnest` of a list, in FROM (planner/table_functions.py binds them). The number of rows is
+    known exactly when the plan is made, so each rank can make its own slice of them: rows
+    [r·n/P, (r+1)·n/P) in the function's order. `series` is (first value, step) for an integer
+    series, whose slices are computed directly; other functions' slices skip rows."""
+
+    id: str
+    call: str  # DuckDB's text of the call, as a FROM item
+    rows: int
+    series: tuple[int, int] | None = None
+    lo: object = None  # the smallest and largest value, where known (statistics)
+    hi: object = None
+
+    def __post_init__(self):
+        if self.rows < 0:
+            raise PlanError("a table function cannot make a negative number of rows")
+
+    @property
+    def children(self):
+        return ()
+
+    @property
+    def columns(self):
+        return (self.id,)
+
+    def with_children(self):
+        return self
+
+    def slice(self, rank: int, nranks: int) -> tuple[int, int]:
+        """The rows [start, stop) that rank makes of the function's rows."""
+        return self.rows * rank // nranks, self.rows * (rank + 1) // nranks
+
+
+# Functions that turn one row into as many rows as a list has elements, wherever they stand in a
+# select list (DuckDB's UNNEST in the select list).
+ROW_MULTIPLYING = (exp.Explode, exp.Unnest)
+
+
+def multiplies_rows(e: exp.Expression) -> bool:
+    """Whether an expression of a projection makes several rows of one (it holds an UNNEST), so
+    the projection's row count depends on it: it must be computed even if nobody reads it."""
+    return any(isinstance(n, ROW_MULTIPLYING) or (isinstance(n, exp.Anonymous) and n.name.lower() == "unnest")
+               for n in e.walk())
+
+
+@dataclass(frozen=True, slots=True, eq=False)
 class Filter(SameColumns):
     input: Node
     predicate: exp.Expression
@@ -172,6 +242,10 @@ class Aggregate(Unary):
     @property
     def columns(self):
         return tuple(c for c, _ in self.groups) + tuple(c for c, _ in self.aggs)
+
+
+# Aggregates whose value over no rows is 0, not NULL.
+ZERO_ON_EMPTY = (exp.Count, exp.CountIf, exp.ApproxDistinct)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -237,6 +311,42 @@ class SingleRow(SameColumns):
     """Checks that a scalar subquery returned at most one row (DuckDB raises otherwise)."""
 
     input: Node
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DependentJoin(Node):
+    """A join whose right side reads columns of its left side: LATERAL, and a correlated subquery
+    that the binder's own decorrelation does not cover. For each left row, the right side is
+    evaluated with the `outer` column ids bound to that row's values, and the rows it gives are
+    joined to that left row (kind inner or left; `condition` is the ON clause, reading both sides).
+    With `scalar`, the right side is a scalar subquery: more than one row for a left row is an error.
+
+    Nothing executes this node: planner/rules/flatten_dependent_joins.py rewrites it into ordinary
+    joins, aggregates and windows before anything else looks at the plan."""
+
+    left: Node
+    right: Node
+    kind: str
+    outer: tuple[str, ...]
+    condition: exp.Expression | None = None
+    scalar: bool = False
+
+    def __post_init__(self):
+        if self.kind not in ("inner", "left"):
+            raise PlanError(f"a dependent join is inner or left, not {self.kind}")
+        if not set(self.outer) <= set(self.left.columns):
+            raise PlanError("a dependent join's outer columns must come from its left side")
+
+    @property
+    def children(self):
+        return (self.left, self.right)
+
+    @property
+    def columns(self):
+        return self.left.columns + self.right.columns
+
+    def with_children(self, left, right):
+        return DependentJoin(left, right, self.kind, self.outer, self.condition, self.scalar)
 
 
 @dataclass(frozen=True, slots=True, eq=False)

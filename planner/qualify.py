@@ -21,7 +21,9 @@ from sqlglot.errors import ParseError as SqlglotParseError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
+from planner import table_functions
 from planner.rules.named_windows import inline_named_windows
+from planner.rules.using_joins import expand_using
 from planner.rules.unpivot import rewrite_unpivot
 from planner.rules.qualify_clause import rewrite_qualify
 from planner.rules.rename_duplicate_columns import rename_duplicate_columns
@@ -301,15 +303,16 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     cte_names = {c.alias_or_name.lower() for c in ast.find_all(exp.CTE)}
     if any(t.args.get("pivots") for t in ast.find_all(exp.Table, exp.Subquery)) or any(ast.find_all(exp.Pivot)):
         raise NotSupportedError("PIVOT")
-    if any(isinstance(n, exp.Lateral) for n in ast.walk()):
-        raise NotSupportedError("LATERAL")
-    _check_parenthesised_joins(ast)
     _check_order_keys(ast)
     ast = inline_named_windows(ast)
-    schema = {}
+    ast, generated, schema = table_functions.hide(ast)
+    ast = expand_using(ast, lambda item: _item_columns(item, ast, catalog, schema))
+    _check_parenthesised_joins(ast)
     for t in ast.find_all(exp.Table):
         if not isinstance(t.this, exp.Identifier):
             raise NotSupportedError(f"table function {t.this.sql('duckdb')}")
+        if t.name in generated:
+            continue
         if t.args.get("db") or t.args.get("catalog") or (len(getattr(catalog, "search_path", ())) > 1
                                                          and t.name.lower() not in cte_names):
             _resolve_table(t, catalog)
@@ -324,7 +327,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         schema[name] = {f.name: sql_type_name(f.type) for f in catalog.table_schema(name)}
     try:
         qualified = _qualify_unique(ast, schema)
-        return _with_types(rewrite_qualify(qualified), schema)
+        return table_functions.restore(_with_types(rewrite_qualify(qualified), schema), generated)
     except OptimizeError as e:
         msg = str(e)
         if m := re.fullmatch(r"Unknown output column: (\d+)", msg):
@@ -366,6 +369,36 @@ def _qualify_unique(ast: exp.Expression, schema: dict) -> exp.Expression:
                        for select in qualified.find_all(exp.Select) for p in select.expressions):
         qualified = _qualify(qualified, schema)
     return qualified
+
+
+def _item_columns(item: exp.Expression, ast: exp.Expression, catalog, generated: dict) -> list[str]:
+    """The column names of a FROM item of ast: a table, view, CTE, derived table or stand-in of a
+    table function (generated: their schema); for planner/rules/using_joins.py."""
+    alias = item.args.get("alias")
+    if alias is not None and alias.columns and not isinstance(item, exp.Table):
+        return [c.name for c in alias.columns]
+    if isinstance(item, exp.Table) and isinstance(item.this, exp.Identifier):
+        name = item.name
+        names = None
+        if name in generated:
+            names = list(generated[name])
+        else:
+            cte = next((c for c in ast.find_all(exp.CTE) if c.alias_or_name.lower() == name.lower()), None)
+            if cte is not None:
+                probe = exp.select("*").from_(exp.to_table(name))
+                probe.set("with_", cte.parent.copy())
+                names = [e.alias_or_name for e in qualify_statement(probe, catalog).expressions]
+            else:
+                names = columns_of(name, catalog)
+        if names is None:
+            raise CatalogError(f"unknown table: {name}")
+        if alias is not None and alias.columns:
+            names = [c.name for c in alias.columns] + names[len(alias.columns):]
+        return names
+    if isinstance(item, exp.Subquery):
+        probe = exp.select("*").from_(item.copy())
+        return [e.alias_or_name for e in qualify_statement(probe, catalog).expressions]
+    raise NotSupportedError(f"USING next to a parenthesised join with the FROM item {item.sql('duckdb')[:60]}")
 
 
 def columns_of(name: str, catalog) -> list[str] | None:

@@ -138,11 +138,14 @@ def test_queries_and_plan_in_the_browser(server, page):
     assert re.fullmatch(PEAK, peak.inner_text()), peak.inner_text()
     assert re.fullmatch(rf"rank 0 {PEAK} · rank 1 {PEAK}", peak.get_attribute("title")), peak.get_attribute("title")
     screenshot(page, "queries.png")
-    assert "2 ranks" in page.locator("#flock-summary").inner_text()
+    # The header line comes from a fetch of its own: wait for it rather than read it at once.
+    page.locator("#flock-summary", has_text="2 ranks").wait_for()
 
     # The plan page: the planner's patterns and exchanges, then EXPLAIN ANALYZE's bars per rank.
     row.locator("a", has_text="plan").click()
     page.wait_for_url(f"**/query.html?id={qid}")
+    # The page fills the query's facts, then fetches its plan: once a plan node shows, both are in.
+    page.locator("#plan .node").first.wait_for()
     assert page.locator("#sql").inner_text().strip() == SHUFFLING
     facts = page.locator("#facts").inner_text()
     assert re.search(rf"peak memory per rank\s+rank 0 {PEAK} · rank 1 {PEAK}", facts), facts

@@ -112,8 +112,8 @@ def test_unknown_column_is_named(session, sql, name):
 
 # ---------------------------------------------------------------------------- not supported
 UNSUPPORTED = [
-    ("WITH RECURSIVE a(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM a WHERE x < 3), "
-     "b(y) AS (SELECT 1 UNION ALL SELECT y + 1 FROM b WHERE y < 3) SELECT * FROM a, b", "more than one recursive"),
+    ("WITH RECURSIVE a(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM a WHERE x < (SELECT max(y) FROM b)), "
+     "b(y) AS (SELECT 1 UNION ALL SELECT y + 1 FROM b WHERE y < 3) SELECT * FROM a", "defined after it"),
     ("INSERT OR REPLACE INTO nation VALUES (1, 'x', 1, 'y')", "insert or replace"),
     ("COPY nation TO 'out.csv'", "copy"),
     ("ATTACH 'other.db'", "attach"),
@@ -125,7 +125,10 @@ UNSUPPORTED = [
     ("SELECT * FROM read_csv('/etc/passwd')", "read_csv"),
     ("SELECT getenv('HOME')", "getenv"),
     ("SELECT * FROM nation USING SAMPLE 10%", "sample"),
-    ("SELECT * FROM nation n, LATERAL (SELECT * FROM region WHERE r_regionkey = n.n_regionkey)", "lateral"),
+    ("SELECT * FROM nation n RIGHT JOIN LATERAL (SELECT * FROM region WHERE r_regionkey = n.n_regionkey) r ON true",
+     "right join lateral"),
+    ("SELECT * FROM nation n, LATERAL (SELECT * FROM region r WHERE EXISTS "
+     "(SELECT 1 FROM supplier WHERE s_nationkey = n.n_nationkey))", "subquery inside a lateral"),
 ]
 
 

@@ -122,7 +122,7 @@ def test_only_flocksqls_own_refusals_count_as_not_supported():
 
     query = FuzzQuery("expr", "tpch", "SELECT s_name FROM supplier")
     want = pa.table({"s_name": ["a"]})
-    for refusal in ("not supported: LATERAL", "rank 2: not supported: LATERAL"):
+    for refusal in ("not supported: POSITIONAL JOIN", "rank 2: not supported: POSITIONAL JOIN"):
         assert judge(query, 2, want, BatchResult(None, refusal, error_type="NotSupportedError")).outcome == "not_supported"
     other = BatchResult(None, "Extracting byte ranges not supported for type string_view", error_type="ExecutionError")
     assert judge(query, 2, want, other).outcome == "engine_error"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlglot
 from sqlglot import exp
 
-from planner.logical import Filter, Join, Query, Scan, col
+from planner.logical import Filter, Join, Query, Scan, col, column_ids
 from planner.rules.simplify_outer_joins import rejects_nulls, simplify_outer_joins
 
 X = Scan("x", (("x_s", "s"), ("x_k", "k")))
@@ -174,3 +174,64 @@ def test_distinct_on_becomes_a_first_row_per_key_filter():
     out = rewrite_qualify(q).sql("duckdb")
     assert "ROW_NUMBER() OVER (PARTITION BY t.k ORDER BY t.k, t.v DESC) = 1 AS __qualify" in out
     assert out.endswith("WHERE __q.__qualify ORDER BY __q.__c0, __q.__o1 DESC"), out
+
+
+# --- flatten_dependent_joins ------------------------------------------------------------------
+
+def _flat(node):
+    from planner.rules.flatten_dependent_joins import flatten_dependent_joins
+    return flatten_dependent_joins(Query(node, tuple(node.columns))).root
+
+
+def _nodes(node, kind):
+    from planner.logical import walk
+    return [n for n in walk(node) if isinstance(n, kind)]
+
+
+def test_a_lateral_top_1_becomes_a_row_number_per_outer_value_joined_back_null_safely():
+    from planner.logical import DependentJoin, Distinct, Limit, Sort, Window
+    # X, LATERAL (SELECT * FROM y WHERE y_k = x_k ORDER BY y_n LIMIT 1)
+    body = Limit(Sort(Filter(Y, _pred("y_k = x_k")), (exp.Ordered(this=col("y_n"), nulls_first=False),)), 1)
+    out = _flat(DependentJoin(X, body, "inner", ("x_k",)))
+    assert not _nodes(out, DependentJoin) and not _nodes(out, Limit)
+    back = _nodes(out, Join)[0]
+    assert back.left is X and back.kind == "inner"
+    assert [k.sql("duckdb") for k in back.left_keys] == ['["x_k"]']  # [NULL] = [NULL]: IS NOT DISTINCT FROM
+    (window,) = _nodes(out, Window)
+    (_, rn), = window.funcs
+    domain = back.right_keys[0].expressions[0].name
+    assert rn.sql() == f'ROW_NUMBER() OVER (PARTITION BY "{domain}" ORDER BY "y_n" NULLS LAST)'
+    # The correlation became the key of the join of y with the distinct outer values.
+    inner = next(j for j in _nodes(out, Join) if j.left is Y)
+    assert inner.kind == "inner" and [column_ids(k) for k in inner.left_keys] == [{"y_k"}]
+    assert isinstance(inner.right, Distinct) and inner.right.input.input is X
+
+
+def test_an_aggregate_without_group_by_keeps_one_row_per_outer_value_and_count_0():
+    from planner.logical import Aggregate, DependentJoin, Project
+    agg = Aggregate(Filter(Y, _pred("y_k < x_k")), (), (("n", exp.Count(this=exp.Star())), ("m", exp.Max(this=col("y_n")))))
+    out = _flat(DependentJoin(X, agg, "left", ("x_k",)))
+    grouped = _nodes(out, Aggregate)[-1]
+    assert len(grouped.groups) == 1  # grouped by the outer value
+    # The groups are left-joined to every outer value; a missing group's count reads 0.
+    fix = next(p for p in _nodes(out, Project) if isinstance(dict(p.exprs).get("n"), exp.Coalesce))
+    assert fix.input.kind == "left" and fix.input.right is grouped
+    assert dict(fix.exprs)["n"].sql().startswith("COALESCE(") and dict(fix.exprs)["m"].sql() == '"m"'
+    # A non-equality correlation stays a residual of the join with the outer values.
+    assert any(j.residual is not None and "<" in j.residual.sql() for j in _nodes(out, Join))
+
+
+def test_a_right_side_that_reads_no_outer_column_is_an_ordinary_join():
+    from planner.logical import DependentJoin, Distinct
+    out = _flat(DependentJoin(X, Filter(Y, _pred("y_n > 1")), "inner", ("x_k",), _pred("y_k = x_k")))
+    assert isinstance(out, Join) and out.kind == "inner" and not _nodes(out, Distinct)
+    assert [column_ids(k) for k in out.left_keys] == [{"x_k"}] and [column_ids(k) for k in out.right_keys] == [{"y_k"}]
+
+
+def test_a_scalar_dependent_join_checks_one_row_per_outer_value_unless_limited():
+    from planner.logical import DependentJoin, Limit, Window
+    out = _flat(DependentJoin(X, Filter(Y, _pred("y_k = x_k")), "left", ("x_k",), scalar=True))
+    assert any("error(" in f.predicate.sql().lower() for f in _nodes(out, Filter))
+    limited = _flat(DependentJoin(X, Limit(Filter(Y, _pred("y_k = x_k")), 1), "left", ("x_k",), scalar=True))
+    assert not any("error(" in f.predicate.sql().lower() for f in _nodes(limited, Filter))
+    assert len(_nodes(limited, Window)) == 1

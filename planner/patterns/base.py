@@ -128,11 +128,12 @@ class Ctx:
 
 
 def is_scan_pipeline(node: Node) -> bool:
-    """A Scan under filters and projections only: replicating it means each rank reads it whole."""
-    from planner.logical import Filter, Scan
+    """A Scan (or generated rows) under filters and projections only: replicating it means each
+    rank reads (or makes) it whole."""
+    from planner.logical import Filter, Generate, Scan
     while isinstance(node, (Filter, Project)):
         node = node.input
-    return isinstance(node, Scan)
+    return isinstance(node, (Scan, Generate))
 
 
 # Rows of this many bytes cost CostParams.scan_row each to read; wider rows cost proportionally more.
@@ -140,21 +141,22 @@ SCAN_REFERENCE_WIDTH = 16.0
 
 
 def scan_cost(node: Node, ctx: Ctx) -> float:
-    """Seconds for one rank to read its 1/P share of the scan under node."""
-    from planner.logical import Filter, Scan
+    """Seconds for one rank to read its 1/P share of the scan under node (or make its share of
+    generated rows: about what reading them costs)."""
+    from planner.logical import Filter, Generate, Scan
     while isinstance(node, (Filter, Project)):
         node = node.input
-    if not isinstance(node, Scan):
+    if not isinstance(node, (Scan, Generate)):
         return 0.0
     est = ctx.est.estimate(node)
     return est.rows / ctx.nranks * ctx.params.scan_row * max(1.0, est.width / SCAN_REFERENCE_WIDTH)
 
 
 def scan_rows(node: Node, ctx: Ctx) -> float:
-    from planner.logical import Filter, Scan
+    from planner.logical import Filter, Generate, Scan
     while isinstance(node, (Filter, Project)):
         node = node.input
-    return ctx.rows(node) if isinstance(node, Scan) else 0.0
+    return ctx.rows(node) if isinstance(node, (Scan, Generate)) else 0.0
 
 
 def is_replicable(node: Node) -> bool:
@@ -162,10 +164,10 @@ def is_replicable(node: Node) -> bool:
     projections and joins whose only exchanges are broadcasts (identities once every scan in it is
     read whole). Replicating it costs local work on every rank and no messages, and the fragment
     that uses it still reads Parquet only, so DuckDB keeps its statistics."""
-    from planner.logical import Filter, Join, Scan
+    from planner.logical import Filter, Generate, Join, Scan
     if isinstance(node, Exchange):
         return node.kind == "broadcast" and is_replicable(node.input)
-    if isinstance(node, Scan):
+    if isinstance(node, (Scan, Generate)):
         return True
     if isinstance(node, (Filter, Project, Join)):
         return all(is_replicable(c) for c in node.children)

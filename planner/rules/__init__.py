@@ -8,10 +8,12 @@ from __future__ import annotations
 import time
 
 from planner.logical import Query
+from planner.rules.flatten_dependent_joins import flatten_dependent_joins
 from planner.rules.prune_columns import prune_columns
 from planner.rules.simplify_outer_joins import simplify_outer_joins
 
-RULES = (simplify_outer_joins, prune_columns)
+# flatten_dependent_joins first: the other rules and the physical planner know no DependentJoin.
+RULES = (flatten_dependent_joins, simplify_outer_joins, prune_columns)
 
 
 def run_rules(query: Query, disabled: frozenset = frozenset(), timings: dict | None = None) -> Query:

@@ -6,8 +6,8 @@ Narrow scans read fewer Parquet columns, and narrow rows are cheaper to shuffle.
 """
 from __future__ import annotations
 
-from planner.logical import (Aggregate, Distinct, Filter, Join, Limit, Node, Project, Query, Scan, SetOp,
-                             SingleRow, Sort, Values, Window, col, column_ids)
+from planner.logical import (Aggregate, Distinct, Filter, Generate, Join, Limit, Node, Project, Query, Scan, SetOp,
+                             SingleRow, Sort, Values, Window, col, column_ids, multiplies_rows)
 
 
 def _refs(exprs) -> set[str]:
@@ -22,12 +22,13 @@ def prune(node: Node, required: set[str]) -> Node:
     if isinstance(node, Scan):
         fields = tuple(f for f in node.fields if f[0] in required) or node.fields[:1]
         return Scan(node.table, fields, node.key_range)
-    if isinstance(node, Values):
+    if isinstance(node, (Values, Generate)):
         return node
     if isinstance(node, Filter):
         return Filter(prune(node.input, required | column_ids(node.predicate)), node.predicate)
     if isinstance(node, Project):
-        exprs = tuple(x for x in node.exprs if x[0] in required) or node.exprs[:1]
+        # An UNNEST decides how many rows there are: it stays even where nobody reads its column.
+        exprs = tuple(x for x in node.exprs if x[0] in required or multiplies_rows(x[1])) or node.exprs[:1]
         return Project(prune(node.input, _refs(e for _, e in exprs)), exprs)
     if isinstance(node, Join):
         cond = _refs(node.left_keys) | _refs(node.right_keys) | _refs([node.residual])

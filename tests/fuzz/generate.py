@@ -621,7 +621,7 @@ class QueryGenerator:
         return f"(SELECT {agg} FROM {src}{where})"
 
     def _subquery(self) -> str:
-        position = self.rng.choice(["where", "where", "select", "having", "from", "on", "case", "nested"])
+        position = self.rng.choice(["where", "where", "select", "having", "from", "on", "case", "nested", "lateral"])
         sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]), semi=False)
         items = self._outputs(scope, self.rng.randint(1, 3))
         if position == "where":
@@ -656,6 +656,9 @@ class QueryGenerator:
             items.append((f"{dalias}.v0", "any"))
             if match and self._chance(0.5):
                 items.append((f"{dalias}.g0", kind))
+        elif position == "lateral":
+            sql, value = self._lateral(sql, scope)
+            items.append((value, "any"))
         elif position == "on":
             src, inner = self._inner_source()
             pairs = self._key_pairs(scope, src.split(" AS ")[1], self._source_named(src.split(" AS ")[0]))
@@ -665,6 +668,24 @@ class QueryGenerator:
             items.append((self.rng.choice(inner.refs).sql, "any"))
         return (f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)}"
                 f"{self._maybe_limit(len(items), scope.rows)}")
+
+    def _lateral(self, sql: str, outer: Scope) -> tuple[str, str]:
+        """`sql` followed by a LATERAL subquery correlated with it (an aggregate, or a top-k on a
+        total order), and the subquery's column for the select list."""
+        src, inner = self._inner_source()
+        corr = self._correlation(outer, inner)
+        where = self._where([corr] if corr else [])
+        alias = self._new_alias()
+        if inner.keys and self._chance(0.5):
+            col = self.rng.choice(inner.refs).sql
+            order = ", ".join([col + self.rng.choice(["", " DESC"])] + inner.keys)
+            body = f"SELECT {col} AS v0 FROM {src}{where} ORDER BY {order} LIMIT {self.rng.choice([1, 2, 3])}"
+        else:
+            agg, _ = self.aggregate_call(inner)
+            body = f"SELECT {agg} AS v0 FROM {src}{where}"
+        join = self.rng.choice([", LATERAL", " CROSS JOIN LATERAL", " LEFT JOIN LATERAL", " JOIN LATERAL"])
+        on = " ON TRUE" if join.endswith("JOIN LATERAL") else ""
+        return f"{sql}{join} ({body}) AS {alias}{on}", f"{alias}.v0"
 
     def _source_named(self, name: str) -> Source:
         return next(s for s in self.sources if s.sql == name)
