@@ -135,7 +135,11 @@ def _aggregates(e: exp.Expression) -> list[exp.AggFunc]:
 
 
 def expr_key(e: exp.Expression) -> str:
-    """Text that is equal for equal expressions however their names were quoted (t."k" is t.k)."""
+    """Text that is equal for equal expressions however their names were quoted (t."k" is t.k) and
+    however many parentheses enclose them: `GROUP BY ((v * 0), w)` keys `v * 0`, which a select
+    item `(v * 0)` must find (it read NULL, as if rolled up, in the grouping set that kept it)."""
+    while isinstance(e, exp.Paren):
+        e = e.this
     return e.sql("duckdb", identify=True)
 
 
@@ -149,6 +153,8 @@ class Replacements(dict):
 
     def add(self, source: exp.Expression, column: exp.Expression) -> None:
         self[expr_key(source)] = column
+        while isinstance(source, exp.Paren):  # found by its enclosed expression (see expr_key)
+            source = source.this
         self.types.add(type(source))
 
 
