@@ -150,6 +150,10 @@ class Replacements(dict):
     def __init__(self):
         super().__init__()
         self.types: set[type] = set()
+        # Whether a literal is replaced too. Under GROUPING SETS a literal key (`ROLLUP (k, 'a')`)
+        # is NULL in the sets without it, wherever it is written in the select list, as in DuckDB;
+        # under a plain GROUP BY the literal and its key column hold one value.
+        self.literals = False
 
     def add(self, source: exp.Expression, column: exp.Expression) -> None:
         self[expr_key(source)] = column
@@ -456,7 +460,7 @@ class Builder:
         def rec(n: exp.Expression) -> exp.Expression:
             if replace and (replace_types is None or type(n) in replace_types):
                 key = expr_key(n)
-                if key in replace and not isinstance(n, exp.Literal):
+                if key in replace and (not isinstance(n, exp.Literal) or getattr(replace, "literals", False)):
                     return _typed(replace[key].copy(), n)
             if isinstance(n, exp.Column):
                 if isinstance(n.this, exp.Star):
@@ -1355,6 +1359,7 @@ class Builder:
                     groups = [(gid, col(pid)) for (gid, _), (pid, _) in zip(groups, pre_keys)]
                 base = rel
                 rel, groups, set_id = self._expand_grouping_sets(rel, groups, sets)
+                post.literals = True
             elif calls:
                 sets = [frozenset(range(len(group_exprs)))]
             keys_index = {expr_key(g): i for i, g in enumerate(group_exprs)}
