@@ -324,7 +324,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
             continue
         if not catalog.has_table(name):
             raise CatalogError(f"unknown table: {t.name}")
-        schema[name] = {f.name: sql_type_name(f.type) for f in catalog.table_schema(name)}
+        schema[name] = {_schema_column(f.name): sql_type_name(f.type) for f in catalog.table_schema(name)}
     try:
         qualified = _qualify_unique(ast, schema)
         return table_functions.restore(_with_types(rewrite_qualify(qualified), schema), generated)
@@ -342,6 +342,12 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         if "could not be resolved" in msg or "Unknown column" in msg or "Ambiguous" in msg:
             raise CatalogError(f"unknown column: {msg}") from None
         raise CatalogError(msg) from None
+
+
+def _schema_column(name: str) -> str:
+    """A column name as sqlglot's schema reads it: it parses names, so one with a quote in it (DuckDB
+    names an unaliased `'N'` so) is written quoted, or it would be read as the string N."""
+    return '"' + name.replace('"', '""') + '"' if "'" in name or '"' in name else name
 
 
 def _qualify(ast: exp.Expression, schema: dict, validate: bool = True) -> exp.Expression:
