@@ -122,15 +122,21 @@ def _recursion(session, cte: exp.CTE, others: list[exp.CTE], token, client, made
     def sql(text: str) -> pa.Table:
         return session.execute(text, token=token, client=client)
 
+    def named(query: str, alias: str) -> str:
+        # The rows under the CTE's column names: DuckDB names an unaliased item by its text
+        # (`'N'`, `(r.depth + 1)`), which the tables between iterations could not be read back by.
+        listed = ", ".join(exp.to_identifier(c).sql("duckdb") for c in columns)
+        return f"(SELECT * FROM ({query}) AS {alias}({listed}))"
+
     anchor = with_others(body.this, None)
-    renamed = f"(SELECT * FROM ({anchor}) AS __a({', '.join(columns)}))" if columns else f"({anchor})"
+    renamed = named(anchor, "__a") if columns else f"({anchor})"
     sql(f"CREATE TABLE {quoted['result']} AS SELECT {'DISTINCT ' if distinct else ''}* FROM {renamed}")
     if columns is None:
         columns = list(session.catalog.table_schema(tables["result"]).names)
     sql(f"CREATE TABLE {quoted['work']} AS SELECT * FROM {quoted['result']}")
-    step = with_others(body.expression, quoted["work"])
+    step = named(with_others(body.expression, quoted["work"]), "__s")
     for _ in range(MAX_ITERATIONS):
-        new = f"SELECT DISTINCT * FROM ({step}) EXCEPT SELECT * FROM {quoted['result']}" if distinct else step
+        new = f"SELECT DISTINCT * FROM {step} EXCEPT SELECT * FROM {quoted['result']}" if distinct else f"SELECT * FROM {step}"
         sql(f"CREATE OR REPLACE TABLE {quoted['new']} AS {new}")
         if sql(f"SELECT count(*) FROM {quoted['new']}").column(0)[0].as_py() == 0:
             break

@@ -139,7 +139,11 @@ def _aggregates(e: exp.Expression) -> list[exp.AggFunc]:
 
 
 def expr_key(e: exp.Expression) -> str:
-    """Text that is equal for equal expressions however their names were quoted (t."k" is t.k)."""
+    """Text that is equal for equal expressions however their names were quoted (t."k" is t.k) and
+    however many parentheses enclose them: `GROUP BY ((v * 0), w)` keys `v * 0`, which a select
+    item `(v * 0)` must find (it read NULL, as if rolled up, in the grouping set that kept it)."""
+    while isinstance(e, exp.Paren):
+        e = e.this
     return e.sql("duckdb", identify=True)
 
 
@@ -150,9 +154,15 @@ class Replacements(dict):
     def __init__(self):
         super().__init__()
         self.types: set[type] = set()
+        # Whether a literal is replaced too. Under GROUPING SETS a literal key (`ROLLUP (k, 'a')`)
+        # is NULL in the sets without it, wherever it is written in the select list, as in DuckDB;
+        # under a plain GROUP BY the literal and its key column hold one value.
+        self.literals = False
 
     def add(self, source: exp.Expression, column: exp.Expression) -> None:
         self[expr_key(source)] = column
+        while isinstance(source, exp.Paren):  # found by its enclosed expression (see expr_key)
+            source = source.this
         self.types.add(type(source))
 
 
@@ -427,6 +437,10 @@ class Builder:
         mapping = {}
         for n, i in zip(names, ids):
             mapping.setdefault(n, i)
+        # Names are matched case-insensitively, as DuckDB does: sqlglot's qualification writes a
+        # column `Upper` of a file as `upper`.
+        for n, i in zip(names, ids):
+            mapping.setdefault(n.lower(), i)
         return node, alias, mapping, list(names), list(ids)
 
     def values(self, v: exp.Values, alias):
@@ -452,7 +466,7 @@ class Builder:
         def rec(n: exp.Expression) -> exp.Expression:
             if replace and (replace_types is None or type(n) in replace_types):
                 key = expr_key(n)
-                if key in replace and not isinstance(n, exp.Literal):
+                if key in replace and (not isinstance(n, exp.Literal) or getattr(replace, "literals", False)):
                     return _typed(replace[key].copy(), n)
             if isinstance(n, exp.Column):
                 if isinstance(n.this, exp.Star):
@@ -1458,6 +1472,7 @@ class Builder:
                     groups = [(gid, col(pid)) for (gid, _), (pid, _) in zip(groups, pre_keys)]
                 base = rel
                 rel, groups, set_id = self._expand_grouping_sets(rel, groups, sets)
+                post.literals = True
             elif calls:
                 sets = [frozenset(range(len(group_exprs)))]
             keys_index = {expr_key(g): i for i, g in enumerate(group_exprs)}

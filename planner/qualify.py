@@ -26,6 +26,7 @@ from planner.rules.named_windows import inline_named_windows
 from planner.rules.using_joins import expand_using
 from planner.rules.unpivot import rewrite_unpivot
 from planner.rules.qualify_clause import rewrite_qualify
+from planner.rules.rename_duplicate_columns import rename_duplicate_columns
 from engine.catalog import DATABASE, SCHEMA
 from engine.errors import CatalogError, NotSupportedError, ParseError
 
@@ -323,17 +324,15 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
             continue
         if not catalog.has_table(name):
             raise CatalogError(f"unknown table: {t.name}")
-        schema[name] = {f.name: sql_type_name(f.type) for f in catalog.table_schema(name)}
+        schema[name] = {_schema_column(f.name): sql_type_name(f.type) for f in catalog.table_schema(name)}
     try:
         try:
-            qualified = qualify(ast.copy(), schema=schema, dialect="duckdb", validate_qualify_columns=True,
-                                quote_identifiers=False, identify=False)
+            qualified = _qualify_unique(ast, schema)
         except OptimizeError as e:
             lateral = _derived_tables_as_lateral(ast)
             if lateral is None or not _unresolved(str(e)):
                 raise
-            qualified = qualify(lateral, schema=schema, dialect="duckdb", validate_qualify_columns=True,
-                                quote_identifiers=False, identify=False)
+            qualified = _qualify_unique(lateral, schema)
         return table_functions.restore(_with_types(rewrite_qualify(qualified), schema), generated)
     except OptimizeError as e:
         msg = str(e)
@@ -349,6 +348,39 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         if _unresolved(msg):
             raise CatalogError(f"unknown column: {msg}") from None
         raise CatalogError(msg) from None
+
+
+def _schema_column(name: str) -> str:
+    """A column name as sqlglot's schema reads it: it parses names, so one with a quote in it (DuckDB
+    names an unaliased `'N'` so) is written quoted, or it would be read as the string N."""
+    return '"' + name.replace('"', '""') + '"' if "'" in name or '"' in name else name
+
+
+def _qualify(ast: exp.Expression, schema: dict, validate: bool = True) -> exp.Expression:
+    return qualify(ast, schema=schema, dialect="duckdb", validate_qualify_columns=validate, quote_identifiers=False,
+                   identify=False)
+
+
+def _qualify_unique(ast: exp.Expression, schema: dict) -> exp.Expression:
+    """The qualified statement, with repeated column names of derived tables and CTEs renamed as
+    DuckDB renames them (planner/rules/rename_duplicate_columns.py). Qualification runs again where
+    that renaming changes what names mean: a star over the renamed columns, which sqlglot left
+    unexpanded, or a column that names a renamed one (`id_1`), which it could not resolve."""
+    try:
+        qualified = _qualify(ast.copy(), schema)
+    except OptimizeError as unresolved:
+        try:
+            loose, renamed = rename_duplicate_columns(_qualify(ast.copy(), schema, validate=False))
+        except OptimizeError:
+            renamed = False
+        if not renamed:
+            raise unresolved from None
+        return _qualify(loose, schema)
+    qualified, renamed = rename_duplicate_columns(qualified)
+    if renamed and any(isinstance(p, exp.Star) or (isinstance(p, exp.Column) and isinstance(p.this, exp.Star))
+                       for select in qualified.find_all(exp.Select) for p in select.expressions):
+        qualified = _qualify(qualified, schema)
+    return qualified
 
 
 def _item_columns(item: exp.Expression, ast: exp.Expression, catalog, generated: dict) -> list[str]:

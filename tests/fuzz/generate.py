@@ -7,6 +7,9 @@ no random(), no unordered string_agg/list/any_value. Expressions that can raise 
 `//` by zero, casts) appear only where every row is evaluated by any plan: the outermost select list
 of a query without LIMIT, or an aggregate's argument ("risky" expressions). Predicates, join keys and
 sort keys never raise, so the order in which a plan evaluates them cannot change the outcome.
+An ASOF join shows of its right side only what right rows tied on keys and ordering value share (its
+pick among them is DuckDB's free choice); a recursive CTE walks a unique key and is bounded by a depth
+column or, under UNION, by a few-valued next key.
 
     >>> gen = QueryGenerator(schema, random.Random(1))
     >>> gen.query()
@@ -19,7 +22,7 @@ from dataclasses import dataclass, field
 
 from tests.fuzz.dataset import Column, Schema, Table
 
-AREAS = ("join", "aggregate", "window", "setop", "subquery", "cte", "order", "expr")
+AREAS = ("join", "aggregate", "window", "setop", "subquery", "cte", "order", "expr", "grouping", "asof", "recursive")
 NUMERIC = ("int", "float", "dec")
 
 # A join whose estimated result is larger than this is not generated (the fuzzer checks answers,
@@ -502,7 +505,11 @@ class QueryGenerator:
                                      f"RANGE BETWEEN {n} PRECEDING AND {n} FOLLOWING",
                                      "RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW"])
             peers.append(f"{self.rng.choice(['sum', 'count', 'min', 'max'])}({arg}) OVER ({partition} ORDER BY {r.sql}"
-                         f"{direction()} {frame})")
+                         f"{direction()} {frame}{self._exclude()})")
+        groups = self.rng.choice(["GROUPS BETWEEN 1 PRECEDING AND CURRENT ROW", "GROUPS BETWEEN CURRENT ROW AND 2 FOLLOWING",
+                                  "GROUPS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING"])
+        peers.append(f"{self.rng.choice(['sum', 'count', 'min', 'max'])}({arg}) OVER ({partition} {order_peer} {groups}"
+                     f"{self._exclude()})")
         if not total:
             return self.rng.choice(peers)
         frame = self.rng.choice(["ROWS BETWEEN 1 PRECEDING AND 1 FOLLOWING", "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW",
@@ -512,9 +519,14 @@ class QueryGenerator:
                    f"lead({anyarg}, 2) OVER ({partition} {order_total})", f"ntile(3) OVER ({partition} {order_total})",
                    f"first_value({anyarg}) OVER ({partition} {order_total})",
                    f"last_value({anyarg}) OVER ({partition} {order_total} ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)",
-                   f"{self.rng.choice(['sum', 'count', 'min', 'max', 'avg'])}({arg}) OVER ({partition} {order_total} {frame})",
+                   f"{self.rng.choice(['sum', 'count', 'min', 'max', 'avg'])}({arg}) OVER ({partition} {order_total} {frame}"
+                   f"{self._exclude()})",
                    f"nth_value({anyarg}, 2) OVER ({partition} {order_total})"]
         return self.rng.choice(peers + ordered + ordered)
+
+    def _exclude(self) -> str:
+        """A frame's EXCLUDE clause, or none: whatever it leaves out, each row's value is its own."""
+        return self.rng.choice(["", "", "", " EXCLUDE CURRENT ROW", " EXCLUDE GROUP", " EXCLUDE TIES", " EXCLUDE NO OTHERS"])
 
     def _window(self) -> str:
         sql, scope, where = self.from_clause(self.rng.choice([1, 1, 1, 2]), semi=False)
@@ -532,6 +544,8 @@ class QueryGenerator:
         body = f"SELECT {self._select_list(items)}, " + ", ".join(f"{w} AS w{i}" for i, w in enumerate(windows))
         body += f" FROM {sql}{self._where(where)}"
         if self._chance(0.25):  # filter on the window's result (top-n per group)
+            if self._chance(0.5):
+                return f"{body} QUALIFY w0 <= 2"
             return f"SELECT * FROM ({body}) AS q WHERE w0 <= 2"
         return body + self._maybe_limit(len(items) + len(windows), scope.rows)
 
@@ -748,6 +762,8 @@ class QueryGenerator:
             tail = f" LIMIT {self.rng.choice([0, 1, 2, 5, 10, 100])}"
         if self._chance(0.4):
             tail += f" OFFSET {self.rng.choice([0, 1, 3, 1000])}"
+        if not distinct and self._chance(0.12):  # the first row of each c0 in the (total) order
+            return f"SELECT DISTINCT ON (c0) {self._select_list(items)} FROM {sql}{self._where(where)} {order}{tail}"
         return (f"SELECT {'DISTINCT ' if distinct else ''}{self._select_list(items)} FROM {sql}{self._where(where)} "
                 f"{order}{tail}")
 
@@ -767,6 +783,143 @@ class QueryGenerator:
             return f"SELECT count(*) AS n, " + ", ".join(f"max(c{i}) AS m{i}" for i in range(len(items))) + f" FROM ({body}) AS e"
         return body
 
+
+    def _grouping(self) -> str:
+        """GROUP BY ROLLUP / CUBE / GROUPING SETS (or a plain key beside one) over low-cardinality
+        keys, with GROUPING()/GROUPING_ID() and HAVING on them."""
+        sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]))
+        if self._chance(0.4):
+            where.append(self.pred(scope))
+        low = [r for r in scope.refs if r.distinct <= 50] or scope.refs
+        keys = []
+        for r in self.rng.sample(low, min(len(low), self.rng.randint(1, 3))):
+            keys.append((r.sql, r.kind) if self._chance(0.8) else (self.expr(Scope(low), r.kind, 1), r.kind))
+        names = [k for k, _ in keys]
+        form = self.rng.choice(["rollup", "cube", "sets", "mixed"])
+        if form == "sets":
+            sets = [names] + [[n for n in names if self._chance(0.5)] for _ in range(self.rng.randint(0, 3))]
+            self.rng.shuffle(sets)
+            clause = "GROUPING SETS (" + ", ".join(f"({', '.join(s)})" for s in sets) + ")"
+        elif form == "mixed" and len(names) > 1:
+            clause = f"{names[0]}, {self.rng.choice(['ROLLUP', 'CUBE'])} ({', '.join(names[1:])})"
+        else:
+            parts = list(names)
+            if len(parts) > 2 and self._chance(0.3):  # a composite element: rolled up together
+                parts = [f"({parts[0]}, {parts[1]})"] + parts[2:]
+            clause = f"{'CUBE' if form == 'cube' else 'ROLLUP'} ({', '.join(parts)})"
+        items = keys + [self.aggregate_call(scope) for _ in range(self.rng.randint(1, 2))]
+        if self._chance(0.6):
+            args = self.rng.sample(names, self.rng.randint(1, len(names)))
+            items.append((f"{self.rng.choice(['grouping', 'grouping_id'])}({', '.join(args)})", "int"))
+        having = ""
+        if self._chance(0.25):
+            having = " HAVING " + self.rng.choice([f"grouping({self.rng.choice(names)}) = {self.rng.choice([0, 1])}",
+                                                   f"count(*) {self.rng.choice(['>', '<='])} 1"])
+        return (f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)} GROUP BY {clause}{having}"
+                f"{self._maybe_limit(len(items), scope.rows)}")
+
+    def _asof(self) -> str:
+        """ASOF [LEFT] JOIN on 0-2 equality keys and one inequality. Right rows tied on the keys and
+        the ordering value are DuckDB's free pick, so the right side shows only what ties share: its
+        keys and ordering value, or it is a derived table with one row per (keys, value)."""
+        for _ in range(8):
+            ls, rs = self._source(max_rows=MAX_JOIN_ROWS / 4), self._source(max_rows=MAX_JOIN_ROWS / 4)
+            la, rb = self._new_alias(), self._new_alias()
+            left, right = self._scope_for(la, ls), self._scope_for(rb, rs)
+            ordered = [(lr, rr) for lr in left.refs for rr in right.refs
+                       if lr.kind == rr.kind and lr.kind in ("int", "dec", "date", "ts")]
+            if ordered:
+                break
+        else:
+            return self._join()
+        lo, ro = self.rng.choice(ordered)
+        eq = [(lr, rr) for lr, rr, _ in self._key_pairs(left, rb, rs)
+              if lr.kind == rr.kind and lr.kind in ("int", "text", "date", "bool") and rr.name != ro.name]
+        eq = self.rng.sample(eq, min(len(eq), self.rng.choice([0, 1, 1, 1, 2])))
+        ra = self._new_alias()
+        right_cols = [rr.name for _, rr in eq] + [ro.name]
+        cols = ", ".join(f"{rb}.{c} AS {n}" for c, n in zip(right_cols, [f"e{i}" for i in range(len(eq))] + ["t"]))
+        filt = self._where([self.pred(right, 1)] if self._chance(0.3) else [])
+        safe = [f"{ra}.e{i}" for i in range(len(eq))] + [f"{ra}.t"]
+        if self._chance(0.5):
+            extra = self.rng.choice(right.refs).sql
+            right_sql = f"(SELECT {cols}, min({extra}) AS m, count(*) AS n FROM {rs.sql} AS {rb}{filt} GROUP BY ALL)"
+            safe += [f"{ra}.m", f"{ra}.n"]
+        else:
+            right_sql = f"(SELECT {cols} FROM {rs.sql} AS {rb}{filt})"
+        flip = {">=": "<=", ">": "<", "<=": ">=", "<": ">"}
+        op = self.rng.choice(list(flip))
+        ineq = f"{lo.sql} {op} {ra}.t" if self._chance(0.7) else f"{ra}.t {flip[op]} {lo.sql}"
+        conds = [f"{lr.sql} = {ra}.e{i}" for i, (lr, _) in enumerate(eq)] + [ineq]
+        self.rng.shuffle(conds)
+        join = self.rng.choice(["ASOF JOIN", "ASOF LEFT JOIN"])
+        items = [(r.sql, r.kind) for r in self.rng.sample(left.refs, self.rng.randint(1, min(3, len(left.refs))))]
+        items += [(s, "any") for s in self.rng.sample(safe, self.rng.randint(1, len(safe)))]
+        where = [self.pred(left, 1)] if self._chance(0.3) else []
+        if self._chance(0.15):
+            where.append(f"{ra}.t IS {self.rng.choice(['', 'NOT '])}NULL")
+        sql = f"{ls.sql} AS {la} {join} {right_sql} AS {ra} ON {' AND '.join(conds)}{self._where(where)}"
+        if self._chance(0.25):
+            return f"SELECT count(*) AS n, count({ra}.t) AS nt, min({ra}.t) AS lo, max({ra}.t) AS hi FROM {sql}"
+        return f"SELECT {self._select_list(items)} FROM {sql}{self._maybe_limit(len(items), left.rows)}"
+
+    def _recursive(self) -> str:
+        """WITH RECURSIVE: a walk over a table's unique integer key (each row leads to at most one
+        row, so a walk of depth d has at most d+1 times the anchor's rows), bounded by a depth column
+        or, under UNION, by a few-valued next-key column (a fixpoint within a few iterations)."""
+        limit = 2500 if self.schema.name == "tpch" else MAX_JOIN_ROWS
+        cands = [s for s in self.sources if len(s.table.unique) == 1 and s.table.rows <= limit and
+                 next(c for c in s.table.columns if c.name == s.table.unique[0]).kind == "int"]
+        if not cands:
+            return self._cte()
+        src = self.rng.choice(cands)
+        key = src.table.unique[0]
+        a, b = self._new_alias(), self._new_alias()
+        sa = self._scope_for(a, src)
+        few = [c.name for c in src.table.columns if c.kind == "int" and c.distinct <= 10 and c.name != key]
+        fixpoint = bool(few) and self._chance(0.35)
+        if fixpoint:
+            nxt = f"{a}.{self.rng.choice(few)}"
+        else:
+            ints = [c.name for c in src.table.columns if c.kind == "int"]
+            nxt = self.rng.choice([f"{a}.{c}" for c in ints] + [f"{a}.{key} + 1", f"{a}.{key} * 2", f"{a}.{key} // 2"])
+        vkind = self._comparable_kind(sa)
+        v = self.expr(sa, vkind, 1)
+        step_v = v.replace(f"{a}.", f"{b}.")
+        depth = not fixpoint
+        if depth and vkind == "text" and self._chance(0.4):  # a path, grown by every step
+            step_v = f"r.v || '/' || CAST({b}.{key} AS VARCHAR)"
+        anchor_where = self._where([self.pred(sa, 1)] if self._chance(0.5) else [])
+        cols = "id, nxt, v" + (", depth" if depth else "")
+        anchor = f"SELECT {a}.{key}, {nxt}, {v}{', 0' if depth else ''} FROM {src.sql} AS {a}{anchor_where}"
+        on = f"{b}.{key} = r.nxt"
+        step_preds = [self.pred(self._scope_for(b, src), 1)] if self._chance(0.3) else []
+        if depth:
+            step_preds.append(f"r.depth < {self.rng.choice([1, 2, 3, 4])}")
+        step_nxt = nxt.replace(f"{a}.", f"{b}.")
+        if self._chance(0.3):
+            step_from = f"r, {src.sql} AS {b}"
+            step_preds.insert(0, on)
+        else:
+            step_from = f"r JOIN {src.sql} AS {b} ON {on}"
+        step = (f"SELECT {b}.{key}, {step_nxt}, {step_v}{', r.depth + 1' if depth else ''} FROM {step_from}"
+                f"{self._where(step_preds)}")
+        union = "UNION" if fixpoint or self._chance(0.4) else "UNION ALL"
+        with_ = f"WITH RECURSIVE r({cols}) AS ({anchor} {union} {step}) "
+        rows = src.table.rows * 5
+        shape = self.rng.random()
+        if shape < 0.3:
+            group = "depth" if depth else "nxt"
+            return (with_ + f"SELECT {group} AS c0, count(*) AS c1, count(DISTINCT id) AS c2, min(v) AS c3, max(v) AS c4 "
+                    f"FROM r GROUP BY {group}")
+        if shape < 0.5:
+            c = self._new_alias()
+            sc = self._scope_for(c, src)
+            items = [("r.id", "int"), ("r.v", vkind)] + self._outputs(sc, 1)
+            return (with_ + f"SELECT {self._select_list(items)} FROM r {self.rng.choice(['JOIN', 'LEFT JOIN'])} "
+                    f"{src.sql} AS {c} ON {c}.{key} = r.nxt{self._maybe_limit(len(items), rows)}")
+        n = 4 if depth else 3
+        return with_ + f"SELECT * FROM r{self._maybe_limit(n, rows)}"
 
 def generate(schema: Schema, seed: int, count: int, areas: tuple[str, ...] = AREAS) -> list[FuzzQuery]:
     """`count` queries from `seed`, cycling through `areas` so every area gets its share."""

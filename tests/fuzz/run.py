@@ -191,6 +191,10 @@ def summary(verdicts: list[Verdict]) -> str:
     lines = [f"{'ranks':>5} {'area':<10} " + " ".join(f"{o:>13}" for o in outcomes)]
     for (ranks, area), c in sorted(counts.items()):
         lines.append(f"{ranks:>5} {area:<10} " + " ".join(f"{c[o]:>13}" for o in outcomes))
+    refusals = Counter(re.sub(r"^rank \d+: ", "", v.detail) for v in verdicts if v.outcome == "not_supported")
+    if refusals:
+        lines.append("\nrefusals (checks):")
+        lines += [f"  {n:>5}  {message}" for message, n in refusals.most_common()]
     for v in verdicts:
         if v.outcome in FAILURES:
             lines.append(f"\n[{v.outcome}] {v.query.dataset} {v.query.area} at {v.ranks} rank(s):\n  "
