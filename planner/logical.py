@@ -203,8 +203,25 @@ class Project(Unary):
         return tuple(cid for cid, _ in self.exprs)
 
 
+class _JoinShape(Node):
+    """Two inputs, `left` and `right`, joined by `kind`: a semi or anti join keeps the left
+    side's columns only (Join and DependentJoin)."""
+
+    __slots__ = ()
+
+    @property
+    def children(self):
+        return (self.left, self.right)
+
+    @property
+    def columns(self):
+        if self.kind in ("semi", "anti"):
+            return self.left.columns
+        return self.left.columns + self.right.columns
+
+
 @dataclass(frozen=True, slots=True, eq=False)
-class Join(Node):
+class Join(_JoinShape):
     left: Node
     right: Node
     kind: str
@@ -220,15 +237,6 @@ class Join(Node):
         if self.kind in ASOF_KINDS and self.residual is None:
             raise PlanError("an ASOF join needs an inequality")
 
-    @property
-    def children(self):
-        return (self.left, self.right)
-
-    @property
-    def columns(self):
-        if self.kind in ("semi", "anti"):
-            return self.left.columns
-        return self.left.columns + self.right.columns
 
     def with_children(self, left, right):
         return Join(left, right, self.kind, self.left_keys, self.right_keys, self.residual)
@@ -315,7 +323,7 @@ class SingleRow(SameColumns):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class DependentJoin(Node):
+class DependentJoin(_JoinShape):
     """A join whose right side reads columns of its left side: LATERAL, and a correlated subquery
     that the binder's own decorrelation does not cover. For each left row, the right side is
     evaluated with the `outer` column ids bound to that row's values, and the rows it gives are
@@ -341,15 +349,6 @@ class DependentJoin(Node):
         if not set(self.outer) <= set(self.left.columns):
             raise PlanError("a dependent join's outer columns must come from its left side")
 
-    @property
-    def children(self):
-        return (self.left, self.right)
-
-    @property
-    def columns(self):
-        if self.kind in ("semi", "anti"):
-            return self.left.columns
-        return self.left.columns + self.right.columns
 
     def with_children(self, left, right):
         return DependentJoin(left, right, self.kind, self.outer, self.condition, self.scalar)
