@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import resource
 import threading
+import time
 from contextlib import contextmanager
 
 # Seconds between two readings of the current RSS while a query runs: a read of /proc/self/statm
@@ -20,11 +21,18 @@ RSS_SAMPLE_S = 0.01
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
+_statm: tuple[int, int] | None = None  # (pid, descriptor of /proc/self/statm) kept open
+
+
 def current_rss_bytes() -> int:
-    """This process's resident memory now; 0 where /proc is not there (not Linux)."""
+    """This process's resident memory now; 0 where /proc is not there (not Linux). The file stays
+    open (a query reads it a few times; opening it cost more than reading): /proc regenerates it
+    on each read from its start."""
+    global _statm
     try:
-        with open("/proc/self/statm", "rb") as f:
-            return int(f.read().split()[1]) * _PAGE_BYTES
+        if _statm is None or _statm[0] != os.getpid():
+            _statm = (os.getpid(), os.open("/proc/self/statm", os.O_RDONLY))
+        return int(os.pread(_statm[1], 128, 0).split()[1]) * _PAGE_BYTES
     except (OSError, ValueError, IndexError):
         return 0
 
@@ -34,25 +42,57 @@ def lifetime_peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+class _Sampler:
+    """One thread per process that reads the RSS every RSS_SAMPLE_S for every watch open now, and
+    sleeps while none is: a query then costs two set operations, not a thread started and
+    joined (which was a tenth of a millisecond of a `select 1`)."""
+
+    def __init__(self, sample_s: float):
+        self.sample_s = sample_s
+        self._watches: set[RssWatch] = set()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, watch: "RssWatch") -> None:
+        with self._wake:
+            self._watches.add(watch)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="flocksql-rss", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def discard(self, watch: "RssWatch") -> None:
+        with self._wake:
+            self._watches.discard(watch)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._watches:
+                    self._wake.wait()
+                watches = list(self._watches)
+            now = current_rss_bytes()
+            for watch in watches:
+                watch.saw(now)
+            time.sleep(self.sample_s)
+
+
 class RssWatch:
     """Context manager: `start_bytes` and `peak_bytes` of the RSS over the `with` block."""
 
     def __init__(self, sample_s: float = RSS_SAMPLE_S):
-        self.sample_s = sample_s
         self.start_bytes = self.peak_bytes = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lifetime_before = 0
+        self._sampler = _sampler(sample_s)
 
-    def _sample(self) -> None:
-        while not self._stop.wait(self.sample_s):
-            self.peak_bytes = max(self.peak_bytes, current_rss_bytes())
+    def saw(self, rss_bytes: int) -> None:
+        if rss_bytes > self.peak_bytes:
+            self.peak_bytes = rss_bytes
 
     def __enter__(self) -> "RssWatch":
         self._lifetime_before = lifetime_peak_rss_bytes()
         self.start_bytes = self.peak_bytes = current_rss_bytes()
-        self._thread = threading.Thread(target=self._sample, name="flocksql-rss", daemon=True)
-        self._thread.start()
+        self._sampler.add(self)
         return self
 
     def so_far(self) -> tuple[int, int]:
@@ -60,13 +100,23 @@ class RssWatch:
         return self.start_bytes, max(self.peak_bytes, current_rss_bytes())
 
     def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_bytes = max(self.peak_bytes, current_rss_bytes())
+        self._sampler.discard(self)
+        self.saw(current_rss_bytes())
         lifetime_after = lifetime_peak_rss_bytes()
         if lifetime_after > self._lifetime_before:
             # The process reached a new high during the query: that mark is the query's peak, exactly.
-            self.peak_bytes = max(self.peak_bytes, lifetime_after)
+            self.saw(lifetime_after)
+
+
+_samplers: dict[float, _Sampler] = {}
+_samplers_lock = threading.Lock()
+
+
+def _sampler(sample_s: float) -> _Sampler:
+    with _samplers_lock:
+        if sample_s not in _samplers:
+            _samplers[sample_s] = _Sampler(sample_s)
+        return _samplers[sample_s]
 
 
 @contextmanager

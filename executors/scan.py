@@ -90,6 +90,40 @@ def assign_row_groups(table: Table, rank: int, nranks: int):
     return "groups", out
 
 
+# Shares remembered as read once (a key is a few hundred bytes).
+ASKED_MAX = 4096
+
+
+def _lazy_share(table: Table, share: list) -> str:
+    """This rank's row groups read by DuckDB from the files: whole files as they are, part of a
+    file as its rows' range, which DuckDB's reader turns into the row groups it reads (Parquet row
+    groups are consecutive runs of rows)."""
+    starts: dict[str, dict[int, tuple[int, int]]] = {}
+    for f in {f for f, _ in share}:
+        offset, spans = 0, {}
+        for g in table.row_groups:
+            if g.file == f:
+                spans[g.index] = (offset, offset + g.num_rows)
+                offset += g.num_rows
+        starts[f] = spans
+    parts = []
+    for f, groups in share:
+        if groups is None:
+            parts.append(f"SELECT * FROM read_parquet({sql_string(f)})")
+            continue
+        ranges: list[list[int]] = []
+        for g in sorted(groups):
+            lo, hi = starts[f][g]
+            if ranges and ranges[-1][1] == lo:
+                ranges[-1][1] = hi
+            else:
+                ranges.append([lo, hi])
+        where = " OR ".join(f"(file_row_number >= {lo} AND file_row_number < {hi})" for lo, hi in ranges)
+        parts.append(f"SELECT * EXCLUDE (file_row_number) FROM read_parquet({sql_string(f)}, "
+                     f"file_row_number = true) WHERE {where}")
+    return "(" + " UNION ALL BY NAME ".join(parts) + ")"
+
+
 class ScanSource:
     """Renders the FROM source for a table scan on this rank, registering Arrow views as needed."""
 
@@ -100,6 +134,18 @@ class ScanSource:
         self._cache: OrderedDict = OrderedDict()
         self._cache_bytes = 0
         self._seq = 0
+        self._asked: OrderedDict = OrderedDict()  # shares read once, lazily (see _asked_before)
+
+    def _asked_before(self, key) -> bool:
+        """Whether a share was read before. Its first read is DuckDB's, lazy, straight from the
+        file (its first rows stream out at once, only what the query needs is decoded); the
+        second reads it into memory for the cache, so from then on it is decoded only once."""
+        if key in self._asked:
+            return True
+        self._asked[key] = True
+        if len(self._asked) > ASKED_MAX:
+            self._asked.popitem(last=False)
+        return False
 
     def _register(self, key, table: pa.Table) -> str:
         if key in self._cache:
@@ -148,6 +194,8 @@ class ScanSource:
             return f"read_parquet([{', '.join(sql_string(f) for f in whole)}])"
         key = (table.name, tuple((f, tuple(gs) if gs is not None else None) for f, gs in share), tuple(columns),
                table.row_count)
+        if key not in self._cache and "file_row_number" not in table.schema.names and not self._asked_before(key):
+            return _lazy_share(table, share)
         if key not in self._cache:
             pieces = [read_row_groups(f, gs, columns) for f, gs in partial]
             pieces += [read_row_groups(f, None, columns) for f in whole]

@@ -247,8 +247,19 @@ def transfer_table(table: pa.Table) -> pa.Table:
 
 
 def transfer_schema(schema: pa.Schema) -> pa.Schema:
-    """`schema` as transfer_table sends it: view types as plain string/binary."""
-    return transfer_table(schema.empty_table()).schema
+    """`schema` as transfer_table sends it: view types as plain string/binary. Kept per schema:
+    each query's GetFlightInfo asks, and casting an empty table costs ~70 µs a column."""
+    key = schema.serialize().to_pybytes()  # exact, metadata included (== and hash ignore it)
+    sent = _transfer_schemas.get(key)
+    if sent is None:
+        if len(_transfer_schemas) >= TRANSFER_SCHEMAS_MAX:
+            _transfer_schemas.clear()
+        sent = _transfer_schemas[key] = transfer_table(schema.empty_table()).schema
+    return sent
+
+
+_transfer_schemas: dict[bytes, pa.Schema] = {}
+TRANSFER_SCHEMAS_MAX = 1024
 
 
 def conform_table(table: pa.Table, schema: pa.Schema) -> pa.Table:

@@ -64,3 +64,34 @@ def test_a_small_table_with_fewer_row_groups_than_ranks_is_read_by_one_rank(tmp_
         readers = [r for r, (mode, share) in enumerate(shares) if share]
         assert len(readers) == 1 and all(mode == "groups" for mode, _ in shares)
         assert shares[readers[0]][1] == [(table.files[0], None)]
+
+
+def test_a_share_read_lazily_then_from_memory_holds_the_same_rows(tmp_path):
+    """A rank's first read of part of a file is DuckDB's own, by row range (its first rows stream
+    out at once); the second reads the share into memory for the cache. Both must be exactly the
+    rank's row groups, and the ranks' shares together the whole table, once."""
+    from engine.catalog import Catalog
+    from executors.scan import ScanSource
+    folder = tmp_path / "t"
+    folder.mkdir()
+    first = pa.table({"k": pa.array(range(0, 700), pa.int64()), "s": [f"v{i % 7}" for i in range(700)]})
+    second = pa.table({"k": pa.array(range(700, 1000), pa.int64()), "s": [f"w{i % 3}" for i in range(300)]})
+    pq.write_table(first, folder / "a.parquet", row_group_size=100)   # 7 row groups
+    pq.write_table(second, folder / "b.parquet", row_group_size=100)  # 3 row groups
+    table = Catalog(tmp_path).table("t")
+    whole = sorted(pa.concat_tables([first, second]).to_pylist(), key=lambda r: r["k"])
+    for nranks in (2, 3, 4):
+        seen, partials = [], 0
+        for rank in range(nranks):
+            con = duckdb.connect()
+            scans = ScanSource(con, rank, nranks)
+            reads = [scans.source(table, ["k", "s"], replicated=False) for _ in range(3)]
+            partial = reads[0].startswith("(")  # part of a file: lazy first, then from memory
+            partials += partial
+            assert not reads[0].startswith("_arrow_") and reads[1].startswith("_arrow_") == partial, reads
+            rows = [sorted(con.sql(f"SELECT k, s FROM {src}").to_arrow_table().to_pylist(), key=lambda r: r["k"])
+                    for src in reads]
+            assert rows[0] == rows[1] == rows[2]
+            seen += rows[0]
+        assert sorted(seen, key=lambda r: r["k"]) == whole, nranks
+        assert partials, nranks
