@@ -7,7 +7,9 @@ For each rank count it starts a server on a free loopback port (`flocksql serve 
 connects ADBC Flight SQL clients:
   round trips   `--repeat` round trips of `--sql` on one connection (execute and fetch the whole
                 result, after a warm-up) and `--connections` that each open a new connection;
-                percentiles in milliseconds.
+                percentiles in milliseconds. First against the floor (tpch/flight_floor.py: our
+                Flight SQL layer answering one constant row, running nothing), which is what the
+                client library, gRPC and pyarrow's Flight server cost on this machine.
   --tpch        the 22 TPC-H queries through the server, each run first once (a first run: planning,
                 statistics) then `--tpch-repeat` times (best), beside DuckDB in this process on the
                 same files; answers checked against DuckDB.
@@ -43,10 +45,18 @@ def percentile(values: list[float], q: float) -> float:
 def start_server(data: Path, ranks: int, extra: list[str]) -> tuple[subprocess.Popen, str]:
     flocksql = Path(sys.executable).with_name("flocksql")
     base = [str(flocksql)] if flocksql.exists() else [sys.executable, "-m", "cli"]
-    proc = subprocess.Popen(
-        [*base, "serve", "--data", str(data), "--ranks", str(ranks), "--port", "0", *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
+    return _listening([*base, "serve", "--data", str(data), "--ranks", str(ranks), "--port", "0", *extra],
+                      f"the server at {ranks} rank(s)")
+
+
+def start_floor() -> tuple[subprocess.Popen, str]:
+    """The server of tpch/flight_floor.py: Flight SQL that answers one constant row, running nothing."""
+    return _listening([sys.executable, "-m", "tpch.flight_floor", "--port", "0"], "the floor server")
+
+
+def _listening(command: list[str], what: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     deadline = time.monotonic() + START_TIMEOUT_S
     seen = []
     for line in proc.stdout:
@@ -57,7 +67,7 @@ def start_server(data: Path, ranks: int, extra: list[str]) -> tuple[subprocess.P
         if time.monotonic() > deadline:
             break
     stop_server(proc)
-    raise SystemExit(f"the server at {ranks} rank(s) did not start:\n{''.join(seen)}")
+    raise SystemExit(f"{what} did not start:\n{''.join(seen)}")
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -273,6 +283,15 @@ def stream(uri: str, pid: int, sql: str = "select * from lineitem") -> list[str]
             f"{before:.0f} MiB before, peak {peak[0]:.0f} MiB"]
 
 
+def print_round_trips(title: str, measured: dict[str, list[float]]) -> None:
+    print(f"\n== {title}")
+    print(f"{'client':<16} {'n':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
+    for kind, values in measured.items():
+        if values:
+            print(f"{kind:<16} {len(values):>5} {percentile(values, 50):>8.2f} {percentile(values, 90):>8.2f} "
+                  f"{percentile(values, 99):>8.2f} {statistics.mean(values):>8.2f}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="data folder the server serves")
@@ -291,16 +310,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stream", action="store_true", help="time to first batch and memory of a big result")
     parser.add_argument("--all", action="store_true", help="every part")
     args = parser.parse_args(argv)
+    proc, uri = start_floor()
+    try:
+        print_round_trips("the floor: a Flight SQL server that runs nothing (tpch/flight_floor.py)",
+                          round_trips(uri, args.sql, args.repeat, args.connections))
+    finally:
+        stop_server(proc)
     for ranks in (int(r) for r in args.ranks.split(",")):
         proc, uri = start_server(args.data, ranks, args.server_arg)
         try:
-            measured = round_trips(uri, args.sql, args.repeat, args.connections)
-            print(f"\n== {ranks} rank(s): round trips of {args.sql!r}")
-            print(f"{'client':<16} {'n':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
-            for kind, values in measured.items():
-                if values:
-                    print(f"{kind:<16} {len(values):>5} {percentile(values, 50):>8.2f} {percentile(values, 90):>8.2f} "
-                          f"{percentile(values, 99):>8.2f} {statistics.mean(values):>8.2f}", flush=True)
+            print_round_trips(f"{ranks} rank(s): round trips of {args.sql!r}",
+                              round_trips(uri, args.sql, args.repeat, args.connections))
             if args.all or args.stream:
                 print(f"\n== {ranks} rank(s): streaming a big result", flush=True)
                 print("\n".join(stream(uri, proc.pid)), flush=True)
