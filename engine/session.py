@@ -37,6 +37,7 @@ from engine.lanes import BIG_QUERY_COST_S, Lane, LanePool, QueryToken
 from engine.system_catalog import SystemCatalog, qualified
 from engine.leftovers import owner_tag, rank_tmp_prefix
 from executors.comm import LocalComm
+from executors.doorbell import Doorbell, wait_for_message
 from executors.memory import watch_memory
 from executors.runner import Runner, runs_on_rank0_alone
 from executors.scan import ScanSource
@@ -68,8 +69,9 @@ STREAM_BATCH_ROWS = 65_536
 CONTROL_TAG = 7
 # Queries in flight at once (lanes, engine/lanes.py) unless the caller says otherwise.
 DEFAULT_LANES = 4
-# How often a worker rank checks for rank 0's next message: at once while queries keep coming,
-# less often the longer it has been idle (MPI's blocking receive would spin on a core instead).
+# How often a worker rank checks for rank 0's next message where the doorbell does not work (UDP
+# blocked): at once while queries keep coming, less often the longer it has been idle (MPI's
+# blocking receive would spin on a core instead).
 BUSY_POLL_S, BUSY_FOR_S = 0.00005, 1.0
 IDLE_POLL_S, DEEP_IDLE_AFTER_S, DEEP_IDLE_POLL_S = 0.001, 10.0, 0.002
 
@@ -174,6 +176,8 @@ class Session:
         # Rank 0 talks to the workers on a communicator of its own, point to point: a query's plan
         # goes to the workers' lane threads, a cancel to their main thread even while lanes run.
         self._control = self.world.dup() if self.nranks > 1 else None
+        # Rank 0 rings the workers after each control message, so they wait without spinning.
+        self._doorbell = Doorbell.open(self._control.comm) if self._control is not None else None
         self.lanes = [self._lane(i) for i in range(max(1, lanes or DEFAULT_LANES))]
         for con in {id(c): c for c in (self.con, self.parquet_con, self.ordered_con)}.values():
             con.execute("SET lock_configuration=true")
@@ -551,18 +555,15 @@ class Session:
         from mpi4py import MPI
         for r in range(1, self.nranks):
             self._control.comm.Send([payload, MPI.BYTE], dest=r, tag=CONTROL_TAG)
+        self._doorbell.ring()
 
     def _receive_control(self):
-        """A worker's next message from rank 0, waiting politely (see BUSY_POLL_S)."""
+        """A worker's next message from rank 0: woken by the doorbell (executors/doorbell.py), or,
+        where its datagrams do not arrive, probing politely (see BUSY_POLL_S)."""
         from mpi4py import MPI
         comm, status = self._control.comm, MPI.Status()
-        since = time.monotonic()
-        while not comm.Iprobe(source=0, tag=CONTROL_TAG, status=status):
-            idle = time.monotonic() - since
-            if idle > BUSY_FOR_S:
-                time.sleep(IDLE_POLL_S if idle < DEEP_IDLE_AFTER_S else DEEP_IDLE_POLL_S)
-            else:
-                time.sleep(BUSY_POLL_S)
+        wait_for_message(lambda: comm.Iprobe(source=0, tag=CONTROL_TAG, status=status), self._doorbell,
+                         _idle_poll_s)
         buf = bytearray(status.Get_count(MPI.BYTE))
         comm.Recv([buf, MPI.BYTE], source=0, tag=CONTROL_TAG)
         return pickle.loads(buf)
@@ -811,6 +812,8 @@ class Session:
             for comm in [lane.comm for lane in self.lanes] + [self._control]:
                 if comm is not None:
                     comm.free()
+            if self._doorbell is not None:
+                self._doorbell.close()
             self.con.close()
             for con in (self.parquet_con, self.ordered_con):
                 if con is not self.con:
@@ -910,6 +913,12 @@ class Session:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _idle_poll_s(idle_s: float) -> float:
+    if idle_s <= BUSY_FOR_S:
+        return BUSY_POLL_S
+    return IDLE_POLL_S if idle_s < DEEP_IDLE_AFTER_S else DEEP_IDLE_POLL_S
 
 
 def _peak_rss_mb() -> float:
