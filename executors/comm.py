@@ -179,14 +179,19 @@ class MpiComm:
         _wait_politely(self.comm.Iallgather([mine, self.MPI.INT8_T], [every, self.MPI.INT8_T]).Test)
         return every.tolist()
 
+    # The object collectives first meet in a polite barrier: they come at a query's end, where a
+    # rank done with its share would otherwise spin in MPI until the slowest rank arrives.
     def allgather_obj(self, obj):
+        self.polite_barrier()
         return self.comm.allgather(obj)
 
     def gather_obj(self, obj, root=0):
         """Every rank's small object, in rank order, on `root` (None elsewhere)."""
+        self.polite_barrier()
         return self.comm.gather(obj, root=root)
 
     def bcast_obj(self, obj, root=0):
+        self.polite_barrier()
         return self.comm.bcast(obj, root=root)
 
     def _exchange(self, send: dict, recv_from: list[int]) -> dict[int, pa.Buffer]:
