@@ -22,6 +22,7 @@ from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
 from planner import table_functions
+from planner.rules.lateral_table_functions import rewrite_lateral_table_functions
 from planner.rules.named_windows import inline_named_windows
 from planner.rules.using_joins import expand_using
 from planner.rules.unpivot import rewrite_unpivot
@@ -305,6 +306,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         raise NotSupportedError("PIVOT")
     _check_order_keys(ast)
     ast = inline_named_windows(ast)
+    ast = rewrite_lateral_table_functions(ast)
     ast, generated, schema = table_functions.hide(ast)
     ast = expand_using(ast, lambda item: _item_columns(item, ast, catalog, schema))
     _check_parenthesised_joins(ast)

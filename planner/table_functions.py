@@ -1,6 +1,7 @@
 """Table functions in FROM that generate data: `range`, `generate_series` and `unnest` of a list.
 
-Their arguments must be constants (no column: that would be a LATERAL join), so the planner can
+Their arguments are constants here (a call that reads a column was made a LATERAL subquery before,
+planner/rules/lateral_table_functions.py), so the planner can
 bind a call once, when the plan is made, in a DuckDB instance of its own that reads nothing (external
 access off): DuckDB's binder gives the column's name and type, and the rows are counted — an integer
 series by arithmetic, anything else by DuckDB. The plan then holds a Generate node (planner/logical.py)
@@ -57,7 +58,7 @@ def function_name(call: exp.Expression) -> str | None:
     return None
 
 
-def _call_of(item: exp.Expression) -> exp.Expression | None:
+def call_of(item: exp.Expression) -> exp.Expression | None:
     """The generator call of a FROM item (`range(3) AS r`, `unnest([…]) AS u(x)`), else None."""
     if isinstance(item, exp.Table) and function_name(item.this) is not None:
         return item.this
@@ -154,14 +155,14 @@ def _integer_series(call_text: str, name: str, column: str, typ: str) -> Bound:
 def hide(ast: exp.Expression) -> tuple[exp.Expression, dict[str, tuple[exp.Expression, Bound]], dict]:
     """ast (a copy, when it holds generator calls) with a stand-in table in each call's place;
     returns (ast, {stand-in name: (the call, what binding found)}, the stand-ins' schema for qualify)."""
-    items = [n for n in ast.walk() if _call_of(n) is not None and _in_from(n)]
+    items = [n for n in ast.walk() if call_of(n) is not None and _in_from(n)]
     if not items:
         return ast, {}, {}
     ast = ast.copy()
-    items = [n for n in ast.walk() if _call_of(n) is not None and _in_from(n)]
+    items = [n for n in ast.walk() if call_of(n) is not None and _in_from(n)]
     calls, schema = {}, {}
     for i, item in enumerate(items):
-        call = _call_of(item)
+        call = call_of(item)
         name = function_name(call)
         _check_constant(call, name)
         bound = bind(call_sql(call), name)
