@@ -87,6 +87,14 @@ class Scope:
         raise CatalogError(f"unknown column: {table + '.' if table else ''}{name}")
 
 
+def _in_table_order(node: Node) -> bool:
+    """Whether a plan's rows come in its table's order (files, then rows), on one rank or over the
+    ranks in rank order: scans, generated rows and values, filtered and projected."""
+    while isinstance(node, (Filter, Project)):
+        node = node.input
+    return isinstance(node, (Scan, Values, Generate))
+
+
 def _add_sources(scope: Scope, sources: dict[str, dict[str, str]]) -> None:
     for alias, mapping in sources.items():
         scope.add(alias, mapping)
@@ -192,6 +200,7 @@ class Builder:
         self.catalog = catalog
         self.est = estimator
         self._ids = itertools.count(1)
+        self._positions: dict[int, str] = {}  # a positional join's result (id of its node) -> its position column
         # Column id → its SQL type where known (planner/comparable.py makes join keys of different
         # kinds comparable with it).
         self.id_types: dict[str, exp.DataType] = {}
@@ -597,8 +606,14 @@ class Builder:
                 # DuckDB).
             method = (j.args.get("method") or "").upper()
             asof = "ASOF" in (method, kind)
-            if (method and not asof) or kind == "POSITIONAL":
-                raise NotSupportedError(f"{method or kind} JOIN")
+            if "POSITIONAL" in (method, kind) and not (j.args.get("on") or j.args.get("using")):
+                node, sources = bound or self._from_item(j.this, scope)
+                left = self.join_set(items, set_conjuncts, scope)
+                _add_sources(scope, sources)
+                items, set_conjuncts, group_start = [self._positional_join(left, node)], [], 0
+                continue
+            if method and not asof:
+                raise NotSupportedError(f"{method} JOIN")
             node, sources = bound or self._from_item(j.this, scope)
             using = j.args.get("using")
             comma = not side and not kind and j.args.get("on") is None and not j.args.get("using")
@@ -681,6 +696,28 @@ class Builder:
                 if using:
                     set_conjuncts += self._using(using, scope, sources)
         return items, set_conjuncts, on_subqueries
+
+    def _positional_join(self, left: Node, right: Node) -> Node:
+        """`left POSITIONAL JOIN right`: the i-th rows of both side by side, the shorter side padded
+        with NULLs. Each side is numbered in its order, row_number() OVER (), which gathers a
+        partitioned side to rank 0 in rank order, that is in the files' order; a positional join's
+        result is numbered by its own positions (it is chained: `a POSITIONAL JOIN b POSITIONAL
+        JOIN c`). Then a FULL JOIN on the numbers."""
+        def numbered(side: Node) -> tuple[Node, str]:
+            if id(side) in self._positions:
+                return side, self._positions[id(side)]
+            if not _in_table_order(side):
+                raise NotSupportedError("POSITIONAL JOIN of a side whose row order is not its table's "
+                                        "(a join, aggregate, sort or limit inside)")
+            pos = self.new_id("position", exp.DataType.build("BIGINT"))
+            return Window(side, ((pos, exp.Window(this=exp.RowNumber())),)), pos
+        (lnum, lpos), (rnum, rpos) = numbered(left), numbered(right)
+        joined = Join(lnum, rnum, "full", (col(lpos),), (col(rpos),))
+        pos = self.new_id("position", exp.DataType.build("BIGINT"))
+        out = Project(joined, tuple((c, col(c)) for c in left.columns + right.columns)
+                      + ((pos, exp.Coalesce(this=col(lpos), expressions=[col(rpos)])),))
+        self._positions[id(out)] = pos
+        return out
 
     def _left_join_reading_both(self, left: Node, right: Node, sources: dict, conds: list, on: list,
                                 scope: Scope) -> Node:
