@@ -31,7 +31,10 @@ def prune(node: Node, required: set[str]) -> Node:
     if isinstance(node, MaterializedCte):
         # The rest of the statement first: the CTE keeps the columns its references still read.
         body = prune(node.input, required)
-        need = {s for ref in cte_refs(body, node.name) for s in ref.sources}
+        refs = cte_refs(body, node.name)
+        if not refs:
+            return body  # nothing reads it any more
+        need = {s for ref in refs for s in ref.sources}
         return node.with_children(prune(node.definition, need), body)
     if isinstance(node, Filter):
         return Filter(prune(node.input, required | column_ids(node.predicate)), node.predicate)
