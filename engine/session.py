@@ -265,7 +265,7 @@ class Session:
             return self._plans[key]
         qualified = qualify_statement(ast, self.catalog)
         est = Estimator(self.catalog)
-        query = run_rules(Builder(self.catalog, est).build(qualified, original=ast))
+        query = run_rules(Builder(self.catalog, est, self.params).build(qualified, original=ast))
         query = copartition(query, self.catalog, self.nranks)
         phys = PhysicalPlanner(est, self.params, self.nranks, self.forced_patterns).plan(query)
         phys.names = self._duckdb_names(ast, sql_key, phys.names, client)

@@ -109,6 +109,9 @@ class LocalComm:
     def fresh(self, spill_dir=None, spill_over_bytes: int | None = None) -> "LocalComm":
         return self
 
+    def hold(self, table: pa.Table) -> pa.Table:
+        return table
+
     def free(self):
         pass
 
@@ -150,14 +153,31 @@ class MpiComm:
         collective, unlike dup. Nothing to free."""
         return MpiComm(self.comm, spill_dir, spill_over_bytes)
 
+    def _over_budget(self, nbytes: int) -> bool:
+        return (self.spill_dir is not None and self.spill_over_bytes is not None and nbytes > 0
+                and self.bytes_received + nbytes > self.spill_over_bytes)
+
     def _receive_buffer(self, nbytes: int) -> np.ndarray:
-        spill = (self.spill_dir is not None and self.spill_over_bytes is not None and nbytes > 0
-                 and self.bytes_received + nbytes > self.spill_over_bytes)
+        spill = self._over_budget(nbytes)
         self.bytes_received += nbytes
         if not spill:
             return np.empty(nbytes, dtype=np.uint8)
         self.bytes_spilled += nbytes
         return _file_backed(nbytes, self.spill_dir)
+
+    def hold(self, table: pa.Table) -> pa.Table:
+        """table, kept by this rank for the rest of the query (a materialized CTE's part) under
+        the budget of received data: in memory while the query's received and held bytes stay
+        within it, else copied into a file-backed buffer that the kernel can page out."""
+        nbytes = ipc_size(table)
+        if not self._over_budget(nbytes):
+            self.bytes_received += nbytes  # counted against the budget like received data
+            return table
+        buffer = self._receive_buffer(nbytes)
+        sink = pa.FixedSizeBufferWriter(pa.py_buffer(buffer))
+        with pa.ipc.new_stream(sink, table.schema) as w:
+            w.write_table(table)
+        return from_ipc(buffer)
 
     def free(self):
         self.comm.Free()

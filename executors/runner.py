@@ -25,8 +25,8 @@ from executors.comm import RemoteStreamError, drain_batches, receive_batches, se
 from executors.profile import fragment_profile
 from executors.scan import ARROW_VIEW_PREFIX, ScanSource
 from planner.comparable import never_raising
-from planner.logical import (Aggregate, Distinct, Filter, Generate, Join, Limit, Node, Project, Scan, SetOp,
-                             SingleRow, Sort, Values, Window)
+from planner.logical import (Aggregate, CteRef, Distinct, Filter, Generate, Join, Limit, MaterializedCte, Node,
+                             Project, Scan, SetOp, SingleRow, Sort, Values, Window)
 from planner.patterns.base import Exchange, is_replicable
 from planner.physical import operator_numbers
 
@@ -122,8 +122,21 @@ class StageStats:
 
 
 @dataclass
+class KeptStats:
+    """One materialized CTE on one rank: its part, computed `computed` times (once per run)."""
+
+    label: str
+    rows: int = 0
+    bytes: int = 0
+    bytes_spilled: int = 0  # kept in file-backed buffers (over the query's exchange budget)
+    compute_s: float = 0.0
+    computed: int = 0
+
+
+@dataclass
 class RunStats:
     stages: dict = field(default_factory=dict)  # eid -> StageStats
+    kept: dict = field(default_factory=dict)    # MaterializedCte name -> KeptStats
     final_compute_s: float = 0.0
     final_wait_s: float = 0.0
     # This rank's process: resident memory when the query started and its high-water mark while
@@ -173,6 +186,14 @@ def _joins_an_aggregate(node: Node, under_join: bool = False) -> bool:
     return any(_joins_an_aggregate(c, under) for c in node.children)
 
 
+def _past_kept(node: Node | None) -> Node | None:
+    """The operator a fragment's query starts with: a MaterializedCte renders as its input (its
+    definition ran as a fragment of its own)."""
+    while isinstance(node, MaterializedCte):
+        node = node.input
+    return node
+
+
 class Runner:
     def __init__(self, con, comm, catalog, scans: ScanSource, cancelled=lambda: False, parquet_con=None,
                  ordered_con=None, fragment_times: dict | None = None, plan_key: str | None = None,
@@ -195,6 +216,9 @@ class Runner:
         self.scans = scans
         self.cancelled = cancelled
         self._views: list[str] = []
+        # Materialized CTEs of the running statement: name -> (the SELECT over this rank's kept
+        # part, whether that part is empty). Freed with the views when the statement ends.
+        self._kept: dict[str, tuple[str, bool]] = {}
         self.stats = RunStats()
         # Set by the caller while it measures this rank's memory (executors/memory.RssWatch), so
         # that statistics sent before the measurement ends carry the peak so far.
@@ -251,6 +275,7 @@ class Runner:
         return result
 
     def fetch(self, query: str, node: Node | None = None) -> pa.Table:
+        node = _past_kept(node)
         if self.cancelled():
             raise CancelledError("query cancelled")
         con, times = self._connection_for(query, node)
@@ -302,6 +327,7 @@ class Runner:
         of a statement follows a rule (ours when the fragment joins an aggregate's result), the
         second tries the other instance, and later runs keep the faster one for each fragment
         (each rank on its own timings)."""
+        node = _past_kept(node)
         if ARROW_VIEW_PREFIX in query or self.parquet_con is self.con:
             return self.con, None
         if node is None:
@@ -346,6 +372,7 @@ class Runner:
             self._unregister_views()
 
     def _unregister_views(self) -> None:
+        self._kept.clear()
         for v in self._views:
             try:
                 self.con.unregister(v)
@@ -358,6 +385,36 @@ class Runner:
         self.con.register(name, table)
         self._views.append(name)
         return name
+
+    # ------------------------------------------------------------------ materialized CTEs
+    def _keep(self, node: MaterializedCte) -> None:
+        """Computes a materialized CTE's definition once and keeps this rank's part of it for the
+        references (under the query's exchange budget: past it, in file-backed buffers). Every
+        rank takes part: the definition's own exchanges are collectives."""
+        st = self.stats.kept.setdefault(node.name, KeptStats(node.label))
+        t0, nested_before, nested_wait_before = time.perf_counter(), self._nested_s, self._nested_wait_s
+        waited_before, spilled_before = self._waited_s(), getattr(self.comm, "bytes_spilled", 0)
+        table = self.local(lambda: self.comm.hold(self.materialize(node.definition)))
+        self._kept[node.name] = (_restored(self._view(table), table.schema), table.num_rows == 0)
+        st.rows += table.num_rows
+        st.bytes += table.nbytes
+        st.bytes_spilled += getattr(self.comm, "bytes_spilled", 0) - spilled_before
+        st.computed += 1
+        # Exclusive of the exchanges inside the definition (timed on their own), which an
+        # exchange around this one must not count again either.
+        waited = self._waited_s() - waited_before
+        st.compute_s += time.perf_counter() - t0 - (self._nested_s - nested_before) - \
+            (waited - (self._nested_wait_s - nested_wait_before))
+        self._nested_s = nested_before + (time.perf_counter() - t0)
+        self._nested_wait_s = nested_wait_before + waited
+
+    def _render_cte_ref(self, node: CteRef) -> str:
+        view, empty = self._kept[node.name]
+        items = ", ".join(f"{q(s)} AS {q(i)}" for i, s in zip(node.ids, node.sources))
+        text = f"SELECT {items} FROM ({view})"
+        if empty:
+            self._empty_inputs.add(text)
+        return text
 
     # ------------------------------------------------------------------ exchanges
     def materialize(self, node: Node, extra: str = "") -> pa.Table:
@@ -704,6 +761,11 @@ class Runner:
             cols = sorted({name for _, name in node.fields}, key=[f.name for f in table.schema].index)
             src = self.scans.source(table, cols, replicated)
             return f"{items} FROM {src}"
+        if isinstance(node, MaterializedCte):
+            self._keep(node)
+            return self.render(node.input, replicated)
+        if isinstance(node, CteRef):
+            return self._render_cte_ref(node)
         if isinstance(node, Generate):
             return self._render_generate(node, replicated)
         if isinstance(node, Values):

@@ -23,8 +23,9 @@ import itertools
 from sqlglot import exp
 
 from engine.errors import CatalogError, InternalError, NotSupportedError, PlanError
-from planner import table_functions
+from planner import cte_materialization, table_functions
 from planner.comparable import common_setop_type, comparable_pair, kind_of, never_raising
+from planner.cost import CostParams
 from planner.estimate import Estimator
 from planner.grouping_sets import expand, grouping_masks, has_grouping_sets
 from planner.patterns.combine_shuffle_reduce import split_aggregates
@@ -32,9 +33,9 @@ from planner.qualify import sql_type_name
 from planner.rules.factor_or import factor_or
 from planner.rules.quantified_subqueries import rewrite_quantified
 from planner.rules.simplify_outer_joins import rejects_nulls
-from planner.logical import (ZERO_ON_EMPTY, Aggregate, DependentJoin, Distinct, Filter, Generate, Join, Limit,
-                             Node, Project, Query, Scan, SetOp, SingleRow, Sort, Values, Window, and_all, col,
-                             column_ids, conjuncts)
+from planner.logical import (ZERO_ON_EMPTY, Aggregate, CteRef, DependentJoin, Distinct, Filter, Generate, Join,
+                             Limit, MaterializedCte, Node, Project, Query, Scan, SetOp, SingleRow, Sort, Values,
+                             Window, and_all, col, column_ids, conjuncts, cte_refs)
 
 GROUPING_CALLS = (exp.Grouping, exp.GroupingId)
 # An outer join's preserved side estimated at no more rows than this narrows the other side first
@@ -195,10 +196,27 @@ class Correlation:
         return bool(self.conjuncts or self.outer_keys)
 
 
+class _SharedCte:
+    """A CTE of the statement whose definition was planned at its first reference: kept (a
+    MaterializedCte that every reference reads) or planned again at each later reference."""
+
+    def __init__(self, cte, name: str, node: Node, names: list, ids: list, keep: bool, reason: str, refs: int):
+        self.cte, self.name, self.node, self.names, self.ids = cte, name, node, names, ids
+        self.keep, self.reason, self.refs = keep, reason, refs
+
+
 class Builder:
-    def __init__(self, catalog, estimator: Estimator):
+    def __init__(self, catalog, estimator: Estimator, params: CostParams | None = None):
         self.catalog = catalog
         self.est = estimator
+        # The cost model's constants, for deciding which CTEs are kept (planner/cte_materialization.py).
+        self.params = params or CostParams()
+        # id(CTE expression) -> (it, how often the statement names it), counted where its WITH is read.
+        self._cte_ref_counts: dict[int, tuple] = {}
+        # id(CTE expression) -> _SharedCte, for CTEs whose definition was planned; `_kept` lists
+        # the kept ones in the order their definitions were finished (one reading another after it).
+        self._shared: dict[int, _SharedCte] = {}
+        self._kept: list[_SharedCte] = []
         self._ids = itertools.count(1)
         self._positions: dict[int, str] = {}  # a positional join's result (id of its node) -> its position column
         # Column id → its SQL type where known (planner/comparable.py makes join keys of different
@@ -225,7 +243,18 @@ class Builder:
     # ------------------------------------------------------------------ queries
     def build(self, ast: exp.Expression, original: exp.Expression | None = None) -> Query:
         node, names, _ = self.query(ast, None)
+        node = self._with_kept_ctes(node)
         return Query(node, tuple(display_names(original, names) if original is not None else names))
+
+    def _with_kept_ctes(self, node: Node) -> Node:
+        """node under a MaterializedCte for each kept CTE that something still reads, the first
+        finished outermost (it is computed first: a later one may read it)."""
+        for shared in reversed(self._kept):
+            refs = cte_refs(node, shared.name)
+            if refs:
+                node = MaterializedCte(shared.name, shared.cte.alias_or_name, shared.node, node,
+                                       shared.refs, shared.reason)
+        return node
 
     def query(self, ast: exp.Expression, parent: Scope | None, corr: list | None = None):
         """Returns (node, output names, output ids)."""
@@ -248,8 +277,10 @@ class Builder:
             raise NotSupportedError("WITH RECURSIVE")
         frame = {}
         self._ctes.append(frame)
-        for cte in w.expressions:
+        for i, cte in enumerate(w.expressions):
             frame[cte.alias_or_name] = cte
+            if id(cte) not in self._cte_ref_counts:  # the CTE is held too: its id stays its own
+                self._cte_ref_counts[id(cte)] = (cte, _references(ast, w.expressions[:i + 1]))
         return True
 
     def _find_cte(self, name: str):
@@ -405,7 +436,30 @@ class Builder:
         return self._rename(src, node, [bound.name], [node.id], alias)
 
     def _cte_query(self, cte, scope):
-        # A CTE is planned where it is used; the frames above it stay visible, later ones do not.
+        """A reference to a CTE: the first one plans its definition and decides whether it is kept
+        (planner/cte_materialization.py); a kept CTE is then read through a CteRef of fresh column
+        ids, any other is planned again where each reference stands."""
+        shared = self._shared.get(id(cte))
+        if shared is None:
+            node, names, ids = self._cte_definition(cte)
+            refs = self._cte_ref_counts.get(id(cte), (cte, 1))[1]
+            keep, reason = cte_materialization.decide(node, refs, cte.args.get("materialized"), self.est,
+                                                      self.params)
+            shared = _SharedCte(cte, self.new_id(f"cte_{cte.alias_or_name}"), node, names, ids, keep, reason, refs)
+            self._shared[id(cte)] = shared
+            if keep:
+                self._kept.append(shared)
+                self.est.define_cte(shared.name, node)
+            else:
+                return node, names, ids
+        if not shared.keep:
+            return self._cte_definition(cte)
+        fresh = [self.new_id(n, self.id_types.get(i)) for n, i in zip(shared.names, shared.ids)]
+        ref = CteRef(shared.name, cte.alias_or_name, tuple(fresh), tuple(shared.ids))
+        return ref, list(shared.names), fresh
+
+    def _cte_definition(self, cte):
+        # The frames above the CTE stay visible, later ones do not.
         idx = next(i for i in range(len(self._ctes) - 1, -1, -1) if cte in self._ctes[i].values())
         saved = self._ctes
         own = dict(self._ctes[idx])
@@ -1676,6 +1730,23 @@ class Builder:
 
     def _translate_mixed(self, e, scope, post):
         return self.translate(e, scope, replace=post)
+
+
+def _references(ast: exp.Expression, own: list) -> int:
+    """How often a statement names the last CTE of `own` (its WITH's CTEs up to that one): in its
+    body and in the CTEs after it, not in it or those before it, which cannot see it. A nested WITH
+    that reuses the name can make the count too high: a CTE read once is then kept, still correct."""
+    name = own[-1].alias_or_name
+    hidden = {id(c) for c in own}
+    count = 0
+    for t in ast.find_all(exp.Table):
+        if t.name != name or t.args.get("db") or t.args.get("catalog"):
+            continue
+        p = t.parent
+        while p is not None and p is not ast and id(p) not in hidden:
+            p = p.parent
+        count += p is None or p is ast
+    return count
 
 
 def typed_null(t: exp.DataType | None) -> exp.Expression:

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 from sqlglot import exp
 
-from planner.logical import (ASOF_KINDS, Aggregate, DependentJoin, Distinct, Filter, Generate, Join, Limit, Node,
-                             Project, Scan, SetOp, SingleRow, Sort, Values, Window, multiplies_rows)
+from planner.logical import (ASOF_KINDS, Aggregate, CteRef, DependentJoin, Distinct, Filter, Generate, Join, Limit,
+                             MaterializedCte, Node, Project, Scan, SetOp, SingleRow, Sort, Values, Window,
+                             multiplies_rows)
 
 # Selectivities used when statistics cannot say more (named, not buried in code).
 SEL_DEFAULT = 0.5
@@ -90,6 +91,12 @@ class Estimator:
     def __init__(self, catalog):
         self.catalog = catalog
         self._memo: dict[int, tuple[Node, Est]] = {}
+        # A materialized CTE's name -> its definition, for estimating the references that read it.
+        self._cte_definitions: dict[str, Node] = {}
+
+    def define_cte(self, name: str, definition: Node) -> None:
+        """Estimates of CteRef(name) follow this definition's (the latest one given)."""
+        self._cte_definitions[name] = definition
 
     def rows(self, node: Node) -> float:
         return self.estimate(node).rows
@@ -121,6 +128,16 @@ class Estimator:
         if isinstance(node, Generate):
             # Exact: the rows were counted when the call was bound; a series has no duplicates.
             return Est(float(node.rows), {node.id: ColInfo(max(1.0, float(node.rows)), node.lo, node.hi)}, True)
+        if isinstance(node, MaterializedCte):
+            self.define_cte(node.name, node.definition)
+            return self.estimate(node.input)
+        if isinstance(node, CteRef):
+            definition = self._cte_definitions.get(node.name)
+            if definition is None:
+                return Est(1000.0, {}, False)
+            src = self.estimate(definition)
+            cols = {cid: src.cols[s] for cid, s in zip(node.ids, node.sources) if s in src.cols}
+            return Est(src.rows, cols, src.known)
         if isinstance(node, Filter):
             src = self.estimate(node.input)
             sel = self.selectivity(node.predicate, src)

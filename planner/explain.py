@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from engine.errors import NotSupportedError
+from planner.logical import MaterializedCte
 from planner.patterns.base import Exchange, is_replicable
 from planner.physical import PhysicalPlan, operator_numbers
 
@@ -199,8 +200,8 @@ def describe_node(node, names: dict[str, str] | None = None) -> str:
 
 
 def _describe(node, nm: _Namer) -> str:
-    from planner.logical import (ASOF_KINDS, Aggregate, Distinct, Filter, Generate, Join, Limit, Project, Scan,
-                                 SetOp, Sort, Values, Window)
+    from planner.logical import (ASOF_KINDS, Aggregate, CteRef, Distinct, Filter, Generate, Join, Limit,
+                                 MaterializedCte, Project, Scan, SetOp, Sort, Values, Window)
     sql = nm.sql
     if isinstance(node, Scan):
         return f"Scan {node.table} [{', '.join(n for _, n in node.fields)}]"
@@ -237,6 +238,10 @@ def _describe(node, nm: _Namer) -> str:
         return f"Generate {node.call} ({node.rows} rows)"
     if isinstance(node, Distinct):
         return "Distinct"
+    if isinstance(node, CteRef):
+        return f"CteRef {node.label} [{', '.join(nm.col(c) for c in node.ids)}]"
+    if isinstance(node, MaterializedCte):
+        return f"MaterializedCte {node.label}"
     return type(node).__name__
 
 
@@ -266,6 +271,9 @@ class PlanNode:
     # operators as they ran, [{"ranks": [...], "operators": [{depth, name, detail, rows}]}], one
     # entry per shape of DuckDB's plan (ranks may differ).
     duckdb_operators: list | None = None
+    # ANALYZE of a MaterializedCte: how often each rank computed it (once) and what it kept,
+    # {"computed", "rows", "bytes", "bytes_spilled", "per_rank": [...], "spread": {...}}.
+    kept: dict | None = None
     children: list = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -283,6 +291,8 @@ class PlanNode:
             out["actual_rows_detail"] = self.actual_rows_detail
         if self.duckdb_operators is not None:
             out["duckdb_operators"] = self.duckdb_operators
+        if self.kept is not None:
+            out["kept"] = self.kept
         out["children"] = [c.to_json() for c in self.children]
         return out
 
@@ -339,6 +349,22 @@ def _actual(eid: int, per_rank) -> dict | None:
     # The straggler is the rank that worked longest; the others' waiting is its doing.
     slowest = max(ranks, key=lambda r: r["compute_seconds"] + r["comm_seconds"])["rank"]
     return {**total, "per_rank": ranks, "spread": spread, "slowest_rank": slowest}
+
+
+def _kept(name: str, per_rank) -> dict | None:
+    """What each rank kept of the materialized CTE `name`, and how often it computed it."""
+    ranks = []
+    for r, rs in enumerate(per_rank):
+        st = getattr(rs, "kept", {}).get(name) if rs is not None else None
+        if st is not None:
+            ranks.append({"rank": r, "computed": st.computed, "rows": st.rows, "bytes": st.bytes,
+                          "bytes_spilled": st.bytes_spilled, "compute_seconds": st.compute_s})
+    if not ranks:
+        return None
+    return {"computed": max(r["computed"] for r in ranks), "rows": sum(r["rows"] for r in ranks),
+            "bytes": sum(r["bytes"] for r in ranks), "bytes_spilled": sum(r["bytes_spilled"] for r in ranks),
+            "per_rank": ranks,
+            "spread": {k: _spread([r[k] for r in ranks]) for k in ("rows", "compute_seconds")}}
 
 
 def _operator_rows(per_rank) -> dict[int, dict]:
@@ -401,7 +427,7 @@ def explain_tree(plan: PhysicalPlan, options: ExplainOptions = ExplainOptions(),
     def operator_node(d) -> PlanNode:
         label = d.subject if isinstance(d.subject, str) else _describe(d.subject, nm)
         return PlanNode(label.split()[0], label, d.pattern,
-                        {"rows": d.rows, "bytes": d.bytes, "cost_seconds": d.cost}, d.note,
+                        {"rows": d.rows, "bytes": d.bytes, "cost_seconds": d.cost}, nm.text(d.note),
                         _alternatives(d, options.verbose))
 
     def rec(node, inside_inline: int | None) -> PlanNode:
@@ -433,6 +459,8 @@ def explain_tree(plan: PhysicalPlan, options: ExplainOptions = ExplainOptions(),
             me.operator = me.text.split()[0]
         if analyzed:
             add_actuals(me, node, inside_inline is not None)
+            if isinstance(node, MaterializedCte):
+                me.kept = _kept(node.name, per_rank)
         me.children = [rec(c, inside_inline) for c in node.children]
         return me
 
@@ -479,6 +507,18 @@ def _line(n: PlanNode, options: ExplainOptions) -> str:
             text += " on each rank"
         elif detail is not None and len(detail["per_rank"]) > 1:
             text += f" (per rank min/median/max {_spread_text(detail['spread'], _fmt)})"
+    if n.kept is not None:
+        k = n.kept
+        times = "once" if k["computed"] == 1 else f"{k['computed']} times"
+        text += f"  actual: computed {times}, kept rows={_fmt(k['rows'])} bytes={_fmt(k['bytes'])}B"
+        if k["bytes_spilled"]:
+            text += f" spilled={_fmt(k['bytes_spilled'])}B"
+        if len(k["per_rank"]) > 1:
+            sp = k["spread"]
+            text += (f"; per rank min/median/max: rows {_spread_text(sp['rows'], _fmt)},"
+                     f" compute {_spread_text(sp['compute_seconds'], _fmt_s)}")
+        else:
+            text += f" compute={_fmt_s(k['spread']['compute_seconds']['max'])}"
     if n.exchange is not None:
         x = n.exchange
         if not x["runs"]:

@@ -88,8 +88,21 @@ class SameColumns(Unary):
         return self.input.columns
 
 
+class Leaf(Node):
+    """A node without inputs (scans, constants, generated rows, a CTE reference)."""
+
+    __slots__ = ()
+
+    @property
+    def children(self):
+        return ()
+
+    def with_children(self):
+        return self
+
+
 @dataclass(frozen=True, slots=True, eq=False)
-class Scan(Node):
+class Scan(Leaf):
     table: str
     # (column id, column name in the table)
     fields: tuple[tuple[str, str], ...]
@@ -98,15 +111,8 @@ class Scan(Node):
     key_range: tuple | None = None
 
     @property
-    def children(self):
-        return ()
-
-    @property
     def columns(self):
         return tuple(cid for cid, _ in self.fields)
-
-    def with_children(self):
-        return self
 
     def key_range_id(self) -> str | None:
         """The column id the scan is range-partitioned on, if it is."""
@@ -116,7 +122,7 @@ class Scan(Node):
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Values(Node):
+class Values(Leaf):
     ids: tuple[str, ...]
     rows: tuple[tuple[exp.Expression, ...], ...]
 
@@ -125,19 +131,13 @@ class Values(Node):
             raise PlanError("VALUES rows must all have the same number of columns")
 
     @property
-    def children(self):
-        return ()
-
-    @property
     def columns(self):
         return self.ids
 
-    def with_children(self):
-        return self
 
 
 @dataclass(frozen=True, slots=True, eq=False)
-class Generate(Node):
+class Generate(Leaf):
     """Rows that a table function makes from constant arguments: `range`, `generate_series` and
     `unnest` of a list, in FROM (planner/table_functions.py binds them). The number of rows is
     known exactly when the plan is made, so each rank can make its own slice of them: rows
@@ -156,15 +156,9 @@ class Generate(Node):
             raise PlanError("a table function cannot make a negative number of rows")
 
     @property
-    def children(self):
-        return ()
-
-    @property
     def columns(self):
         return (self.id,)
 
-    def with_children(self):
-        return self
 
     def slice(self, rank: int, nranks: int) -> tuple[int, int]:
         """The rows [start, stop) that rank makes of the function's rows."""
@@ -352,6 +346,64 @@ class DependentJoin(_JoinShape):
 
     def with_children(self, left, right):
         return DependentJoin(left, right, self.kind, self.outer, self.condition, self.scalar)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MaterializedCte(Node):
+    """A CTE computed once per execution of its statement (DuckDB's LogicalMaterializedCTE):
+    `definition` runs first and each rank keeps its own partition of the result, in the
+    distribution the definition left it (a CTE grouped by a key stays hash-partitioned on it);
+    then `input`, the rest of the statement, reads that partition through CteRef leaves of the
+    same `name` as often as it likes. The kept partitions live until the statement ends.
+    planner/cte_materialization.py decides which CTEs are kept and which are planned again at
+    each reference; `refs` (how often the statement names the CTE) and `reason` say why."""
+
+    name: str          # unique in the plan; CteRef.name points here
+    label: str         # the CTE's name in the statement, for EXPLAIN
+    definition: Node
+    input: Node
+    refs: int = 0
+    reason: str = ""
+
+    def __post_init__(self):
+        if len(set(self.definition.columns)) != len(self.definition.columns):
+            raise PlanError("a materialized CTE's definition must name each column once")
+
+    @property
+    def children(self):
+        return (self.definition, self.input)
+
+    @property
+    def columns(self):
+        return self.input.columns
+
+    def with_children(self, definition, input):
+        return replace(self, definition=definition, input=input)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CteRef(Leaf):
+    """One reference to a MaterializedCte of the same `name`: this rank's kept partition of the
+    definition's columns `sources`, under this reference's own column ids `ids` (fresh for each
+    reference, as each scan of one table gets its own)."""
+
+    name: str
+    label: str
+    ids: tuple[str, ...]
+    sources: tuple[str, ...]
+
+    def __post_init__(self):
+        if len(self.ids) != len(self.sources) or not self.ids:
+            raise PlanError("a CTE reference must read at least one column, each under an id of its own")
+
+    @property
+    def columns(self):
+        return self.ids
+
+
+def cte_refs(node: Node, name: str) -> list[CteRef]:
+    """The references to the materialized CTE `name` in node's tree."""
+    return [n for n in walk(node) if isinstance(n, CteRef) and n.name == name]
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -14,8 +14,9 @@ from sqlglot import exp
 
 from planner import patterns
 from planner.cost import CostParams
+from planner.cte_materialization import keep_cost
 from planner.estimate import Estimator
-from planner.logical import Join, Limit, Node, Query, Sort
+from planner.logical import CteRef, Join, Limit, MaterializedCte, Node, Query, Sort
 from planner.patterns.base import ANY, Ctx, Exchange, Phys
 
 
@@ -65,6 +66,8 @@ class PhysicalPlanner:
         self.ctx = Ctx(estimator, params, nranks, forced or {})
         self.ctx.new_id = self.new_id  # type: ignore[attr-defined]
         self.decisions: dict[int, Decision] = {}
+        # A materialized CTE's name -> its planned definition, for the references that read it.
+        self._kept: dict[str, Phys] = {}
 
     def new_id(self, base: str) -> str:
         return f"{base}__p{next(self._ids)}"
@@ -80,6 +83,10 @@ class PhysicalPlanner:
         return plan
 
     def node(self, node: Node) -> Phys:
+        if isinstance(node, MaterializedCte):
+            return self._materialized_cte(node)
+        if isinstance(node, CteRef):
+            return self._cte_ref(node)
         # ORDER BY … LIMIT is planned as one operator (top-k).
         if isinstance(node, Limit) and isinstance(node.input, Sort) and node.limit is not None:
             kids = [self.node(node.input.input)]
@@ -92,6 +99,31 @@ class PhysicalPlanner:
             return self._choose(node, kids, label=f"TopK {node.limit}")
         kids = [self.node(c) for c in node.children]
         return self._choose(node, kids)
+
+    def _materialized_cte(self, node: MaterializedCte) -> Phys:
+        """The definition planned like any input, kept as it is distributed; then the rest of the
+        statement, whose references read that partition (no pattern to choose: a kept CTE moves no
+        data, and what reads it is priced by the patterns as usual)."""
+        self.ctx.est.define_cte(node.name, node.definition)
+        definition = self.node(node.definition)
+        self._kept[node.name] = definition
+        body = self.node(node.input)
+        est = self.ctx.est.estimate(node.definition)
+        keep = keep_cost(est.rows, est.bytes, node.refs, self.ctx.params, self.ctx.nranks)
+        new = MaterializedCte(node.name, node.label, definition.node, body.node, node.refs, node.reason)
+        self.decisions[id(new)] = Decision(
+            f"MaterializedCte {node.label}", "computed-once", keep, est.rows, est.bytes,
+            f"{node.reason}; each rank keeps its part, {describe_dist(definition.dist)}")
+        return Phys(new, body.dist, definition.cost + body.cost + keep)
+
+    def _cte_ref(self, node: CteRef) -> Phys:
+        """A reference keeps the definition's distribution, under its own column ids: a CTE
+        hash-partitioned on its group key joins itself on that key with no exchange."""
+        kept = self._kept[node.name]
+        mapping: dict[str, set[str]] = {}
+        for cid, source in zip(node.ids, node.sources):
+            mapping.setdefault(source, set()).add(cid)
+        return Phys(node, kept.dist.rename(mapping), 0.0)
 
     def _choose(self, node: Node, kids: list[Phys], label: str | None = None) -> Phys:
         alts = []
@@ -119,6 +151,15 @@ class PhysicalPlanner:
         self.decisions[id(new)] = Decision(label or node, best.pattern, best.cost, est.rows, est.bytes,
                                            note, [(a.pattern, a.cost, a.note) for a in alts if a is not best])
         return Phys(new, dist, sum(k.cost for k in kids) + best.cost)
+
+
+def describe_dist(dist) -> str:
+    """A distribution in words, for EXPLAIN's notes."""
+    if dist.kind == "hash":
+        keys = ", ".join("=".join(sorted(k)) for k in dist.keys)
+        return f"{'range' if dist.fn else 'hash'}-partitioned on [{keys}]"
+    return {"replicated": "whole on every rank", "single": "all on rank 0", "range": "in global order",
+            "any": "as computed"}.get(dist.kind, dist.kind)
 
 
 def describe(node: Node) -> str:
@@ -171,6 +212,7 @@ def nan_free_join_keys(root: Node, catalog) -> bool:
 
     from planner.logical import Aggregate, Join, Project, Scan
     safe: set[str] = set()
+    # Children first: a MaterializedCte's definition is walked before the references that read it.
 
     def nan_free(e) -> bool:
         if isinstance(e, exp.Column):
@@ -193,6 +235,8 @@ def nan_free_join_keys(root: Node, catalog) -> bool:
             safe.update(cid for cid, e in n.exprs if nan_free(e))
         elif isinstance(n, Aggregate):
             safe.update(cid for cid, e in (*n.groups, *n.aggs) if nan_free(e))
+        elif isinstance(n, CteRef):
+            safe.update(cid for cid, source in zip(n.ids, n.sources) if source in safe)
         elif isinstance(n, Join):
             joins.append(n)
     walk(root)

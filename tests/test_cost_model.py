@@ -627,3 +627,59 @@ def test_deep_limit_offset_chooses_the_sorted_window_at_scale(sql, nranks, expec
     assert planned.exchanges("slice") == slices
     other = GLOBAL if expected == SAMPLE else SAMPLE
     assert beaten_cost(d, other) > d.cost
+
+
+# ---------------------------------------------------------------------------- CTEs computed once
+def _kept_ctes(planned: Planned) -> list:
+    return planned.decisions("MaterializedCte")
+
+
+SELF_JOIN_CTE = ("WITH t AS {hint}(SELECT g100k, sum(v) AS s, count(*) AS n FROM big GROUP BY g100k) "
+                 "SELECT a.g100k, a.s, b.n FROM t a JOIN t b ON a.g100k = b.g100k WHERE a.n > 5")
+
+
+def test_a_cte_grouped_by_its_join_key_is_kept_and_self_joined_without_a_shuffle():
+    """q4/q11/q74's shape: the CTE is computed once (one combine-shuffle-reduce) and stays
+    hash-partitioned on its group key, so the self-join on that key moves nothing."""
+    planned = plan_sql(SELF_JOIN_CTE.format(hint=""), 16)
+    [kept] = _kept_ctes(planned)
+    assert "ends in an aggregate" in kept.note and "hash-partitioned" in kept.note, kept.note
+    assert planned.exchanges("shuffle") == 1, planned.text()
+    assert planned.one("HashJoin").pattern == SHUFFLE and "no shuffle" in planned.one("HashJoin").note
+    assert planned.text().count("CteRef t") == 2
+
+
+def test_not_materialized_plans_the_cte_again_at_each_reference():
+    planned = plan_sql(SELF_JOIN_CTE.format(hint="NOT MATERIALIZED "), 16)
+    assert not _kept_ctes(planned)
+    assert planned.exchanges("shuffle") == 2, planned.text()
+
+
+def test_materialized_keeps_a_cte_read_once_and_one_read_once_is_not_kept():
+    once = "WITH t AS {hint}(SELECT g10, sum(v) AS s FROM big GROUP BY g10) SELECT * FROM t"
+    assert not _kept_ctes(plan_sql(once.format(hint=""), 2))
+    [kept] = _kept_ctes(plan_sql(once.format(hint="MATERIALIZED "), 2))
+    assert "AS MATERIALIZED" in kept.note
+
+
+@pytest.mark.parametrize("where,kept", [
+    ("", True),                    # a big table read again: more work than holding its rows
+    ("WHERE u < 1000", True),      # a few rows of a big scan: keeping them is cheap
+])
+def test_a_filtered_scan_read_three_times_is_kept_when_reading_it_again_costs_more(where, kept):
+    sql = (f"WITH f AS (SELECT u, v FROM big {where}) "
+           "SELECT count(*) FROM f a JOIN f b ON a.u = b.u JOIN f c ON b.u = c.u")
+    decisions = _kept_ctes(plan_sql(sql, 2))
+    assert bool(decisions) is kept, [d.note for d in decisions]
+
+
+def test_a_small_scan_read_twice_is_read_again():
+    planned = plan_sql("WITH t AS (SELECT t, name FROM tiny WHERE t > 3) "
+                       "SELECT a.name, b.name FROM t a JOIN t b ON a.t = b.t + 1", 2)
+    assert not _kept_ctes(planned), planned.text()
+
+
+def test_a_volatile_cte_is_kept_however_cheap():
+    [kept] = _kept_ctes(plan_sql("WITH r AS (SELECT t, random() AS x FROM tiny) "
+                                 "SELECT count(*) FROM r a JOIN r b ON a.t = b.t AND a.x = b.x", 2))
+    assert "volatile" in kept.note

@@ -436,3 +436,28 @@ def test_only_analyze_profiles_fragments(tpch_sf001, capfd):
     joined = duckdb_oracle(tpch_sf001).sql(f"SELECT count(*) FROM customer, orders, lineitem WHERE {Q3_WHERE}").fetchall()[0][0]
     assert node_with(doc, "HashJoin inner on l_orderkey = o_orderkey")["actual_rows"] == joined
     assert "Total Time" not in capfd.readouterr().out
+
+
+# A CTE grouped by its join key, self-joined on it (TPC-DS q4's shape).
+CTE_SELF_JOIN = ("WITH t AS (SELECT o_custkey, count(*) AS n, sum(o_totalprice) AS s FROM orders GROUP BY o_custkey) "
+                 "SELECT a.o_custkey, a.n, b.s FROM t a JOIN t b ON a.o_custkey = b.o_custkey WHERE a.n > 20")
+
+
+@pytest.mark.timeout(300)
+def test_a_cte_read_twice_is_computed_once(tpch_sf001):
+    """EXPLAIN shows the kept CTE with its distribution and both references; ANALYZE says each
+    rank computed it once. At 2 ranks the self-join on the group key moves nothing: the only
+    shuffle is the CTE's own aggregate's. At 1 rank the same, in process."""
+    from engine.session import Session
+    from executors.comm import LocalComm
+    [two] = run_queries(str(tpch_sf001), ["EXPLAIN ANALYZE " + CTE_SELF_JOIN], 2, timeout_s=240)
+    assert two.error is None, two.error
+    with Session(str(tpch_sf001), comm=LocalComm()) as s:
+        one = s.explain(CTE_SELF_JOIN, analyze=True)
+    for text in ("\n".join(two.table.column("explain").to_pylist()), one):
+        lines = plan_lines(text)
+        [kept] = [line for line in lines if line.lstrip().startswith("MaterializedCte t")]
+        assert "hash-partitioned on [o_custkey]" in kept and "actual: computed once" in kept, text
+        assert sum(line.lstrip().startswith("CteRef t") for line in lines) == 2, text
+    lines = plan_lines("\n".join(two.table.column("explain").to_pylist()))
+    assert [m["kind"] for line in lines if (m := EXCHANGE.match(line))].count("shuffle") == 1, lines

@@ -6,8 +6,9 @@ Narrow scans read fewer Parquet columns, and narrow rows are cheaper to shuffle.
 """
 from __future__ import annotations
 
-from planner.logical import (Aggregate, Distinct, Filter, Generate, Join, Limit, Node, Project, Query, Scan, SetOp,
-                             SingleRow, Sort, Values, Window, col, column_ids, multiplies_rows)
+from planner.logical import (Aggregate, CteRef, Distinct, Filter, Generate, Join, Limit, MaterializedCte, Node,
+                             Project, Query, Scan, SetOp, SingleRow, Sort, Values, Window, col, column_ids, cte_refs,
+                             multiplies_rows)
 
 
 def _refs(exprs) -> set[str]:
@@ -24,6 +25,17 @@ def prune(node: Node, required: set[str]) -> Node:
         return Scan(node.table, fields, node.key_range)
     if isinstance(node, (Values, Generate)):
         return node
+    if isinstance(node, CteRef):
+        kept = [(i, s) for i, s in zip(node.ids, node.sources) if i in required] or [(node.ids[0], node.sources[0])]
+        return CteRef(node.name, node.label, tuple(i for i, _ in kept), tuple(s for _, s in kept))
+    if isinstance(node, MaterializedCte):
+        # The rest of the statement first: the CTE keeps the columns its references still read.
+        body = prune(node.input, required)
+        refs = cte_refs(body, node.name)
+        if not refs:
+            return body  # nothing reads it any more
+        need = {s for ref in refs for s in ref.sources}
+        return node.with_children(prune(node.definition, need), body)
     if isinstance(node, Filter):
         return Filter(prune(node.input, required | column_ids(node.predicate)), node.predicate)
     if isinstance(node, Project):
