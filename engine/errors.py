@@ -36,6 +36,10 @@ class CommError(FlockError):
     """A communication failure between ranks."""
 
 
+class RankLostError(CommError):
+    """A rank of the flock died (engine/lifeline.py): the flock ends and its supervisor starts it again."""
+
+
 class CancelledError(FlockError):
     """The query was cancelled or ran past its timeout."""
 

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engine.heartbeat import start_heartbeat, transport_defaults
+from engine.lifeline import start_lifeline
 from engine.leftovers import clean_leftovers
 from engine.session import Session, _under_mpi
 from engine.supervisor import die_with_parent, launched_by_us, record_rank, supervise
@@ -33,7 +34,11 @@ def mpiexec_path() -> str:
 
 
 def mpi_command(nranks: int, argv: list[str]) -> list[str]:
-    return [mpiexec_path(), "-n", str(nranks), sys.executable, *argv]
+    """mpiexec running `python argv…` on `nranks` ranks, each under its keeper (engine/keeper.py), with
+    MPICH's own clean-up off: when a rank dies the others decide (engine/lifeline.py), and the
+    supervisor makes sure that nothing outlives the job (engine/supervisor.py)."""
+    return [mpiexec_path(), "-disable-auto-cleanup", "-n", str(nranks),
+            sys.executable, "-P", "-m", "engine.keeper", sys.executable, *argv]
 
 
 def run_under_mpi(nranks: int, argv: list[str], *, restart: bool = False, data_dir: str | None = None,
@@ -60,19 +65,24 @@ def open_session(data_dir: str, ranks: int = 1, threads: int | None = None, *, r
     else:
         transport_defaults()  # before MPI starts (engine/heartbeat.py)
     if _under_mpi() and launched_by_us():
-        # A rank whose parent (our mpiexec's proxy) dies goes with it instead of lingering. Not
+        # A rank whose parent (its keeper, engine/keeper.py) dies goes with it instead of lingering. Not
         # under other launchers: the signal comes when the parent *thread* ends, and a
         # multi-threaded parent such as slurmstepd may end the thread that started us.
         die_with_parent()
         from mpi4py import MPI
         record_rank(MPI.COMM_WORLD.Get_rank())
+    lifeline = None
+    if _under_mpi():
+        from mpi4py import MPI
+        lifeline = start_lifeline(MPI.COMM_WORLD)  # a rank that dies ends the flock at once, named
     session = Session(data_dir, threads=threads, **kwargs)
+    session.lifeline = lifeline
     heartbeat = None
     if _under_mpi():
         from mpi4py import MPI
         heartbeat = start_heartbeat(MPI.COMM_WORLD)  # a rank unreachable past the peer timeout ends the flock
     if session.rank != 0:
-        # Workers stop when rank 0 says so; if rank 0 dies, the MPI launcher ends the job.
+        # Workers stop when rank 0 says so; if rank 0 dies, the lifeline ends them at once.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         after = None
@@ -91,6 +101,8 @@ def open_session(data_dir: str, ranks: int = 1, threads: int | None = None, *, r
     finally:
         if heartbeat:
             heartbeat.stop()
+        if lifeline is not None:
+            lifeline.close()  # before the workers are told to stop: they end now on purpose
         session.close()
 
 

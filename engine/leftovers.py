@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.temp_tables import TEMP_MARK
 
 # A shared-memory segment younger than this is left alone even when nobody maps it yet.
 SHM_MIN_AGE_S = 60.0
@@ -64,6 +63,7 @@ def pid_alive(pid: int) -> bool:
 
 def clean_leftovers(data_dir: str | os.PathLike | None = None) -> list[Path]:
     """Remove dead flocks' leftovers (see the module docstring); returns what was removed."""
+    from engine.temp_tables import TEMP_MARK  # here: a rank's keeper imports this module and no SQL
     removed = []
     for entry in Path(tempfile.gettempdir()).glob("flocksql-*"):
         m = _TEMP_FOLDER.match(entry.name)
@@ -95,6 +95,7 @@ def clean_leftovers(data_dir: str | os.PathLike | None = None) -> list[Path]:
 def _clean_temp_views(data_dir: Path) -> list[Path]:
     """Temporary views of sessions of a server that died (engine/temp_tables.py) leave the views file."""
     import json
+    from engine.temp_tables import TEMP_MARK
     views_file = data_dir / "_flocksql_views.json"
     try:
         views = json.loads(views_file.read_text())

@@ -200,6 +200,9 @@ class Session:
         # `part_location` is the URI clients fetch it from (None on rank 0: the Flight SQL server).
         self.part_keeper = None
         self.part_location: str | None = None
+        # Rank 0, with several ranks: the watch that learns at once when a worker dies (engine/
+        # lifeline.py; open_session sets it). The server answers its clients through `on_lost`.
+        self.lifeline = None
         self._closed = False
 
     def _lane(self, index: int) -> Lane:

@@ -1,21 +1,25 @@
 """The launcher of a flock on one machine: runs `mpiexec`, leaves no process behind, and (for a
 server) starts the flock again when it breaks.
 
-MPI is the engine: when one rank dies, MPICH's process manager kills the others and mpiexec exits
-non-zero. Recovery is therefore a new job, not a repair of the old one: `supervise` waits, cleans
-what the dead job left (engine/leftovers.py), and runs the same command again. Under an external
+MPI is the engine: a flock that loses a rank cannot go on. Each rank runs under a keeper
+(engine/keeper.py) and MPICH's own clean-up is off, so the ranks learn who died (engine/lifeline.py):
+rank 0 answers the queries in flight naming the lost rank and ends, the other ranks follow, mpiexec
+exits. Recovery is therefore a new job, not a repair of the old one: `supervise` waits, cleans what
+the dead job left (engine/leftovers.py), and runs the same command again. Under an external
 `mpiexec`/`srun` nobody here supervises: the ranks end and that launcher decides.
 
 No orphans, whichever process is killed:
-  - the launcher: mpiexec gets SIGKILL from the kernel (PR_SET_PDEATHSIG), and MPICH's proxy then
-    kills the ranks;
-  - mpiexec: its proxy kills the ranks; the launcher also kills any rank that outlives the job
-    (each rank records its pid in the run folder, RUN_DIR_ENV);
-  - the proxy: each rank gets SIGKILL from the kernel (`die_with_parent`, set by open_session);
-  - a rank: MPICH's proxy kills the others.
+  - the launcher: mpiexec gets SIGKILL from the kernel (PR_SET_PDEATHSIG), MPICH's proxy then ends,
+    and with it each keeper and each rank (PR_SET_PDEATHSIG: `die_with_parent`);
+  - mpiexec or the proxy: the same from there on; the launcher also kills any rank that outlives the
+    job (each rank records its pid in the run folder, RUN_DIR_ENV);
+  - a keeper: its rank goes with it;
+  - a rank: the others end through their lifelines; should a rank of the job still run
+    LOST_RANK_GRACE_S after one ended, the launcher kills the job.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -29,6 +33,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.leftovers import clean_leftovers, pid_alive, run_dir_prefix
+from engine.lifeline import LOST_NOTE, LOST_PEER_STATUS
 
 # Where each rank of a launched job writes `rank-<r>.pid` (the launcher names the lost rank from it).
 RUN_DIR_ENV = "FLOCKSQL_RUN_DIR"
@@ -38,6 +43,11 @@ RUN_DIR_ENV = "FLOCKSQL_RUN_DIR"
 RESTART_BACKOFF_S = 1.0
 RESTART_BACKOFF_MAX_S = 30.0
 RESTART_RESET_AFTER_S = 60.0
+# Once a rank of a running job has ended, the job has this many seconds to end by itself (rank 0
+# answering its clients, the others following it) before the launcher kills what is left of it.
+LOST_RANK_GRACE_S = 10.0
+# How often the launcher looks at the ranks of a running job, in seconds.
+WATCH_INTERVAL_S = 0.2
 # Each start of the flock finds in its environment how many restarts came before it (for metrics).
 RESTARTS_ENV = "FLOCKSQL_RESTARTS"
 # Exit statuses of a flock that a restart cannot help: 0 (asked to stop), 1 (an error in the options,
@@ -148,20 +158,50 @@ class Flock:
         return found
 
     def interrupt(self) -> None:
-        # SIGINT for the job: mpiexec passes it to the ranks; rank 0 shuts down cleanly and tells
-        # the workers to stop (workers ignore the signal itself).
+        # SIGINT for the job: mpiexec passes it to the keepers, they to their ranks; rank 0 shuts
+        # down cleanly and tells the workers to stop (workers ignore the signal itself).
         try:
             os.kill(self.proc.pid, signal.SIGINT)
         except ProcessLookupError:
             pass
 
+    def ends(self) -> list[dict]:
+        """How the ranks that ended did, as their keepers recorded it (engine/keeper.py), first first."""
+        found = []
+        for path in self.run_dir.glob("rank-*.end"):
+            try:
+                found.append(json.loads(path.read_text()))
+            except (OSError, ValueError):
+                continue
+        return sorted(found, key=lambda end: end.get("time", 0.0))
+
+    def _ended_rank(self) -> bool:
+        """Whether some rank of the job has ended (its keeper said so, or its recorded pid is gone)."""
+        return bool(self.ends()) or any(not pid_alive(pid) for pid in self.ranks())
+
     def wait(self) -> int:
-        status = self.proc.wait()
+        """mpiexec's exit status, or rank 0's when its keeper recorded it. A job that has not ended
+        LOST_RANK_GRACE_S after one of its ranks did is killed."""
+        ended_at = None
+        while True:
+            try:
+                status = self.proc.wait(WATCH_INTERVAL_S)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            if ended_at is None:
+                ended_at = time.monotonic() if self._ended_rank() else None
+            elif time.monotonic() - ended_at > LOST_RANK_GRACE_S:
+                log_line(f"the flock did not end within {LOST_RANK_GRACE_S:g} s of its first rank's end: killing it")
+                self.kill(keep_run_dir=True)
+                status = self.proc.wait()
+                break
         for t in self._relays:
             t.join(5)
-        return status
+        rank0 = [end for end in self.ends() if end.get("rank") == 0]
+        return rank0[0]["status"] if rank0 and status >= 0 else status
 
-    def kill(self) -> None:
+    def kill(self, keep_run_dir: bool = False) -> None:
         """SIGKILL for mpiexec and for any rank of this job still alive; removes the run folder."""
         if self.proc.poll() is None:
             self.proc.kill()
@@ -173,10 +213,25 @@ class Flock:
                     os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        if not keep_run_dir:
+            shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def lost_a_rank(self) -> bool:
+        """Whether a rank died (rather than all ending as asked)."""
+        return self.dead_pid is not None or any(end.get("status") not in (0, LOST_PEER_STATUS) for end in self.ends())
 
     def describe_end(self, status: int) -> str:
-        """One phrase: how the flock ended, naming the lost rank when MPICH reported one."""
+        """One phrase: how the flock ended, naming the lost rank: the first rank that ended other
+        than by following a lost one (as the keepers recorded), else the one rank 0 noted as lost,
+        else the one MPICH reported."""
+        culprits = [end for end in self.ends() if end.get("status") not in (0, LOST_PEER_STATUS)]
+        if culprits:
+            first = culprits[0]
+            return f"rank {first['rank']} (pid {first['pid']}) {first['how']}"
+        try:
+            return (self.run_dir / LOST_NOTE).read_text().strip()
+        except OSError:
+            pass
         if self.dead_pid is not None:
             rank = self.ranks().get(self.dead_pid)
             who = f"rank {rank} (pid {self.dead_pid})" if rank is not None else f"pid {self.dead_pid}"
@@ -224,7 +279,7 @@ def supervise(command: list[str], env: dict, *, restart: bool, data_dir: str | N
                 try:
                     status = flock.wait()
                     end = flock.describe_end(status)
-                    if stopping.is_set() and status != 0 and flock.dead_pid is None:
+                    if stopping.is_set() and status != 0 and not flock.lost_a_rank():
                         # Asked to stop and no rank died: a rank that ended on its own stop signal
                         # before the proxy passed mpiexec's SIGINT on makes the proxy fail an
                         # assertion (MPICH's exit 255), but the flock stopped as asked.

@@ -7,7 +7,7 @@ message and prefixing the error's kind:
     RequestError                                                      -> INVALID_ARGUMENT
     CancelledError                                                      -> CANCELLED
     UnsupportedRequest                                                  -> UNIMPLEMENTED
-    ShuttingDown                                                        -> UNAVAILABLE
+    ShuttingDown, RankLostError (a rank died: the flock restarts)      -> UNAVAILABLE
     (authentication failures are raised as UNAUTHENTICATED by server/auth.py)
     ExecutionError, CommError, InternalError, any other exception       -> INTERNAL
 
@@ -36,6 +36,7 @@ from engine.errors import (
     NotSupportedError,
     ParseError,
     PlanError,
+    RankLostError,
 )
 
 log = logging.getLogger("flocksql.server")
@@ -90,6 +91,8 @@ def to_flight_error(exc: BaseException) -> Exception:
         return Unimplemented(f"not supported by FlockSQL: {exc}")
     if isinstance(exc, ShuttingDown):
         return flight.FlightUnavailableError(f"server shutting down: {exc}")
+    if isinstance(exc, RankLostError):
+        return flight.FlightUnavailableError(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, FlockError):
         return flight.FlightInternalError(f"{type(exc).__name__}: {exc}")
     log.error("internal error while serving a request", exc_info=exc)

@@ -47,6 +47,7 @@ from engine.temp_tables import is_temp_name
 from server import call_options, metadata, sessions, wire
 from server.auth import NoOpAuthHandler, PasswordAuthMiddlewareFactory
 from server.errors import RequestError, UnsupportedRequest, flight_call, to_flight_error
+from server.feed import Feed
 from server.runner import QueryRunner
 
 log = logging.getLogger("flocksql.server")
@@ -61,6 +62,10 @@ RESULT_TTL_S = 600.0
 MAX_RESULT_BYTES = 1 * 2**30
 # A prepared statement unused for this many seconds is dropped (clients normally close them).
 PREPARED_TTL_S = 6 * 3600.0
+# Once the flock is lost, how long rank 0 waits for the calls in flight to answer their clients, and
+# then for gRPC to send those answers, in seconds (the process ends after: engine/lifeline.py).
+LOST_CALLS_WAIT_S = 1.5
+ANSWER_FLUSH_S = 0.2
 # The longest SQL text accepted, in UTF-8 bytes: parsing and planning a huge text would hold the
 # ranks for everyone (TPC-H's longest query is under 2 KiB).
 MAX_SQL_BYTES = 1024 * 1024
@@ -338,6 +343,9 @@ class FlightSqlServer(flight.FlightServerBase):
         self.sessions = sessions.Sessions(on_close=self._end_session)
         if hasattr(session, "keep_parts"):  # rank 0's part of a partitioned result waits here
             session.part_keeper = self._keep_part
+        self._lost: BaseException | None = None  # set when a rank dies: every call fails with it
+        if getattr(session, "lifeline", None) is not None:
+            session.lifeline.on_lost(self._flock_lost)
         middleware = {call_options.MIDDLEWARE_KEY: call_options.CallOptionsFactory(),
                       sessions.MIDDLEWARE_KEY: sessions.SessionCookieFactory()}
         if user is not None:
@@ -566,7 +574,9 @@ class FlightSqlServer(flight.FlightServerBase):
 
     def _streamed(self, pending: PendingStream, context):
         """DoGet of a pending stream: the query runs as the client reads; the server's query
-        timeout, the client going away and CancelFlightInfo all stop it on every rank."""
+        timeout, the client going away and CancelFlightInfo all stop it on every rank. The batches
+        are computed on a thread of their own (server/feed.py), so that a lost flock is answered
+        even while that thread is stuck in an MPI call."""
         token = pending.token
         timer = None
         if self.settings.query_timeout_s:
@@ -574,17 +584,28 @@ class FlightSqlServer(flight.FlightServerBase):
                                     (f"it ran past the server's query timeout of {self.settings.query_timeout_s:g} s",))
             timer.daemon = True
             timer.start()
-        batches = None
+        feed = None
         with self._streams_lock:
             self._streams.add(token)
         record, rows, error = self.runner.log.queued(_label(pending.sql), pending.sql, token.cancel), 0, None
         self.runner.log.running(record)
+
+        def give_up() -> BaseException | None:
+            if self._lost is not None:
+                return self._lost
+            if context.is_cancelled():
+                token.cancel("the client cancelled the call")
+                return CancelledError("query cancelled: the client cancelled the call")
+            return None
+
         try:
-            _, batches = self.runner.session.stream(pending.sql, pending.params, token, client=pending.client)
-            for batch in batches:
-                if context.is_cancelled():
-                    token.cancel("the client cancelled the call")
-                    break
+            if self._lost is not None:
+                raise self._lost
+            feed = Feed(lambda: self.runner.session.stream(pending.sql, pending.params, token,
+                                                           client=pending.client)[1])
+            while (batch := feed.next_batch(give_up)) is not None:
+                if self._lost is not None:  # not one batch more: the client must hear it while we live
+                    raise self._lost
                 rows += batch.num_rows
                 batch = _conform(batch, pending.schema)
                 yield from record_batches(pa.Table.from_batches([batch]), self.settings.max_batch_bytes)
@@ -597,13 +618,27 @@ class FlightSqlServer(flight.FlightServerBase):
         finally:
             if timer is not None:
                 timer.cancel()
-            if batches is not None:
-                batches.close()  # stops the query on every rank if it has not ended
+            if feed is not None:
+                # Stops the query on every rank if it has not ended; waits for that, unless the
+                # flock is lost (the computing thread may never come back).
+                feed.close(wait=self._lost is None)
             # After the close: the stream's end brought every rank's statistics.
             self.runner.log.ended(record, token.stats, error or (CancelledError(token.reason) if token.cancelled
                                                                  else None), rows)
             with self._streams_lock:
                 self._streams.discard(token)
+
+    def _flock_lost(self, lost) -> None:
+        """A rank died (engine/lifeline.py calls this on rank 0 before it ends the process): every
+        call in flight and every new one fails with Flight UNAVAILABLE naming the lost rank; returns
+        once those in flight have answered (at most about LOST_CALLS_WAIT_S)."""
+        error = lost.error()
+        self._lost = error
+        self.runner.fail(error)
+        deadline = time.monotonic() + LOST_CALLS_WAIT_S
+        while (self.runner.waiting or self._streams) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(ANSWER_FLUSH_S)
 
     def _run_update(self, sql: str, param_sets: list[list] | None, context) -> int:
         client = self.sessions.of(context)

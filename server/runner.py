@@ -84,6 +84,9 @@ class QueryRunner:
         self._idle = 0  # threads waiting for a job
         self._pending = 0  # jobs queued and not yet taken by a thread
         self._stopping = False
+        self._failed: BaseException | None = None  # the error every job gets once the flock is lost
+        self._queued: set[Job] = set()
+        self.waiting = 0  # handler threads waiting for a job now
 
     # --- for handler threads -----------------------------------------------------------------
 
@@ -91,9 +94,12 @@ class QueryRunner:
         """`sql`: the whole statement, for the query log (`label` is its short form)."""
         job = Job(next(self._ids), label, fn)
         with self._lock:
+            if self._failed is not None:
+                raise self._failed
             if self._stopping:
                 raise ShuttingDown("not accepting queries")
             job.record = self.log.queued(label, sql, lambda reason: self.cancel(job, reason))
+            self._queued.add(job)
             self._queue.put(job)
             # A thread waiting for work takes it; else one more thread, up to the limit.
             self._pending += 1
@@ -119,12 +125,28 @@ class QueryRunner:
         return self.run(label, lambda session, token: fn(session), client_gone)
 
     def wait(self, job: Job, client_gone: Callable[[], bool] | None = None):
-        while not job.finished.wait(CANCEL_POLL_S if client_gone else None):
-            if client_gone():
-                self.cancel(job, "the client cancelled the call")
-                # Nobody is left to read the result; the runner finishes the job on its own.
-                raise CancelledError(f"query {job.id} cancelled: the client cancelled the call")
-        return job.outcome()
+        with self._lock:
+            self.waiting += 1
+        try:
+            while not job.finished.wait(CANCEL_POLL_S if client_gone else None):
+                if client_gone():
+                    self.cancel(job, "the client cancelled the call")
+                    # Nobody is left to read the result; the runner finishes the job on its own.
+                    raise CancelledError(f"query {job.id} cancelled: the client cancelled the call")
+            return job.outcome()
+        finally:
+            with self._lock:
+                self.waiting -= 1
+
+    def fail(self, error: BaseException) -> None:
+        """The flock is lost: every job queued or running ends now with `error` (its waiter gets it
+        at once; a runner thread stuck in the job stays stuck), and so does every job submitted."""
+        with self._lock:
+            self._failed = error
+            jobs = self._queued | self._running
+            for job in jobs:
+                job.error = error
+                self._finish(job)
 
     def cancel(self, job: Job, reason: str) -> bool:
         """Stop `job`: drop it if queued, cancel its token if running. False if already done."""
@@ -178,12 +200,15 @@ class QueryRunner:
             with self._lock:
                 self._idle -= 1
                 self._pending -= 1
+                self._queued.discard(job)
             self._run_job(job)
             with self._lock:
                 self._idle += 1
 
     def _run_job(self, job: Job) -> None:
         with self._lock:
+            if job.state == Job.DONE:  # failed while queued (see fail)
+                return
             if self._stopping:
                 job.error = ShuttingDown("the query was still queued")
                 self._finish(job)
@@ -217,7 +242,8 @@ class QueryRunner:
                 timer.cancel()
         with self._lock:
             self._running.discard(job)
-            self._finish(job)
+            if job.state != Job.DONE:  # else failed meanwhile (see fail): its waiter has its answer
+                self._finish(job)
 
     def _fail_queued(self) -> None:
         # Anything still queued fails rather than hanging its waiter.
@@ -226,7 +252,7 @@ class QueryRunner:
                 job = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if job is not None:
+            if job is not None and job.state != Job.DONE:
                 job.error = ShuttingDown("the query was still queued")
                 self._finish(job)
 

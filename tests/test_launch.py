@@ -97,7 +97,7 @@ def listeners(port: int) -> set[int]:
 
 
 def flock_processes(server) -> dict[str, int]:
-    """The server's processes by role: launcher, mpiexec, proxy, rank0, rank1 …"""
+    """The server's processes by role: launcher, mpiexec, proxy, keeper0, rank0, keeper1, rank1 …"""
     found = {"launcher": server.proc.pid}
     for pid in marked_processes(server.marker):
         argv = _cmdline(pid)
@@ -108,8 +108,9 @@ def flock_processes(server) -> dict[str, int]:
             found["mpiexec"] = pid
         elif program == "hydra_pmi_proxy":
             found["proxy"] = pid
-        elif "PMI_RANK" in _environ(pid):
-            found[f"rank{_environ(pid)['PMI_RANK']}"] = pid
+        elif "PMI_RANK" in _environ(pid):  # a rank, or its keeper (engine/keeper.py)
+            role = "keeper" if "engine.keeper" in argv else "rank"
+            found[f"{role}{_environ(pid)['PMI_RANK']}"] = pid
     return found
 
 
@@ -137,7 +138,7 @@ def wait_until_gone(server) -> list[int]:
     return marked_processes(server.marker)
 
 
-@pytest.mark.parametrize("victim", ["launcher", "mpiexec", "proxy", "rank0", "rank1"])
+@pytest.mark.parametrize("victim", ["launcher", "mpiexec", "proxy", "keeper1", "rank0", "rank1"])
 def test_kill_9_of_any_process_leaves_none_behind(victim, tmp_path):
     server = start_server("engine", copy_data(tmp_path / "data"), tmp_path / "server.log", ranks=2,
                           args=["--no-restart"])

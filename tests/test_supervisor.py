@@ -58,3 +58,18 @@ def test_a_failing_precheck_waits_on_restart_and_refuses_the_first_start(tmp_pat
     err = capfd.readouterr().err
     assert re.search(r"port 1 in use; restarting the flock in 0.1 s \(failure 2 in a row\)", err), err
     assert (tmp_path / "m").read_text() == "2"
+
+
+def test_a_job_that_outlives_one_of_its_ranks_is_killed_and_the_rank_named(tmp_path, capfd, monkeypatch):
+    # A stand-in for mpiexec whose rank 1 ended (its keeper's record, engine/keeper.py) while the
+    # job goes on: after the grace the launcher kills it and names the rank.
+    monkeypatch.setattr(supervisor, "LOST_RANK_GRACE_S", 0.5)
+    script = ("import json, os, pathlib, time; d = pathlib.Path(os.environ['FLOCKSQL_RUN_DIR']); "
+              "(d / 'rank-1.end').write_text(json.dumps({'rank': 1, 'pid': 4242, 'how': 'was killed by signal 9', "
+              "'status': 137, 'time': time.time()})); time.sleep(3600)")
+    # (killed, not waited for: the module's timeout is far below the stand-in's sleep)
+    status = supervisor.supervise([sys.executable, "-c", script], dict(os.environ), restart=False)
+    assert status == 128 + 9
+    err = capfd.readouterr().err
+    assert "the flock did not end within 0.5 s of its first rank's end: killing it" in err, err
+    assert "rank 1 (pid 4242) was killed by signal 9; the flock ended" in err, err
