@@ -397,6 +397,14 @@ class Session:
             return table.schema, iter(table.to_batches())
         return self.result_schema(sql, params, client), self._stream(planned, token)
 
+    def streams_on_rank0_alone(self, sql: str, params=None, client: ClientSession | None = None) -> bool:
+        """Whether streaming `sql` involves no rank but rank 0 (one rank, or a plan rank 0 runs
+        alone), so that no MPI call can wait on a rank that died."""
+        if self.nranks == 1:
+            return True
+        planned = self._cached_query_plan(sql, params, client)
+        return not isinstance(planned, Statement) and self._alone(planned, "stream")
+
     def _stream(self, phys, token: QueryToken):
         with self._admit(phys, "stream", token) as lane, self._query_in(lane, token) as qid:
             alone = self._alone(phys, "stream")

@@ -76,3 +76,22 @@ class Feed:
         self._stop.set()
         if wait:
             self._thread.join()
+
+
+class InlineFeed:
+    """Feed's interface, computing each batch on the caller's thread: for a stream that involves no
+    other rank (one rank, or a plan rank 0 runs alone), where no MPI call can hang on a lost rank,
+    and a thread and two hand-overs per query would be a third of a `select 1`'s time."""
+
+    def __init__(self, open_batches: Callable[[], Iterator]):
+        self._batches = open_batches()
+
+    def next_batch(self, give_up: Callable[[], BaseException | None]):
+        reason = give_up()
+        if reason is not None:
+            raise reason
+        return next(self._batches, None)
+
+    def close(self, wait: bool = True) -> None:
+        if hasattr(self._batches, "close"):
+            self._batches.close()

@@ -47,7 +47,7 @@ from engine.temp_tables import is_temp_name
 from server import call_options, metadata, sessions, wire
 from server.auth import NoOpAuthHandler, PasswordAuthMiddlewareFactory
 from server.errors import RequestError, UnsupportedRequest, flight_call, to_flight_error
-from server.feed import Feed
+from server.feed import Feed, InlineFeed
 from server.runner import QueryRunner
 
 log = logging.getLogger("flocksql.server")
@@ -104,6 +104,7 @@ class PendingStream:
     schema: pa.Schema
     token: QueryToken = field(default_factory=QueryToken)
     client: object = None  # the ClientSession that asked for it
+    alone: bool = False  # no rank but rank 0 takes part (see Session.streams_on_rank0_alone)
 
 
 @dataclass(slots=True)
@@ -570,7 +571,9 @@ class FlightSqlServer(flight.FlightServerBase):
             return None
         schema = self.runner.metadata(_label(sql), lambda session: session.result_schema(sql, params, client=client),
                                       context.is_cancelled)
-        return PendingStream(sql, params, transfer_schema(schema), client=client)
+        alone = getattr(self.runner.session, "streams_on_rank0_alone", None)
+        return PendingStream(sql, params, transfer_schema(schema), client=client,
+                             alone=alone is not None and alone(sql, params, client=client))
 
     def _streamed(self, pending: PendingStream, context):
         """DoGet of a pending stream: the query runs as the client reads; the server's query
@@ -601,8 +604,8 @@ class FlightSqlServer(flight.FlightServerBase):
         try:
             if self._lost is not None:
                 raise self._lost
-            feed = Feed(lambda: self.runner.session.stream(pending.sql, pending.params, token,
-                                                           client=pending.client)[1])
+            feed = (InlineFeed if pending.alone else Feed)(
+                lambda: self.runner.session.stream(pending.sql, pending.params, token, client=pending.client)[1])
             while (batch := feed.next_batch(give_up)) is not None:
                 if self._lost is not None:  # not one batch more: the client must hear it while we live
                     raise self._lost
