@@ -8,7 +8,8 @@ sending it a message; a worker sleeps in select() on its socket between probes, 
 once and costs nothing while idle.
 
 UDP can be lost or blocked, so a ring is only ever a hint: a worker also probes every
-FALLBACK_POLL_S, and one whose test ring at start did not arrive keeps the old probing schedule.
+FALLBACK_POLL_S (less often the longer it waits), and one whose test ring at start did not arrive
+keeps the old probing schedule.
 A lost ring therefore costs latency, never a message. Knows nothing about SQL.
 """
 from __future__ import annotations
@@ -20,8 +21,10 @@ import time
 
 # How long rank 0 waits at start for every worker's hello, and a worker for the test ring.
 HANDSHAKE_S = 2.0
-# A ringing worker still probes this often (a lost datagram delays a message at most this long).
-FALLBACK_POLL_S = 0.01
+# A ringing worker still probes, every FALLBACK_POLL_S at first and less often the longer it has
+# waited (a twentieth of that time, at most FALLBACK_POLL_MAX_S): a lost datagram delays a message
+# by at most about 5 % of the idle time before it, and an idle worker wakes 10 times a second.
+FALLBACK_POLL_S, FALLBACK_POLL_MAX_S = 0.01, 0.1
 # After a ring, probe this long before sleeping again: over TCP the datagram can overtake the MPI
 # message it announces.
 AFTER_RING_S = 0.005
@@ -86,15 +89,16 @@ class Doorbell:
 
 
 def wait_for_message(probe, doorbell: Doorbell | None, idle_sleep_s) -> None:
-    """Returns once `probe()` is true. With a working doorbell: sleep until it rings (or
-    FALLBACK_POLL_S), then probe briefly; without: probe, sleeping `idle_sleep_s(idle seconds)`."""
+    """Returns once `probe()` is true. With a working doorbell: sleep until it rings (or the
+    fallback interval passes), then probe briefly; without: probe, sleeping `idle_sleep_s(idle seconds)`."""
     since = time.monotonic()
     if doorbell is None or not doorbell.works:
         while not probe():
             time.sleep(idle_sleep_s(time.monotonic() - since))
         return
     while not probe():
-        if doorbell.wait(FALLBACK_POLL_S):
+        idle = time.monotonic() - since
+        if doorbell.wait(min(FALLBACK_POLL_MAX_S, max(FALLBACK_POLL_S, idle / 20))):
             until = time.monotonic() + AFTER_RING_S
             while time.monotonic() < until:
                 if probe():
