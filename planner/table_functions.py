@@ -67,6 +67,12 @@ def call_of(item: exp.Expression) -> exp.Expression | None:
     return None
 
 
+def with_ordinality(item: exp.Expression) -> bool:
+    """Whether a FROM item asks for its rows' numbers too (`range(3) WITH ORDINALITY`)."""
+    call = call_of(item)
+    return bool(item.args.get("ordinality")) or (isinstance(call, exp.Unnest) and bool(call.args.get("offset")))
+
+
 def _sandbox():
     global _con
     if _con is None:
@@ -164,6 +170,9 @@ def hide(ast: exp.Expression) -> tuple[exp.Expression, dict[str, tuple[exp.Expre
     for i, item in enumerate(items):
         call = call_of(item)
         name = function_name(call)
+        if with_ordinality(item):
+            # Its second column would be lost without a word (sqlglot keeps the flag aside).
+            raise NotSupportedError(f"{name}() WITH ORDINALITY")
         _check_constant(call, name)
         bound = bind(call_sql(call), name)
         alias = item.args.get("alias")

@@ -16,7 +16,7 @@ NULL), in both forms. A call that is its SELECT's first FROM item reads an enclo
 it becomes a plain derived table (a correlated subquery's FROM).
 
 Calls with constant arguments stay table functions (planner/table_functions.py makes each rank's
-slice of them); `unnest` of several lists, or with named arguments, stays refused.
+slice of them); `unnest` of several lists, or with named arguments, and WITH ORDINALITY stay refused.
 """
 from __future__ import annotations
 
@@ -37,8 +37,8 @@ def rewrite_lateral_table_functions(ast: exp.Expression) -> exp.Expression:
 
 def _reads_a_column(node: exp.Expression) -> bool:
     call = table_functions.call_of(node)
-    if call is None or not isinstance(node.parent, (exp.From, exp.Join)):
-        return False
+    if call is None or not isinstance(node.parent, (exp.From, exp.Join)) or table_functions.with_ordinality(node):
+        return False  # WITH ORDINALITY: refused by table_functions.hide
     return any(isinstance(n, exp.Column) for n in call.walk()) and _list_form(call) is not None
 
 
@@ -46,8 +46,6 @@ def _list_form(call: exp.Expression) -> exp.Expression | None:
     """The scalar expression whose unnest makes the call's rows; None where there is none here."""
     name = table_functions.function_name(call)
     if name == "unnest":
-        if call.args.get("offset"):
-            return None
         args = call.expressions if isinstance(call, (exp.Unnest, exp.Anonymous)) else [call.this]
         if len(args) != 1 or isinstance(args[0], (exp.Kwarg, exp.PropertyEQ, exp.EQ)):
             return None
