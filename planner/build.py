@@ -366,8 +366,9 @@ class Builder:
             e = x.expression if isinstance(x, (exp.Limit, exp.Offset)) else x
             if isinstance(e, exp.Literal) and not e.is_string:
                 return int(e.this)
-            if isinstance(e, exp.Null):
-                return None
+            if isinstance(e, exp.Null) or (isinstance(x, exp.Limit) and isinstance(e, exp.Var)
+                                           and e.name.upper() == "ALL"):
+                return None  # LIMIT NULL and LIMIT ALL: no limit
             raise NotSupportedError("LIMIT/OFFSET that is not a constant integer")
         return Limit(node, const(lim), const(off) or 0)
 

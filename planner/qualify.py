@@ -298,6 +298,22 @@ def _check_parenthesised_joins(ast: exp.Expression) -> None:
             raise NotSupportedError("USING in a query with a parenthesised join (a JOIN (b JOIN c …) …): write ON")
 
 
+def _check_silent_modifiers(ast: exp.Expression) -> None:
+    """Clauses that sqlglot keeps beside the node they change and that nothing here reads: answering
+    without them would be a wrong answer (all the rows of `t TABLESAMPLE 10%` or `LIMIT 40 PERCENT`)."""
+    if any(ast.find_all(exp.TableSample)):
+        raise NotSupportedError("TABLESAMPLE / USING SAMPLE")
+    if any(ast.find_all(exp.Columns)):
+        # DuckDB expands COLUMNS(…) into one expression per matching column; it would reach a
+        # fragment whole and match the fragment's internal columns instead.
+        raise NotSupportedError("COLUMNS(…) expressions (name the columns)")
+    for options in ast.find_all(exp.LimitOptions):
+        if options.args.get("percent"):
+            raise NotSupportedError("LIMIT … PERCENT")
+        if options.args.get("with_ties"):
+            raise NotSupportedError("FETCH … WITH TIES")
+
+
 def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     """Checks table names against the catalog, then qualifies every column (sqlglot's qualify)."""
     ast = rewrite_unpivot(ast, lambda name: columns_of(name, catalog))
@@ -305,6 +321,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     if any(t.args.get("pivots") for t in ast.find_all(exp.Table, exp.Subquery)) or any(ast.find_all(exp.Pivot)):
         raise NotSupportedError("PIVOT")
     _check_order_keys(ast)
+    _check_silent_modifiers(ast)
     ast = inline_named_windows(ast)
     ast = rewrite_lateral_table_functions(ast)
     ast, generated, schema = table_functions.hide(ast)
