@@ -57,7 +57,8 @@ def transport_defaults(env=os.environ) -> None:
     env.setdefault("UCX_TCP_KEEPCNT", str(UCX_KEEPCNT))
 
 
-def _log(text: str) -> None:
+def log_line(text: str) -> None:
+    """A dated line of a rank's own on stderr (the supervisor's log shows it)."""
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} flocksql: {text}", file=sys.stderr, flush=True)
 
 
@@ -88,7 +89,7 @@ class Heartbeat:
             try:
                 self.rank0 = (socket.gethostbyname(where[0]), where[1])
             except OSError as exc:
-                _log(f"rank {self.rank}: no heartbeat, rank 0's host {where[0]!r} does not resolve here ({exc})")
+                log_line(f"rank {self.rank}: no heartbeat, rank 0's host {where[0]!r} does not resolve here ({exc})")
         threading.Thread(target=self._run, name="flock-heartbeat", daemon=True).start()
         return self
 
@@ -114,7 +115,7 @@ class Heartbeat:
             for peer, last in list(self.heard.items()):
                 if now - last > self.timeout_s and not self._stopped.is_set():
                     host = self.hosts.get(peer, "?")
-                    _log(f"rank {self.rank}: rank {peer} on host {host} unreachable for over {self.timeout_s:g} s "
+                    log_line(f"rank {self.rank}: rank {peer} on host {host} unreachable for over {self.timeout_s:g} s "
                          f"(no heartbeat, {PEER_TIMEOUT_ENV}); ending the flock")
                     self._exit(UNREACHABLE_STATUS)
                     return

@@ -22,12 +22,12 @@ import os
 import secrets
 import selectors
 import socket
-import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from engine.heartbeat import log_line
 
 # Exit status of a rank that ends because another rank of its flock was lost (the supervisor names
 # the rank that was lost, not the ones that followed it, and restarts: not a final status).
@@ -38,10 +38,6 @@ LOST_ANSWER_S = 2.0
 CONNECT_TIMEOUT_S = 10.0
 # Where rank 0 notes the lost rank for the supervisor (in the run folder, RUN_DIR_ENV).
 LOST_NOTE = "lost.txt"
-
-
-def _log(text: str) -> None:
-    print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} flocksql: {text}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +112,7 @@ class Lifeline:
         try:
             attempts.append((socket.AF_INET, (socket.gethostbyname(host), port)))
         except OSError as exc:
-            _log(f"rank {self.rank}: no lifeline, rank 0's host {host!r} does not resolve here ({exc})")
+            log_line(f"rank {self.rank}: no lifeline, rank 0's host {host!r} does not resolve here ({exc})")
         for family, address in attempts:
             sock = socket.socket(family, socket.SOCK_STREAM)
             sock.settimeout(CONNECT_TIMEOUT_S)
@@ -127,7 +123,7 @@ class Lifeline:
                 return sock
             except OSError:
                 sock.close()
-        _log(f"rank {self.rank}: no lifeline to rank 0 on {host}: if rank 0 dies this rank ends only by the "
+        log_line(f"rank {self.rank}: no lifeline to rank 0 on {host}: if rank 0 dies this rank ends only by the "
              "heartbeat's timeout")
         return None
 
@@ -182,7 +178,7 @@ class Lifeline:
         if not self._lost_once.acquire(blocking=False):
             return
         where = f"pid {lost.pid} on {lost.host}" if lost.pid else lost.host
-        _log(f"rank {lost.rank} ({where}) {lost.how}; answering the queries in flight and ending the flock")
+        log_line(f"rank {lost.rank} ({where}) {lost.how}; answering the queries in flight and ending the flock")
         from engine.supervisor import RUN_DIR_ENV
         run_dir = os.environ.get(RUN_DIR_ENV)
         if run_dir and os.path.isdir(run_dir):
@@ -197,7 +193,7 @@ class Lifeline:
                 try:
                     callback(lost)
                 except Exception as exc:  # noqa: BLE001 - the flock ends whatever a callback does
-                    _log(f"rank 0: answering the queries in flight failed: {type(exc).__name__}: {exc}")
+                    log_line(f"rank 0: answering the queries in flight failed: {type(exc).__name__}: {exc}")
             done.set()
         threading.Thread(target=answer, name="flock-lost", daemon=True).start()
         done.wait(LOST_ANSWER_S)
@@ -227,7 +223,7 @@ class Lifeline:
                 self._closing.set()
             if not data:
                 if not self._closing.is_set():
-                    _log(f"rank {self.rank}: rank 0 (pid {self.pids.get(0)} on {self.hosts.get(0)}) was lost; "
+                    log_line(f"rank {self.rank}: rank 0 (pid {self.pids.get(0)} on {self.hosts.get(0)}) was lost; "
                          "ending this rank")
                     self._exit(LOST_PEER_STATUS)
                 return

@@ -279,11 +279,16 @@ class MpiComm:
 POLITE_SLEEP_MIN_S, POLITE_SLEEP_MAX_S = 0.00005, 0.002
 
 
+def polite_sleep_s(waited_s: float, least_s: float = POLITE_SLEEP_MIN_S, most_s: float = POLITE_SLEEP_MAX_S) -> float:
+    """How long a waiter sleeps next: a twentieth of the time waited so far, within the bounds."""
+    return min(most_s, max(least_s, waited_s / 20))
+
+
 def _wait_politely(done) -> None:
     """Returns once `done()` is true (an MPI request's Test, a probe)."""
     since = time.monotonic()
     while not done():
-        time.sleep(min(POLITE_SLEEP_MAX_S, max(POLITE_SLEEP_MIN_S, (time.monotonic() - since) / 20)))
+        time.sleep(polite_sleep_s(time.monotonic() - since))
 
 
 # --- streams of record batches to one rank ---------------------------------------------------------

@@ -19,6 +19,8 @@ import socket
 import struct
 import time
 
+from executors.comm import polite_sleep_s
+
 # How long rank 0 waits at start for every worker's hello, and a worker for the test ring.
 HANDSHAKE_S = 2.0
 # A ringing worker still probes, every FALLBACK_POLL_S at first and less often the longer it has
@@ -97,8 +99,7 @@ def wait_for_message(probe, doorbell: Doorbell | None, idle_sleep_s) -> None:
             time.sleep(idle_sleep_s(time.monotonic() - since))
         return
     while not probe():
-        idle = time.monotonic() - since
-        if doorbell.wait(min(FALLBACK_POLL_MAX_S, max(FALLBACK_POLL_S, idle / 20))):
+        if doorbell.wait(polite_sleep_s(time.monotonic() - since, FALLBACK_POLL_S, FALLBACK_POLL_MAX_S)):
             until = time.monotonic() + AFTER_RING_S
             while time.monotonic() < until:
                 if probe():
