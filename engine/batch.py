@@ -104,6 +104,8 @@ STUCK_GRACE_S = 60.0
 # Session frees its communicators when it closes (MPICH has about 2046 per process), so this only
 # bounds what anything a closed Session might still hold can add up to in one long job.
 SESSIONS_PER_JOB = 400
+# What a job's rank 0 writes its results' descriptions to, a JSON line each (_write_results).
+RESULTS_FILE = "results.jsonl"
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,7 @@ def _run_job(ranks: int, spec: dict, deadline: float, stuck_after: float | None,
         cmd = mpi_command(ranks, args) if ranks > 1 else [sys.executable, *args]
         root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
-        meta = Path(tmp) / "results.json"
+        meta = Path(tmp) / RESULTS_FILE
         with open(Path(tmp) / "stderr.txt", "wb") as err:
             proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=err)
             failure, stuck = None, False
@@ -243,11 +245,26 @@ def _run_job(ranks: int, spec: dict, deadline: float, stuck_after: float | None,
 
 
 def _read_meta(path: Path) -> list[dict]:
-    """The results a job has written so far (rank 0 replaces the file whole after each query)."""
+    """The results a job has written so far: rank 0 appends a line per query as it finishes and,
+    at the job's end, one with its ranks' peak memory, which every result then carries."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        text = path.read_text()
+    except OSError:
         return []
+    results, rss = [], None
+    for line in text.splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            break  # the line being written
+        if "peak_rss_mb" in entry and "error" not in entry:
+            rss = entry["peak_rss_mb"]
+        else:
+            results.append(entry)
+    if rss is not None:
+        for entry in results:
+            entry["peak_rss_mb"] = rss
+    return results
 
 
 def _load_result(tmp: Path, i: int, m: dict) -> BatchResult:
@@ -261,17 +278,21 @@ def _load_result(tmp: Path, i: int, m: dict) -> BatchResult:
 
 
 def _write_results(outdir: Path, results: list[BatchResult], rss: list[float], start: int) -> None:
-    """Write results[start:] as Arrow files and all of them into results.json (replaced whole)."""
+    """Write results[start:] as Arrow files, a line each in results.jsonl, and, given the ranks'
+    peak memory (the job's end), a last line with it. Appending keeps each query's cost constant:
+    the whole list rewritten after each query made a long job quadratic."""
+    lines = []
     for i, r in enumerate(results[start:], start):
         if r.table is not None:
             with pa.OSFile(str(outdir / f"r{i}.arrow"), "wb") as f, pa.ipc.new_file(f, r.table.schema) as w:
                 w.write_table(r.table)
-    meta = [{"error": r.error, "seconds": r.seconds, "error_type": r.error_type,
-             "compute_seconds": r.compute_seconds, "comm_seconds": r.comm_seconds,
-             "spilled_bytes": r.spilled_bytes, "peak_rss_mb": rss} for r in results]
-    partial = outdir / "results.json.part"
-    partial.write_text(json.dumps(meta))
-    os.replace(partial, outdir / "results.json")
+        lines.append(json.dumps({"error": r.error, "seconds": r.seconds, "error_type": r.error_type,
+                                 "compute_seconds": r.compute_seconds, "comm_seconds": r.comm_seconds,
+                                 "spilled_bytes": r.spilled_bytes}))
+    if rss:
+        lines.append(json.dumps({"peak_rss_mb": rss}))
+    with open(outdir / RESULTS_FILE, "a") as f:
+        f.write("".join(line + "\n" for line in lines))
 
 
 def main(argv):

@@ -341,12 +341,12 @@ def measure_distinct(files: list[str], table: Table) -> dict:
     """Approximate distinct counts (DuckDB's HyperLogLog) of every column narrow enough to be a
     key, over all rows: a first-row-group sample badly underestimates keys that repeat (l_partkey)
     or are clustered (l_orderkey)."""
-    import duckdb
+    from executors.scratch import scratch_cursor
     cols = [f.name for f in table.schema
             if (table.columns[f.name].avg_width or 0) <= DISTINCT_MAX_WIDTH and not pa.types.is_nested(f.type)]
     if not cols or table.row_count == 0:
         return {}
-    con = duckdb.connect()
+    con = scratch_cursor(sandboxed=False)
     try:
         items = ", ".join(f'approx_count_distinct("{c}")' for c in cols)
         row = con.execute(f"SELECT {items} FROM {table.sql_source(files)}").fetchone()

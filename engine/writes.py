@@ -26,6 +26,7 @@ from sqlglot import exp
 from engine.catalog import DATABASE, SCHEMA, SCHEMA_MARKER
 from engine.errors import CatalogError, ExecutionError, NotSupportedError
 from engine.leftovers import owner_tag
+from executors.scratch import scratch_cursor
 from planner.qualify import Statement, bind_params, object_name
 
 # A file beside the parts a write's ranks make, holding the Arrow schema they write in.
@@ -431,14 +432,15 @@ def _create_empty(session, stmt) -> pa.Table:
 def empty_table_schema(create: exp.Create) -> pa.Schema:
     """The Arrow schema of `CREATE TABLE t (columns)`, as DuckDB types it (NOT NULL kept)."""
     schema_node = create.this
+    # A temporary table: private to this cursor's connection, gone when it closes.
     bare = exp.Create(this=exp.Schema(this=exp.to_table("t"), expressions=schema_node.expressions),
-                      kind="TABLE")
-    con = duckdb.connect(config={"enable_external_access": False})
+                      kind="TABLE", properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
+    con = scratch_cursor()
     try:
         con.execute(bare.sql("duckdb"))
-        arrow = con.sql("SELECT * FROM t LIMIT 0").to_arrow_table().schema
-        nullable = dict(con.execute("SELECT column_name, is_nullable FROM duckdb_columns() WHERE table_name = 't'")
-                        .fetchall())
+        arrow = con.sql("SELECT * FROM temp.t LIMIT 0").to_arrow_table().schema
+        nullable = dict(con.execute("SELECT column_name, is_nullable FROM duckdb_columns() WHERE table_name = 't' "
+                                    "AND database_name = 'temp'").fetchall())
     except duckdb.Error as e:
         raise ExecutionError(str(e).splitlines()[0]) from None
     finally:

@@ -33,6 +33,16 @@ class ColInfo:
     hi: object = None
     width: float = DEFAULT_WIDTH
     null_frac: float = 0.0
+    # Distinct values of the column where it came from (its table, before filters and joins):
+    # the values a join key is drawn from. None: ndv.
+    domain: float | None = None
+    # The scan the column was read by and its table's rows: the groups of columns of one table
+    # are at most that table's rows, whatever the product of their distinct counts.
+    origin: tuple | None = None
+
+    @property
+    def dom(self) -> float:
+        return self.ndv if self.domain is None else max(self.domain, self.ndv)
 
 
 @dataclass(slots=True)
@@ -51,6 +61,14 @@ class Est:
 
 
 def _literal_value(e: exp.Expression):
+    if isinstance(e, exp.Paren):
+        return _literal_value(e.this)
+    if isinstance(e, (exp.Add, exp.Sub)):
+        # `1200 + 11` in a range bound (TPC-DS writes its month windows so).
+        a, b = _literal_value(e.this), _literal_value(e.expression)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            return a + b if isinstance(e, exp.Add) else a - b
+        return None
     if isinstance(e, exp.Literal):
         if e.is_string:
             return e.this
@@ -121,7 +139,8 @@ class Estimator:
                     continue
                 ndv = s.distinct if s.distinct is not None else t.row_count
                 nf = (s.null_count / t.row_count) if (s.null_count is not None and t.row_count) else 0.0
-                cols[cid] = ColInfo(max(1.0, float(ndv)), s.min, s.max, s.avg_width, nf)
+                cols[cid] = ColInfo(max(1.0, float(ndv)), s.min, s.max, s.avg_width, nf,
+                                    origin=(id(node), float(max(t.row_count, 1))))
             return Est(float(t.row_count), cols, True)
         if isinstance(node, Values):
             return Est(float(len(node.rows)), {c: ColInfo(max(1, len(node.rows))) for c in node.ids}, True)
@@ -184,18 +203,25 @@ class Estimator:
             if not node.groups:
                 rows = 1.0
             else:
-                ndvs = []
+                ndvs, by_origin = [], {}
                 for _, g in node.groups:
-                    if isinstance(g, exp.Column) and g.name in src.cols:
-                        ndvs.append(src.cols[g.name].ndv)
-                    else:
+                    info = src.cols.get(g.name) if isinstance(g, exp.Column) else None
+                    if info is None:
                         ndvs.append(max(1.0, math.sqrt(src.rows)))
-                rows = max(1.0, min(src.rows, math.prod(ndvs)))
+                    elif info.origin is None:
+                        ndvs.append(info.ndv)
+                    else:
+                        # Columns of one table: at most its rows together (an item's name, brand,
+                        # class and category make at most one group per item).
+                        got = by_origin.get(info.origin[0], 1.0) * info.ndv
+                        by_origin[info.origin[0]] = min(got, info.origin[1])
+                rows = max(1.0, min(src.rows, math.prod(ndvs) * math.prod(by_origin.values())))
             cols = {}
             for cid, g in node.groups:
                 info = src.cols.get(g.name) if isinstance(g, exp.Column) else None
                 cols[cid] = ColInfo(min(rows, info.ndv) if info else rows, info.lo if info else None,
-                                    info.hi if info else None, info.width if info else DEFAULT_WIDTH)
+                                    info.hi if info else None, info.width if info else DEFAULT_WIDTH,
+                                    domain=info.dom if info else None, origin=info.origin if info else None)
             for cid, _ in node.aggs:
                 cols[cid] = ColInfo(rows, width=16.0)
             return Est(rows, cols, src.known)
@@ -236,14 +262,15 @@ class Estimator:
 
     def _scaled(self, src: Est, rows: float, known: bool | None = None) -> Est:
         rows = max(rows, 1.0) if src.rows >= 1 else rows
-        cols = {k: ColInfo(min(v.ndv, max(rows, 1.0)), v.lo, v.hi, v.width, v.null_frac) for k, v in src.cols.items()}
+        cols = {k: ColInfo(min(v.ndv, max(rows, 1.0)), v.lo, v.hi, v.width, v.null_frac, v.dom, v.origin)
+                for k, v in src.cols.items()}
         return Est(rows, cols, src.known if known is None else known)
 
     def _merged(self, l: Est, r: Est, rows: float) -> Est:
         cols = {}
         for side in (l, r):
             for k, v in side.cols.items():
-                cols[k] = ColInfo(min(v.ndv, max(rows, 1.0)), v.lo, v.hi, v.width, v.null_frac)
+                cols[k] = ColInfo(min(v.ndv, max(rows, 1.0)), v.lo, v.hi, v.width, v.null_frac, v.dom, v.origin)
         return Est(max(rows, 1.0), cols, l.known and r.known)
 
     def _key_ndv(self, est: Est, keys) -> float:
@@ -259,6 +286,17 @@ class Estimator:
         if not pairs:
             return l.rows * r.rows
         ndv = max(self._key_ndv(l, [a for a, _ in pairs]), self._key_ndv(r, [b for _, b in pairs]))
+        if len(pairs) == 1:
+            # One key: its values on each side are drawn from the key's domain, the distinct values
+            # of the column it came from, whatever filters kept. A dimension filtered to 355 of its
+            # 73,049 dates keeps 355/73,049 of the fact rows that join it, not all of them, as the
+            # distinct counts left after the filter would say (the fact's 261 dates "contained" in
+            # the 355). A key computed by an expression has no domain beyond its ndv.
+            (a, b), = pairs
+            for side, key in ((l, a), (r, b)):
+                info = side.cols.get(key.name) if isinstance(key, exp.Column) else None
+                if info is not None:
+                    ndv = max(ndv, info.dom)
         return l.rows * r.rows / ndv
 
     def join_rows(self, a: Node, b: Node, pairs) -> float:

@@ -13,7 +13,6 @@ import threading
 from dataclasses import dataclass
 
 import duckdb
-
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import OptimizeError
@@ -21,6 +20,7 @@ from sqlglot.errors import ParseError as SqlglotParseError
 from sqlglot.optimizer.annotate_types import annotate_types
 from sqlglot.optimizer.qualify import qualify
 
+from executors.scratch import scratch_cursor
 from planner import table_functions
 from planner.rules.lateral_table_functions import rewrite_lateral_table_functions
 from planner.rules.named_windows import inline_named_windows
@@ -65,7 +65,7 @@ def _check_syntax_with_duckdb(sql: str) -> None:
     global _duck_parser
     with _duck_lock:
         if _duck_parser is None:
-            _duck_parser = duckdb.connect()
+            _duck_parser = scratch_cursor()
         try:
             _duck_parser.extract_statements(sql)
         except duckdb.ParserException as e:
@@ -79,7 +79,7 @@ def extract_statements(sql: str) -> list:
     global _duck_parser
     with _duck_lock:
         if _duck_parser is None:
-            _duck_parser = duckdb.connect()
+            _duck_parser = scratch_cursor()
         return _duck_parser.extract_statements(sql)
 
 

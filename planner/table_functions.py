@@ -23,6 +23,7 @@ import duckdb
 from sqlglot import exp
 
 from engine.errors import CatalogError, ExecutionError, NotSupportedError
+from executors.scratch import scratch_cursor
 
 # The stand-in tables' names: `__flocksql_generated_<n>`.
 STAND_IN = "__flocksql_generated_"
@@ -76,7 +77,7 @@ def with_ordinality(item: exp.Expression) -> bool:
 def _sandbox():
     global _con
     if _con is None:
-        _con = duckdb.connect(config={"threads": 1, "enable_external_access": False})
+        _con = scratch_cursor()
     return _con
 
 

@@ -108,3 +108,22 @@ def test_a_job_opens_at_most_sessions_per_job_sessions(monkeypatch):
     results = run_query_lists([("a", ["q1", "q2"]), ("a", ["q3"]), ("b", ["q4"]), ("c", ["q5"])], 2)
     assert jobs == [["q1", "q2", "q3", "q4"], ["q5"]]
     assert [_counts(r) for r in results] == [[1, 1], [1], [1], [1]]
+
+
+def test_results_are_read_back_as_written_a_line_at_a_time(tmp_path):
+    """A job appends a line per finished query and, at its end, the ranks' peak memory; a reader
+    that looks while a line is half written counts only the whole ones."""
+    done = [BatchResult(pa.table({"a": [i]}), None, [0.1 * i]) for i in range(3)]
+    for i in range(len(done)):
+        batch._write_results(tmp_path, done[:i + 1], [], i)
+    meta = tmp_path / batch.RESULTS_FILE
+    with open(meta, "a") as f:
+        f.write('{"error": nul')  # the next line, caught half written
+    read = batch._read_meta(meta)
+    assert [m["seconds"] for m in read] == [[0.0], [0.1], [0.2]]
+    assert all("peak_rss_mb" not in m for m in read)
+    meta.write_text(meta.read_text().rsplit("\n", 1)[0] + "\n")
+    batch._write_results(tmp_path, done, [11.0, 12.0], len(done))
+    loaded = [batch._load_result(tmp_path, i, m) for i, m in enumerate(batch._read_meta(meta))]
+    assert [r.table.column(0).to_pylist() for r in loaded] == [[0], [1], [2]]
+    assert all(r.peak_rss_mb == [11.0, 12.0] for r in loaded)

@@ -265,3 +265,23 @@ LISTS = {
     "schemas": SCHEMA_STATEMENTS,
 }
 WRITING = {"writes", "schemas"}
+
+
+def test_create_table_schemas_typed_at_once_from_threads_stay_apart():
+    """`CREATE TABLE t (…)` is typed by DuckDB in a temporary table of a process-wide instance
+    (executors/scratch.py): statements of several clients typed at the same moment each get
+    their own columns, all named t."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import sqlglot
+
+    from engine.writes import empty_table_schema
+
+    def typed(i: int):
+        create = sqlglot.parse_one(f"CREATE TABLE t (c{i} DECIMAL({i % 30 + 5}, 2) NOT NULL, d{i} VARCHAR)", read="duckdb")
+        return i, empty_table_schema(create)
+
+    with ThreadPoolExecutor(8) as pool:
+        for i, schema in pool.map(typed, range(40)):
+            assert schema.names == [f"c{i}", f"d{i}"]
+            assert str(schema.field(0).type) == f"decimal128({i % 30 + 5}, 2)" and not schema.field(0).nullable
