@@ -7,6 +7,7 @@ For `WITH RECURSIVE t(cols) AS (anchor UNION [ALL] step) outer`, rank 0 drives:
     repeat: new := step with t read from work
             (UNION: minus the rows result holds already, distinct)
             stop when new is empty; else append new to result; work := new
+            (two tables take turns as new and work: nothing is copied)
     outer, with t read from result
 
 so each iteration is a stage that runs on every rank like any query, and UNION's new rows are
@@ -105,7 +106,10 @@ def _recursion(session, cte: exp.CTE, others: list[exp.CTE], token, client, made
     columns = [c.name for c in cte.args["alias"].columns] if cte.args.get("alias") and cte.args["alias"].columns \
         else None
     tag = uuid.uuid4().hex[:12]
-    tables = {role: f"rec_{role}{TEMP_MARK}{tag}" for role in ("result", "work", "new")}
+    # The result, and two tables the iterations take turns to write (each reads the other's rows,
+    # the result's at first): a turn is two statements, the step's CREATE (its count says whether
+    # the recursion ended) and the INSERT into the result, with no copy between turns.
+    tables = {role: f"rec_{role}{TEMP_MARK}{tag}" for role in ("result", "even", "odd")}
     quoted = {role: f'"{t}"' for role, t in tables.items()}
     made += quoted.values()
 
@@ -133,15 +137,15 @@ def _recursion(session, cte: exp.CTE, others: list[exp.CTE], token, client, made
     sql(f"CREATE TABLE {quoted['result']} AS SELECT {'DISTINCT ' if distinct else ''}* FROM {renamed}")
     if columns is None:
         columns = list(session.catalog.table_schema(tables["result"]).names)
-    sql(f"CREATE TABLE {quoted['work']} AS SELECT * FROM {quoted['result']}")
-    step = named(with_others(body.expression, quoted["work"]), "__s")
+    work, new = quoted["result"], quoted["even"]
     for _ in range(MAX_ITERATIONS):
-        new = f"SELECT DISTINCT * FROM {step} EXCEPT SELECT * FROM {quoted['result']}" if distinct else f"SELECT * FROM {step}"
-        sql(f"CREATE OR REPLACE TABLE {quoted['new']} AS {new}")
-        if sql(f"SELECT count(*) FROM {quoted['new']}").column(0)[0].as_py() == 0:
+        step = named(with_others(body.expression, work), "__s")
+        rows = (f"SELECT DISTINCT * FROM {step} EXCEPT SELECT * FROM {quoted['result']}" if distinct
+                else f"SELECT * FROM {step}")
+        if sql(f"CREATE OR REPLACE TABLE {new} AS {rows}").column(0)[0].as_py() == 0:
             break
-        sql(f"INSERT INTO {quoted['result']} SELECT * FROM {quoted['new']}")
-        sql(f"CREATE OR REPLACE TABLE {quoted['work']} AS SELECT * FROM {quoted['new']}")
+        sql(f"INSERT INTO {quoted['result']} SELECT * FROM {new}")
+        work, new = new, (quoted["odd"] if new == quoted["even"] else quoted["even"])
     else:
         raise ExecutionError(f"WITH RECURSIVE {name} did not end after {MAX_ITERATIONS} iterations")
     return quoted["result"]
