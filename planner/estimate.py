@@ -252,8 +252,14 @@ class Estimator:
         if isinstance(node, SetOp):
             l, r = self.estimate(node.left), self.estimate(node.right)
             rows = l.rows + r.rows if node.kind == "union" else (min(l.rows, r.rows) if node.kind == "intersect" else l.rows)
-            cols = {cid: ColInfo(rows, width=l.cols.get(lc, ColInfo(1)).width)
-                    for cid, lc in zip(node.ids, node.left.columns)}
+            cols = {}
+            for cid, lc, rc in zip(node.ids, node.left.columns, node.right.columns):
+                # The distinct values of both inputs: a column of literals ('s', 'c', 'w' in TPC-DS's
+                # year_total) has three, not one per row, so `sale_type = 'w'` keeps a third.
+                lndv = l.cols[lc].ndv if lc in l.cols else l.rows
+                rndv = r.cols[rc].ndv if rc in r.cols else r.rows
+                ndv = lndv + rndv if node.kind == "union" else (min(lndv, rndv) if node.kind == "intersect" else lndv)
+                cols[cid] = ColInfo(max(1.0, min(rows, ndv)), width=l.cols.get(lc, ColInfo(1)).width)
             return Est(rows, cols, l.known and r.known)
         # Exchanges and other physical wrappers keep their input's size.
         if node.children:

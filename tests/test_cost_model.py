@@ -745,3 +745,14 @@ def test_range_bounds_in_parentheses_or_sums_are_read(where):
     ast = parse(f"SELECT date_sk FROM dates WHERE {where}")
     q = run_rules(Builder(est.catalog, est).build(qualify_statement(ast, est.catalog), original=ast))
     assert est.estimate(q.root).rows == pytest.approx(73_049 * 11 / 2_399, rel=0.05)
+
+
+def test_a_union_column_has_the_distinct_values_of_both_inputs():
+    """A column of literals over a UNION ALL (TPC-DS's year_total: 's', 'c', 'w') has three values,
+    not one per row: an equality on it keeps a third of the rows, not one row."""
+    cat = standard_catalog()
+    est = Estimator(cat)
+    ast = parse("SELECT * FROM (SELECT v, 's' AS kind FROM big UNION ALL SELECT w, 'c' FROM mid "
+                "UNION ALL SELECT k, 'w' FROM small) WHERE kind = 'w'")
+    q = run_rules(Builder(cat, est).build(qualify_statement(ast, cat), original=ast))
+    assert est.estimate(q.root).rows == pytest.approx((6 * M + 1_500_000 + 100_000) / 3, rel=0.01)
