@@ -105,6 +105,16 @@ def _numeric(v):
     return None
 
 
+def _shared_range(a: ColInfo, b: ColInfo) -> tuple[float, float] | None:
+    """The share of each column's [lo, hi] range that lies in the other's, where both are known
+    numbers or dates."""
+    alo, ahi, blo, bhi = (_numeric(v) for v in (a.lo, a.hi, b.lo, b.hi))
+    if None in (alo, ahi, blo, bhi) or ahi <= alo or bhi <= blo:
+        return None
+    common = max(0.0, min(ahi, bhi) - max(alo, blo))
+    return common / (ahi - alo), common / (bhi - blo)
+
+
 class Estimator:
     def __init__(self, catalog):
         self.catalog = catalog
@@ -299,10 +309,15 @@ class Estimator:
             # distinct counts left after the filter would say (the fact's 261 dates "contained" in
             # the 355). A key computed by an expression has no domain beyond its ndv.
             (a, b), = pairs
-            for side, key in ((l, a), (r, b)):
-                info = side.cols.get(key.name) if isinstance(key, exp.Column) else None
+            infos = [side.cols.get(key.name) if isinstance(key, exp.Column) else None for side, key in ((l, a), (r, b))]
+            shares = _shared_range(*infos) if None not in infos else None
+            for i, info in enumerate(infos):
                 if info is not None:
-                    ndv = max(ndv, info.dom)
+                    # Only the part of a side's domain inside the other side's range can match:
+                    # a date dimension's 73,049 keys against sales that span 1,823 of them. A
+                    # filter on the dimension is taken to pick dates the facts have (queries ask
+                    # about data that is there): a year of dates keeps a fifth of five years' sales.
+                    ndv = max(ndv, info.dom * (shares[i] if shares else 1.0))
         return l.rows * r.rows / ndv
 
     def join_rows(self, a: Node, b: Node, pairs) -> float:
