@@ -960,7 +960,7 @@ class _EmptyScans(ScanSource):
     def __init__(self, con):
         super().__init__(con, 0, 1)
 
-    def source(self, table, columns, replicated):
+    def source(self, table, columns, replicated, in_order=False):
         key = (table.name, tuple(columns), "empty")
         if key in self._cache:
             return self._register(key, None)

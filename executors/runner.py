@@ -759,7 +759,7 @@ class Runner:
                 src = self.scans.source(table, [], True)
                 return f"{items} FROM {src} WHERE {self._range_predicate(q(column), splitters)}"
             cols = sorted({name for _, name in node.fields}, key=[f.name for f in table.schema].index)
-            src = self.scans.source(table, cols, replicated)
+            src = self.scans.source(table, cols, replicated, node.in_order)
             return f"{items} FROM {src}"
         if isinstance(node, MaterializedCte):
             self._keep(node)

@@ -59,9 +59,15 @@ def read_row_groups(file: str, groups: list[int] | None, columns: list[str]) -> 
 ONE_READER_MAX_ROWS = 10_000
 
 
-def assign_row_groups(table: Table, rank: int, nranks: int):
+def assign_row_groups(table: Table, rank: int, nranks: int, in_order: bool = False):
     """Row groups of this rank: [(file, [row group indices])] in file order, or a row slice
-    (file list, start, stop) when there are fewer row groups than ranks."""
+    (file list, start, stop) when there are fewer row groups than ranks.
+
+    The row groups are dealt out in turn, each to the rank that holds the fewest rows so far, so
+    that a rank's share spans the whole table: tables written in date order (TPC-DS inventory and
+    catalog_sales) would otherwise put a year's rows, which a query filters on, on one rank, which
+    then computes alone. in_order: consecutive runs instead (rank order is then the files' order,
+    which a positional join needs)."""
     groups = table.row_groups
     total = table.row_count
     if nranks == 1:
@@ -75,13 +81,22 @@ def assign_row_groups(table: Table, rank: int, nranks: int):
         lo, hi = total * rank // nranks, total * (rank + 1) // nranks
         return "rows", (lo, hi)
     mine: dict[str, list[int]] = {}
-    start = 0
-    bounds = (total * rank / nranks, total * (rank + 1) / nranks)
-    for g in groups:
-        mid = start + g.num_rows / 2
-        if bounds[0] <= mid < bounds[1] or (rank == nranks - 1 and mid >= bounds[1]):
-            mine.setdefault(g.file, []).append(g.index)
-        start += g.num_rows
+    if in_order:
+        start = 0
+        bounds = (total * rank / nranks, total * (rank + 1) / nranks)
+        for g in groups:
+            mid = start + g.num_rows / 2
+            if bounds[0] <= mid < bounds[1] or (rank == nranks - 1 and mid >= bounds[1]):
+                mine.setdefault(g.file, []).append(g.index)
+            start += g.num_rows
+    else:
+        held = [0] * nranks
+        for i, g in enumerate(groups):
+            # The lightest rank takes the next group; ties go round in turn from the group's index.
+            owner = min(range(nranks), key=lambda r: (held[r], (r - i) % nranks))
+            held[owner] += g.num_rows
+            if owner == rank:
+                mine.setdefault(g.file, []).append(g.index)
     out = []
     for f in table.files:
         if f in mine:
@@ -166,15 +181,16 @@ class ScanSource:
             self._cache_bytes -= nb
         return name
 
-    def source(self, table: Table, columns: list[str], replicated: bool) -> str:
+    def source(self, table: Table, columns: list[str], replicated: bool, in_order: bool = False) -> str:
+        """in_order: this rank's share is a consecutive run of the table (see assign_row_groups)."""
         if table.format == "arrow":
             return self._virtual_source(table, columns, replicated)
         if table.by_file:
-            return self._file_source(table, columns, replicated)
+            return self._file_source(table, columns, replicated, in_order)
         files = list(table.files)
         if replicated or self.nranks == 1:
             return f"read_parquet([{', '.join(sql_string(f) for f in files)}])"
-        mode, share = assign_row_groups(table, self.rank, self.nranks)
+        mode, share = assign_row_groups(table, self.rank, self.nranks, in_order)
         if mode == "rows":
             lo, hi = share
             key = (table.name, tuple(files), tuple(columns), "rows", lo, hi, table.row_count)
@@ -215,12 +231,12 @@ class ScanSource:
             return self._register(key, None)
         return self._register(key, data.slice(lo, hi - lo))
 
-    def _file_source(self, table: Table, columns: list[str], replicated: bool) -> str:
+    def _file_source(self, table: Table, columns: list[str], replicated: bool, in_order: bool = False) -> str:
         """CSV, JSON and Hive-partitioned tables: DuckDB reads this rank's whole files, or, with fewer
         files than ranks, its range of the rows (DuckDB keeps the files' row order)."""
         if replicated or self.nranks == 1:
             return table.sql_source(table.files)
-        mode, share = assign_row_groups(table, self.rank, self.nranks)
+        mode, share = assign_row_groups(table, self.rank, self.nranks, in_order)
         if mode == "rows":
             lo, hi = share
             return f"(SELECT * FROM {table.sql_source(table.files)} LIMIT {hi - lo} OFFSET {lo})"

@@ -19,6 +19,7 @@ Inner joins of one FROM clause are ordered greedily by estimated result size (GO
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 from sqlglot import exp
 
@@ -89,11 +90,21 @@ class Scope:
 
 
 def _in_table_order(node: Node) -> bool:
-    """Whether a plan's rows come in its table's order (files, then rows), on one rank or over the
-    ranks in rank order: scans, generated rows and values, filtered and projected."""
+    """Whether a plan's rows can come in its table's order (files, then rows), on one rank or over
+    the ranks in rank order: scans (read in_order), generated rows and values, filtered and
+    projected."""
     while isinstance(node, (Filter, Project)):
         node = node.input
     return isinstance(node, (Scan, Values, Generate))
+
+
+def _read_in_order(node: Node) -> Node:
+    """node (see _in_table_order) with its scan reading consecutive runs of the table on each rank."""
+    if isinstance(node, Scan):
+        return replace(node, in_order=True)
+    if isinstance(node, (Filter, Project)):
+        return node.with_children(_read_in_order(node.input))
+    return node
 
 
 def _add_sources(scope: Scope, sources: dict[str, dict[str, str]]) -> None:
@@ -765,7 +776,7 @@ class Builder:
                 raise NotSupportedError("POSITIONAL JOIN of a side whose row order is not its table's "
                                         "(a join, aggregate, sort or limit inside)")
             pos = self.new_id("position", exp.DataType.build("BIGINT"))
-            return Window(side, ((pos, exp.Window(this=exp.RowNumber())),)), pos
+            return Window(_read_in_order(side), ((pos, exp.Window(this=exp.RowNumber())),)), pos
         (lnum, lpos), (rnum, rpos) = numbered(left), numbered(right)
         joined = Join(lnum, rnum, "full", (col(lpos),), (col(rpos),))
         pos = self.new_id("position", exp.DataType.build("BIGINT"))

@@ -109,6 +109,9 @@ class Scan(Leaf):
     # Physical choice (set by planner/copartition.py): read range-partitioned on this column with
     # these splitters (rank r reads values in [splitters[r-1], splitters[r])), else by row groups.
     key_range: tuple | None = None
+    # Each rank reads a consecutive run of the table, so that rank order is the files' order (a
+    # side of a POSITIONAL JOIN); otherwise the row groups are dealt out across the table.
+    in_order: bool = False
 
     @property
     def columns(self):

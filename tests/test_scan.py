@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from executors.scan import dictionary_columns, read_row_groups
 
@@ -95,3 +96,32 @@ def test_a_share_read_lazily_then_from_memory_holds_the_same_rows(tmp_path):
             seen += rows[0]
         assert sorted(seen, key=lambda r: r["k"]) == whole, nranks
         assert partials, nranks
+
+
+@pytest.mark.parametrize("nranks", [2, 3, 4])
+def test_row_groups_are_dealt_across_the_table_and_consecutive_in_order(tmp_path, nranks):
+    """A table written in key order (TPC-DS inventory by date): each rank's share spans the whole
+    table, so a filter on a stretch of the key finds rows on several ranks instead of one rank
+    computing alone; the shares are balanced by rows and together the table, once. Read in_order
+    (a positional join's side), each share is one consecutive run, in rank order."""
+    from engine.catalog import Catalog
+    from executors.scan import assign_row_groups
+    sizes = [100] * 11 + [40]
+    pq.write_table(pa.table({"k": pa.array(range(sum(sizes)), pa.int64())}), tmp_path / "t.parquet",
+                   row_group_size=100)
+    table = Catalog(tmp_path).table("t")
+    assert [g.num_rows for g in table.row_groups] == sizes
+    for in_order in (False, True):
+        shares = [assign_row_groups(table, r, nranks, in_order)[1] for r in range(nranks)]
+        groups = [[g for _, gs in share for g in (gs if gs is not None else range(len(sizes)))] for share in shares]
+        assert sorted(g for gs in groups for g in gs) == list(range(len(sizes)))
+        rows = [sum(sizes[g] for g in gs) for gs in groups]
+        assert max(rows) - min(rows) <= 100, rows
+        if in_order:
+            flat = [g for gs in groups for g in gs]
+            assert flat == sorted(flat) and all(gs == list(range(gs[0], gs[-1] + 1)) for gs in groups if gs)
+        else:
+            # Any stretch of a third of the groups (a year of five) is held by at least two ranks.
+            for start in range(len(sizes) - 4 + 1):
+                stretch = set(range(start, start + 4))
+                assert sum(1 for gs in groups if stretch & set(gs)) >= 2, (start, groups)

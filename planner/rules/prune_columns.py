@@ -6,6 +6,8 @@ Narrow scans read fewer Parquet columns, and narrow rows are cheaper to shuffle.
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from planner.logical import (Aggregate, CteRef, Distinct, Filter, Generate, Join, Limit, MaterializedCte, Node,
                              Project, Query, Scan, SetOp, SingleRow, Sort, Values, Window, col, column_ids, cte_refs,
                              multiplies_rows)
@@ -22,7 +24,7 @@ def _refs(exprs) -> set[str]:
 def prune(node: Node, required: set[str]) -> Node:
     if isinstance(node, Scan):
         fields = tuple(f for f in node.fields if f[0] in required) or node.fields[:1]
-        return Scan(node.table, fields, node.key_range)
+        return replace(node, fields=fields)
     if isinstance(node, (Values, Generate)):
         return node
     if isinstance(node, CteRef):
