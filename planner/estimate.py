@@ -91,7 +91,10 @@ def _literal_value(e: exp.Expression):
 
 def _numeric(v):
     if isinstance(v, dt.datetime):
-        return v.timestamp() / 86400
+        # Days from the proleptic calendar's start, as for dates: datetime.timestamp() raises for
+        # 0001-01-01 (and reads a naive value in the local time zone).
+        midnight = v.replace(hour=0, minute=0, second=0, microsecond=0)
+        return v.toordinal() + (v - midnight).total_seconds() / 86400
     if isinstance(v, dt.date):
         return v.toordinal()
     if isinstance(v, (int, float)):

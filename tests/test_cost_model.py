@@ -759,3 +759,16 @@ def test_a_union_column_has_the_distinct_values_of_both_inputs():
                 "UNION ALL SELECT k, 'w' FROM small) WHERE kind = 'w'")
     q = run_rules(Builder(cat, est).build(qualify_statement(ast, cat), original=ast))
     assert est.estimate(q.root).rows == pytest.approx((6 * M + 1_500_000 + 100_000) / 3, rel=0.01)
+
+
+def test_a_join_on_timestamps_at_the_calendars_ends_is_estimated():
+    """Ranges of timestamp keys are compared in days: 0001-01-01 (which datetime.timestamp() cannot
+    take) and 9999-12-31 are ordinary ends of a range (the fuzzer's adversarial data has both)."""
+    import datetime as dt
+    lo, hi = dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59)
+    cat = FakeCatalog(
+        make_table("a", 1_000, {"ts": Col(pa.timestamp("us"), 1_000, 8, lo, hi)}),
+        make_table("b", 100, {"ts": Col(pa.timestamp("us"), 100, 8, lo, dt.datetime(2000, 1, 1))}),
+    )
+    planned = plan_sql("SELECT a.ts FROM a RIGHT JOIN b ON a.ts = b.ts", 2, catalog=cat)
+    assert planned.one("HashJoin").rows >= 100
