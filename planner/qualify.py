@@ -323,6 +323,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     _check_order_keys(ast)
     _check_silent_modifiers(ast)
     ast = inline_named_windows(ast)
+    ast = table_functions.name_columns(ast, lambda item: _columns_or_none(item, ast, catalog))
     ast = rewrite_lateral_table_functions(ast)
     ast, generated, schema = table_functions.hide(ast)
     ast = expand_using(ast, lambda item: _item_columns(item, ast, catalog, schema))
@@ -430,6 +431,14 @@ def _item_columns(item: exp.Expression, ast: exp.Expression, catalog, generated:
         probe = exp.select("*").from_(item.copy())
         return [e.alias_or_name for e in qualify_statement(probe, catalog).expressions]
     raise NotSupportedError(f"USING next to a parenthesised join with the FROM item {item.sql('duckdb')[:60]}")
+
+
+def _columns_or_none(item: exp.Expression, ast: exp.Expression, catalog) -> list[str] | None:
+    """_item_columns, or None where they are not known before qualifying (a LATERAL subquery)."""
+    try:
+        return _item_columns(item, ast, catalog, {})
+    except (NotSupportedError, CatalogError, OptimizeError):
+        return None
 
 
 def _unresolved(msg: str) -> bool:
