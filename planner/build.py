@@ -364,6 +364,8 @@ class Builder:
         def const(x):
             if x is None:
                 return None
+            if isinstance(x, exp.Fetch):  # FETCH FIRST|NEXT [n] ROW[S] ONLY: LIMIT n, one row without n
+                x = x.args.get("count") or exp.Literal.number(1)
             e = x.expression if isinstance(x, (exp.Limit, exp.Offset)) else x
             if isinstance(e, exp.Literal) and not e.is_string:
                 return int(e.this)
