@@ -1202,7 +1202,8 @@ class QueryGenerator:
             other = self.rng.choice(same).sql if same else self._lit(kind)
             on = " ON TRUE" if self._chance(0.4) else f" ON {ref} IS DISTINCT FROM {other}"
             if fn != "unnest" and self._chance(0.5):
-                on = f" ON {ref} < {self._bounded(scope, 0, 3)}"
+                # `{bound} > ref`: sqlglot reads a bare `range <` as the start of a type `RANGE<…>`.
+                on = f" ON {self._bounded(scope, 0, 3)} > {ref}"
         sql = f"{src.sql} AS {a}{join}{item}{on}"
         where = [self.pred(scope, 1)] if self._chance(0.3) else []
         if self._chance(0.2):
