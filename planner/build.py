@@ -29,6 +29,7 @@ from planner.comparable import common_setop_type, comparable_pair, kind_of, neve
 from planner.cost import CostParams
 from planner.estimate import Estimator
 from planner.grouping_sets import expand, grouping_masks, has_grouping_sets
+from planner.order_all import expand_order_all
 from planner.patterns.combine_shuffle_reduce import split_aggregates
 from planner.qualify import sql_type_name
 from planner.rules.factor_or import factor_or
@@ -345,7 +346,7 @@ class Builder:
                 self._ctes.pop()
 
     def _order_limit(self, ast, node, names, ids, _unused):
-        order = _expand_order_all(ast.args.get("order"), len(ids))
+        order = expand_order_all(ast.args.get("order"), len(ids))
         if order:
             by_name = dict(zip(names, ids))
             keys = []
@@ -374,6 +375,8 @@ class Builder:
         def const(x):
             if x is None:
                 return None
+            if isinstance(x, exp.Fetch):  # FETCH FIRST|NEXT [n] ROW[S] ONLY: LIMIT n, one row without n
+                x = x.args.get("count") or exp.Literal.number(1)
             e = x.expression if isinstance(x, (exp.Limit, exp.Offset)) else x
             if isinstance(e, exp.Literal) and not e.is_string:
                 return int(e.this)
@@ -1472,7 +1475,7 @@ class Builder:
         items = list(sel.expressions)
         names = [item_name(it) for it in items]
         exprs = [it.this if isinstance(it, exp.Alias) else it for it in items]
-        order = _expand_order_all(sel.args.get("order"), len(items))
+        order = expand_order_all(sel.args.get("order"), len(items))
         order_exprs = [o.this for o in order.expressions] if order else []
         alias_names = {n for it, n in zip(items, names) if isinstance(it, exp.Alias)}
         having = sel.args.get("having")
@@ -1775,21 +1778,6 @@ def _typed(e: exp.Expression, source: exp.Expression) -> exp.Expression:
     return e
 
 
-def _expand_order_all(order: exp.Order | None, ncols: int) -> exp.Order | None:
-    """ORDER BY ALL [DESC]: every output column, left to right, in that direction (DuckDB)."""
-    if order is None or not any(_is_all(o.this) for o in order.expressions):
-        return order
-    if len(order.expressions) != 1:
-        raise NotSupportedError("ORDER BY ALL beside other sort keys")
-    key = order.expressions[0]
-    keys = []
-    for i in range(ncols):
-        k = key.copy()
-        k.set("this", exp.Literal.number(i + 1))
-        keys.append(k)
-    return exp.Order(expressions=keys)
-
-
 def order_position(e: exp.Expression, ncols: int) -> int | None:
     """The 0-based output column an ORDER BY key names by position (`ORDER BY 2`), None when the
     key is an expression. Other constants are refused as DuckDB refuses them: they sort nothing.
@@ -1808,10 +1796,6 @@ def order_position(e: exp.Expression, ncols: int) -> int | None:
     if not 1 <= pos <= ncols:
         raise CatalogError(f"ORDER term out of range - should be between 1 and {ncols}")
     return pos - 1
-
-
-def _is_all(e: exp.Expression) -> bool:
-    return isinstance(e, exp.Var) and e.name.upper() == "ALL"
 
 
 def _replace_nodes(root: exp.Expression, targets: set[int], repl) -> exp.Expression:

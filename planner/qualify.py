@@ -321,8 +321,11 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     if any(t.args.get("pivots") for t in ast.find_all(exp.Table, exp.Subquery)) or any(ast.find_all(exp.Pivot)):
         raise NotSupportedError("PIVOT")
     _check_order_keys(ast)
+    spelled = _grouping_units_as_written(ast)
+    ast = _expand_grouping_positions(ast)
     _check_silent_modifiers(ast)
     ast = inline_named_windows(ast)
+    ast = table_functions.name_columns(ast, lambda item: _columns_or_none(item, ast, catalog))
     ast = rewrite_lateral_table_functions(ast)
     ast, generated, schema = table_functions.hide(ast)
     ast = expand_using(ast, lambda item: _item_columns(item, ast, catalog, schema))
@@ -352,6 +355,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
             if lateral is None or not _unresolved(str(e)):
                 raise
             qualified = _qualify_unique(lateral, schema)
+        _check_grouping_spellings(spelled, qualified)
         return table_functions.restore(_with_types(rewrite_qualify(qualified), schema), generated)
     except OptimizeError as e:
         msg = str(e)
@@ -430,6 +434,14 @@ def _item_columns(item: exp.Expression, ast: exp.Expression, catalog, generated:
         probe = exp.select("*").from_(item.copy())
         return [e.alias_or_name for e in qualify_statement(probe, catalog).expressions]
     raise NotSupportedError(f"USING next to a parenthesised join with the FROM item {item.sql('duckdb')[:60]}")
+
+
+def _columns_or_none(item: exp.Expression, ast: exp.Expression, catalog) -> list[str] | None:
+    """_item_columns, or None where they are not known before qualifying (a LATERAL subquery)."""
+    try:
+        return _item_columns(item, ast, catalog, {})
+    except (NotSupportedError, CatalogError, OptimizeError):
+        return None
 
 
 def _unresolved(msg: str) -> bool:
@@ -527,6 +539,82 @@ def _check_order_keys(ast: exp.Expression) -> None:
             if isinstance(e, exp.Neg) and isinstance(e.this, exp.Literal) and not e.this.is_string or (
                     isinstance(e, exp.Literal) and not e.is_string and e.this.isdigit() and int(e.this) < 1):
                 raise CatalogError(f"GROUP BY term out of range: {e.sql('duckdb')}")
+
+
+_GROUPINGS = (exp.GroupingSets, exp.Cube, exp.Rollup)
+
+
+def _expand_grouping_positions(ast: exp.Expression) -> exp.Expression:
+    """ast (a copy, when it changes) with each integer constant inside GROUPING SETS / ROLLUP / CUBE
+    replaced by the select item it names, as DuckDB reads it (`GROUP BY CUBE (1, b)`); sqlglot's
+    qualify expands positions of a plain GROUP BY only, so these were grouped as constants."""
+    if not any(isinstance(e, _GROUPINGS) for g in ast.find_all(exp.Group) for e in g.expressions):
+        return ast
+    ast = ast.copy()
+    for group in list(ast.find_all(exp.Group)):
+        select = group.parent
+        if not isinstance(select, exp.Select):
+            continue
+        items = select.expressions
+        for unit in [u for e in group.expressions if isinstance(e, _GROUPINGS) for u in _grouping_units(e)]:
+            negative = isinstance(unit, exp.Neg) and isinstance(unit.this, exp.Literal) and not unit.this.is_string
+            if not negative and not (isinstance(unit, exp.Literal) and not unit.is_string and unit.this.isdigit()):
+                continue
+            if negative or not 1 <= int(unit.this) <= len(items):
+                raise CatalogError(f"GROUP BY term out of range - should be between 1 and {len(items)}")
+            item = items[int(unit.this) - 1]
+            if isinstance(item, exp.Star) or any(isinstance(c.this, exp.Star) for c in item.find_all(exp.Column)):
+                raise NotSupportedError("a position in GROUPING SETS / ROLLUP / CUBE beside SELECT *")
+            value = item.this if isinstance(item, exp.Alias) else item
+            if any(isinstance(n, exp.AggFunc) for n in value.walk()):
+                raise CatalogError("GROUP BY clause cannot contain aggregates")
+            unit.replace(value.copy())
+    return ast
+
+
+def _grouping_units_as_written(ast: exp.Expression) -> list[list[str]]:
+    """Per GROUP BY with GROUPING SETS / ROLLUP / CUBE, its units as written: a position as `#n`,
+    an expression as its text (identifiers folded to lower case, unquoted, as DuckDB folds them)."""
+    out = []
+    for group in ast.find_all(exp.Group):
+        units = [u for e in group.expressions if isinstance(e, _GROUPINGS) for u in _grouping_units(e)]
+        if units:
+            out.append([f"#{u.this}" if isinstance(u, exp.Literal) and not u.is_string and u.this.isdigit()
+                        else u.transform(_folded).sql("duckdb") for u in units])
+    return out
+
+
+def _folded(node: exp.Expression) -> exp.Expression:
+    return exp.to_identifier(node.name.lower()) if isinstance(node, exp.Identifier) else node
+
+
+def _check_grouping_spellings(spelled: list[list[str]], qualified: exp.Expression) -> None:
+    """DuckDB tells grouping-set keys apart by how they are written: `GROUPING SETS ((t.k), (k))`,
+    `ROLLUP (k, 1)` with k the first item, or two positions of one expression are two keys to it, and
+    a select item reads one of them (NULL in the sets that group by the other). Here they are one
+    key, so such a query is refused rather than answered otherwise."""
+    resolved = _grouping_units_as_written(qualified)
+    if [len(u) for u in resolved] != [len(u) for u in spelled]:
+        return
+    for written, bound in zip(spelled, resolved):
+        first: dict[str, str] = {}
+        for w, b in zip(written, bound):
+            if first.setdefault(b, w) != w:
+                raise NotSupportedError(f"a grouping key written two ways in GROUPING SETS / ROLLUP / CUBE "
+                                        f"({first[b]}, {w})")
+
+
+def _grouping_units(e: exp.Expression):
+    """The expressions a GROUPING SETS / ROLLUP / CUBE groups by (inside composite units too)."""
+    for x in e.expressions:
+        while isinstance(x, exp.Paren):
+            x = x.this
+        if isinstance(x, _GROUPINGS):
+            yield from _grouping_units(x)
+        elif isinstance(x, exp.Tuple):
+            yield from x.expressions
+        else:
+            yield x
 
 
 _VIEW_SCHEMAS: dict = {}

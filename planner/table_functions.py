@@ -68,6 +68,77 @@ def call_of(item: exp.Expression) -> exp.Expression | None:
     return None
 
 
+def name_columns(ast: exp.Expression, columns_of_item) -> exp.Expression:
+    """DuckDB names a generator's one column after the call's table alias where it gives no column
+    alias (`range(3) AS r` makes a column `r`), and the function's name reads that column too:
+    `r.range`, or a bare `range` that no other FROM item of the SELECT has (else DuckDB calls it
+    ambiguous). Returns ast (a copy, when it changes) with each such call given its column alias and
+    each reference by the function's name written by the alias, a select item keeping its name
+    (`r.range` → `r.r AS range`), so that `SELECT *`, the lateral form and the stand-in agree.
+
+    columns_of_item(item): the column names of another FROM item, None where unknown."""
+    if not any(_named_by_alias(n) for n in ast.walk()):
+        return ast
+    ast = ast.copy()
+    for item in [n for n in ast.walk() if _named_by_alias(n)]:
+        call = call_of(item)
+        name = function_name(call)
+        alias = call.args["alias"] if isinstance(call, exp.Unnest) else item.args["alias"]
+        table = alias.name
+        alias.set("columns", [exp.to_identifier(table)])
+        select = item.find_ancestor(exp.Select)
+        if select is None:
+            continue
+        for column in list(select.find_all(exp.Column)):
+            if column.name.lower() != name or _inside(column, item):
+                continue
+            if column.table:
+                if column.table.lower() != table.lower():
+                    continue
+            elif column.find_ancestor(exp.Select) is not select:
+                continue  # a subquery's bare name is its own FROM items' first
+            elif any(name in _names_of(other, columns_of_item) for other in _from_items(select) if other is not item):
+                raise CatalogError(f'Ambiguous reference to column name "{name}"')
+            replacement = exp.column(exp.to_identifier(table), table=exp.to_identifier(table))
+            if isinstance(column.parent, exp.Select) and column.arg_key == "expressions":
+                replacement = exp.alias_(replacement, column.name, quoted=True)
+            column.replace(replacement)
+    return ast
+
+
+def _inside(node: exp.Expression, ancestor: exp.Expression) -> bool:
+    while node is not None:
+        if node is ancestor:
+            return True
+        node = node.parent
+    return False
+
+
+def _named_by_alias(item: exp.Expression) -> bool:
+    call = call_of(item)
+    if call is None or not _in_from(item) or with_ordinality(item):
+        return False
+    alias = call.args.get("alias") if isinstance(call, exp.Unnest) else item.args.get("alias")
+    return alias is not None and bool(alias.name) and not alias.columns and alias.name.lower() != function_name(call)
+
+
+def _from_items(select: exp.Select) -> list[exp.Expression]:
+    first = select.args.get("from_")
+    return ([first.this] if first is not None else []) + [j.this for j in select.args.get("joins") or []]
+
+
+def _names_of(item: exp.Expression, columns_of_item) -> set[str]:
+    """The lower-cased column names a FROM item offers (a generator: its alias and its name)."""
+    call = call_of(item)
+    if call is not None:
+        alias = call.args.get("alias") if isinstance(call, exp.Unnest) else item.args.get("alias")
+        names = [c.name for c in alias.columns] if alias is not None and alias.columns else \
+            [n for n in (alias.name if alias is not None else None, function_name(call)) if n]
+    else:
+        names = columns_of_item(item) or []
+    return {n.lower() for n in names}
+
+
 def with_ordinality(item: exp.Expression) -> bool:
     """Whether a FROM item asks for its rows' numbers too (`range(3) WITH ORDINALITY`)."""
     call = call_of(item)

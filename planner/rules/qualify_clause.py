@@ -12,13 +12,15 @@ expressions, columns qualified), before binding:
       → … QUALIFY row_number() OVER (PARTITION BY a ORDER BY a, c DESC) = 1 ORDER BY a, c DESC
 
 so the windows run once, distributed like any window, and the filter after them. ORDER BY keys
-that are not in the select list become hidden columns of the derived table.
+that are not in the select list become hidden columns of the derived table; ORDER BY ALL is
+expanded into positions first (it names no column to hide).
 """
 from __future__ import annotations
 
 from sqlglot import exp
 
 from engine.errors import NotSupportedError
+from planner.order_all import expand_order_all
 
 
 def rewrite_qualify(ast: exp.Expression) -> exp.Expression:
@@ -63,7 +65,7 @@ def _rewritten(sel: exp.Select) -> exp.Select:
             return by_alias[e.name].copy()
         return e.copy()
 
-    order = sel.args.get("order")
+    order = expand_order_all(sel.args.get("order"), len(items))
     condition = sel.args.get("qualify").this.copy() if sel.args.get("qualify") else None
     on = _distinct_on(sel)
     if on is not None:

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from tests.fuzz.dataset import Column, Schema, Table
 
-AREAS = ("join", "aggregate", "window", "setop", "subquery", "cte", "order", "expr", "grouping", "asof", "recursive")
+AREAS = ("join", "aggregate", "window", "setop", "subquery", "cte", "order", "expr", "grouping", "asof", "recursive",
+         "clauses")
 NUMERIC = ("int", "float", "dec")
 
 # A join whose estimated result is larger than this is not generated (the fuzzer checks answers,
@@ -592,7 +593,12 @@ class QueryGenerator:
             return None
         o, i = self.rng.choice(pairs)
         op = self.rng.choice(["="] * 5 + ["<", ">=", "<>", "IS NOT DISTINCT FROM"])
-        cond = f"{i.sql} {op} {o.sql}"
+        lhs, rhs = i.sql, o.sql
+        # Same-named columns may differ in type (sk.k text, bk.k boolean): compared as text where
+        # DuckDB's cast could raise, which rows it reaches being the plan's choice.
+        if not self._compares_cleanly((i.sql, i.kind, i.numeric), (o.sql, o.kind, o.numeric)):
+            lhs, rhs = self._cast_side(i, "VARCHAR")[0], self._cast_side(o, "VARCHAR")[0]
+        cond = f"{lhs} {op} {rhs}"
         if self._chance(0.2):
             cond = f"({cond} OR {self.pred(inner, 1)})"
         elif self._chance(0.3):
@@ -727,7 +733,7 @@ class QueryGenerator:
         pool = [cte_source] * 3 + [s for s in self.sources if s.table.rows <= MAX_JOIN_ROWS / max(cte_rows, 1)]
         main_sql, main_scope, main_where = self.from_clause(self.rng.choice([1, 2, 2]), semi=True, sources=pool)
         if "c AS" not in main_sql:
-            main_sql += f" CROSS JOIN (SELECT count(*) AS n FROM c) AS cn"
+            main_sql += " CROSS JOIN (SELECT count(*) AS n FROM c) AS cn"
             main_scope.refs.append(Ref("cn.n", "n", "int", 1, 1))
         if self._chance(0.3):
             main_where.append(self.pred(main_scope))
@@ -780,7 +786,7 @@ class QueryGenerator:
             items.append((self.expr(scope, kind, 0, risky=True), kind))
         body = f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)}"
         if self.schema.name == "tpch" and scope.rows > MAX_PLAIN_ROWS:  # every row evaluated, few returned
-            return f"SELECT count(*) AS n, " + ", ".join(f"max(c{i}) AS m{i}" for i in range(len(items))) + f" FROM ({body}) AS e"
+            return "SELECT count(*) AS n, " + ", ".join(f"max(c{i}) AS m{i}" for i in range(len(items))) + f" FROM ({body}) AS e"
         return body
 
 
@@ -920,6 +926,356 @@ class QueryGenerator:
                     f"{src.sql} AS {c} ON {c}.{key} = r.nxt{self._maybe_limit(len(items), rows)}")
         n = 4 if depth else 3
         return with_ + f"SELECT * FROM r{self._maybe_limit(n, rows)}"
+
+    # ------------------------------------------------------------------ clauses
+    def _clauses(self) -> str:
+        """Clauses beside a SELECT's core that are easy to drop without a word (sqlglot keeps several
+        beside the node they change): LIMIT ALL, FETCH FIRST … ONLY, named WINDOW clauses with QUALIFY,
+        DISTINCT ON, ORDER BY ALL, PIVOT / UNPIVOT, UNION BY NAME, EXISTS / IN / ANY / ALL as values,
+        table functions reading the FROM item before them, POSITIONAL JOIN; and, one query in twelve,
+        a clause FlockSQL refuses by name (TABLESAMPLE, LIMIT … PERCENT, COLUMNS(…), WITH ORDINALITY),
+        written so that DuckDB's answer is determined all the same."""
+        forms = [(self._limit_all, 2), (self._fetch_first, 1), (self._named_window, 2), (self._distinct_on, 2),
+                 (self._order_by_all, 2), (self._pivot, 2), (self._unpivot, 2), (self._by_name, 2),
+                 (self._subquery_values, 2), (self._lateral_function, 3), (self._positional, 2), (self._refused, 2)]
+        build = self.rng.choices([f for f, _ in forms], weights=[w for _, w in forms])[0]
+        return build()
+
+    def _plain(self, semi: bool = True) -> tuple[str, Scope, list[str], list[tuple[str, str]]]:
+        """A FROM clause of 1-2 inputs, WHERE conjuncts (maybe a predicate) and 1-3 select items."""
+        sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]), semi=semi)
+        if self._chance(0.4):
+            where.append(self.pred(scope))
+        return sql, scope, where, self._outputs(scope, self.rng.randint(1, 3))
+
+    def _big(self, rows: float) -> bool:
+        return self.schema.name == "tpch" and rows > MAX_PLAIN_ROWS
+
+    def _limit_all(self) -> str:
+        sql, scope, where, items = self._plain()
+        tail = f" {self._total_order(len(items))} LIMIT ALL"
+        if self._chance(0.5):
+            tail += f" OFFSET {self.rng.choice([1, 3, 50])}"
+        body = f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)}{tail}"
+        if self._big(scope.rows):
+            return f"SELECT * FROM ({body}) AS q {self._total_order(len(items))} LIMIT 20"
+        return body
+
+    def _fetch_first(self) -> str:
+        sql, scope, where, items = self._plain()
+        tail = f" {self._total_order(len(items))}"
+        if self._chance(0.4):
+            tail += f" OFFSET {self.rng.choice([1, 2, 7])} ROWS"
+        n = self.rng.choice(["", "1 ", "3 ", "10 "])
+        tail += f" FETCH {self.rng.choice(['FIRST', 'NEXT'])} {n}{'ROW' if n in ('', '1 ') else 'ROWS'} ONLY"
+        return f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)}{tail}"
+
+    def _named_window(self) -> str:
+        """WINDOW w AS (…), read as `OVER w` or extended `OVER (w ORDER BY …)` / `OVER (w ROWS …)`,
+        often filtered by QUALIFY on a ranking."""
+        sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]), semi=False)
+        if self._chance(0.3):
+            where.append(self.pred(scope))
+        items = self._outputs(scope, self.rng.randint(1, 2))
+        low = [r for r in scope.refs if r.distinct <= 50] or scope.refs
+        partition = ""
+        if self._chance(0.7):
+            partition = "PARTITION BY " + ", ".join(r.sql for r in self.rng.sample(low, min(len(low), self.rng.choice([1, 2]))))
+        lead = self.rng.choice(scope.refs).sql + self.rng.choice(["", " DESC"]) + self.rng.choice(["", " NULLS FIRST"])
+        num = self.rng.choice(scope.of(NUMERIC) or scope.refs).sql
+        anyarg = self.rng.choice(scope.refs).sql
+        if scope.keys is not None:
+            order = f"ORDER BY {', '.join([lead] + scope.keys)}"
+            ordered_calls = ["row_number() OVER w", f"lag({anyarg}) OVER w", f"first_value({anyarg}) OVER w",
+                             f"sum({num}) OVER (w ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)",
+                             f"count({anyarg}) OVER (w ROWS BETWEEN CURRENT ROW AND 2 FOLLOWING)"]
+        else:
+            order = f"ORDER BY {lead}"
+            ordered_calls = []
+        if self._chance(0.3):  # the named window partitions only; the call adds the order
+            window = f"WINDOW w AS ({partition})"
+            calls = [f"rank() OVER (w {order})", f"dense_rank() OVER (w {order})", "count(*) OVER w",
+                     f"max({anyarg}) OVER w"]
+            ranking = calls[:3]
+        else:
+            window = f"WINDOW w AS ({partition} {order})"
+            calls = ["rank() OVER w", "dense_rank() OVER w", f"min({anyarg}) OVER w", "count(*) OVER w"] + ordered_calls
+            ranking = ["rank() OVER w", "dense_rank() OVER w", "count(*) OVER w"] + ordered_calls[:1]
+        windows = [self.rng.choice(calls) for _ in range(self.rng.randint(1, 2))]
+        if self._chance(0.5):
+            windows[0] = self.rng.choice(ranking)
+            qualify = self.rng.choice([" QUALIFY w0 <= 2", f" QUALIFY {windows[0]} = 1", " QUALIFY w0 > 1"])
+        else:
+            qualify = ""
+        body = (f"SELECT {self._select_list(items)}, " + ", ".join(f"{w} AS w{i}" for i, w in enumerate(windows)) +
+                f" FROM {sql}{self._where(where)} {window}{qualify}")
+        return body + self._maybe_limit(len(items) + len(windows), scope.rows)
+
+    def _distinct_on(self) -> str:
+        """DISTINCT ON (keys): the first row of each key in a total order (ORDER BY the keys, then
+        every output), the keys outputs, positions or expressions."""
+        sql, scope, where, items = self._plain()
+        n = len(items)
+        keys = []
+        for _ in range(self.rng.randint(1, 2)):
+            pick = self.rng.random()
+            if pick < 0.4:
+                keys.append(f"c{self.rng.randrange(n)}")
+            elif pick < 0.7:
+                keys.append(self.rng.choice(items)[0])
+            else:
+                keys.append(self.expr(scope, self._comparable_kind(scope), 1))
+            if not any(r.sql in keys[-1] for r in scope.refs):  # a constant: DuckDB refuses it
+                keys[-1] = self.rng.choice(scope.refs).sql
+        if self._chance(0.2):
+            order = "ORDER BY ALL" + self.rng.choice(["", " DESC"])
+        else:
+            lead = [k + self.rng.choice(["", " DESC"]) for k in keys if self._chance(0.7)]
+            order = "ORDER BY " + ", ".join(lead + [str(p) for p in range(1, n + 1)])
+        tail = ""
+        if self._chance(0.4) or self._big(scope.rows):
+            tail = f" LIMIT {self.rng.choice([1, 3, 20])}"
+        return f"SELECT DISTINCT ON ({', '.join(keys)}) {self._select_list(items)} FROM {sql}{self._where(where)} {order}{tail}"
+
+    def _order_by_all(self) -> str:
+        form = self.rng.choice(["grouped", "plain", "setop"])
+        if form == "setop":
+            probe = self._scope_for("x", self.rng.choice(self.sources))
+            kinds = [self._comparable_kind(probe) for _ in range(self.rng.randint(1, 2))]
+            op = self.rng.choice(["UNION", "UNION ALL", "INTERSECT", "EXCEPT"])
+            return (f"{self._setop_side(kinds)} {op} {self._setop_side(kinds)} ORDER BY ALL{self.rng.choice(['', ' DESC'])}"
+                    f" LIMIT {self.rng.choice([1, 5, 20])}")
+        sql, scope, where, items = self._plain()
+        group = ""
+        if form == "grouped":
+            low = [r for r in scope.refs if r.distinct <= 50] or scope.refs
+            items = [(r.sql, r.kind) for r in self.rng.sample(low, min(len(low), self.rng.randint(1, 2)))]
+            items += [self.aggregate_call(scope, exact=True) for _ in range(self.rng.randint(1, 2))]
+            group = " GROUP BY ALL"
+        tail = f" ORDER BY ALL{self.rng.choice(['', ' DESC'])}"
+        if self._chance(0.5) or self._big(scope.rows):
+            tail += f" LIMIT {self.rng.choice([1, 3, 20])}"
+        return f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)}{group}{tail}"
+
+    def _pivot_aggregate(self, table: Table) -> str:
+        ints = [c.name for c in table.columns if c.kind in ("int", "dec")]
+        cols = [c.name for c in table.columns if c.kind != "float"]
+        forms = ["count(*)"] + [f"count({c})" for c in cols[:3]]
+        if ints:
+            forms += [f"sum({self.rng.choice(ints)})", f"min({self.rng.choice(ints)})"]
+        forms.append(f"max({self.rng.choice(cols)})")
+        return self.rng.choice(forms)
+
+    def _pivot(self) -> str:
+        """PIVOT of a table on a few-valued column: DuckDB's form (with or without IN, with GROUP BY)
+        and the standard form (IN, every other column a group)."""
+        cands = [s for s in self.sources if any(c.distinct <= 8 and c.kind in ("int", "text", "bool", "date")
+                                                for c in s.table.columns)]
+        if not cands:
+            return self._aggregate()
+        t = self.rng.choice(cands).table
+        on = self.rng.choice([c for c in t.columns if c.distinct <= 8 and c.kind in ("int", "text", "bool", "date")])
+        values = ""
+        if self._chance(0.5) and on.kind != "bool":
+            # Plain constants (a date as its text): `-1`, `DATE '…'` are refused (planner/rules/pivot.py).
+            lits = [self._lit(on.kind).replace("DATE ", "") for _ in range(self.rng.randint(1, 3))]
+            lits = list(dict.fromkeys(v for v in lits if not v.startswith("-")))
+            values = f" IN ({', '.join(lits)})" if lits else ""
+        aggs = [self._pivot_aggregate(t) for _ in range(self.rng.choice([1, 1, 2]))]
+        if len(aggs) == 2 or self._chance(0.2):
+            aggs = [f"{a} AS x{i}" for i, a in enumerate(aggs)]
+        if values and t.rows <= MAX_PLAIN_ROWS and self._chance(0.3):
+            return f"SELECT * FROM {t.name} PIVOT ({aggs[0]} FOR {on.name}{values})"
+        groups = [c.name for c in t.columns if c.distinct <= 20 and c.name != on.name]
+        group = ""
+        if groups and (self._chance(0.8) or t.rows > MAX_PLAIN_ROWS):
+            group = " GROUP BY " + ", ".join(self.rng.sample(groups, min(len(groups), self.rng.choice([1, 1, 2]))))
+        sql = f"PIVOT {t.name} ON {on.name}{values} USING {', '.join(aggs)}{group}"
+        if not group and t.rows > MAX_PLAIN_ROWS:  # a group per row
+            return f"SELECT count(*) AS n FROM ({sql}) AS p"
+        return sql
+
+    def _unpivot(self) -> str:
+        """UNPIVOT of a table's columns of one kind into (name, value) rows: DuckDB's form and the
+        standard one, aggregated per name where a table is large."""
+        t = self.rng.choice(self.sources).table
+        by_kind: dict[str, list[str]] = {}
+        for c in t.columns:
+            by_kind.setdefault(c.kind, []).append(c.name)
+        kinds = [k for k, cs in by_kind.items() if len(cs) >= 2] or list(by_kind)
+        cols = by_kind[self.rng.choice(kinds)]
+        on = self.rng.sample(cols, min(len(cols), self.rng.randint(2, 3)))
+        keep = [c.name for c in t.columns if c.name not in on]
+        if self._chance(0.5):
+            sql = f"UNPIVOT {t.name} ON {', '.join(on)} INTO NAME n VALUE v"
+        else:
+            nulls = self.rng.choice(["", " INCLUDE NULLS"])
+            sql = f"SELECT * FROM {t.name} UNPIVOT{nulls} (v FOR n IN ({', '.join(on)}))"
+        if t.rows * len(on) > MAX_PLAIN_ROWS / 2 or self._chance(0.3):
+            return f"SELECT n, count(*) AS c0, count(v) AS c1, min(v) AS c2, max(v) AS c3 FROM ({sql}) AS u GROUP BY n"
+        if keep and self._chance(0.5):
+            pick = self.rng.sample(keep, min(len(keep), 2))
+            return f"SELECT {', '.join(pick)}, n, v FROM ({sql}) AS u WHERE v IS NOT NULL"
+        return sql
+
+    def _by_name(self) -> str:
+        """UNION [ALL] BY NAME of sides naming some of x, y, z in any order (one type per name)."""
+        probe = self._scope_for("x", self.rng.choice(self.sources))
+        kinds = {n: self._comparable_kind(probe) for n in ("x", "y", "z")}
+        used: set[str] = set()
+
+        def side() -> str:
+            sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]), semi=False)
+            if self._chance(0.5):
+                where.append(self.pred(scope))
+            names = self.rng.sample(list(kinds), self.rng.randint(1, 3))
+            used.update(names)
+            items = []
+            for n in names:
+                cols = scope.of((kinds[n],))
+                items.append(f"{self.rng.choice(cols).sql if cols and self._chance(0.7) else self.expr(scope, kinds[n], 1)} AS {n}")
+            return f"SELECT {', '.join(items)} FROM {sql}{self._where(where)}"
+
+        sql = f"{side()} {self.rng.choice(['UNION', 'UNION ALL'])} BY NAME {side()}"
+        if self._chance(0.25):
+            sql += f" {self.rng.choice(['UNION', 'UNION ALL'])} BY NAME {side()}"
+        if self.schema.name == "tpch":
+            counts = ", ".join(f"count(DISTINCT {n}) AS d{n}, count({n}) AS n{n}" for n in sorted(used))
+            return f"SELECT count(*) AS n, {counts} FROM ({sql}) AS u"
+        return sql
+
+    def _subquery_values(self) -> str:
+        """EXISTS, IN, NOT IN, ANY / ALL and scalar comparisons as values of the select list (NULL
+        where SQL says unknown), correlated or not."""
+        sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]), semi=False)
+        if self._chance(0.3):
+            where.append(self.pred(scope))
+        items = self._outputs(scope, self.rng.randint(1, 2))
+        for _ in range(self.rng.randint(1, 2)):
+            value = self.subquery_pred(scope)
+            value = self.rng.choice([value, value, f"(NOT {value})", f"coalesce({value}, FALSE)",
+                                     f"CASE WHEN {value} IS NULL THEN 'unknown' WHEN {value} THEN 'yes' ELSE 'no' END"])
+            items.append((value, "any"))
+        return f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)}{self._maybe_limit(len(items), scope.rows)}"
+
+    def _bounded(self, scope: Scope, lo: int, hi: int) -> str:
+        """An integer expression of `scope` clamped to [lo, hi] (a table function's argument)."""
+        ints = scope.of(("int",))
+        x = self.rng.choice(ints).sql if ints and self._chance(0.8) else self._lit("int")
+        return f"least(greatest({x}, {lo}), {hi})"
+
+    def _lateral_function(self) -> str:
+        """unnest([…]) / range(…) / generate_series(…) over the columns of the FROM item before it:
+        the rows it makes for each outer row, under every join form and naming of its column."""
+        src = self._source(max_rows=MAX_JOIN_ROWS / 5)
+        a = self._new_alias()
+        scope = self._scope_for(a, src)
+        fn = self.rng.choice(["unnest", "unnest", "range", "generate_series"])
+        kind = "int"
+        if fn == "unnest":
+            kind = self._comparable_kind(scope)
+            cols = scope.of((kind,))
+            elems = [self.rng.choice(cols).sql if cols and self._chance(0.7) else self._lit(kind)
+                     for _ in range(self.rng.randint(1, 3))]
+            if self._chance(0.3):
+                elems.append("NULL")
+            call, rows = f"unnest([{', '.join(elems)}])", len(elems)
+        elif fn == "range":
+            args = [self._bounded(scope, -1, 4)]
+            if self._chance(0.4):
+                args = [self._bounded(scope, -2, 2)] + args + ([self.rng.choice(["1", "2", "-1"])] if self._chance(0.3) else [])
+            call, rows = f"range({', '.join(args)})", 6
+        else:
+            call, rows = f"generate_series({self._bounded(scope, -2, 3)}, {self._bounded(scope, 0, 4)})", 7
+        b = self._new_alias()
+        naming = self.rng.choice(["column", "table", "table", "none"])
+        if naming == "column":
+            item, ref = f"{call} AS {b}(x)", f"{b}.x"
+        elif naming == "table":
+            item, ref = f"{call} AS {b}", self.rng.choice([f"{b}.{b}", f"{b}.{fn}", b])
+        else:
+            item, ref = call, self.rng.choice([f"{fn}.{fn}", fn])
+        join = self.rng.choice([", ", " CROSS JOIN ", " JOIN ", " LEFT JOIN "])
+        on = ""
+        if join in (" JOIN ", " LEFT JOIN "):
+            same = scope.of((kind,))
+            other = self.rng.choice(same).sql if same else self._lit(kind)
+            on = " ON TRUE" if self._chance(0.4) else f" ON {ref} IS DISTINCT FROM {other}"
+            if fn != "unnest" and self._chance(0.5):
+                # `{bound} > ref`: sqlglot reads a bare `range <` as the start of a type `RANGE<…>`.
+                on = f" ON {self._bounded(scope, 0, 3)} > {ref}"
+        sql = f"{src.sql} AS {a}{join}{item}{on}"
+        where = [self.pred(scope, 1)] if self._chance(0.3) else []
+        if self._chance(0.2):
+            where.append(f"{ref} IS NOT NULL")
+        if scope.rows * rows > MAX_PLAIN_ROWS / 2 or self._chance(0.25):
+            low = [r for r in scope.refs if r.distinct <= 50]
+            g = self.rng.choice(low).sql if low else "0"
+            return (f"SELECT {g} AS c0, count(*) AS c1, count({ref}) AS c2, min({ref}) AS c3, max({ref}) AS c4 "
+                    f"FROM {sql}{self._where(where)}{' GROUP BY ' + g if low else ''}")
+        items = self._outputs(scope, self.rng.randint(1, 2)) + [(ref, "any")]
+        return f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)}{self._maybe_limit(len(items), scope.rows * rows)}"
+
+    def _positional(self) -> str:
+        """POSITIONAL JOIN of tables (or their filtered projections) in their files' order."""
+        def side() -> tuple[str, Scope]:
+            src = self._source()
+            alias = self._new_alias()
+            scope = self._scope_for(alias, src)
+            if self._chance(0.35):  # a filtered projection
+                inner = self._scope_for("p", src)
+                cols = self.rng.sample(src.table.columns, min(len(src.table.columns), self.rng.randint(1, 3)))
+                body = f"(SELECT {', '.join('p.' + c.name for c in cols)} FROM {src.sql} AS p WHERE {self.pred(inner, 1)})"
+                scope = Scope([r for r in scope.refs if r.name in {c.name for c in cols}], None, scope.rows)
+                return f"{body} AS {alias}", scope
+            return f"{src.sql} AS {alias}", scope
+        (ls, left), (rs, right) = side(), side()
+        sql = f"{ls} POSITIONAL JOIN {rs}"
+        refs = left.refs + right.refs
+        if self._chance(0.15):
+            s3, third = side()
+            sql += f" POSITIONAL JOIN {s3}"
+            refs += third.refs
+            right.rows = max(right.rows, third.rows)
+        joint = Scope(refs, None, max(left.rows, right.rows))
+        where = self._where([self.pred(joint, 1)] if self._chance(0.3) else [])
+        if joint.rows > MAX_PLAIN_ROWS / 2 or self._chance(0.2):
+            l, r = self.rng.choice(left.refs).sql, self.rng.choice(right.refs).sql
+            return (f"SELECT count(*) AS n, count({l}) AS c0, count({r}) AS c1, min({l}) AS c2, max({r}) AS c3, "
+                    f"count(*) FILTER (WHERE {self.pred(joint, 1)}) AS c4 FROM {sql}{where}")
+        items = [(r.sql, r.kind) for r in self.rng.sample(refs, min(len(refs), self.rng.randint(2, 4)))]
+        return f"SELECT {self._select_list(items)} FROM {sql}{where}"
+
+    def _refused(self) -> str:
+        """A clause FlockSQL refuses by name, in a query whose answer DuckDB determines: a sample of
+        a fixed number of rows (counted), LIMIT … PERCENT in a total order, COLUMNS(…) in an
+        aggregate, WITH ORDINALITY."""
+        src = self._source()
+        a = self._new_alias()
+        scope = self._scope_for(a, src)
+        form = self.rng.choice(["sample", "percent", "columns", "ordinality"])
+        if form == "sample":
+            n = self.rng.choice([0, 1, 5])
+            sample = self.rng.choice([f"USING SAMPLE {n} ROWS", f"TABLESAMPLE reservoir({n} ROWS)"])
+            if sample.startswith("USING"):
+                return f"SELECT count(*) AS n FROM {src.sql} AS {a} {sample}"
+            return f"SELECT count(*) AS n FROM {src.sql} AS {a} {sample}"
+        if form == "percent":
+            src = self._source(max_rows=MAX_PLAIN_ROWS)
+            scope = self._scope_for(a, src)
+            items = self._outputs(scope, self.rng.randint(1, 2))
+            return (f"SELECT {self._select_list(items)} FROM {src.sql} AS {a} {self._total_order(len(items))} "
+                    f"LIMIT {self.rng.choice([1, 10, 40])} PERCENT")
+        if form == "columns":
+            col = self.rng.choice(src.table.columns).name
+            pattern = self.rng.choice(["*", f"'^{col}$'", f"'{col[:1]}'"])
+            return f"SELECT {self.rng.choice(['count', 'max', 'min'])}(COLUMNS({pattern})) FROM {src.sql}"
+        if self._chance(0.5):
+            return f"SELECT * FROM range({self.rng.randint(0, 4)}) WITH ORDINALITY"
+        ints = scope.of(("int",))
+        elems = ", ".join([self.rng.choice(ints).sql if ints else "1", "2"])
+        return f"SELECT count(*) AS n, sum(u.o) AS s FROM {src.sql} AS {a}, unnest([{elems}]) WITH ORDINALITY AS u(x, o)"
+
 
 def generate(schema: Schema, seed: int, count: int, areas: tuple[str, ...] = AREAS) -> list[FuzzQuery]:
     """`count` queries from `seed`, cycling through `areas` so every area gets its share."""
