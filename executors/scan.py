@@ -58,13 +58,16 @@ def read_row_groups(file: str, groups: list[int] | None, columns: list[str]) -> 
 # (TPC-H SF 0.01: nation to partsupp; orders and lineitem are still split).
 ONE_READER_MAX_ROWS = 10_000
 
+# Runs of consecutive row groups per rank, at most, when a table's groups are dealt out.
+RUNS_PER_RANK = 4
+
 
 def assign_row_groups(table: Table, rank: int, nranks: int, in_order: bool = False):
     """Row groups of this rank: [(file, [row group indices])] in file order, or a row slice
     (file list, start, stop) when there are fewer row groups than ranks.
 
-    The row groups are dealt out in turn, each to the rank that holds the fewest rows so far, so
-    that a rank's share spans the whole table: tables written in date order (TPC-DS inventory and
+    The row groups are dealt out in turn (in runs of consecutive groups, at most RUNS_PER_RANK per
+    rank), so that a rank's share spans the whole table: tables written in date order (TPC-DS inventory and
     catalog_sales) would otherwise put a year's rows, which a query filters on, on one rank, which
     then computes alone. in_order: consecutive runs instead (rank order is then the files' order,
     which a positional join needs)."""
@@ -89,6 +92,24 @@ def assign_row_groups(table: Table, rank: int, nranks: int, in_order: bool = Fal
             if bounds[0] <= mid < bounds[1] or (rank == nranks - 1 and mid >= bounds[1]):
                 mine.setdefault(g.file, []).append(g.index)
             start += g.num_rows
+    elif len(groups) >= 2 * nranks * RUNS_PER_RANK:
+        # Many groups: cut into RUNS_PER_RANK runs of consecutive groups per rank, the runs dealt
+        # like groups below. A rank's first read is DuckDB's over its row ranges, and each more
+        # range costs it a comparison per row (lineitem at SF 1, 26 ranges of its 53 groups: 0.25 s
+        # against 0.13 s for one).
+        runs, cut, start = nranks * RUNS_PER_RANK, [[]], 0
+        for g in groups:
+            if cut[-1] and start >= total * len(cut) / runs:
+                cut.append([])
+            cut[-1].append(g)
+            start += g.num_rows
+        held = [0] * nranks
+        for i, run in enumerate(cut):
+            owner = min(range(nranks), key=lambda r: (held[r], (r - i) % nranks))
+            held[owner] += sum(g.num_rows for g in run)
+            if owner == rank:
+                for g in run:
+                    mine.setdefault(g.file, []).append(g.index)
     else:
         held = [0] * nranks
         for i, g in enumerate(groups):
