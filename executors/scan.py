@@ -92,32 +92,27 @@ def assign_row_groups(table: Table, rank: int, nranks: int, in_order: bool = Fal
             if bounds[0] <= mid < bounds[1] or (rank == nranks - 1 and mid >= bounds[1]):
                 mine.setdefault(g.file, []).append(g.index)
             start += g.num_rows
-    elif len(groups) >= 2 * nranks * RUNS_PER_RANK:
-        # Many groups: cut into RUNS_PER_RANK runs of consecutive groups per rank, the runs dealt
-        # like groups below. A rank's first read is DuckDB's over its row ranges, and each more
-        # range costs it a comparison per row (lineitem at SF 1, 26 ranges of its 53 groups: 0.25 s
-        # against 0.13 s for one).
-        runs, cut, start = nranks * RUNS_PER_RANK, [[]], 0
-        for g in groups:
-            if cut[-1] and start >= total * len(cut) / runs:
-                cut.append([])
-            cut[-1].append(g)
-            start += g.num_rows
-        held = [0] * nranks
-        for i, run in enumerate(cut):
-            owner = min(range(nranks), key=lambda r: (held[r], (r - i) % nranks))
-            held[owner] += sum(g.num_rows for g in run)
-            if owner == rank:
-                for g in run:
-                    mine.setdefault(g.file, []).append(g.index)
     else:
+        units = [[g] for g in groups]
+        if len(groups) >= 2 * nranks * RUNS_PER_RANK:
+            # Many groups: RUNS_PER_RANK runs of consecutive groups per rank, dealt like single
+            # groups. A rank's first read is DuckDB's over its row ranges, and each more range costs
+            # it a comparison per row (lineitem at SF 1, 26 ranges of its 53 groups: 0.25 s against
+            # 0.13 s for one).
+            runs, units, start = nranks * RUNS_PER_RANK, [[]], 0
+            for g in groups:
+                if units[-1] and start >= total * len(units) / runs:
+                    units.append([])
+                units[-1].append(g)
+                start += g.num_rows
         held = [0] * nranks
-        for i, g in enumerate(groups):
-            # The lightest rank takes the next group; ties go round in turn from the group's index.
+        for i, unit in enumerate(units):
+            # The lightest rank takes the next unit; ties go round in turn from the unit's index.
             owner = min(range(nranks), key=lambda r: (held[r], (r - i) % nranks))
-            held[owner] += g.num_rows
+            held[owner] += sum(g.num_rows for g in unit)
             if owner == rank:
-                mine.setdefault(g.file, []).append(g.index)
+                for g in unit:
+                    mine.setdefault(g.file, []).append(g.index)
     out = []
     for f in table.files:
         if f in mine:
