@@ -31,7 +31,7 @@ from planner.estimate import Estimator
 from planner.grouping_sets import expand, grouping_masks, has_grouping_sets
 from planner.order_all import expand_order_all
 from planner.patterns.combine_shuffle_reduce import split_aggregates
-from planner.qualify import sql_type_name
+from planner.qualify import sql_data_type
 from planner.rules.factor_or import factor_or
 from planner.rules.quantified_subqueries import rewrite_quantified
 from planner.rules.simplify_outer_joins import rejects_nulls
@@ -417,8 +417,7 @@ class Builder:
                 node, names, ids = self.view_query(name.lower(), scope)
                 return self._rename(src, node, names, ids, alias)
             table = self.catalog.table(name)
-            fields = tuple((self.new_id(f.name, exp.DataType.build(sql_type_name(f.type), dialect="duckdb")), f.name)
-                           for f in table.schema)
+            fields = tuple((self.new_id(f.name, sql_data_type(f.type)), f.name) for f in table.schema)
             node = Scan(table.name, fields)
             names = [f.name for f in table.schema]
             return self._rename(src, node, names, [i for i, _ in fields], alias)
@@ -1030,21 +1029,23 @@ class Builder:
     def join_set(self, items: list[Node], preds: list[exp.Expression], scope: Scope) -> Node:
         """Greedy operator ordering: join the connected pair with the smallest estimated result."""
         items, remaining = self._push_item_filters(items, preds)
+        refs = {id(p): column_ids(p) for p in remaining}  # each predicate's columns, read once: see _equi_pair
         while len(items) > 1:
             best = None
             for i, j in itertools.combinations(range(len(items)), 2):
                 li, ri = set(items[i].columns), set(items[j].columns)
-                usable = [p for p in remaining if column_ids(p) <= li | ri and column_ids(p) & li and column_ids(p) & ri]
-                if not any(self._equi_pair(p, li, ri) for p in usable):
+                usable = [p for p in remaining if refs[id(p)] <= li | ri and refs[id(p)] & li and refs[id(p)] & ri]
+                pairs = [pair for pair in (self._equi_pair(p, li, ri) for p in usable) if pair]
+                if not pairs:
                     continue
-                rows = self.est.join_rows(items[i], items[j], [self._equi_pair(p, li, ri) for p in usable if self._equi_pair(p, li, ri)])
+                rows = self.est.join_rows(items[i], items[j], pairs)
                 if best is None or rows < best[0]:
                     best = (rows, i, j, usable)
             if best is None:  # no equi edge: cross join the two smallest
                 order = sorted(range(len(items)), key=lambda k: self.est.rows(items[k]))
                 i, j = sorted(order[:2])
                 li, ri = set(items[i].columns), set(items[j].columns)
-                usable = [p for p in remaining if column_ids(p) <= li | ri]
+                usable = [p for p in remaining if refs[id(p)] <= li | ri]
                 best = (0, i, j, usable)
             _, i, j, usable = best
             a, b = items[i], items[j]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -647,6 +648,17 @@ def _with_types(tree: exp.Expression, schema: dict) -> exp.Expression:
     for node in typed.find_all(exp.ApproxQuantile):
         node.type = node.this.type.copy() if node.this.type is not None else exp.DataType.build("UNKNOWN")
     return typed
+
+
+def sql_data_type(t) -> exp.DataType:
+    """The sqlglot type of an Arrow type: a copy of one parsed once per type name (parsing a type
+    name costs as much as planning a small query's joins, and a scan of a wide table needs dozens)."""
+    return _parsed_type(sql_type_name(t)).copy()
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_type(name: str) -> exp.DataType:
+    return exp.DataType.build(name, dialect="duckdb")
 
 
 def sql_type_name(t) -> str:
