@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from engine import leftovers
 from engine.errors import CatalogError
 
 VIEWS_FILE = "_flocksql_views.json"
@@ -362,8 +363,11 @@ class Catalog:
     them in _flocksql_stats.json beside the data (or in ~/.cache/flocksql when that is read-only).
     """
 
-    def __init__(self, data_dir: str | os.PathLike, statistics: bool = True):
+    def __init__(self, data_dir: str | os.PathLike, statistics: bool = True, temp_owner: str | None = None):
         self.statistics = statistics
+        # Whose temporary tables this catalog holds (engine/leftovers.py): those of other flocks
+        # serving the same folder are theirs alone, and may be half written or gone at any moment.
+        self.temp_owner = temp_owner or leftovers.temp_owner()
         self.data_dir = Path(data_dir).resolve()
         if not self.data_dir.is_dir():
             raise CatalogError(f"data folder {self.data_dir} does not exist")
@@ -394,7 +398,7 @@ class Catalog:
             if entry.name.startswith((".", "_")) or (entry.is_dir() and (entry / SCHEMA_MARKER).exists()):
                 continue
             name = entry.stem.lower() if entry.is_file() else entry.name.lower()
-            if not _NAME.match(name) or prefix + name in found:
+            if not _NAME.match(name) or prefix + name in found or leftovers.temp_table_of_another(name, self.temp_owner):
                 continue
             name = prefix + name
             if entry.is_file() and entry.suffix.lower() in FORMATS:

@@ -26,6 +26,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from engine.errors import CatalogError, ExecutionError, InvalidValueError, NotSupportedError
+from engine.leftovers import temp_tag
 
 # name as clients write it (lower case) -> DuckDB's canonical name
 SETTINGS = {"search_path": "search_path", "schema": "schema", "timezone": "TimeZone",
@@ -55,7 +56,7 @@ class ClientSession:
     last_used: float = field(default_factory=time.monotonic)
     cursor: object = None
     temp: dict = field(default_factory=dict)  # temporary table name -> stored name (engine/temp_tables.py)
-    temp_tag: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    temp_tag: str = field(default_factory=temp_tag)  # names this session's temporary tables
     temp_views: set = field(default_factory=set)  # stored names in `temp` that are views
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 

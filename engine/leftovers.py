@@ -6,6 +6,8 @@ A rank killed with SIGKILL (or a whole job whose launcher was) cannot clean up a
     and launcher run folders `flocksql-run-<pid>-…` in the temporary directory;
   - write folders `.tmp-<table>-<host>-<pid>-<hex>` and `.trash-<table>-<host>-<pid>-<hex>` of a
     CREATE TABLE AS or DROP TABLE in the data folder;
+  - temporary tables and views of client sessions and of WITH RECURSIVE, `<name>__flocksql_temp_<tag>`
+    in the data folder, whose tag holds the host and pid of the rank 0 that made them (temp_tag);
   - MPICH's shared-memory segments `/dev/shm/mpich_shm_*` (unlinked by MPI_Finalize only).
 
 `clean_leftovers` removes only what belongs to no live process: folders whose owner pid (on this
@@ -16,10 +18,12 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 
@@ -46,6 +50,43 @@ def owner_tag() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+# Temporary tables and views are `<name><TEMP_MARK><tag>` (engine/temp_tables.py, engine/recursive.py).
+TEMP_MARK = "__flocksql_temp_"
+_TEMP_OWNER = re.compile(rf"{TEMP_MARK}([0-9a-f]{{8}})([0-9a-f]{{8}})[0-9a-f]{{8}}")
+
+
+def _host_hash() -> int:
+    return zlib.crc32(socket.gethostname().encode())
+
+
+def temp_owner(pid: int | None = None) -> str:
+    """The owner part of a temporary table's tag: this host and `pid` (this process's), in hex."""
+    return f"{_host_hash():08x}{os.getpid() if pid is None else pid:08x}"
+
+
+def temp_tag(pid: int | None = None) -> str:
+    """A tag for temporary tables this process makes: its owner part and a random part, so that
+    another flock on the same data folder neither reads them nor removes them before this process
+    is gone (several flocks may serve one folder)."""
+    return temp_owner(pid) + secrets.token_hex(4)
+
+
+def temp_table_of_another(name: str, owner: str) -> bool:
+    """Whether `name` is a temporary table or view that a flock other than `owner`'s made."""
+    return TEMP_MARK in name and not name.rsplit(TEMP_MARK, 1)[1].startswith(owner)
+
+
+def temp_owner_alive(name: str) -> bool:
+    """Whether the temporary table or view `name` may still be in use: its owner is a live process
+    on this host, or on another host (where no process can be checked from here)."""
+    m = _TEMP_OWNER.search(name)
+    if m is None:
+        return False  # no owner in the name: made by an older build, whose flock is gone
+    if int(m.group(1), 16) != _host_hash():
+        return True
+    return pid_alive(int(m.group(2), 16))
+
+
 def pid_alive(pid: int) -> bool:
     """True while `pid` is a process that has not exited (a zombie has)."""
     try:
@@ -63,7 +104,6 @@ def pid_alive(pid: int) -> bool:
 
 def clean_leftovers(data_dir: str | os.PathLike | None = None) -> list[Path]:
     """Remove dead flocks' leftovers (see the module docstring); returns what was removed."""
-    from engine.temp_tables import TEMP_MARK  # here: a rank's keeper imports this module and no SQL
     removed = []
     for entry in Path(tempfile.gettempdir()).glob("flocksql-*"):
         m = _TEMP_FOLDER.match(entry.name)
@@ -74,9 +114,11 @@ def clean_leftovers(data_dir: str | os.PathLike | None = None) -> list[Path]:
         owned = re.compile(rf"^\.(?:tmp|trash)-.+-{re.escape(socket.gethostname())}-(\d+)-[0-9a-f]{{8}}$")
         for entry in Path(data_dir).iterdir():
             m = owned.match(entry.name)
-            # A session's temporary table outlives no server (engine/temp_tables.py): any found
-            # at a start belongs to one that died.
+            # A session's temporary table outlives no server (engine/temp_tables.py): one whose
+            # owner died is a leftover; a live owner's belongs to another flock on this folder.
             if TEMP_MARK in entry.name and not entry.name.startswith("."):
+                if temp_owner_alive(entry.name):
+                    continue
                 removed.append(entry)
                 shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink(missing_ok=True)
                 continue
@@ -95,13 +137,12 @@ def clean_leftovers(data_dir: str | os.PathLike | None = None) -> list[Path]:
 def _clean_temp_views(data_dir: Path) -> list[Path]:
     """Temporary views of sessions of a server that died (engine/temp_tables.py) leave the views file."""
     import json
-    from engine.temp_tables import TEMP_MARK
     views_file = data_dir / "_flocksql_views.json"
     try:
         views = json.loads(views_file.read_text())
     except (OSError, ValueError):
         return []
-    kept = {name: sql for name, sql in views.items() if TEMP_MARK not in name}
+    kept = {name: sql for name, sql in views.items() if TEMP_MARK not in name or temp_owner_alive(name)}
     if len(kept) == len(views):
         return []
     tmp = views_file.with_suffix(".json.tmp")

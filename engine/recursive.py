@@ -19,13 +19,12 @@ CTE (recursive or not) and the outer query read the tables of those before it.
 """
 from __future__ import annotations
 
-import uuid
 
 import pyarrow as pa
 from sqlglot import exp
 
 from engine.errors import ExecutionError, NotSupportedError
-from engine.temp_tables import TEMP_MARK
+from engine.leftovers import TEMP_MARK, temp_tag
 
 MAX_ITERATIONS = 10_000
 
@@ -105,7 +104,7 @@ def _recursion(session, cte: exp.CTE, others: list[exp.CTE], token, client, made
     name = cte.alias_or_name
     columns = [c.name for c in cte.args["alias"].columns] if cte.args.get("alias") and cte.args["alias"].columns \
         else None
-    tag = uuid.uuid4().hex[:12]
+    tag = temp_tag()
     # The result, and two tables the iterations take turns to write (each reads the other's rows,
     # the result's at first): a turn is two statements, the step's CREATE (its count says whether
     # the recursion ended) and the INSERT into the result, with no copy between turns.

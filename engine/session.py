@@ -35,7 +35,7 @@ from engine.client_session import ClientSession
 from engine.errors import CancelledError, CatalogError, CommError, ExecutionError, FlockError, NotSupportedError
 from engine.lanes import BIG_QUERY_COST_S, Lane, LanePool, QueryToken
 from engine.system_catalog import SystemCatalog, qualified
-from engine.leftovers import owner_tag, rank_tmp_prefix
+from engine.leftovers import owner_tag, rank_tmp_prefix, temp_owner
 from executors.comm import LocalComm
 from executors.doorbell import Doorbell, wait_for_message
 from executors.memory import watch_memory
@@ -136,11 +136,14 @@ class Session:
                  lanes: int | None = None):
         self.world = comm if comm is not None else world_comm()
         self.rank, self.nranks = self.world.rank, self.world.size
+        # Each rank's host, in rank order (the console's flock page shows where the ranks run), and
+        # rank 0's temporary-table owner, which names this flock's temporary tables (engine/leftovers.py).
+        me = (socket.gethostname(), temp_owner())
+        hosts = self.world.allgather_obj(me) if self.nranks > 1 else [me]
+        self.hosts = [host for host, _ in hosts]
         # Only rank 0 plans, so only rank 0 measures statistics.
-        self.catalog = Catalog(data_dir, statistics=self.rank == 0)
+        self.catalog = Catalog(data_dir, statistics=self.rank == 0, temp_owner=hosts[0][1])
         local = _local_ranks(self.world)
-        # Each rank's host, in rank order (the console's flock page shows where the ranks run).
-        self.hosts = self.world.allgather_obj(socket.gethostname()) if self.nranks > 1 else [socket.gethostname()]
         self.threads = threads or max(1, (os.cpu_count() or 1) // local)
         self.tmp = Path(tempfile.mkdtemp(prefix=rank_tmp_prefix(self.rank)))  # engine/leftovers.py
         # One memory budget per rank (default: three quarters of the node's memory shared by its

@@ -5,7 +5,7 @@
 an unqualified `x` (or `temp.x`, `temp.main.x`) means it, before a table `x` of schema main, as in
 DuckDB. Other sessions never see it: the system catalog lists it only to its session (as DuckDB's
 temp catalog does), and GetTables leaves it out. It is dropped when the session closes or expires,
-and any left by a server that died are removed at the next start (engine/leftovers.py).
+and any left by a server that died are removed at the next start on its host (engine/leftovers.py).
 """
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ import re
 from sqlglot import exp
 
 from engine.errors import NotSupportedError
-
-TEMP_MARK = "__flocksql_temp_"
+from engine.leftovers import TEMP_MARK
 TEMP_NAME = re.compile(rf"^[a-z_][a-z0-9_]*{TEMP_MARK}[0-9a-f]+$")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.leftovers import SHM_DIR, SHM_PREFIX
+from engine.leftovers import SHM_DIR, SHM_PREFIX, TEMP_MARK, temp_tag
 from tests.server_fixtures import DATA, MARKER_ENV, REPO, copy_data, marked_processes, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(300)
@@ -187,6 +187,20 @@ def test_sigterm_to_the_launcher_and_the_ranks_at_once_stops_the_flock_cleanly(t
 
 # --- leftovers of dead flocks --------------------------------------------------------------------
 
+def test_a_second_flock_on_the_same_folder_keeps_the_firsts_temporary_tables(tmp_path):
+    """A flock's start removes dead flocks' temporary tables, never a live one's."""
+    data = copy_data(tmp_path / "data")
+    first = start_server("engine", data, tmp_path / "first.log", ranks=2)
+    try:
+        with first.connect() as connection, connection.cursor() as cur:
+            cur.execute("CREATE TEMP TABLE mine AS SELECT n_nationkey FROM nation WHERE n_regionkey = 1")
+            stop_server(start_server("engine", data, tmp_path / "second.log", ranks=2))
+            cur.execute("SELECT count(*) FROM mine")
+            assert cur.fetchone()[0] == 5
+    finally:
+        stop_server(first)
+
+
 def dead_pid() -> int:
     proc = subprocess.Popen(["true"])
     proc.wait()
@@ -204,6 +218,10 @@ def test_leftovers_of_dead_flocks_are_cleaned_at_start(tmp_path, monkeypatch):
              data / f".tmp-t-{host}-{gone}-0123abcd", data / f".trash-nation-{host}-{gone}-0123abcd"]
     live = [temp / f"flocksql-r1-{alive}-abcd1234", data / f".tmp-t-{host}-{alive}-0123abcd",
             data / f".tmp-t-otherhost-{gone}-0123abcd"]  # another host's: its pid means nothing here
+    # Temporary tables: a dead owner's and an older build's (no owner in the name) go; a live
+    # owner's (another flock serving this folder) and another host's stay.
+    stale += [data / f"a{TEMP_MARK}{temp_tag(gone)}", data / f"b{TEMP_MARK}0123456789ab"]
+    live += [data / f"c{TEMP_MARK}{temp_tag(alive)}", data / f"d{TEMP_MARK}ffffffff{gone:08x}0123abcd"]
     for folder in stale + live:
         folder.mkdir()
         (folder / "part-00000.parquet").write_bytes(b"x")

@@ -17,6 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from engine.leftovers import TEMP_MARK
 from tpch import TABLES
 from tpch.progress import Progress
 
@@ -143,7 +144,9 @@ def discover_tables(data_dir: str | os.PathLike) -> dict[str, str]:
         raise FileNotFoundError(f"data folder {root} does not exist")
     found: dict[str, str] = {}
     for entry in sorted(root.iterdir()):
-        if entry.name.startswith("."):
+        # Hidden write folders, and temporary tables private to a running flock's client sessions
+        # (they come and go while the benchmark runs).
+        if entry.name.startswith(".") or TEMP_MARK in entry.name:
             continue
         if entry.is_file() and entry.suffix == ".parquet":
             found[entry.stem] = str(entry)
