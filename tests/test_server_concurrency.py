@@ -130,14 +130,16 @@ def test_a_cancel_at_a_random_moment_stops_the_query(server, seed):
 
 
 def test_a_timeout_stops_the_first_query_of_a_fresh_server(tmp_path):
+    # The timeout also bounds the next query, which waits for the stopped one to leave every rank:
+    # 5 s leaves it room on a loaded machine (at 2 s it timed out too under a load of 10).
     timed = start_server("engine", copy_data(tmp_path / "data"), tmp_path / "server.log",
-                         args=["--query-timeout", "2"])
+                         args=["--query-timeout", "5"])
     try:
         connection = timed.connect()
         with pytest.raises(adbc_driver_manager.Error) as stopped:
             fetch(connection, SLOW_SQL)
         assert stopped.value.status_code == adbc_driver_manager.AdbcStatusCode.CANCELLED
-        assert "timeout of 2 s" in str(stopped.value)
+        assert "timeout of 5 s" in str(stopped.value)
         assert fetch(connection, "SELECT count(*) AS n FROM region").column("n").to_pylist() == [5]
         connection.close()
     finally:
