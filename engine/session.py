@@ -36,7 +36,7 @@ from engine.errors import CancelledError, CatalogError, CommError, ExecutionErro
 from engine.lanes import BIG_QUERY_COST_S, Lane, LanePool, QueryToken
 from engine.system_catalog import SystemCatalog, qualified
 from engine.leftovers import owner_tag, rank_tmp_prefix, temp_owner
-from executors.comm import LocalComm
+from executors.comm import LocalComm, send_bytes
 from executors.doorbell import Doorbell, wait_for_message
 from executors.memory import watch_memory
 from executors.runner import Runner, runs_on_rank0_alone
@@ -566,10 +566,10 @@ class Session:
         if self._control is None:
             return
         payload = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
-        from mpi4py import MPI
-        for r in range(1, self.nranks):
-            self._control.comm.Send([payload, MPI.BYTE], dest=r, tag=CONTROL_TAG)
-        self._doorbell.ring()
+        # The doorbell rings once the sends are posted, not after they complete: a plan past MPI's
+        # eager limit waited in a blocking send for its worker's fallback probe (Q10 at SF 1, 2
+        # ranks: 25-30 ms per query).
+        send_bytes(self._control, payload, range(1, self.nranks), CONTROL_TAG, before_waiting=self._doorbell.ring)
 
     def _receive_control(self):
         """A worker's next message from rank 0: woken by the doorbell (executors/doorbell.py), or,

@@ -291,6 +291,17 @@ def _wait_politely(done) -> None:
         time.sleep(polite_sleep_s(time.monotonic() - since))
 
 
+def send_bytes(comm, payload: bytes, dests, tag: int, before_waiting=None) -> None:
+    """Sends `payload` to every rank of `dests` at once; calls `before_waiting()` once the sends are
+    posted (a message past MPI's eager limit is delivered only when its receiver posts the receive,
+    so whatever wakes the receivers must come first), then waits for them, sleeping meanwhile."""
+    mpi = comm.MPI
+    requests = [comm.comm.Isend([payload, mpi.BYTE], dest=d, tag=tag) for d in dests]
+    if before_waiting is not None:
+        before_waiting()
+    _wait_politely(lambda: mpi.Request.Testall(requests))
+
+
 # --- streams of record batches to one rank ---------------------------------------------------------
 
 STREAM_TAG = 91
