@@ -38,7 +38,7 @@ from engine.system_catalog import SystemCatalog, qualified
 from engine.leftovers import owner_tag, rank_tmp_prefix, temp_owner
 from executors.comm import LocalComm, send_bytes
 from executors.doorbell import Doorbell, wait_for_message
-from executors.memory import watch_memory
+from executors.memory import lifetime_peak_rss_bytes, watch_memory
 from executors.runner import Runner, runs_on_rank0_alone
 from executors.scan import ScanSource
 from planner.build import Builder
@@ -936,8 +936,7 @@ def _idle_poll_s(idle_s: float) -> float:
 
 
 def _peak_rss_mb() -> float:
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+    return lifetime_peak_rss_bytes() / (1 << 20)
 
 
 def _statement_schema(stmt: Statement) -> pa.Schema:

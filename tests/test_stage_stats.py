@@ -11,7 +11,7 @@ import pytest
 from sqlglot import exp
 
 import executors.runner as runner_module
-from executors.memory import RssWatch, watch_memory
+from executors.memory import RssWatch, lifetime_peak_rss_bytes, watch_memory
 from executors.runner import RunStats, Runner
 from planner.logical import Filter, Values
 from planner.patterns.base import Exchange
@@ -114,6 +114,27 @@ def test_peak_memory_covers_what_the_query_held():
         held = np.ones(size, dtype=np.uint8)  # ones: every page touched, so resident
     assert watch.peak_bytes >= watch.start_bytes + size * 0.9
     del held
+
+
+def test_a_short_spike_after_a_higher_one_is_each_query_s_own_peak():
+    """Peaks that the lifetime mark hides (an earlier query went higher) and that last too briefly
+    for any sampling: two overlapping watches each see the spike inside them, the first also the
+    one before the second started; the process's lifetime peak stays the first, highest one."""
+    mib = 1024 * 1024
+    with RssWatch():
+        big = np.ones(256 * mib, dtype=np.uint8)
+        del big
+    lifetime = lifetime_peak_rss_bytes()
+    with RssWatch() as first:
+        spike = np.ones(96 * mib, dtype=np.uint8)
+        del spike
+        with RssWatch() as second:
+            spike = np.ones(64 * mib, dtype=np.uint8)
+            del spike
+    assert first.peak_bytes >= first.start_bytes + 90 * mib
+    assert second.peak_bytes >= second.start_bytes + 60 * mib
+    assert second.peak_bytes < second.start_bytes + 90 * mib  # not the first's earlier spike
+    assert lifetime_peak_rss_bytes() >= lifetime >= first.start_bytes + 250 * mib
 
 
 def test_the_query_log_keeps_each_rank_s_peak_memory():
