@@ -8,7 +8,8 @@ fourth namespace on the bridge (tests/netns_client.py).
   match DuckDB, and what the ranks' exchanges sent to other ranks crossed the veths.
 - `flocksql serve --ranks 3` spread over the hosts by Hydra's environment (HYDRA_HOST_FILE …): a link
   down shorter than the peer timeout changes nothing; a link down mid-query past it fails the query
-  (no hang), the supervisor starts the flock again, and once the link is back the service answers.
+  (no hang), the supervisor starts the flock again, and once the link is back the service answers;
+  a rank on another host killed with SIGKILL: the flock is started again and answers.
 
 Needs root and iproute2 (CI has both). Where namespaces cannot be made the tests fail, saying why,
 unless FLOCKSQL_NO_NETNS=1 (then they are skipped). Bounded waits only; times are printed, not
@@ -282,6 +283,21 @@ def test_a_host_cut_off_mid_query_fails_the_query_and_the_service_comes_back(hos
         now = flock.ranks()
         assert not {pid for _, pid in first.values()} & {pid for _, pid in now.values()}, (first, now)
         assert {r: h for r, (h, _) in now.items()} == dict(enumerate(HOSTS)), flock.log()
+
+        # A rank on another host killed outright (as the OOM killer would): the supervisor starts
+        # the flock again and the service answers; the killed rank's host runs a new rank.
+        host, pid = now[1]
+        restarts = flock.log().count("restarting the flock in")
+        os.kill(pid, signal.SIGKILL)
+        killed = time.monotonic()
+        done = client(hosts, "until-ok", URI, "SELECT count(*) FROM nation", str(ANSWER_WITHIN_S))
+        assert done.stdout.startswith("ok 25 "), done.stdout + done.stderr + flock.log()
+        assert flock.log().count("restarting the flock in") > restarts, flock.log()
+        print(f"rank 1 on {host} killed: the service answered again {time.monotonic() - killed:.1f} s later")
+        deadline = time.monotonic() + STOP_WITHIN_S
+        while 1 not in flock.ranks() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert flock.ranks().get(1, (None, pid))[0] == host and flock.ranks()[1][1] != pid, flock.log()
     finally:
         status = flock.stop(signal.SIGTERM)
     assert status == 0, flock.log()
