@@ -18,6 +18,12 @@ with `#` is a comment wherever it appears. The first line of a block says what t
     query
     SELECT k, count(*) FROM orders GROUP BY k ORDER BY k
 
+    # Where DuckDB itself answers a statement wrongly (or hangs), the query block may give, after a
+    # line `----`, an equivalent statement whose answer DuckDB gets right; say why in a comment.
+    query
+    SELECT k FROM orders o ASOF JOIN empty_t e ON o.k >= e.a
+    ----
+    SELECT k FROM orders o JOIN empty_t e ON o.k >= e.a
     # An error: the engine must raise an error, never return a result. PATTERN is matched
     # case-insensitively against the message; `*` in it matches any text, so
     # `unknown column*nosuch` asks for both, in that order.
@@ -65,6 +71,7 @@ class DataBlock:
 class QueryBlock:
     sql: str
     line: int
+    oracle_sql: str | None = None  # what DuckDB answers instead, where it gets `sql` wrong
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +130,8 @@ def parse_test_file(path: str | Path) -> TestFile:
         if not sql:
             raise TestFileError(f"{where}: `{header}` block has no SQL")
         if word == "query" and not rest.strip():
-            blocks.append(QueryBlock(sql, line))
+            engine_sql, _, oracle_sql = sql.partition("\n----\n")
+            blocks.append(QueryBlock(engine_sql.strip(), line, oracle_sql.strip() or None))
         elif word == "error" and rest.strip():
             blocks.append(ErrorBlock(sql, rest.strip(), line))
         else:
@@ -232,7 +240,7 @@ def expected_answers(checked: list[QueryBlock | ErrorBlock], files: dict[str, li
                 answers.append(None)
                 continue
             try:
-                answers.append(con.sql(block.sql).to_arrow_table())
+                answers.append(con.sql(block.oracle_sql or block.sql).to_arrow_table())
             except duckdb.Error as e:
                 answers.append(f"{type(e).__name__}: {e}")
     finally:

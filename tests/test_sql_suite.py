@@ -112,6 +112,19 @@ def test_parse_blocks_and_probe(tmp_path):
     assert answers[0].num_rows == 20 and answers[1] is None and answers[2].column(0).to_pylist() == [20]
 
 
+def test_a_query_block_may_name_what_duckdb_answers_instead(tmp_path):
+    path = tmp_path / "x.test"
+    path.write_text("data\nCREATE TABLE t AS SELECT range AS a FROM range(5);\n\n"
+                    "query\nSELECT a FROM t WHERE a < 2\n----\nSELECT range AS a FROM range(2)\n")
+    test = parse_test_file(path)
+    block = test.blocks[0]
+    assert block.sql == "SELECT a FROM t WHERE a < 2" and block.oracle_sql == "SELECT range AS a FROM range(2)"
+    statements, checked = engine_statements(test)
+    assert statements == ["SELECT a FROM t WHERE a < 2"]  # the engine never sees the oracle's text
+    files = write_data(test, tmp_path / "data")
+    assert expected_answers(checked, files)[0].column(0).to_pylist() == [0, 1]
+
+
 @pytest.mark.parametrize("text", [
     "query\nSELECT 1\n",                                   # no data block
     "data\nCREATE TABLE t (a INT);\n\nquery extra\nSELECT 1\n",
