@@ -19,7 +19,6 @@ CTE (recursive or not) and the outer query read the tables of those before it.
 """
 from __future__ import annotations
 
-
 import pyarrow as pa
 from sqlglot import exp
 

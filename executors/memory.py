@@ -85,18 +85,20 @@ class _Sampler:
 class _ResettableMark:
     """The kernel's RSS high-water mark, reset when a watch starts (see the module docstring)."""
 
-    def __init__(self):
+    def __init__(self, before: int):
         self._watches: set[RssWatch] = set()
         self._lock = threading.Lock()
-        self.before_resets = 0  # the highest mark any reset forgot: the process's peak before it
+        self.before_resets = before  # the highest mark any reset forgot: the process's peak before it
 
-    @staticmethod
-    def works() -> bool:
+    @classmethod
+    def open(cls) -> "_ResettableMark | None":
+        """The mark where this system lets it be read and reset, else None."""
         try:
+            before = high_water_mark_bytes()
             _reset_high_water_mark()
-            return high_water_mark_bytes() > 0
+            return cls(before) if high_water_mark_bytes() > 0 else None
         except OSError:
-            return False
+            return None
 
     def add(self, watch: "RssWatch") -> None:
         with self._lock:
@@ -139,7 +141,7 @@ def _resettable_mark() -> _ResettableMark | None:
     with _samplers_lock:
         if not _mark_checked:
             _mark_checked = True
-            _mark = _ResettableMark() if _ResettableMark.works() else None
+            _mark = _ResettableMark.open()
         return _mark
 
 
