@@ -256,7 +256,7 @@ class Builder:
     def build(self, ast: exp.Expression, original: exp.Expression | None = None) -> Query:
         node, names, _ = self.query(ast, None)
         node = self._with_kept_ctes(node)
-        return Query(node, tuple(display_names(original, names) if original is not None else names))
+        return Query(node, tuple(display_names(original, names) if original is not None else names), self.id_types)
 
     def _with_kept_ctes(self, node: Node) -> Node:
         """node under a MaterializedCte for each kept CTE that something still reads, the first
@@ -1573,7 +1573,7 @@ class Builder:
                 # inventory rows would become 58 M).
                 split = split_aggregates(tuple(agg_cols), self.new_id)
                 if split is not None and sum(1 for x in sets if x) > 1:
-                    partial, final_aggs, finish = split
+                    partial, _, final_aggs, finish = split
                     pre_keys = [(self.new_id("pre_key", self.id_types.get(gid)), key) for gid, key in groups]
                     rel = Aggregate(rel, tuple(pre_keys), tuple(partial))
                     groups = [(gid, col(pid)) for (gid, _), (pid, _) in zip(groups, pre_keys)]

@@ -103,4 +103,4 @@ def copartition(query: Query, catalog, nranks: int) -> Query:
         if all(a is b for a, b in zip(kids, n.children)):
             return n
         return n.with_children(*kids)
-    return Query(rec(query.root), query.names)
+    return replace(query, root=rec(query.root))

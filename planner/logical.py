@@ -6,7 +6,7 @@ subtree without name clashes, and rewrites never need to re-qualify anything.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from sqlglot import exp
 
@@ -411,10 +411,12 @@ def cte_refs(node: Node, name: str) -> list[CteRef]:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class Query:
-    """A planned SELECT: the root node and the user-visible output names."""
+    """A planned SELECT: the root node, the user-visible output names, and the SQL types of the
+    column ids where the binder knew them."""
 
     root: Node
     names: tuple[str, ...]
+    types: dict = field(default_factory=dict, compare=False)
 
 
 def walk(node: Node):

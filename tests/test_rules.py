@@ -280,3 +280,75 @@ def test_a_chain_of_dependent_joins_reads_each_domain_from_the_first_left_side()
     out = _flat(DependentJoin(first, count2, "left", ("x_k",), scalar=True))
     # Every domain is the distinct x_k of X itself, not of the first join's result.
     assert all(d.input.input is X for d in _nodes(out, Distinct))
+
+
+# ---------------------------------------------------------------------------- cte_filters
+def _kept_cte_definition(sql: str, disabled=frozenset()):
+    """The definition of the statement's (one) kept CTE after the rewrite rules."""
+    from planner.build import Builder
+    from planner.estimate import Estimator
+    from planner.logical import MaterializedCte, walk
+    from planner.qualify import parse, qualify_statement
+    from planner.rules import run_rules
+    from tests.test_cost_model import standard_catalog
+    catalog = standard_catalog()
+    ast = parse(sql)
+    query = run_rules(Builder(catalog, Estimator(catalog)).build(qualify_statement(ast, catalog), original=ast),
+                      disabled)
+    kept = [n for n in walk(query.root) if isinstance(n, MaterializedCte)]
+    assert len(kept) == 1, sql
+    return kept[0].definition
+
+
+def _filters_over_scans(node) -> dict[str, list[str]]:
+    from planner.logical import Scan, walk
+    out: dict[str, list[str]] = {}
+    for n in walk(node):
+        if isinstance(n, Filter):
+            inner = n.input
+            while isinstance(inner, Filter):
+                inner = inner.input
+            if isinstance(inner, Scan):
+                out.setdefault(inner.table, []).append(n.predicate.sql("duckdb"))
+    return out
+
+
+KEYED = ("WITH m AS (SELECT g10, g1k, sum(v) AS s FROM big GROUP BY g10, g1k) "
+         "SELECT a.g1k, a.s, b.s FROM m a JOIN m b ON a.g1k = b.g1k WHERE {}")
+
+
+def test_reader_filters_on_a_group_key_reach_the_scan_as_one_or():
+    d = _kept_cte_definition(KEYED.format("a.g10 = 1 AND b.g10 = 2"))
+    below = _filters_over_scans(d).get("big", [])
+    assert any(" OR " in p and "= 1" in p and "= 2" in p for p in below), below
+    untouched = _kept_cte_definition(KEYED.format("a.g10 = 1 AND b.g10 = 2"),
+                                     frozenset({"push_reader_filters_into_ctes"}))
+    assert _filters_over_scans(untouched) == {}
+
+
+def test_a_conjunct_on_an_aggregate_value_stays_above_and_the_rest_goes_down():
+    d = _kept_cte_definition(KEYED.format("a.g10 = 1 AND a.s > 5 AND b.g10 = 2"))
+    assert isinstance(d, Filter) and "> 5" in d.predicate.sql("duckdb")
+    below = _filters_over_scans(d).get("big", [])
+    assert below and all("> 5" not in p for p in below), below
+
+
+def test_a_reader_without_a_filter_keeps_the_definition_whole():
+    d = _kept_cte_definition(KEYED.format("a.g10 = 1"))
+    assert not isinstance(d, Filter) and _filters_over_scans(d) == {}
+
+
+def test_a_conjunct_that_could_raise_is_not_pushed():
+    d = _kept_cte_definition(KEYED.format("a.g10 = 1 AND CAST(b.g10 AS VARCHAR) = '2'"))
+    assert _filters_over_scans(d) == {} and not isinstance(d, Filter)
+
+
+def test_a_union_branch_whose_tag_no_reader_names_is_filtered_out_whole():
+    d = _kept_cte_definition(
+        "WITH t AS (SELECT g10, 's' AS kind, sum(v) AS s FROM big GROUP BY g10 "
+        "UNION ALL SELECT w AS g10, 'c' AS kind, count(*) AS s FROM mid GROUP BY w) "
+        "SELECT a.g10, a.s, b.s FROM t a JOIN t b ON a.g10 = b.g10 WHERE a.kind = 's' AND b.kind = 's' "
+        "AND a.g10 = 3 AND b.g10 = 4")
+    scans = _filters_over_scans(d)
+    assert scans["mid"] == ["FALSE"], scans
+    assert any("= 3" in p and "= 4" in p for p in scans["big"]), scans

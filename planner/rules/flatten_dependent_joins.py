@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from dataclasses import replace
 
 from sqlglot import exp
 
@@ -63,7 +64,7 @@ def flatten_dependent_joins(query: Query) -> Query:
             out = flat
         done[id(node)] = out
         return out
-    return Query(rewrite(query.root), query.names)
+    return replace(query, root=rewrite(query.root))
 
 
 class _Ids:

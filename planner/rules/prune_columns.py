@@ -84,4 +84,4 @@ def prune(node: Node, required: set[str]) -> Node:
 
 
 def prune_columns(query: Query) -> Query:
-    return Query(prune(query.root, set(query.root.columns)), query.names)
+    return replace(query, root=prune(query.root, set(query.root.columns)))

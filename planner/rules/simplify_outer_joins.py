@@ -12,6 +12,8 @@ is built from the side's columns by casts and arithmetic alone (each NULL in, NU
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from sqlglot import exp
 
 from planner.logical import Filter, Join, Node, Query, column_ids
@@ -91,4 +93,4 @@ def _simplify(node: Node) -> Node:
 
 
 def simplify_outer_joins(query: Query) -> Query:
-    return Query(_simplify(query.root), query.names)
+    return replace(query, root=_simplify(query.root))
