@@ -217,6 +217,21 @@ class _SharedCte:
         self.keep, self.reason, self.refs = keep, reason, refs
 
 
+class _CteLabel:
+    """The name EXPLAIN shows for a CTE the planner made (it has no WITH of its own)."""
+
+    def __init__(self, name: str):
+        self.alias_or_name = name
+
+
+_GROUPING_INPUT = _CteLabel("grouping sets input")
+
+
+def _substitute_columns(e: exp.Expression, mapping: dict[str, exp.Expression]) -> exp.Expression:
+    return e.copy().transform(
+        lambda n: mapping[n.name].copy() if isinstance(n, exp.Column) and n.name in mapping else n)
+
+
 class Builder:
     def __init__(self, catalog, estimator: Estimator, params: CostParams | None = None):
         self.catalog = catalog
@@ -1338,12 +1353,33 @@ class Builder:
         set_id = self.new_id("grouping_set")
         return Project(Join(rel, values, "cross"), tuple(exprs)), keyed + [(set_id, col(number))], set_id
 
+    def _keep_grouping_input(self, base: Node, groups, aggs):
+        """GROUPING SETS with the empty set read their input twice: expanded for the other sets,
+        and whole for the grand total. The input (the pre-aggregated rows where the aggregates
+        split) is kept as a CTE, computed once, and read by both (TPC-DS q18's ROLLUP over a
+        seven-table join computed the join twice). Returns (the expansion's input, the grand
+        total's input, and the groups and aggregates over each)."""
+        shared = _SharedCte(_GROUPING_INPUT, self.new_id("cte_grouping_input"), base, list(base.columns),
+                            list(base.columns), True, "read by the grouping sets and by the grand total", 2)
+        self._kept.append(shared)
+        self.est.define_cte(shared.name, base)
+        refs = []
+        for _ in range(2):
+            fresh = tuple(self.new_id(c.rsplit("_", 1)[0], self.id_types.get(c)) for c in base.columns)
+            refs.append((CteRef(shared.name, _GROUPING_INPUT.alias_or_name, fresh, tuple(base.columns)),
+                         {c: self.tcol(f) for c, f in zip(base.columns, fresh)}))
+        (expand_in, to_expand), (total_in, to_total) = refs
+        groups = [(gid, _substitute_columns(g, to_expand)) for gid, g in groups]
+        return (expand_in, total_in, groups, tuple((a, _substitute_columns(e, to_expand)) for a, e in aggs),
+                tuple((a, _substitute_columns(e, to_total)) for a, e in aggs))
+
     def _grouping_sets_aggregate(self, base: Node, expanded: Node, groups, aggs, sets, set_id,
-                                 finish=None) -> Node:
+                                 finish=None, total_aggs=None) -> Node:
         """The aggregate over the expanded rows of the non-empty sets, and one global aggregate of
         `base` per empty set, its keys NULL, all with the same columns (UNION ALL). With finish =
         ({aggregate id: expression over aggs}, aggregate ids), aggs merge partial states and the
-        expressions give the aggregates' values."""
+        expressions give the aggregates' values. total_aggs: aggs over base's columns where they
+        differ from the expansion's (the input kept and read twice)."""
         key_ids = tuple(gid for gid, _ in groups)
 
         def finished(node: Node, keys) -> Node:
@@ -1363,7 +1399,7 @@ class Builder:
                 # No aggregate: one row of NULL keys, whatever the input.
                 parts.append(Values(tuple(g for g, _ in keys), (tuple(v for _, v in keys),)))
                 continue
-            parts.append(finished(Aggregate(base, (), aggs), keys))
+            parts.append(finished(Aggregate(base, (), total_aggs if total_aggs is not None else aggs), keys))
         ids = key_ids + (finish[1] if finish is not None else tuple(aid for aid, _ in aggs))
         out = parts[0]
         if out.columns != ids:
@@ -1578,6 +1614,10 @@ class Builder:
                     rel = Aggregate(rel, tuple(pre_keys), tuple(partial))
                     groups = [(gid, col(pid)) for (gid, _), (pid, _) in zip(groups, pre_keys)]
                 base = rel
+                set_aggs, total_aggs = tuple(final_aggs if finish is not None else agg_cols), None
+                if any(sets) and not all(sets) and agg_cols:
+                    # The input is read twice, by the expansion and by the grand total: kept once.
+                    rel, base, groups, set_aggs, total_aggs = self._keep_grouping_input(base, groups, set_aggs)
                 rel, groups, set_id = self._expand_grouping_sets(rel, groups, sets)
                 post.literals = True
             elif calls:
@@ -1593,10 +1633,11 @@ class Builder:
                 post.add(call, value)
             if set_id is not None and finish is not None:
                 out_ids = tuple(aid for aid, _ in agg_cols)
-                rel = self._grouping_sets_aggregate(base, rel, groups, tuple(final_aggs), sets, set_id,
-                                                    finish=(finish, out_ids))
+                rel = self._grouping_sets_aggregate(base, rel, groups, set_aggs, sets, set_id,
+                                                    finish=(finish, out_ids), total_aggs=total_aggs)
             elif set_id is not None:
-                rel = self._grouping_sets_aggregate(base, rel, groups, tuple(agg_cols), sets, set_id)
+                rel = self._grouping_sets_aggregate(base, rel, groups, set_aggs, sets, set_id,
+                                                    total_aggs=total_aggs)
             else:
                 rel = Aggregate(rel, tuple(groups), tuple(agg_cols))
             corr_out = [gid for gid, _ in groups[len(group_exprs):] if gid != set_id]
