@@ -630,11 +630,16 @@ class Builder:
             items: list[Node] = [Values((self.new_id("dummy"),), ((exp.Literal.number(1),),))]
             set_conjuncts: list[exp.Expression] = []
             on_subqueries: list[exp.Expression] = []
-        else:
-            items, set_conjuncts, on_subqueries = self._from_clause(frm.this, sel.args.get("joins") or [], scope)
+        where = [f for w in conjuncts(sel.args.get("where")) for f in factor_or(w, expr_key)]
+        taken: set[int] = set()  # WHERE conjuncts applied before an outer join (see _take_where)
+        if frm is not None:
+            items, set_conjuncts, on_subqueries = self._from_clause(frm.this, sel.args.get("joins") or [], scope,
+                                                                    where, taken)
         # WHERE
         subq_preds = on_subqueries
-        for c in [f for w in conjuncts(sel.args.get("where")) for f in factor_or(w, expr_key)]:
+        for c in where:
+            if id(c) in taken:
+                continue
             if corr is not None and self._references_outer(c, scope):
                 if _has_subquery(c):
                     raise NotSupportedError("a correlated predicate that contains a subquery")
@@ -665,17 +670,45 @@ class Builder:
             rel = self.subquery_predicate(rel, c, scope)
         return self._project(sel, rel, scope, corr)
 
-    def _from_clause(self, first: exp.Expression, joins: list, scope: Scope):
+    def _take_where(self, where: list, taken: set[int], scope: Scope) -> list[exp.Expression]:
+        """The WHERE conjuncts (neither taken yet nor holding a subquery) that read only the FROM
+        items bound so far, translated and marked taken. Before a LEFT, SEMI, ANTI or ASOF join
+        they filter its left side, which the join never NULL-extends: joined with the inner joins
+        before it (TPC-DS q72: `… JOIN date_dim d1 … LEFT JOIN promotion … WHERE d1.d_year = 1999`
+        would otherwise join every year's rows first)."""
+        out = []
+        for c in where:
+            if id(c) in taken or _has_subquery(c) or not c.find(exp.Column):
+                continue  # (a conjunct of no column, random() < 0.5, stays where it was written)
+            try:
+                if any(scope.resolve(col_.table, col_.name)[1] != 0 for col_ in c.find_all(exp.Column)):
+                    continue
+            except CatalogError:
+                continue  # a table bound later in the FROM
+            out.append(self.translate(c, scope))
+            taken.add(id(c))
+        return out
+
+    def _from_clause(self, first: exp.Expression, joins: list, scope: Scope, where: list | None = None,
+                     taken: set[int] | None = None):
         """Binds a FROM item and the joins after it into scope. Returns (the current inner-join set's
         items, its conjuncts, the subquery conjuncts of inner joins' ON clauses, which are applied
-        with the WHERE's)."""
+        with the WHERE's). where/taken: the WHERE's conjuncts, of which those applied before an
+        outer join are added to taken (_take_where)."""
         node, sources = self._from_item(first, scope)
         _add_sources(scope, sources)
         items: list[Node] = [node]
         set_conjuncts: list[exp.Expression] = []
         on_subqueries: list[exp.Expression] = []
         group_start = 0  # where the last comma-separated FROM item's join chain begins in items
-        for j in joins:
+        # Whether a join after the i-th NULL-extends what comes before it (RIGHT, FULL, POSITIONAL):
+        # the WHERE then filters those NULLs too, and cannot run before it (_take_where).
+        extends_later = [False] * (len(joins) + 1)
+        for i in range(len(joins) - 1, -1, -1):
+            later = joins[i]
+            extends_later[i] = extends_later[i + 1] or (later.args.get("side") or "").upper() in ("RIGHT", "FULL") \
+                or "POSITIONAL" in ((later.args.get("method") or "").upper(), (later.args.get("kind") or "").upper())
+        for at, j in enumerate(joins):
             side = (j.args.get("side") or "").upper()
             kind = (j.args.get("kind") or "").upper()
             bound = None
@@ -715,6 +748,8 @@ class Builder:
                     # LEFT/SEMI/ANTI keep every left row, and an ASOF join each left row's one
                     # partner: joining the other groups first is the same.
                     others = []
+                    if where and side not in ("RIGHT", "FULL") and not extends_later[at + 1]:
+                        set_conjuncts = set_conjuncts + self._take_where(where, taken, scope)
                     left = self.join_set(items, set_conjuncts, scope)
                     set_conjuncts = []
                 left_ids = set(left.columns)

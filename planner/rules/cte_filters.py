@@ -16,9 +16,9 @@ into the sides of a join that the join never NULL-extends, and into each input o
 whose column there has the same type; a conjunct that reads a column computed on the way (an aggregate's value)
 stays behind, which leaves a weaker filter, still implied by the readers', to go on.
 
-Only conjuncts that cannot raise are pushed (comparisons of columns and literals, IN lists,
-BETWEEN, IS NULL, and AND/OR/NOT of them): pushed down, a conjunct meets rows that a filter of
-the definition would have dropped first, and a cast or a division there could fail on them.
+Only conjuncts that cannot raise are pushed (planner/rules/push_filters.py's cannot_raise): pushed
+down, a conjunct meets rows that a filter of the definition would have dropped first, and a cast
+or a division there could fail on them.
 """
 from __future__ import annotations
 
@@ -26,37 +26,14 @@ from dataclasses import replace
 
 from sqlglot import exp
 
-from planner.comparable import kind_of
-from planner.logical import (Aggregate, CteRef, Distinct, Filter, Join, MaterializedCte, Node, Project, Query, SetOp,
-                             Sort, and_all, col, column_ids, conjuncts, walk)
-
-_SAFE = (exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.EQ, exp.NEQ, exp.GT,
-         exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ, exp.Between, exp.Is, exp.Not, exp.And, exp.Or,
-         exp.Neg)
-
-_CONSTANTS = (exp.Literal, exp.Boolean, exp.Null)
-
-# Join kinds and the sides whose rows they never NULL-extend (a filter there drops the same rows
-# before the join as after it).
-_KEPT_SIDES = {"inner": (0, 1), "cross": (0, 1), "left": (0,), "semi": (0,), "anti": (0,), "right": (1,)}
-
-
-def _safe(e: exp.Expression) -> bool:
-    if not column_ids(e):
-        return False
-    for n in e.walk():
-        if isinstance(n, (exp.Add, exp.Sub, exp.Mul)) and not column_ids(n):
-            continue  # arithmetic of constants: folded before any row is read, raising or not
-        if isinstance(n, exp.In):
-            if n.args.get("query") is not None or n.args.get("unnest") or n.args.get("field"):
-                return False
-        elif not isinstance(n, _SAFE):
-            return False
-    return True
+from planner.logical import (CteRef, Distinct, Filter, Join, MaterializedCte, Node, Query, SetOp, Sort, and_all, col,
+                             column_ids, conjuncts, walk)
+from planner.rules.push_filters import (KEPT_SIDES, cannot_raise, constant_value, passed_columns, setop_input_columns,
+                                        substitute)
 
 
 def _rename(e: exp.Expression, mapping: dict[str, str]) -> exp.Expression:
-    return _substitute(e, {k: col(v) for k, v in mapping.items()})
+    return substitute(e, {k: col(v) for k, v in mapping.items()})
 
 
 def _readers(node: Node, name: str, out: list):
@@ -88,7 +65,7 @@ def _reader_terms(body: Node, name: str) -> list[list[exp.Expression]] | None:
     terms, seen = [], set()
     for ref, preds in readers:
         mapping = dict(zip(ref.ids, ref.sources))
-        safe = [_rename(p, mapping) for p in preds if _safe(p) and column_ids(p) <= set(mapping)]
+        safe = [_rename(p, mapping) for p in preds if cannot_raise(p) and column_ids(p) <= set(mapping)]
         if not safe:
             return None
         key = tuple(p.sql("duckdb") for p in safe)
@@ -132,8 +109,8 @@ def _renamed(terms, mapping: dict[str, exp.Expression]):
     for t in terms:
         kept, dead = [], False
         for p in t:
-            p = _substitute(p, mapping)
-            value = _constant(p)
+            p = substitute(p, mapping)
+            value = constant_value(p)
             if value is False:
                 dead = True
                 break
@@ -144,37 +121,6 @@ def _renamed(terms, mapping: dict[str, exp.Expression]):
             seen.add(key)
             out.append(kept)
     return out
-
-
-def _constant(p: exp.Expression) -> bool | None:
-    """The value of a comparison of two literals of one kind (True/False), else None."""
-    while isinstance(p, exp.Paren):
-        p = p.this
-    if not isinstance(p, (exp.EQ, exp.NEQ)):
-        return None
-    a, b = p.this, p.expression
-    if not (isinstance(a, exp.Literal) and isinstance(b, exp.Literal) and a.is_string == b.is_string):
-        return None
-    if a.is_string:
-        same = a.this == b.this
-    else:
-        try:
-            same = float(a.this) == float(b.this)
-        except ValueError:
-            return None
-    return same if isinstance(p, exp.EQ) else not same
-
-
-def _substitute(e: exp.Expression, mapping: dict[str, exp.Expression]) -> exp.Expression:
-    return e.copy().transform(
-        lambda n: mapping[n.name].copy() if isinstance(n, exp.Column) and n.name in mapping else n)
-
-
-def _same_type(a, b) -> bool:
-    """Whether a filter on a set operation's column means the same on an input's column: both
-    types known, both numbers or the same type (a literal compared with them is cast alike)."""
-    ka, kb = kind_of(a), kind_of(b)
-    return ka is not None and ka == kb and (ka == "number" or a == b)
 
 
 class _Pusher:
@@ -189,17 +135,15 @@ class _Pusher:
             return node  # a term every row passes
         if isinstance(node, (Filter, Distinct, Sort)):
             return node.with_children(self.push(node.input, terms))
-        if isinstance(node, Project) or (isinstance(node, Aggregate) and node.groups):
-            # Columns passed on unchanged, and constants (a UNION branch's tag: 's' = 's').
-            passed = {c: e for c, e in (node.exprs if isinstance(node, Project) else node.groups)
-                      if isinstance(e, exp.Column) or (isinstance(node, Project) and isinstance(e, _CONSTANTS))}
+        passed = passed_columns(node)
+        if passed:
             weaker = _weaken(terms, set(passed))
             if weaker is None:
                 return node
             return node.with_children(self.push(node.input, _renamed(weaker, passed)))
         if isinstance(node, Join):
             kids = list(node.children)
-            for side in _KEPT_SIDES.get(node.kind, ()):
+            for side in KEPT_SIDES.get(node.kind, ()):
                 weaker = _weaken(terms, set(kids[side].columns))
                 if weaker is not None:
                     kids[side] = self.push(kids[side], weaker)
@@ -207,12 +151,11 @@ class _Pusher:
         if isinstance(node, SetOp):
             # A row passes the filter after the set operation as it does before it, on each input.
             kids = list(node.children)
-            for i, kid in enumerate(kids):
-                mapping = {o: col(c) for o, c in zip(node.ids, kid.columns)
-                           if _same_type(self.types.get(o), self.types.get(c))}
+            for side, kid in enumerate(kids):
+                mapping = setop_input_columns(node, side, self.types)
                 weaker = _weaken(terms, set(mapping))
                 if weaker is not None:
-                    kids[i] = self.push(kid, _renamed(weaker, mapping))
+                    kids[side] = self.push(kid, _renamed(weaker, mapping))
             return node.with_children(*kids)
         return _filtered(node, terms)
 
