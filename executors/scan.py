@@ -166,11 +166,16 @@ class ScanSource:
         self._cache_bytes = 0
         self._seq = 0
         self._asked: OrderedDict = OrderedDict()  # shares read once, lazily (see _asked_before)
+        # A share's columns read into memory, each kept on its own: (share, column) -> (array,
+        # bytes), least recently used first; and the views registered over them, per share.
+        self._columns: OrderedDict = OrderedDict()
+        self._share_views: dict = {}  # share -> {columns: view name}
 
     def _asked_before(self, key) -> bool:
-        """Whether a share was read before. Its first read is DuckDB's, lazy, straight from the
-        file (its first rows stream out at once, only what the query needs is decoded); the
-        second reads it into memory for the cache, so from then on it is decoded only once."""
+        """Whether a share was read before, whatever its columns. Its first read is DuckDB's,
+        lazy, straight from the file (its first rows stream out at once, only what the query
+        needs is decoded); later reads take its columns from memory, reading those not there yet,
+        so each is decoded only once."""
         if key in self._asked:
             return True
         self._asked[key] = True
@@ -191,10 +196,52 @@ class ScanSource:
         held = table.get_total_buffer_size()
         self._cache[key] = (name, held)
         self._cache_bytes += held
-        while self._cache_bytes > CACHE_MAX_BYTES and len(self._cache) > 1:
-            _, (old, nb) = self._cache.popitem(last=False)
-            self.con.unregister(old)
+        self._evict()
+        return name
+
+    def _evict(self, protect=frozenset()):
+        """Drops the least recently used views and columns while the cache holds more than
+        CACHE_MAX_BYTES; the last entry read stays, and so do the columns in protect (the
+        query's own, which are the most recently used)."""
+        while self._cache_bytes > CACHE_MAX_BYTES:
+            if self._columns and next(iter(self._columns)) not in protect and len(self._cache) + len(self._columns) > 1:
+                (share, column), (_, nb) = self._columns.popitem(last=False)
+                views = self._share_views.get(share, {})
+                for cols in [c for c in views if column in c]:
+                    self.con.unregister(views.pop(cols))
+            elif len(self._cache) > (0 if self._columns else 1):
+                _, (old, nb) = self._cache.popitem(last=False)
+                self.con.unregister(old)
+            else:
+                break
             self._cache_bytes -= nb
+
+    def _share_source(self, share_key, share, columns: list[str], table_first_column: str) -> str:
+        """This rank's share of a Parquet table from memory: the columns a query reads are kept one
+        by one, so a query reading other columns of the same share reads only those it lacks
+        (TPC-DS's queries read store_sales through a dozen sets of mostly the same columns). A
+        query reading no column (count(*)) gets the first, for the row count."""
+        columns = list(dict.fromkeys(columns)) or [table_first_column]
+        missing = [c for c in columns if (share_key, c) not in self._columns]
+        if missing:
+            pieces = [read_row_groups(f, gs, missing) for f, gs in share]
+            t = pa.concat_tables(pieces)
+            for c in missing:
+                arr = t.column(c)
+                nb = arr.get_total_buffer_size()
+                self._columns[(share_key, c)] = (arr, nb)
+                self._cache_bytes += nb
+        for c in columns:
+            self._columns.move_to_end((share_key, c))
+        views = self._share_views.setdefault(share_key, {})
+        cols = tuple(columns)
+        name = views.get(cols)
+        if name is None:
+            self._seq += 1
+            name = f"{ARROW_VIEW_PREFIX}part_{self._seq}"
+            self.con.register(name, pa.table({c: self._columns[(share_key, c)][0] for c in cols}))
+            views[cols] = name
+        self._evict(protect={(share_key, c) for c in cols})
         return name
 
     def source(self, table: Table, columns: list[str], replicated: bool, in_order: bool = False) -> str:
@@ -224,16 +271,11 @@ class ScanSource:
             return self._register(key, pa.schema([table.schema.field(c) for c in columns]).empty_table())
         if not partial:
             return f"read_parquet([{', '.join(sql_string(f) for f in whole)}])"
-        key = (table.name, tuple((f, tuple(gs) if gs is not None else None) for f, gs in share), tuple(columns),
-               table.row_count)
-        if key not in self._cache and "file_row_number" not in table.schema.names and not self._asked_before(key):
+        share_key = (table.name, tuple((f, tuple(gs) if gs is not None else None) for f, gs in share),
+                     table.row_count)
+        if "file_row_number" not in table.schema.names and not self._asked_before(share_key):
             return _lazy_share(table, share)
-        if key not in self._cache:
-            pieces = [read_row_groups(f, gs, columns) for f, gs in partial]
-            pieces += [read_row_groups(f, None, columns) for f in whole]
-            t = pa.concat_tables(pieces)
-            return self._register(key, t)
-        return self._register(key, None)
+        return self._share_source(share_key, partial + [(f, None) for f in whole], columns, table.schema.names[0])
 
     def _virtual_source(self, table: Table, columns: list[str], replicated: bool) -> str:
         """A virtual table: all of it, or this rank's slice of its rows."""

@@ -125,3 +125,52 @@ def test_row_groups_are_dealt_across_the_table_and_consecutive_in_order(tmp_path
             for start in range(len(sizes) - 4 + 1):
                 stretch = set(range(start, start + 4))
                 assert sum(1 for gs in groups if stretch & set(gs)) >= 2, (start, groups)
+
+
+def test_a_shares_columns_are_kept_one_by_one_and_evicted_by_bytes(tmp_path, monkeypatch):
+    """From its second read on, a share comes from memory column by column: a query reading other
+    columns of the share reads only those it lacks, every column set gives the file's rows, and
+    past the cache's byte limit the least recently used columns go (their views with them) and are
+    read again when asked for."""
+    from engine.catalog import Catalog
+    import executors.scan as scan
+    folder = tmp_path / "t"
+    folder.mkdir()
+    n = 1000
+    data = pa.table({"k": pa.array(range(n), pa.int64()), "a": pa.array([i * 2 for i in range(n)], pa.int64()),
+                     "b": [f"s{i % 13}" for i in range(n)], "c": pa.array([i / 7 for i in range(n)], pa.float64())})
+    pq.write_table(data, folder / "part-0.parquet", row_group_size=100)
+    table = Catalog(tmp_path).table("t")
+    reads: list[list[str]] = []
+    real = scan.read_row_groups
+    monkeypatch.setattr(scan, "read_row_groups", lambda f, gs, cols: reads.append(list(cols)) or real(f, gs, cols))
+    con = duckdb.connect()
+    src = scan.ScanSource(con, 0, 2)
+    mode, share = scan.assign_row_groups(table, 0, 2)
+    mine = pa.concat_tables([real(f, gs, ["k", "a", "b", "c"]) for f, gs in share]).to_pylist()
+
+    def rows(cols):
+        view = src.source(table, cols, replicated=False)
+        got = con.sql(f"SELECT {', '.join(cols) or 'count(*) AS n'} FROM {view}").to_arrow_table().to_pylist()
+        if not cols:
+            assert got == [{"n": len(mine)}]
+            return view
+        assert sorted(got, key=lambda r: tuple(map(str, r.values()))) == \
+            sorted([{c: r[c] for c in cols} for r in mine], key=lambda r: tuple(map(str, r.values())))
+        return view
+
+    assert rows(["k", "a"]).startswith("(")           # the first read is DuckDB's, from the file
+    assert rows(["k", "a"]).startswith("_arrow_") and reads[-1] == ["k", "a"]
+    rows(["a", "b"])
+    assert reads[-1] == ["b"]                          # only the column not in memory yet
+    before = len(reads)
+    rows(["b", "k", "a"])
+    rows([])
+    assert len(reads) == before                        # all in memory
+    # A limit that holds about two columns: reading c and k evicts a and b, which come back.
+    one = data.column("k").get_total_buffer_size() // 2 + 1
+    monkeypatch.setattr(scan, "CACHE_MAX_BYTES", 2 * one + 10)
+    rows(["c", "k"])
+    assert ("a" not in {c for (_, c) in src._columns}) and reads[-1] == ["c"]
+    rows(["a", "b", "c"])
+    assert sorted(reads[-1]) == ["a", "b"]
