@@ -210,7 +210,18 @@ class Estimator:
                 rows = max(rows, r.rows)
             elif node.kind == "full":
                 rows = max(rows, l.rows + r.rows)
-            return self._merged(l, r, rows)
+            if node.kind not in ("left", "right", "full") or not node.left_keys:
+                return self._merged(l, r, rows)
+            # The NULL-extended side's columns are NULL on the rows whose other side found no
+            # partner (`LEFT JOIN returns … WHERE returns.key IS NULL`: most sales, not the
+            # sales' share of NULL keys).
+            nulls = [0.0, 0.0]
+            for side, (mine, theirs, mk, tk) in enumerate(((l, r, node.left_keys, node.right_keys),
+                                                            (r, l, node.right_keys, node.left_keys))):
+                if node.kind in (("left", "full") if side == 0 else ("right", "full")):
+                    matched = min(1.0, self._key_ndv(theirs, tk) / self._key_ndv(mine, mk))
+                    nulls[1 - side] = min(1.0, mine.rows * (1.0 - matched) / max(rows, 1.0))
+            return self._merged(l, r, rows, nulls)
         if isinstance(node, Aggregate):
             src = self.estimate(node.input)
             if not node.groups:
@@ -285,11 +296,14 @@ class Estimator:
                 for k, v in src.cols.items()}
         return Est(rows, cols, src.known if known is None else known)
 
-    def _merged(self, l: Est, r: Est, rows: float) -> Est:
+    def _merged(self, l: Est, r: Est, rows: float, nulls=(0.0, 0.0)) -> Est:
+        """The columns of both sides over `rows` rows; nulls: the share of rows on which each
+        side's columns are NULL-extended."""
         cols = {}
-        for side in (l, r):
+        for side, extended in zip((l, r), nulls):
             for k, v in side.cols.items():
-                cols[k] = ColInfo(min(v.ndv, max(rows, 1.0)), v.lo, v.hi, v.width, v.null_frac, v.dom, v.origin)
+                cols[k] = ColInfo(min(v.ndv, max(rows, 1.0)), v.lo, v.hi, v.width,
+                                  max(v.null_frac, extended), v.dom, v.origin)
         return Est(max(rows, 1.0), cols, l.known and r.known)
 
     def _key_ndv(self, est: Est, keys) -> float:

@@ -352,3 +352,46 @@ def test_a_union_branch_whose_tag_no_reader_names_is_filtered_out_whole():
     scans = _filters_over_scans(d)
     assert scans["mid"] == ["FALSE"], scans
     assert any("= 3" in p and "= 4" in p for p in scans["big"]), scans
+
+
+# ---------------------------------------------------------------------------- push_filters, transitive_filters
+def _rewritten(sql: str, disabled=frozenset()):
+    from planner.build import Builder
+    from planner.estimate import Estimator
+    from planner.qualify import parse, qualify_statement
+    from planner.rules import run_rules
+    from tests.test_cost_model import standard_catalog
+    catalog = standard_catalog()
+    ast = parse(sql)
+    return run_rules(Builder(catalog, Estimator(catalog)).build(qualify_statement(ast, catalog), original=ast),
+                     disabled).root
+
+
+GROUPED = "(SELECT g10, g1k, sum(v) AS s FROM big GROUP BY g10, g1k)"
+
+
+def test_a_filter_on_a_derived_tables_group_key_moves_under_its_aggregate():
+    root = _rewritten(f"SELECT * FROM {GROUPED} t WHERE t.g10 = 3 AND t.s > 5")
+    assert any("= 3" in p for p in _filters_over_scans(root).get("big", [])), _filters_over_scans(root)
+    kept = _rewritten(f"SELECT * FROM {GROUPED} t WHERE t.g10 = 3 AND t.s > 5", frozenset({"push_filters"}))
+    assert _filters_over_scans(kept) == {}
+
+
+def test_a_filter_that_could_raise_stays_above_the_aggregate():
+    root = _rewritten(f"SELECT * FROM {GROUPED} t WHERE CAST(t.g10 AS VARCHAR) = '3'")
+    assert _filters_over_scans(root) == {}
+
+
+def test_a_key_filter_crosses_a_left_join_to_the_null_extended_side_only():
+    sql = (f"SELECT a.g1k, b.s FROM {GROUPED} a LEFT JOIN (SELECT g10, g1k, count(*) AS s FROM mid "
+           "JOIN big USING (k) GROUP BY g10, g1k) b ON a.g10 = b.g10 AND a.g1k = b.g1k WHERE a.g10 = 4")
+    root = _rewritten(sql)
+    below = [p for ps in _filters_over_scans(root).values() for p in ps]
+    assert sum("= 4" in p for p in below) == 2, below    # on both sides
+    no_transfer = _rewritten(sql, frozenset({"transitive_filters"}))
+    assert sum("= 4" in p for ps in _filters_over_scans(no_transfer).values() for p in ps) == 1
+    # A filter on the NULL-extended side's key says nothing of the preserved side's rows.
+    root = _rewritten(f"SELECT a.g1k FROM {GROUPED} a LEFT JOIN {GROUPED} b ON a.g10 = b.g10 "
+                      "AND b.g10 = 4")
+    below = [p for ps in _filters_over_scans(root).values() for p in ps]
+    assert sum("= 4" in p for p in below) == 1, below

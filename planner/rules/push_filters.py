@@ -101,7 +101,7 @@ def setop_input_columns(node: SetOp, side: int, types: dict) -> dict[str, exp.Ex
     return {o: col(c) for o, c in zip(node.ids, kid.columns) if same_type(types.get(o), types.get(c))}
 
 
-class _Mover:
+class Mover:
     def __init__(self, types: dict):
         self.types = types
 
@@ -150,4 +150,4 @@ class _Mover:
 
 
 def push_filters(query: Query) -> Query:
-    return replace(query, root=_Mover(query.types).rewrite(query.root))
+    return replace(query, root=Mover(query.types).rewrite(query.root))
