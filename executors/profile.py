@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from sqlglot import exp
 
 from planner.logical import Aggregate, Distinct, Filter, Join, Limit, Project, Scan, SetOp, Sort, Values, Window
-from planner.patterns.base import Exchange, is_replicable
+from planner.patterns.base import Exchange, computed_everywhere
 
 # A DuckDB operator's detail in EXPLAIN is cut to this many characters.
 DETAIL_CHARS = 120
@@ -312,7 +312,7 @@ class _Ours:
         return isinstance(node.input, Exchange) and node.input.kind == "halo"
 
     def _exchange(self, x: Exchange) -> _Op:
-        if x.kind == "broadcast" and is_replicable(x.input):
+        if computed_everywhere(x):
             return self.op(x.input)  # every rank computes it in this fragment
         if x.kind == "localize":
             # Rank 0 computes the input here; the others render it empty and run none of it.

@@ -27,7 +27,7 @@ from executors.scan import ARROW_VIEW_PREFIX, ScanSource
 from planner.comparable import never_raising
 from planner.logical import (Aggregate, CteRef, Distinct, Filter, Generate, Join, Limit, MaterializedCte, Node,
                              Project, Scan, SetOp, SingleRow, Sort, Values, Window)
-from planner.patterns.base import Exchange, is_replicable
+from planner.patterns.base import Exchange, computed_everywhere
 from planner.physical import operator_numbers
 
 SAMPLE_ROWS_PER_RANK = 1024
@@ -150,7 +150,7 @@ class RunStats:
 
 def _inline(x: Exchange) -> bool:
     """A broadcast that every rank computes from the files: part of the fragment that reads it."""
-    return x.kind == "broadcast" and is_replicable(x.input)
+    return computed_everywhere(x)
 
 
 def _top_n_order(keys) -> str:
@@ -428,7 +428,7 @@ class Runner:
         if x.kind == "localize":
             inner = self.render(child)
             return inner if r == 0 else f"SELECT * FROM ({inner}) WHERE false"
-        if x.kind == "broadcast" and is_replicable(child):
+        if computed_everywhere(x):
             return self.render(child, replicated=True)
         if P == 1 and x is not self._root_exchange:
             # One rank: every exchange is the identity, so the fragments simply fuse.

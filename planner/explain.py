@@ -30,7 +30,7 @@ from sqlglot import exp
 
 from engine.errors import NotSupportedError
 from planner.logical import MaterializedCte
-from planner.patterns.base import Exchange, is_replicable
+from planner.patterns.base import Exchange, computed_everywhere
 from planner.physical import PhysicalPlan, operator_numbers
 
 FORMATS = ("text", "json", "dot")
@@ -314,7 +314,7 @@ def _alternatives(d, verbose: bool) -> list[dict]:
 def _why_not_run(x: Exchange, nranks: int, inside_inline: int | None) -> str | None:
     if inside_inline is not None:
         return f"part of exchange #{inside_inline}'s input, which every rank computes from the files"
-    if x.kind == "broadcast" and is_replicable(x.input):
+    if computed_everywhere(x):
         return "every rank computes its input from the files"
     if x.kind == "localize":
         return "rank 0 keeps its own copy of a replicated input"
@@ -443,7 +443,7 @@ def explain_tree(plan: PhysicalPlan, options: ExplainOptions = ExplainOptions(),
                                                       "runs": why is None, "why_not": why},
                           actual=actual)
             inner = inside_inline
-            if inner is None and node.kind == "broadcast" and is_replicable(node.input) and plan.nranks > 1:
+            if inner is None and computed_everywhere(node) and plan.nranks > 1:
                 inner = node.eid
             me.children = [rec(c, inner) for c in node.children]
             if actual is not None and me.children[0].exchange is None and me.children[0].actual_rows is None:

@@ -288,9 +288,28 @@ def test_recomputing_a_subtree_costs_its_work_on_every_other_rank():
     join = planned.plan.root.input  # under the final gather
     assert is_replicable(join), planned.text()
     ctx = Ctx(Estimator(standard_catalog()), CostParams(), 16)
-    cost, how = replicate_cost(Phys(join, REPLICATED, 0.1), ctx)
-    assert how == "each rank computes it from the files" and cost == pytest.approx(0.1 * 15)
-    assert replicate_cost(Phys(join, REPLICATED, 0.1), Ctx(ctx.est, ctx.params, 1))[0] == 0.0
+    gather = ctx.params.allgather(ctx.bytes(join), 16)
+    cheap = gather / 100
+    cost, how, sent = replicate_cost(Phys(join, REPLICATED, cheap), ctx)
+    assert how == "each rank computes it from the files" and cost == pytest.approx(cheap * 15) and not sent
+    assert replicate_cost(Phys(join, REPLICATED, cheap), Ctx(ctx.est, ctx.params, 1))[0] == 0.0
+    # A subtree whose work on 15 more ranks costs more than sending its rows is allgathered.
+    cost, how, sent = replicate_cost(Phys(join, REPLICATED, gather), ctx)
+    assert how == "allgather" and sent and cost == pytest.approx(gather)
+
+
+def test_an_allgathered_replicable_subtree_runs_partitioned_and_is_sent():
+    """TPC-DS q25's shape: a join that every rank could compute from the files but that leaves few
+    rows of a big table (there, two fact tables), joined with another big table. Every rank
+    recomputing it would scan its tables whole; sent, it is computed once, in parts, and the other
+    table is not shuffled."""
+    from planner.patterns.base import ALLGATHER, Exchange, computed_everywhere
+    planned = plan_sql("SELECT big.u, x.name FROM big JOIN (SELECT mid.k, tiny.name FROM mid JOIN tiny ON mid.w = tiny.t "
+                       "WHERE mid.w = 5) x ON big.k = x.k", 2)
+    from planner.logical import walk
+    sent = [n for n in walk(planned.plan.root) if isinstance(n, Exchange) and n.fn == ALLGATHER]
+    assert sent and not any(computed_everywhere(x) for x in sent), planned.text()
+    assert "allgather" in planned.text()
 
 
 NAN_CASES = [

@@ -24,7 +24,7 @@ from planner.copartition import copartition
 from planner.cost import CostParams
 from planner.estimate import Estimator
 from planner.logical import Aggregate, Distinct, Limit
-from planner.patterns.base import SAMPLE_SHUFFLE_COMPUTE, Exchange, is_replicable
+from planner.patterns.base import SAMPLE_SHUFFLE_COMPUTE, Exchange, computed_everywhere
 from planner.patterns.sample_shuffle_compute import SAMPLE_ROWS_PER_RANK
 from planner.physical import PhysicalPlan, PhysicalPlanner
 from planner.qualify import parse, qualify_statement
@@ -164,7 +164,7 @@ def exchange_cost(x: Exchange, est: Estimator, params: CostParams, P: int) -> tu
         sample = params.allgather(SAMPLE_ROWS_PER_RANK * P * 16, P)
         return params.shuffle(nbytes, P, rows) + sample, nbytes * (P - 1) / P, nbytes / P
     if x.kind == "broadcast":
-        if is_replicable(x.input):
+        if computed_everywhere(x):
             return 0.0, 0.0, nbytes  # every rank computes it from the files: work, not messages
         return params.allgather(nbytes, P), nbytes * (P - 1), nbytes
     # gather, slice: rank 0 receives everything

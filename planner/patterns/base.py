@@ -159,6 +159,16 @@ def scan_rows(node: Node, ctx: Ctx) -> float:
     return ctx.rows(node) if isinstance(node, (Scan, Generate)) else 0.0
 
 
+# A broadcast Exchange's fn when its rows are sent (allgathered) although every rank could compute
+# them from the files: chosen where that work costs more than the message (see replicate_cost).
+ALLGATHER = ("allgather",)
+
+
+def computed_everywhere(x: Exchange) -> bool:
+    """A broadcast whose input every rank computes from the files, in the fragment that reads it."""
+    return x.kind == "broadcast" and x.fn != ALLGATHER and is_replicable(x.input)
+
+
 def is_replicable(node: Node) -> bool:
     """A physical subtree every rank can compute whole from the files alone: scans, filters,
     projections and joins whose only exchanges are broadcasts (identities once every scan in it is
@@ -166,7 +176,7 @@ def is_replicable(node: Node) -> bool:
     that uses it still reads Parquet only, so DuckDB keeps its statistics."""
     from planner.logical import Filter, Generate, Join, Scan
     if isinstance(node, Exchange):
-        return node.kind == "broadcast" and is_replicable(node.input)
+        return computed_everywhere(node)
     if isinstance(node, (Scan, Generate)):
         return True
     if isinstance(node, (Filter, Project, Join)):
@@ -174,19 +184,24 @@ def is_replicable(node: Node) -> bool:
     return False
 
 
-def replicate_cost(small: Phys, ctx: Ctx) -> tuple[float, str]:
-    """Cost of making every rank hold all of small's rows."""
+def replicate_cost(small: Phys, ctx: Ctx) -> tuple[float, str, bool]:
+    """Cost of making every rank hold all of small's rows: (seconds, how, sent), sent when the rows
+    are allgathered rather than computed by every rank."""
     p = ctx.params
     if ctx.nranks <= 1:
-        return 0.0, ""
+        return 0.0, "", False
+    gather = p.allgather(ctx.bytes(small.node), ctx.nranks)
     if is_scan_pipeline(small.node):
         # Every rank reads the whole table instead of its share: more reading (and decoding, which
         # grows with the width of the rows read), no messages.
-        return scan_cost(small.node, ctx) * (ctx.nranks - 1), "each rank reads it whole"
+        return scan_cost(small.node, ctx) * (ctx.nranks - 1), "each rank reads it whole", False
     if is_replicable(small.node):
-        # Every rank does all of the subtree's work instead of its 1/P share.
-        return small.cost * (ctx.nranks - 1), "each rank computes it from the files"
-    return p.allgather(ctx.bytes(small.node), ctx.nranks), "allgather"
+        # Every rank does all of the subtree's work instead of its 1/P share, unless its few
+        # result rows cost less to send (a join of two fact tables that leaves 400 rows).
+        recompute = small.cost * (ctx.nranks - 1)
+        if recompute <= gather:
+            return recompute, "each rank computes it from the files", False
+    return gather, "allgather", True
 
 
 def key_ids(keys) -> list[str] | None:

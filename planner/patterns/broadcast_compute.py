@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from planner.logical import Join
 from planner.patterns.base import BROADCAST_COMPUTE as NAME
-from planner.patterns.base import Alternative, Exchange, replicate_cost
+from planner.patterns.base import ALLGATHER, Alternative, Exchange, is_replicable, replicate_cost
 
 # An ASOF join may replicate only its right side: each left row must see every right row.
 BUILD_SIDE = {"inner": ("right", "left"), "cross": ("right", "left"), "left": ("right",),
@@ -34,13 +34,14 @@ def alternatives(node, kids, ctx) -> list[Alternative]:
             if not ctx.known(small_node) or ctx.bytes(small_node) > p.broadcast_max_bytes:
                 continue
         if small.dist.kind == "replicated":
-            move, how = 0.0, "already replicated"
+            move, how, sent = 0.0, "already replicated", False
         else:
-            move, how = replicate_cost(small, ctx)
+            move, how, sent = replicate_cost(small, ctx)
         compute = (ctx.rows(big_node) / ctx.nranks + ctx.rows(small_node)) * p.hash_row
 
-        def lower(side=side, small=small, big=big):
-            s = small.node if small.dist.kind == "replicated" else Exchange(small.node, "broadcast")
+        def lower(side=side, small=small, big=big, sent=sent):
+            s = small.node if small.dist.kind == "replicated" else \
+                Exchange(small.node, "broadcast", fn=ALLGATHER if sent and is_replicable(small.node) else ())
             if side == "right":
                 return node.with_children(big.node, s), big.dist
             return node.with_children(s, big.node), big.dist
