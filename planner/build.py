@@ -33,11 +33,12 @@ from planner.order_all import expand_order_all
 from planner.patterns.combine_shuffle_reduce import split_aggregates
 from planner.qualify import sql_data_type
 from planner.rules.factor_or import factor_or
+from planner.rules.push_filters import substitute
 from planner.rules.quantified_subqueries import rewrite_quantified
 from planner.rules.simplify_outer_joins import rejects_nulls
 from planner.logical import (ZERO_ON_EMPTY, Aggregate, CteRef, DependentJoin, Distinct, Filter, Generate, Join,
                              Limit, MaterializedCte, Node, Project, Query, Scan, SetOp, SingleRow, Sort, Values,
-                             Window, and_all, col, column_ids, conjuncts, cte_refs)
+                             Window, and_all, col, column_ids, conjuncts, cte_refs, walk)
 
 GROUPING_CALLS = (exp.Grouping, exp.GroupingId)
 # An outer join's preserved side estimated at no more rows than this narrows the other side first
@@ -227,9 +228,16 @@ class _CteLabel:
 _GROUPING_INPUT = _CteLabel("grouping sets input")
 
 
-def _substitute_columns(e: exp.Expression, mapping: dict[str, exp.Expression]) -> exp.Expression:
-    return e.copy().transform(
-        lambda n: mapping[n.name].copy() if isinstance(n, exp.Column) and n.name in mapping else n)
+def _reads_outside(node: Node) -> bool:
+    """Whether an expression under node reads a column that nothing under node produces (an outer
+    query's, in a correlated or LATERAL subquery)."""
+    from planner.rules.flatten_dependent_joins import node_expressions
+    produced, read = set(), set()
+    for n in walk(node):
+        produced.update(n.columns)
+        for e in node_expressions(n):
+            read |= column_ids(e)
+    return not read <= produced
 
 
 class Builder:
@@ -1404,9 +1412,9 @@ class Builder:
             refs.append((CteRef(shared.name, _GROUPING_INPUT.alias_or_name, fresh, tuple(base.columns)),
                          {c: self.tcol(f) for c, f in zip(base.columns, fresh)}))
         (expand_in, to_expand), (total_in, to_total) = refs
-        groups = [(gid, _substitute_columns(g, to_expand)) for gid, g in groups]
-        return (expand_in, total_in, groups, tuple((a, _substitute_columns(e, to_expand)) for a, e in aggs),
-                tuple((a, _substitute_columns(e, to_total)) for a, e in aggs))
+        groups = [(gid, substitute(g, to_expand)) for gid, g in groups]
+        return (expand_in, total_in, groups, tuple((a, substitute(e, to_expand)) for a, e in aggs),
+                tuple((a, substitute(e, to_total)) for a, e in aggs))
 
     def _grouping_sets_aggregate(self, base: Node, expanded: Node, groups, aggs, sets, set_id,
                                  finish=None, total_aggs=None) -> Node:
@@ -1650,8 +1658,9 @@ class Builder:
                     groups = [(gid, col(pid)) for (gid, _), (pid, _) in zip(groups, pre_keys)]
                 base = rel
                 set_aggs, total_aggs = tuple(final_aggs if finish is not None else agg_cols), None
-                if any(sets) and not all(sets) and agg_cols:
-                    # The input is read twice, by the expansion and by the grand total: kept once.
+                if any(sets) and not all(sets) and agg_cols and not _reads_outside(base):
+                    # The input is read twice, by the expansion and by the grand total: kept once
+                    # (unless it reads an outer query's columns, a LATERAL's: then it is per row).
                     rel, base, groups, set_aggs, total_aggs = self._keep_grouping_input(base, groups, set_aggs)
                 rel, groups, set_id = self._expand_grouping_sets(rel, groups, sets)
                 post.literals = True
