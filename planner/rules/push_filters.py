@@ -26,8 +26,7 @@ from planner.logical import (Aggregate, Distinct, Filter, Join, MaterializedCte,
                              and_all, col, column_ids, conjuncts)
 
 _SAFE = (exp.Column, exp.Identifier, exp.Literal, exp.Boolean, exp.Null, exp.Paren, exp.EQ, exp.NEQ, exp.GT,
-         exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ, exp.Between, exp.Is, exp.Not, exp.And, exp.Or,
-         exp.Neg)
+         exp.GTE, exp.LT, exp.LTE, exp.NullSafeEQ, exp.NullSafeNEQ, exp.Between, exp.Is, exp.Not, exp.And, exp.Or)
 CONSTANTS = (exp.Literal, exp.Boolean, exp.Null)
 
 # Join kinds and the sides whose rows they never NULL-extend: a filter there drops the same rows
@@ -43,7 +42,7 @@ def cannot_raise(e: exp.Expression) -> bool:
     if not column_ids(e):
         return False
     for n in e.walk():
-        if isinstance(n, (exp.Add, exp.Sub, exp.Mul)) and not column_ids(n):
+        if isinstance(n, (exp.Add, exp.Sub, exp.Mul, exp.Neg)) and not column_ids(n):
             continue  # arithmetic of constants: folded before any row is read, raising or not
         if isinstance(n, exp.In):
             if n.args.get("query") is not None or n.args.get("unnest") or n.args.get("field"):
