@@ -224,6 +224,14 @@ def test_large_results_compare_quickly():
     assert time.perf_counter() - start < 5
 
 
+def test_ordering_of_a_key_named_by_what_its_select_item_computes():
+    """TPC-DS q71 orders by `i_brand_id`, which the select list outputs as `brand_id`: rows tied on
+    (ext_price, brand_id) may come in any order."""
+    sql = "SELECT i_brand_id brand_id, t_hour, sum(p) ext_price FROM t GROUP BY 1, 2 ORDER BY ext_price DESC, i_brand_id"
+    assert ordering_of(sql) == Ordering(True, ("ext_price", "brand_id"))
+    assert ordering_of("SELECT a AS x FROM t ORDER BY b") == Ordering(True, None)
+
+
 def test_ordering_of_queries():
     assert ordering_of(tpch.query_text(1)) == Ordering(True, ("l_returnflag", "l_linestatus"))
     assert ordering_of(tpch.query_text(6)) == Ordering(False)

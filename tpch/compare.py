@@ -45,6 +45,12 @@ def ordering_of(sql: str, dialect: str = "duckdb") -> Ordering:
         return Ordering(ordered=False)
     select = tree if isinstance(tree, exp.Select) else None
     names = [e.alias_or_name for e in select.expressions] if select is not None else []
+    # An ORDER BY may name what a select item computes rather than its alias (TPC-DS q71: `SELECT
+    # i_brand_id brand_id … ORDER BY ext_price DESC, i_brand_id`).
+    computed = {}
+    for e in select.expressions if select is not None else []:
+        if isinstance(e, exp.Alias):
+            computed.setdefault(e.this.sql(dialect), e.alias)
     keys = []
     for ordered in order.expressions:
         key = ordered.this
@@ -52,6 +58,8 @@ def ordering_of(sql: str, dialect: str = "duckdb") -> Ordering:
             keys.append(names[int(key.this) - 1])
         elif isinstance(key, exp.Column) and key.name in names:
             keys.append(key.name)
+        elif key.sql(dialect) in computed:
+            keys.append(computed[key.sql(dialect)])
         else:
             return Ordering(ordered=True, keys=None)
     return Ordering(ordered=True, keys=tuple(keys))
