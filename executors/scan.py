@@ -18,6 +18,8 @@ from engine.catalog import Table
 
 # Parts of files read into memory are kept for reuse by later queries (server sessions).
 CACHE_MAX_BYTES = 2 * 2**30
+# The most of the cache one query's fill may take (see ScanSource._too_big).
+FILL_MAX_SHARE = 0.25
 # Every registered Arrow view's name starts with this, so a fragment's text tells whether it reads one.
 ARROW_VIEW_PREFIX = "_arrow_"
 
@@ -43,6 +45,20 @@ def dictionary_columns(file: str, columns: list[str]) -> list[str]:
         if 0 < dict_bytes * 4 <= rg.num_rows:
             out.append(c.path_in_schema)
     return out
+
+
+def _uncompressed_bytes(file: str, groups: list[int] | None, columns) -> int:
+    """The uncompressed size of some columns of some row groups (all when groups is None)."""
+    meta = pq.ParquetFile(file).metadata
+    wanted = set(columns)
+    total = 0
+    for g in range(meta.num_row_groups) if groups is None else groups:
+        rg = meta.row_group(g)
+        for i in range(rg.num_columns):
+            c = rg.column(i)
+            if c.path_in_schema in wanted:
+                total += c.total_uncompressed_size
+    return total
 
 
 def read_row_groups(file: str, groups: list[int] | None, columns: list[str]) -> pa.Table:
@@ -170,6 +186,7 @@ class ScanSource:
         # bytes), least recently used first; and the views registered over them, per share.
         self._columns: OrderedDict = OrderedDict()
         self._share_views: dict = {}  # share -> {columns: view name}
+        self._sizes: dict = {}  # (share, columns) -> their uncompressed bytes (see _too_big)
 
     def _asked_before(self, key) -> bool:
         """Whether a share was read before, whatever its columns. Its first read is DuckDB's,
@@ -273,9 +290,27 @@ class ScanSource:
             return f"read_parquet([{', '.join(sql_string(f) for f in whole)}])"
         share_key = (table.name, tuple((f, tuple(gs) if gs is not None else None) for f, gs in share),
                      table.row_count)
-        if "file_row_number" not in table.schema.names and not self._asked_before(share_key):
+        if "file_row_number" in table.schema.names:
+            return self._share_source(share_key, partial + [(f, None) for f in whole], columns, table.schema.names[0])
+        if not self._asked_before(share_key) or self._too_big(share_key, partial + [(f, None) for f in whole],
+                                                              columns):
             return _lazy_share(table, share)
         return self._share_source(share_key, partial + [(f, None) for f in whole], columns, table.schema.names[0])
+
+    def _too_big(self, share_key, share, columns: list[str]) -> bool:
+        """Whether the columns of the share not in memory yet would take more than FILL_MAX_SHARE
+        of the cache (their Parquet pages' uncompressed size): such a share stays DuckDB's to read,
+        where a query's filters skip most of its row groups (TPC-DS q21 at SF 10 reads a few weeks
+        of a 66M-row share of inventory; read whole into memory, it took 48 times DuckDB's time)."""
+        missing = tuple(c for c in dict.fromkeys(columns) if (share_key, c) not in self._columns)
+        if not missing:
+            return False
+        key = (share_key, missing)
+        if key not in self._sizes:
+            self._sizes[key] = sum(_uncompressed_bytes(f, gs, missing) for f, gs in share)
+            if len(self._sizes) > ASKED_MAX:
+                self._sizes.pop(next(iter(self._sizes)))
+        return self._sizes[key] > CACHE_MAX_BYTES * FILL_MAX_SHARE
 
     def _virtual_source(self, table: Table, columns: list[str], replicated: bool) -> str:
         """A virtual table: all of it, or this rank's slice of its rows."""

@@ -170,7 +170,12 @@ def test_a_shares_columns_are_kept_one_by_one_and_evicted_by_bytes(tmp_path, mon
     # A limit that holds about two columns: reading c and k evicts a and b, which come back.
     one = data.column("k").get_total_buffer_size() // 2 + 1
     monkeypatch.setattr(scan, "CACHE_MAX_BYTES", 2 * one + 10)
+    monkeypatch.setattr(scan, "FILL_MAX_SHARE", 1.0)
     rows(["c", "k"])
     assert ("a" not in {c for (_, c) in src._columns}) and reads[-1] == ["c"]
     rows(["a", "b", "c"])
     assert sorted(reads[-1]) == ["a", "b"]
+    # Columns that would take more than FILL_MAX_SHARE of the cache stay DuckDB's to read.
+    monkeypatch.setattr(scan, "FILL_MAX_SHARE", 0.01)
+    before = len(reads)
+    assert rows(["k", "c"]).startswith("(") and len(reads) == before
