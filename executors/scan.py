@@ -301,7 +301,7 @@ class ScanSource:
         """Whether the columns of the share not in memory yet would take more than FILL_MAX_SHARE
         of the cache (their Parquet pages' uncompressed size): such a share stays DuckDB's to read,
         where a query's filters skip most of its row groups (TPC-DS q21 at SF 10 reads a few weeks
-        of a 66M-row share of inventory; read whole into memory, it took 48 times DuckDB's time)."""
+        of a 66M-row share of inventory, which would otherwise be read whole into memory)."""
         missing = tuple(c for c in dict.fromkeys(columns) if (share_key, c) not in self._columns)
         if not missing:
             return False
