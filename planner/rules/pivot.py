@@ -53,6 +53,11 @@ def rewrite_pivot(ast: exp.Expression, columns_of, values_of) -> exp.Expression:
     return ast
 
 
+def _label(value: str) -> str:
+    """A pivoted value as DuckDB names its column: the text, or '' for the empty string."""
+    return value if value != "" else "''"
+
+
 def _source(pivot: exp.Pivot) -> exp.Table:
     source = pivot.this if pivot.this is not None else pivot.parent
     if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
@@ -86,9 +91,9 @@ def _grouped(pivot: exp.Pivot, columns_of, values_of, statement: bool) -> exp.Ex
             value, name = (item.this, item.alias) if isinstance(item, exp.PivotAlias) else (item, None)
             if not isinstance(value, exp.Literal):
                 raise NotSupportedError("PIVOT IN a list of anything but constants")
-            values.append((value.name, name or value.name))
+            values.append((value.name, name or _label(value.name)))
     else:
-        values = [(v, v) for v in values_of(source.name, column)]
+        values = [(v, _label(v)) for v in values_of(source.name, column)]
     aggregates = (pivot.args.get("using") or []) if statement else pivot.expressions
     if not aggregates:
         aggregates = [exp.Count(this=exp.Star())]
@@ -104,7 +109,9 @@ def _grouped(pivot: exp.Pivot, columns_of, values_of, statement: bool) -> exp.Ex
                        expression=exp.Literal.string(value))
         for aggregate in aggregates:
             inner = aggregate.this if isinstance(aggregate, exp.Alias) else aggregate
-            label = name if len(aggregates) == 1 else \
+            # DuckDB's names: the value alone for one aggregate without an alias, else value_alias
+            # (value_sql for an aggregate without one).
+            label = name if len(aggregates) == 1 and not isinstance(aggregate, exp.Alias) else \
                 f"{name}_{aggregate.alias if isinstance(aggregate, exp.Alias) else inner.sql('duckdb').lower()}"
             filtered = exp.Filter(this=inner.copy(), expression=exp.Where(this=match.copy()))
             items.append(exp.alias_(filtered, label, quoted=True))
