@@ -40,6 +40,9 @@ class BatchResult:
     spilled_bytes: list[int] = field(default_factory=list)
     # Peak resident memory of each rank (MiB) when the batch ended: the same for every result.
     peak_rss_mb: list[float] = field(default_factory=list)
+    # Per repetition, the bytes the exchanges sent between ranks, all ranks together (what
+    # `flocksql tpch model` predicts as moved).
+    moved_bytes: list[int] = field(default_factory=list)
 
 
 def split_seconds(per_rank_stats) -> tuple[float, float]:
@@ -55,6 +58,10 @@ def spilled_bytes(per_rank_stats) -> int:
     return sum(st.bytes_spilled for rs in per_rank_stats or [] for st in rs.stages.values())
 
 
+def moved_bytes(per_rank_stats) -> int:
+    return sum(st.bytes_out for rs in per_rank_stats or [] for st in rs.stages.values())
+
+
 def timeout_message(seconds: float) -> str:
     return f"timeout: over {seconds:g} s"
 
@@ -67,7 +74,7 @@ def _run_list(session, queries, repeat, query_timeout_s=None, finished=lambda re
     """
     out = []
     for q in queries:
-        times, table, error, etype, compute, comm, spilled = [], None, None, None, [], [], []
+        times, table, error, etype, compute, comm, spilled, moved = [], None, None, None, [], [], [], []
         for _ in range(max(1, repeat)):
             t0 = time.perf_counter()
             fired = threading.Event()
@@ -92,7 +99,8 @@ def _run_list(session, queries, repeat, query_timeout_s=None, finished=lambda re
             compute.append(c)
             comm.append(m)
             spilled.append(spilled_bytes(session.last_stats))
-        out.append(BatchResult(table, error, times, etype, compute, comm, spilled))
+            moved.append(moved_bytes(session.last_stats))
+        out.append(BatchResult(table, error, times, etype, compute, comm, spilled, moved_bytes=moved))
         finished(out)
     return out
 
@@ -274,7 +282,7 @@ def _load_result(tmp: Path, i: int, m: dict) -> BatchResult:
             table = pa.ipc.open_file(src).read_all()
     return BatchResult(table, m["error"], m["seconds"], m.get("error_type"),
                        m.get("compute_seconds", []), m.get("comm_seconds", []), m.get("spilled_bytes", []),
-                       m.get("peak_rss_mb", []))
+                       m.get("peak_rss_mb", []), m.get("moved_bytes", []))
 
 
 def _write_results(outdir: Path, results: list[BatchResult], rss: list[float], start: int) -> None:
@@ -288,7 +296,7 @@ def _write_results(outdir: Path, results: list[BatchResult], rss: list[float], s
                 w.write_table(r.table)
         lines.append(json.dumps({"error": r.error, "seconds": r.seconds, "error_type": r.error_type,
                                  "compute_seconds": r.compute_seconds, "comm_seconds": r.comm_seconds,
-                                 "spilled_bytes": r.spilled_bytes}))
+                                 "spilled_bytes": r.spilled_bytes, "moved_bytes": r.moved_bytes}))
     if rss:
         lines.append(json.dumps({"peak_rss_mb": rss}))
     with open(outdir / RESULTS_FILE, "a") as f:

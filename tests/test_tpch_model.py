@@ -2,7 +2,8 @@
 α–β model must (no bytes at one rank, finite positive times, more data never predicted faster).
 
 These check the model's structure, not its accuracy: the README's "On a cluster" section puts its
-1/2/3-rank predictions next to measured times."""
+1/2/3/6-rank predictions next to measured times; the last test checks that comparison's bookkeeping
+against a real benchmark run."""
 from __future__ import annotations
 
 import csv
@@ -18,6 +19,7 @@ from planner.cost import CostParams
 from tpch import QUERY_NUMBERS, query_text
 from tpch.cli import tpch
 from tpch.model import BASE_SF, Machine, ScaledCatalog, plan, predict
+from tpch.model_check import read_measured
 
 QUERIES = {f"q{n}": query_text(n) for n in QUERY_NUMBERS}
 RANKS = (1, 2, 3)
@@ -120,3 +122,46 @@ def test_cli_prints_a_table_and_writes_csv(tpch_sf001, tmp_path):
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 2 * 2 * 2
     assert {r["query"] for r in rows} == {"q1", "q6"}
+
+
+def test_ranks_sharing_one_machine_share_its_cores():
+    """With --shared-cores, ranks beyond the cores time-share them: each computes proportionally slower."""
+    params = CostParams()
+    m = Machine(cores_per_rank=1, shared_cores=2)
+    assert m.cost_params(params, 1).hash_row == pytest.approx(params.hash_row)
+    assert m.cost_params(params, 2).hash_row == pytest.approx(params.hash_row)
+    assert m.cost_params(params, 6).hash_row == pytest.approx(3 * params.hash_row)
+    assert Machine(cores_per_rank=1).cost_params(params, 6).hash_row == pytest.approx(params.hash_row)
+
+
+def test_model_beside_a_real_benchmark_run(tpch_sf001, tmp_path):
+    """`tpch model --measured` reads a real `tpch bench` results file and compares like with like."""
+    import json
+
+    out = tmp_path / "bench"
+    bench = CliRunner().invoke(tpch, ["bench", "--data", str(tpch_sf001), "--queries", "1,3,6", "--ranks", "1,2",
+                                      "--repeat", "1", "--batch", "--rank-threads", "1", "--out", str(out)])
+    assert bench.exit_code == 0, bench.output
+    results = out / "results.json"
+    chart = tmp_path / "model.png"
+    shown = CliRunner().invoke(tpch, ["model", "--data", str(tpch_sf001), "--sf", "0.01", "--ranks", "1,2,4",
+                                      "--queries", "1,3,6", "--shared-cores", "2", "--measured", str(results),
+                                      "--chart", str(chart), "--totals"])
+    assert shown.exit_code == 0, shown.output
+    table = shown.output.split(f"{results}:")[1]
+    rows = [line.split() for line in table.splitlines() if line.split()[:1] in (["1"], ["2"])]
+    assert [r[0] for r in rows] == ["1", "2"], table  # 4 ranks were not measured: no row
+    data = json.loads(results.read_text())
+    for r in rows:
+        label = f"flocksql@{r[0]}"
+        measured = sum(q["results"][label]["median"] for q in data["queries"])
+        assert float(r[2]) == pytest.approx(measured, abs=1e-3), (r, measured)
+        assert r[-1].endswith("/3"), r  # three queries compared
+    assert chart.stat().st_size > 1000
+    moved = {(m.nranks, m.query): m.moved_bytes for m in read_measured(results)}
+    assert all(moved[(1, q)] == 0 for q in ("q1", "q3", "q6")), moved  # one rank sends nothing
+    assert moved[(2, "q3")] > 0, moved  # q3's joins and top-k move rows at two ranks
+
+    wrong_sf = CliRunner().invoke(tpch, ["model", "--data", str(tpch_sf001), "--sf", "1", "--ranks", "1",
+                                         "--measured", str(results)])
+    assert wrong_sf.exit_code != 0 and "SF 0.01" in wrong_sf.output, wrong_sf.output

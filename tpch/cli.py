@@ -5,6 +5,7 @@ The main CLI mounts this group with `main.add_command(tpch)`; `python -m tpch.cl
 runs it on its own.
 """
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -233,8 +234,11 @@ def micro(rows, ops, data_dir, ranks, engines, repeat, threads, rank_threads, ti
               help="Scale factors to predict, comma-separated (e.g. 100,1000).")
 @click.option("--queries", "numbers", default="1-22", show_default=True, callback=_int_list,
               help="TPC-H query numbers.")
-@click.option("--cores-per-rank", type=int, default=None,
+@click.option("--cores-per-rank", type=click.FloatRange(min=0, min_open=True), default=None,
               help="DuckDB threads per rank; local rates scale by it  [default: 1, the calibrated one-thread rates]")
+@click.option("--shared-cores", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="All ranks share one machine with this many cores (a run on one box): a rank gets at most "
+                   "this divided by the ranks  [default: none, every rank has its own cores]")
 @click.option("--memory-per-rank", "memory_gib", type=float, default=None,
               help="GiB per rank, reported against (peaks over it are starred)  [default: 16]")
 @click.option("--bandwidth", "bandwidth_gbs", type=float, default=None,
@@ -244,8 +248,14 @@ def micro(rows, ops, data_dir, ranks, engines, repeat, threads, rank_threads, ti
 @click.option("--per-query/--totals", default=True, show_default=True, help="A row per query, or totals only.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False), default=None,
               help="Also write every prediction (with the patterns of its plan) to this CSV file.")
-def model(data_dir, data_sf, ranks, sfs, numbers, cores_per_rank, memory_gib, bandwidth_gbs, latency_us,
-          per_query, csv_path):
+@click.option("--measured", "measured_paths", type=click.Path(exists=True, dir_okay=False), multiple=True,
+              help="Results JSON of `flocksql tpch bench` at one of --sf: print the model beside its "
+                   "FlockSQL runs (repeatable: e.g. one file per host layout).")
+@click.option("--chart", "chart_path", type=click.Path(dir_okay=False), default=None,
+              help="Also draw the predictions (and measured totals) against the rank count to this PNG "
+                   "(needs matplotlib: pip install -e '.[bench]').")
+def model(data_dir, data_sf, ranks, sfs, numbers, cores_per_rank, shared_cores, memory_gib, bandwidth_gbs,
+          latency_us, per_query, csv_path, measured_paths, chart_path):
     """Predict TPC-H time, bytes moved and compute/communication per rank at cluster scale, from
     the plans the planner makes at each rank count (tpch/model.py). Predictions, not measurements."""
     import csv
@@ -253,6 +263,8 @@ def model(data_dir, data_sf, ranks, sfs, numbers, cores_per_rank, memory_gib, ba
     from engine.catalog import Catalog
     from planner.cost import CostParams
     from tpch.model import CSV_FIELDS, Machine, csv_rows, predict, render_table
+    from tpch.model_check import compare, read_measured, render_comparison, write_chart
+    from tpch.report import MATPLOTLIB_HINT
     try:
         scale_factors = [float(x) for x in sfs.split(",") if x.strip()]
     except ValueError as exc:
@@ -264,17 +276,38 @@ def model(data_dir, data_sf, ranks, sfs, numbers, cores_per_rank, memory_gib, ba
         raise click.BadParameter(f"no TPC-H query {bad[0]}", param_hint="--queries")
     params = CostParams.load()
     machine = Machine.from_params(params, cores_per_rank=cores_per_rank, memory_per_rank_gib=memory_gib,
-                                  bandwidth_gbs=bandwidth_gbs, latency_us=latency_us)
+                                  bandwidth_gbs=bandwidth_gbs, latency_us=latency_us, shared_cores=shared_cores)
+    measured = {}
+    for path in measured_paths:
+        try:
+            measured[path] = read_measured(path)
+        except (ValueError, KeyError, json.JSONDecodeError) as exc:
+            raise click.BadParameter(f"{path}: {exc}", param_hint="--measured") from exc
+    missing = sorted({m.sf for ms in measured.values() for m in ms} - set(scale_factors))
+    if missing:
+        raise click.BadParameter(f"the measurements are at SF {missing[0]:g}: add it to --sf",
+                                 param_hint="--measured")
     catalog = Catalog(data_dir, statistics=True)
     preds = predict(catalog, {f"q{n}": query_text(n) for n in numbers}, ranks, scale_factors, machine, params,
                     base_sf=data_sf)
     click.echo(render_table(preds, machine, per_query=per_query))
+    rows = []
+    for path, ms in measured.items():
+        rows.append(compare(preds, ms))
+        click.echo(f"\n{path}:")
+        click.echo(render_comparison(rows[-1], machine))
     if csv_path:
         with open(csv_path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
             writer.writeheader()
             writer.writerows(csv_rows(preds))
         click.echo(f"wrote {csv_path}")
+    if chart_path:
+        try:
+            click.echo(f"wrote {write_chart(preds, chart_path, machine, [r for rs in rows for r in rs])}")
+        except ImportError as exc:
+            raise click.ClickException(f"no chart: {exc.name or 'matplotlib'} is not installed; "
+                                       f"add it with: {MATPLOTLIB_HINT}") from exc
 
 
 if __name__ == "__main__":

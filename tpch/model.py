@@ -49,12 +49,16 @@ class Machine:
     memory_per_rank_gib: only reported against (a query whose per-rank peak exceeds it would
         spill; the model does not charge for spilling).
     bandwidth_gbs: GB/s one rank sends at (1/β); latency_us: µs per message (α).
+    shared_cores: all ranks share one machine with this many cores (a run on one box, or hosts
+        emulated on it): a rank then gets at most shared_cores / ranks of a core, so more ranks than
+        cores are modelled as time-sharing them. None: every rank has cores of its own (a cluster).
     """
 
-    cores_per_rank: int = 1
+    cores_per_rank: float = 1
     memory_per_rank_gib: float = 16.0
     bandwidth_gbs: float = 1.0
     latency_us: float = 50.0
+    shared_cores: float | None = None
 
     @classmethod
     def from_params(cls, params: CostParams, **overrides) -> "Machine":
@@ -62,13 +66,23 @@ class Machine:
         base = cls(bandwidth_gbs=1e-9 / params.beta, latency_us=params.alpha * 1e6)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
-    def cost_params(self, params: CostParams) -> CostParams:
-        """params with this machine's α, β and per-rank compute rates."""
-        rates = {name: getattr(params, name) / self.cores_per_rank for name in COMPUTE_RATES}
+    def cores(self, nranks: int) -> float:
+        """The cores one rank computes with in a job of nranks."""
+        if self.shared_cores is None:
+            return self.cores_per_rank
+        return min(self.cores_per_rank, self.shared_cores / nranks)
+
+    def cost_params(self, params: CostParams, nranks: int = 1) -> CostParams:
+        """params with this machine's α, β and per-rank compute rates at nranks."""
+        cores = self.cores(nranks)
+        rates = {name: getattr(params, name) / cores for name in COMPUTE_RATES}
         return replace(params, alpha=self.latency_us * 1e-6, beta=1e-9 / self.bandwidth_gbs, **rates)
 
     def describe(self) -> str:
-        return (f"{self.cores_per_rank} core(s)/rank, {self.memory_per_rank_gib:g} GiB/rank, "
+        cores = f"{self.cores_per_rank:g} core(s)/rank"
+        if self.shared_cores is not None:
+            cores += f" of {self.shared_cores:g} cores all ranks share"
+        return (f"{cores}, {self.memory_per_rank_gib:g} GiB/rank, "
                 f"{self.bandwidth_gbs:g} GB/s, {self.latency_us:g} µs latency")
 
 
@@ -218,18 +232,20 @@ def account(phys: PhysicalPlan, est: Estimator, params: CostParams, name: str, s
 def predict(catalog, queries: dict[str, str], ranks, sfs, machine: Machine, params: CostParams,
             base_sf: float = BASE_SF) -> list[Prediction]:
     """A Prediction for every (sf, nranks, query), in that nesting order."""
-    costs = machine.cost_params(params)
     out = []
     for sf in sfs:
         scaled = ScaledCatalog(catalog, sf / base_sf)
         for P in ranks:
+            costs = machine.cost_params(params, P)
             for name, sql in queries.items():
                 phys, est = plan(sql, scaled, costs, P)
                 out.append(account(phys, est, costs, name, sf))
     return out
 
 
-def _human_bytes(n: float) -> str:
+def human_bytes(n: float) -> str:
+    if math.isnan(n):
+        return "-"
     for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
         if abs(n) < 1000 or unit == "PB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -262,7 +278,7 @@ def render_table(preds: list[Prediction], machine: Machine, per_query: bool = Tr
             share = 100 * comm / total if total > 0 else 0.0
             flag = "*" if peak > limit else ""
             lines.append(f"{sf:>6g} {P:>6} {name:>6} {total:>10.3f} {comp:>10.3f} {comm:>10.3f} {share:>5.0f}% "
-                         f"{_human_bytes(moved):>10} {_human_bytes(peak) + flag:>10}")
+                         f"{human_bytes(moved):>10} {human_bytes(peak) + flag:>10}")
     lines.append("times: seconds per rank; moved: bytes between ranks, all ranks together; peak/rank: the most "
                  "one rank holds at a scan or exchange (* over memory per rank: it would spill, not charged).")
     return "\n".join(lines)
