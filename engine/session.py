@@ -40,13 +40,14 @@ from executors.comm import LocalComm, send_bytes
 from executors.doorbell import Doorbell, wait_for_message
 from executors.memory import lifetime_peak_rss_bytes, watch_memory
 from executors.runner import Runner, runs_on_rank0_alone
-from executors.scan import ScanSource
+from executors.scan import ScanSource, WholeTables
 from planner.build import Builder
 from planner.cost import CostParams
 from planner.estimate import Estimator
 from planner.explain import ExplainOptions, render_explain
 from planner.copartition import copartition
 from planner.physical import PhysicalPlanner
+from planner.single_rank import alone_max_cost, single_rank_plan
 from planner.rules import run_rules
 from planner.qualify import Statement, bind_params, classify, parse, qualify_statement
 from planner.qualify import columns_of
@@ -168,6 +169,7 @@ class Session:
         self.ordered_con = self.con if self.nranks == 1 else self._connect(share(1), "ordered")
         self.params = CostParams.load()
         self.forced_patterns = forced_patterns or {}
+        self.alone_max_cost = alone_max_cost()  # planner/single_rank.py
         self._plans: dict = {}
         # Plan cache key -> the result's schema, once known (from a run, or a run on empty tables).
         self._schemas: dict = {}
@@ -271,12 +273,18 @@ class Session:
             return self._plans[key]
         qualified = qualify_statement(ast, self.catalog)
         est = Estimator(self.catalog)
-        query = run_rules(Builder(self.catalog, est, self.params).build(qualified, original=ast))
-        query = copartition(query, self.catalog, self.nranks)
+        logical = run_rules(Builder(self.catalog, est, self.params).build(qualified, original=ast))
+        query = copartition(logical, self.catalog, self.nranks)
         phys = PhysicalPlanner(est, self.params, self.nranks, self.forced_patterns).plan(query)
         phys.names = self._duckdb_names(ast, sql_key, phys.names, client)
+        if not self.forced_patterns:
+            phys.single = single_rank_plan(logical, est, self.params, phys, self.alone_max_cost)
+            if phys.single is not None:
+                phys.single.names = phys.names
         if sql_key is not None:
             phys.key = hashlib.sha1(repr(key).encode()).hexdigest()
+            if phys.single is not None:
+                phys.single.key = phys.key + "/alone"
         if sql_key is not None:
             if len(self._plans) >= PLAN_CACHE_SIZE:
                 self._plans.pop(next(iter(self._plans)))
@@ -411,7 +419,9 @@ class Session:
     def _stream(self, phys, token: QueryToken):
         with self._admit(phys, "stream", token) as lane, self._query_in(lane, token) as qid:
             alone = self._alone(phys, "stream")
-            if not alone:
+            if alone:
+                phys = phys.single or phys
+            else:
                 self._send_workers(("run", lane.index, phys, "stream", qid, None))
             runner = self._runner(lane, LocalComm() if alone else self._query_comm(lane), phys)
             stop = lambda: self._send_workers(("cancel", qid))  # noqa: E731
@@ -473,7 +483,8 @@ class Session:
             result = self._run_query(phys, "analyze", token)
             total = time.perf_counter() - t1
             stats = (token.stats, total, result.num_rows)
-        return render_explain(phys, plan_s, stats, stmt.explain)
+        # What runs: the one-rank plan when rank 0 answers alone (EXPLAIN is collected on rank 0).
+        return render_explain(phys.single or phys, plan_s, stats, stmt.explain)
 
     def end_client(self, client: ClientSession) -> None:
         """A client session ends: its temporary tables are dropped, its settings forgotten."""
@@ -620,7 +631,7 @@ class Session:
     def _run(self, lane: Lane, phys, mode: str, token: QueryToken, target: str | None = None):
         with self._query_in(lane, token) as qid:
             if self._alone(phys, mode):
-                result, stats = self._execute_alone(lane, phys, mode)
+                result, stats = self._execute_alone(lane, phys.single or phys, mode)
             else:
                 self._send_workers(("run", lane.index, phys, mode, qid, target))
                 result, stats = self._execute_plan(lane, phys, mode, target)
@@ -630,19 +641,23 @@ class Session:
 
     def _alone(self, phys, mode: str) -> bool:
         """Whether rank 0 runs this plan without the other ranks (no round between processes:
-        `select 1`, queries over replicated inputs only)."""
+        `select 1`, queries over replicated inputs only, and small queries whose one-rank plan
+        is cheaper, planner/single_rank.py)."""
         return self.nranks > 1 and phys is not None and mode in ("collect", "analyze", "stream") \
-            and runs_on_rank0_alone(phys.root)
+            and (phys.single is not None or runs_on_rank0_alone(phys.root))
 
     def _execute_alone(self, lane: Lane, phys, mode: str):
+        """Runs `phys` (a plan _alone accepted, or its one-rank alternative) on rank 0 only."""
         runner = self._runner(lane, LocalComm(), phys, profile=mode == "analyze")
         with watch_memory(runner.stats):
             table = runner.run_plan(phys.root)
         return _rename(table, phys.names), [runner.stats]
 
     def _runner(self, lane: Lane, comm, phys, profile: bool = False) -> Runner:
+        # A one-rank plan run by rank 0 alone reads whole tables, not rank 0's share.
+        scans = WholeTables(lane.scans) if phys.alone_of else lane.scans
         # Join filters may prune Parquet row groups only when no join key can be NaN.
-        return Runner(lane.con, comm, self.catalog, lane.scans, cancelled=lane.cancelled.is_set,
+        return Runner(lane.con, comm, self.catalog, scans, cancelled=lane.cancelled.is_set,
                       parquet_con=lane.parquet_con if phys.nan_free_join_keys else None,
                       ordered_con=lane.ordered_con if phys.nan_free_join_keys else None,
                       fragment_times=self._fragment_times, plan_key=phys.key, profile=profile)

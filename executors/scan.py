@@ -339,3 +339,17 @@ class ScanSource:
                 return self._register(key, None)
             return self._register(key, pa.schema([table.schema.field(c) for c in columns]).empty_table())
         return table.sql_source([f for f, _ in share])
+
+
+class WholeTables:
+    """A rank's scan sources, reading every table whole: for a plan that rank 0 runs alone
+    (planner/single_rank.py), whose scans would otherwise read only rank 0's share."""
+
+    def __init__(self, scans: ScanSource):
+        self._scans = scans
+
+    def source(self, table: Table, columns: list[str], replicated: bool, in_order: bool = False) -> str:
+        return self._scans.source(table, columns, True, in_order)
+
+    def __getattr__(self, name):
+        return getattr(self._scans, name)

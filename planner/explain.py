@@ -556,6 +556,8 @@ def render_explain(plan: PhysicalPlan, plan_seconds: float, analyze=None,
     if options.format == "json":
         doc = {"ranks": plan.nranks, "planning_seconds": plan_seconds, "verbose": options.verbose,
                "plan": tree.to_json()}
+        if plan.alone_of:
+            doc["alone_of"] = plan.alone_of
         if analyze is not None:
             doc["analyze"] = {"total_seconds": analyze[1], "rows": analyze[2],
                               "final_compute_seconds": [rs.final_compute_s for rs in per_rank],
@@ -564,7 +566,13 @@ def render_explain(plan: PhysicalPlan, plan_seconds: float, analyze=None,
         return json.dumps(doc, indent=1)
     if options.format == "dot":
         return render_dot(tree, plan.nranks)
-    lines = [f"Distributed plan on {plan.nranks} rank{'s' if plan.nranks != 1 else ''} (planned in {_fmt_s(plan_seconds)})"]
+    if plan.alone_of:
+        # planner/single_rank.py: cheaper on one rank than spread over the flock.
+        head = (f"Plan for rank 0 alone, of {plan.alone_of} ranks (estimated {plan.cost * 1e3:.3g}ms against "
+                f"{plan.distributed_cost * 1e3:.3g}ms distributed)")
+    else:
+        head = f"Distributed plan on {plan.nranks} rank{'s' if plan.nranks != 1 else ''}"
+    lines = [f"{head} (planned in {_fmt_s(plan_seconds)})"]
 
     def rec(n: PlanNode, depth: int):
         lines.append("  " * depth + _line(n, options))

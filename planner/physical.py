@@ -53,11 +53,20 @@ class PhysicalPlan:
     key: str | None = None
     # The planner's estimate of the whole plan's cost in seconds (planner/cost.py).
     cost: float = 0.0
+    # Whether plan() put a gather above a distributed result (its cost is not in `cost`).
+    gathered: bool = False
+    # The same query planned for rank 0 alone, when that is cheaper (planner/single_rank.py).
+    single: "PhysicalPlan | None" = None
+    # On such a plan: the ranks of the flock it leaves idle, and the distributed plan's cost.
+    alone_of: int = 0
+    distributed_cost: float = 0.0
 
     def __getstate__(self):
-        # Decisions are for EXPLAIN on the planning rank only; ranks receive the bare plan.
-        return {"root": self.root, "names": self.names, "nranks": self.nranks, "decisions": {}, "exchanges": [],
-                "nan_free_join_keys": self.nan_free_join_keys, "key": self.key, "cost": self.cost}
+        # Decisions are for EXPLAIN on the planning rank only; ranks receive the bare plan (never
+        # the one-rank alternative: rank 0 runs that alone).
+        state = dict(self.__dict__)
+        state.update(decisions={}, exchanges=[], single=None)
+        return state
 
 
 class PhysicalPlanner:
@@ -75,9 +84,10 @@ class PhysicalPlanner:
     def plan(self, query: Query) -> PhysicalPlan:
         top = self.node(query.root)
         root = top.node
-        if top.dist.kind not in ("replicated", "single"):
+        gathered = top.dist.kind not in ("replicated", "single")
+        if gathered:
             root = Exchange(root, "gather")
-        plan = PhysicalPlan(root, query.names, self.ctx.nranks, self.decisions, cost=top.cost)
+        plan = PhysicalPlan(root, query.names, self.ctx.nranks, self.decisions, cost=top.cost, gathered=gathered)
         plan.root = _number_exchanges(plan)
         plan.nan_free_join_keys = nan_free_join_keys(root, self.ctx.est.catalog)
         return plan

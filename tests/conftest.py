@@ -1,12 +1,14 @@
 """Shared fixtures: TPC-H samples generated once per test session with tpchgen-cli."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from engine.leftovers import TEMP_MARK
+from planner.single_rank import ALONE_MAX_COST_ENV
 from tests.sample_data import tpch_sample
 from tpch.generate import ensure_sample
 
@@ -14,6 +16,11 @@ TPCH_TABLES = ("lineitem", "orders", "customer", "part", "partsupp", "supplier",
 
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The test data are small, so most multi-rank queries would be answered by rank 0 alone
+# (planner/single_rank.py) and the exchanges go untested. Off for every test and every process the
+# tests start; tests/test_single_rank.py turns it on where it is the subject.
+os.environ[ALONE_MAX_COST_ENV] = "0"
 
 
 @pytest.fixture(scope="session")

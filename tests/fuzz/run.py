@@ -17,6 +17,7 @@ tests/sql/regressions.test.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 import duckdb
 
 from engine.batch import run_queries
+from planner.single_rank import ALONE_MAX_COST_ENV
 from tests.fuzz.dataset import schema_of, write_adversarial
 from tests.fuzz.generate import AREAS, FuzzQuery, generate
 from tpch.compare import compare_tables, ordering_of
@@ -210,7 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, default=500)
     p.add_argument("--ranks", default="1,2,3")
     p.add_argument("--areas", default=",".join(AREAS))
+    p.add_argument("--alone", action="store_true",
+                   help="let rank 0 answer small queries alone (planner/single_rank.py), as a server does; by "
+                        "default off, so that queries over the small fuzz tables go through the exchanges")
     args = p.parse_args(argv)
+    if not args.alone:
+        os.environ[ALONE_MAX_COST_ENV] = "0"  # before any flock starts: the ranks inherit it
     if args.dataset == "adv":
         data = write_adversarial(args.data or Path(".test-data/fuzz-adv"))
     elif args.data is None:

@@ -1,0 +1,105 @@
+"""planner/single_rank.py: small queries answered by rank 0 alone, over whole tables.
+
+Every other test runs with this off (tests/conftest.py), since their tables are small; here it is on,
+as a server has it by default: the answers must still be DuckDB's at 2 and 3 ranks, through the
+batch runner (collect) and a real server (streams), and EXPLAIN says which plan runs.
+"""
+from __future__ import annotations
+
+import pytest
+
+from engine.batch import run_queries
+from engine.session import Session
+from executors.comm import LocalComm
+from planner.single_rank import ALONE_MAX_COST_ENV, ALONE_MAX_COST_S
+from tests.conftest import duckdb_oracle, tpch_mismatches
+from tests.server_fixtures import copy_data, start_server, stop_server
+from tpch import QUERY_NUMBERS, query_text
+from tpch.compare import compare_tables, ordering_of
+
+ON = str(ALONE_MAX_COST_S)
+# Small tables read whole by rank 0 (joins, aggregates, a window, ORDER BY with LIMIT, a subquery,
+# set operations), and one over lineitem with a filter.
+SMALL = (
+    "SELECT count(*) FROM nation",
+    "SELECT r_name, count(*) AS n, sum(n_nationkey) FROM nation JOIN region ON n_regionkey = r_regionkey "
+    "GROUP BY r_name ORDER BY r_name",
+    "SELECT n_name, rank() OVER (PARTITION BY n_regionkey ORDER BY n_name DESC) AS r FROM nation ORDER BY n_name",
+    "SELECT s_name, s_acctbal FROM supplier ORDER BY s_acctbal DESC, s_name LIMIT 7 OFFSET 3",
+    "SELECT n_name FROM nation WHERE n_nationkey IN (SELECT s_nationkey FROM supplier WHERE s_acctbal > 9000) "
+    "ORDER BY 1",
+    "SELECT n_regionkey FROM nation UNION SELECT r_regionkey + 3 FROM region EXCEPT SELECT 2 ORDER BY 1",
+    "SELECT count(*), sum(l_quantity) FROM lineitem WHERE l_orderkey < 100",
+)
+
+
+@pytest.fixture
+def alone_on(monkeypatch):
+    monkeypatch.setenv(ALONE_MAX_COST_ENV, ON)
+
+
+def _plan(data, sql: str, nranks: int):
+    with Session(str(data), comm=LocalComm()) as s:
+        s.nranks = nranks  # plan as rank 0 of an nranks flock would (nothing runs)
+        return s.plan(sql)
+
+
+def test_the_planner_keeps_a_one_rank_plan_only_where_it_is_cheaper(tpch_sf001, alone_on):
+    small = _plan(tpch_sf001, "SELECT count(*) FROM nation", 2)
+    assert small.nranks == 2 and small.single is not None
+    assert small.single.nranks == 1 and small.single.alone_of == 2
+    assert small.single.cost < small.single.distributed_cost
+    assert small.single.names == small.names
+    # Sent to the other ranks, a plan never carries its one-rank alternative.
+    import pickle
+    assert pickle.loads(pickle.dumps(small)).single is None
+    assert _plan(tpch_sf001, "SELECT count(*) FROM nation", 1).single is None  # one rank: nothing to save
+
+
+def test_off_and_over_the_limit_nothing_runs_alone(tpch_sf001, monkeypatch):
+    monkeypatch.setenv(ALONE_MAX_COST_ENV, "0")
+    assert _plan(tpch_sf001, "SELECT count(*) FROM nation", 2).single is None
+    monkeypatch.setenv(ALONE_MAX_COST_ENV, "1e-9")
+    assert _plan(tpch_sf001, "SELECT count(*) FROM nation", 2).single is None
+    monkeypatch.setenv(ALONE_MAX_COST_ENV, "soon")
+    with pytest.raises(ValueError, match=ALONE_MAX_COST_ENV):
+        _plan(tpch_sf001, "SELECT 1", 2)
+
+
+@pytest.mark.parametrize("ranks", (2, 3))
+def test_answers_are_duckdbs_when_rank0_answers_alone(tpch_sf001, alone_on, ranks):
+    explain = ["EXPLAIN SELECT count(*) FROM nation", "EXPLAIN (FORMAT JSON) SELECT count(*) FROM nation",
+               "EXPLAIN ANALYZE SELECT count(*) FROM nation"]
+    tpch = [query_text(n) for n in QUERY_NUMBERS]
+    results = run_queries(str(tpch_sf001), [*explain, *SMALL, *tpch], ranks, timeout_s=400)
+    texts = ["\n".join(r.table.column(0).to_pylist()) if r.table is not None else r.error for r in results[:3]]
+    assert texts[0].startswith(f"Plan for rank 0 alone, of {ranks} ranks"), texts[0]
+    assert f'"alone_of": {ranks}' in texts[1], texts[1]
+    assert texts[2].startswith(f"Plan for rank 0 alone, of {ranks} ranks") and "Total:" in texts[2], texts[2]
+    oracle = duckdb_oracle(tpch_sf001)
+    for sql, r in zip(SMALL, results[3:]):
+        assert r.error is None, (sql, r.error)
+        o = ordering_of(sql)
+        diff = compare_tables(r.table, oracle.sql(sql).to_arrow_table(), ordered=o.ordered, order_keys=o.keys)
+        assert diff is None, (sql, diff)
+    answers = {n: r.table if r.error is None else r.error for n, r in zip(QUERY_NUMBERS, results[3 + len(SMALL):])}
+    assert not tpch_mismatches(answers, tpch_sf001)
+
+
+def test_a_server_streams_what_rank0_answers_alone(tpch_sf001, alone_on, tmp_path):
+    """Through a real 2-rank server and ADBC: the stream of a one-rank plan, and the catalog's
+    EXPLAIN saying so."""
+    server = start_server("engine", copy_data(tmp_path / "data"), tmp_path / "server.log", ranks=2)
+    try:
+        with server.connect() as conn, conn.cursor() as cur:
+            oracle = duckdb_oracle(server.data_dir)
+            for sql in [*SMALL, query_text(2), query_text(11)]:
+                cur.execute(sql)
+                o = ordering_of(sql)
+                diff = compare_tables(cur.fetch_arrow_table(), oracle.sql(sql).to_arrow_table(), ordered=o.ordered,
+                                      order_keys=o.keys)
+                assert diff is None, (sql, diff)
+            cur.execute("EXPLAIN SELECT count(*) FROM nation")
+            assert cur.fetch_arrow_table().column(0)[0].as_py().startswith("Plan for rank 0 alone, of 2 ranks")
+    finally:
+        stop_server(server)
