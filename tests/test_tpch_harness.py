@@ -238,6 +238,9 @@ def test_ordering_of_queries():
     assert ordering_of(tpch.query_text(13)) == Ordering(True, ("custdist", "c_count"))
     assert ordering_of("select a, b as c from t order by 2") == Ordering(True, ("c",))
     assert ordering_of("select a from t order by a + 1") == Ordering(True, None)
+    # ORDER BY a position at or after a *: the result column at that position (a fuzzer find, TPC-H seed 251).
+    assert ordering_of("select * from (select 1 as c0) order by 1") == Ordering(True, (0,))
+    assert ordering_of("select t.*, x from t order by 2, x") == Ordering(True, (1, "x"))
 
 
 # --- the bench harness -----------------------------------------------------------------------------

@@ -52,9 +52,14 @@ def ordering_of(sql: str, dialect: str = "duckdb") -> Ordering:
         if isinstance(e, exp.Alias):
             computed.setdefault(e.this.sql(dialect), e.alias)
     keys = []
+    starred = [isinstance(e, exp.Star) or isinstance(e.this, exp.Star) for e in select.expressions] \
+        if select is not None else []
     for ordered in order.expressions:
         key = ordered.this
-        if isinstance(key, exp.Literal) and key.is_int and 0 < int(key.this) <= len(names) and names[int(key.this) - 1]:
+        if isinstance(key, exp.Literal) and key.is_int and int(key.this) > 0 and any(starred[:int(key.this)]):
+            # A * before it: the position counts the expanded columns, whose names are not known here.
+            keys.append(int(key.this) - 1)
+        elif isinstance(key, exp.Literal) and key.is_int and 0 < int(key.this) <= len(names) and names[int(key.this) - 1]:
             keys.append(names[int(key.this) - 1])
         elif isinstance(key, exp.Column) and key.name in names:
             keys.append(key.name)
