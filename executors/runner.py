@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from planner.physical import operator_numbers
 SAMPLE_ROWS_PER_RANK = 1024
 # Fragments whose instance choice a rank remembers (Runner._connection_for), across statements.
 FRAGMENT_TIMES_MAX = 10_000
+# The names Runner._view gives the Arrow tables of one run.
+_VIEW_NAME = re.compile(ARROW_VIEW_PREFIX + r"x\d+_\d+")
 # FLOCKSQL_TRACE=N prints every fragment's time and first N characters on stderr;
 # FLOCKSQL_PROFILE_RANK=R adds DuckDB's EXPLAIN ANALYZE of each fragment on rank R.
 TRACE = int(os.environ.get("FLOCKSQL_TRACE", "0") or 0)
@@ -197,7 +200,7 @@ def _past_kept(node: Node | None) -> Node | None:
 class Runner:
     def __init__(self, con, comm, catalog, scans: ScanSource, cancelled=lambda: False, parquet_con=None,
                  ordered_con=None, fragment_times: dict | None = None, plan_key: str | None = None,
-                 profile: bool = False):
+                 profile: bool = False, key_types: dict | None = None):
         self.con = con
         # Profile each fragment with DuckDB (EXPLAIN ANALYZE): off for every other run, which
         # then pays nothing for it (DuckDB's profiler stays off on the lane's connections).
@@ -211,11 +214,14 @@ class Runner:
         self.fragment_times = fragment_times if fragment_times is not None else {}
         self.plan_key = plan_key
         self._fragments = 0
+        # The SQL types of hash-exchange keys, kept across runs of a cached plan (see _key_types).
+        self.key_types = key_types if key_types is not None else {}
         self.comm = comm
         self.catalog = catalog
         self.scans = scans
         self.cancelled = cancelled
         self._views: list[str] = []
+        self._view_schemas: dict[str, pa.Schema] = {}
         # Materialized CTEs of the running statement: name -> (the SELECT over this rank's kept
         # part, whether that part is empty). Freed with the views when the statement ends.
         self._kept: dict[str, tuple[str, bool]] = {}
@@ -379,11 +385,13 @@ class Runner:
             except Exception:
                 pass
         self._views.clear()
+        self._view_schemas.clear()
 
     def _view(self, table: pa.Table, eid: int | None = None) -> str:
-        name = f"{ARROW_VIEW_PREFIX}x{self._qid}_{len(self._views)}"
+        name = f"{ARROW_VIEW_PREFIX}x{self._qid}_{len(self._views)}"  # matches _VIEW_NAME
         self.con.register(name, table)
         self._views.append(name)
+        self._view_schemas[name] = table.schema
         return name
 
     # ------------------------------------------------------------------ materialized CTEs
@@ -615,8 +623,26 @@ class Runner:
         return f"CASE {whens} ELSE {len(splitters)} END"
 
     def _key_types(self, child_sql: str, keys) -> list[str]:
-        desc = self.con.execute(f"DESCRIBE SELECT {', '.join(sql(k) for k in keys)} FROM ({child_sql})").fetchall()
-        return [row[1] for row in desc]
+        """The SQL types of `keys` over `child_sql`. Asking DuckDB binds the whole fragment again
+        (4 ms of a 30 ms TPC-DS query), so a cached plan's runs keep the answer: within one plan
+        the fragment's text, with this run's view names made neutral, and the schemas of the
+        Arrow views it reads fix the types."""
+        keys_sql = ", ".join(sql(k) for k in keys)
+        memo_key = None
+        if self.plan_key is not None:
+            views = tuple(self._view_schemas[v] for v in _VIEW_NAME.findall(child_sql) if v in self._view_schemas)
+            # The connection too: each lane's scan views have names of their own.
+            memo_key = (id(self.con), self.plan_key, _VIEW_NAME.sub("__view", child_sql), keys_sql, views)
+            known = self.key_types.get(memo_key)
+            if known is not None:
+                return known
+        desc = self.con.execute(f"DESCRIBE SELECT {keys_sql} FROM ({child_sql})").fetchall()
+        types = [row[1] for row in desc]
+        if memo_key is not None:
+            if len(self.key_types) > FRAGMENT_TIMES_MAX:
+                self.key_types.clear()
+            self.key_types[memo_key] = types
+        return types
 
     @staticmethod
     def _normalised(key: str, dtype: str) -> str:
