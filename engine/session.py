@@ -47,6 +47,7 @@ from planner.estimate import Estimator
 from planner.explain import ExplainOptions, render_explain
 from planner.copartition import copartition
 from planner.physical import PhysicalPlanner
+from planner.rules.sample_clause import has_unseeded_sample
 from planner.single_rank import alone_max_cost, single_rank_plan
 from planner.rules import run_rules
 from planner.qualify import Statement, bind_params, classify, parse, qualify_statement
@@ -276,6 +277,8 @@ class Session:
 
     def _plan_query(self, ast, sql_key: str | None, client: ClientSession | None = None):
         """The physical plan of a query AST; the caller holds the plan lock."""
+        if sql_key is not None and has_unseeded_sample(ast):
+            sql_key = None  # each run draws a sample of its own (planner/rules/sample_clause.py)
         key = self._cache_key(sql_key)
         if sql_key is not None and key in self._plans:
             return self._plans[key]

@@ -290,12 +290,13 @@ class ScanSource:
             return f"read_parquet([{', '.join(sql_string(f) for f in whole)}])"
         share_key = (table.name, tuple((f, tuple(gs) if gs is not None else None) for f, gs in share),
                      table.row_count)
+        # The share in its files' order (a positional join reads the rows in that order; whole files
+        # put after the partial ones scrambled it once the share came from memory).
         if "file_row_number" in table.schema.names:
-            return self._share_source(share_key, partial + [(f, None) for f in whole], columns, table.schema.names[0])
-        if not self._asked_before(share_key) or self._too_big(share_key, partial + [(f, None) for f in whole],
-                                                              columns):
+            return self._share_source(share_key, share, columns, table.schema.names[0])
+        if not self._asked_before(share_key) or self._too_big(share_key, share, columns):
             return _lazy_share(table, share)
-        return self._share_source(share_key, partial + [(f, None) for f in whole], columns, table.schema.names[0])
+        return self._share_source(share_key, share, columns, table.schema.names[0])
 
     def _too_big(self, share_key, share, columns: list[str]) -> bool:
         """Whether the columns of the share not in memory yet would take more than FILL_MAX_SHARE

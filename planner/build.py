@@ -564,7 +564,9 @@ class Builder:
         replace_types = getattr(replace, "types", None)
 
         def rec(n: exp.Expression) -> exp.Expression:
-            if replace and (replace_types is None or type(n) in replace_types):
+            # A window's own aggregate (count(*) OVER ()) is not the group's same-looking one.
+            if replace and (replace_types is None or type(n) in replace_types) and \
+                    not (isinstance(n, exp.AggFunc) and _window_owned(n)):
                 key = expr_key(n)
                 if key in replace and (not isinstance(n, exp.Literal) or getattr(replace, "literals", False)):
                     return _typed(replace[key].copy(), n)

@@ -31,3 +31,24 @@ def expand_order_all(order: exp.Order | None, ncols: int) -> exp.Order | None:
 
 def is_all(e: exp.Expression) -> bool:
     return isinstance(e, exp.Var) and e.name.upper() == "ALL"
+
+
+def order_as_window_keys(sel: exp.Select) -> exp.Order | None:
+    """A SELECT's ORDER BY as a window's ORDER BY (a QUALIFY, DISTINCT ON or LIMIT … PERCENT moved
+    into a window): positions and select aliases stand for their items' expressions."""
+    items = [(e.this, e.alias) if isinstance(e, exp.Alias) else (e, e.alias_or_name) for e in sel.expressions]
+    order = expand_order_all(sel.args.get("order"), len(items))
+    if order is None:
+        return None
+    by_alias = {}
+    for value, name in items:
+        by_alias.setdefault(name, value)
+    keys = []
+    for o in order.expressions:
+        key = o.this
+        if isinstance(key, exp.Literal) and not key.is_string:
+            key = items[int(key.this) - 1][0]
+        elif isinstance(key, exp.Column) and not key.table and key.name in by_alias:
+            key = by_alias[key.name]
+        keys.append(exp.Ordered(this=key.copy(), desc=o.args.get("desc"), nulls_first=o.args.get("nulls_first")))
+    return exp.Order(expressions=keys)

@@ -28,6 +28,9 @@ from planner.rules.named_windows import inline_named_windows
 from planner.rules.using_joins import expand_using
 from planner.rules.unpivot import rewrite_unpivot
 from planner.rules.qualify_clause import rewrite_qualify
+from planner.rules.columns_expression import expand_columns
+from planner.rules.limit_percent import rewrite_limit_percent, wrap_set_operations
+from planner.rules.sample_clause import rewrite_samples
 from planner.rules.rename_duplicate_columns import rename_duplicate_columns
 from engine.catalog import DATABASE, SCHEMA
 from engine.errors import CatalogError, NotSupportedError, ParseError
@@ -301,16 +304,8 @@ def _check_parenthesised_joins(ast: exp.Expression) -> None:
 
 def _check_silent_modifiers(ast: exp.Expression) -> None:
     """Clauses that sqlglot keeps beside the node they change and that nothing here reads: answering
-    without them would be a wrong answer (all the rows of `t TABLESAMPLE 10%` or `LIMIT 40 PERCENT`)."""
-    if any(ast.find_all(exp.TableSample)):
-        raise NotSupportedError("TABLESAMPLE / USING SAMPLE")
-    if any(ast.find_all(exp.Columns)):
-        # DuckDB expands COLUMNS(…) into one expression per matching column; it would reach a
-        # fragment whole and match the fragment's internal columns instead.
-        raise NotSupportedError("COLUMNS(…) expressions (name the columns)")
+    without them would be a wrong answer (all the rows of `FETCH FIRST 3 ROWS WITH TIES`)."""
     for options in ast.find_all(exp.LimitOptions):
-        if options.args.get("percent"):
-            raise NotSupportedError("LIMIT … PERCENT")
         if options.args.get("with_ties"):
             raise NotSupportedError("FETCH … WITH TIES")
 
@@ -325,6 +320,8 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     spelled = _grouping_units_as_written(ast)
     ast = _expand_grouping_positions(ast)
     _check_silent_modifiers(ast)
+    ast = rewrite_samples(ast, lambda name: None if name.lower() in cte_names else columns_of(name, catalog))
+    ast = wrap_set_operations(ast)
     ast = inline_named_windows(ast)
     ast = table_functions.name_columns(ast, lambda item: _columns_or_none(item, ast, catalog))
     ast = rewrite_lateral_table_functions(ast)
@@ -349,6 +346,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
             raise CatalogError(f"unknown table: {t.name}")
         schema[name] = {_schema_column(f.name): sql_type_name(f.type) for f in catalog.table_schema(name)}
     try:
+        ast = expand_columns(ast, lambda statement: _qualify(statement, schema))
         try:
             qualified = _qualify_unique(ast, schema)
         except OptimizeError as e:
@@ -357,6 +355,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
                 raise
             qualified = _qualify_unique(lateral, schema)
         _check_grouping_spellings(spelled, qualified)
+        qualified = rewrite_limit_percent(qualified)
         return table_functions.restore(_with_types(rewrite_qualify(qualified), schema), generated)
     except OptimizeError as e:
         msg = str(e)

@@ -90,7 +90,7 @@ def name_columns(ast: exp.Expression, columns_of_item) -> exp.Expression:
         if select is None:
             continue
         for column in list(select.find_all(exp.Column)):
-            if column.name.lower() != name or _inside(column, item):
+            if column.name.lower() != name or inside(column, item):
                 continue
             if column.table:
                 if column.table.lower() != table.lower():
@@ -106,7 +106,8 @@ def name_columns(ast: exp.Expression, columns_of_item) -> exp.Expression:
     return ast
 
 
-def _inside(node: exp.Expression, ancestor: exp.Expression) -> bool:
+def inside(node: exp.Expression, ancestor: exp.Expression) -> bool:
+    """Whether node is ancestor or lies under it."""
     while node is not None:
         if node is ancestor:
             return True

@@ -20,7 +20,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from engine.errors import NotSupportedError
-from planner.order_all import expand_order_all
+from planner.order_all import expand_order_all, order_as_window_keys
 
 
 def rewrite_qualify(ast: exp.Expression) -> exp.Expression:
@@ -28,8 +28,9 @@ def rewrite_qualify(ast: exp.Expression) -> exp.Expression:
     if not selects:
         return ast
     # Innermost first, so that a rewritten outer SELECT carries rewritten subqueries.
-    for sel in sorted(selects, key=lambda s: -_depth(s)):
-        replacement = _rewritten(sel)
+    for number, sel in enumerate(sorted(selects, key=lambda s: -_depth(s))):
+        # A name of its own: a rewritten SELECT may hold another in a subquery.
+        replacement = _rewritten(sel, f"__q{number}" if number else "__q")
         if sel is ast:
             ast = replacement
         else:
@@ -53,7 +54,7 @@ def _item(e: exp.Expression) -> tuple[exp.Expression, str]:
     return (e.this, e.alias) if isinstance(e, exp.Alias) else (e, e.alias_or_name)
 
 
-def _rewritten(sel: exp.Select) -> exp.Select:
+def _rewritten(sel: exp.Select, alias: str) -> exp.Select:
     items = [_item(e) for e in sel.expressions]
     by_alias = {}
     for value, name in items:
@@ -74,17 +75,14 @@ def _rewritten(sel: exp.Select) -> exp.Select:
         keys = [unaliased(k) for k in (on.expressions if isinstance(on, exp.Tuple) else [on])]
         window = exp.Window(this=exp.RowNumber(), partition_by=keys)
         if order is not None:
-            window.set("order", exp.Order(expressions=[
-                exp.Ordered(this=items[int(o.this.this) - 1][0].copy() if _is_position(o.this) else unaliased(o.this),
-                            desc=o.args.get("desc"), nulls_first=o.args.get("nulls_first"))
-                for o in order.expressions]))
+            window.set("order", order_as_window_keys(sel))
         first = exp.EQ(this=window, expression=exp.Literal.number(1))
         condition = first if condition is None else exp.And(this=exp.Paren(this=condition), expression=first)
 
     inner = sel.copy()
     for key in ("qualify", "order", "limit", "offset", "distinct"):
         inner.set(key, None)
-    inner_items = [exp.alias_(v.copy(), f"__c{i}", quoted=False) for i, (v, _) in enumerate(items)]
+    inner_items = [_named(v.copy(), f"__c{i}") for i, (v, _) in enumerate(items)]
     outer_order = []
     for o in order.expressions if order is not None else []:
         key = o.this
@@ -96,16 +94,16 @@ def _rewritten(sel: exp.Select) -> exp.Select:
             target = f"__c{position}"
         else:
             target = f"__o{len(outer_order)}"
-            inner_items.append(exp.alias_(key.copy(), target, quoted=False))
-        outer_order.append(exp.Ordered(this=exp.column(target, table="__q"), desc=o.args.get("desc"),
+            inner_items.append(_named(key.copy(), target))
+        outer_order.append(exp.Ordered(this=exp.column(target, table=alias), desc=o.args.get("desc"),
                                        nulls_first=o.args.get("nulls_first")))
-    inner_items.append(exp.alias_(condition, "__qualify", quoted=False))
+    inner_items.append(_named(condition, "__qualify"))
     inner.set("expressions", inner_items)
 
-    outer = exp.select(*[exp.alias_(exp.column(f"__c{i}", table="__q"), name, quoted=True)
+    outer = exp.select(*[exp.alias_(exp.column(f"__c{i}", table=alias), name, quoted=True)
                          for i, (_, name) in enumerate(items)])
-    outer = outer.from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("__q"))))
-    outer = outer.where(exp.column("__qualify", table="__q"))
+    outer = outer.from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+    outer = outer.where(exp.column("__qualify", table=alias))
     if isinstance(sel.args.get("distinct"), exp.Distinct) and on is None:
         outer.set("distinct", exp.Distinct())
     if outer_order:
@@ -118,6 +116,12 @@ def _rewritten(sel: exp.Select) -> exp.Select:
             outer.set(key, sel.args[key].copy())
             inner.set(key, None)
     return outer
+
+
+def _named(value: exp.Expression, name: str) -> exp.Alias:
+    # Always an Alias: exp.alias_ gives a scalar subquery a table alias of its own instead, which
+    # names no column.
+    return exp.Alias(this=value, alias=exp.to_identifier(name))
 
 
 def _is_position(e: exp.Expression) -> bool:

@@ -933,8 +933,9 @@ class QueryGenerator:
         beside the node they change): LIMIT ALL, FETCH FIRST … ONLY, named WINDOW clauses with QUALIFY,
         DISTINCT ON, ORDER BY ALL, PIVOT / UNPIVOT, UNION BY NAME, EXISTS / IN / ANY / ALL as values,
         table functions reading the FROM item before them, POSITIONAL JOIN; and, one query in twelve,
-        a clause FlockSQL refuses by name (TABLESAMPLE, LIMIT … PERCENT, COLUMNS(…), WITH ORDINALITY),
-        written so that DuckDB's answer is determined all the same."""
+        a clause whose answer is easy to get wrong (TABLESAMPLE, LIMIT … PERCENT, COLUMNS(…), WITH
+        ORDINALITY: the last still refused by name), written so that DuckDB's answer is determined
+        all the same."""
         forms = [(self._limit_all, 2), (self._fetch_first, 1), (self._named_window, 2), (self._distinct_on, 2),
                  (self._order_by_all, 2), (self._pivot, 2), (self._unpivot, 2), (self._by_name, 2),
                  (self._subquery_values, 2), (self._lateral_function, 3), (self._positional, 2), (self._refused, 2)]
@@ -1247,7 +1248,7 @@ class QueryGenerator:
         return f"SELECT {self._select_list(items)} FROM {sql}{where}"
 
     def _refused(self) -> str:
-        """A clause FlockSQL refuses by name, in a query whose answer DuckDB determines: a sample of
+        """A clause FlockSQL built late or refuses, in a query whose answer DuckDB determines: a sample of
         a fixed number of rows (counted), LIMIT … PERCENT in a total order, COLUMNS(…) in an
         aggregate, WITH ORDINALITY."""
         src = self._source()

@@ -1,0 +1,134 @@
+"""columns_expression: DuckDB's COLUMNS(…) in a select list, expanded into the columns it names.
+
+    SELECT min(COLUMNS(*)) FROM t                   → SELECT min(t.a) AS a, min(t.b) AS b FROM t
+    SELECT COLUMNS('^l_.*price$') + 1 FROM lineitem → SELECT lineitem.l_extendedprice + 1 AS l_extendedprice …
+    SELECT hash(*COLUMNS(* EXCLUDE (b))) FROM t     → SELECT hash(t.a, t.c) FROM t
+
+The columns are those a `*` in the same place would give (sqlglot's qualify expands stars from the
+FROM clause, CTEs and derived tables included), so a copy of the statement whose SELECT lists a
+star instead is qualified first; the star's columns are matched against the pattern (a regular
+expression found anywhere in the name, as DuckDB's is; or `*` with its EXCLUDE / REPLACE) and put
+into the item: one item per column, named after it, or for `*COLUMNS(…)` inside a call, one
+argument per column. The statement is then qualified as written, so that ORDER BY 2 and GROUP BY
+ALL see the expanded list, as in DuckDB.
+
+Refused: a lambda as the pattern, COLUMNS outside the select list, two COLUMNS in one item, and an
+item that reads other columns beside its COLUMNS (those would stay unqualified).
+"""
+from __future__ import annotations
+
+import re
+
+from sqlglot import exp
+
+from engine.errors import CatalogError, NotSupportedError
+from planner.table_functions import inside
+
+PROBE = "__flocksql_columns_probe"
+
+
+def expand_columns(ast: exp.Expression, qualify) -> exp.Expression:
+    """ast with every COLUMNS(…) item expanded; qualify(statement) is sqlglot's qualify with the
+    catalog's schema, run on a copy whose SELECT lists a star instead, to learn that star's columns."""
+    if not any(ast.find_all(exp.Columns)):
+        return ast
+    ast = ast.copy()
+    while True:
+        selects = [s for s in ast.find_all(exp.Select) if any(_items_with_columns(s))]
+        if not selects:
+            return ast
+        select = selects[-1]  # the innermost last: its columns do not depend on the others'
+        star_items = _star_of(ast, select, qualify)
+        out = []
+        for item in select.expressions:
+            if item.find(exp.Columns) is None:
+                out.append(item)
+                continue
+            _check(item)
+            out += _expanded(item, star_items)
+        select.set("expressions", out)
+
+
+def _items_with_columns(select: exp.Select):
+    return (i for i in select.expressions if i.find(exp.Columns) is not None)
+
+
+def _star_of(ast: exp.Expression, select: exp.Select, qualify) -> list[exp.Expression]:
+    """What `SELECT *` gives in select's place: its qualified items."""
+    marker = exp.alias_(exp.Literal.string(PROBE), PROBE)
+    original = select.args["expressions"]
+    select.set("expressions", [exp.Star(), marker])
+    try:
+        probe = qualify(ast.copy())
+    finally:
+        select.set("expressions", original)
+    for s in probe.find_all(exp.Select):
+        items = s.expressions
+        if items and isinstance(items[-1], exp.Alias) and items[-1].alias == PROBE:
+            return items[:-1]
+    raise NotSupportedError("COLUMNS(…) here")
+
+
+def _check(item: exp.Expression) -> None:
+    found = list(item.find_all(exp.Columns))
+    if len(found) > 1:
+        raise NotSupportedError("two COLUMNS(…) in one select item")
+    node = found[0]
+    if isinstance(node.this, exp.Lambda):
+        raise NotSupportedError("COLUMNS(…) with a lambda (write a regular expression)")
+    if any(not inside(c, node) for c in item.find_all(exp.Column)):
+        raise NotSupportedError("a COLUMNS(…) item that also reads other columns")
+    if isinstance(item, exp.Alias) and not node.args.get("unpack"):
+        raise NotSupportedError("an alias on a COLUMNS(…) item (each column keeps its name)")
+    if node.args.get("unpack") and not isinstance(node.parent, exp.Func):
+        raise NotSupportedError("*COLUMNS(…) outside a call's arguments")
+
+
+def _expanded(template: exp.Expression, star_items: list[exp.Expression]) -> list[exp.Expression]:
+    node = next(template.find_all(exp.Columns))
+    columns = []
+    star = node.this if isinstance(node.this, exp.Star) else None
+    excluded = {c.name.lower() for c in (star.args.get("except_") or star.args.get("except") or [])} if star is not None else set()
+    replaced = {r.alias.lower(): r.this for r in (star.args.get("replace") or [])} if star is not None else {}
+    for item in star_items:
+        value, name = (item.this, item.alias) if isinstance(item, exp.Alias) else (item, item.alias_or_name)
+        if name.lower() in excluded:
+            continue
+        if name.lower() in replaced:
+            if any(True for _ in replaced[name.lower()].find_all(exp.Column)):
+                raise NotSupportedError("COLUMNS(* REPLACE (…)) with an expression that reads columns")
+            value = replaced[name.lower()]
+        if isinstance(node.this, exp.Literal):
+            try:
+                if not re.search(node.this.this, name):
+                    continue
+            except re.error as e:
+                raise CatalogError(f"COLUMNS: invalid regular expression {node.this.this!r}: {e}") from None
+        columns.append((value, name))
+    if not columns:
+        raise CatalogError(f"COLUMNS(…) matches no column: {node.sql('duckdb')}")
+    if node.args.get("unpack"):
+        call = node.parent
+        made = template.copy()
+        target = next(made.find_all(exp.Columns))
+        holder, key = target.parent, target.arg_key
+        arguments = []
+        for argument in holder.args.get(key) or []:
+            if argument is target:
+                arguments += [value.copy() for value, _ in columns]
+            else:
+                arguments.append(argument)
+        if call is None or not isinstance(holder.args.get(key), list):
+            raise NotSupportedError("*COLUMNS(…) outside a call's arguments")
+        holder.set(key, arguments)
+        return [made]
+    out = []
+    for value, name in columns:
+        made = template.copy()
+        target = next(made.find_all(exp.Columns))
+        if target is made:
+            made = value.copy()
+        else:
+            target.replace(value.copy())
+        out.append(exp.alias_(made, name, quoted=True))
+    return out
