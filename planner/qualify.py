@@ -29,6 +29,7 @@ from planner.rules.using_joins import expand_using
 from planner.rules.unpivot import rewrite_unpivot
 from planner.rules.qualify_clause import rewrite_qualify
 from planner.rules.columns_expression import expand_columns
+from planner.rules.ordinality import rewrite_ordinality
 from planner.rules.limit_percent import rewrite_limit_percent, wrap_set_operations
 from planner.rules.sample_clause import rewrite_samples
 from planner.rules.rename_duplicate_columns import rename_duplicate_columns
@@ -322,6 +323,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     _check_silent_modifiers(ast)
     ast = rewrite_samples(ast, lambda name: None if name.lower() in cte_names else columns_of(name, catalog))
     ast = wrap_set_operations(ast)
+    ast = rewrite_ordinality(ast)
     ast = inline_named_windows(ast)
     ast = table_functions.name_columns(ast, lambda item: _columns_or_none(item, ast, catalog))
     ast = rewrite_lateral_table_functions(ast)

@@ -129,7 +129,7 @@ UNSUPPORTED = [
     ("WITH c AS (SELECT * FROM nation) SELECT * FROM c TABLESAMPLE 10%", "cte"),
     ("SELECT * FROM nation, region USING SAMPLE 3 ROWS", "rows over a join"),
     ("SELECT DISTINCT n_regionkey FROM nation LIMIT 40 PERCENT", "percent with distinct"),
-    ("SELECT * FROM range(3) WITH ORDINALITY", "with ordinality"),
+    ("SELECT * FROM unnest([1], [2]) WITH ORDINALITY", "with ordinality"),
     ("SELECT COLUMNS(lambda c: c LIKE 'n_%') FROM nation", "lambda"),
     ("SELECT COLUMNS(*) + n_nationkey FROM nation", "columns("),
     ("SELECT * FROM nation n RIGHT JOIN LATERAL (SELECT * FROM region WHERE r_regionkey = n.n_regionkey) r ON true",

@@ -16,7 +16,8 @@ NULL), in both forms. A call that is its SELECT's first FROM item reads an enclo
 it becomes a plain derived table (a correlated subquery's FROM).
 
 Calls with constant arguments stay table functions (planner/table_functions.py makes each rank's
-slice of them); `unnest` of several lists, or with named arguments, and WITH ORDINALITY stay refused.
+slice of them); `unnest` of several lists, or with named arguments, stays refused. WITH ORDINALITY
+was written as a derived table before (planner/rules/ordinality.py).
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def rewrite_lateral_table_functions(ast: exp.Expression) -> exp.Expression:
 def _reads_a_column(node: exp.Expression) -> bool:
     call = table_functions.call_of(node)
     if call is None or not isinstance(node.parent, (exp.From, exp.Join)) or table_functions.with_ordinality(node):
-        return False  # WITH ORDINALITY: refused by table_functions.hide
+        return False  # WITH ORDINALITY: planner/rules/ordinality.py rewrote it (what is left is refused)
     return any(isinstance(n, exp.Column) for n in call.walk()) and _list_form(call) is not None
 
 

@@ -934,7 +934,7 @@ class QueryGenerator:
         DISTINCT ON, ORDER BY ALL, PIVOT / UNPIVOT, UNION BY NAME, EXISTS / IN / ANY / ALL as values,
         table functions reading the FROM item before them, POSITIONAL JOIN; and, one query in twelve,
         a clause whose answer is easy to get wrong (TABLESAMPLE, LIMIT … PERCENT, COLUMNS(…), WITH
-        ORDINALITY: the last still refused by name), written so that DuckDB's answer is determined
+        ORDINALITY: all refused by name before they were built), written so that DuckDB's answer is determined
         all the same."""
         forms = [(self._limit_all, 2), (self._fetch_first, 1), (self._named_window, 2), (self._distinct_on, 2),
                  (self._order_by_all, 2), (self._pivot, 2), (self._unpivot, 2), (self._by_name, 2),
