@@ -51,7 +51,7 @@ from planner.rules.sample_clause import has_unseeded_sample
 from planner.single_rank import alone_max_cost, single_rank_plan
 from planner.rules import run_rules
 from planner.qualify import Statement, bind_params, classify, parse, qualify_statement
-from planner.qualify import columns_of
+from planner.qualify import columns_of, with_short_in_lists
 from planner.rules import pivot as pivot_rule
 
 # Parsing, binding and planning recurse once or more per nesting level of the SQL (derived tables,
@@ -317,8 +317,13 @@ class Session:
         tables. Our own names stand where it cannot (the same number of columns or nothing)."""
         if self.system is None:
             return names
-        text = sql_key if sql_key is not None and not any(c in sql_key for c in "\x00\x01\x02") \
-            else ast.sql("duckdb")
+        short = with_short_in_lists(ast)
+        if short is not None:
+            text = short.sql("duckdb")
+        elif sql_key is not None and not any(c in sql_key for c in "\x00\x01\x02"):
+            text = sql_key
+        else:
+            text = ast.sql("duckdb")
         try:
             described = catalog_statements.describe_names(self, text, client)
         except FlockError:

@@ -178,6 +178,30 @@ def _fold_long_in_lists(sql: str) -> tuple[str, dict[str, str]]:
     return "".join(out), lists
 
 
+def with_short_in_lists(ast: exp.Expression) -> exp.Expression | None:
+    """A copy of ast whose long IN lists (kept as their text by parse) hold their first item only,
+    for asking DuckDB's binder what it names the result's columns: binding a 100,000-item list
+    takes it over a second, and the names are the same where no such list is in a select list.
+    None when ast has no long list, or one inside a select list."""
+    def long_list(n):
+        return isinstance(n, exp.Var) and isinstance(n.parent, exp.In) and "," in n.name
+    found = [n for n in ast.walk() if long_list(n)]
+    if not found:
+        return None
+    for n in found:
+        item = n
+        while item.parent is not None and not (isinstance(item.parent, exp.Select) and item.arg_key == "expressions"):
+            item = item.parent
+        if item.parent is not None:
+            return None
+    short = ast.copy()
+    for n in [n for n in short.walk() if long_list(n)]:
+        first = duckdb.tokenize(n.name)
+        end = next((start for start, kind in first[1:] if n.name[start] == ","), None) if len(first) > 1 else None
+        n.replace(exp.Var(this=n.name[:end] if end is not None else n.name))
+    return short
+
+
 def _unfold_in_lists(ast: exp.Expression, lists: dict[str, str]) -> exp.Expression:
     def put_back(n):
         if isinstance(n, exp.Column) and not n.table and n.name in lists and isinstance(n.parent, exp.In):
