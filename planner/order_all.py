@@ -33,10 +33,15 @@ def is_all(e: exp.Expression) -> bool:
     return isinstance(e, exp.Var) and e.name.upper() == "ALL"
 
 
+def select_items(sel: exp.Select) -> list[tuple[exp.Expression, str]]:
+    """A SELECT's items as (expression, output name)."""
+    return [(e.this, e.alias) if isinstance(e, exp.Alias) else (e, e.alias_or_name) for e in sel.expressions]
+
+
 def order_as_window_keys(sel: exp.Select) -> exp.Order | None:
     """A SELECT's ORDER BY as a window's ORDER BY (a QUALIFY, DISTINCT ON or LIMIT … PERCENT moved
     into a window): positions and select aliases stand for their items' expressions."""
-    items = [(e.this, e.alias) if isinstance(e, exp.Alias) else (e, e.alias_or_name) for e in sel.expressions]
+    items = select_items(sel)
     order = expand_order_all(sel.args.get("order"), len(items))
     if order is None:
         return None

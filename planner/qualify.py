@@ -196,10 +196,18 @@ def with_short_in_lists(ast: exp.Expression) -> exp.Expression | None:
             return None
     short = ast.copy()
     for n in [n for n in short.walk() if long_list(n)]:
-        first = duckdb.tokenize(n.name)
-        end = next((start for start, kind in first[1:] if n.name[start] == ","), None) if len(first) > 1 else None
-        n.replace(exp.Var(this=n.name[:end] if end is not None else n.name))
+        n.replace(exp.Var(this=_first_item(n.name)))
     return short
+
+
+def _first_item(items: str) -> str:
+    """The first item of an IN list's text (a comma inside a string is not its end). Only a
+    prefix is tokenized: the whole of a 100,000-item list takes DuckDB's tokenizer 75 ms."""
+    for prefix in (items[:4096], items):
+        commas = [start for start, _ in duckdb.tokenize(prefix) if prefix[start] == ","]
+        if commas:
+            return items[:commas[0]]
+    return items
 
 
 def _unfold_in_lists(ast: exp.Expression, lists: dict[str, str]) -> exp.Expression:

@@ -95,7 +95,7 @@ def _expanded(template: exp.Expression, star_items: list[exp.Expression]) -> lis
         if name.lower() in excluded:
             continue
         if name.lower() in replaced:
-            if any(True for _ in replaced[name.lower()].find_all(exp.Column)):
+            if replaced[name.lower()].find(exp.Column) is not None:
                 raise NotSupportedError("COLUMNS(* REPLACE (…)) with an expression that reads columns")
             value = replaced[name.lower()]
         if isinstance(node.this, exp.Literal):
@@ -108,18 +108,14 @@ def _expanded(template: exp.Expression, star_items: list[exp.Expression]) -> lis
     if not columns:
         raise CatalogError(f"COLUMNS(…) matches no column: {node.sql('duckdb')}")
     if node.args.get("unpack"):
-        call = node.parent
         made = template.copy()
         target = next(made.find_all(exp.Columns))
         holder, key = target.parent, target.arg_key
+        if not isinstance(holder.args.get(key), list):
+            raise NotSupportedError("*COLUMNS(…) outside a call's list of arguments")
         arguments = []
-        for argument in holder.args.get(key) or []:
-            if argument is target:
-                arguments += [value.copy() for value, _ in columns]
-            else:
-                arguments.append(argument)
-        if call is None or not isinstance(holder.args.get(key), list):
-            raise NotSupportedError("*COLUMNS(…) outside a call's arguments")
+        for argument in holder.args[key]:
+            arguments += [value.copy() for value, _ in columns] if argument is target else [argument]
         holder.set(key, arguments)
         return [made]
     out = []

@@ -20,7 +20,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from engine.errors import NotSupportedError
-from planner.order_all import expand_order_all, order_as_window_keys
+from planner.order_all import expand_order_all, order_as_window_keys, select_items
 
 
 def rewrite_qualify(ast: exp.Expression) -> exp.Expression:
@@ -50,12 +50,8 @@ def _distinct_on(sel: exp.Select):
     return d.args.get("on") if isinstance(d, exp.Distinct) else None
 
 
-def _item(e: exp.Expression) -> tuple[exp.Expression, str]:
-    return (e.this, e.alias) if isinstance(e, exp.Alias) else (e, e.alias_or_name)
-
-
 def _rewritten(sel: exp.Select, alias: str) -> exp.Select:
-    items = [_item(e) for e in sel.expressions]
+    items = select_items(sel)
     by_alias = {}
     for value, name in items:
         by_alias.setdefault(name, value)
