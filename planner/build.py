@@ -1388,7 +1388,8 @@ class Builder:
         for i, (gid, key) in enumerate(groups):
             keep = [n for n, s in enumerate(sets) if i in s]
             nulled = self.new_id("set_key", self.id_types.get(gid))
-            if len(keep) == len(sets):
+            if len(keep) == sum(1 for s in sets if s):
+                # Kept by every expanded set: the key itself, so a partitioning on it holds here.
                 value = key
             else:
                 cond = exp.In(this=col(number), expressions=[exp.Literal.number(n) for n in keep]) if keep else exp.false()
@@ -1522,7 +1523,7 @@ class Builder:
                 lk, rk, residual = self._comparable_keys([exprs[k] for k in inner_keys], [f for f, _ in fresh])
                 lk, rk = tuple(never_raising(k) for k in lk), tuple(never_raising(k) for k in rk)
                 restricted = Join(n.input, keys_rel, "semi", lk, rk, residual)
-                return Aggregate(restricted, n.groups, n.aggs)
+                return replace(n, input=restricted)
             if isinstance(n, (Project, Filter)):
                 inner = rewrite(n.input)
                 return n if inner is n.input else n.with_children(inner)
@@ -1656,7 +1657,9 @@ class Builder:
                 if split is not None and sum(1 for x in sets if x) > 1:
                     partial, _, final_aggs, finish = split
                     pre_keys = [(self.new_id("pre_key", self.id_types.get(gid)), key) for gid, key in groups]
-                    rel = Aggregate(rel, tuple(pre_keys), tuple(partial))
+                    common = frozenset.intersection(*(x for x in sets if x))
+                    rel = Aggregate(rel, tuple(pre_keys), tuple(partial),
+                                    tuple(pid for i, (pid, _) in enumerate(pre_keys) if i in common))
                     groups = [(gid, col(pid)) for (gid, _), (pid, _) in zip(groups, pre_keys)]
                 base = rel
                 set_aggs, total_aggs = tuple(final_aggs if finish is not None else agg_cols), None

@@ -244,6 +244,9 @@ class Aggregate(Unary):
     input: Node
     groups: tuple[tuple[str, exp.Expression], ...]
     aggs: tuple[tuple[str, exp.Expression], ...]
+    # Group ids that a later stage also groups by (the keys every grouping set keeps): where they
+    # have enough values, the rows are partitioned on them alone, so that stage needs no shuffle.
+    partition_on: tuple[str, ...] = ()
 
     @property
     def columns(self):
@@ -263,6 +266,9 @@ class Distinct(SameColumns):
 class Window(Unary):
     input: Node
     funcs: tuple[tuple[str, exp.Expression], ...]  # each an exp.Window
+    # (function id, N): only rows whose value of that ranking function is at most N are read
+    # above (planner/rules/window_top_n.py), so each rank may drop its own rows ranked past N.
+    top: tuple[str, int] | None = None
 
     @property
     def columns(self):

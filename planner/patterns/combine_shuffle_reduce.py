@@ -11,7 +11,7 @@ from sqlglot import exp
 
 from planner.logical import Aggregate, Distinct, Project, Window, col
 from planner.patterns.base import COMBINE_SHUFFLE_REDUCE as NAME
-from planner.patterns.base import Alternative, Exchange, hash_dist, key_ids
+from planner.patterns.base import Alternative, Exchange, aggregate_hash_positions, hash_dist, key_ids
 
 SIMPLE = (exp.Sum, exp.Min, exp.Max, exp.LogicalAnd, exp.LogicalOr)
 
@@ -176,7 +176,10 @@ def alternatives(node, kids, ctx) -> list[Alternative]:
     width = max(ctx.est.estimate(node).width, 8.0)
     cost = n_in / ctx.nranks * p.agg_row + p.shuffle(per_rank * ctx.nranks * width, ctx.nranks, per_rank * ctx.nranks) + per_rank * p.agg_row
 
+    on = aggregate_hash_positions(node, ctx)
+
     def lower():
-        return reduce(Exchange(part_node, "shuffle", tuple(col(x) for x in pids))), hash_dist(gids)
+        return (reduce(Exchange(part_node, "shuffle", tuple(col(pids[i]) for i in on))),
+                hash_dist([gids[i] for i in on]))
     return [Alternative(NAME, cost, lower, "partial aggregate, shuffle partial states, final aggregate"
                         if not as_distinct else "local DISTINCT, shuffle, DISTINCT")]

@@ -7,9 +7,13 @@ An input already hash-partitioned on the keys is not shuffled again.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 
-from planner.logical import Aggregate, Distinct, Join, Project, SetOp, Window, col
-from planner.patterns.base import ANY, Alternative, Dist, Exchange, hash_dist, key_ids
+
+from sqlglot import exp
+
+from planner.logical import Aggregate, Distinct, Filter, Join, Project, SetOp, Window, col
+from planner.patterns.base import ANY, Alternative, Dist, Exchange, aggregate_hash_positions, hash_dist, key_ids
 from planner.patterns.base import SHUFFLE_COMPUTE as NAME
 
 
@@ -141,13 +145,26 @@ def _window(node: Window, kids, ctx):
     if not keys or k.dist.kind == "replicated":
         return []
     ids = key_ids(keys)
+    note = "shuffle by PARTITION BY"
     if ids is not None and k.dist.hashed_within(ids):
         new, cost = k.node, 0.0
     else:
         new, cost = shuffled(k, keys, ctx, node.input)
+        if node.top is not None:
+            new = Exchange(_local_top(k.node, node, ctx), "shuffle", tuple(keys))
+            note += f"; each rank first keeps its own top {node.top[1]} per partition"
     dist = hash_dist(ids) if (ids is not None and cost) else (k.dist if not cost else ANY)
     compute = ctx.params.sort(ctx.rows(node.input) / ctx.nranks)
-    return [Alternative(NAME, cost + compute, lambda: (Window(new, node.funcs), dist), "shuffle by PARTITION BY")]
+    return [Alternative(NAME, cost + compute, lambda: (replace(node, input=new), dist), note)]
+
+
+def _local_top(rows, node: Window, ctx):
+    """rows without those its own rank already places past N in their partition (node.top)."""
+    fid, n = node.top
+    local = ctx.new_id("local_rank")
+    ranked = Window(rows, ((local, dict(node.funcs)[fid]),))
+    kept = Filter(ranked, exp.LTE(this=col(local), expression=exp.Literal.number(n)))
+    return Project(kept, tuple((c, col(c)) for c in rows.columns))
 
 
 def _aggregate(node: Aggregate, kids, ctx):
@@ -158,10 +175,11 @@ def _aggregate(node: Aggregate, kids, ctx):
     ids = key_ids(keys)
     if ids is not None and k.dist.hashed_within(ids):
         return []  # local: see combine-shuffle-reduce
-    new, cost = shuffled(k, keys, ctx, node.input)
+    on = aggregate_hash_positions(node, ctx)
+    new, cost = shuffled(k, [keys[i] for i in on], ctx, node.input)
     compute = ctx.rows(node.input) / ctx.nranks * ctx.params.agg_row
-    gids = [cid for cid, _ in node.groups]
-    return [Alternative(NAME, cost + compute, lambda: (Aggregate(new, node.groups, node.aggs), hash_dist(gids)),
+    gids = [node.groups[i][0] for i in on]
+    return [Alternative(NAME, cost + compute, lambda: (replace(node, input=new), hash_dist(gids)),
                         "shuffle raw rows by the group keys")]
 
 

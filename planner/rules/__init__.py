@@ -14,10 +14,11 @@ from planner.rules.prune_columns import prune_columns
 from planner.rules.push_filters import push_filters
 from planner.rules.simplify_outer_joins import simplify_outer_joins
 from planner.rules.transitive_filters import transitive_filters
+from planner.rules.window_top_n import window_top_n
 
 # flatten_dependent_joins first: the other rules and the physical planner know no DependentJoin.
 RULES = (flatten_dependent_joins, simplify_outer_joins, push_filters, transitive_filters, push_reader_filters_into_ctes,
-         prune_columns)
+         prune_columns, window_top_n)
 
 
 def run_rules(query: Query, disabled: frozenset = frozenset(), timings: dict | None = None) -> Query:

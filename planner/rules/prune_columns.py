@@ -54,7 +54,7 @@ def prune(node: Node, required: set[str]) -> Node:
         if not aggs and not node.groups:
             aggs = node.aggs[:1]
         need = _refs(g for _, g in node.groups) | _refs(a for _, a in aggs)
-        return Aggregate(prune(node.input, need), node.groups, aggs)
+        return replace(node, input=prune(node.input, need), aggs=aggs)
     if isinstance(node, Distinct):
         return Distinct(prune(node.input, set(node.input.columns)))
     if isinstance(node, Window):
