@@ -225,6 +225,17 @@ def aggregate_hash_positions(node, ctx: Ctx) -> list[int]:
     return [gids.index(g) for g in node.partition_on]
 
 
+def local_top(rows: Node, window, ctx: Ctx) -> Node:
+    """rows without those this rank already places past N among its own rows, in the window
+    function that window.top bounds (planner/rules/window_top_n.py): what each rank sends on."""
+    from planner.logical import Filter, Window
+    fid, n = window.top
+    local = ctx.new_id("local_rank")
+    ranked = Window(rows, ((local, dict(window.funcs)[fid]),))
+    kept = Filter(ranked, exp.LTE(this=col(local), expression=exp.Literal.number(n)))
+    return Project(kept, tuple((c, col(c)) for c in rows.columns))
+
+
 def key_ids(keys) -> list[str] | None:
     """Column ids of keys that are all bare columns, else None."""
     out = []

@@ -9,9 +9,10 @@ one place (a window without PARTITION BY, an aggregate that cannot be split).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from planner.logical import Aggregate, Distinct, Limit, SingleRow, Sort, Window
-from planner.patterns.base import REPLICATED, SINGLE, Alternative, Exchange
+from planner.patterns.base import REPLICATED, SINGLE, Alternative, Exchange, local_top
 from planner.patterns.base import GLOBALLY_REDUCE as NAME
 from planner.patterns.combine_shuffle_reduce import combine
 
@@ -71,6 +72,13 @@ def alternatives(node, kids, ctx) -> list[Alternative]:
     if isinstance(node, SingleRow):
         return [Alternative(NAME, p.allgather(ctx.bytes(node.input), P),
                             lambda: (SingleRow(Exchange(k.node, "broadcast")), REPLICATED), "every rank gets the row")]
+    if isinstance(node, Window) and node.top is not None:
+        # Each rank's own first N rows: the global first N are among them.
+        kept = min(ctx.rows(node.input), node.top[1] * P)
+        width = ctx.bytes(node.input) / max(ctx.rows(node.input), 1.0)
+        cost = p.sort(ctx.rows(node.input) / P) + p.gather(kept * width, P) + p.sort(kept)
+        return [Alternative(NAME, cost, lambda: (replace(node, input=Exchange(local_top(k.node, node, ctx), "gather")),
+                                                 SINGLE), f"each rank's first {node.top[1]} rows to rank 0")]
     if isinstance(node, Window):
         cost = p.gather(ctx.bytes(node.input), P) + p.sort(ctx.rows(node.input))
         return [Alternative(NAME, cost * 2, lambda: (Window(Exchange(k.node, "gather"), node.funcs), SINGLE),

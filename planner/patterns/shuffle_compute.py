@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 
-from sqlglot import exp
-
-from planner.logical import Aggregate, Distinct, Filter, Join, Project, SetOp, Window, col
-from planner.patterns.base import ANY, Alternative, Dist, Exchange, aggregate_hash_positions, hash_dist, key_ids
+from planner.logical import Aggregate, Distinct, Join, Project, SetOp, Window, col
+from planner.patterns.base import (ANY, Alternative, Dist, Exchange, aggregate_hash_positions, hash_dist, key_ids,
+                                   local_top)
 from planner.patterns.base import SHUFFLE_COMPUTE as NAME
 
 
@@ -151,20 +150,12 @@ def _window(node: Window, kids, ctx):
     else:
         new, cost = shuffled(k, keys, ctx, node.input)
         if node.top is not None:
-            new = Exchange(_local_top(k.node, node, ctx), "shuffle", tuple(keys))
+            new = Exchange(local_top(k.node, node, ctx), "shuffle", tuple(keys))
             note += f"; each rank first keeps its own top {node.top[1]} per partition"
     dist = hash_dist(ids) if (ids is not None and cost) else (k.dist if not cost else ANY)
     compute = ctx.params.sort(ctx.rows(node.input) / ctx.nranks)
     return [Alternative(NAME, cost + compute, lambda: (replace(node, input=new), dist), note)]
 
-
-def _local_top(rows, node: Window, ctx):
-    """rows without those its own rank already places past N in their partition (node.top)."""
-    fid, n = node.top
-    local = ctx.new_id("local_rank")
-    ranked = Window(rows, ((local, dict(node.funcs)[fid]),))
-    kept = Filter(ranked, exp.LTE(this=col(local), expression=exp.Literal.number(n)))
-    return Project(kept, tuple((c, col(c)) for c in rows.columns))
 
 
 def _aggregate(node: Aggregate, kids, ctx):

@@ -3,7 +3,8 @@ the window's shuffle, the rows it already places past N among its own rows.
 
 Before:  Filter[r <= 100] ← Window[r = rank() OVER (PARTITION BY c ORDER BY s DESC)] ← x
 After:   the same, the Window marked top = (r, 100); shuffle-compute then shuffles
-         Filter[local r <= 100] ← Window[local r] ← x instead of x (TPC-DS q67: 1,100 rows of 505,000).
+         Filter[local r <= 100] ← Window[local r] ← x instead of x (TPC-DS q67: 1,100 rows of 505,000),
+         and without PARTITION BY, globally-reduce gathers each rank's first 100 rows, not all.
 
 Why the answer stays the same: a row's rank among all rows is at least its rank among one rank's
 rows (rank: 1 + the rows ordered before it; dense_rank: 1 + the distinct values before it;
@@ -55,8 +56,6 @@ def _mark(node: Node) -> Node:
     if not all(isinstance(w, exp.Window) and isinstance(w.this, RANKING) and w.args.get("spec") is None
                for w in funcs) or len({_window_spec(w) for w in funcs}) != 1:
         return node
-    if not funcs[0].args.get("partition_by"):
-        return node  # one partition: the planner's global top-k paths apply
     bounds = [b for c in conjuncts(node.predicate) if (b := _bound(c, {i for i, _ in window.funcs}))]
     if not bounds:
         return node
