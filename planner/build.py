@@ -1376,19 +1376,21 @@ class Builder:
             return Project(node, tuple(exprs))
         return cast(left, lids, lcast), cast(right, rids, rcast), types
 
-    def _expand_grouping_sets(self, rel: Node, groups, sets):
-        """Rows repeated once per grouping set, the keys a set does not keep NULL in its copy (see
-        planner/grouping_sets.py); returns (rel, the aggregate's groups, the set number's id)."""
+    def _expand_grouping_sets(self, rel: Node, groups, sets, skip=None):
+        """Rows repeated once per grouping set but set number `skip`, the keys a set does not keep
+        NULL in its copy (see planner/grouping_sets.py); returns (rel, the aggregate's groups, the
+        set number's id)."""
         number = self.new_id("grouping_set", exp.DataType.build("INT"))
         # The empty set () is a global aggregate of its own (_grouping_sets_aggregate): over no rows
         # it still gives one row.
-        values = Values((number,), tuple((exp.Literal.number(i),) for i, s in enumerate(sets) if s))
+        expanded = [i for i, s in enumerate(sets) if s and i != skip]
+        values = Values((number,), tuple((exp.Literal.number(i),) for i in expanded))
         exprs = [(c, col(c)) for c in rel.columns] + [(number, col(number))]
         keyed = []
         for i, (gid, key) in enumerate(groups):
-            keep = [n for n, s in enumerate(sets) if i in s]
+            keep = [n for n in expanded if i in sets[n]]
             nulled = self.new_id("set_key", self.id_types.get(gid))
-            if len(keep) == sum(1 for s in sets if s):
+            if len(keep) == len(expanded):
                 # Kept by every expanded set: the key itself, so a partitioning on it holds here.
                 value = key
             else:
@@ -1399,33 +1401,37 @@ class Builder:
         set_id = self.new_id("grouping_set")
         return Project(Join(rel, values, "cross"), tuple(exprs)), keyed + [(set_id, col(number))], set_id
 
-    def _keep_grouping_input(self, base: Node, groups, aggs):
+    def _keep_grouping_input(self, base: Node, groups, aggs, finest: bool = False):
         """GROUPING SETS with the empty set read their input twice: expanded for the other sets,
         and whole for the grand total. The input (the pre-aggregated rows where the aggregates
         split) is kept as a CTE, computed once, and read by both (TPC-DS q18's ROLLUP over a
-        seven-table join computed the join twice). Returns (the expansion's input, the grand
-        total's input, and the groups and aggregates over each)."""
+        seven-table join computed the join twice). finest: a third reader, the set of every key,
+        which takes the pre-aggregated rows as they are. Returns (the expansion's input, the grand
+        total's input, the groups and aggregates over each, and the third reference with its
+        {base column: column} or None)."""
         shared = _SharedCte(_GROUPING_INPUT, self.new_id("cte_grouping_input"), base, list(base.columns),
-                            list(base.columns), True, "read by the grouping sets and by the grand total", 2)
+                            list(base.columns), True, "read by the grouping sets and by the grand total",
+                            3 if finest else 2)
         self._kept.append(shared)
         self.est.define_cte(shared.name, base)
         refs = []
-        for _ in range(2):
+        for _ in range(3 if finest else 2):
             fresh = tuple(self.new_id(c.rsplit("_", 1)[0], self.id_types.get(c)) for c in base.columns)
             refs.append((CteRef(shared.name, _GROUPING_INPUT.alias_or_name, fresh, tuple(base.columns)),
                          {c: self.tcol(f) for c, f in zip(base.columns, fresh)}))
-        (expand_in, to_expand), (total_in, to_total) = refs
+        (expand_in, to_expand), (total_in, to_total) = refs[:2]
         groups = [(gid, substitute(g, to_expand)) for gid, g in groups]
         return (expand_in, total_in, groups, tuple((a, substitute(e, to_expand)) for a, e in aggs),
-                tuple((a, substitute(e, to_total)) for a, e in aggs))
+                tuple((a, substitute(e, to_total)) for a, e in aggs), refs[2] if finest else None)
 
     def _grouping_sets_aggregate(self, base: Node, expanded: Node, groups, aggs, sets, set_id,
-                                 finish=None, total_aggs=None) -> Node:
+                                 finish=None, total_aggs=None, finest=None) -> Node:
         """The aggregate over the expanded rows of the non-empty sets, and one global aggregate of
         `base` per empty set, its keys NULL, all with the same columns (UNION ALL). With finish =
         ({aggregate id: expression over aggs}, aggregate ids), aggs merge partial states and the
         expressions give the aggregates' values. total_aggs: aggs over base's columns where they
-        differ from the expansion's (the input kept and read twice)."""
+        differ from the expansion's (the input kept and read twice). finest: (set number, the
+        node giving that set's rows, when they are not expanded)."""
         key_ids = tuple(gid for gid, _ in groups)
 
         def finished(node: Node, keys) -> Node:
@@ -1435,8 +1441,10 @@ class Builder:
             return Project(node, (keys or tuple((g, col(g)) for g in key_ids)) + tuple((a, exprs[a]) for a in out_ids))
 
         parts = []
-        if any(sets):
+        if any(s for n, s in enumerate(sets) if finest is None or n != finest[0]):
             parts.append(finished(Aggregate(expanded, tuple(groups), aggs), ()))
+        if finest is not None:
+            parts.append(finest[1])
         for n, s in enumerate(sets):
             if s:
                 continue
@@ -1662,12 +1670,20 @@ class Builder:
                                     tuple(pid for i, (pid, _) in enumerate(pre_keys) if i in common))
                     groups = [(gid, col(pid)) for (gid, _), (pid, _) in zip(groups, pre_keys)]
                 base = rel
-                set_aggs, total_aggs = tuple(final_aggs if finish is not None else agg_cols), None
+                set_aggs, total_aggs, finest = tuple(final_aggs if finish is not None else agg_cols), None, None
                 if any(sets) and not all(sets) and agg_cols and not _reads_outside(base):
                     # The input is read twice, by the expansion and by the grand total: kept once
                     # (unless it reads an outer query's columns, a LATERAL's: then it is per row).
-                    rel, base, groups, set_aggs, total_aggs = self._keep_grouping_input(base, groups, set_aggs)
-                rel, groups, set_id = self._expand_grouping_sets(rel, groups, sets)
+                    # Pre-aggregated by every key, its rows are the set of every key as they are:
+                    # that set is read, not expanded again.
+                    every = frozenset(range(len(groups)))
+                    skip = sets.index(every) if finish is not None and every in sets else None
+                    pre_groups = groups
+                    rel, base, groups, set_aggs, total_aggs, finest_ref = self._keep_grouping_input(
+                        base, groups, set_aggs, skip is not None)
+                    if finest_ref is not None:
+                        finest = (skip, pre_groups, finest_ref, {f: col(e.this.name) for f, e in final_aggs})
+                rel, groups, set_id = self._expand_grouping_sets(rel, groups, sets, finest[0] if finest else None)
                 post.literals = True
             elif calls:
                 sets = [frozenset(range(len(group_exprs)))]
@@ -1682,8 +1698,16 @@ class Builder:
                 post.add(call, value)
             if set_id is not None and finish is not None:
                 out_ids = tuple(aid for aid, _ in agg_cols)
+                finest_rows = None
+                if finest is not None:
+                    number, pre_groups, (ref, to_ref), states = finest
+                    columns = tuple((gid, substitute(g, to_ref)) for gid, g in pre_groups) + \
+                        ((set_id, exp.Literal.number(number)),) + \
+                        tuple((a, substitute(substitute(finish[a], states), to_ref)) for a in out_ids)
+                    finest_rows = (number, Project(ref, columns))
                 rel = self._grouping_sets_aggregate(base, rel, groups, set_aggs, sets, set_id,
-                                                    finish=(finish, out_ids), total_aggs=total_aggs)
+                                                    finish=(finish, out_ids), total_aggs=total_aggs,
+                                                    finest=finest_rows)
             elif set_id is not None:
                 rel = self._grouping_sets_aggregate(base, rel, groups, set_aggs, sets, set_id,
                                                     total_aggs=total_aggs)
