@@ -306,6 +306,10 @@ class Estimator:
                                   max(v.null_frac, extended), v.dom, v.origin)
         return Est(max(rows, 1.0), cols, l.known and r.known)
 
+    def key_ndv(self, node: Node, keys) -> float:
+        """Distinct values of keys (expressions over node's columns) among node's rows."""
+        return self._key_ndv(self.estimate(node), keys)
+
     def _key_ndv(self, est: Est, keys) -> float:
         ndvs = []
         for k in keys:

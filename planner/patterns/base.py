@@ -215,10 +215,16 @@ def aggregate_hash_positions(node, ctx: Ctx) -> list[int]:
     everything = list(range(len(node.groups)))
     if not node.partition_on or ctx.nranks <= 1:
         return everything
-    est = ctx.est.estimate(node)
+    source = ctx.est.estimate(node.input)
+    groups = dict(node.groups)
     values = 1.0
     for g in node.partition_on:
-        values *= est.cols[g].ndv if g in est.cols else 1.0
+        # Only a column whose distinct values the statistics count: an expression's estimate is a
+        # guess (`ROLLUP (a % 2, …)` would put every row on two ranks at most).
+        key = groups[g]
+        if not isinstance(key, exp.Column) or key.name not in source.cols:
+            return everything
+        values *= source.cols[key.name].ndv
     if values < PARTITION_ON_VALUES_PER_RANK * ctx.nranks:
         return everything
     gids = [g for g, _ in node.groups]

@@ -73,12 +73,16 @@ def alternatives(node, kids, ctx) -> list[Alternative]:
         return [Alternative(NAME, p.allgather(ctx.bytes(node.input), P),
                             lambda: (SingleRow(Exchange(k.node, "broadcast")), REPLICATED), "every rank gets the row")]
     if isinstance(node, Window) and node.top is not None:
-        # Each rank's own first N rows: the global first N are among them.
-        kept = min(ctx.rows(node.input), node.top[1] * P)
+        # Each rank's own first N rows of each partition: the global first N are among them.
+        partitions = 1.0
+        for w in dict(node.funcs).values():
+            keys = w.args.get("partition_by") or []
+            partitions = max(partitions, ctx.est.key_ndv(node.input, keys) if keys else 1.0)
+        kept = min(ctx.rows(node.input), node.top[1] * P * partitions)
         width = ctx.bytes(node.input) / max(ctx.rows(node.input), 1.0)
         cost = p.sort(ctx.rows(node.input) / P) + p.gather(kept * width, P) + p.sort(kept)
         return [Alternative(NAME, cost, lambda: (replace(node, input=Exchange(local_top(k.node, node, ctx), "gather")),
-                                                 SINGLE), f"each rank's first {node.top[1]} rows to rank 0")]
+                                                 SINGLE), f"each rank's first {node.top[1]} rows{' per partition' if partitions > 1 else ''} to rank 0")]
     if isinstance(node, Window):
         cost = p.gather(ctx.bytes(node.input), P) + p.sort(ctx.rows(node.input))
         return [Alternative(NAME, cost * 2, lambda: (Window(Exchange(k.node, "gather"), node.funcs), SINGLE),
