@@ -284,7 +284,7 @@ class Session:
             return self._plans[key]
         qualified = qualify_statement(ast, self.catalog)
         est = Estimator(self.catalog)
-        logical = run_rules(Builder(self.catalog, est, self.params).build(qualified, original=ast))
+        logical = run_rules(Builder(self.catalog, est, self.params).build(qualified, original=ast), estimator=est)
         query = copartition(logical, self.catalog, self.nranks)
         phys = PhysicalPlanner(est, self.params, self.nranks, self.forced_patterns).plan(query)
         phys.names = self._duckdb_names(ast, sql_key, phys.names, client)

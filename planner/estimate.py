@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlglot import exp
 
@@ -87,6 +87,29 @@ def _literal_value(e: exp.Expression):
         v = _literal_value(e.this)
         return -v if isinstance(v, (int, float)) else None
     return None
+
+
+def _listed_values(p: exp.Expression) -> dict[str, int]:
+    """{column id: n} for the columns a predicate allows at most n constant values of."""
+    while isinstance(p, exp.Paren):
+        p = p.this
+    if isinstance(p, exp.And):
+        a, b = _listed_values(p.left), _listed_values(p.right)
+        return {c: min(a.get(c, n), b.get(c, n)) for c, n in {**a, **b}.items()}
+    if isinstance(p, exp.Or):
+        a, b = _listed_values(p.left), _listed_values(p.right)
+        return {c: a[c] + b[c] for c in a.keys() & b.keys()}
+
+    def constant(e):
+        return not list(e.find_all(exp.Column, exp.Subquery, exp.Select))
+    if isinstance(p, exp.EQ):
+        for c, other in ((p.this, p.expression), (p.expression, p.this)):
+            if isinstance(c, exp.Column) and constant(other):
+                return {c.name: 1}
+    if isinstance(p, exp.In) and isinstance(p.this, exp.Column) and p.expressions and not p.args.get("query") \
+            and all(constant(e) for e in p.expressions):
+        return {p.this.name: len(p.expressions)}
+    return {}
 
 
 def _numeric(v):
@@ -173,7 +196,14 @@ class Estimator:
         if isinstance(node, Filter):
             src = self.estimate(node.input)
             sel = self.selectivity(node.predicate, src)
-            return self._scaled(src, src.rows * sel)
+            out = self._scaled(src, src.rows * sel)
+            # A column compared with listed constants keeps at most that many values (`d_year =
+            # 2001 OR d_year = 2002`: two years, whatever the rows), so a later GROUP BY it counts
+            # its groups right.
+            for cid, k in _listed_values(node.predicate).items():
+                if cid in out.cols:
+                    out.cols[cid] = replace(out.cols[cid], ndv=max(1.0, min(out.cols[cid].ndv, k)))
+            return out
         if isinstance(node, Project):
             src = self.estimate(node.input)
             cols = {}

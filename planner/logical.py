@@ -247,6 +247,9 @@ class Aggregate(Unary):
     # Group ids that a later stage also groups by (the keys every grouping set keeps): where they
     # have enough values, the rows are partitioned on them alone, so that stage needs no shuffle.
     partition_on: tuple[str, ...] = ()
+    # A pre-aggregation that each rank may compute over its own rows alone: an aggregate above
+    # merges its states (planner/rules/eager_aggregation.py).
+    local: bool = False
 
     @property
     def columns(self):

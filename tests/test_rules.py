@@ -395,3 +395,41 @@ def test_a_key_filter_crosses_a_left_join_to_the_null_extended_side_only():
                       "AND b.g10 = 4")
     below = [p for ps in _filters_over_scans(root).values() for p in ps]
     assert sum("= 4" in p for p in below) == 1, below
+
+
+# ---------------------------------------------------------------------------- eager_aggregation
+def _eager(sql: str):
+    from planner.build import Builder
+    from planner.estimate import Estimator
+    from planner.qualify import parse, qualify_statement
+    from planner.rules import run_rules
+    from tests.test_cost_model import standard_catalog
+    catalog = standard_catalog()
+    est = Estimator(catalog)
+    ast = parse(sql)
+    return run_rules(Builder(catalog, est).build(qualify_statement(ast, catalog), original=ast), estimator=est).root
+
+
+def _local_aggregates(root):
+    from planner.logical import Aggregate, walk
+    return [n for n in walk(root) if isinstance(n, Aggregate) and n.local]
+
+
+def test_a_table_that_only_gives_group_keys_is_joined_after_a_local_pre_aggregation():
+    # tiny's 25 names per big row: big is summed by its key into tiny (25 groups) before the join.
+    root = _eager("SELECT tiny.name, sum(big.v) AS s, count(*) AS n FROM big JOIN tiny ON big.t = tiny.t GROUP BY tiny.name")
+    local, = _local_aggregates(root)
+    from planner.logical import Join, Scan, walk
+    assert [n.table for n in walk(local) if isinstance(n, Scan)] == ["big"]
+    join, = [n for n in walk(root) if isinstance(n, Join)]
+    assert local in join.children
+
+
+def test_no_pre_aggregation_where_the_table_is_filtered_read_by_an_aggregate_or_few_rows_merge():
+    filtered = "SELECT tiny.name, sum(big.v) FROM big JOIN tiny ON big.t = tiny.t WHERE tiny.name <> 'x' GROUP BY tiny.name"
+    read = "SELECT tiny.name, sum(big.v + tiny.t) FROM big JOIN tiny ON big.t = tiny.t GROUP BY tiny.name"
+    distinct = "SELECT tiny.name, count(DISTINCT big.v) FROM big JOIN tiny ON big.t = tiny.t GROUP BY tiny.name"
+    # big.u is unique: grouping by it first would keep every row.
+    unique = "SELECT mid.w, big.u, sum(big.v) FROM big JOIN mid ON big.k = mid.k GROUP BY mid.w, big.u"
+    for sql in (filtered, read, distinct, unique):
+        assert _local_aggregates(_eager(sql)) == [], sql

@@ -124,13 +124,20 @@ def compare_tables(
         how = " (after sorting both sides)"
     elif order_keys:
         keys = _resolve_keys(order_keys, names)
+        # A float key orders only up to its rounding: two engines may round it either way (a
+        # variance 6.0 against 5.999999999999999), and the keys after it then order the rows
+        # differently. So the keys count up to the first inexact one; rows whose keys agree up
+        # to there, that one within the tolerance, may come in any order.
+        first_inexact = next((n for n, i in enumerate(keys) if inexact[i]), None)
+        if first_inexact is not None:
+            keys = keys[:first_inexact + 1]
         # The keys themselves must agree position by position; only rows within a
         # run of equal keys may be permuted.
         for i in keys:
             diff = _first_difference(a_cols[i], e_cols[i], inexact[i], rel_tol, abs_tol)
             if diff is not None:
                 return _describe(diff, i, names[i], a_cols[i], e_cols[i], "")
-        groups = _tie_groups([e_cols[i] for i in keys])
+        groups = _tie_groups([e_cols[i] for i in keys], [inexact[i] for i in keys], rel_tol, abs_tol)
         a_cols = _sort_all(a_cols, inexact, leading=groups)
         e_cols = _sort_all(e_cols, inexact, leading=groups)
         how = " (after sorting rows whose ORDER BY keys tie)"
@@ -256,14 +263,20 @@ def _sort_all(cols: list[pa.Array], inexact: list[bool], leading: pa.Array | Non
     return [c.take(indices) for c in cols]
 
 
-def _tie_groups(key_cols: list[pa.Array]) -> pa.Array:
-    """Number the runs of consecutive rows whose keys are all equal: 0, 0, 1, 2, 2, ..."""
+def _tie_groups(key_cols: list[pa.Array], inexact: list[bool] | None = None, rel_tol: float = 0.0,
+                abs_tol: float = 0.0) -> pa.Array:
+    """Number the runs of consecutive rows whose keys are all equal: 0, 0, 1, 2, 2, ... An inexact
+    key equal within the tolerance ties too: two engines may round a float key (a variance,
+    6.0 against 5.999999999999999) either way, and the keys after it then order the rows
+    differently."""
     n = len(key_cols[0])
     if n == 0:
         return pa.array([], pa.int64())
     starts = pa.array([True] + [False] * (n - 1))
-    for col in key_cols:
-        changed = pa.concat_arrays([pa.array([True]), pc.invert(_equal_to_previous(col))])
+    for i, col in enumerate(key_cols):
+        close = inexact is not None and inexact[i]
+        same = _equal_to_previous(col) if not close else _close_to_previous(col, rel_tol, abs_tol)
+        changed = pa.concat_arrays([pa.array([True]), pc.invert(same)])
         starts = pc.or_(starts, changed)
     return pc.subtract(pc.cumulative_sum(starts.cast(pa.int64())), 1)
 
@@ -275,11 +288,23 @@ def _equal_to_previous(col: pa.Array) -> pa.Array:
     return pc.or_(both_null, pc.fill_null(pc.equal(cur, prev), False))
 
 
+def _close_to_previous(col: pa.Array, rel_tol: float, abs_tol: float) -> pa.Array:
+    """For rows 1..n-1 of a float column: whether the value is within the tolerance of the one before."""
+    cur, prev = col.slice(1), col.slice(0, len(col) - 1)
+    return pc.invert(_differs(cur, prev, True, rel_tol, abs_tol))
+
+
 # --- comparison ---------------------------------------------------------------
 
 
 def _first_difference(a: pa.Array, e: pa.Array, inexact: bool, rel_tol: float, abs_tol: float) -> int | None:
     """Index of the first row where the columns differ, or None."""
+    first = pc.index(_differs(a, e, inexact, rel_tol, abs_tol), True).as_py()
+    return None if first < 0 else first
+
+
+def _differs(a: pa.Array, e: pa.Array, inexact: bool, rel_tol: float, abs_tol: float) -> pa.Array:
+    """Per row: whether the values differ (NULL equals NULL; floats within the tolerance agree)."""
     differs = pc.not_equal(a.is_null(), e.is_null())
     if inexact:
         av, ev = pc.fill_null(a, 0.0), pc.fill_null(e, 0.0)
@@ -296,8 +321,7 @@ def _first_difference(a: pa.Array, e: pa.Array, inexact: bool, rel_tol: float, a
             # Nested or interval values: rare in answers, compared as Python objects.
             equal = pa.array([x == y for x, y in zip(a.to_pylist(), e.to_pylist())], pa.bool_())
         differs = pc.or_(differs, pc.invert(equal))
-    first = pc.index(differs, True).as_py()
-    return None if first < 0 else first
+    return differs
 
 
 def _describe(row: int, col: int, name: str, a: pa.Array, e: pa.Array, how: str) -> str:

@@ -29,6 +29,16 @@ def alternatives(node, kids, ctx) -> list[Alternative]:
                 mapping.setdefault(e.name, set()).add(cid)
         return [Alternative(NAME, ctx.rows(node.input) / ctx.nranks * LOCAL_ROW,
                             lambda: (Project(k.node, node.exprs), k.dist.rename(mapping)))]
+    if isinstance(node, Aggregate) and node.local and kids[0].dist.kind != "replicated":
+        # A pre-aggregation that an aggregate above merges: each rank groups its own rows.
+        k = kids[0]
+        mapping: dict[str, set[str]] = {}
+        for gid, g in node.groups:
+            if isinstance(g, exp.Column):
+                mapping.setdefault(g.name, set()).add(gid)
+        return [Alternative(NAME, ctx.rows(node.input) / ctx.nranks * ctx.params.agg_row,
+                            lambda: (node.with_children(k.node), k.dist.rename(mapping)),
+                            "each rank groups its own rows; the aggregate above merges them")]
     if all(k.dist.kind == "replicated" for k in kids) and kids:
         # Every rank holds all input rows: compute locally, the result is replicated too.
         return [Alternative(NAME, _local_cost(node, ctx), lambda: (node.with_children(*[k.node for k in kids]), REPLICATED),
