@@ -433,3 +433,46 @@ def test_no_pre_aggregation_where_the_table_is_filtered_read_by_an_aggregate_or_
     unique = "SELECT mid.w, big.u, sum(big.v) FROM big JOIN mid ON big.k = mid.k GROUP BY mid.w, big.u"
     for sql in (filtered, read, distinct, unique):
         assert _local_aggregates(_eager(sql)) == [], sql
+
+
+# ---------------------------------------------------------------------------- inner_to_semi_joins
+def _join_kinds(root):
+    from planner.logical import Join, walk
+    return sorted(n.kind for n in walk(root) if isinstance(n, Join))
+
+
+def test_an_inner_join_under_in_that_only_filters_becomes_a_semi_join():
+    root = _rewritten("SELECT big.u FROM big WHERE big.k IN (SELECT mid.k FROM mid JOIN tiny ON mid.w = tiny.t)")
+    assert _join_kinds(root) == ["semi", "semi"]
+    kept = _rewritten("SELECT big.u FROM big WHERE big.k IN (SELECT mid.k FROM mid JOIN tiny ON mid.w = tiny.t)",
+                      frozenset({"inner_to_semi_joins"}))
+    assert _join_kinds(kept) == ["inner", "semi"]
+
+
+def test_an_inner_join_whose_rows_are_counted_or_read_stays():
+    counted = _rewritten("SELECT count(*) FROM mid JOIN tiny ON mid.w = tiny.t")
+    read = _rewritten("SELECT big.u FROM big WHERE big.k IN (SELECT mid.k + tiny.t FROM mid JOIN tiny ON mid.w = tiny.t)")
+    distinct_counted = _rewritten("SELECT count(*) FROM (SELECT DISTINCT mid.w, tiny.name FROM mid JOIN tiny ON mid.w = tiny.t) x")
+    assert _join_kinds(counted) == ["inner"]
+    assert _join_kinds(read) == ["inner", "semi"]
+    assert _join_kinds(distinct_counted) == ["inner"]
+
+
+# ---------------------------------------------------------------------------- distinct_aggregates
+def test_a_global_distinct_aggregate_is_grouped_by_its_argument_first():
+    from sqlglot import exp
+
+    from planner.logical import Aggregate, walk
+    root = _rewritten("SELECT count(DISTINCT v) AS d, sum(g10) AS s FROM big")
+    aggregates = [n for n in walk(root) if isinstance(n, Aggregate)]
+    assert sorted(len(n.groups) for n in aggregates) == [0, 1]
+    assert not any(isinstance(x, exp.Distinct) for n in aggregates for _, a in n.aggs for x in a.walk())
+    two = _rewritten("SELECT count(DISTINCT v) AS d, count(DISTINCT g10) AS e FROM big")
+    assert [len(n.groups) for n in walk(two) if isinstance(n, Aggregate)] == [0]
+
+
+def test_factor_or_keeps_an_or_over_one_table_once():
+    from planner.build import expr_key
+    from planner.rules.factor_or import factor_or
+    c = sqlglot.parse_one("(a.x BETWEEN 1 AND 3 AND a.q = 1) OR (a.y BETWEEN 2 AND 4 AND a.q = 2)", read="duckdb")
+    assert len(factor_or(c, expr_key)) == 1

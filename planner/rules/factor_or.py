@@ -74,6 +74,8 @@ def factor_or(conjunct: exp.Expression, key) -> list[exp.Expression]:
         if all(pieces):
             per_table.append(_join([_join(piece, exp.And) for piece in pieces], exp.Or))
     remainder = _join([_join(rest, exp.And) for rest in rests], exp.Or)
+    # An OR that reads one table only implies itself: kept once (TPC-DS q28 filtered twice).
+    per_table = [p for p in per_table if key(p) != key(remainder)]
     if per_table or common:
         return out + per_table + [remainder]
     return [conjunct]
