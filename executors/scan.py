@@ -47,17 +47,28 @@ def dictionary_columns(file: str, columns: list[str]) -> list[str]:
     return out
 
 
-def _uncompressed_bytes(file: str, groups: list[int] | None, columns) -> int:
-    """The uncompressed size of some columns of some row groups (all when groups is None)."""
+def _fixed_width(t: pa.DataType) -> int:
+    """Bytes per value of a fixed-width type; 0 for the others (strings, lists)."""
+    try:
+        return t.bit_width // 8
+    except ValueError:
+        return 0
+
+
+def _uncompressed_bytes(file: str, groups: list[int] | None, columns, schema: pa.Schema) -> int:
+    """What some columns of some row groups (all when groups is None) take in memory: their pages'
+    uncompressed size, or their rows times the type's width where that is more (a page of a
+    dictionary- or run-length-encoded column is far smaller than its Arrow array: TPC-DS
+    inventory's date key at SF 10, 66 M rows a rank)."""
     meta = pq.ParquetFile(file).metadata
-    wanted = set(columns)
+    widths = {c: _fixed_width(schema.field(c).type) for c in columns if c in schema.names}
     total = 0
     for g in range(meta.num_row_groups) if groups is None else groups:
         rg = meta.row_group(g)
         for i in range(rg.num_columns):
             c = rg.column(i)
-            if c.path_in_schema in wanted:
-                total += c.total_uncompressed_size
+            if c.path_in_schema in widths:
+                total += max(c.total_uncompressed_size, rg.num_rows * widths[c.path_in_schema])
     return total
 
 
@@ -294,11 +305,11 @@ class ScanSource:
         # put after the partial ones scrambled it once the share came from memory).
         if "file_row_number" in table.schema.names:
             return self._share_source(share_key, share, columns, table.schema.names[0])
-        if not self._asked_before(share_key) or self._too_big(share_key, share, columns):
+        if not self._asked_before(share_key) or self._too_big(table, share_key, share, columns):
             return _lazy_share(table, share)
         return self._share_source(share_key, share, columns, table.schema.names[0])
 
-    def _too_big(self, share_key, share, columns: list[str]) -> bool:
+    def _too_big(self, table: Table, share_key, share, columns: list[str]) -> bool:
         """Whether the columns of the share not in memory yet would take more than FILL_MAX_SHARE
         of the cache (their Parquet pages' uncompressed size): such a share stays DuckDB's to read,
         where a query's filters skip most of its row groups (TPC-DS q21 at SF 10 reads a few weeks
@@ -308,7 +319,7 @@ class ScanSource:
             return False
         key = (share_key, missing)
         if key not in self._sizes:
-            self._sizes[key] = sum(_uncompressed_bytes(f, gs, missing) for f, gs in share)
+            self._sizes[key] = sum(_uncompressed_bytes(f, gs, missing, table.schema) for f, gs in share)
             if len(self._sizes) > ASKED_MAX:
                 self._sizes.pop(next(iter(self._sizes)))
         return self._sizes[key] > CACHE_MAX_BYTES * FILL_MAX_SHARE

@@ -237,7 +237,7 @@ def assert_same_answer(actual: pa.Table, sql: str, params: list | None = None) -
 
     expected = oracle(sql, params)
     order = ordering_of(sql)
-    diff = compare_tables(actual, expected, ordered=order.ordered, order_keys=order.keys)
+    diff = compare_tables(actual, expected, ordered=order.ordered, order_keys=order.keys, limited=order.limited)
     assert diff is None, f"{diff}\nSQL: {sql}"
 
 

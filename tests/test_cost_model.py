@@ -794,3 +794,48 @@ def test_a_join_on_timestamps_at_the_calendars_ends_is_estimated():
     )
     planned = plan_sql("SELECT a.ts FROM a RIGHT JOIN b ON a.ts = b.ts", 2, catalog=cat)
     assert planned.one("HashJoin").rows >= 100
+
+
+def test_a_trial_of_the_other_instance_stops_when_it_runs_far_longer():
+    """The second run tries the other DuckDB instance; one that runs past a few times the first
+    instance's time is interrupted, counted as slower, and the fragment runs on the first."""
+    import threading
+
+    import duckdb
+
+    from executors.runner import Runner
+
+    class Stalled:
+        """An instance whose fragment never ends unless interrupted."""
+
+        def __init__(self):
+            self.interrupted = threading.Event()
+            self.types = []
+
+        def sql(self, query):
+            return self
+
+        def to_arrow_table(self):
+            if self.interrupted.wait(60):
+                raise duckdb.InterruptException("INTERRUPT Error: Interrupted!")
+            raise AssertionError("the trial was not interrupted")
+
+        def interrupt(self):
+            self.interrupted.set()
+
+    fast, stalled = duckdb.connect(), Stalled()
+    node = plan_sql(JOIN_TINY, 2).plan.root.input
+    times: dict = {}
+    query = "SELECT 42 AS x -- read_parquet"
+
+    def run():
+        r = Runner(duckdb.connect(), None, None, None, parquet_con=fast, ordered_con=stalled, fragment_times=times,
+                   plan_key="q")
+        return r.fetch(query, node).column("x").to_pylist()
+    assert run() == [42]                      # the rule's instance
+    assert run() == [42]                      # the trial: interrupted, then run on the other
+    assert stalled.interrupted.is_set()
+    (record,) = times.values()
+    assert record["ordered"] == float("inf") and record["parquet"] < float("inf")
+    stalled.interrupted.clear()
+    assert run() == [42] and not stalled.interrupted.is_set()   # later runs keep the faster one

@@ -179,3 +179,21 @@ def test_a_shares_columns_are_kept_one_by_one_and_evicted_by_bytes(tmp_path, mon
     monkeypatch.setattr(scan, "FILL_MAX_SHARE", 0.01)
     before = len(reads)
     assert rows(["k", "c"]).startswith("(") and len(reads) == before
+
+
+def test_a_columns_size_in_memory_counts_its_rows_not_its_encoded_pages(tmp_path):
+    """A run-length-encoded key takes a few kB of pages and 4 bytes a row as an Arrow array: a
+    share is judged too big for the cache by the latter."""
+    from executors.scan import _uncompressed_bytes
+    n = 1_000_000
+    table = pa.table({"k": pa.array([i // 100_000 for i in range(n)], pa.int32()),
+                      "s": pa.array(["x" * (i % 7) for i in range(n)])})
+    path = str(tmp_path / "t.parquet")
+    pq.write_table(table, path, row_group_size=250_000)
+    meta = pq.ParquetFile(path).metadata
+    pages = sum(meta.row_group(g).column(0).total_uncompressed_size for g in range(meta.num_row_groups))
+    assert pages < n  # encoded: far under 4 bytes a row
+    assert _uncompressed_bytes(path, None, ["k"], table.schema) == 4 * n
+    assert _uncompressed_bytes(path, [0, 1], ["k"], table.schema) == 4 * n // 2
+    strings = _uncompressed_bytes(path, None, ["s"], table.schema)
+    assert strings == sum(meta.row_group(g).column(1).total_uncompressed_size for g in range(meta.num_row_groups))

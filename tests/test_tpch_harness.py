@@ -223,6 +223,21 @@ def test_a_float_order_key_equal_within_the_tolerance_ties():
     assert compare_tables(other, expected, ordered=True, order_keys=["v", "flag"]) is not None
 
 
+def test_rows_tied_at_a_limit_may_be_any_of_the_ties():
+    # ORDER BY k LIMIT 3 over k = 1, 2, 3, 3: either row with k = 3 is a right third row.
+    expected = _t(k=[1, 2, 3], v=[10, 20, 30])
+    other_tie = _t(k=[1, 2, 3], v=[10, 20, 31])
+    assert compare_tables(other_tie, expected, ordered=True, order_keys=["k"], limited=True) is None
+    assert compare_tables(other_tie, expected, ordered=True, order_keys=["k"]) is not None
+    # Only the run at the cut: a row before it must still match, and so must the keys.
+    before = _t(k=[1, 2, 3], v=[10, 21, 30])
+    assert compare_tables(before, expected, ordered=True, order_keys=["k"], limited=True) is not None
+    wrong_key = _t(k=[1, 2, 4], v=[10, 20, 30])
+    assert compare_tables(wrong_key, expected, ordered=True, order_keys=["k"], limited=True) is not None
+    assert ordering_of("SELECT k, v FROM t ORDER BY k LIMIT 3") == Ordering(True, ("k",), limited=True)
+    assert ordering_of("SELECT k, v FROM t ORDER BY k").limited is False
+
+
 def test_large_results_compare():
     n = 200_000
     expected = pa.table({

@@ -197,7 +197,8 @@ def _diff(outcome: Outcome, reference: Outcome, ordering: Ordering, rel_tol: flo
     keys = ordering.keys
     if keys is not None and not all(k.lower() in expected_names for k in keys):
         keys = None  # an ORDER BY key that is not a result column: compare strictly
-    return compare_tables(outcome.table, reference.table, ordering.ordered, rel_tol, order_keys=keys)
+    return compare_tables(outcome.table, reference.table, ordering.ordered, rel_tol, order_keys=keys,
+                          limited=ordering.limited)
 
 
 def _load_average() -> float | None:

@@ -123,7 +123,7 @@ def _fetch(conn, sql: str):
 def _same(actual, expected, sql: str) -> bool:
     from tpch.compare import compare_tables, ordering_of
     order = ordering_of(sql)
-    return compare_tables(actual, expected, ordered=order.ordered, order_keys=order.keys) is None
+    return compare_tables(actual, expected, ordered=order.ordered, order_keys=order.keys, limited=order.limited) is None
 
 
 def tpch_through_server(uri: str, data: Path, repeat: int) -> list[str]:
