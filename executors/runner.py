@@ -293,8 +293,10 @@ class Runner:
         con, times = self._connection_for(query, node)
         profiled = self.profile and node is not None and id(node) in self._numbers
         kind = "ordered" if con is self.ordered_con else "parquet"
-        trial, fired = None, threading.Event()
+        trial = fired = None
         if times is not None and len(times) == 1 and kind not in times and not profiled:
+            fired = threading.Event()
+
             def stop(con=con):
                 fired.set()
                 con.interrupt()
@@ -304,7 +306,7 @@ class Runner:
         try:
             out = self._run_fragment(con, query, node if profiled else None)
         except duckdb.InterruptException:
-            if not fired.is_set() or self.cancelled():
+            if fired is None or not fired.is_set() or self.cancelled():
                 raise
             # The trial ran past its limit (an interrupt that comes after a fragment ended is
             # dropped): this instance is the slower one, and the fragment runs on the other.

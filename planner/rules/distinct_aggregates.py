@@ -20,7 +20,7 @@ from sqlglot import exp
 
 from planner.logical import Aggregate, Node, Project, Query, col
 from planner.patterns.combine_shuffle_reduce import split_aggregates
-from planner.rules.flatten_dependent_joins import _Ids
+from planner.rules.flatten_dependent_joins import FreshIds
 
 # DISTINCT aggregates whose value over the distinct values is the same function over p'.
 _OVER_VALUES = (exp.Count, exp.Sum, exp.Avg, exp.Min, exp.Max)
@@ -36,7 +36,7 @@ def _distinct_argument(agg: exp.Expression) -> exp.Expression | None:
 
 class _Rewriter:
     def __init__(self, root: Node):
-        self.new_id = _Ids(root).new
+        self.new_id = FreshIds(root).new
 
     def rewrite(self, node: Node) -> Node:
         kids = [self.rewrite(c) for c in node.children]

@@ -29,7 +29,7 @@ from sqlglot import exp
 
 from planner.logical import Aggregate, Join, Node, Project, Query, Scan, and_all, col, column_ids
 from planner.patterns.combine_shuffle_reduce import split_aggregates
-from planner.rules.flatten_dependent_joins import _Ids
+from planner.rules.flatten_dependent_joins import FreshIds
 
 # The partial aggregate must keep at most this share of its input's rows (estimated).
 MAX_KEPT_SHARE = 0.25
@@ -86,7 +86,7 @@ def _join_all(leaves: list[Node], pairs, residuals) -> Node | None:
 class _Rewriter:
     def __init__(self, root: Node, estimator):
         self.est = estimator
-        self.new_id = _Ids(root).new
+        self.new_id = FreshIds(root).new
 
     def rewrite(self, node: Node) -> Node:
         kids = [self.rewrite(c) for c in node.children]

@@ -43,7 +43,7 @@ MORE_THAN_ONE_ROW = "more than one row returned by a subquery used as an express
 
 
 def flatten_dependent_joins(query: Query) -> Query:
-    ids = _Ids(query.root)
+    ids = FreshIds(query.root)
     done: dict[int, Node] = {}
     # A flattened dependent join → its left side: the rows of the one are rows of the other, with
     # the same values in the left's columns, so the distinct values of those columns are read from
@@ -67,7 +67,7 @@ def flatten_dependent_joins(query: Query) -> Query:
     return replace(query, root=rewrite(query.root))
 
 
-class _Ids:
+class FreshIds:
     """Fresh column ids: the plan's ids end in a counter (`l_orderkey_7`); new ones continue it."""
 
     def __init__(self, root: Node):
@@ -159,7 +159,7 @@ def _keyed(left: Node, right: Node, kind: str, conds: list[exp.Expression], lk=(
 class _Flattener:
     """Pushes the domain of one dependent join's outer columns into its right side."""
 
-    def __init__(self, dj: DependentJoin, ids: _Ids, lefts: dict[int, Node]):
+    def __init__(self, dj: DependentJoin, ids: FreshIds, lefts: dict[int, Node]):
         self.dj, self.ids = dj, ids
         self.outer = dj.outer
         self._reads: dict[int, bool] = {}
