@@ -120,16 +120,37 @@ class _ResettableMark:
 
 def high_water_mark_bytes() -> int:
     """The RSS high-water mark since the process started or since its last reset (Linux)."""
-    with open("/proc/self/status", "rb") as f:
-        for line in f:
-            if line.startswith(b"VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    status = _proc_file("/proc/self/status", os.O_RDONLY).read()
+    start = status.find(b"VmHWM:")
+    return int(status[start + 6:status.index(b"kB", start)]) * 1024 if start >= 0 else 0
 
 
 def _reset_high_water_mark() -> None:
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
+    _proc_file("/proc/self/clear_refs", os.O_WRONLY).write(b"5")
+
+
+class _ProcFile:
+    """A /proc file of this process kept open: a query reads the mark three times and resets it
+    once, and opening the file cost twice the read (the kernel makes the text anew each read)."""
+
+    def __init__(self, path: str, flags: int):
+        self.pid, self.fd = os.getpid(), os.open(path, flags)
+
+    def read(self) -> bytes:
+        return os.pread(self.fd, 8192, 0)
+
+    def write(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+
+_proc_files: dict[str, _ProcFile] = {}
+
+
+def _proc_file(path: str, flags: int) -> _ProcFile:
+    kept = _proc_files.get(path)
+    if kept is None or kept.pid != os.getpid():  # a forked child has its own /proc/self
+        kept = _proc_files[path] = _ProcFile(path, flags)
+    return kept
 
 
 _mark: _ResettableMark | None = None
