@@ -40,6 +40,9 @@ FRAGMENT_TIMES_MAX = 10_000
 # other (at least TRIAL_MIN_S) and is counted as slower: the trial of TPC-DS q21 at SF 10 took
 # 4.6 s where the other instance takes 0.3 s, and that run was the statement's second.
 TRIAL_FACTOR, TRIAL_MIN_S = 3.0, 0.05
+# A fragment that may read a share from memory or from its files reads the files only when they
+# took less than 1 / LAZY_MARGIN of the time (Runner._connection_for).
+LAZY_MARGIN = 2.0
 # The names Runner._view gives the Arrow tables of one run.
 _VIEW_NAME = re.compile(ARROW_VIEW_PREFIX + r"x\d+_\d+")
 # FLOCKSQL_TRACE=N prints every fragment's time and first N characters on stderr;
@@ -237,6 +240,8 @@ class Runner:
         self.cancelled = cancelled
         self._views: list[str] = []
         self._view_schemas: dict[str, pa.Schema] = {}
+        self._view_tables: dict[str, pa.Table] = {}
+        self._views_elsewhere: dict[str, object] = {}  # registered on another instance too: where
         # Materialized CTEs of the running statement: name -> (the SELECT over this rank's kept
         # part, whether that part is empty). Freed with the views when the statement ends.
         self._kept: dict[str, tuple[str, bool]] = {}
@@ -299,11 +304,11 @@ class Runner:
         node = _past_kept(node)
         if self.cancelled():
             raise CancelledError("query cancelled")
-        con, times = self._connection_for(query, node)
+        con, times, query, fallback = self._connection_for(query, node)
         profiled = self.profile and node is not None and id(node) in self._numbers
-        kind = "ordered" if con is self.ordered_con else "parquet"
+        kind = self._kind(con)
         trial = fired = None
-        if times is not None and len(times) == 1 and kind not in times and not profiled:
+        if fallback is not None and len(times) == 1 and kind not in times and not profiled:
             fired = threading.Event()
 
             def stop(con=con):
@@ -311,6 +316,7 @@ class Runner:
                 con.interrupt()
             trial = threading.Timer(max(TRIAL_MIN_S, TRIAL_FACTOR * next(iter(times.values()))), stop)
             trial.start()
+        self._on_instance(con, query)
         t0 = time.perf_counter()
         try:
             out = self._run_fragment(con, query, node if profiled else None)
@@ -318,10 +324,11 @@ class Runner:
             if fired is None or not fired.is_set() or self.cancelled():
                 raise
             # The trial ran past its limit (an interrupt that comes after a fragment ended is
-            # dropped): this instance is the slower one, and the fragment runs on the other.
+            # dropped): this way is the slower one, and the fragment runs the other way.
             times[kind] = float("inf")
-            con = self.parquet_con if con is self.ordered_con else self.ordered_con
-            kind = "ordered" if con is self.ordered_con else "parquet"
+            con, query = fallback
+            kind = self._kind(con)
+            self._on_instance(con, query)
             t0 = time.perf_counter()
             out = self._run_fragment(con, query, None)
         finally:
@@ -333,7 +340,7 @@ class Runner:
             if os.environ.get("FLOCKSQL_PROFILE_RANK") == str(self.comm.rank):
                 # DuckDB's profile of the fragment (run a second time) on one chosen rank.
                 print(con.sql("EXPLAIN ANALYZE " + query).fetchall()[0][1], file=sys.stderr)
-            print(f"[rank {self.comm.rank}] {time.perf_counter() - t0:.3f}s {out.num_rows} rows: {query[:TRACE]}",
+            print(f"[rank {self.comm.rank}] {time.perf_counter() - t0:.3f}s {kind} {out.num_rows} rows: {query[:TRACE]}",
                   file=sys.stderr)
         return out
 
@@ -365,8 +372,15 @@ class Runner:
         if got is not None:
             self.stats.fragments.append(got)
 
+    def _kind(self, con) -> str:
+        """The name a fragment's timings record for the instance that runs it."""
+        if con is self.ordered_con:
+            return "ordered"
+        return "parquet" if con is self.parquet_con else "memory"
+
     def _connection_for(self, query: str, node: Node | None):
-        """The DuckDB instance for a fragment, and the record of its times when there is a choice.
+        """(DuckDB instance, the record of its times when there is a choice, the fragment's text
+        for it, the other choice's (instance, text) for a trial that runs too long).
 
         Arrow views carry no statistics, so a fragment that reads one runs without DuckDB's join
         ordering (and join filters). A fragment over Parquet only can use DuckDB's ordering or
@@ -375,26 +389,45 @@ class Runner:
         instead of 4.1 s), while its build sides beat ours on Q3, Q4 and Q10. So the first run
         of a statement follows a rule (ours when the fragment joins an aggregate's result), the
         second tries the other instance, and later runs keep the faster one for each fragment
-        (each rank on its own timings)."""
+        (each rank on its own timings).
+
+        A fragment whose only Arrow views are shares of Parquet files held in memory (ScanSource)
+        may instead read those shares from the files, on the rule's instance: DuckDB's join
+        filters then skip the row groups a filtered dimension rules out, which a scan of memory
+        reads whole (TPC-DS q21, q37, q82: a few weeks of inventory, which is in date order). The
+        share's first read is from the files; once it is in memory the fragment tries that, and
+        later runs keep the faster of the two."""
         node = _past_kept(node)
-        if ARROW_VIEW_PREFIX in query or self.parquet_con is self.con:
-            return self.con, None
-        if node is None:
-            return self.parquet_con, None
-        first, second = ((self.ordered_con, self.parquet_con) if _joins_an_aggregate(node)
-                         else (self.parquet_con, self.ordered_con))
+        if self.parquet_con is self.con or node is None:
+            con = self.con if ARROW_VIEW_PREFIX in query or self.parquet_con is self.con else self.parquet_con
+            return con, None, query, None
+        rule, other = ((self.ordered_con, self.parquet_con) if _joins_an_aggregate(node)
+                       else (self.parquet_con, self.ordered_con))
+        if ARROW_VIEW_PREFIX not in query:
+            choices = [(rule, query), (other, query)]
+        else:
+            exchanged = set(_VIEW_NAME.findall(query))
+            lazy = self.scans.lazy_text(query, keep=exchanged)
+            if lazy is None or "read_parquet(" not in lazy:
+                return self.con, None, query, None
+            # Exchanged rows carry no statistics: DuckDB keeps our join order for them (and the
+            # views are registered on that instance too: _view).
+            choices = [(self.con, query), (self.ordered_con if exchanged else rule, lazy)]
         self._fragments += 1
         if self.plan_key is None:
-            return first, None
+            return (*choices[0][:1], None, choices[0][1], None)
         if len(self.fragment_times) > FRAGMENT_TIMES_MAX:
             self.fragment_times.clear()
         times = self.fragment_times.setdefault((self.plan_key, self._fragments), {})
-        names = {id(self.parquet_con): "parquet", id(self.ordered_con): "ordered"}
-        for con in (first, second):
-            if names[id(con)] not in times:
-                return con, times
-        best = min(times, key=times.get)
-        return (self.ordered_con if best == "ordered" else self.parquet_con), times
+        tried = [c for c in choices if self._kind(c[0]) in times]
+        untried = [c for c in choices if self._kind(c[0]) not in times]
+        if untried:
+            return untried[0][0], times, untried[0][1], (tried[0] if tried else None)
+        # Memory is kept unless the files win by LAZY_MARGIN: one run of each decides, and the
+        # run that first scans a share in memory is a slow one (TPC-DS q78's anti join at SF 1:
+        # 0.19 s once, then 0.10 s, against 0.13 s from the files).
+        con, text = min(choices, key=lambda c: times[self._kind(c[0])] / (LAZY_MARGIN if c[0] is self.con else 1.0))
+        return con, times, text, None
 
     # ------------------------------------------------------------------ entry
     def run(self, root: Node) -> pa.Table | None:
@@ -420,6 +453,17 @@ class Runner:
         finally:
             self._unregister_views()
 
+    def _on_instance(self, con, query: str) -> None:
+        """Registers the exchanged rows `query` reads on `con` too, where it is not the instance
+        for Arrow views (a registration costs half a millisecond: only those a fragment runs
+        there with)."""
+        if con is self.con:
+            return
+        for name in _VIEW_NAME.findall(query):
+            if name not in self._views_elsewhere and name in self._view_tables:
+                con.register(name, self._view_tables[name])
+                self._views_elsewhere[name] = con
+
     def _unregister_views(self) -> None:
         self._kept.clear()
         for v in self._views:
@@ -427,12 +471,20 @@ class Runner:
                 self.con.unregister(v)
             except Exception:
                 pass
+        for v, con in self._views_elsewhere.items():
+            try:
+                con.unregister(v)
+            except Exception:
+                pass
+        self._views_elsewhere.clear()
+        self._view_tables.clear()
         self._views.clear()
         self._view_schemas.clear()
 
     def _view(self, table: pa.Table, eid: int | None = None) -> str:
         name = f"{ARROW_VIEW_PREFIX}x{self._qid}_{len(self._views)}"  # matches _VIEW_NAME
         self.con.register(name, table)
+        self._view_tables[name] = table
         self._views.append(name)
         self._view_schemas[name] = table.schema
         return name
@@ -576,7 +628,8 @@ class Runner:
                 if gather or r == 0:
                     if self.cancelled():
                         raise CancelledError("query cancelled")
-                    con, _ = self._connection_for(text, node)
+                    con, _, text, _ = self._connection_for(text, node)
+                    self._on_instance(con, text)
                     reader = con.sql(text).to_arrow_reader(batch_rows)
             except BaseException as e:  # noqa: BLE001 - reported collectively
                 err = e

@@ -7,8 +7,8 @@ groups than ranks are sliced by row range instead, so no rank idles.
 """
 from __future__ import annotations
 
+import re
 import zlib
-
 from collections import OrderedDict
 
 import pyarrow as pa
@@ -22,6 +22,7 @@ CACHE_MAX_BYTES = 2 * 2**30
 FILL_MAX_SHARE = 0.25
 # Every registered Arrow view's name starts with this, so a fragment's text tells whether it reads one.
 ARROW_VIEW_PREFIX = "_arrow_"
+_ANY_VIEW_NAME = re.compile(ARROW_VIEW_PREFIX + r"\w+")
 
 
 def sql_string(s: str) -> str:
@@ -198,6 +199,7 @@ class ScanSource:
         self._columns: OrderedDict = OrderedDict()
         self._share_views: dict = {}  # share -> {columns: view name}
         self._sizes: dict = {}  # (share, columns) -> their uncompressed bytes (see _too_big)
+        self._lazy: dict[str, str] = {}  # a share's view name -> the share read from its files (lazy_text)
 
     def _asked_before(self, key) -> bool:
         """Whether a share was read before, whatever its columns. Its first read is DuckDB's,
@@ -236,7 +238,9 @@ class ScanSource:
                 (share, column), (_, nb) = self._columns.popitem(last=False)
                 views = self._share_views.get(share, {})
                 for cols in [c for c in views if column in c]:
-                    self.con.unregister(views.pop(cols))
+                    name = views.pop(cols)
+                    self.con.unregister(name)
+                    self._lazy.pop(name, None)
             elif len(self._cache) > (0 if self._columns else 1):
                 _, (old, nb) = self._cache.popitem(last=False)
                 self.con.unregister(old)
@@ -244,11 +248,13 @@ class ScanSource:
                 break
             self._cache_bytes -= nb
 
-    def _share_source(self, share_key, share, columns: list[str], table_first_column: str) -> str:
+    def _share_source(self, share_key, share, columns: list[str], table_first_column: str,
+                      lazy: str | None = None) -> str:
         """This rank's share of a Parquet table from memory: the columns a query reads are kept one
         by one, so a query reading other columns of the same share reads only those it lacks
         (TPC-DS's queries read store_sales through a dozen sets of mostly the same columns). A
-        query reading no column (count(*)) gets the first, for the row count."""
+        query reading no column (count(*)) gets the first, for the row count. lazy: the same share
+        read from its files, which a fragment may use instead (lazy_text)."""
         columns = list(dict.fromkeys(columns)) or [table_first_column]
         missing = [c for c in columns if (share_key, c) not in self._columns]
         if missing:
@@ -269,6 +275,8 @@ class ScanSource:
             name = f"{ARROW_VIEW_PREFIX}part_{self._seq}"
             self.con.register(name, pa.table({c: self._columns[(share_key, c)][0] for c in cols}))
             views[cols] = name
+            if lazy is not None:
+                self._lazy[name] = lazy
         self._evict(protect={(share_key, c) for c in cols})
         return name
 
@@ -307,7 +315,15 @@ class ScanSource:
             return self._share_source(share_key, share, columns, table.schema.names[0])
         if not self._asked_before(share_key) or self._too_big(table, share_key, share, columns):
             return _lazy_share(table, share)
-        return self._share_source(share_key, share, columns, table.schema.names[0])
+        return self._share_source(share_key, share, columns, table.schema.names[0], _lazy_share(table, share))
+
+    def lazy_text(self, query: str, keep=frozenset()) -> str | None:
+        """`query` with each share it reads from memory read from the share's files instead; None
+        when it reads an Arrow view that has no such form (a slice of rows) and is not in `keep`."""
+        names = set(_ANY_VIEW_NAME.findall(query)) - set(keep)
+        if not all(n in self._lazy for n in names):
+            return None
+        return _ANY_VIEW_NAME.sub(lambda m: self._lazy.get(m.group(0), m.group(0)), query)
 
     def _too_big(self, table: Table, share_key, share, columns: list[str]) -> bool:
         """Whether the columns of the share not in memory yet would take more than FILL_MAX_SHARE

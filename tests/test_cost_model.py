@@ -608,6 +608,7 @@ def test_fragments_that_join_an_aggregate_keep_our_join_order():
 def test_repeated_statement_keeps_the_faster_instance_per_fragment():
     """First run: the rule's instance; second run: the other one; later runs: the faster."""
     from executors.runner import Runner
+    from executors.scan import ScanSource
 
     class Con:
         def __init__(self, name):
@@ -617,17 +618,74 @@ def test_repeated_statement_keeps_the_faster_instance_per_fragment():
     times: dict = {}
 
     def run(seconds: dict):
-        r = Runner(arrow, None, None, None, parquet_con=parquet, ordered_con=ordered, fragment_times=times,
-                   plan_key="q")
-        con, record = r._connection_for("SELECT 1 FROM read_parquet('x.parquet')", node)
+        r = Runner(arrow, None, None, ScanSource(arrow, 0, 2), parquet_con=parquet, ordered_con=ordered,
+                   fragment_times=times, plan_key="q")
+        query = "SELECT 1 FROM read_parquet('x.parquet')"
+        con, record, text, _ = r._connection_for(query, node)
+        assert text == query
         record[con.name] = seconds[con.name]
-        assert r._connection_for("SELECT * FROM _arrow_x1_0", node) == (arrow, None)
+        # Exchanged rows alone: the instance for Arrow views, no choice.
+        assert r._connection_for("SELECT * FROM _arrow_x1_0", node) == (arrow, None, "SELECT * FROM _arrow_x1_0", None)
         return con.name
     assert run({"parquet": 0.3, "ordered": 0.2}) == "parquet"
     assert run({"parquet": 0.3, "ordered": 0.2}) == "ordered"
     assert run({"parquet": 0.3, "ordered": 0.2}) == "ordered"
     times.clear()
     assert [run({"parquet": 0.1, "ordered": 0.2}) for _ in range(3)] == ["parquet", "ordered", "parquet"]
+
+
+def test_a_fragment_over_a_share_in_memory_also_tries_reading_it_from_the_files(tmp_path):
+    """A share of a Parquet file held in memory is scanned whole; read from the file, DuckDB's join
+    filters skip row groups. The fragment runs from memory, then tries the files (on the instance
+    with join filters when exchanged rows are in it too, registered there), then keeps the faster."""
+    import duckdb
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from engine.catalog import Catalog
+    from executors.runner import Runner
+    from executors.scan import ScanSource
+
+    pq.write_table(pa.table({"k": list(range(4000))}), tmp_path / "t.parquet", row_group_size=500)
+    catalog = Catalog(str(tmp_path))
+    table = catalog.table("t")
+    arrow, parquet, ordered = duckdb.connect(), duckdb.connect(), duckdb.connect()
+    scans = ScanSource(arrow, 0, 2)
+    assert scans.source(table, ["k"], False).startswith("(SELECT")      # first read: from the file
+    memory = scans.source(table, ["k"], False)                          # then from memory
+    assert memory.startswith("_arrow_part_")
+    node = plan_sql(JOIN_TINY, 2).plan.root.input
+    times: dict = {}
+
+    def choose(query, seconds):
+        r = Runner(arrow, None, catalog, scans, parquet_con=parquet, ordered_con=ordered, fragment_times=times,
+                   plan_key="q")
+        r._view(pa.table({"k": [1, 2]}))                                 # _arrow_x0_0
+        con, record, text, fallback = r._connection_for(query, node)
+        r._on_instance(con, text)                                         # registered there too, if needed
+        rows = sorted(con.sql(text).to_arrow_table().column("k").to_pylist())
+        kind = r._kind(con)
+        record[kind] = seconds[kind]
+        r._unregister_views()
+        return kind, rows, fallback is not None
+
+    alone = f"SELECT k FROM {memory} WHERE k < 3"
+    expected = [0, 1, 2]
+    assert choose(alone, {"memory": 0.3, "parquet": 0.1}) == ("memory", expected, False)
+    assert choose(alone, {"memory": 0.3, "parquet": 0.1}) == ("parquet", expected, True)   # the trial
+    assert choose(alone, {"memory": 0.3, "parquet": 0.1}) == ("parquet", expected, False)  # far faster
+    times.clear()
+    # Memory stays unless the files are far faster: one run of each decides.
+    assert [choose(alone, {"memory": 0.15, "parquet": 0.1})[0] for _ in range(3)] == ["memory", "parquet", "memory"]
+    times.clear()
+    joined = f"SELECT k FROM {memory} JOIN _arrow_x0_0 USING (k)"
+    assert choose(joined, {"memory": 0.1, "ordered": 0.2}) == ("memory", [1, 2], False)
+    assert choose(joined, {"memory": 0.1, "ordered": 0.2}) == ("ordered", [1, 2], True)
+    assert choose(joined, {"memory": 0.1, "ordered": 0.2}) == ("memory", [1, 2], False)
+    # A slice of rows has no form read from files: no choice.
+    sliced = scans._register(("slice",), pa.table({"k": [1]}))
+    r = Runner(arrow, None, catalog, scans, parquet_con=parquet, ordered_con=ordered, fragment_times=times, plan_key="q")
+    assert r._connection_for(f"SELECT * FROM {sliced}", node) == (arrow, None, f"SELECT * FROM {sliced}", None)
 
 
 @pytest.mark.parametrize("sql, nranks, expected, slices", [
