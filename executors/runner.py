@@ -304,17 +304,18 @@ class Runner:
         node = _past_kept(node)
         if self.cancelled():
             raise CancelledError("query cancelled")
-        con, times, query, fallback = self._connection_for(query, node)
+        (kind, con, query), times, fallback = self._connection_for(query, node)
         profiled = self.profile and node is not None and id(node) in self._numbers
-        kind = self._kind(con)
         trial = fired = None
-        if fallback is not None and len(times) == 1 and kind not in times and not profiled:
+        if fallback is not None and kind not in times and not profiled:
             fired = threading.Event()
 
             def stop(con=con):
                 fired.set()
                 con.interrupt()
-            trial = threading.Timer(max(TRIAL_MIN_S, TRIAL_FACTOR * next(iter(times.values()))), stop)
+            # The files against memory win only at LAZY_MARGIN times faster: past memory's time they lost.
+            factor = 1.0 if fallback[0] == "memory" else TRIAL_FACTOR
+            trial = threading.Timer(max(TRIAL_MIN_S, factor * times[fallback[0]]), stop)
             trial.start()
         self._on_instance(con, query)
         t0 = time.perf_counter()
@@ -326,8 +327,7 @@ class Runner:
             # The trial ran past its limit (an interrupt that comes after a fragment ended is
             # dropped): this way is the slower one, and the fragment runs the other way.
             times[kind] = float("inf")
-            con, query = fallback
-            kind = self._kind(con)
+            kind, con, query = fallback
             self._on_instance(con, query)
             t0 = time.perf_counter()
             out = self._run_fragment(con, query, None)
@@ -372,15 +372,10 @@ class Runner:
         if got is not None:
             self.stats.fragments.append(got)
 
-    def _kind(self, con) -> str:
-        """The name a fragment's timings record for the instance that runs it."""
-        if con is self.ordered_con:
-            return "ordered"
-        return "parquet" if con is self.parquet_con else "memory"
-
     def _connection_for(self, query: str, node: Node | None):
-        """(DuckDB instance, the record of its times when there is a choice, the fragment's text
-        for it, the other choice's (instance, text) for a trial that runs too long).
+        """((kind, DuckDB instance, the fragment's text for it), the record of each kind's times
+        when there is a choice, the other choice's (kind, instance, text) for a trial that runs
+        too long).
 
         Arrow views carry no statistics, so a fragment that reads one runs without DuckDB's join
         ordering (and join filters). A fragment over Parquet only can use DuckDB's ordering or
@@ -391,43 +386,47 @@ class Runner:
         second tries the other instance, and later runs keep the faster one for each fragment
         (each rank on its own timings).
 
-        A fragment whose only Arrow views are shares of Parquet files held in memory (ScanSource)
-        may instead read those shares from the files, on the rule's instance: DuckDB's join
-        filters then skip the row groups a filtered dimension rules out, which a scan of memory
-        reads whole (TPC-DS q21, q37, q82: a few weeks of inventory, which is in date order). The
-        share's first read is from the files; once it is in memory the fragment tries that, and
-        later runs keep the faster of the two."""
+        A fragment that reads a rank's share of a file whose row groups a filter can skip (see
+        ScanSource.lazy_text), beside Arrow views, may instead read that share from the file on
+        an instance with DuckDB's join filters: they then skip the row groups a filtered
+        dimension rules out, which a scan of memory (or of the file without join filters) reads
+        whole (TPC-DS q21, q37, q82: a few weeks of inventory, which is in date order). Each way
+        is timed under its own kind: `memory` (the share in memory), `arrow` (the share read
+        from the file where Arrow views are read) and the instance's; later runs keep the
+        fastest, memory unless the file is LAZY_MARGIN times faster."""
         node = _past_kept(node)
         if self.parquet_con is self.con or node is None:
-            con = self.con if ARROW_VIEW_PREFIX in query or self.parquet_con is self.con else self.parquet_con
-            return con, None, query, None
+            if ARROW_VIEW_PREFIX in query or self.parquet_con is self.con:
+                return ("arrow", self.con, query), None, None
+            return ("parquet", self.parquet_con, query), None, None
+        names = {id(self.parquet_con): "parquet", id(self.ordered_con): "ordered"}
         rule, other = ((self.ordered_con, self.parquet_con) if _joins_an_aggregate(node)
                        else (self.parquet_con, self.ordered_con))
         if ARROW_VIEW_PREFIX not in query:
-            choices = [(rule, query), (other, query)]
+            choices = [(names[id(rule)], rule, query), (names[id(other)], other, query)]
         else:
             exchanged = set(_VIEW_NAME.findall(query))
             lazy = self.scans.lazy_text(query, keep=exchanged)
             if lazy is None or "read_parquet(" not in lazy:
-                return self.con, None, query, None
-            # Exchanged rows carry no statistics: DuckDB keeps our join order for them (and the
-            # views are registered on that instance too: _view).
-            choices = [(self.con, query), (self.ordered_con if exchanged else rule, lazy)]
+                return ("arrow", self.con, query), None, None
+            # Exchanged rows carry no statistics: DuckDB keeps our join order for them (and they
+            # are registered on that instance too: _on_instance).
+            files = self.ordered_con if exchanged else rule
+            choices = [("memory" if lazy != query else "arrow", self.con, query), (names[id(files)], files, lazy)]
         self._fragments += 1
         if self.plan_key is None:
-            return (*choices[0][:1], None, choices[0][1], None)
+            return choices[0], None, None
         if len(self.fragment_times) > FRAGMENT_TIMES_MAX:
             self.fragment_times.clear()
         times = self.fragment_times.setdefault((self.plan_key, self._fragments), {})
-        tried = [c for c in choices if self._kind(c[0]) in times]
-        untried = [c for c in choices if self._kind(c[0]) not in times]
+        tried = [c for c in choices if c[0] in times]
+        untried = [c for c in choices if c[0] not in times]
         if untried:
-            return untried[0][0], times, untried[0][1], (tried[0] if tried else None)
+            return untried[0], times, (tried[0] if tried else None)
         # Memory is kept unless the files win by LAZY_MARGIN: one run of each decides, and the
         # run that first scans a share in memory is a slow one (TPC-DS q78's anti join at SF 1:
         # 0.19 s once, then 0.10 s, against 0.13 s from the files).
-        con, text = min(choices, key=lambda c: times[self._kind(c[0])] / (LAZY_MARGIN if c[0] is self.con else 1.0))
-        return con, times, text, None
+        return min(choices, key=lambda c: times[c[0]] / (LAZY_MARGIN if c[0] == "memory" else 1.0)), times, None
 
     # ------------------------------------------------------------------ entry
     def run(self, root: Node) -> pa.Table | None:
@@ -628,7 +627,7 @@ class Runner:
                 if gather or r == 0:
                     if self.cancelled():
                         raise CancelledError("query cancelled")
-                    con, _, text, _ = self._connection_for(text, node)
+                    (_, con, text), _, _ = self._connection_for(text, node)
                     self._on_instance(con, text)
                     reader = con.sql(text).to_arrow_reader(batch_rows)
             except BaseException as e:  # noqa: BLE001 - reported collectively

@@ -151,6 +151,8 @@ def assign_row_groups(table: Table, rank: int, nranks: int, in_order: bool = Fal
 
 # Shares remembered as read once (a key is a few hundred bytes).
 ASKED_MAX = 4096
+# Texts of shares read from their files whose row groups a filter can skip (lazy_text), at most.
+PRUNABLE_MAX = 256
 
 
 def _lazy_share(table: Table, share: list) -> str:
@@ -200,6 +202,7 @@ class ScanSource:
         self._share_views: dict = {}  # share -> {columns: view name}
         self._sizes: dict = {}  # (share, columns) -> their uncompressed bytes (see _too_big)
         self._lazy: dict[str, str] = {}  # a share's view name -> the share read from its files (lazy_text)
+        self._prunable: OrderedDict = OrderedDict()  # shares read from files that can skip row groups
 
     def _asked_before(self, key) -> bool:
         """Whether a share was read before, whatever its columns. Its first read is DuckDB's,
@@ -313,15 +316,29 @@ class ScanSource:
         # put after the partial ones scrambled it once the share came from memory).
         if "file_row_number" in table.schema.names:
             return self._share_source(share_key, share, columns, table.schema.names[0])
+        # Reading the share from its files lets a filter or a join skip row groups only through a
+        # column whose row groups hold disjoint ranges (data written in its order, like TPC-DS
+        # inventory by date); elsewhere each row group holds every value.
+        prunable = any(c in table.clustered for c in columns)
         if not self._asked_before(share_key) or self._too_big(table, share_key, share, columns):
-            return _lazy_share(table, share)
-        return self._share_source(share_key, share, columns, table.schema.names[0], _lazy_share(table, share))
+            text = _lazy_share(table, share)
+            if prunable:
+                self._prunable[text] = True
+                self._prunable.move_to_end(text)
+                if len(self._prunable) > PRUNABLE_MAX:
+                    self._prunable.popitem(last=False)
+            return text
+        lazy = _lazy_share(table, share) if prunable else None
+        return self._share_source(share_key, share, columns, table.schema.names[0], lazy)
 
     def lazy_text(self, query: str, keep=frozenset()) -> str | None:
-        """`query` with each share it reads from memory read from the share's files instead; None
-        when it reads an Arrow view that has no such form (a slice of rows) and is not in `keep`."""
+        """`query` with each share it reads from memory read from the share's files instead, when
+        some share it reads could skip row groups so (see source); None otherwise, or when it reads
+        an Arrow view that has no such form (a slice of rows) and is not in `keep`."""
         names = set(_ANY_VIEW_NAME.findall(query)) - set(keep)
         if not all(n in self._lazy for n in names):
+            return None
+        if not names and not any(text in query for text in self._prunable):
             return None
         return _ANY_VIEW_NAME.sub(lambda m: self._lazy.get(m.group(0), m.group(0)), query)
 

@@ -621,12 +621,13 @@ def test_repeated_statement_keeps_the_faster_instance_per_fragment():
         r = Runner(arrow, None, None, ScanSource(arrow, 0, 2), parquet_con=parquet, ordered_con=ordered,
                    fragment_times=times, plan_key="q")
         query = "SELECT 1 FROM read_parquet('x.parquet')"
-        con, record, text, _ = r._connection_for(query, node)
-        assert text == query
-        record[con.name] = seconds[con.name]
+        (kind, con, text), record, _ = r._connection_for(query, node)
+        assert text == query and kind == con.name
+        record[kind] = seconds[kind]
         # Exchanged rows alone: the instance for Arrow views, no choice.
-        assert r._connection_for("SELECT * FROM _arrow_x1_0", node) == (arrow, None, "SELECT * FROM _arrow_x1_0", None)
-        return con.name
+        exchanged = "SELECT * FROM _arrow_x1_0"
+        assert r._connection_for(exchanged, node) == (("arrow", arrow, exchanged), None, None)
+        return kind
     assert run({"parquet": 0.3, "ordered": 0.2}) == "parquet"
     assert run({"parquet": 0.3, "ordered": 0.2}) == "ordered"
     assert run({"parquet": 0.3, "ordered": 0.2}) == "ordered"
@@ -651,7 +652,8 @@ def test_a_fragment_over_a_share_in_memory_also_tries_reading_it_from_the_files(
     table = catalog.table("t")
     arrow, parquet, ordered = duckdb.connect(), duckdb.connect(), duckdb.connect()
     scans = ScanSource(arrow, 0, 2)
-    assert scans.source(table, ["k"], False).startswith("(SELECT")      # first read: from the file
+    first = scans.source(table, ["k"], False)                           # first read: from the file
+    assert first.startswith("(SELECT")
     memory = scans.source(table, ["k"], False)                          # then from memory
     assert memory.startswith("_arrow_part_")
     node = plan_sql(JOIN_TINY, 2).plan.root.input
@@ -661,10 +663,9 @@ def test_a_fragment_over_a_share_in_memory_also_tries_reading_it_from_the_files(
         r = Runner(arrow, None, catalog, scans, parquet_con=parquet, ordered_con=ordered, fragment_times=times,
                    plan_key="q")
         r._view(pa.table({"k": [1, 2]}))                                 # _arrow_x0_0
-        con, record, text, fallback = r._connection_for(query, node)
+        (kind, con, text), record, fallback = r._connection_for(query, node)
         r._on_instance(con, text)                                         # registered there too, if needed
         rows = sorted(con.sql(text).to_arrow_table().column("k").to_pylist())
-        kind = r._kind(con)
         record[kind] = seconds[kind]
         r._unregister_views()
         return kind, rows, fallback is not None
@@ -682,10 +683,20 @@ def test_a_fragment_over_a_share_in_memory_also_tries_reading_it_from_the_files(
     assert choose(joined, {"memory": 0.1, "ordered": 0.2}) == ("memory", [1, 2], False)
     assert choose(joined, {"memory": 0.1, "ordered": 0.2}) == ("ordered", [1, 2], True)
     assert choose(joined, {"memory": 0.1, "ordered": 0.2}) == ("memory", [1, 2], False)
+    times.clear()
+    # The share read from the file beside exchanged rows: the instance with join filters is tried.
+    from_file = f"SELECT k FROM {first} JOIN _arrow_x0_0 USING (k)"
+    assert choose(from_file, {"arrow": 0.1, "ordered": 0.01}) == ("arrow", [1, 2], False)
+    assert choose(from_file, {"arrow": 0.1, "ordered": 0.01}) == ("ordered", [1, 2], True)
+    assert choose(from_file, {"arrow": 0.1, "ordered": 0.01}) == ("ordered", [1, 2], False)
+    # A whole file beside exchanged rows (no share whose row groups a filter can skip): no choice.
+    r = Runner(arrow, None, catalog, scans, parquet_con=parquet, ordered_con=ordered, fragment_times=times, plan_key="q")
+    whole = f"SELECT k FROM read_parquet('{tmp_path / 't.parquet'}') JOIN _arrow_x0_0 USING (k)"
+    assert r._connection_for(whole, node) == (("arrow", arrow, whole), None, None)
     # A slice of rows has no form read from files: no choice.
     sliced = scans._register(("slice",), pa.table({"k": [1]}))
     r = Runner(arrow, None, catalog, scans, parquet_con=parquet, ordered_con=ordered, fragment_times=times, plan_key="q")
-    assert r._connection_for(f"SELECT * FROM {sliced}", node) == (arrow, None, f"SELECT * FROM {sliced}", None)
+    assert r._connection_for(f"SELECT * FROM {sliced}", node) == (("arrow", arrow, f"SELECT * FROM {sliced}"), None, None)
 
 
 @pytest.mark.parametrize("sql, nranks, expected, slices", [
