@@ -24,18 +24,10 @@ RSS_SAMPLE_S = 0.01
 _PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-_statm: tuple[int, int] | None = None  # (pid, descriptor of /proc/self/statm) kept open
-
-
 def current_rss_bytes() -> int:
-    """This process's resident memory now; 0 where /proc is not there (not Linux). The file stays
-    open (a query reads it a few times; opening it cost more than reading): /proc regenerates it
-    on each read from its start."""
-    global _statm
+    """This process's resident memory now; 0 where /proc is not there (not Linux)."""
     try:
-        if _statm is None or _statm[0] != os.getpid():
-            _statm = (os.getpid(), os.open("/proc/self/statm", os.O_RDONLY))
-        return int(os.pread(_statm[1], 128, 0).split()[1]) * _PAGE_BYTES
+        return int(_proc_file("/proc/self/statm", os.O_RDONLY).read().split()[1]) * _PAGE_BYTES
     except (OSError, ValueError, IndexError):
         return 0
 
@@ -130,8 +122,9 @@ def _reset_high_water_mark() -> None:
 
 
 class _ProcFile:
-    """A /proc file of this process kept open: a query reads the mark three times and resets it
-    once, and opening the file cost twice the read (the kernel makes the text anew each read)."""
+    """A /proc file of this process kept open: a query reads its RSS and mark several times and
+    resets the mark once, and opening the file cost as much as reading it again (the kernel makes
+    the text anew on each read from its start)."""
 
     def __init__(self, path: str, flags: int):
         self.pid, self.fd = os.getpid(), os.open(path, flags)

@@ -155,6 +155,14 @@ ASKED_MAX = 4096
 PRUNABLE_MAX = 256
 
 
+def _remember(kept: OrderedDict, key, most: int) -> None:
+    """`key` as the most recent of `kept`, which keeps at most `most` keys (the oldest go)."""
+    kept[key] = True
+    kept.move_to_end(key)
+    if len(kept) > most:
+        kept.popitem(last=False)
+
+
 def _lazy_share(table: Table, share: list) -> str:
     """This rank's row groups read by DuckDB from the files: whole files as they are, part of a
     file as its rows' range, which DuckDB's reader turns into the row groups it reads (Parquet row
@@ -211,9 +219,7 @@ class ScanSource:
         so each is decoded only once."""
         if key in self._asked:
             return True
-        self._asked[key] = True
-        if len(self._asked) > ASKED_MAX:
-            self._asked.popitem(last=False)
+        _remember(self._asked, key, ASKED_MAX)
         return False
 
     def _register(self, key, table: pa.Table) -> str:
@@ -323,10 +329,7 @@ class ScanSource:
         if not self._asked_before(share_key) or self._too_big(table, share_key, share, columns):
             text = _lazy_share(table, share)
             if prunable:
-                self._prunable[text] = True
-                self._prunable.move_to_end(text)
-                if len(self._prunable) > PRUNABLE_MAX:
-                    self._prunable.popitem(last=False)
+                _remember(self._prunable, text, PRUNABLE_MAX)
             return text
         lazy = _lazy_share(table, share) if prunable else None
         return self._share_source(share_key, share, columns, table.schema.names[0], lazy)
@@ -338,8 +341,8 @@ class ScanSource:
         names = set(_ANY_VIEW_NAME.findall(query)) - set(keep)
         if not all(n in self._lazy for n in names):
             return None
-        if not names and not any(text in query for text in self._prunable):
-            return None
+        if not names and not ("file_row_number = true" in query and any(t in query for t in self._prunable)):
+            return None  # (every share read from its files names its rows: _lazy_share)
         return _ANY_VIEW_NAME.sub(lambda m: self._lazy.get(m.group(0), m.group(0)), query)
 
     def _too_big(self, table: Table, share_key, share, columns: list[str]) -> bool:
