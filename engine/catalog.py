@@ -394,12 +394,15 @@ class Catalog:
     def _discover(self) -> dict[str, tuple[str, list[str], bool]]:
         """name -> (format, files, hive-partitioned), following symlinks; tables of schema `s` (a
         folder `s/` holding the SCHEMA_MARKER file) are named `s.t`."""
-        self.schemas = [SCHEMA]
+        schemas = [SCHEMA]
         found = self._discover_in(self.data_dir, "")
         for entry in sorted(self.data_dir.iterdir()):
             if entry.is_dir() and (entry / SCHEMA_MARKER).exists() and _NAME.match(entry.name.lower()):
-                self.schemas.append(entry.name.lower())
+                schemas.append(entry.name.lower())
                 found.update(self._discover_in(entry, entry.name.lower() + "."))
+        # Replaced whole, never built in place: a client thread mirroring the catalog reads the
+        # list while a lane refreshes it (it once saw ['main'] beside the tables of a schema).
+        self.schemas = schemas
         return found
 
     def _discover_in(self, folder: Path, prefix: str) -> dict[str, tuple[str, list[str], bool]]:

@@ -93,7 +93,10 @@ class SystemCatalog:
                     "SELECT table_name, table_type FROM information_schema.tables "
                     "WHERE table_catalog = 'memory' AND table_schema = 'main'").fetchall():
                 con.execute(f'DROP {"VIEW" if kind == "VIEW" else "TABLE"} IF EXISTS "{_quoted(name)}" CASCADE')
-            for schema in schemas:
+            # The schemas of the tables and views too: the lists are read one after the other
+            # while the catalog may change, and a table must never lack its schema here.
+            named = {n.rpartition(".")[0] for n in (*tables, *views) if "." in n}
+            for schema in dict.fromkeys([*schemas, *sorted(named)]):
                 con.execute(f'CREATE SCHEMA IF NOT EXISTS "{_quoted(schema)}"')
             for name, schema in sorted(tables.items()):
                 self._create_table(name, schema)
