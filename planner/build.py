@@ -711,6 +711,20 @@ class Builder:
         set_conjuncts: list[exp.Expression] = []
         on_subqueries: list[exp.Expression] = []
         group_start = 0  # where the last comma-separated FROM item's join chain begins in items
+        # The ON conjuncts of that chain's inner joins (by id), and the columns of the items before
+        # it that its ON clauses read: DuckDB evaluates a chain with a RIGHT or FULL JOIN that
+        # reads them once per row before it, laterally (_lateral_chain).
+        chain_conjuncts: set[int] = set()
+        chain_reads: set[str] = set()
+        lateral_chain = False
+
+        def close_chain():
+            nonlocal items, set_conjuncts, group_start, chain_conjuncts, chain_reads, lateral_chain
+            if lateral_chain:
+                items, set_conjuncts = self._lateral_chain(items, group_start, set_conjuncts, chain_conjuncts,
+                                                           chain_reads, scope)
+                group_start = 0
+            chain_conjuncts, chain_reads, lateral_chain = set(), set(), False
         # Whether a join after the i-th NULL-extends what comes before it (RIGHT, FULL, POSITIONAL):
         # the WHERE then filters those NULLs too, and cannot run before it (_take_where).
         extends_later = [False] * (len(joins) + 1)
@@ -718,6 +732,12 @@ class Builder:
             later = joins[i]
             extends_later[i] = extends_later[i + 1] or (later.args.get("side") or "").upper() in ("RIGHT", "FULL") \
                 or "POSITIONAL" in ((later.args.get("method") or "").upper(), (later.args.get("kind") or "").upper())
+        # Whether the chain of the i-th join holds a RIGHT or FULL JOIN at or after it: then a
+        # join there takes only the chain as its left side, not the items before the comma too.
+        outer_ahead = [False] * (len(joins) + 1)
+        for i in range(len(joins) - 1, -1, -1):
+            outer_ahead[i] = (joins[i].args.get("side") or "").upper() in ("RIGHT", "FULL") or (
+                outer_ahead[i + 1] and not _comma(joins[i + 1]))
         for at, j in enumerate(joins):
             side = (j.args.get("side") or "").upper()
             kind = (j.args.get("kind") or "").upper()
@@ -725,6 +745,7 @@ class Builder:
             if isinstance(j.this, exp.Lateral) or _derived_table(j.this):
                 bound, reading = self._lateral_item(j.this, scope)
                 if reading.free:
+                    close_chain()
                     items = [self._lateral_join(j, self.join_set(items, set_conjuncts, scope), bound, reading, scope)]
                     set_conjuncts, group_start = [], 0
                     continue
@@ -734,6 +755,7 @@ class Builder:
             asof = "ASOF" in (method, kind)
             if "POSITIONAL" in (method, kind) and not (j.args.get("on") or j.args.get("using")):
                 node, sources = bound or self._from_item(j.this, scope)
+                close_chain()
                 left = self.join_set(items, set_conjuncts, scope)
                 _add_sources(scope, sources)
                 items, set_conjuncts, group_start = [self._positional_join(left, node)], [], 0
@@ -742,18 +764,21 @@ class Builder:
                 raise NotSupportedError(f"{method} JOIN")
             node, sources = bound or self._from_item(j.this, scope)
             using = j.args.get("using")
-            comma = not side and not kind and j.args.get("on") is None and not j.args.get("using")
-            if comma:
+            if _comma(j):
                 # `FROM a, b JOIN c …`: an explicit join binds tighter than the comma, so an outer
                 # join after it takes only b's group as its left side, not a × b.
+                close_chain()
                 group_start = len(items)
             if side in ("LEFT", "RIGHT", "FULL") or kind in ("SEMI", "ANTI") or asof:
                 others = items[:group_start]
-                if others and side in ("RIGHT", "FULL"):
-                    group_ids = set().union(*(set(it.columns) for it in items[group_start:]))
-                    mine = [c for c in set_conjuncts if column_ids(c) <= group_ids]
+                outer_ids = set().union(*(set(it.columns) for it in others))
+                if others and outer_ahead[at]:
+                    # The chain's own inner joins first, then this join, on the chain alone.
+                    mine = [c for c in set_conjuncts if id(c) in chain_conjuncts]
+                    chain_reads |= {i for c in mine for i in column_ids(c)} & outer_ids
+                    set_conjuncts = [c for c in set_conjuncts if id(c) not in chain_conjuncts]
+                    chain_conjuncts = set()
                     left = self.join_set(items[group_start:], mine, scope)
-                    set_conjuncts = [c for c in set_conjuncts if not any(c is m for m in mine)]
                 else:
                     # LEFT/SEMI/ANTI keep every left row, and an ASOF join each left row's one
                     # partner: joining the other groups first is the same.
@@ -797,10 +822,12 @@ class Builder:
                 left_ids = set(left.columns)
                 if using:
                     on += self._using(using, scope, sources)
-                reach = left_ids | set(node.columns)
-                if others and any(not column_ids(c) <= reach for c in on):
-                    raise NotSupportedError(f"a {jkind.upper()} JOIN whose ON clause reads a table listed before "
-                                            "a comma in FROM (write that table in a JOIN instead)")
+                reads_before = {i for c in on for i in column_ids(c)} & outer_ids
+                if asof and others and reads_before:
+                    raise NotSupportedError("an ASOF JOIN whose ON clause reads a table listed before a comma in "
+                                            "FROM (write that table in a JOIN instead)")
+                chain_reads |= reads_before
+                lateral_chain = lateral_chain or bool(others and chain_reads)
                 if both:
                     joined = self._left_join_reading_both(left, node, sources, both, on, scope)
                 elif jkind in ("asof_right", "asof_full"):
@@ -821,9 +848,27 @@ class Builder:
                         on_subqueries.append(c)
                     else:
                         set_conjuncts.append(self.translate(c, scope))
+                        chain_conjuncts.add(id(set_conjuncts[-1]))
                 if using:
-                    set_conjuncts += self._using(using, scope, sources)
+                    equalities = self._using(using, scope, sources)
+                    set_conjuncts += equalities
+                    chain_conjuncts |= {id(c) for c in equalities}
+        close_chain()
         return items, set_conjuncts, on_subqueries
+
+    def _lateral_chain(self, items: list[Node], start: int, conjuncts: list[exp.Expression], chain: set[int],
+                       reads: set[str], scope: Scope) -> tuple[list[Node], list[exp.Expression]]:
+        """`FROM a, b JOIN c ON … RIGHT|FULL JOIN d ON p`, an ON clause of the chain after the comma
+        reading a: DuckDB evaluates the chain once per row of a, p reading that row, so each row of
+        a keeps d's (and, FULL, b ⋈ c's) rows that p pairs with nothing - not (a × …) ⟗ d. That is
+        a lateral join of the items before the comma with the chain: a DependentJoin, whose right
+        side is items[start] (the chain's outer joins, built already) joined with the chain's inner
+        ON conjuncts. Returns the one item and the conjuncts left to the items before the comma."""
+        before = [c for c in conjuncts if id(c) not in chain]
+        mine = [c for c in conjuncts if id(c) in chain]
+        outer = self.join_set(items[:start], before, scope)
+        chain_node = self.join_set(items[start:], mine, scope)
+        return [DependentJoin(outer, chain_node, "inner", tuple(sorted(reads)))], []
 
     def _positional_join(self, left: Node, right: Node) -> Node:
         """`left POSITIONAL JOIN right`: the i-th rows of both side by side, the shorter side padded
@@ -1924,6 +1969,11 @@ def _replace_nodes(root: exp.Expression, targets: set[int], repl) -> exp.Express
         if id(orig) in targets:
             copy.replace(repl(orig))
     return out
+
+
+def _comma(j: exp.Join) -> bool:
+    """`FROM a, b`: b's join has no side, kind, ON or USING."""
+    return not j.args.get("side") and not j.args.get("kind") and j.args.get("on") is None and not j.args.get("using")
 
 
 def _derived_table(src: exp.Expression) -> bool:
