@@ -57,15 +57,21 @@ def _star_of(ast: exp.Expression, select: exp.Select, qualify) -> list[exp.Expre
     """What `SELECT *` gives in select's place: its qualified items."""
     marker = exp.alias_(exp.Literal.string(PROBE), PROBE)
     original = select.args["expressions"]
-    select.set("expressions", [exp.Star(), marker])
+    # The select's other named items stay (a COLUMNS item as a NULL of its name), so that a query
+    # around it that reads them by name still qualifies.
+    named = [item if item.find(exp.Columns) is None else exp.alias_(exp.null(), item.alias, quoted=True)
+             for item in original if item.alias]
+    select.set("expressions", [exp.Star(), marker] + named)
     try:
         probe = qualify(ast.copy())
     finally:
         select.set("expressions", original)
     for s in probe.find_all(exp.Select):
-        items = s.expressions
-        if items and isinstance(items[-1], exp.Alias) and items[-1].alias == PROBE:
-            return items[:-1]
+        # The marker itself (a query around this one that selects * reads it as a column).
+        at = [i for i, item in enumerate(s.expressions)
+              if isinstance(item, exp.Alias) and item.alias == PROBE and isinstance(item.this, exp.Literal)]
+        if at:
+            return s.expressions[:at[0]]
     raise NotSupportedError("COLUMNS(…) here")
 
 

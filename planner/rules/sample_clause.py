@@ -18,9 +18,17 @@ kept or dropped together; and REPEATABLE (seed) gives the same rows at any rank 
 DuckDB's rows. Without REPEATABLE the seed is drawn when the statement is planned, and such a plan
 is not cached, so each run draws a new sample.
 
+A sample of a derived table, a CTE or a table function hashes the rows it gives, whose columns are
+known only once the statement is qualified: the hash is a select item over them,
+
+    FROM (q) AS d TABLESAMPLE 10%  → FROM (SELECT * EXCLUDE (h) FROM (SELECT *, hash(s, *COLUMNS(*)) AS h
+                                           FROM (q) AS d) WHERE h < 10% of 2^64) AS d
+
+whose COLUMNS(*) planner/rules/columns_expression.py expands into d's columns.
+
 USING SAMPLE applies to the FROM clause's rows, after its joins and before WHERE; a percentage over
-joins of tables hashes the joined row. A row count over a join, and any sample of a derived table,
-a CTE or a table function, stay refused.
+joins of tables hashes the joined row. A row count over a join, and a percentage over a join with a
+derived table, a CTE or a table function in it, stay refused.
 """
 from __future__ import annotations
 
@@ -31,6 +39,7 @@ from sqlglot import exp
 from engine.errors import NotSupportedError
 
 HASH_RANGE = 2 ** 64  # DuckDB's hash() is a UBIGINT
+SAMPLE_HASH = "__flocksql_sample_hash"  # the select item that hashes a derived table's rows
 
 
 def has_unseeded_sample(ast: exp.Expression) -> bool:
@@ -45,12 +54,17 @@ def rewrite_samples(ast: exp.Expression, columns_of) -> exp.Expression:
         return ast
     ast = ast.copy()
     for sample in ast.find_all(exp.TableSample):
-        if not isinstance(sample.parent, (exp.Table, exp.Select)):
-            raise NotSupportedError("TABLESAMPLE of a derived table (sample a table inside it)")
+        if not isinstance(sample.parent, (exp.Table, exp.Select, exp.Subquery)):
+            raise NotSupportedError(f"a sample clause here: {sample.parent.sql('duckdb')[:60]}")
     for select in [s for s in ast.find_all(exp.Select) if s.args.get("sample") is not None]:
         _from_clause_sample(select, columns_of)
-    for table in [t for t in ast.find_all(exp.Table) if t.args.get("sample") is not None]:
-        _table_sample(table, columns_of)
+    for item in [t for t in ast.find_all(exp.Table, exp.Subquery) if t.args.get("sample") is not None]:
+        names = columns_of(item.name) if isinstance(item, exp.Table) and isinstance(item.this, exp.Identifier) \
+            else None
+        if names:
+            _table_sample(item, names)
+        else:
+            _rows_sample(item)
     return ast
 
 
@@ -59,57 +73,71 @@ def _from_clause_sample(select: exp.Select, columns_of) -> None:
     select.set("sample", None)
     first = select.args.get("from_")
     joins = select.args.get("joins") or []
-    if first is not None and not joins and isinstance(first.this, exp.Table) and first.this.args.get("sample") is None:
-        first.this.set("sample", sample)  # the FROM clause is one table: its sample
+    if first is not None and not joins and isinstance(first.this, (exp.Table, exp.Subquery)) \
+            and first.this.args.get("sample") is None:
+        first.this.set("sample", sample)  # the FROM clause is one item: its sample
         return
     items = ([first.this] if first is not None else []) + [j.this for j in joins]
     if not items or not all(isinstance(i, exp.Table) and isinstance(i.this, exp.Identifier) for i in items):
-        raise NotSupportedError("USING SAMPLE over a derived table or a table function (sample a table: "
-                                "FROM t TABLESAMPLE …)")
+        raise NotSupportedError("USING SAMPLE over a join with a derived table or a table function in it "
+                                "(sample one item: FROM (…) AS d TABLESAMPLE …)")
     size, percent = _size(sample)
     if not percent:
         raise NotSupportedError("USING SAMPLE … ROWS over a join (sample a table: FROM t TABLESAMPLE …)")
     values = []
     for item in items:
-        names = _columns(item, columns_of)
+        names = columns_of(item.name)
+        if not names:
+            raise NotSupportedError(f"USING SAMPLE over a join with {item.name} in it, which is not a table of "
+                                    "the catalog (sample it alone: FROM {item.name} TABLESAMPLE …)")
         qualifier = item.alias_or_name
         values += [exp.column(exp.to_identifier(c, quoted=True), table=exp.to_identifier(qualifier, quoted=True))
                    for c in names]
     select.where(_kept(_row_hash(sample, values), size), copy=False)
 
 
-def _table_sample(table: exp.Table, columns_of) -> None:
+def _table_sample(table: exp.Table, names: list[str]) -> None:
+    """A table of the catalog, whose columns are `names`."""
     sample = table.args["sample"]
-    if not isinstance(table.this, exp.Identifier):
-        raise NotSupportedError("TABLESAMPLE of a table function")
-    names = _columns(table, columns_of)
-    size, percent = _size(sample)
     bare = exp.Table(this=table.this.copy(), db=table.args.get("db"), catalog=table.args.get("catalog"))
     row_hash = _row_hash(sample, [exp.column(exp.to_identifier(c, quoted=True)) for c in names])
-    inner = exp.select("*").from_(bare)
-    method = sample.args.get("method")
-    if percent and (method is None or method.name.upper() != "RESERVOIR"):
-        inner = inner.where(_kept(row_hash, size))
-    else:
-        # A reservoir: exactly that many rows (or that share of them), the smallest hashes.
-        limit = exp.Limit(expression=exp.Literal.number(size))
-        if percent:
-            limit = exp.Limit(expression=exp.Literal.number(size),
-                              limit_options=exp.LimitOptions(percent=True))
-        inner = inner.order_by(exp.Ordered(this=row_hash))
-        inner.set("limit", limit)
+    inner = _sampled(exp.select("*").from_(bare), row_hash, sample)
     alias = table.args.get("alias")
     if alias is None:
         alias = exp.TableAlias(this=exp.to_identifier(table.name, quoted=True))
     table.replace(exp.Subquery(this=inner, alias=alias.copy()))
 
 
-def _columns(table: exp.Table, columns_of) -> list[str]:
-    names = columns_of(table.name)
-    if not names:
-        raise NotSupportedError(f"a sample of {table.name}, which is not a table of the catalog (a CTE or view "
-                                "defined in the statement)")
-    return names
+def _rows_sample(item: exp.Table | exp.Subquery) -> None:
+    """A derived table, a CTE or a table function: its rows hashed in a select item (module doc)."""
+    sample = item.args["sample"]
+    item.set("sample", None)
+    alias = item.args.get("alias")
+    name = alias.name if alias is not None and alias.name else item.name if isinstance(item, exp.Table) else ""
+    if not name:
+        # An unaliased derived table: its columns are read unqualified, so any name serves.
+        name = "__flocksql_sampled"
+        item.set("alias", exp.TableAlias(this=exp.to_identifier(name, quoted=True)))
+    row_hash = _row_hash(sample, [exp.Columns(this=exp.Star(), unpack=True)])
+    hashed = exp.select(exp.Star(), exp.alias_(row_hash, SAMPLE_HASH, quoted=True)).from_(item.copy())
+    kept = _sampled(exp.select(exp.Star(except_=[exp.column(exp.to_identifier(SAMPLE_HASH, quoted=True))]))
+                    .from_(hashed.subquery()), exp.column(exp.to_identifier(SAMPLE_HASH, quoted=True)), sample)
+    item.replace(exp.Subquery(this=kept, alias=exp.TableAlias(this=exp.to_identifier(name, quoted=True))))
+
+
+def _sampled(select: exp.Select, row_hash: exp.Expression, sample: exp.TableSample) -> exp.Select:
+    """select's rows kept by the sample: a percentage keeps a row whose hash is under its share of
+    the range, a reservoir exactly that many rows (or that share of them), the smallest hashes."""
+    size, percent = _size(sample)
+    method = sample.args.get("method")
+    if percent and (method is None or method.name.upper() != "RESERVOIR"):
+        return select.where(_kept(row_hash, size))
+    limit = exp.Limit(expression=exp.Literal.number(size))
+    if percent:
+        limit = exp.Limit(expression=exp.Literal.number(size), limit_options=exp.LimitOptions(percent=True))
+    select = select.order_by(exp.Ordered(this=row_hash))
+    select.set("limit", limit)
+    return select
 
 
 def _size(sample: exp.TableSample) -> tuple[float, bool]:
