@@ -44,7 +44,8 @@ def _numbered(item: exp.Expression) -> exp.Subquery:
     name = function_name(call)
     if isinstance(call, exp.Unnest):
         if len(call.expressions) != 1 or any(isinstance(e, exp.PropertyEQ) for e in call.expressions):
-            raise NotSupportedError("unnest() of several lists, or with named arguments, WITH ORDINALITY")
+            raise NotSupportedError("unnest() of several lists, or with named arguments, WITH ORDINALITY (DuckDB refuses it "
+                                    "too)")
         values = call.expressions[0].copy()
         alias = call.args.get("alias")
         columns = [c.name for c in alias.columns] if alias is not None else []

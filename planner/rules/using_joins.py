@@ -52,6 +52,7 @@ def _needs_rewrite(select: exp.Select) -> bool:
 def expand_using(ast: exp.Expression, columns_of: Callable[[exp.Expression], list[str]]) -> exp.Expression:
     """ast with USING written out in every SELECT that has a parenthesised join; columns_of gives
     the column names of a table, CTE, derived table or table function in FROM."""
+    ast = _aliased_joins_as_derived_tables(ast)
     selects = [s for s in ast.find_all(exp.Select) if _needs_rewrite(s)]
     if not selects:
         return ast
@@ -77,12 +78,26 @@ def _rewrite(select: exp.Select, columns_of) -> None:
     select.set("expressions", items)
 
 
+def _aliased_joins_as_derived_tables(ast: exp.Expression) -> exp.Expression:
+    """`(a JOIN b USING (k)) AS j` → `(SELECT * FROM a JOIN b USING (k)) AS j`: an aliased join
+    hides its tables behind j and gives the columns its `*` gives (k once), as a derived table does."""
+    aliased = [s for s in ast.find_all(exp.Subquery) if _parenthesised(s) and s.alias and _has_using(s.this)]
+    if not aliased:
+        return ast
+    ast = ast.copy()
+    for sub in [s for s in ast.find_all(exp.Subquery) if _parenthesised(s) and s.alias and _has_using(s.this)]:
+        first = sub.this.copy()
+        joins = first.args.get("joins")
+        first.set("joins", None)
+        select = exp.select(exp.Star()).from_(first)
+        select.set("joins", joins)
+        sub.set("this", select)
+    return ast
+
+
 def _item(item: exp.Expression, columns_of, merged) -> Columns:
     if _parenthesised(item):
         if item.alias:
-            if _has_using(item.this):
-                raise NotSupportedError("USING inside an aliased parenthesised join ((a JOIN b USING (k)) AS j): "
-                                        "write ON")
             return [(n, exp.column(n, table=item.alias)) for n in columns_of(item)]
         first = item.this.copy()
         first.set("joins", None)
