@@ -11,7 +11,16 @@ result, in the ORDER BY's order if there is one (rows tied there in any order):
 
 which planner/rules/qualify_clause.py then writes as a filter over a derived table, so the count and
 the numbering are distributed like any window. A set operation's LIMIT … PERCENT is first moved onto
-a SELECT * over it (`wrap_set_operations`, before qualify, which expands that star).
+a SELECT * over it (`wrap_set_operations`, before qualify, which expands that star), and so is a
+SELECT DISTINCT's or a QUALIFY's, whose rows are counted after DISTINCT / QUALIFY: the ORDER BY keys
+go into the inner select as hidden items, which the outer one sorts by and leaves out:
+
+    SELECT DISTINCT a FROM t ORDER BY a DESC LIMIT 10 PERCENT
+      → SELECT * EXCLUDE (__pk1) FROM (SELECT DISTINCT a, a AS __pk1 FROM t) AS __p
+        ORDER BY __pk1 DESC LIMIT 10 PERCENT
+
+(a DISTINCT query's ORDER BY keys are items of its select list, so the hidden copies do not change
+which rows are distinct; a DISTINCT ON keeps its ORDER BY inside too, where it picks each group's row).
 """
 from __future__ import annotations
 
@@ -29,11 +38,18 @@ def _percent_limit(node: exp.Expression) -> bool:
 
 def wrap_set_operations(ast: exp.Expression) -> exp.Expression:
     """Each UNION / INTERSECT / EXCEPT with LIMIT … PERCENT becomes SELECT * FROM (it) with its
-    ORDER BY, LIMIT and OFFSET (an ORDER BY names output columns, so it reads the same there)."""
+    ORDER BY, LIMIT and OFFSET (an ORDER BY names output columns, so it reads the same there); each
+    SELECT DISTINCT or QUALIFY with one, as the module docstring shows."""
     unions = [u for u in ast.find_all(exp.SetOperation) if _percent_limit(u)]
-    if not unions:
+    if not unions and not any(_counted_after_filter(s) for s in ast.find_all(exp.Select)):
         return ast
     ast = ast.copy()
+    for select in [s for s in ast.find_all(exp.Select) if _counted_after_filter(s)]:
+        wrapper = _wrapped_select(select)
+        if select is ast:
+            ast = wrapper
+        else:
+            select.replace(wrapper)
     for union in [u for u in ast.find_all(exp.SetOperation) if _percent_limit(u)]:
         moved = {key: union.args.get(key) for key in ("order", "limit", "offset")}
         bare = union.copy()
@@ -48,6 +64,65 @@ def wrap_set_operations(ast: exp.Expression) -> exp.Expression:
         else:
             union.replace(wrapper)
     return ast
+
+
+def _counted_after_filter(select: exp.Select) -> bool:
+    return _percent_limit(select) and (select.args.get("distinct") is not None
+                                       or select.args.get("qualify") is not None)
+
+
+HIDDEN_KEY = "__pk"
+
+
+def _wrapped_select(select: exp.Select) -> exp.Select:
+    """SELECT * EXCLUDE (hidden keys) FROM (select with its ORDER BY keys as hidden items) AS __p,
+    ordered by those keys, with select's LIMIT … PERCENT and OFFSET."""
+    inner = select.copy()
+    limit, offset, order = inner.args.get("limit"), inner.args.get("offset"), inner.args.get("order")
+    for key in ("limit", "offset"):
+        inner.set(key, None)
+    distinct = inner.args.get("distinct")
+    if order is not None and not (distinct is not None and distinct.args.get("on") is not None):
+        inner.set("order", None)
+    items = list(inner.expressions)
+    by_alias = {item.alias.lower(): item.this for item in items if isinstance(item, exp.Alias)}
+    starred = any(isinstance(i, exp.Star) or isinstance(getattr(i, "this", None), exp.Star) for i in items)
+    keys = list(order.expressions) if order is not None else []
+    if len(keys) == 1 and isinstance(keys[0].this, exp.Var) and keys[0].this.name.upper() == "ALL" and not starred:
+        # ORDER BY ALL: every item, in the one direction given.
+        keys = [keys[0].copy() for _ in items]
+        for position, ordered in enumerate(keys, 1):
+            ordered.set("this", exp.Literal.number(position))
+    hidden, outer_order = [], []
+    for at, ordered in enumerate(keys, 1):
+        key = ordered.this
+        if isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit():
+            position = int(key.this)
+            if starred or not 1 <= position <= len(items):
+                raise NotSupportedError("LIMIT … PERCENT with DISTINCT or QUALIFY ordered by a position past a * "
+                                        "or the select list (name the column)")
+            item = items[position - 1]
+            key = item.this if isinstance(item, exp.Alias) else item
+        elif isinstance(key, exp.Var) and key.name.upper() == "ALL":
+            raise NotSupportedError("LIMIT … PERCENT with DISTINCT or QUALIFY, ORDER BY ALL and a * (name the "
+                                    "columns)")
+        elif isinstance(key, exp.Column) and not key.table and key.name.lower() in by_alias:
+            key = by_alias[key.name.lower()]
+        name = f"{HIDDEN_KEY}{at}"
+        hidden.append(exp.alias_(key.copy(), name, quoted=True))
+        outer_ordered = ordered.copy()
+        outer_ordered.set("this", exp.column(exp.to_identifier(name, quoted=True)))
+        outer_order.append(outer_ordered)
+    inner.set("expressions", items + hidden)
+    star = exp.Star(except_=[exp.column(exp.to_identifier(h.alias, quoted=True)) for h in hidden]) if hidden \
+        else exp.Star()
+    wrapper = exp.select(star).from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("__p"))))
+    if outer_order:
+        wrapper.set("order", exp.Order(expressions=outer_order))
+    wrapper.set("limit", limit.copy())
+    if offset is not None:
+        wrapper.set("offset", offset.copy())
+    return wrapper
 
 
 def rewrite_limit_percent(ast: exp.Expression) -> exp.Expression:
