@@ -143,6 +143,13 @@ def test_integer_widths_and_exactness():
     big = 2**62
     assert compare_tables(_t(n=[big + 1]), _t(n=[big]), ordered=True) is not None  # no float rounding
     assert compare_tables(_t(n=[2.0]), _t(n=[2]), ordered=True) is None  # int against float: numeric
+    # A UBIGINT (hash()) past int64's range compares exactly, against a UBIGINT or a smaller integer.
+    huge = pa.array([2**64 - 1, 2**63 + 5], pa.uint64())
+    assert compare_tables(pa.table({"h": huge}), pa.table({"h": huge}), ordered=True) is None
+    off = pa.array([2**64 - 1, 2**63 + 4], pa.uint64())
+    assert "9223372036854775813') != expected Decimal('9223372036854775812" in compare_tables(
+        pa.table({"h": huge}), pa.table({"h": off}), ordered=True)
+    assert compare_tables(pa.table({"h": pa.array([7], pa.uint64())}), _t(h=[7]), ordered=True) is None
 
 
 def test_string_flavours_match():

@@ -12,19 +12,26 @@ into the item: one item per column, named after it, or for `*COLUMNS(…)` insid
 argument per column. The statement is then qualified as written, so that ORDER BY 2 and GROUP BY
 ALL see the expanded list, as in DuckDB.
 
-Refused: a lambda as the pattern, COLUMNS outside the select list, two COLUMNS in one item, and an
-item that reads other columns beside its COLUMNS (those would stay unqualified).
+A lambda as the pattern (`COLUMNS(c -> c LIKE 'l_%')`) keeps the names for which it holds, as DuckDB's
+list_filter over the names decides.
+
+Refused: COLUMNS outside the select list, two COLUMNS in one item, and an item that reads other
+columns beside its COLUMNS (those would stay unqualified).
 """
 from __future__ import annotations
 
 import re
 
+import duckdb
 from sqlglot import exp
 
 from engine.errors import CatalogError, NotSupportedError
 from planner.table_functions import inside
 
 PROBE = "__flocksql_columns_probe"
+# Functions a COLUMNS lambda may not call: those that reach outside the catalog (planner/build.py
+# refuses them in any statement; the lambda runs here, before that check).
+FORBIDDEN_IN_LAMBDA = {"getenv", "current_setting", "system", "query", "query_table", "read_text", "read_blob"}
 
 
 def expand_columns(ast: exp.Expression, qualify) -> exp.Expression:
@@ -81,7 +88,10 @@ def _check(item: exp.Expression) -> None:
         raise NotSupportedError("two COLUMNS(…) in one select item")
     node = found[0]
     if isinstance(node.this, exp.Lambda):
-        raise NotSupportedError("COLUMNS(…) with a lambda (write a regular expression)")
+        reached = {f.name.lower() for f in node.this.find_all(exp.Anonymous)} | {
+            type(f).__name__.lower() for f in node.this.find_all(exp.Func)}
+        if node.this.find(exp.Query) is not None or reached & FORBIDDEN_IN_LAMBDA:
+            raise NotSupportedError("COLUMNS(…) with a lambda that runs a query or reads outside the catalog")
     if any(not inside(c, node) for c in item.find_all(exp.Column)):
         raise NotSupportedError("a COLUMNS(…) item that also reads other columns")
     if isinstance(item, exp.Alias) and not node.args.get("unpack"):
@@ -90,14 +100,31 @@ def _check(item: exp.Expression) -> None:
         raise NotSupportedError("*COLUMNS(…) outside a call's arguments")
 
 
+def _lambda_keeps(lam: exp.Lambda, star_items: list[exp.Expression]) -> set[str]:
+    """The column names for which `COLUMNS(c -> predicate)` holds: DuckDB's list_filter over the
+    names, evaluated by a DuckDB of its own that reads no files (the lambda sees only the names)."""
+    names = [item.alias if isinstance(item, exp.Alias) else item.alias_or_name for item in star_items]
+    con = duckdb.connect(config={"enable_external_access": False})
+    try:
+        kept = con.execute(f"SELECT list_filter(?::VARCHAR[], {lam.sql('duckdb')})", [names]).fetchone()[0]
+    except duckdb.Error as e:
+        raise CatalogError(f"COLUMNS(…): its lambda fails on the column names: {str(e).splitlines()[0]}") from None
+    finally:
+        con.close()
+    return set(kept or ())
+
+
 def _expanded(template: exp.Expression, star_items: list[exp.Expression]) -> list[exp.Expression]:
     node = next(template.find_all(exp.Columns))
     columns = []
     star = node.this if isinstance(node.this, exp.Star) else None
     excluded = {c.name.lower() for c in (star.args.get("except_") or star.args.get("except") or [])} if star is not None else set()
     replaced = {r.alias.lower(): r.this for r in (star.args.get("replace") or [])} if star is not None else {}
+    kept = _lambda_keeps(node.this, star_items) if isinstance(node.this, exp.Lambda) else None
     for item in star_items:
         value, name = (item.this, item.alias) if isinstance(item, exp.Alias) else (item, item.alias_or_name)
+        if kept is not None and name not in kept:
+            continue
         if name.lower() in excluded:
             continue
         if name.lower() in replaced:
