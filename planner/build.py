@@ -814,7 +814,7 @@ class Builder:
                         else:
                             node, value = self.attach_scalars(node, c, scope)
                         on.append(self.translate(value, scope))
-                    elif jkind == "left":
+                    elif jkind in ("left", "semi", "anti"):
                         both.append(c)
                     else:
                         raise NotSupportedError(f"a subquery in the ON clause of a {jkind.upper()} JOIN that "
@@ -829,7 +829,7 @@ class Builder:
                 chain_reads |= reads_before
                 lateral_chain = lateral_chain or bool(others and chain_reads)
                 if both:
-                    joined = self._left_join_reading_both(left, node, sources, both, on, scope)
+                    joined = self._join_reading_both(left, node, jkind, sources, both, on, scope)
                 elif jkind in ("asof_right", "asof_full"):
                     joined, renamed = self._asof_outer(left, node, jkind, on, left_ids)
                     for alias, mapping in scope.sources.items():
@@ -892,11 +892,11 @@ class Builder:
         self._positions[id(out)] = pos
         return out
 
-    def _left_join_reading_both(self, left: Node, right: Node, sources: dict, conds: list, on: list,
-                                scope: Scope) -> Node:
-        """`left LEFT JOIN right ON … AND p`, p a subquery predicate that reads both sides: right
-        filtered by p for each left row, that is `LEFT JOIN LATERAL (SELECT * FROM right WHERE p)
-        ON …`, a DependentJoin."""
+    def _join_reading_both(self, left: Node, right: Node, kind: str, sources: dict, conds: list, on: list,
+                           scope: Scope) -> Node:
+        """`left LEFT|SEMI|ANTI JOIN right ON … AND p`, p a subquery predicate that reads both sides:
+        right filtered by p for each left row, that is `LEFT JOIN LATERAL (SELECT * FROM right WHERE
+        p) ON …` (SEMI: EXISTS of it with the ON clause, ANTI: NOT EXISTS), a DependentJoin."""
         reading = scope.reading()
         for alias in sources:
             reading.sources.pop(alias, None)
@@ -905,9 +905,9 @@ class Builder:
         for c in conds:
             right = self.subquery_predicate(right, c, inner)
         if not reading.free <= set(left.columns):
-            raise NotSupportedError("a LEFT JOIN whose ON clause reads a table listed before a comma in FROM "
-                                    "(write that table in a JOIN instead)")
-        return DependentJoin(left, right, "left", tuple(sorted(reading.free)), and_all(on))
+            raise NotSupportedError(f"a {kind.upper()} JOIN whose ON clause reads a table listed before a comma in "
+                                    "FROM (write that table in a JOIN instead)")
+        return DependentJoin(left, right, kind, tuple(sorted(reading.free)), and_all(on))
 
     def _lateral_item(self, src: exp.Expression, scope: Scope):
         """Binds `LATERAL (q)` or a derived table after the first FROM item, either of which may read
