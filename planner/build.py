@@ -814,7 +814,7 @@ class Builder:
                         else:
                             node, value = self.attach_scalars(node, c, scope)
                         on.append(self.translate(value, scope))
-                    elif jkind in ("left", "semi", "anti"):
+                    elif jkind in ("left", "semi", "anti", "right"):
                         both.append(c)
                     else:
                         raise NotSupportedError(f"a subquery in the ON clause of a {jkind.upper()} JOIN that "
@@ -828,7 +828,14 @@ class Builder:
                                             "FROM (write that table in a JOIN instead)")
                 chain_reads |= reads_before
                 lateral_chain = lateral_chain or bool(others and chain_reads)
-                if both:
+                if both and jkind == "right":
+                    # `l RIGHT JOIN r ON p` is `r LEFT JOIN l ON p`: l, each of whose FROM items
+                    # the subquery reads inside, filtered for each row of r.
+                    left_ids = set(left.columns)
+                    left_sources = {alias: m for alias, m in scope.sources.items()
+                                    if alias not in sources and m and set(m.values()) <= left_ids}
+                    joined = self._join_reading_both(node, left, "left", left_sources, both, on, scope)
+                elif both:
                     joined = self._join_reading_both(left, node, jkind, sources, both, on, scope)
                 elif jkind in ("asof_right", "asof_full"):
                     joined, renamed = self._asof_outer(left, node, jkind, on, left_ids)
