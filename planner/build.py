@@ -814,7 +814,7 @@ class Builder:
                         else:
                             node, value = self.attach_scalars(node, c, scope)
                         on.append(self.translate(value, scope))
-                    elif jkind in ("left", "semi", "anti", "right"):
+                    elif jkind in ("left", "semi", "anti", "right", "full"):
                         both.append(c)
                     else:
                         raise NotSupportedError(f"a subquery in the ON clause of a {jkind.upper()} JOIN that "
@@ -828,13 +828,25 @@ class Builder:
                                             "FROM (write that table in a JOIN instead)")
                 chain_reads |= reads_before
                 lateral_chain = lateral_chain or bool(others and chain_reads)
-                if both and jkind == "right":
+                if both and jkind in ("right", "full"):
                     # `l RIGHT JOIN r ON p` is `r LEFT JOIN l ON p`: l, each of whose FROM items
-                    # the subquery reads inside, filtered for each row of r.
+                    # the subquery reads inside, filtered for each row of r. `l FULL JOIN r ON p`
+                    # is `l LEFT JOIN r ON p` and then the rows of r no row of l meets (r ANTI
+                    # JOIN l ON p), their l columns NULL.
                     left_ids = set(left.columns)
                     left_sources = {alias: m for alias, m in scope.sources.items()
                                     if alias not in sources and m and set(m.values()) <= left_ids}
-                    joined = self._join_reading_both(node, left, "left", left_sources, both, on, scope)
+                    if jkind == "right":
+                        joined = self._join_reading_both(node, left, "left", left_sources, both, on, scope)
+                    else:
+                        kept = self._join_reading_both(left, node, "left", sources, both, on, scope)
+                        # (Without the columns the subquery's filter may add to r.)
+                        kept = Project(kept, tuple((c, col(c)) for c in left.columns + node.columns))
+                        spare = self._join_reading_both(node, left, "anti", left_sources, both,
+                                                        [c.copy() for c in on], scope)
+                        joined, renamed = self._with_unmatched(kept, spare, node.columns, left.columns)
+                        for alias, mapping in scope.sources.items():
+                            scope.sources[alias] = {n: renamed.get(i, i) for n, i in mapping.items()}
                 elif both:
                     joined = self._join_reading_both(left, node, jkind, sources, both, on, scope)
                 elif jkind in ("asof_right", "asof_full"):
@@ -1078,8 +1090,14 @@ class Builder:
         taken = Distinct(Project(inner, tuple((t, col(c)) for t, c in zip(taken_ids, right.columns))))
         spare_ids = tuple(self.new_id(c.rsplit("_", 1)[0], self.id_types.get(c)) for c in right.columns)
         spare = SetOp("except", True, right, taken, spare_ids)
+        return self._with_unmatched(kept, spare, spare_ids, left.columns)
+
+    def _with_unmatched(self, kept: Node, spare: Node, spare_ids, left_columns):
+        """An outer join's rows (kept: left columns, then right ones) and, after them, the right
+        rows no left row took (spare's columns spare_ids, in the right side's order), their left
+        columns NULL: (the union, {kept's column id: its id in the union})."""
         nulls = tuple((self.new_id(c.rsplit("_", 1)[0], self.id_types.get(c)), typed_null(self.id_types.get(c)))
-                      for c in left.columns)
+                      for c in left_columns)
         unmatched = Project(spare, nulls + tuple((i, col(i)) for i in spare_ids))
         out = tuple(self.new_id(c.rsplit("_", 1)[0], self.id_types.get(c)) for c in kept.columns)
         return SetOp("union", True, kept, unmatched, out), dict(zip(kept.columns, out))

@@ -133,8 +133,8 @@ UNSUPPORTED = [
     ("SELECT COLUMNS(*) + n_nationkey FROM nation", "columns("),
     ("SELECT * FROM nation n RIGHT JOIN LATERAL (SELECT * FROM region WHERE r_regionkey = n.n_regionkey) r ON true",
      "right join lateral"),
-    ("SELECT * FROM nation n FULL JOIN region r ON r.r_regionkey = n.n_regionkey AND EXISTS "
-     "(SELECT 1 FROM supplier WHERE s_nationkey = n.n_nationkey AND s_suppkey > r.r_regionkey)", "reads both sides"),
+    ("SELECT * FROM nation n ASOF JOIN region r ON r.r_regionkey <= n.n_regionkey AND EXISTS "
+     "(SELECT 1 FROM supplier WHERE s_nationkey = n.n_nationkey)", "asof join that reads its sides"),
 ]
 
 
@@ -172,6 +172,9 @@ VALID_DUCKDB = [
     ("distinct-percent", "SELECT DISTINCT n_regionkey FROM nation ORDER BY 1 LIMIT 40 PERCENT"),
     ("semi-join-reading-both", "SELECT n_name FROM nation n SEMI JOIN region r ON r.r_regionkey = n.n_regionkey AND "
      "EXISTS (SELECT 1 FROM supplier WHERE s_nationkey = n.n_nationkey AND s_acctbal > r.r_regionkey * 1000)"),
+    ("full-join-reading-both", "SELECT n_name, r_name FROM nation n FULL JOIN region r ON r.r_regionkey = "
+     "n.n_regionkey AND EXISTS (SELECT 1 FROM supplier WHERE s_nationkey = n.n_nationkey AND s_acctbal > "
+     "r.r_regionkey * 2000)"),
     ("anti-join-reading-both", "SELECT n_name FROM nation n ANTI JOIN region r ON r.r_regionkey = n.n_regionkey AND "
      "EXISTS (SELECT 1 FROM supplier WHERE s_nationkey = n.n_nationkey AND s_acctbal > r.r_regionkey * 1000)"),
 ]
