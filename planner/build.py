@@ -1253,13 +1253,13 @@ class Builder:
                                        f"{eq.expression.type.sql('duckdb')} in IN/ANY/ALL clause - an explicit cast is required")
             return eqs
 
-        if not self._decorrelated_in_place(q, e.args["query"], scope, scalar=False):
-            if negated and len(keys) != 1:
-                raise NotSupportedError("NOT IN with a multi-column subquery (use NOT EXISTS)")
+        if not self._decorrelated_in_place(q, e.args["query"], scope, scalar=False) or (negated and len(keys) > 1):
             if not negated:
                 return self._dependent_predicate(rel, e.args["query"], scope, "semi", equalities)
             # x NOT IN S keeps an outer row only where no row of its S makes x = s TRUE or NULL
             # (a NULL x or a NULL s): an anti join on `(x = s) IS NOT FALSE`; an empty S keeps it.
+            # So for (x1, x2) NOT IN S, with `x1 = s1 AND x2 = s2`, whose NULL rules are those of
+            # comparing the rows.
             return self._dependent_predicate(
                 rel, e.args["query"], scope, "anti",
                 lambda ids: [exp.Not(this=exp.Paren(this=exp.Is(this=exp.Paren(this=and_all(equalities(ids))),
@@ -1276,8 +1276,6 @@ class Builder:
             raise InternalError("a correlated IN subquery with aggregates or LIMIT was not routed to a dependent join")
         if not negated:
             return self.make_join(rel, node, "semi", eqs + corr.conjuncts, set(rel.columns))
-        if len(keys) != 1:
-            raise NotSupportedError("NOT IN with a multi-column subquery (use NOT EXISTS)")
         if corr:
             # As a value: NOT (x IN …) with SQL's NULL rules, through counting subqueries.
             rel, value = self.attach_scalars(rel, exp.Not(this=exp.Paren(this=e.copy())), scope)

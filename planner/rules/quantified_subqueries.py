@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from engine.errors import CatalogError, NotSupportedError
+from engine.errors import CatalogError
 from planner.comparable import kind_of
 
 _COMPLEMENT = {exp.EQ: exp.NEQ, exp.NEQ: exp.EQ, exp.GT: exp.LTE, exp.GTE: exp.LT, exp.LT: exp.GTE, exp.LTE: exp.GT}
@@ -69,7 +69,7 @@ def _rewrite_one(t: exp.Expression, correlated) -> exp.Expression:
         return exp.GT(this=_count(_counted(_unwrap(t.this), for_exists=True)[0]), expression=exp.Literal.number(0))
     if isinstance(t, exp.In):
         if isinstance(t.this, exp.Tuple):
-            raise NotSupportedError("a multi-column IN subquery here (use EXISTS)")
+            return _any_row(t.this.expressions, _unwrap(t.args["query"]), correlated)
         return _any(t.this, exp.EQ, _unwrap(t.args["query"]), correlated, check_types=True)
     op, quant = type(t), t.expression
     if isinstance(quant, exp.All):
@@ -184,6 +184,48 @@ def _any(x: exp.Expression, op, q: exp.Expression, correlated, check_types: bool
                      expression=exp.GT(this=_count(rows, exp.Is(this=y.copy(), expression=exp.Null())), expression=zero))
     return exp.Case(ifs=[exp.If(this=matched, true=exp.true()), exp.If(this=empty, true=exp.false()),
                          exp.If(this=unknown, true=exp.Null())], default=exp.false())
+
+
+def _any_row(xs: list[exp.Expression], q: exp.Expression, correlated) -> exp.Expression:
+    """(x1, …, xn) IN (q): TRUE where some row makes `x1 = y1 AND … AND xn = yn` TRUE, else NULL
+    where one makes it NULL, else FALSE (no row at all, too): comparing rows, as DuckDB does."""
+    if isinstance(q, exp.Select) and _simple(q):
+        rows, ys = q.copy(), [(i.this if isinstance(i, exp.Alias) else i).copy() for i in q.expressions]
+        rows.set("distinct", None)
+        rows.set("order", None)
+    else:
+        if isinstance(q, exp.Select) and len(q.expressions) != len(xs):
+            raise CatalogError(f"IN subquery returns {len(q.expressions)} columns, expected {len(xs)}")
+        names = [f"__v{i}" for i in range(1, len(xs) + 1)]
+        alias = exp.TableAlias(this=exp.to_identifier("__q"), columns=[exp.to_identifier(n) for n in names])
+        rows = exp.select(exp.Star()).from_(exp.Subquery(this=q.copy(), alias=alias))
+        ys = [exp.column(n, table="__q") for n in names]
+    if len(ys) != len(xs):
+        raise CatalogError(f"IN subquery returns {len(ys)} columns, expected {len(xs)}")
+    shadowed = {c.table for x in xs for c in x.find_all(exp.Column) if c.table} & {
+        s.alias_or_name for s in _own_sources(rows)}
+    if shadowed:
+        rows, both = _rename_shadowing(rows, exp.Tuple(expressions=ys), shadowed)
+        ys = both.expressions
+
+    def match():
+        out = exp.EQ(this=xs[0].copy(), expression=ys[0].copy())
+        for x, y in zip(xs[1:], ys[1:]):
+            out = exp.And(this=out, expression=exp.EQ(this=x.copy(), expression=y.copy()))
+        return exp.Paren(this=out)
+    zero = exp.Literal.number(0)
+    if not _simple(q) and correlated(q):
+        case = exp.Case(ifs=[exp.If(this=exp.GT(this=exp.CountIf(this=match()), expression=zero), true=exp.true()),
+                             exp.If(this=exp.GT(this=exp.CountIf(this=exp.Is(this=match(), expression=exp.Null())),
+                                                expression=zero), true=exp.Null())],
+                        default=exp.false())
+        marked = rows.copy()
+        marked.set("expressions", [case])
+        return exp.Subquery(this=marked)
+    matched = exp.GT(this=_count(rows, match()), expression=zero)
+    unknown = exp.GT(this=_count(rows, exp.Is(this=match(), expression=exp.Null())), expression=zero)
+    return exp.Case(ifs=[exp.If(this=matched, true=exp.true()), exp.If(this=unknown, true=exp.Null())],
+                    default=exp.false())
 
 
 def _marked(x: exp.Expression, op, rows: exp.Select, y: exp.Expression) -> exp.Subquery:
