@@ -34,7 +34,7 @@ from engine import client_session as cs
 from engine.client_session import ClientSession
 from engine.errors import CancelledError, CatalogError, CommError, ExecutionError, FlockError, NotSupportedError
 from engine.lanes import BIG_QUERY_COST_S, Lane, LanePool, QueryToken
-from engine.system_catalog import SystemCatalog, qualified
+from engine.system_catalog import SystemCatalog
 from engine.leftovers import owner_tag, rank_tmp_prefix, temp_owner
 from executors.comm import LocalComm, send_bytes
 from executors.doorbell import Doorbell, wait_for_message
@@ -302,13 +302,10 @@ class Session:
             self._plans[key] = phys
         return phys
 
-    def _pivot_values(self, table: str, column: str, client: ClientSession | None) -> list[str]:
-        """A PIVOT's values (planner/rules/pivot.py): the column's distinct non-NULL values as text,
-        in DuckDB's order, read by a query of their own."""
-        quoted = '"' + column.replace('"', '""') + '"'
-        result = self.execute(f"SELECT DISTINCT CAST({quoted} AS VARCHAR) AS v FROM {qualified(table)} "
-                              f"WHERE {quoted} IS NOT NULL ORDER BY v", client=client)
-        return result.column(0).to_pylist()
+    def _pivot_values(self, sql: str, client: ClientSession | None) -> list[str]:
+        """A PIVOT's values (planner/rules/pivot.py): an ON expression's distinct non-NULL values as
+        text, in DuckDB's order, read by a query of their own (`sql`, made by the rule)."""
+        return self.execute(sql, client=client).column(0).to_pylist()
 
     def _duckdb_names(self, ast, sql_key: str | None, names: tuple[str, ...],
                       client: ClientSession | None = None) -> tuple[str, ...]:
@@ -372,7 +369,7 @@ class Session:
                     query.args["with_"].set("recursive", False)
                 if pivot_rule.pivots(query):  # the pivoted values are read now: a plan of this data only
                     query = pivot_rule.rewrite_pivot(query, lambda t: columns_of(t, self.catalog),
-                                                     lambda t, c: self._pivot_values(t, c, client))
+                                                     lambda sql: self._pivot_values(sql, client))
                     key = None
                 return self._plan_query(bind_params(query, params), key, client)
             finally:

@@ -8,13 +8,23 @@ become, as DuckDB answers them,
     SELECT g, sum(x) FILTER (WHERE CAST(c AS VARCHAR) = '1') AS "1", … FROM t GROUP BY g
 
 one column per value (DuckDB's names: the value as text, `value_alias` with several aggregates),
-the values in DuckDB's order (as text). Without IN (…) the values are the column's distinct
+the values in DuckDB's order (as text). Without IN (…) the values are the ON expression's distinct
 non-NULL values, which the Session reads with a query before planning (`values_of`): such a plan
 depends on the data and is never cached. Without USING the aggregate is count(*); without GROUP BY
-the rows are grouped by every other column (DuckDB's rule). Several ON columns are refused.
+the rows are grouped by every other column (DuckDB's rule).
+
+Several ON expressions (`ON c, d`) make a column per combination of their values, every value of
+each with every value of the others (`a_x`, `a_y`, …), as DuckDB makes them; an ON expression may
+be any expression (`ON upper(c)`, `ON x > 20`). The source may be a table, a view, a CTE or a
+derived table; where its columns are not the catalog's (a CTE, a derived table), "every other
+column" is `* EXCLUDE (…)` with GROUP BY ALL, expanded when the statement is qualified. An IN
+list's constants are named by their text, as DuckDB casts them (`-2`, `3.5`, a date).
 """
 from __future__ import annotations
 
+import itertools
+
+import duckdb
 from sqlglot import exp
 
 from engine.errors import CatalogError, NotSupportedError
@@ -24,33 +34,38 @@ def pivots(ast: exp.Expression) -> list[exp.Pivot]:
     return [n for n in ast.walk() if isinstance(n, exp.Pivot) and not n.args.get("unpivot")]
 
 
-def needs_values(pivot: exp.Pivot) -> tuple[str, str] | None:
-    """(table, column) whose distinct values a PIVOT without an IN list needs, else None."""
-    on = _on(pivot)
-    if isinstance(on, exp.In):
-        return None
-    return _source(pivot).name, on.name
-
-
 def rewrite_pivot(ast: exp.Expression, columns_of, values_of) -> exp.Expression:
-    """`ast` with every PIVOT written as a grouped query. columns_of(table) lists a table's columns;
-    values_of(table, column) the pivoted column's values as text, in order."""
+    """`ast` with every PIVOT written as a grouped query. columns_of(table) lists a table's columns
+    (None for a name the catalog does not hold); values_of(sql) runs a query of one text column
+    and returns its values (the ON expressions' distinct values, in order)."""
     if not pivots(ast):
         return ast
     ast = ast.copy()
+    ctes = _ctes(ast)
     if isinstance(ast, exp.Pivot):
-        return _grouped(ast, columns_of, values_of, statement=True)
+        with_ = ast.args.get("with_")
+        grouped = _grouped(ast, columns_of, values_of, ctes, statement=True)
+        if with_ is not None:
+            grouped.set("with_", with_.copy())
+        return grouped
     for pivot in pivots(ast):
         if isinstance(pivot.parent, exp.Subquery) and pivot.parent.this is pivot:
-            pivot.replace(_grouped(pivot, columns_of, values_of, statement=True))
+            pivot.replace(_grouped(pivot, columns_of, values_of, ctes, statement=True))
             continue
-        table = pivot.parent
-        if not isinstance(table, exp.Table):
-            raise NotSupportedError("PIVOT of a derived table or a join")
-        alias = pivot.args.get("alias") or table.args.get("alias")
-        grouped = _grouped(pivot, columns_of, values_of, statement=False)
-        table.replace(exp.Subquery(this=grouped, alias=alias or exp.TableAlias(this=exp.to_identifier(table.name))))
+        holder = pivot.parent
+        if not isinstance(holder, (exp.Table, exp.Subquery)) or isinstance(holder.parent, exp.Join):
+            raise NotSupportedError("PIVOT of a join (pivot a derived table of it)")
+        alias = pivot.args.get("alias") or holder.args.get("alias")
+        grouped = _grouped(pivot, columns_of, values_of, ctes, statement=False)
+        if alias is None:
+            alias = exp.TableAlias(this=exp.to_identifier(holder.name if isinstance(holder, exp.Table) else "__pivot"))
+        holder.replace(exp.Subquery(this=grouped, alias=alias))
     return ast
+
+
+def _ctes(ast: exp.Expression) -> dict[str, exp.CTE]:
+    """Every CTE the statement defines, by name (a values query needs those its source reads)."""
+    return {c.alias_or_name.lower(): c for c in ast.find_all(exp.CTE)}
 
 
 def _label(value: str) -> str:
@@ -58,55 +73,110 @@ def _label(value: str) -> str:
     return value if value != "" else "''"
 
 
-def _source(pivot: exp.Pivot) -> exp.Table:
+def _source(pivot: exp.Pivot) -> exp.Expression:
+    """The pivoted table or derived table, without its PIVOT."""
     source = pivot.this if pivot.this is not None else pivot.parent
-    if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
-        raise NotSupportedError("PIVOT of anything but a table or view")
-    return source
+    if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
+        return exp.Table(this=source.this.copy(), db=source.args.get("db"), catalog=source.args.get("catalog"))
+    if isinstance(source, exp.Subquery):
+        inner = source.this.copy()
+        return exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("__pivoted")))
+    raise NotSupportedError("PIVOT of a table function")
 
 
-def _on(pivot: exp.Pivot) -> exp.Expression:
+def _ons(pivot: exp.Pivot) -> list[tuple[exp.Expression, list[exp.Expression] | None]]:
+    """The ON expressions, each with its IN list (None without one)."""
     on = pivot.expressions if pivot.this is not None else pivot.args.get("fields") or []
-    if len(on) != 1 or not isinstance(on[0], (exp.Column, exp.In)):
-        raise NotSupportedError("PIVOT ON several columns or an expression")
-    if isinstance(on[0], exp.In) and not isinstance(on[0].this, exp.Column):
-        raise NotSupportedError("PIVOT ON an expression")
-    return on[0]
+    if not on:
+        raise NotSupportedError("PIVOT without ON")
+    return [(o.this, list(o.expressions)) if isinstance(o, exp.In) else (o, None) for o in on]
 
 
-def _grouped(pivot: exp.Pivot, columns_of, values_of, statement: bool) -> exp.Expression:
+def _constant_text(value: exp.Expression) -> str:
+    """An IN list's constant as text, as DuckDB casts it: a literal as written, else DuckDB's own
+    cast of the constant (a negative number, a date, a cast), evaluated apart from any data."""
+    if isinstance(value, exp.Literal):
+        return value.name
+    if value.find(exp.Column, exp.Query) is not None:
+        raise NotSupportedError("PIVOT IN a list of anything but constants")
+    con = duckdb.connect(config={"enable_external_access": False})
+    try:
+        text = con.execute(f"SELECT CAST(({value.sql('duckdb')}) AS VARCHAR)").fetchone()[0]
+    except duckdb.Error as e:
+        raise CatalogError(f"PIVOT IN: {value.sql('duckdb')} is not a constant: {str(e).splitlines()[0]}") from None
+    finally:
+        con.close()
+    if text is None:
+        raise NotSupportedError("PIVOT IN NULL")
+    return text
+
+
+def _values_query(source: exp.Expression, on: exp.Expression, ctes: dict[str, exp.CTE]) -> str:
+    """The query of the ON expression's distinct non-NULL values as text, in order, with the CTEs
+    its source reads."""
+    text = exp.Cast(this=on.copy(), to=exp.DataType.build("VARCHAR"))
+    query = exp.select(exp.alias_(text, "v")).distinct().from_(source.copy()).where(
+        exp.Not(this=exp.Is(this=exp.Paren(this=on.copy()), expression=exp.Null()))).order_by("v")
+    needed, names = [], [t.name.lower() for t in source.find_all(exp.Table)]
+    while names:
+        name = names.pop()
+        if name in ctes and ctes[name] not in needed:
+            needed.append(ctes[name])
+            names += [t.name.lower() for t in ctes[name].this.find_all(exp.Table)]
+    if needed:
+        order = list(ctes.values())
+        query.set("with_", exp.With(expressions=[c.copy() for c in sorted(needed, key=order.index)]))
+    return query.sql("duckdb")
+
+
+def _grouped(pivot: exp.Pivot, columns_of, values_of, ctes: dict[str, exp.CTE], statement: bool) -> exp.Expression:
     source = _source(pivot)
-    columns = columns_of(source.name)
-    if columns is None:
-        raise CatalogError(f"unknown table: {source.name}")
-    on = _on(pivot)
-    column = on.this.name if isinstance(on, exp.In) else on.name
-    lowered = {c.lower(): c for c in columns}
-    if column.lower() not in lowered:
-        raise CatalogError(f"unknown column: {column} (PIVOT of {source.name})")
-    column = lowered[column.lower()]
-    if isinstance(on, exp.In):
-        values = []
-        for item in on.expressions:
-            value, name = (item.this, item.alias) if isinstance(item, exp.PivotAlias) else (item, None)
-            if not isinstance(value, exp.Literal):
-                raise NotSupportedError("PIVOT IN a list of anything but constants")
-            values.append((value.name, name or _label(value.name)))
-    else:
-        values = [(v, _label(v)) for v in values_of(source.name, column)]
+    known = None
+    if isinstance(source, exp.Table) and source.name.lower() not in ctes:
+        known = columns_of(source.name)
+        if known is None:
+            raise CatalogError(f"unknown table: {source.name}")
+    ons = _ons(pivot)
+    lowered = {c.lower(): c for c in known or ()}
+    for on, _ in ons:
+        for c in on.find_all(exp.Column):
+            if known is not None and c.name.lower() not in lowered:
+                raise CatalogError(f"unknown column: {c.name} (PIVOT of {source.name})")
+    value_lists = []
+    for on, listed in ons:
+        if listed is not None:
+            values = []
+            for item in listed:
+                value, name = (item.this, item.alias) if isinstance(item, exp.PivotAlias) else (item, None)
+                text = _constant_text(value)
+                values.append((text, name or _label(text)))
+        else:
+            values = [(v, _label(v)) for v in values_of(_values_query(source, on, ctes))]
+        value_lists.append(values)
     aggregates = (pivot.args.get("using") or []) if statement else pivot.expressions
     if not aggregates:
         aggregates = [exp.Count(this=exp.Star())]
-    used = {c.name.lower() for a in aggregates for c in a.find_all(exp.Column)}
+    used = {c.name.lower() for a in aggregates for c in a.find_all(exp.Column)} | {
+        c.name.lower() for on, _ in ons for c in on.find_all(exp.Column)}
     group = pivot.args.get("group")
+    group_all = False
     if group is not None and statement:
         keys = list(group.expressions)
+        items = [k.copy() for k in keys]
+    elif known is not None:
+        keys = [exp.column(c, quoted=True) for c in known if c.lower() not in used]
+        items = [k.copy() for k in keys]
     else:
-        keys = [exp.column(c, quoted=True) for c in columns if c.lower() != column.lower() and c.lower() not in used]
-    items = [k.copy() for k in keys]
-    for value, name in values:
-        match = exp.EQ(this=exp.Cast(this=exp.column(column, quoted=True), to=exp.DataType.build("VARCHAR")),
-                       expression=exp.Literal.string(value))
+        # Every other column of a source whose columns the statement itself defines.
+        keys, group_all = [], True
+        items = [exp.Star(except_=[exp.column(n, quoted=True) for n in sorted(used)])] if used else [exp.Star()]
+    for combination in itertools.product(*value_lists):
+        match = None
+        for (on, _), (value, _) in zip(ons, combination):
+            equal = exp.EQ(this=exp.Cast(this=exp.Paren(this=on.copy()), to=exp.DataType.build("VARCHAR")),
+                           expression=exp.Literal.string(value))
+            match = equal if match is None else exp.And(this=match, expression=equal)
+        name = "_".join(label for _, label in combination)
         for aggregate in aggregates:
             inner = aggregate.this if isinstance(aggregate, exp.Alias) else aggregate
             # DuckDB's names: the value alone for one aggregate without an alias, else value_alias
@@ -115,7 +185,9 @@ def _grouped(pivot: exp.Pivot, columns_of, values_of, statement: bool) -> exp.Ex
                 f"{name}_{aggregate.alias if isinstance(aggregate, exp.Alias) else inner.sql('duckdb').lower()}"
             filtered = exp.Filter(this=inner.copy(), expression=exp.Where(this=match.copy()))
             items.append(exp.alias_(filtered, label, quoted=True))
-    select = exp.select(*items).from_(exp.Table(this=source.this.copy()))
+    select = exp.select(*items).from_(source)
     if keys:
         select = select.group_by(*[k.copy() for k in keys])
+    elif group_all:
+        select = select.group_by("ALL")
     return select

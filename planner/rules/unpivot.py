@@ -1,6 +1,6 @@
 """Rule: UNPIVOT becomes a UNION ALL of one SELECT per unpivoted column.
 
-DuckDB's two spellings, over a table or view of the catalog:
+DuckDB's two spellings, over a table, a view, a CTE or a derived table:
 
     UNPIVOT t ON c1, c2 INTO NAME n VALUE v
     SELECT … FROM t UNPIVOT (v FOR n IN (c1, c2))
@@ -11,14 +11,19 @@ value is NULL left out, unless INCLUDE NULLS):
     SELECT k, 'c1' AS n, c1 AS v FROM t WHERE c1 IS NOT NULL
     UNION ALL SELECT k, 'c2' AS n, c2 AS v FROM t WHERE c2 IS NOT NULL
 
-so each part is a plain distributed scan and the union needs no exchange. PIVOT (which needs the
-distinct values of a column before it can be planned) stays refused.
+so each part is a plain distributed scan and the union needs no exchange. `ON COLUMNS(* EXCLUDE
+(…))`, `ON * EXCLUDE (…)` and `ON COLUMNS('regex')` name the columns of a table or view of the
+catalog. Over a CTE or a derived table, whose columns the statement itself defines, the other
+columns are `* EXCLUDE (c1, c2)`, expanded when the statement is qualified, and the unpivoted
+columns must be named.
 """
 from __future__ import annotations
 
+import re
+
 from sqlglot import exp
 
-from engine.errors import NotSupportedError
+from engine.errors import CatalogError, NotSupportedError
 
 
 def rewrite_unpivot(ast: exp.Expression, columns_of) -> exp.Expression:
@@ -27,59 +32,99 @@ def rewrite_unpivot(ast: exp.Expression, columns_of) -> exp.Expression:
     if not any(isinstance(n, exp.Pivot) and n.args.get("unpivot") for n in ast.walk()):
         return ast
     ast = ast.copy()
+    ctes = {c.alias_or_name.lower() for c in ast.find_all(exp.CTE)}
     if isinstance(ast, exp.Pivot):  # the statement form
-        return _union(ast.this, ast, columns_of, statement=True)
+        union = _union(ast.this, ast, columns_of, ctes, statement=True)
+        with_ = ast.args.get("with_")
+        if with_ is not None:
+            union.set("with_", with_.copy())
+        return union
     for pivot in [n for n in ast.find_all(exp.Pivot) if n.args.get("unpivot")]:
         if isinstance(pivot.parent, exp.Subquery) and pivot.parent.this is pivot:  # (UNPIVOT t ON …)
-            pivot.replace(_union(pivot.this, pivot, columns_of, statement=True))
+            pivot.replace(_union(pivot.this, pivot, columns_of, ctes, statement=True))
             continue
-        table = pivot.parent
-        if not isinstance(table, exp.Table):
-            raise NotSupportedError("UNPIVOT of a derived table or a join")
-        alias = pivot.args.get("alias") or table.args.get("alias")
-        source = table.copy()
+        holder = pivot.parent
+        if not isinstance(holder, (exp.Table, exp.Subquery)) or isinstance(holder.parent, exp.Join):
+            raise NotSupportedError("UNPIVOT of a join (unpivot a derived table of it)")
+        alias = pivot.args.get("alias") or holder.args.get("alias")
+        source = holder.copy()
         source.set("pivots", None)
         source.set("alias", None)
-        union = _union(source, pivot, columns_of, statement=False)
-        table.replace(exp.Subquery(this=union, alias=alias or exp.TableAlias(this=exp.to_identifier(table.name))))
+        union = _union(source, pivot, columns_of, ctes, statement=False)
+        if alias is None:
+            alias = exp.TableAlias(this=exp.to_identifier(holder.name if isinstance(holder, exp.Table) else "__unpivot"))
+        holder.replace(exp.Subquery(this=union, alias=alias))
     return ast
 
 
-def _union(source: exp.Expression, pivot: exp.Pivot, columns_of, statement: bool) -> exp.Expression:
-    if not isinstance(source, exp.Table) or not isinstance(source.this, exp.Identifier):
-        raise NotSupportedError("UNPIVOT of anything but a table or view")
-    columns = columns_of(source.name)
-    if columns is None:
-        from engine.errors import CatalogError
-        raise CatalogError(f"unknown table: {source.name}")
+def _named(items: list[exp.Expression], columns: list[str] | None) -> list[str]:
+    """The unpivoted columns' names: named ones as written; COLUMNS(…) and * EXCLUDE matched
+    against the source's columns (those of a table or view of the catalog)."""
+    out = []
+    for item in items:
+        if isinstance(item, (exp.Column, exp.Identifier)) and not isinstance(item.this, exp.Star):
+            out.append(item.name)
+            continue
+        pattern = item.this if isinstance(item, exp.Columns) else item
+        if columns is None or not isinstance(pattern, (exp.Star, exp.Literal)):
+            raise NotSupportedError("UNPIVOT ON COLUMNS(…), * or an expression over a CTE or a derived table: "
+                                    "name the columns")
+        if isinstance(pattern, exp.Star):
+            excluded = {c.name.lower() for c in pattern.args.get("except_") or pattern.args.get("except") or []}
+            out += [c for c in columns if c.lower() not in excluded]
+        else:
+            try:
+                out += [c for c in columns if re.search(pattern.this, c)]
+            except re.error as e:
+                raise CatalogError(f"UNPIVOT ON COLUMNS: invalid regular expression {pattern.this!r}: {e}") from None
+    if not out:
+        raise CatalogError("UNPIVOT ON names no column")
+    return out
+
+
+def _union(source: exp.Expression, pivot: exp.Pivot, columns_of, ctes: set[str], statement: bool) -> exp.Expression:
+    if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
+        columns = None if source.name.lower() in ctes else columns_of(source.name)
+        if columns is None and source.name.lower() not in ctes:
+            raise CatalogError(f"unknown table: {source.name}")
+    elif isinstance(source, exp.Subquery):
+        columns = None
+        source = exp.Subquery(this=source.this.copy(), alias=exp.TableAlias(this=exp.to_identifier("__unpivoted")))
+    else:
+        raise NotSupportedError("UNPIVOT of a table function")
     if statement:
         into = pivot.args.get("into")
-        unpivoted = [e.name for e in pivot.expressions]
+        unpivoted = _named(list(pivot.expressions), columns)
         name_col = into.this.name if into is not None else "name"
         value_col = into.expressions[0].name if into is not None and into.expressions else "value"
+        if into is not None and len(into.expressions) > 1:
+            raise NotSupportedError("UNPIVOT with several value columns")
     else:
         fields = pivot.args.get("fields") or []
         if len(fields) != 1 or not isinstance(fields[0], exp.In) or len(pivot.expressions) != 1:
             raise NotSupportedError("UNPIVOT with several value columns")
-        unpivoted = [e.name for e in fields[0].expressions]
+        unpivoted = _named(list(fields[0].expressions), columns)
         name_col, value_col = fields[0].this.name, pivot.expressions[0].name
-    if any(isinstance(e, exp.Star) or not e for e in unpivoted):
-        raise NotSupportedError("UNPIVOT ON COLUMNS(*) or expressions: name the columns")
-    lowered = {c.lower(): c for c in columns}
-    missing = [c for c in unpivoted if c.lower() not in lowered]
-    if missing:
-        from engine.errors import CatalogError
-        raise CatalogError(f"unknown column: {missing[0]} (UNPIVOT of {source.name})")
-    keep = [c for c in columns if c.lower() not in {u.lower() for u in unpivoted}]
+    if any(isinstance(e, exp.Tuple) for e in pivot.expressions):
+        raise NotSupportedError("UNPIVOT with several value columns")
+    if columns is not None:
+        lowered = {c.lower(): c for c in columns}
+        missing = [c for c in unpivoted if c.lower() not in lowered]
+        if missing:
+            raise CatalogError(f"unknown column: {missing[0]} (UNPIVOT of {source.name})")
+        unpivoted = [lowered[c.lower()] for c in unpivoted]
+        keep = [exp.column(c, quoted=True) for c in columns if c.lower() not in {u.lower() for u in unpivoted}]
+    else:
+        keep = [exp.Star(except_=[exp.column(c, quoted=True) for c in unpivoted])]
     include_nulls = bool(pivot.args.get("include_nulls"))
     parts = []
     for column in unpivoted:
-        select = exp.select(*[exp.column(c, quoted=True) for c in keep],
-                            exp.alias_(exp.Literal.string(lowered[column.lower()]), name_col, quoted=True),
-                            exp.alias_(exp.column(lowered[column.lower()], quoted=True), value_col, quoted=True)
+        select = exp.select(*[k.copy() for k in keep],
+                            exp.alias_(exp.Literal.string(column), name_col, quoted=True),
+                            exp.alias_(exp.column(column, quoted=True), value_col, quoted=True)
                             ).from_(source.copy())
         if not include_nulls:
-            select = select.where(exp.column(lowered[column.lower()], quoted=True).is_(exp.null()).not_())
+            select = select.where(exp.column(column, quoted=True).is_(exp.null()).not_())
         parts.append(select)
     union = parts[0]
     for part in parts[1:]:
