@@ -1343,6 +1343,22 @@ class Builder:
         return not any(_has_subquery(x) and any(id(n) in mine for n in x.walk())
                        for x in conjuncts(where.this if where is not None else None))
 
+    def _grouped_subqueries_as_columns(self, e: exp.Expression, scope: Scope, post: Replacements) -> exp.Expression:
+        """e with each subquery that is a group key (`GROUP BY (SELECT …)`, or its alias) read as
+        that key's column: after grouping it is a value of the group, not evaluated again."""
+        def grouped(s):
+            return [x for x in _outside_subqueries(s, (exp.Subquery,)) if expr_key(x) in post]
+        if not grouped(e):
+            return e
+        holder = exp.Paren(this=e.copy())
+        placeholders = scope.sources.setdefault("__scalar", {})
+        for s in grouped(holder.this):
+            gid = post[expr_key(s)].name
+            placeholders[f"__scalar_{gid}"] = gid
+            s.replace(exp.Column(this=exp.Identifier(this=f"__scalar_{gid}", quoted=True),
+                                 table=exp.Identifier(this="__scalar", quoted=True)))
+        return holder.this
+
     def attach_scalars(self, rel: Node, e: exp.Expression, scope: Scope, after_agg: dict | None = None):
         """Joins every scalar subquery in e onto rel; returns (rel, e with the subqueries replaced by
         placeholder columns that translate() resolves through the scope's '__scalar' source)."""
@@ -1690,15 +1706,18 @@ class Builder:
         has_windows = any(_outside_subqueries(e, (exp.Window,)) for e in exprs + order_exprs)
         post = Replacements()
         if group_exprs or aggs or corr_groups:
-            # scalar subqueries inside aggregate arguments or group keys are not supported
+            # A subquery inside an aggregate's arguments or a group key: its value for each input
+            # row, joined onto the rows before they are grouped (attach_scalars).
+            attached = {}
             for a in aggs:
-                if _has_subquery(a):
-                    raise NotSupportedError("a subquery inside an aggregate")
+                if _has_subquery(a) and id(a) not in attached:
+                    rel, attached[id(a)] = self.attach_scalars(rel, a, scope)
             groups = []
             for g in group_exprs:
+                bound = g
                 if _has_subquery(g):
-                    raise NotSupportedError("a subquery in GROUP BY")
-                tg = self.translate(g, scope)
+                    rel, bound = self.attach_scalars(rel, g, scope)
+                tg = self.translate(bound, scope)
                 gid = self.new_id(g.name if isinstance(g, exp.Column) else "group", tg.type)
                 groups.append((gid, tg))
                 post.add(g, col(gid))
@@ -1716,7 +1735,7 @@ class Builder:
                 if any(_aggregates(x) for x in inner.iter_expressions()):
                     raise CatalogError(f"aggregate function calls cannot be nested: {key}")
                 aid = self.new_id(a.key, a.type)
-                agg_cols.append((aid, self.translate(a, scope)))
+                agg_cols.append((aid, self.translate(attached.get(id(a), a), scope)))
                 seen[key] = aid
                 post.add(a, col(aid))
             group_map = {g.name: gid for gid, g in groups if isinstance(g, exp.Column)}
@@ -1791,6 +1810,7 @@ class Builder:
         def tr(e, rel_):
             after = None
             if grouped:
+                e = self._grouped_subqueries_as_columns(e, scope, post)
                 e, after = self._aggregates_as_columns(e, scope, post, group_map)
             rel_, e = self.attach_scalars(rel_, e, scope, after_agg=after)
             if grouped:
@@ -1883,8 +1903,13 @@ class Builder:
         aggregates of the subquery."""
         if not _has_subquery(e):
             return e, group_map
+        # A window computed after the grouping keeps its aggregates (`row_number() OVER (ORDER BY
+        # count(*))`): it is found whole in post, and computed there over every rank's groups.
+        in_windows = {id(n) for w in _outside_subqueries(e, (exp.Window,)) if expr_key(w) in post for n in w.walk()}
         found = {}
         for a in _aggregates(e):
+            if id(a) in in_windows:
+                continue
             held = post.get(expr_key(a))
             if isinstance(held, exp.Column):
                 found[id(a)] = held.name

@@ -30,7 +30,7 @@ from planner.rules.unpivot import rewrite_unpivot
 from planner.rules.qualify_clause import rewrite_qualify
 from planner.rules.columns_expression import expand_columns
 from planner.rules.ordinality import rewrite_ordinality
-from planner.rules.limit_percent import rewrite_limit_percent, wrap_set_operations
+from planner.rules.limit_percent import fold_limits, rewrite_limit_percent, wrap_set_operations
 from planner.rules.sample_clause import rewrite_samples
 from planner.rules.rename_duplicate_columns import rename_duplicate_columns
 from engine.catalog import DATABASE, SCHEMA
@@ -354,7 +354,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     ast = _expand_grouping_positions(ast)
     _check_silent_modifiers(ast)
     ast = rewrite_samples(ast, lambda name: None if name.lower() in cte_names else columns_of(name, catalog))
-    ast = wrap_set_operations(ast)
+    ast = wrap_set_operations(fold_limits(ast))
     ast = rewrite_ordinality(ast)
     ast = inline_named_windows(ast)
     ast = table_functions.name_columns(ast, lambda item: _columns_or_none(item, ast, catalog))

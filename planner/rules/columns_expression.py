@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import re
 
-import duckdb
 from sqlglot import exp
 
 from engine.errors import CatalogError, NotSupportedError
+from planner.constants import evaluate
 from planner.table_functions import inside
 
 PROBE = "__flocksql_columns_probe"
@@ -104,13 +104,8 @@ def _lambda_keeps(lam: exp.Lambda, star_items: list[exp.Expression]) -> set[str]
     """The column names for which `COLUMNS(c -> predicate)` holds: DuckDB's list_filter over the
     names, evaluated by a DuckDB of its own that reads no files (the lambda sees only the names)."""
     names = [item.alias if isinstance(item, exp.Alias) else item.alias_or_name for item in star_items]
-    con = duckdb.connect(config={"enable_external_access": False})
-    try:
-        kept = con.execute(f"SELECT list_filter(?::VARCHAR[], {lam.sql('duckdb')})", [names]).fetchone()[0]
-    except duckdb.Error as e:
-        raise CatalogError(f"COLUMNS(…): its lambda fails on the column names: {str(e).splitlines()[0]}") from None
-    finally:
-        con.close()
+    kept = evaluate(f"list_filter(?::VARCHAR[], {lam.sql('duckdb')})", [names],
+                    what="COLUMNS(…): its lambda fails on the column names")
     return set(kept or ())
 
 

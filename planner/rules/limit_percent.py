@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from engine.errors import NotSupportedError
+from engine.errors import CatalogError, NotSupportedError
+from planner.constants import evaluate, is_constant
 from planner.order_all import order_as_window_keys
 
 
@@ -36,11 +37,46 @@ def _percent_limit(node: exp.Expression) -> bool:
     return bool(options is not None and options.args.get("percent"))
 
 
+def _counted(x: exp.Expression | None) -> bool:
+    """Whether a LIMIT / OFFSET's count is known only when the query runs (a subquery)."""
+    e = x.expression if isinstance(x, (exp.Limit, exp.Offset)) else None
+    return e is not None and not isinstance(e, (exp.Literal, exp.Null)) and not (
+        isinstance(e, exp.Var) and e.name.upper() == "ALL")
+
+
+def _window_limit(node: exp.Expression) -> bool:
+    """A LIMIT that is a filter on row numbers: a percentage, or a count from a subquery."""
+    return _percent_limit(node) or _counted(node.args.get("limit")) or _counted(node.args.get("offset"))
+
+
+def fold_limits(ast: exp.Expression) -> exp.Expression:
+    """Each LIMIT / OFFSET written as a constant expression (`1 + 1`, `2.7`, `'3'`) replaced by its
+    value as DuckDB casts it to BIGINT (2.7 is 3); NULL is no limit; a negative one is DuckDB's
+    error. A count that reads a subquery stays, for rewrite_limit_percent."""
+    def foldable(x):
+        e = x.expression
+        return e is not None and is_constant(e) and not (isinstance(e, exp.Literal) and not e.is_string
+                                                         and e.this.isdigit()) and not isinstance(e, exp.Null) \
+            and not (isinstance(e, exp.Var) and e.name.upper() == "ALL") and not isinstance(x.parent, exp.Fetch) \
+            and not (isinstance(x, exp.Limit) and x.args.get("limit_options") is not None
+                     and x.args["limit_options"].args.get("percent"))
+    targets = [x for x in ast.find_all(exp.Limit, exp.Offset) if foldable(x)]
+    if not targets:
+        return ast
+    ast = ast.copy()
+    for x in [x for x in ast.find_all(exp.Limit, exp.Offset) if foldable(x)]:
+        value = evaluate(f"CAST(({x.expression.sql('duckdb')}) AS BIGINT)", what="LIMIT/OFFSET")
+        if value is not None and value < 0:
+            raise CatalogError("LIMIT/OFFSET cannot be negative")
+        x.set("expression", exp.null() if value is None else exp.Literal.number(value))
+    return ast
+
+
 def wrap_set_operations(ast: exp.Expression) -> exp.Expression:
     """Each UNION / INTERSECT / EXCEPT with LIMIT … PERCENT becomes SELECT * FROM (it) with its
     ORDER BY, LIMIT and OFFSET (an ORDER BY names output columns, so it reads the same there); each
     SELECT DISTINCT or QUALIFY with one, as the module docstring shows."""
-    unions = [u for u in ast.find_all(exp.SetOperation) if _percent_limit(u)]
+    unions = [u for u in ast.find_all(exp.SetOperation) if _window_limit(u)]
     if not unions and not any(_counted_after_filter(s) for s in ast.find_all(exp.Select)):
         return ast
     ast = ast.copy()
@@ -50,7 +86,7 @@ def wrap_set_operations(ast: exp.Expression) -> exp.Expression:
             ast = wrapper
         else:
             select.replace(wrapper)
-    for union in [u for u in ast.find_all(exp.SetOperation) if _percent_limit(u)]:
+    for union in [u for u in ast.find_all(exp.SetOperation) if _window_limit(u)]:
         moved = {key: union.args.get(key) for key in ("order", "limit", "offset")}
         bare = union.copy()
         for key in moved:
@@ -67,7 +103,7 @@ def wrap_set_operations(ast: exp.Expression) -> exp.Expression:
 
 
 def _counted_after_filter(select: exp.Select) -> bool:
-    return _percent_limit(select) and (select.args.get("distinct") is not None
+    return _window_limit(select) and (select.args.get("distinct") is not None
                                        or select.args.get("qualify") is not None)
 
 
@@ -125,30 +161,52 @@ def _wrapped_select(select: exp.Select) -> exp.Select:
     return wrapper
 
 
+def _count(e: exp.Expression) -> exp.Expression:
+    """A LIMIT / OFFSET count as BIGINT (a subquery's value, cast as DuckDB casts it), with DuckDB's
+    error for a negative one. A count that reads the query's own columns is an error, as in DuckDB."""
+    if any(isinstance(c, exp.Column) and c.find_ancestor(exp.Query) is e.find_ancestor(exp.Query)
+           for c in e.find_all(exp.Column)):
+        raise CatalogError("LIMIT/OFFSET cannot read the query's columns (a constant or a subquery)")
+    value = exp.Cast(this=exp.Paren(this=e.copy()), to=exp.DataType.build("BIGINT"))
+    negative = exp.LT(this=value.copy(), expression=exp.Literal.number(0))
+    return exp.Case(ifs=[exp.If(this=negative, true=exp.Anonymous(this="error", expressions=[
+        exp.Literal.string("LIMIT/OFFSET cannot be negative")]))], default=value)
+
+
 def rewrite_limit_percent(ast: exp.Expression) -> exp.Expression:
     """Run on the qualified statement, before rewrite_qualify."""
-    for sel in [s for s in ast.find_all(exp.Select) if _percent_limit(s)]:
+    for sel in [s for s in ast.find_all(exp.Select) if _window_limit(s)]:
         if sel.args.get("qualify") is not None or sel.args.get("distinct") is not None:
             raise NotSupportedError("LIMIT … PERCENT with DISTINCT or QUALIFY (write SELECT * FROM (…) LIMIT … PERCENT)")
-        percent = sel.args["limit"].expression
-        if not isinstance(percent, exp.Literal) or percent.is_string:
-            raise NotSupportedError("LIMIT … PERCENT of an expression (write a number)")
-        if not 0 <= float(percent.this) <= 100:
-            raise NotSupportedError(f"LIMIT {percent.this} PERCENT: the percentage must be between 0 and 100")
         offset = sel.args.get("offset")
-        skipped = offset.expression.copy() if offset is not None else exp.Literal.number(0)
+        skipped = _count(offset.expression) if offset is not None else exp.Literal.number(0)
         number = exp.Window(this=exp.RowNumber())
         order = order_as_window_keys(sel)
         if order is not None:
             number.set("order", order)
-        count = exp.Window(this=exp.Count(this=exp.Star()))
-        share = exp.Mul(this=exp.Paren(this=exp.Div(this=exp.Cast(this=percent.copy(), to=exp.DataType.build("DOUBLE")),
-                                                    expression=exp.Literal.number("100.0"))),
-                        expression=count)
-        last = exp.Add(this=skipped.copy(), expression=exp.Cast(this=exp.Anonymous(this="trunc", expressions=[share]),
-                                                                 to=exp.DataType.build("BIGINT")))
-        keep = exp.And(this=exp.GT(this=number, expression=skipped),
-                       expression=exp.LTE(this=number.copy(), expression=last))
+        limit = sel.args.get("limit")
+        if _percent_limit(sel):
+            percent = limit.expression
+            if not isinstance(percent, exp.Literal) or percent.is_string:
+                raise NotSupportedError("LIMIT … PERCENT of an expression (write a number)")
+            if not 0 <= float(percent.this) <= 100:
+                raise NotSupportedError(f"LIMIT {percent.this} PERCENT: the percentage must be between 0 and 100")
+            count = exp.Window(this=exp.Count(this=exp.Star()))
+            share = exp.Mul(this=exp.Paren(this=exp.Div(this=exp.Cast(this=percent.copy(), to=exp.DataType.build("DOUBLE")),
+                                                        expression=exp.Literal.number("100.0"))),
+                            expression=count)
+            kept = exp.Cast(this=exp.Anonymous(this="trunc", expressions=[share]), to=exp.DataType.build("BIGINT"))
+        elif limit is not None and not isinstance(limit.expression, exp.Null):
+            kept = _count(limit.expression)
+        else:
+            kept = None
+        keep = exp.GT(this=number, expression=skipped)
+        if kept is not None:
+            # (A NULL count, LIMIT (SELECT NULL), is no limit.)
+            last = exp.Add(this=skipped.copy(), expression=kept)
+            keep = exp.And(this=keep, expression=exp.Paren(this=exp.Or(
+                this=exp.LTE(this=number.copy(), expression=last),
+                expression=exp.Is(this=kept.copy(), expression=exp.Null()))))
         sel.set("limit", None)
         sel.set("offset", None)
         sel.set("qualify", exp.Qualify(this=keep))

@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import itertools
 
-import duckdb
 from sqlglot import exp
 
 from engine.errors import CatalogError, NotSupportedError
+from planner.constants import evaluate, is_constant
 
 
 def pivots(ast: exp.Expression) -> list[exp.Pivot]:
@@ -97,15 +97,9 @@ def _constant_text(value: exp.Expression) -> str:
     cast of the constant (a negative number, a date, a cast), evaluated apart from any data."""
     if isinstance(value, exp.Literal):
         return value.name
-    if value.find(exp.Column, exp.Query) is not None:
+    if not is_constant(value):
         raise NotSupportedError("PIVOT IN a list of anything but constants")
-    con = duckdb.connect(config={"enable_external_access": False})
-    try:
-        text = con.execute(f"SELECT CAST(({value.sql('duckdb')}) AS VARCHAR)").fetchone()[0]
-    except duckdb.Error as e:
-        raise CatalogError(f"PIVOT IN: {value.sql('duckdb')} is not a constant: {str(e).splitlines()[0]}") from None
-    finally:
-        con.close()
+    text = evaluate(f"CAST(({value.sql('duckdb')}) AS VARCHAR)", what=f"PIVOT IN {value.sql('duckdb')}")
     if text is None:
         raise NotSupportedError("PIVOT IN NULL")
     return text
