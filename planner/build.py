@@ -370,6 +370,7 @@ class Builder:
 
     def _order_limit(self, ast, node, names, ids, _unused):
         order = expand_order_all(ast.args.get("order"), len(ids))
+        computed = []  # (id, expression) of sort keys computed from the output columns
         if order:
             by_name = dict(zip(names, ids))
             keys = []
@@ -384,10 +385,25 @@ class Builder:
                     k.set("this", col(ids[pos]))
                     keys.append(k)
                 else:
-                    raise NotSupportedError("ORDER BY expression on a set operation")
+                    # An expression over the output columns, by name (`ORDER BY k + 1`; a
+                    # qualifier names the first side's table, whose columns are the output's).
+                    outputs = Scope()
+                    outputs.add("__setop", by_name)
+                    bare = e.transform(lambda n: exp.column(n.this.copy()) if isinstance(n, exp.Column)
+                                       and not isinstance(n.this, exp.Star) else n)
+                    value = self.translate(bare, outputs)
+                    kid = self.new_id("order", value.type)
+                    computed.append((kid, value))
+                    k = o.copy()
+                    k.set("this", col(kid))
+                    keys.append(k)
             keys = [self._ordered(k) for k in keys]
+            if computed:
+                node = Project(node, tuple((i, col(i)) for i in ids) + tuple(computed))
             node = Sort(node, tuple(keys))
         node = self._limit(ast, node)
+        if computed:
+            node = Project(node, tuple((i, col(i)) for i in ids))
         return node, names, ids
 
     def _limit(self, ast, node):
@@ -1237,9 +1253,10 @@ class Builder:
     def _in(self, rel, e: exp.In, scope, negated):
         q = self._subquery_select(e.args["query"])
         lhs = e.this
+        if _has_subquery(lhs):
+            # `(SELECT …) IN (SELECT …)`: the left side's value for each row first.
+            rel, lhs = self.attach_scalars(rel, lhs.copy(), scope)
         lhs_items = lhs.expressions if isinstance(lhs, exp.Tuple) else [lhs]
-        if any(_has_subquery(x) for x in lhs_items):
-            raise NotSupportedError("a subquery on the left of IN")
         keys = [self.translate(x, scope) for x in lhs_items]
 
         def equalities(ids):

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from sqlglot import exp
 
-from engine.errors import NotSupportedError
 from planner.order_all import expand_order_all, order_as_window_keys, select_items
 
 
@@ -66,8 +65,7 @@ def _rewritten(sel: exp.Select, alias: str) -> exp.Select:
     condition = sel.args.get("qualify").this.copy() if sel.args.get("qualify") else None
     on = _distinct_on(sel)
     if on is not None:
-        if sel.args.get("group") or any(isinstance(n, exp.AggFunc) for v, _ in items for n in v.walk()):
-            raise NotSupportedError("DISTINCT ON with GROUP BY or aggregates")
+        # (With GROUP BY or aggregates the window runs over the groups, as DISTINCT ON does.)
         keys = [unaliased(k) for k in (on.expressions if isinstance(on, exp.Tuple) else [on])]
         window = exp.Window(this=exp.RowNumber(), partition_by=keys)
         if order is not None:

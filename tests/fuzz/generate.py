@@ -388,11 +388,29 @@ class QueryGenerator:
     def _maybe_limit(self, n_outputs: int, rows: float, force: bool = False) -> str:
         big = self.schema.name == "tpch" and rows > MAX_PLAIN_ROWS
         if force or big or self._chance(0.2):
-            tail = f" {self._total_order(n_outputs)} LIMIT {self.rng.choice([1, 3, 10, 50])}"
+            tail = f" {self._total_order(n_outputs)} LIMIT {self._count_value([1, 3, 10, 50])}"
             if self._chance(0.3):
-                tail += f" OFFSET {self.rng.choice([1, 2, 7])}"
+                tail += f" OFFSET {self._count_value([1, 2, 7])}"
             return tail
         return ""
+
+    def _count_value(self, choices: list[int]) -> str:
+        """A LIMIT / OFFSET count from `choices`; one in five written as a constant expression (DuckDB
+        casts it to BIGINT: 2.7 is 3) or as a count over a small table (at most a few hundred rows)."""
+        n = self.rng.choice(choices)
+        form = self.rng.random()
+        if form < 0.8:
+            return str(n)
+        if form < 0.87:
+            d = self.rng.choice([1, 2, 4])
+            return self.rng.choice([f"{n - d} + {d}", f"{n + d} - {d}", f"{n} * 1", f"({n} + {d}) - {d}"])
+        if form < 0.92:
+            return self.rng.choice([f"{n}.4", f"{max(n - 1, 0)}.7", f"CAST({n} AS DOUBLE)", f"{n}.0"])
+        src = self._source(max_rows=200)
+        alias = self._new_alias()
+        where = self._where([self.pred(self._scope_for(alias, src), 1)] if self._chance(0.6) else [])
+        value = f"(SELECT count(*) FROM {src.sql} AS {alias}{where})"
+        return self.rng.choice([value, value, f"{value} + {n}"])
 
     @staticmethod
     def _where(conjuncts: list[str]) -> str:
@@ -468,6 +486,10 @@ class QueryGenerator:
         if self._chance(0.4):
             where.append(self.pred(scope))
         keys, aggs, group = self._grouped(scope, self.rng.choice([0, 1, 1, 2]))
+        if self._chance(0.15):  # a subquery in an aggregate's argument or FILTER
+            aggs[self.rng.randrange(len(aggs))] = self.subquery_aggregate(scope)
+        if keys and self._chance(0.1):
+            return self._subquery_group_key(sql, scope, where, keys)
         items = keys + aggs
         having = ""
         if keys and self._chance(0.3):
@@ -477,6 +499,28 @@ class QueryGenerator:
         distinct = "DISTINCT " if self._chance(0.1) else ""
         limit = self._maybe_limit(len(items), 10) if keys else ""
         return f"SELECT {distinct}{self._select_list(items)} FROM {sql}{self._where(where)}{group}{having}{limit}"
+
+    def _subquery_group_key(self, sql: str, scope: Scope, where: list[str], keys: list[tuple[str, str]]) -> str:
+        """A grouped query one of whose keys is a scalar subquery (correlated or not), named in GROUP BY
+        by its alias, its position, the subquery itself or ALL; exact aggregates, so that the total
+        order of a LIMIT is one."""
+        i = self.rng.randrange(len(keys))
+        keys[i] = self.exact_scalar_subquery(scope)
+        aggs = [self.aggregate_call(scope, exact=True) for _ in range(self.rng.randint(1, 2))]
+        if self._chance(0.3):
+            aggs[0] = self.subquery_aggregate(scope)
+        style = self.rng.random()
+        if style < 0.15:
+            group = " GROUP BY ALL"
+        elif style < 0.3:
+            group = " GROUP BY " + ", ".join(str(j + 1) for j in range(len(keys)))
+        else:
+            alias = style < 0.7
+            group = " GROUP BY " + ", ".join(f"c{j}" if j == i and alias else k for j, (k, _) in enumerate(keys))
+        items = keys + aggs
+        rows = scope.rows if self.schema.name == "tpch" else 10
+        return (f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)}{group}"
+                f"{self._maybe_limit(len(items), rows)}")
 
     def window_call(self, scope: Scope) -> str:
         """A window function call with its OVER clause; deterministic (see the module doc)."""
@@ -580,9 +624,10 @@ class QueryGenerator:
         alias = self._new_alias()
         return f"{source.sql} AS {alias}", self._scope_for(alias, source)
 
-    def _correlation(self, outer: Scope, inner: Scope) -> str | None:
-        """A predicate tying the subquery to the outer query (None: uncorrelated)."""
-        if not outer.refs or self._chance(0.25):
+    def _correlation(self, outer: Scope, inner: Scope, force: bool = False) -> str | None:
+        """A predicate tying the subquery to the outer query (None: uncorrelated; with `force`, only
+        when no column pair fits)."""
+        if not outer.refs or (not force and self._chance(0.25)):
             return None
         pairs = [(o, i) for o in outer.refs for i in inner.refs
                  if (o.name == i.name and self.schema.same_name_keys) or
@@ -606,7 +651,10 @@ class QueryGenerator:
         return cond
 
     def subquery_pred(self, outer: Scope) -> str:
-        """EXISTS / IN / NOT IN / ANY / ALL / a comparison with a scalar subquery."""
+        """EXISTS / IN / NOT IN / ANY / ALL / a comparison with a scalar subquery; now and then a row
+        value against an uncorrelated one, (a, b) [NOT] IN (SELECT x, y …)."""
+        if self._chance(0.12):
+            return self.row_in_pred(outer)
         src, inner = self._inner_source()
         corr = self._correlation(outer, inner)
         where = self._where([corr] if corr else [])
@@ -627,6 +675,55 @@ class QueryGenerator:
         if agg == "count":
             lhs = self.rng.choice(outer.of(("int",))).sql if outer.of(("int",)) else "1"
         return f"({lhs} {self.rng.choice(['=', '<', '>='])} (SELECT {inner_value} FROM {src}{where}))"
+
+    def row_in_pred(self, outer: Scope) -> str:
+        """`(a, b) [NOT] IN (SELECT x, y FROM … [WHERE p])`, uncorrelated (DuckDB cannot run a correlated
+        one). Each pair is of one kind, or both numbers: DuckDB binds no IN between text and a number."""
+        src, inner = self._inner_source()
+        cols = self.rng.sample(inner.refs, min(len(inner.refs), self.rng.choice([2, 2, 2, 3])))
+        lhs = []
+        for col in cols:
+            fits = [r for r in outer.refs if r.kind == col.kind or (r.kind in NUMERIC and col.kind in NUMERIC)]
+            lhs.append(self.rng.choice(fits).sql if fits and self._chance(0.85) else self._lit(col.kind))
+        where = self._where([self.pred(inner, 1)] if self._chance(0.5) else [])
+        sub = f"SELECT {', '.join(c.sql for c in cols)} FROM {src}{where}"
+        return f"(({', '.join(lhs)}) {self.rng.choice(['', 'NOT '])}IN ({sub}))"
+
+    def exact_scalar_subquery(self, outer: Scope, correlated: bool = True) -> tuple[str, str]:
+        """A scalar subquery whose value is exact, fit for a sort or group key: an exact aggregate (see
+        aggregate_call), or the first row of a total order; (sql, kind)."""
+        src, inner = self._inner_source()
+        corr = self._correlation(outer, inner) if correlated else None
+        where = self._where([corr] if corr else [])
+        if inner.keys and self._chance(0.25):
+            col = self.rng.choice(inner.refs)
+            order = ", ".join([col.sql + self.rng.choice(["", " DESC"])] + inner.keys)
+            return f"(SELECT {col.sql} FROM {src}{where} ORDER BY {order} LIMIT 1)", col.kind
+        agg, kind = self.aggregate_call(inner, exact=True)
+        return f"(SELECT {agg} FROM {src}{where})", kind
+
+    def subquery_aggregate(self, scope: Scope) -> tuple[str, str]:
+        """An aggregate with a subquery in its argument or FILTER: each row's own value, correlated or
+        not; (sql, kind). Exact (see aggregate_call)."""
+        form = self.rng.choice(["case", "filter", "filter", "scalar", "bool"])
+        if form == "case":
+            then, other = self.rng.choice([("1", "0"), ("1", "NULL")])
+            fn = self.rng.choice(["sum", "sum", "count", "max"])
+            return f"{fn}(CASE WHEN {self.subquery_pred(scope)} THEN {then} ELSE {other} END)", "int"
+        if form == "filter":
+            call = self.rng.choice(["count(*)", "count(*)"] + [f"{f}({r.sql})" for r in self.rng.sample(scope.refs, 1)
+                                                               for f in ("count", "min", "max")])
+            return f"{call} FILTER (WHERE {self.subquery_pred(scope)})", "int" if call.startswith("count") else "any"
+        if form == "bool":
+            return f"{self.rng.choice(['bool_or', 'bool_and'])}({self.subquery_pred(scope)})", "bool"
+        value, kind = self.exact_scalar_subquery(scope)
+        fn = self.rng.choice(["max", "min", "count", "count(DISTINCT"] + (["sum"] if kind == "int" else []))
+        if fn == "count(DISTINCT":
+            return f"count(DISTINCT {value})", "int"
+        sql = f"{fn}({value})"
+        if self._chance(0.3):
+            sql += f" FILTER (WHERE {self.pred(scope, 1)})"
+        return sql, "int" if fn == "count" else kind
 
     def scalar_subquery(self, outer: Scope) -> str:
         """A scalar subquery for a select list: an aggregate (maybe wrapped) or an ordered LIMIT 1."""
