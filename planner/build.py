@@ -1360,11 +1360,13 @@ class Builder:
         return not any(_has_subquery(x) and any(id(n) in mine for n in x.walk())
                        for x in conjuncts(where.this if where is not None else None))
 
-    def _grouped_subqueries_as_columns(self, e: exp.Expression, scope: Scope, post: Replacements) -> exp.Expression:
-        """e with each subquery that is a group key (`GROUP BY (SELECT …)`, or its alias) read as
-        that key's column: after grouping it is a value of the group, not evaluated again."""
+    def _computed_as_columns(self, e: exp.Expression, scope: Scope, post: Replacements) -> exp.Expression:
+        """e with each subquery that is a group key (`GROUP BY (SELECT …)`, or its alias) and each
+        window computed already read as the column that holds it: after grouping a key is a value
+        of the group, and a window is not evaluated again (nor its subqueries, which would change
+        it so that it is no longer found)."""
         def grouped(s):
-            return [x for x in _outside_subqueries(s, (exp.Subquery,)) if expr_key(x) in post]
+            return [x for x in _outside_subqueries(s, (exp.Subquery, exp.Window)) if expr_key(x) in post]
         if not grouped(e):
             return e
         holder = exp.Paren(this=e.copy())
@@ -1827,7 +1829,7 @@ class Builder:
         def tr(e, rel_):
             after = None
             if grouped:
-                e = self._grouped_subqueries_as_columns(e, scope, post)
+                e = self._computed_as_columns(e, scope, post)
                 e, after = self._aggregates_as_columns(e, scope, post, group_map)
             rel_, e = self.attach_scalars(rel_, e, scope, after_agg=after)
             if grouped:
@@ -1847,14 +1849,22 @@ class Builder:
                     if expr_key(w) in post:
                         continue
                     wid = self.new_id("window", w.type)
-                    wt = self._translate_post(w, scope, post) if grouped else self.translate(w, scope)
+                    bound = w
+                    if _has_subquery(w):
+                        # A subquery in its arguments, PARTITION BY, ORDER BY or FILTER: its value
+                        # for each row, joined onto the rows the window reads.
+                        after = None
+                        if grouped:
+                            bound, after = self._aggregates_as_columns(w.copy(), scope, post, group_map)
+                        rel, bound = self.attach_scalars(rel, bound.copy(), scope, after_agg=after)
+                    wt = self._translate_post(bound, scope, post) if grouped else self.translate(bound, scope)
                     funcs.append((wid, wt))
                     post.add(w, col(wid))
             rel = Window(rel, tuple(funcs))
 
         def final(e, rel_):
             if has_windows and not grouped:
-                rel_, e = self.attach_scalars(rel_, e, scope)
+                rel_, e = self.attach_scalars(rel_, self._computed_as_columns(e, scope, post), scope)
                 return rel_, self._translate_mixed(e, scope, post)
             return tr(e, rel_)
 

@@ -418,12 +418,95 @@ class QueryGenerator:
 
     # ------------------------------------------------------------------ areas
     def _join(self) -> str:
+        if self._chance(0.2):
+            built = self._comma_chain()
+            if built is not None:
+                return built
         sql, scope, where = self.from_clause(self.rng.choice([2, 2, 3]))
         if self._chance(0.4):
             where.append(self.pred(scope))
         items = self._outputs(scope, self.rng.randint(1, 4))
         return (f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)}"
                 f"{self._maybe_limit(len(items), scope.rows)}")
+
+    def _chain_on(self, before: Scope, chain: Scope, alias: str, source: Source, read_before: bool) -> str:
+        """The ON clause of a join of `source` (as `alias`) in a chain after a comma: a key with the
+        chain (or a residual predicate), and, `read_before`, a key with or predicate on a table listed
+        before the comma."""
+        right = self._scope_for(alias, source)
+        parts = []
+        pairs = self._key_pairs(chain, alias, source) if chain.refs else []
+        if pairs and self._chance(0.85):
+            lref, rref, _ = self.rng.choice(pairs)
+            a, b = self._key_sql(lref, rref)
+            parts.append(f"{a} {self.rng.choice(['=', '=', '=', 'IS NOT DISTINCT FROM', '<'])} {b}")
+        elif chain.refs:
+            parts.append(self._residual(chain, right, both=True))
+        if read_before:
+            pairs = self._key_pairs(before, alias, source)
+            if pairs and self._chance(0.7):
+                lref, rref, _ = self.rng.choice(pairs)
+                a, b = self._key_sql(lref, rref)
+                parts.append(f"{b} = {a}" if self._chance(0.5) else f"{a} = {b}")
+            else:
+                parts.append(self.rng.choice([self.pred(before, 1), self._residual(before, right, both=True)]))
+        if not parts:
+            parts.append(self.pred(right, 1))
+        self.rng.shuffle(parts)
+        if len(parts) == 2 and self._chance(0.15):
+            return f"({parts[0]} OR {parts[1]})"
+        return " AND ".join(parts)
+
+    def _comma_chain(self) -> str | None:
+        """`FROM a, b {RIGHT|FULL} JOIN c ON … a …` and `a, b LEFT JOIN c ON … RIGHT JOIN d ON …`: a join
+        chain after a comma whose ON clauses may read a table listed before it. DuckDB evaluates such a
+        chain once per row of a (a lateral join), so each row of a keeps the chain's unmatched rows."""
+        cap = 30 if self.schema.name == "tpch" else 40
+        small = [s for s in self.sources if s.table.rows <= cap] or sorted(self.sources, key=lambda s: s.table.rows)[:3]
+        mid = [s for s in self.sources if s.table.rows <= 400] or small
+        for _ in range(10):
+            self._alias = 0
+            n_before = 2 if self._chance(0.15) else 1
+            before_srcs = [self.rng.choice(small) for _ in range(n_before)]
+            shape = self.rng.choice(["outer", "outer", "left_right", "inner_outer"])
+            chain_srcs = [self.rng.choice(mid) for _ in range(2 if shape == "outer" else 3)]
+            before = Scope([], [], 1.0)
+            from_items = []
+            for src in before_srcs:
+                alias = self._new_alias()
+                sc = self._scope_for(alias, src)
+                before = Scope(before.refs + sc.refs, None, before.rows * sc.rows, before.tables + sc.tables)
+                from_items.append(f"{src.sql} AS {alias}")
+            alias = self._new_alias()
+            chain = self._scope_for(alias, chain_srcs[0])
+            sql = f"{chain_srcs[0].sql} AS {alias}"
+            words = {"outer": [self.rng.choice(["RIGHT JOIN", "FULL JOIN"])],
+                     "left_right": ["LEFT JOIN", self.rng.choice(["RIGHT JOIN", "RIGHT JOIN", "FULL JOIN"])],
+                     "inner_outer": ["JOIN", self.rng.choice(["RIGHT JOIN", "FULL JOIN"])]}[shape]
+            reads = [True] if shape == "outer" else self.rng.choice([[True, False], [False, True], [True, True]])
+            rows = chain.rows
+            for word, src, read in zip(words, chain_srcs[1:], reads):
+                alias = self._new_alias()
+                right = self._scope_for(alias, src)
+                sql += f" {word} {src.sql} AS {alias} ON {self._chain_on(before, chain, alias, src, read)}"
+                rows = rows * right.rows + rows + right.rows  # no key counted: a bound
+                chain = Scope(chain.refs + right.refs, None, rows, chain.tables + right.tables)
+            total = before.rows * rows
+            if total <= MAX_JOIN_ROWS / 4:
+                break
+        else:
+            return None
+        scope = Scope(before.refs + chain.refs, None, max(total, 1.0))
+        where = [self.pred(scope)] if self._chance(0.3) else []
+        items = self._outputs(scope, self.rng.randint(2, 4))
+        if self._chance(0.2):
+            low = [r for r in scope.refs if r.distinct <= 50] or scope.refs
+            g = self.rng.choice(low)
+            counts = ", ".join(f"count({r.sql}) AS c{i + 2}" for i, r in enumerate(self.rng.sample(scope.refs, 2)))
+            return (f"SELECT {g.sql} AS c0, count(*) AS c1, {counts} FROM {', '.join(from_items)}, {sql}"
+                    f"{self._where(where)} GROUP BY {g.sql}")
+        return (f"SELECT {self._select_list(items)} FROM {', '.join(from_items)}, {sql}{self._where(where)}"
+                f"{self._maybe_limit(len(items), total)}")
 
     def aggregate_call(self, scope: Scope, risky: bool = False, exact: bool = False) -> tuple[str, str]:
         """One aggregate call over `scope`: (sql, result kind). `exact`: one whose value does not depend
@@ -578,21 +661,66 @@ class QueryGenerator:
         if self._chance(0.3):
             where.append(self.pred(scope))
         if self._chance(0.2):  # a window over an aggregate
-            keys, aggs, group = self._grouped(scope, 1)
+            keys, aggs, group = self._grouped(scope, self.rng.choice([1, 1, 2]))
             aggs[0] = self.aggregate_call(scope, exact=True)  # a sort key: see aggregate_call
-            key = keys[0][0]
             w = f"rank() OVER (ORDER BY {aggs[0][0]}{self.rng.choice(['', ' DESC'])})"
+            if self._chance(0.4):  # in one item with a scalar subquery
+                w = self._grouped_window_with_subquery(scope, keys, aggs[0][0])
             items = keys + aggs
-            return f"SELECT {self._select_list(items)}, {w} AS w FROM {sql}{self._where(where)}{group or ' GROUP BY ' + key}"
+            group = group or " GROUP BY " + ", ".join(k for k, _ in keys)
+            return f"SELECT {self._select_list(items)}, {w} AS w FROM {sql}{self._where(where)}{group}"
         items = self._outputs(scope, self.rng.randint(1, 3))
         windows = [self.window_call(scope) for _ in range(self.rng.randint(1, 2))]
+        qualify_sub = self._chance(0.1)
+        if qualify_sub:  # QUALIFY on a ranking against a scalar subquery
+            windows[0] = self.ranking_call(scope)
         body = f"SELECT {self._select_list(items)}, " + ", ".join(f"{w} AS w{i}" for i, w in enumerate(windows))
         body += f" FROM {sql}{self._where(where)}"
+        if qualify_sub:
+            src, inner = self._inner_source()
+            corr = self._correlation(scope, inner) if self._chance(0.3) else None
+            filt = [corr] if corr else ([self.pred(inner, 1)] if self._chance(0.6) else [])
+            value = self.rng.choice([f"(SELECT count(*) FROM {src}{self._where(filt)})",
+                                     f"(SELECT count(*) FROM {src}{self._where(filt)}) - 1", "(SELECT 2)"])
+            op = self.rng.choice(["<=", "<", ">", "="])
+            left = self.rng.choice(["w0", windows[0]])
+            return f"{body} QUALIFY {left} {op} {value}" + self._maybe_limit(len(items) + len(windows), scope.rows)
         if self._chance(0.25):  # filter on the window's result (top-n per group)
             if self._chance(0.5):
                 return f"{body} QUALIFY w0 <= 2"
             return f"SELECT * FROM ({body}) AS q WHERE w0 <= 2"
         return body + self._maybe_limit(len(items) + len(windows), scope.rows)
+
+    def _grouped_window_with_subquery(self, scope: Scope, keys: list[tuple[str, str]], agg: str) -> str:
+        """A window over grouped rows in one select item with a scalar subquery: `row_number() OVER
+        (ORDER BY agg, every key) > (SELECT 1)`, `rank() OVER (ORDER BY agg) + (SELECT count(*) …)`; the
+        subquery uncorrelated or reading a key column."""
+        order = f"{agg}{self.rng.choice(['', ' DESC'])}"
+        total = order + "".join(f", {k}{self.rng.choice(['', ' DESC'])}{self.rng.choice(['', ' NULLS FIRST'])}"
+                                for k, _ in keys)
+        window = self.rng.choice([f"row_number() OVER (ORDER BY {total})", f"rank() OVER (ORDER BY {order})",
+                                  f"dense_rank() OVER (ORDER BY {order})", "count(*) OVER ()",
+                                  f"sum(count(*)) OVER (ORDER BY {total} ROWS BETWEEN 1 PRECEDING AND CURRENT ROW)"])
+        src, inner = self._inner_source()
+        key_refs = [r for r in scope.refs if any(r.sql == k for k, _ in keys)]
+        corr = self._correlation(Scope(key_refs), inner) if key_refs and self._chance(0.3) else None
+        filt = self._where([corr] if corr else ([self.pred(inner, 1)] if self._chance(0.5) else []))
+        sub = self.rng.choice(["(SELECT 1)", f"(SELECT count(*) FROM {src}{filt})", "(SELECT 2)"])
+        return self.rng.choice([f"{window} > {sub}", f"{window} + {sub}", f"{window} <= {sub}", f"{sub} * {window}",
+                                f"CASE WHEN {window} = {sub} THEN 'top' ELSE 'rest' END"])
+
+    def ranking_call(self, scope: Scope) -> str:
+        """An integer window call whose value per row is determined: row_number only in a total order."""
+        low = [r for r in scope.refs if r.distinct <= 50] or scope.refs
+        partition = ""
+        if self._chance(0.6):
+            partition = "PARTITION BY " + ", ".join(r.sql for r in self.rng.sample(low, min(len(low), self.rng.choice([1, 2]))))
+        lead = self.rng.choice(scope.refs).sql + self.rng.choice(["", " DESC"]) + self.rng.choice(["", " NULLS FIRST"])
+        calls = [f"rank() OVER ({partition} ORDER BY {lead})", f"dense_rank() OVER ({partition} ORDER BY {lead})",
+                 f"count(*) OVER ({partition})"]
+        if scope.keys is not None:
+            calls += [f"row_number() OVER ({partition} ORDER BY {', '.join([lead] + scope.keys)})"] * 2
+        return self.rng.choice(calls)
 
     def _setop_side(self, kinds: list[str]) -> str:
         sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]), semi=False)
@@ -738,7 +866,8 @@ class QueryGenerator:
         return f"(SELECT {agg} FROM {src}{where})"
 
     def _subquery(self) -> str:
-        position = self.rng.choice(["where", "where", "select", "having", "from", "on", "case", "nested", "lateral"])
+        position = self.rng.choice(["where", "where", "select", "having", "from", "on", "case", "nested", "lateral",
+                                    "aggregate"])
         sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]), semi=False)
         items = self._outputs(scope, self.rng.randint(1, 3))
         if position == "where":
@@ -777,14 +906,66 @@ class QueryGenerator:
             sql, value = self._lateral(sql, scope)
             items.append((value, "any"))
         elif position == "on":
-            src, inner = self._inner_source()
-            pairs = self._key_pairs(scope, src.split(" AS ")[1], self._source_named(src.split(" AS ")[0]))
-            on = " AND ".join(f"{a} = {b}" for a, b in [self._key_sql(l, r) for l, r, _ in pairs[:1]]) or "TRUE"
-            on += f" AND {self.subquery_pred(inner)}"
-            sql = f"{sql} LEFT JOIN {src} ON {on}"
-            items.append((self.rng.choice(inner.refs).sql, "any"))
+            sql, scope = self._on_subquery(sql, scope, items)
+        elif position == "aggregate":  # a subquery in an aggregate's argument or FILTER, or a group key
+            keys, aggs, group = self._grouped(scope, self.rng.choice([0, 1, 1]))
+            aggs[0] = self.subquery_aggregate(scope)
+            if keys and self._chance(0.35):
+                return self._subquery_group_key(sql, scope, where, keys)
+            limit = self._maybe_limit(len(keys + aggs), 10) if keys else ""
+            return f"SELECT {self._select_list(keys + aggs)} FROM {sql}{self._where(where)}{group}{limit}"
         return (f"SELECT {self._select_list(items)} FROM {sql}{self._where(where)}"
                 f"{self._maybe_limit(len(items), scope.rows)}")
+
+    def _on_subquery(self, sql: str, scope: Scope, items: list[tuple[str, str]]) -> tuple[str, Scope]:
+        """`sql` joined to one more table on a key AND a subquery: one reading the new table only under
+        a LEFT JOIN, or one reading both sides under any join (SEMI, ANTI, RIGHT, FULL, …). Adds the new
+        table's column to `items` (not after SEMI / ANTI); returns the FROM clause and its scope."""
+        for attempt in range(8):
+            src, inner = self._inner_source()
+            alias, name = src.split(" AS ")[1], src.split(" AS ")[0]
+            pairs = self._key_pairs(scope, alias, self._source_named(name))
+            rows = self._pair_rows(scope.rows, inner.rows, pairs[0][0], pairs[0][1]) if pairs else scope.rows * inner.rows
+            if rows + scope.rows + inner.rows <= MAX_JOIN_ROWS:
+                break
+        on = " AND ".join(f"{a} = {b}" for a, b in [self._key_sql(l, r) for l, r, _ in pairs[:1]]) or "TRUE"
+        if self._chance(0.5):
+            word = "LEFT JOIN"
+            on += f" AND {self.subquery_pred(inner)}"
+        else:
+            word = self.rng.choice(["SEMI JOIN", "ANTI JOIN", "RIGHT JOIN", "FULL JOIN", "LEFT JOIN", "JOIN"])
+            cond = self._two_sided_pred(scope, inner)
+            on += f" AND {cond}" if self._chance(0.8) else f" AND ({cond} OR {self.pred(inner, 1)})"
+        if word in ("SEMI JOIN", "ANTI JOIN"):
+            rows = scope.rows
+        else:
+            items.append((self.rng.choice(inner.refs).sql, "any"))
+            rows += (scope.rows if word in ("LEFT JOIN", "FULL JOIN") else 0) + (inner.rows if word in ("RIGHT JOIN", "FULL JOIN") else 0)
+        merged = Scope(scope.refs + inner.refs, None, max(rows, 1.0), scope.tables)
+        return f"{sql} {word} {src} ON {on}", merged
+
+    def _two_sided_pred(self, left: Scope, right: Scope) -> str:
+        """EXISTS / NOT EXISTS / [NOT] IN / a count of a subquery that reads both sides of a join: tied to
+        each by a correlation, or to one while the other gives IN's left operand."""
+        src, inner = self._inner_source()
+        corr = {side: self._correlation(scope, inner, force=True) for side, scope in (("l", left), ("r", right))}
+        form = self.rng.choice(["exists", "exists", "in", "count"])
+        if form == "in":
+            kind = self.rng.choice([r.kind for r in inner.refs])
+            # The left operand from the side the correlation does not read (if any).
+            side = self.rng.choice([s for s in ("l", "r") if corr[s] is None] or ["l", "r"])
+            if corr[side] is not None and self._chance(0.5):
+                corr[side] = None  # the left operand reads that side already
+            refs = (left if side == "l" else right).refs
+            fits = [r for r in refs if r.kind == kind or (r.kind in NUMERIC and kind in NUMERIC)]
+            lhs = self.rng.choice(fits).sql if fits else self._lit(kind)
+            where = self._where([c for c in corr.values() if c])
+            col = self.rng.choice(inner.of((kind,))).sql
+            return f"({lhs} {self.rng.choice(['', 'NOT '])}IN (SELECT {col} FROM {src}{where}))"
+        where = self._where([c for c in corr.values() if c])
+        if form == "count":
+            return f"((SELECT count(*) FROM {src}{where}) {self.rng.choice(['>', '<=', '='])} {self.rng.choice([0, 1, 2])})"
+        return f"({self.rng.choice(['', 'NOT '])}EXISTS (SELECT 1 FROM {src}{where}))"
 
     def _lateral(self, sql: str, outer: Scope) -> tuple[str, str]:
         """`sql` followed by a LATERAL subquery correlated with it (an aggregate, or a top-k on a
