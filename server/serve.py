@@ -195,6 +195,7 @@ def serve(
                 endpoint.close()
             server.close(SHUTDOWN_GRACE_S)
             raise ServeError(f"cannot serve the console on {console_host}:{console_port}: {exc}") from None
+    server.warm_up()
     stop = stop or threading.Event()
     previous, signalled = _install_signal_handlers(stop)
     try:
