@@ -146,17 +146,39 @@ def _aggregates(e: exp.Expression) -> list[exp.AggFunc]:
     nested inside another group aggregate (DuckDB rejects those; the outer one reports it)."""
     out = []
     for n in _outside_subqueries(e, (exp.AggFunc,)):
-        if _window_owned(n):
-            continue
-        anc, nested = n.parent, False
-        while anc is not None and anc is not e.parent:
-            if isinstance(anc, exp.AggFunc) and not _window_owned(anc):
-                nested = True
-                break
-            anc = anc.parent
-        if not nested:
+        if not _window_owned(n) and not _inside_aggregate(n, e.parent):
             # count(*) FILTER (WHERE …) is one aggregate: the filter belongs to it.
             out.append(n.parent if isinstance(n.parent, exp.Filter) and n.parent.this is n else n)
+    return out
+
+
+def _inside_aggregate(n: exp.Expression, stop: exp.Expression | None) -> bool:
+    """Whether a group aggregate encloses n below `stop`."""
+    anc = n.parent
+    while anc is not None and anc is not stop:
+        if isinstance(anc, exp.AggFunc) and not _window_owned(anc):
+            return True
+        anc = anc.parent
+    return False
+
+
+def _outer_aggregates(e: exp.Expression, aliases) -> list[exp.Expression]:
+    """Aggregates written inside e's subqueries that read only the query's own FROM items (whose
+    aliases are `aliases`): `(SELECT count(*) FROM p WHERE p.v > avg(o.c))` in a query over o.
+    In SQL such an aggregate is the outer query's, computed over its groups."""
+    out = []
+    for n in e.find_all(exp.AggFunc):
+        inside = n.parent
+        while inside is not None and inside is not e and not isinstance(inside, exp.Query):
+            inside = inside.parent
+        if isinstance(inside, exp.Query) and inside is not e:  # in a subquery (EXISTS / IN / scalar)
+            if _window_owned(n):
+                continue
+            columns = list(n.find_all(exp.Column))
+            if not columns or not all(c.table in aliases and not _bound_inside(c, e) for c in columns):
+                continue
+            if not _inside_aggregate(n, e):
+                out.append(n.parent if isinstance(n.parent, exp.Filter) and n.parent.this is n else n)
     return out
 
 
@@ -1354,8 +1376,9 @@ class Builder:
         if limited or not shaped:
             return False
         where = q.args.get("where")
-        if any(c.find_ancestor(exp.Select) is not q or c.find_ancestor(exp.Where) is not where for c, _ in outer):
-            return False
+        if where is None or any(c.find_ancestor(exp.Select) is not q or c.find_ancestor(exp.Where) is not where
+                                for c, _ in outer):
+            return False  # (an outer column outside the WHERE: in the select list, read per outer row)
         mine = {id(c) for c, _ in outer}
         return not any(_has_subquery(x) and any(id(n) in mine for n in x.walk())
                        for x in conjuncts(where.this if where is not None else None))
@@ -1713,11 +1736,14 @@ class Builder:
                 rel, corr_groups = self._dependent_join(rel, corr, outer_ids)
             corr.conjuncts = []
 
+        own = {alias for alias in scope.sources if not alias.startswith("__")}
+
         def agg_list(es):
             found = []
             for e in es:
                 if e is not None:
-                    found += [a for a in _aggregates(e) if not isinstance(a, GROUPING_CALLS)]
+                    found += [a for a in _aggregates(e) + _outer_aggregates(e, own)
+                              if not isinstance(a, GROUPING_CALLS)]
             return found
 
         aggs = agg_list(exprs + [having_e] + [o for o in order_exprs
@@ -1934,7 +1960,8 @@ class Builder:
         # count(*))`): it is found whole in post, and computed there over every rank's groups.
         in_windows = {id(n) for w in _outside_subqueries(e, (exp.Window,)) if expr_key(w) in post for n in w.walk()}
         found = {}
-        for a in _aggregates(e):
+        own = {alias for alias in scope.sources if not alias.startswith("__")}
+        for a in _aggregates(e) + _outer_aggregates(e, own):
             if id(a) in in_windows:
                 continue
             held = post.get(expr_key(a))
