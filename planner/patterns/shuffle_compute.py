@@ -97,7 +97,11 @@ def _join(node: Join, kids, ctx):
     # partitioning from co-partitioned reads, or a hash on exactly the keys).
     fns = {()}
     for side_dist, ids in ((lk.dist, lids), (rk.dist, rids)):
-        if side_dist.kind == "hash" and ids is not None and len(side_dist.keys) == 1 and len(ids) == 1:
+        # Only a side partitioned on this join's own key: the range splitters of a co-partitioned
+        # read on another column (t3 read by ranges of i, joined on its text column s) would
+        # compare s with i's integers (a binder error at 2 ranks, found by the fuzzer).
+        if side_dist.kind == "hash" and ids is not None and len(side_dist.keys) == 1 and len(ids) == 1 \
+                and side_dist.hashed_on(ids, side_dist.fn):
             fns.add(side_dist.fn)
     for fn in fns:
         if fn and len(node.left_keys) != 1:

@@ -104,7 +104,28 @@ def wrap_set_operations(ast: exp.Expression) -> exp.Expression:
 
 def _counted_after_filter(select: exp.Select) -> bool:
     return _window_limit(select) and (select.args.get("distinct") is not None
-                                       or select.args.get("qualify") is not None)
+                                       or select.args.get("qualify") is not None or _orders_by_window(select))
+
+
+def _orders_by_window(select: exp.Select) -> bool:
+    """Whether an ORDER BY key is a window function, written there or named by an item's alias or
+    position: the row numbers of a counted LIMIT cannot order by it in the same SELECT (DuckDB
+    refuses a window inside a window's ORDER BY), so the select is wrapped and the key hidden."""
+    order = select.args.get("order")
+    if order is None:
+        return False
+    items = select.expressions
+    by_alias = {i.alias.lower(): i.this for i in items if isinstance(i, exp.Alias)}
+    for ordered in order.expressions:
+        key = ordered.this
+        if isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit() and \
+                1 <= int(key.this) <= len(items):
+            key = items[int(key.this) - 1]
+        elif isinstance(key, exp.Column) and not key.table and key.name.lower() in by_alias:
+            key = by_alias[key.name.lower()]
+        if key.find(exp.Window) is not None:
+            return True
+    return False
 
 
 HIDDEN_KEY = "__pk"
@@ -155,7 +176,8 @@ def _wrapped_select(select: exp.Select) -> exp.Select:
     wrapper = exp.select(star).from_(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier("__p"))))
     if outer_order:
         wrapper.set("order", exp.Order(expressions=outer_order))
-    wrapper.set("limit", limit.copy())
+    if limit is not None:
+        wrapper.set("limit", limit.copy())
     if offset is not None:
         wrapper.set("offset", offset.copy())
     return wrapper
