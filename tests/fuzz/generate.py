@@ -3,7 +3,9 @@
 Every query is built so that its answer is fully determined (the comparison with DuckDB is exact
 up to float tolerance and row order): LIMIT/OFFSET, ROWS frames, row_number/lag/lead/first_value and
 ordered string_agg always sort on a total order (the tables' unique keys or every output column);
-no random(), no unordered string_agg/list/any_value. Expressions that can raise (overflow, `%` and
+no random(), no unordered string_agg/list/any_value (but of a constant). A LIMIT / OFFSET count written
+as an expression is a constant or a count over a small table; a scalar subquery used as a group or
+sort key is an exact aggregate or the first row of a total order. Expressions that can raise (overflow, `%` and
 `//` by zero, casts) appear only where every row is evaluated by any plan: the outermost select list
 of a query without LIMIT, or an aggregate's argument ("risky" expressions). Predicates, join keys and
 sort keys never raise, so the order in which a plan evaluates them cannot change the outcome.
@@ -439,7 +441,8 @@ class QueryGenerator:
         if pairs and self._chance(0.85):
             lref, rref, _ = self.rng.choice(pairs)
             a, b = self._key_sql(lref, rref)
-            parts.append(f"{a} {self.rng.choice(['=', '=', '=', 'IS NOT DISTINCT FROM', '<'])} {b}")
+            ops = ["=", "=", "=", "IS NOT DISTINCT FROM"] + (["<"] if lref.kind == rref.kind else [])
+            parts.append(f"{a} {self.rng.choice(ops)} {b}")
         elif chain.refs:
             parts.append(self._residual(chain, right, both=True))
         if read_before:
@@ -533,7 +536,9 @@ class QueryGenerator:
         sql, kind = self.rng.choice(forms)()
         if sql.startswith("string_agg("):  # ordered by the aggregated value itself: deterministic
             arg = sql[len("string_agg("):-len(", ',' ORDER BY 1)")]
-            sql = f"string_agg({'DISTINCT ' if self._chance(0.3) else ''}{arg}, ',' ORDER BY {arg})"
+            # DuckDB refuses ORDER BY a constant; a constant's values are all one, in any order.
+            order = f" ORDER BY {arg}" if not arg.startswith("'") else ""
+            sql = f"string_agg({'DISTINCT ' if self._chance(0.3) else ''}{arg}, ','{order})"
         if self._chance(0.25) and sql != "count(*)" or (sql == "count(*)" and self._chance(0.3)):
             sql = f"{sql} FILTER (WHERE {self.pred(scope, 1)})"
         if self._chance(0.2):
@@ -666,6 +671,8 @@ class QueryGenerator:
             w = f"rank() OVER (ORDER BY {aggs[0][0]}{self.rng.choice(['', ' DESC'])})"
             if self._chance(0.4):  # in one item with a scalar subquery
                 w = self._grouped_window_with_subquery(scope, keys, aggs[0][0])
+                if group == " GROUP BY ALL":  # DuckDB binds no key inside the window then
+                    group = ""
             items = keys + aggs
             group = group or " GROUP BY " + ", ".join(k for k, _ in keys)
             return f"SELECT {self._select_list(items)}, {w} AS w FROM {sql}{self._where(where)}{group}"
@@ -747,8 +754,8 @@ class QueryGenerator:
             sql = f"SELECT count(*) AS n, count(DISTINCT c0) AS d FROM ({sql}) AS u"
         return sql
 
-    def _inner_source(self) -> tuple[str, Scope]:
-        source = self._source(max_rows=MAX_JOIN_ROWS / 4)
+    def _inner_source(self, max_rows: float = MAX_JOIN_ROWS / 4) -> tuple[str, Scope]:
+        source = self._source(max_rows=max_rows)
         alias = self._new_alias()
         return f"{source.sql} AS {alias}", self._scope_for(alias, source)
 
@@ -771,6 +778,8 @@ class QueryGenerator:
         # DuckDB's cast could raise, which rows it reaches being the plan's choice.
         if not self._compares_cleanly((i.sql, i.kind, i.numeric), (o.sql, o.kind, o.numeric)):
             lhs, rhs = self._cast_side(i, "VARCHAR")[0], self._cast_side(o, "VARCHAR")[0]
+        elif op in ("<", ">=") and i.kind != o.kind and {i.kind, o.kind} & {"text", "bool"}:
+            op = "="  # DuckDB binds `=` between numeric text (or a boolean) and a number, not always `<`
         cond = f"{lhs} {op} {rhs}"
         if self._chance(0.2):
             cond = f"({cond} OR {self.pred(inner, 1)})"
@@ -921,12 +930,13 @@ class QueryGenerator:
         """`sql` joined to one more table on a key AND a subquery: one reading the new table only under
         a LEFT JOIN, or one reading both sides under any join (SEMI, ANTI, RIGHT, FULL, …). Adds the new
         table's column to `items` (not after SEMI / ANTI); returns the FROM clause and its scope."""
-        for attempt in range(8):
-            src, inner = self._inner_source()
+        for attempt in range(12):
+            # At last the smallest table: the join's size bounds the subquery's work, done per pair.
+            src, inner = self._inner_source(max_rows=MAX_JOIN_ROWS / 4 if attempt < 11 else 1)
             alias, name = src.split(" AS ")[1], src.split(" AS ")[0]
             pairs = self._key_pairs(scope, alias, self._source_named(name))
             rows = self._pair_rows(scope.rows, inner.rows, pairs[0][0], pairs[0][1]) if pairs else scope.rows * inner.rows
-            if rows + scope.rows + inner.rows <= MAX_JOIN_ROWS:
+            if rows + scope.rows + inner.rows <= MAX_JOIN_ROWS / 4:
                 break
         on = " AND ".join(f"{a} = {b}" for a, b in [self._key_sql(l, r) for l, r, _ in pairs[:1]]) or "TRUE"
         if self._chance(0.5):
@@ -940,14 +950,15 @@ class QueryGenerator:
             rows = scope.rows
         else:
             items.append((self.rng.choice(inner.refs).sql, "any"))
-            rows += (scope.rows if word in ("LEFT JOIN", "FULL JOIN") else 0) + (inner.rows if word in ("RIGHT JOIN", "FULL JOIN") else 0)
+            rows += scope.rows if word in ("LEFT JOIN", "FULL JOIN") else 0
+            rows += inner.rows if word in ("RIGHT JOIN", "FULL JOIN") else 0
         merged = Scope(scope.refs + inner.refs, None, max(rows, 1.0), scope.tables)
         return f"{sql} {word} {src} ON {on}", merged
 
     def _two_sided_pred(self, left: Scope, right: Scope) -> str:
         """EXISTS / NOT EXISTS / [NOT] IN / a count of a subquery that reads both sides of a join: tied to
         each by a correlation, or to one while the other gives IN's left operand."""
-        src, inner = self._inner_source()
+        src, inner = self._inner_source(max_rows=MAX_JOIN_ROWS / 20)
         corr = {side: self._correlation(scope, inner, force=True) for side, scope in (("l", left), ("r", right))}
         form = self.rng.choice(["exists", "exists", "in", "count"])
         if form == "in":
@@ -982,7 +993,7 @@ class QueryGenerator:
             agg, _ = self.aggregate_call(inner)
             body = f"SELECT {agg} AS v0 FROM {src}{where}"
         join = self.rng.choice([", LATERAL", " CROSS JOIN LATERAL", " LEFT JOIN LATERAL", " JOIN LATERAL"])
-        on = " ON TRUE" if join.endswith("JOIN LATERAL") else ""
+        on = " ON TRUE" if join in (" LEFT JOIN LATERAL", " JOIN LATERAL") else ""  # CROSS JOIN takes no ON
         return f"{sql}{join} ({body}) AS {alias}{on}", f"{alias}.v0"
 
     def _source_named(self, name: str) -> Source:
@@ -1216,7 +1227,8 @@ class QueryGenerator:
         all the same."""
         forms = [(self._limit_all, 2), (self._fetch_first, 1), (self._named_window, 2), (self._distinct_on, 2),
                  (self._order_by_all, 2), (self._pivot, 2), (self._unpivot, 2), (self._by_name, 2),
-                 (self._subquery_values, 2), (self._lateral_function, 3), (self._positional, 2), (self._refused, 2)]
+                 (self._subquery_values, 2), (self._lateral_function, 3), (self._positional, 2), (self._refused, 2),
+                 (self._percent, 1)]
         build = self.rng.choices([f for f, _ in forms], weights=[w for _, w in forms])[0]
         return build()
 
@@ -1345,38 +1357,89 @@ class QueryGenerator:
         forms.append(f"max({self.rng.choice(cols)})")
         return self.rng.choice(forms)
 
+    def _pivot_source(self, t: Table, needed: list[str], groups: list[str]) -> tuple[str, str, str, list[str]]:
+        """Where a PIVOT / UNPIVOT reads `t` from: the table, a CTE or a derived table projecting the
+        `needed` columns (and maybe some of `groups`), maybe filtered. Returns (WITH prefix, the source
+        for the statement form, the source for the standard form, the source's columns)."""
+        form = self.rng.choices(["table", "cte", "derived"], weights=[6, 2, 2])[0]
+        if form == "table":
+            return "", t.name, t.name, [c.name for c in t.columns]
+        cols = list(dict.fromkeys(needed + [g for g in groups if g not in needed and self._chance(0.3)]))
+        alias = self._new_alias()
+        where = self._where([self.pred(self._scope_for(alias, Source(t.name, t)), 1)] if self._chance(0.5) else [])
+        body = f"SELECT {', '.join(cols)} FROM {t.name} AS {alias}{where}"
+        if form == "cte":
+            return f"WITH w AS ({body}) ", "w", "w", cols
+        return "", f"({body})", f"({body}){self.rng.choice(['', ' AS d'])}", cols
+
+    def _pivot_on(self, t: Table, few: list[Column]) -> tuple[str, list[str], bool]:
+        """What a PIVOT is ON: a few-valued column, two of them, or an expression of few values
+        (parenthesised: our parser reads no bare `ON x > 4`); (sql, columns read, one plain column)."""
+        form = self.rng.choices(["one", "two", "expr"], weights=[7, 2, 2])[0]
+        on = self.rng.choice(few)
+        if form == "two" and len(few) > 1:
+            other = self.rng.choice([c for c in few if c.name != on.name])
+            return f"{on.name}, {other.name}", [on.name, other.name], False
+        if form == "expr":
+            ordered = [c for c in t.columns if c.kind in ("int", "dec", "date", "float")]
+            text = [c for c in few if c.kind == "text"]
+            ints = [c for c in few if c.kind == "int"]
+            forms = [(f"({c.name} IS NULL)", c) for c in [self.rng.choice(t.columns)]]
+            if ordered:
+                c = self.rng.choice(ordered)
+                forms.append((f"({c.name} > {self._lit(c.kind)})", c))
+            if text:
+                c = self.rng.choice(text)
+                forms.append((f"{self.rng.choice(['upper', 'lower'])}({c.name})", c))
+            if ints:
+                c = self.rng.choice(ints)
+                forms += [(f"({c.name} % 3)", c), (f"coalesce({c.name}, 0)", c)]
+            sql, c = self.rng.choice(forms)
+            return sql, [c.name], False
+        return on.name, [on.name], True
+
     def _pivot(self) -> str:
-        """PIVOT of a table on a few-valued column: DuckDB's form (with or without IN, with GROUP BY)
-        and the standard form (IN, every other column a group)."""
+        """PIVOT of a table, a CTE or a derived table on a few-valued column (two of them, or an
+        expression of few values): DuckDB's form (with or without IN, with GROUP BY) and the standard
+        form (IN, every other column a group)."""
         cands = [s for s in self.sources if any(c.distinct <= 8 and c.kind in ("int", "text", "bool", "date")
                                                 for c in s.table.columns)]
         if not cands:
             return self._aggregate()
         t = self.rng.choice(cands).table
-        on = self.rng.choice([c for c in t.columns if c.distinct <= 8 and c.kind in ("int", "text", "bool", "date")])
+        few = [c for c in t.columns if c.distinct <= 8 and c.kind in ("int", "text", "bool", "date")]
+        on_sql, on_cols, plain = self._pivot_on(t, few)
+        on = next(c for c in t.columns if c.name == on_cols[0])
         values = ""
-        if self._chance(0.5) and on.kind != "bool":
+        if self._chance(0.5) and on.kind != "bool" and on.name == on_sql.split(",")[0]:
             # Plain constants (a date as its text): `-1`, `DATE '…'` are refused (planner/rules/pivot.py).
             lits = [self._lit(on.kind).replace("DATE ", "") for _ in range(self.rng.randint(1, 3))]
             lits = list(dict.fromkeys(v for v in lits if not v.startswith("-")))
             values = f" IN ({', '.join(lits)})" if lits else ""
+        if values and not plain:
+            on_sql = f"{on.name}{values}{on_sql[len(on.name):]}"
         aggs = [self._pivot_aggregate(t) for _ in range(self.rng.choice([1, 1, 2]))]
         if len(aggs) == 2 or self._chance(0.2):
             aggs = [f"{a} AS x{i}" for i, a in enumerate(aggs)]
-        if values and t.rows <= MAX_PLAIN_ROWS and self._chance(0.3):
-            return f"SELECT * FROM {t.name} PIVOT ({aggs[0]} FOR {on.name}{values})"
-        groups = [c.name for c in t.columns if c.distinct <= 20 and c.name != on.name]
-        group = ""
-        if groups and (self._chance(0.8) or t.rows > MAX_PLAIN_ROWS):
-            group = " GROUP BY " + ", ".join(self.rng.sample(groups, min(len(groups), self.rng.choice([1, 1, 2]))))
-        sql = f"PIVOT {t.name} ON {on.name}{values} USING {', '.join(aggs)}{group}"
-        if not group and t.rows > MAX_PLAIN_ROWS:  # a group per row
-            return f"SELECT count(*) AS n FROM ({sql}) AS p"
-        return sql
+        read = [c.name for c in t.columns if any(f"({c.name})" in a for a in aggs)]
+        groups = [c.name for c in t.columns if c.distinct <= 20 and c.name not in on_cols]
+        standard = plain and values and self._chance(0.3)
+        group_cols = []
+        if groups and not standard and (self._chance(0.8) or t.rows > MAX_PLAIN_ROWS):
+            group_cols = self.rng.sample(groups, min(len(groups), self.rng.choice([1, 1, 2])))
+        with_, stmt_src, std_src, _ = self._pivot_source(t, on_cols + read + group_cols, groups)
+        derived = stmt_src != t.name
+        if standard and (t.rows <= MAX_PLAIN_ROWS or derived):
+            return f"{with_}SELECT * FROM {std_src} PIVOT ({aggs[0]} FOR {on.name}{values})"
+        group = f" GROUP BY {', '.join(group_cols)}" if group_cols else ""
+        sql = f"PIVOT {stmt_src} ON {on_sql}{'' if not plain else values} USING {', '.join(aggs)}{group}"
+        if not group and t.rows > MAX_PLAIN_ROWS and not derived:  # a group per row
+            return f"{with_}SELECT count(*) AS n FROM ({sql}) AS p"
+        return with_ + sql
 
     def _unpivot(self) -> str:
-        """UNPIVOT of a table's columns of one kind into (name, value) rows: DuckDB's form and the
-        standard one, aggregated per name where a table is large."""
+        """UNPIVOT of the columns of one kind of a table, a CTE or a derived table into (name, value)
+        rows: DuckDB's form and the standard one, aggregated per name where a table is large."""
         t = self.rng.choice(self.sources).table
         by_kind: dict[str, list[str]] = {}
         for c in t.columns:
@@ -1385,17 +1448,20 @@ class QueryGenerator:
         cols = by_kind[self.rng.choice(kinds)]
         on = self.rng.sample(cols, min(len(cols), self.rng.randint(2, 3)))
         keep = [c.name for c in t.columns if c.name not in on]
+        with_, stmt_src, std_src, source_cols = self._pivot_source(t, list(on), keep)
+        keep = [c for c in keep if c in source_cols]
         if self._chance(0.5):
-            sql = f"UNPIVOT {t.name} ON {', '.join(on)} INTO NAME n VALUE v"
+            sql = f"UNPIVOT {stmt_src} ON {', '.join(on)} INTO NAME n VALUE v"
         else:
             nulls = self.rng.choice(["", " INCLUDE NULLS"])
-            sql = f"SELECT * FROM {t.name} UNPIVOT{nulls} (v FOR n IN ({', '.join(on)}))"
+            sql = f"SELECT * FROM {std_src} UNPIVOT{nulls} (v FOR n IN ({', '.join(on)}))"
         if t.rows * len(on) > MAX_PLAIN_ROWS / 2 or self._chance(0.3):
-            return f"SELECT n, count(*) AS c0, count(v) AS c1, min(v) AS c2, max(v) AS c3 FROM ({sql}) AS u GROUP BY n"
+            return (f"{with_}SELECT n, count(*) AS c0, count(v) AS c1, min(v) AS c2, max(v) AS c3 FROM ({sql}) AS u "
+                    f"GROUP BY n")
         if keep and self._chance(0.5):
             pick = self.rng.sample(keep, min(len(keep), 2))
-            return f"SELECT {', '.join(pick)}, n, v FROM ({sql}) AS u WHERE v IS NOT NULL"
-        return sql
+            return f"{with_}SELECT {', '.join(pick)}, n, v FROM ({sql}) AS u WHERE v IS NOT NULL"
+        return with_ + sql
 
     def _by_name(self) -> str:
         """UNION [ALL] BY NAME of sides naming some of x, y, z in any order (one type per name)."""
@@ -1524,6 +1590,29 @@ class QueryGenerator:
                     f"count(*) FILTER (WHERE {self.pred(joint, 1)}) AS c4 FROM {sql}{where}")
         items = [(r.sql, r.kind) for r in self.rng.sample(refs, min(len(refs), self.rng.randint(2, 4)))]
         return f"SELECT {self._select_list(items)} FROM {sql}{where}"
+
+    def _percent(self) -> str:
+        """LIMIT p PERCENT [OFFSET n] after SELECT DISTINCT, DISTINCT ON or QUALIFY, in a total order of
+        the outputs: p % of the rows they leave."""
+        pool = [s for s in self.sources if s.table.rows <= MAX_PLAIN_ROWS] or self.sources
+        sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]), semi=False, sources=pool)
+        if self._chance(0.4):
+            where.append(self.pred(scope))
+        items = self._outputs(scope, self.rng.randint(1, 3))
+        n = len(items)
+        pct = self.rng.choice(["1", "2", "5"] if self._big(scope.rows) else ["10", "25", "50", "33.3", "100", "1", "0"])
+        tail = f" LIMIT {pct} PERCENT"
+        if self._chance(0.25):
+            tail += f" OFFSET {self.rng.choice([1, 2, 5])}"
+        form = self.rng.choice(["distinct", "distinct", "distinct_on", "qualify", "qualify"])
+        if form == "distinct":
+            return f"SELECT DISTINCT {self._select_list(items)} FROM {sql}{self._where(where)} {self._total_order(n)}{tail}"
+        if form == "distinct_on":
+            order = self._total_order(n).replace("ORDER BY ", "ORDER BY 1, ", 1)
+            return f"SELECT DISTINCT ON (c0) {self._select_list(items)} FROM {sql}{self._where(where)} {order}{tail}"
+        qualify = self.rng.choice([f"c{n} <= 2", f"c{n} = 1", f"c{n} > 1"])
+        return (f"SELECT {self._select_list(items)}, {self.ranking_call(scope)} AS c{n} FROM {sql}{self._where(where)} "
+                f"QUALIFY {qualify} {self._total_order(n + 1)}{tail}")
 
     def _refused(self) -> str:
         """A clause FlockSQL built late or refuses, in a query whose answer DuckDB determines: a sample of
