@@ -1875,8 +1875,10 @@ class Builder:
                     if expr_key(w) in post:
                         continue
                     wid = self.new_id("window", w.type)
-                    bound = w
-                    if _has_subquery(w):
+                    # A group key that is a subquery is read as its column (the window runs after
+                    # the grouping), not evaluated again.
+                    bound = self._computed_as_columns(w, scope, post) if grouped else w
+                    if _has_subquery(bound):
                         # A subquery in its arguments, PARTITION BY, ORDER BY or FILTER: its value
                         # for each row, joined onto the rows the window reads.
                         after = None
