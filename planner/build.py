@@ -866,6 +866,9 @@ class Builder:
                                             "FROM (write that table in a JOIN instead)")
                 chain_reads |= reads_before
                 lateral_chain = lateral_chain or bool(others and chain_reads)
+                # A subquery in the ON clause may read the tables before the comma too: the
+                # chain's own dependent join binds them (_lateral_chain).
+                beyond = (outer_ids if others else frozenset(), set())
                 if both and jkind in ("right", "full"):
                     # `l RIGHT JOIN r ON p` is `r LEFT JOIN l ON p`: l, each of whose FROM items
                     # the subquery reads inside, filtered for each row of r. `l FULL JOIN r ON p`
@@ -875,18 +878,18 @@ class Builder:
                     left_sources = {alias: m for alias, m in scope.sources.items()
                                     if alias not in sources and m and set(m.values()) <= left_ids}
                     if jkind == "right":
-                        joined = self._join_reading_both(node, left, "left", left_sources, both, on, scope)
+                        joined = self._join_reading_both(node, left, "left", left_sources, both, on, scope, beyond)
                     else:
-                        kept = self._join_reading_both(left, node, "left", sources, both, on, scope)
+                        kept = self._join_reading_both(left, node, "left", sources, both, on, scope, beyond)
                         # (Without the columns the subquery's filter may add to r.)
                         kept = Project(kept, tuple((c, col(c)) for c in left.columns + node.columns))
                         spare = self._join_reading_both(node, left, "anti", left_sources, both,
-                                                        [c.copy() for c in on], scope)
+                                                        [c.copy() for c in on], scope, beyond)
                         joined, renamed = self._with_unmatched(kept, spare, node.columns, left.columns)
                         for alias, mapping in scope.sources.items():
                             scope.sources[alias] = {n: renamed.get(i, i) for n, i in mapping.items()}
                 elif both:
-                    joined = self._join_reading_both(left, node, jkind, sources, both, on, scope)
+                    joined = self._join_reading_both(left, node, jkind, sources, both, on, scope, beyond)
                 elif jkind in ("asof_right", "asof_full"):
                     joined, renamed = self._asof_outer(left, node, jkind, on, left_ids)
                     for alias, mapping in scope.sources.items():
@@ -894,6 +897,8 @@ class Builder:
                 else:
                     make = self.make_asof_join if asof else self.make_join
                     joined = make(left, node, jkind, on, left_ids)
+                chain_reads |= beyond[1]
+                lateral_chain = lateral_chain or bool(others and chain_reads)
                 items = others + [joined]
                 group_start = len(others)
             else:
@@ -950,10 +955,12 @@ class Builder:
         return out
 
     def _join_reading_both(self, left: Node, right: Node, kind: str, sources: dict, conds: list, on: list,
-                           scope: Scope) -> Node:
+                           scope: Scope, beyond=(frozenset(), None)) -> Node:
         """`left LEFT|SEMI|ANTI JOIN right ON … AND p`, p a subquery predicate that reads both sides:
         right filtered by p for each left row, that is `LEFT JOIN LATERAL (SELECT * FROM right WHERE
-        p) ON …` (SEMI: EXISTS of it with the ON clause, ANTI: NOT EXISTS), a DependentJoin."""
+        p) ON …` (SEMI: EXISTS of it with the ON clause, ANTI: NOT EXISTS), a DependentJoin.
+        beyond: (the columns p may read besides left's, which a dependent join further out binds:
+        the tables before a comma, for a lateral chain; the set those it read are added to)."""
         reading = scope.reading()
         for alias in sources:
             reading.sources.pop(alias, None)
@@ -961,10 +968,14 @@ class Builder:
         _add_sources(inner, sources)
         for c in conds:
             right = self.subquery_predicate(right, c, inner)
-        if not reading.free <= set(left.columns):
+        own = reading.free & set(left.columns)
+        outside, read_outside = beyond
+        if not reading.free - own <= outside:
             raise NotSupportedError(f"a {kind.upper()} JOIN whose ON clause reads a table listed before a comma in "
                                     "FROM (write that table in a JOIN instead)")
-        return DependentJoin(left, right, kind, tuple(sorted(reading.free)), and_all(on))
+        if read_outside is not None:
+            read_outside |= reading.free - own
+        return DependentJoin(left, right, kind, tuple(sorted(own)), and_all(on))
 
     def _lateral_item(self, src: exp.Expression, scope: Scope):
         """Binds `LATERAL (q)` or a derived table after the first FROM item, either of which may read
