@@ -37,11 +37,15 @@ def _percent_limit(node: exp.Expression) -> bool:
     return bool(options is not None and options.args.get("percent"))
 
 
+def _no_limit(e: exp.Expression) -> bool:
+    """LIMIT NULL and LIMIT ALL."""
+    return isinstance(e, exp.Null) or (isinstance(e, exp.Var) and e.name.upper() == "ALL")
+
+
 def _counted(x: exp.Expression | None) -> bool:
     """Whether a LIMIT / OFFSET's count is known only when the query runs (a subquery)."""
     e = x.expression if isinstance(x, (exp.Limit, exp.Offset)) else None
-    return e is not None and not isinstance(e, (exp.Literal, exp.Null)) and not (
-        isinstance(e, exp.Var) and e.name.upper() == "ALL")
+    return e is not None and not isinstance(e, exp.Literal) and not _no_limit(e)
 
 
 def _window_limit(node: exp.Expression) -> bool:
@@ -55,11 +59,8 @@ def fold_limits(ast: exp.Expression) -> exp.Expression:
     error. A count that reads a subquery stays, for rewrite_limit_percent."""
     def foldable(x):
         e = x.expression
-        return e is not None and is_constant(e) and not (isinstance(e, exp.Literal) and not e.is_string
-                                                         and e.this.isdigit()) and not isinstance(e, exp.Null) \
-            and not (isinstance(e, exp.Var) and e.name.upper() == "ALL") and not isinstance(x.parent, exp.Fetch) \
-            and not (isinstance(x, exp.Limit) and x.args.get("limit_options") is not None
-                     and x.args["limit_options"].args.get("percent"))
+        return e is not None and is_constant(e) and not _position(e) and not _no_limit(e) \
+            and not isinstance(x.parent, exp.Fetch) and not (x is x.parent.args.get("limit") and _percent_limit(x.parent))
     targets = [x for x in ast.find_all(exp.Limit, exp.Offset) if foldable(x)]
     if not targets:
         return ast
@@ -112,20 +113,27 @@ def _orders_by_window(select: exp.Select) -> bool:
     position: the row numbers of a counted LIMIT cannot order by it in the same SELECT (DuckDB
     refuses a window inside a window's ORDER BY), so the select is wrapped and the key hidden."""
     order = select.args.get("order")
-    if order is None:
-        return False
-    items = select.expressions
-    by_alias = {i.alias.lower(): i.this for i in items if isinstance(i, exp.Alias)}
-    for ordered in order.expressions:
-        key = ordered.this
-        if isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit() and \
-                1 <= int(key.this) <= len(items):
-            key = items[int(key.this) - 1]
-        elif isinstance(key, exp.Column) and not key.table and key.name.lower() in by_alias:
-            key = by_alias[key.name.lower()]
-        if key.find(exp.Window) is not None:
-            return True
-    return False
+    return order is not None and any(
+        (_named_item(o.this, select.expressions) or o.this).find(exp.Window) is not None for o in order.expressions)
+
+
+def _position(e: exp.Expression) -> bool:
+    return isinstance(e, exp.Literal) and not e.is_string and e.this.isdigit()
+
+
+def _named_item(key: exp.Expression, items: list[exp.Expression]) -> exp.Expression | None:
+    """The select item an ORDER BY key names, by its position or its alias (its expression); None
+    for any other key, or a position past the list."""
+    if _position(key):
+        if 1 <= int(key.this) <= len(items):
+            item = items[int(key.this) - 1]
+            return item.this if isinstance(item, exp.Alias) else item
+        return None
+    if isinstance(key, exp.Column) and not key.table:
+        for item in items:
+            if isinstance(item, exp.Alias) and item.alias.lower() == key.name.lower():
+                return item.this
+    return None
 
 
 HIDDEN_KEY = "__pk"
@@ -142,7 +150,6 @@ def _wrapped_select(select: exp.Select) -> exp.Select:
     if order is not None and not (distinct is not None and distinct.args.get("on") is not None):
         inner.set("order", None)
     items = list(inner.expressions)
-    by_alias = {item.alias.lower(): item.this for item in items if isinstance(item, exp.Alias)}
     starred = any(isinstance(i, exp.Star) or isinstance(getattr(i, "this", None), exp.Star) for i in items)
     keys = list(order.expressions) if order is not None else []
     if len(keys) == 1 and isinstance(keys[0].this, exp.Var) and keys[0].this.name.upper() == "ALL" and not starred:
@@ -153,18 +160,13 @@ def _wrapped_select(select: exp.Select) -> exp.Select:
     hidden, outer_order = [], []
     for at, ordered in enumerate(keys, 1):
         key = ordered.this
-        if isinstance(key, exp.Literal) and not key.is_string and key.this.isdigit():
-            position = int(key.this)
-            if starred or not 1 <= position <= len(items):
-                raise NotSupportedError("LIMIT … PERCENT with DISTINCT or QUALIFY ordered by a position past a * "
-                                        "or the select list (name the column)")
-            item = items[position - 1]
-            key = item.this if isinstance(item, exp.Alias) else item
-        elif isinstance(key, exp.Var) and key.name.upper() == "ALL":
+        if _position(key) and (starred or _named_item(key, items) is None):
+            raise NotSupportedError("LIMIT … PERCENT with DISTINCT or QUALIFY ordered by a position past a * "
+                                    "or the select list (name the column)")
+        if isinstance(key, exp.Var) and key.name.upper() == "ALL":
             raise NotSupportedError("LIMIT … PERCENT with DISTINCT or QUALIFY, ORDER BY ALL and a * (name the "
                                     "columns)")
-        elif isinstance(key, exp.Column) and not key.table and key.name.lower() in by_alias:
-            key = by_alias[key.name.lower()]
+        key = _named_item(key, items) or key
         name = f"{HIDDEN_KEY}{at}"
         hidden.append(exp.alias_(key.copy(), name, quoted=True))
         outer_ordered = ordered.copy()
