@@ -33,7 +33,7 @@ from engine.catalog import Catalog
 from engine import client_session as cs
 from engine.client_session import ClientSession
 from engine.errors import CancelledError, CatalogError, CommError, ExecutionError, FlockError, NotSupportedError
-from engine.lanes import BIG_QUERY_COST_S, Lane, LanePool, QueryToken
+from engine.lanes import Lane, LanePool, QueryToken, query_kind
 from engine.system_catalog import SystemCatalog
 from engine.leftovers import owner_tag, rank_tmp_prefix, temp_owner
 from executors.comm import LocalComm, send_bytes
@@ -620,7 +620,7 @@ class Session:
         """The LanePool's admission for a plan: a lane, or every lane for writes."""
         if mode == "write":
             return self._pool.exclusive(token)
-        return self._pool.lane(phys is not None and phys.cost > BIG_QUERY_COST_S, token)
+        return self._pool.lane(query_kind(phys.cost) if phys is not None else "light", token)
 
     @contextmanager
     def _query_in(self, lane: Lane, token: QueryToken):

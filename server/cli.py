@@ -48,7 +48,8 @@ def _server_logging() -> None:
 @click.option("--max-sql-bytes", type=click.IntRange(min=1), default=None, metavar="BYTES",
               help="Refuse SQL texts longer than this (default 1 MiB).")
 @click.option("--lanes", type=click.IntRange(min=1), default=None,
-              help="Queries that run on the ranks at once (default 4); a big query leaves one lane to small ones.")
+              help="Queries that run on the ranks at once (default 4); big and small ones take at most one "
+                   "lane per two threads and one lane more, light ones any lane.")
 @click.option("--restart/--no-restart", default=True, show_default=True,
               help="With --ranks > 1: start the ranks again when one dies (waiting 1 s, 2 s, 4 s … at most 30 s "
                    "between quick failures), on the same port with the same options.")

@@ -1,0 +1,151 @@
+"""Rank 0's admission of queries to lanes (engine/lanes.py LanePool): which kind of query may run
+beside which, and in what order waiting queries are let in. Real threads wait on the pool; each
+holds its lane until the test releases it."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from engine.errors import CancelledError
+from engine.lanes import LanePool, QueryToken, query_kind
+
+
+class _Lane:
+    def __init__(self, index: int):
+        self.index = index
+
+
+class _Query(threading.Thread):
+    """A query that takes a lane of `kind` from `pool`, records when it got it, and holds it
+    until `release` is set."""
+
+    def __init__(self, pool: LanePool, kind: str, admitted: list, token: QueryToken | None = None):
+        super().__init__(daemon=True)
+        self.pool, self.kind, self.admitted, self.token = pool, kind, admitted, token
+        self.got = threading.Event()
+        self.release = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self):
+        try:
+            with self.pool.lane(self.kind, self.token):
+                self.admitted.append(self)
+                self.got.set()
+                self.release.wait(30)
+        except BaseException as e:  # noqa: BLE001 - the test reads it
+            self.error = e
+            self.got.set()
+
+
+def _start(pool, kind, admitted, token=None) -> _Query:
+    """Starts a query; returns once it holds a lane or waits for one."""
+    before = pool.waiting()
+    q = _Query(pool, kind, admitted, token)
+    q.start()
+    deadline = time.monotonic() + 30
+    while not q.got.is_set() and pool.waiting() == before:
+        assert time.monotonic() < deadline, "the query neither got a lane nor waits for one"
+        time.sleep(0.001)
+    return q
+
+
+def _settle():
+    """Time for a waiting thread to be let in if it may (the pool wakes waiters at once)."""
+    time.sleep(0.3)
+
+
+def test_query_kinds_follow_the_planned_cost():
+    assert query_kind(0.002) == "light"
+    assert query_kind(0.1) == "small"
+    assert query_kind(0.4) == "big"
+
+
+def test_two_working_queries_at_most_where_one_big_one_may_run():
+    pool = LanePool([_Lane(i) for i in range(4)], big_lanes=1)
+    admitted: list = []
+    big = _start(pool, "big", admitted)
+    assert big.got.wait(10)
+    small = _start(pool, "small", admitted)
+    assert small.got.wait(10)
+    # A second small one waits: two queries that work already share the cores.
+    late_small = _start(pool, "small", admitted)
+    _settle()
+    assert not late_small.got.is_set()
+    # A light one does not wait: a lane is free, and it takes little from the others.
+    light = _start(pool, "light", admitted)
+    assert light.got.wait(10)
+    small.release.set()
+    assert late_small.got.wait(10)
+    for q in (big, late_small, light):
+        q.release.set()
+        q.join(10)
+    assert [q.error for q in admitted] == [None] * 4
+
+
+def test_a_waiting_big_query_does_not_hold_back_a_small_one_behind_it():
+    pool = LanePool([_Lane(i) for i in range(4)], big_lanes=1)
+    admitted: list = []
+    big = _start(pool, "big", admitted)
+    assert big.got.wait(10)
+    second_big = _start(pool, "big", admitted)
+    small = _start(pool, "small", admitted)
+    assert small.got.wait(10)
+    assert not second_big.got.is_set()
+    big.release.set()
+    small.release.set()
+    assert second_big.got.wait(10)
+    second_big.release.set()
+    for q in (big, second_big, small):
+        q.join(10)
+
+
+def test_waiting_queries_of_one_kind_are_let_in_in_the_order_they_came():
+    pool = LanePool([_Lane(i) for i in range(2)], big_lanes=1)
+    admitted: list = []
+    first = _start(pool, "small", admitted)
+    second = _start(pool, "small", admitted)
+    assert first.got.wait(10) and second.got.wait(10)
+    waiting = []
+    for _ in range(5):
+        waiting.append(_start(pool, "small", admitted))  # each is waiting before the next comes
+    assert not any(q.got.is_set() for q in waiting)
+    first.release.set()
+    second.release.set()
+    for q in waiting:
+        assert q.got.wait(10)
+        q.release.set()
+    for q in [first, second, *waiting]:
+        q.join(10)
+    assert admitted[2:] == waiting
+
+
+def test_a_cancelled_query_leaves_the_line_and_the_next_one_gets_its_turn():
+    pool = LanePool([_Lane(i) for i in range(2)], big_lanes=1)
+    admitted: list = []
+    holders = [_start(pool, "small", admitted) for _ in range(2)]
+    assert all(q.got.wait(10) for q in holders)
+    token = QueryToken("test")
+    cancelled = _start(pool, "small", admitted, token)
+    after = _start(pool, "small", admitted)
+    token.cancel("the client went away")
+    cancelled.join(10)
+    assert isinstance(cancelled.error, CancelledError)
+    holders[0].release.set()
+    assert after.got.wait(10)
+    for q in [holders[1], after]:
+        q.release.set()
+        q.join(10)
+
+
+@pytest.mark.parametrize("lanes", [1, 2])
+def test_a_pool_of_few_lanes_still_runs_every_kind(lanes):
+    pool = LanePool([_Lane(i) for i in range(lanes)], big_lanes=1)
+    admitted: list = []
+    for kind in ("big", "small", "light"):
+        q = _start(pool, kind, admitted)
+        assert q.got.wait(10), kind
+        q.release.set()
+        q.join(10)
+    assert [q.kind for q in admitted] == ["big", "small", "light"]
