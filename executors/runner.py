@@ -24,6 +24,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from engine.errors import CancelledError, CatalogError, ExecutionError, FlockError
+from executors.arrow_views import ArrowViews
 from executors.comm import RemoteStreamError, drain_batches, receive_batches, send_batches, split_by_partition
 from executors.profile import fragment_profile
 from executors.scan import ARROW_VIEW_PREFIX, ScanSource
@@ -265,10 +266,11 @@ class Runner:
         self.catalog = catalog
         self.scans = scans
         self.cancelled = cancelled
-        self._views: list[str] = []
-        self._view_schemas: dict[str, pa.Schema] = {}
+        # The exchanged tables this query's fragments read, by name, and where each is registered
+        # (on self.con; on another instance too where a fragment runs there: _on_instance).
         self._view_tables: dict[str, pa.Table] = {}
-        self._views_elsewhere: dict[str, object] = {}  # registered on another instance too: where
+        self._view_schemas: dict[str, pa.Schema] = {}
+        self._arrow_views: dict[int, ArrowViews] = {}  # id(con) -> its registrations
         # Materialized CTEs of the running statement: name -> (the SELECT over this rank's kept
         # part, whether that part is empty). Freed with the views when the statement ends.
         self._kept: dict[str, tuple[str, bool]] = {}
@@ -366,7 +368,7 @@ class Runner:
         if TRACE:
             if os.environ.get("FLOCKSQL_PROFILE_RANK") == str(self.comm.rank):
                 # DuckDB's profile of the fragment (run a second time) on one chosen rank.
-                print(con.sql("EXPLAIN ANALYZE " + query).fetchall()[0][1], file=sys.stderr)
+                print(con.sql("EXPLAIN ANALYZE " + self._sql_on(con, query)).fetchall()[0][1], file=sys.stderr)
             print(f"[rank {self.comm.rank}] {time.perf_counter() - t0:.3f}s {kind} {out.num_rows} rows: {query[:TRACE]}",
                   file=sys.stderr)
         return out
@@ -378,7 +380,7 @@ class Runner:
             # (Session._lane), and the API turns it on and off without a SET.
             con.enable_profiling()
         try:
-            rel = con.sql(query)
+            rel = con.sql(self._sql_on(con, query))
             out = _tagged(rel.to_arrow_table(), rel.types)
             if profiled is not None:
                 self._keep_profile(con.get_profiling_information(format="json"), profiled)
@@ -481,37 +483,37 @@ class Runner:
 
     def _on_instance(self, con, query: str) -> None:
         """Registers the exchanged rows `query` reads on `con` too, where it is not the instance
-        for Arrow views (a registration costs half a millisecond: only those a fragment runs
-        there with)."""
+        for Arrow views (only those a fragment runs there with)."""
         if con is self.con:
             return
+        views = self._views_on(con)
         for name in _VIEW_NAME.findall(query):
-            if name not in self._views_elsewhere and name in self._view_tables:
-                con.register(name, self._view_tables[name])
-                self._views_elsewhere[name] = con
+            if name not in views and name in self._view_tables:
+                views.add(name, self._view_tables[name])
+
+    def _views_on(self, con) -> ArrowViews:
+        views = self._arrow_views.get(id(con))
+        if views is None:
+            views = self._arrow_views[id(con)] = ArrowViews(con, _VIEW_NAME)
+        return views
+
+    def _sql_on(self, con, query: str) -> str:
+        """`query` as `con` reads it: the exchanged tables under the names they have there."""
+        views = self._arrow_views.get(id(con))
+        return views.text(query) if views is not None else query
 
     def _unregister_views(self) -> None:
         self._kept.clear()
-        for v in self._views:
-            try:
-                self.con.unregister(v)
-            except Exception:
-                pass
-        for v, con in self._views_elsewhere.items():
-            try:
-                con.unregister(v)
-            except Exception:
-                pass
-        self._views_elsewhere.clear()
+        for views in self._arrow_views.values():
+            views.clear()
+        self._arrow_views.clear()
         self._view_tables.clear()
-        self._views.clear()
         self._view_schemas.clear()
 
     def _view(self, table: pa.Table, eid: int | None = None) -> str:
-        name = f"{ARROW_VIEW_PREFIX}x{self._qid}_{len(self._views)}"  # matches _VIEW_NAME
-        self.con.register(name, table)
+        name = f"{ARROW_VIEW_PREFIX}x{self._qid}_{len(self._view_tables)}"  # matches _VIEW_NAME
+        self._views_on(self.con).add(name, table)
         self._view_tables[name] = table
-        self._views.append(name)
         self._view_schemas[name] = table.schema
         return name
 
@@ -656,7 +658,7 @@ class Runner:
                         raise CancelledError("query cancelled")
                     (_, con, text), _, _ = self._connection_for(text, node)
                     self._on_instance(con, text)
-                    reader = con.sql(text).to_arrow_reader(batch_rows)
+                    reader = con.sql(self._sql_on(con, text)).to_arrow_reader(batch_rows)
             except BaseException as e:  # noqa: BLE001 - reported collectively
                 err = e
             self.sync(err)
@@ -758,7 +760,7 @@ class Runner:
             known = self.key_types.get(memo_key)
             if known is not None:
                 return known
-        desc = self.con.execute(f"DESCRIBE SELECT {keys_sql} FROM ({child_sql})").fetchall()
+        desc = self.con.execute(self._sql_on(self.con, f"DESCRIBE SELECT {keys_sql} FROM ({child_sql})")).fetchall()
         types = [row[1] for row in desc]
         if memo_key is not None:
             if len(self.key_types) > FRAGMENT_TIMES_MAX:

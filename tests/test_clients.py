@@ -285,6 +285,9 @@ def test_prepared_statements_describe_their_parameters(server):
                                   "AND o_orderpriority = ?")
         assert params is not None and params.types == [pa.decimal128(15, 2), pa.date32(), pa.string()]
         assert cur.adbc_prepare("SELECT 1") in (None, pa.schema([]))
+        assert cur.adbc_prepare("SELECT '?', '$1'") in (None, pa.schema([]))
+        numbered = cur.adbc_prepare("SELECT count(*) FROM orders WHERE o_orderdate < $1 OR o_orderdate > $1")
+        assert numbered is not None and numbered.types == [pa.date32()]
         cur.execute("SELECT count(*) FROM orders WHERE o_totalprice > ? AND o_orderdate < ? AND o_orderpriority = ?",
                     parameters=[100000, datetime.date(1995, 1, 1), "1-URGENT"])
         got = cur.fetchone()[0]

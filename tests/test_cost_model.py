@@ -665,7 +665,7 @@ def test_a_fragment_over_a_share_in_memory_also_tries_reading_it_from_the_files(
         r._view(pa.table({"k": [1, 2]}))                                 # _arrow_x0_0
         (kind, con, text), record, fallback = r._connection_for(query, node)
         r._on_instance(con, text)                                         # registered there too, if needed
-        rows = sorted(con.sql(text).to_arrow_table().column("k").to_pylist())
+        rows = sorted(con.sql(r._sql_on(con, text)).to_arrow_table().column("k").to_pylist())
         record[kind] = seconds[kind]
         r._unregister_views()
         return kind, rows, fallback is not None
