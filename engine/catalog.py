@@ -256,6 +256,9 @@ def _clustered_ranges(metas, name: str):
     ranges = []
     for meta in metas:
         idx = meta.schema.to_arrow_schema().get_field_index(name)
+        if meta.schema.column(idx).physical_type in ("FLOAT", "DOUBLE"):
+            # Writers other than DuckDB leave NaN out of min/max: a NaN key has no range to read by.
+            return None
         for g in range(meta.num_row_groups):
             rg = meta.row_group(g)
             st = rg.column(idx).statistics

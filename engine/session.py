@@ -40,7 +40,7 @@ from executors.comm import LocalComm, send_bytes
 from executors.doorbell import Doorbell, wait_for_message
 from executors.memory import lifetime_peak_rss_bytes, watch_memory
 from executors.runner import Runner, runs_on_rank0_alone
-from executors.scan import ScanSource, WholeTables
+from executors.scan import ScanSource, WholeTables, read_parquet_nan_aware
 from planner.build import Builder
 from planner.cost import CostParams
 from planner.estimate import Estimator
@@ -240,6 +240,7 @@ class Session:
         arrow, parquet or ordered (see below)."""
         con = duckdb.connect(config={"threads": self.threads})
         con.execute(f"SET memory_limit='{memory_limit}'")
+        read_parquet_nan_aware(con)
         # A fragment nests deeper than the statement it came from (each plan node a SELECT): a
         # query DuckDB's own limit of 1000 admits must still run.
         con.execute(f"SET max_expression_depth = {FRAGMENT_EXPRESSION_DEPTH}")

@@ -28,6 +28,7 @@ from pathlib import Path
 import duckdb
 
 from engine.batch import run_queries
+from executors.scan import read_parquet_nan_aware
 from planner.single_rank import ALONE_MAX_COST_ENV
 from tests.fuzz.dataset import schema_of, write_adversarial
 from tests.fuzz.generate import AREAS, FuzzQuery, generate
@@ -50,6 +51,7 @@ class Verdict:
 def oracle(data_dir: Path) -> duckdb.DuckDBPyConnection:
     """DuckDB with one view per table of the folder (a file `x.parquet` or a folder `x/`)."""
     con = duckdb.connect()
+    read_parquet_nan_aware(con)  # as the engine reads Parquet: NaN beyond a column's min/max
     for entry in sorted(Path(data_dir).iterdir()):
         if entry.suffix == ".parquet":
             con.execute(f"CREATE VIEW \"{entry.stem}\" AS SELECT * FROM read_parquet('{entry}')")
