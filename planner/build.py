@@ -1451,6 +1451,8 @@ class Builder:
                     if missing:
                         raise NotSupportedError("a correlated subquery after GROUP BY on a column that is not a group key")
                     corr.outer_keys = [after_agg[k] for k in corr.outer_keys]
+                    # The keys NULL must meet NULL on, under their names after the grouping too.
+                    corr.null_safe = {after_agg.get(k, k) for k in corr.null_safe}
                 rel, value = self._correlated_scalar(rel, node, ids, corr, q)
             name = f"__scalar_{value}"
             placeholders[name] = value
