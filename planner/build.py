@@ -1716,12 +1716,13 @@ class Builder:
             group_exprs, sets = expand(group, expr_key)
         else:
             group_exprs = list(group.expressions) if group else []
+        own = {alias for alias in scope.sources if not alias.startswith("__")}
         if group is not None and group.args.get("all"):
             # GROUP BY ALL: every select item without an aggregate is a group key.
-            # A constant item (`1.25::DOUBLE`, `0 + 0.001`) is no group key for DuckDB: over no rows
-            # the result is still one row.
+            # A constant item (`1.25::DOUBLE`, `0 + 0.001`, an uncorrelated subquery) is no group
+            # key for DuckDB: over no rows the result is still one row.
             group_exprs = [e for e in exprs if not _aggregates(e) and not _outside_subqueries(e, (exp.Window,))
-                           and any(e.find_all(exp.Column))]
+                           and _reads_own_columns(e, own)]
         # Correlation keys of a decorrelated scalar subquery become extra group keys.
         corr_groups = []
         if corr is not None and corr.scalar and corr.conjuncts:
@@ -1749,7 +1750,6 @@ class Builder:
                 rel, corr_groups = self._dependent_join(rel, corr, outer_ids)
             corr.conjuncts = []
 
-        own = {alias for alias in scope.sources if not alias.startswith("__")}
 
         def agg_list(es):
             found = []
@@ -2096,6 +2096,20 @@ def _comma(j: exp.Join) -> bool:
 def _derived_table(src: exp.Expression) -> bool:
     """Whether a FROM item is a derived table `(SELECT …) AS t`, not a parenthesised join."""
     return isinstance(src, exp.Subquery) and not isinstance(src.this, exp.Table)
+
+
+def _reads_own_columns(e: exp.Expression, aliases) -> bool:
+    """Whether e reads a column of the query: one outside its subqueries, or one of the query's own
+    FROM items (aliases) that a subquery is correlated on."""
+    for c in e.find_all(exp.Column):
+        node = c
+        while node is not e and node is not None and not isinstance(node, exp.Query):
+            node = node.parent
+        if node is e or node is None:  # not inside a subquery of e
+            return True
+        if c.table in aliases and not _bound_inside(c, e):
+            return True
+    return False
 
 
 def _bound_inside(column: exp.Column, root: exp.Expression) -> bool:
