@@ -2,8 +2,8 @@
 
 Every maximal subtree without an Exchange is rendered into ONE DuckDB query (local operators fuse
 for free: DuckDB optimises the nested SELECTs as one). An Exchange materialises its input as an
-Arrow table, runs a communication primitive, and registers the received table as a view that the
-next fragment reads.
+Arrow table, runs a communication primitive, and registers the received table under a name that
+the next fragment reads (executors/arrow_views.py).
 
 Errors: before every collective, ranks agree on whether any of them failed (or the query was
 cancelled); if so all raise the same error, so no rank waits in a collective that others skipped.
