@@ -607,11 +607,15 @@ def _expand_grouping_positions(ast: exp.Expression) -> exp.Expression:
 
 
 def _grouping_units_as_written(ast: exp.Expression) -> list[list[str]]:
-    """Per GROUP BY with GROUPING SETS / ROLLUP / CUBE, its units as written: a position as `#n`,
-    an expression as its text (identifiers folded to lower case, unquoted, as DuckDB folds them)."""
+    """Per GROUP BY with GROUPING SETS / ROLLUP / CUBE, its units as written, the plain keys beside
+    them included (`GROUP BY k, CUBE (1)`): a position as `#n`, an expression as its text
+    (identifiers folded to lower case, unquoted, as DuckDB folds them)."""
     out = []
     for group in ast.find_all(exp.Group):
-        units = [u for e in group.expressions if isinstance(e, _GROUPINGS) for u in _grouping_units(e)]
+        if not any(isinstance(e, _GROUPINGS) for e in group.expressions):
+            continue
+        units = [u for e in group.expressions
+                 for u in (_grouping_units(e) if isinstance(e, _GROUPINGS) else [_unparenthesised(e)])]
         if units:
             out.append([f"#{u.this}" if isinstance(u, exp.Literal) and not u.is_string and u.this.isdigit()
                         else u.transform(_folded).sql("duckdb") for u in units])
@@ -636,6 +640,12 @@ def _check_grouping_spellings(spelled: list[list[str]], qualified: exp.Expressio
             if first.setdefault(b, w) != w:
                 raise NotSupportedError(f"a grouping key written two ways in GROUPING SETS / ROLLUP / CUBE "
                                         f"({first[b]}, {w})")
+
+
+def _unparenthesised(e: exp.Expression) -> exp.Expression:
+    while isinstance(e, exp.Paren):
+        e = e.this
+    return e
 
 
 def _grouping_units(e: exp.Expression):
