@@ -651,8 +651,7 @@ def _unparenthesised(e: exp.Expression) -> exp.Expression:
 def _grouping_units(e: exp.Expression):
     """The expressions a GROUPING SETS / ROLLUP / CUBE groups by (inside composite units too)."""
     for x in e.expressions:
-        while isinstance(x, exp.Paren):
-            x = x.this
+        x = _unparenthesised(x)
         if isinstance(x, _GROUPINGS):
             yield from _grouping_units(x)
         elif isinstance(x, exp.Tuple):

@@ -44,10 +44,17 @@ def _start(pool, kind, admitted, token=None) -> _Query:
     before = pool.waiting()
     q = _Query(pool, kind, admitted, token)
     q.start()
-    deadline = time.monotonic() + 30
-    while not q.got.is_set() and pool.waiting() == before:
-        assert time.monotonic() < deadline, "the query neither got a lane nor waits for one"
+    for _ in range(30_000):  # a bound on the polls, not a speed: the thread only has to get there
+        if q.got.is_set() or pool.waiting() != before:
+            return q
         time.sleep(0.001)
+    pytest.fail("the query neither got a lane nor waits for one")
+
+
+def _holding(pool, kind, admitted) -> _Query:
+    """A query that holds a lane (the test releases it)."""
+    q = _start(pool, kind, admitted)
+    assert q.got.wait(10), f"a {kind} query got no lane"
     return q
 
 
@@ -65,10 +72,8 @@ def test_query_kinds_follow_the_planned_cost():
 def test_two_working_queries_at_most_where_one_big_one_may_run():
     pool = LanePool([_Lane(i) for i in range(4)], big_lanes=1)
     admitted: list = []
-    big = _start(pool, "big", admitted)
-    assert big.got.wait(10)
-    small = _start(pool, "small", admitted)
-    assert small.got.wait(10)
+    big = _holding(pool, "big", admitted)
+    small = _holding(pool, "small", admitted)
     # A second small one waits: two queries that work already share the cores.
     late_small = _start(pool, "small", admitted)
     _settle()
@@ -87,11 +92,9 @@ def test_two_working_queries_at_most_where_one_big_one_may_run():
 def test_a_waiting_big_query_does_not_hold_back_a_small_one_behind_it():
     pool = LanePool([_Lane(i) for i in range(4)], big_lanes=1)
     admitted: list = []
-    big = _start(pool, "big", admitted)
-    assert big.got.wait(10)
+    big = _holding(pool, "big", admitted)
     second_big = _start(pool, "big", admitted)
-    small = _start(pool, "small", admitted)
-    assert small.got.wait(10)
+    small = _holding(pool, "small", admitted)
     assert not second_big.got.is_set()
     big.release.set()
     small.release.set()
@@ -104,9 +107,8 @@ def test_a_waiting_big_query_does_not_hold_back_a_small_one_behind_it():
 def test_waiting_queries_of_one_kind_are_let_in_in_the_order_they_came():
     pool = LanePool([_Lane(i) for i in range(2)], big_lanes=1)
     admitted: list = []
-    first = _start(pool, "small", admitted)
-    second = _start(pool, "small", admitted)
-    assert first.got.wait(10) and second.got.wait(10)
+    first = _holding(pool, "small", admitted)
+    second = _holding(pool, "small", admitted)
     waiting = []
     for _ in range(5):
         waiting.append(_start(pool, "small", admitted))  # each is waiting before the next comes
@@ -124,8 +126,7 @@ def test_waiting_queries_of_one_kind_are_let_in_in_the_order_they_came():
 def test_a_cancelled_query_leaves_the_line_and_the_next_one_gets_its_turn():
     pool = LanePool([_Lane(i) for i in range(2)], big_lanes=1)
     admitted: list = []
-    holders = [_start(pool, "small", admitted) for _ in range(2)]
-    assert all(q.got.wait(10) for q in holders)
+    holders = [_holding(pool, "small", admitted) for _ in range(2)]
     token = QueryToken("test")
     cancelled = _start(pool, "small", admitted, token)
     after = _start(pool, "small", admitted)
