@@ -26,7 +26,8 @@ import itertools
 
 from sqlglot import exp
 
-from engine.errors import CatalogError, NotSupportedError
+from engine.errors import CatalogError, NotSupportedError, PlanError
+from planner.rules.pivot_source import pivoted_item
 from planner.constants import evaluate, is_constant
 
 
@@ -52,9 +53,9 @@ def rewrite_pivot(ast: exp.Expression, columns_of, values_of) -> exp.Expression:
         if isinstance(pivot.parent, exp.Subquery) and pivot.parent.this is pivot:
             pivot.replace(_grouped(pivot, columns_of, values_of, ctes, statement=True))
             continue
-        holder = pivot.parent
-        if not isinstance(holder, (exp.Table, exp.Subquery)) or isinstance(holder.parent, exp.Join):
-            raise NotSupportedError("PIVOT of a join (pivot a derived table of it)")
+        holder = pivoted_item(pivot, lambda name: None if name.lower() in ctes else columns_of(name))
+        if not isinstance(holder, (exp.Table, exp.Subquery)):
+            raise NotSupportedError(f"PIVOT of {holder.key}")
         alias = pivot.args.get("alias") or holder.args.get("alias")
         grouped = _grouped(pivot, columns_of, values_of, ctes, statement=False)
         if alias is None:
@@ -150,11 +151,18 @@ def _grouped(pivot: exp.Pivot, columns_of, values_of, ctes: dict[str, exp.CTE], 
     aggregates = (pivot.args.get("using") or []) if statement else pivot.expressions
     if not aggregates:
         aggregates = [exp.Count(this=exp.Star())]
+    named: dict[str, str] = {}
+    for aggregate in aggregates:
+        inner = aggregate.this if isinstance(aggregate, exp.Alias) else aggregate
+        if named.setdefault(inner.sql("duckdb"), aggregate.alias) != aggregate.alias:
+            # DuckDB's binder refuses them too, in these words.
+            raise PlanError("PIVOT: identical aggregates must have the same name - use a single aggregate, "
+                            "or make the aggregates differ")
     used = {c.name.lower() for a in aggregates for c in a.find_all(exp.Column)} | {
         c.name.lower() for on, _ in ons for c in on.find_all(exp.Column)}
     group = pivot.args.get("group")
     group_all = False
-    if group is not None and statement:
+    if group is not None:
         keys = list(group.expressions)
         items = [k.copy() for k in keys]
     elif known is not None:

@@ -24,6 +24,7 @@ import re
 from sqlglot import exp
 
 from engine.errors import CatalogError, NotSupportedError
+from planner.rules.pivot_source import pivoted_item
 
 
 def rewrite_unpivot(ast: exp.Expression, columns_of) -> exp.Expression:
@@ -43,9 +44,9 @@ def rewrite_unpivot(ast: exp.Expression, columns_of) -> exp.Expression:
         if isinstance(pivot.parent, exp.Subquery) and pivot.parent.this is pivot:  # (UNPIVOT t ON …)
             pivot.replace(_union(pivot.this, pivot, columns_of, ctes, statement=True))
             continue
-        holder = pivot.parent
-        if not isinstance(holder, (exp.Table, exp.Subquery)) or isinstance(holder.parent, exp.Join):
-            raise NotSupportedError("UNPIVOT of a join (unpivot a derived table of it)")
+        holder = pivoted_item(pivot, lambda name: None if name.lower() in ctes else columns_of(name))
+        if not isinstance(holder, (exp.Table, exp.Subquery)):
+            raise NotSupportedError(f"UNPIVOT of {holder.key}")
         alias = pivot.args.get("alias") or holder.args.get("alias")
         source = holder.copy()
         source.set("pivots", None)
@@ -57,24 +58,32 @@ def rewrite_unpivot(ast: exp.Expression, columns_of) -> exp.Expression:
     return ast
 
 
-def _named(items: list[exp.Expression], columns: list[str] | None) -> list[str]:
-    """The unpivoted columns' names: named ones as written; COLUMNS(…) and * EXCLUDE matched
-    against the source's columns (those of a table or view of the catalog)."""
+def _entries(items: list[exp.Expression], columns: list[str] | None) -> list[tuple[str, list[str]]]:
+    """The unpivoted entries, each its label (the NAME column's value) and its columns: a column as
+    written (`c`, `c AS label`), a tuple of columns (`(c, d) AS label`, unlabelled `c_d` as DuckDB
+    names it); COLUMNS(…) and * EXCLUDE matched against the source's columns (those of a table or
+    view of the catalog)."""
     out = []
     for item in items:
-        if isinstance(item, (exp.Column, exp.Identifier)) and not isinstance(item.this, exp.Star):
-            out.append(item.name)
+        label = item.alias if isinstance(item, (exp.Alias, exp.PivotAlias)) else None
+        body = item.this if isinstance(item, (exp.Alias, exp.PivotAlias)) else item
+        while isinstance(body, exp.Paren):
+            body = body.this
+        parts = body.expressions if isinstance(body, exp.Tuple) else [body]
+        if all(isinstance(c, (exp.Column, exp.Identifier)) and not isinstance(c.this, exp.Star) for c in parts):
+            names = [c.name for c in parts]
+            out.append((label or "_".join(names), names))
             continue
-        pattern = item.this if isinstance(item, exp.Columns) else item
-        if columns is None or not isinstance(pattern, (exp.Star, exp.Literal)):
+        pattern = body.this if isinstance(body, exp.Columns) else body
+        if columns is None or not isinstance(pattern, (exp.Star, exp.Literal)) or label is not None:
             raise NotSupportedError("UNPIVOT ON COLUMNS(…), * or an expression over a CTE or a derived table: "
                                     "name the columns")
         if isinstance(pattern, exp.Star):
             excluded = {c.name.lower() for c in pattern.args.get("except_") or pattern.args.get("except") or []}
-            out += [c for c in columns if c.lower() not in excluded]
+            out += [(c, [c]) for c in columns if c.lower() not in excluded]
         else:
             try:
-                out += [c for c in columns if re.search(pattern.this, c)]
+                out += [(c, [c]) for c in columns if re.search(pattern.this, c)]
             except re.error as e:
                 raise CatalogError(f"UNPIVOT ON COLUMNS: invalid regular expression {pattern.this!r}: {e}") from None
     if not out:
@@ -94,37 +103,43 @@ def _union(source: exp.Expression, pivot: exp.Pivot, columns_of, ctes: set[str],
         raise NotSupportedError("UNPIVOT of a table function")
     if statement:
         into = pivot.args.get("into")
-        unpivoted = _named(list(pivot.expressions), columns)
+        entries = _entries(list(pivot.expressions), columns)
         name_col = into.this.name if into is not None else "name"
-        value_col = into.expressions[0].name if into is not None and into.expressions else "value"
-        if into is not None and len(into.expressions) > 1:
-            raise NotSupportedError("UNPIVOT with several value columns")
+        value_cols = [e.name for e in into.expressions] if into is not None and into.expressions else ["value"]
     else:
         fields = pivot.args.get("fields") or []
         if len(fields) != 1 or not isinstance(fields[0], exp.In) or len(pivot.expressions) != 1:
-            raise NotSupportedError("UNPIVOT with several value columns")
-        unpivoted = _named(list(fields[0].expressions), columns)
-        name_col, value_col = fields[0].this.name, pivot.expressions[0].name
-    if any(isinstance(e, exp.Tuple) for e in pivot.expressions):
-        raise NotSupportedError("UNPIVOT with several value columns")
+            raise NotSupportedError("UNPIVOT with several name columns")
+        entries = _entries(list(fields[0].expressions), columns)
+        values = pivot.expressions[0]
+        name_col = fields[0].this.name
+        value_cols = [e.name for e in (values.expressions if isinstance(values, exp.Tuple) else [values])]
+    for _, unpivoted in entries:
+        if len(unpivoted) != len(value_cols):
+            # DuckDB's words for either count.
+            raise CatalogError(f"UNPIVOT value count mismatch - entry has {len(unpivoted)} values, "
+                               f"but expected all entries to have {len(value_cols)} values")
+    every = [c for _, unpivoted in entries for c in unpivoted]
     if columns is not None:
         lowered = {c.lower(): c for c in columns}
-        missing = [c for c in unpivoted if c.lower() not in lowered]
+        missing = [c for c in every if c.lower() not in lowered]
         if missing:
             raise CatalogError(f"unknown column: {missing[0]} (UNPIVOT of {source.name})")
-        unpivoted = [lowered[c.lower()] for c in unpivoted]
-        keep = [exp.column(c, quoted=True) for c in columns if c.lower() not in {u.lower() for u in unpivoted}]
+        entries = [(label, [lowered[c.lower()] for c in unpivoted]) for label, unpivoted in entries]
+        gone = {c.lower() for c in every}
+        keep = [exp.column(c, quoted=True) for c in columns if c.lower() not in gone]
     else:
-        keep = [exp.Star(except_=[exp.column(c, quoted=True) for c in unpivoted])]
+        keep = [exp.Star(except_=[exp.column(c, quoted=True) for c in dict.fromkeys(every)])]
     include_nulls = bool(pivot.args.get("include_nulls"))
     parts = []
-    for column in unpivoted:
+    for label, unpivoted in entries:
         select = exp.select(*[k.copy() for k in keep],
-                            exp.alias_(exp.Literal.string(column), name_col, quoted=True),
-                            exp.alias_(exp.column(column, quoted=True), value_col, quoted=True)
-                            ).from_(source.copy())
+                            exp.alias_(exp.Literal.string(label), name_col, quoted=True),
+                            *[exp.alias_(exp.column(c, quoted=True), v, quoted=True)
+                              for c, v in zip(unpivoted, value_cols)]).from_(source.copy())
         if not include_nulls:
-            select = select.where(exp.column(column, quoted=True).is_(exp.null()).not_())
+            # DuckDB leaves out an entry's row where any of its values is NULL.
+            select = select.where(exp.and_(*[exp.column(c, quoted=True).is_(exp.null()).not_() for c in unpivoted]))
         parts.append(select)
     union = parts[0]
     for part in parts[1:]:

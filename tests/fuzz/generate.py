@@ -1430,7 +1430,9 @@ class QueryGenerator:
         with_, stmt_src, std_src, _ = self._pivot_source(t, on_cols + read + group_cols, groups)
         derived = stmt_src != t.name
         if standard and (t.rows <= MAX_PLAIN_ROWS or derived):
-            return f"{with_}SELECT * FROM {std_src} PIVOT ({aggs[0]} FOR {on.name}{values})"
+            # The standard form's own GROUP BY, written inside its parentheses.
+            inner_group = f" GROUP BY {self.rng.choice(groups)}" if groups and self._chance(0.4) else ""
+            return f"{with_}SELECT * FROM {std_src} PIVOT ({aggs[0]} FOR {on.name}{values}{inner_group})"
         group = f" GROUP BY {', '.join(group_cols)}" if group_cols else ""
         sql = f"PIVOT {stmt_src} ON {on_sql}{'' if not plain else values} USING {', '.join(aggs)}{group}"
         if not group and t.rows > MAX_PLAIN_ROWS and not derived:  # a group per row
@@ -1445,16 +1447,31 @@ class QueryGenerator:
         for c in t.columns:
             by_kind.setdefault(c.kind, []).append(c.name)
         kinds = [k for k, cs in by_kind.items() if len(cs) >= 2] or list(by_kind)
-        cols = by_kind[self.rng.choice(kinds)]
-        on = self.rng.sample(cols, min(len(cols), self.rng.randint(2, 3)))
+        pairs = [k for k in kinds if len(by_kind[k]) >= 2]
+        fours = [k for k in kinds if len(by_kind[k]) >= 4]
+        if (len(pairs) >= 2 or fours) and self._chance(0.3):
+            # Two value columns: entries `(a, b) AS e0` of two columns of one kind each, of two
+            # kinds where the table has them.
+            first, second = self.rng.sample(pairs, 2) if len(pairs) >= 2 and (not fours or self._chance(0.5)) \
+                else (self.rng.choice(fours),) * 2
+            picked = self.rng.sample(by_kind[first], 4) if first == second else \
+                self.rng.sample(by_kind[first], 2) + self.rng.sample(by_kind[second], 2)
+            entries = [(picked[0], picked[2]), (picked[1], picked[3])]
+            on = [c for e in entries for c in e]
+            labels = [f"({a}, {b}){self.rng.choice(['', f' AS e{i}'])}" for i, (a, b) in enumerate(entries)]
+            values, std_values = "v, w", "(v, w)"
+        else:
+            cols = by_kind[self.rng.choice(kinds)]
+            on = self.rng.sample(cols, min(len(cols), self.rng.randint(2, 3)))
+            labels, values, std_values = on, "v", "v"
         keep = [c.name for c in t.columns if c.name not in on]
         with_, stmt_src, std_src, source_cols = self._pivot_source(t, list(on), keep)
         keep = [c for c in keep if c in source_cols]
         if self._chance(0.5):
-            sql = f"UNPIVOT {stmt_src} ON {', '.join(on)} INTO NAME n VALUE v"
+            sql = f"UNPIVOT {stmt_src} ON {', '.join(labels)} INTO NAME n VALUE {values}"
         else:
             nulls = self.rng.choice(["", " INCLUDE NULLS"])
-            sql = f"SELECT * FROM {std_src} UNPIVOT{nulls} (v FOR n IN ({', '.join(on)}))"
+            sql = f"SELECT * FROM {std_src} UNPIVOT{nulls} ({std_values} FOR n IN ({', '.join(labels)}))"
         if t.rows * len(on) > MAX_PLAIN_ROWS / 2 or self._chance(0.3):
             return (f"{with_}SELECT n, count(*) AS c0, count(v) AS c1, min(v) AS c2, max(v) AS c3 FROM ({sql}) AS u "
                     f"GROUP BY n")
