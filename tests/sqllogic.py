@@ -284,7 +284,7 @@ def _check_one(block, want, got) -> str | None:
     if got.table is None:
         return "engine returned no table"
     order = ordering_of(block.sql)
-    diff = compare_tables(got.table, want, ordered=order.ordered, order_keys=order.keys, limited=order.limited)
+    diff = compare_tables(got.table, want, ordered=order.ordered, order_keys=order.keys, limited=order.limited, check_names=True)
     if diff is None:
         return None
     return f"{diff}\nactual:   {_preview(got.table)}\nexpected: {_preview(want)}"

@@ -19,6 +19,8 @@ import pyarrow.compute as pc
 import sqlglot
 from sqlglot import exp
 
+from planner.pivot_syntax import parenthesise_pivot_on
+
 # Differences at or below this absolute size count as equal whatever `rel_tol`
 # says: it keeps 0.0 (exact DECIMAL) equal to 1e-17 (DOUBLE noise).
 DEFAULT_ABS_TOL = 1e-9
@@ -42,7 +44,13 @@ class Ordering:
 
 def ordering_of(sql: str, dialect: str = "duckdb") -> Ordering:
     """Read the outermost ORDER BY of `sql`: whether rows are ordered, and by which columns."""
-    tree = sqlglot.parse_one(sql, read=dialect)
+    try:
+        tree = sqlglot.parse_one(sql, read=dialect)
+    except sqlglot.errors.ParseError:
+        bracketed = parenthesise_pivot_on(sql)  # `PIVOT t ON x > 4`, which sqlglot does not read
+        if bracketed is None:
+            raise
+        tree = sqlglot.parse_one(bracketed, read=dialect)
     order = tree.args.get("order")
     if order is None:
         return Ordering(ordered=False)

@@ -124,6 +124,26 @@ def _values_query(source: exp.Expression, on: exp.Expression, ctes: dict[str, ex
     return query.sql("duckdb")
 
 
+def _aggregate_name(aggregate: exp.Expression) -> str:
+    """An aggregate without an alias, as DuckDB names it in a pivoted column: its SQL in lower case,
+    count(*) as count_star()."""
+    if isinstance(aggregate, exp.Count) and isinstance(aggregate.this, exp.Star):
+        return "count_star()"
+    return aggregate.sql("duckdb").lower()
+
+
+# DuckDB's default pivot_filter_threshold: above this many pivoted values it builds the columns
+# another way, one that refuses identical aggregates under two names.
+PIVOT_FILTER_THRESHOLD = 20
+
+
+def _combinations(value_lists: list[list]) -> int:
+    count = 1
+    for values in value_lists:
+        count *= len(values)
+    return count
+
+
 def _grouped(pivot: exp.Pivot, columns_of, values_of, ctes: dict[str, exp.CTE], statement: bool) -> exp.Expression:
     source = _source(pivot)
     known = None
@@ -151,13 +171,14 @@ def _grouped(pivot: exp.Pivot, columns_of, values_of, ctes: dict[str, exp.CTE], 
     aggregates = (pivot.args.get("using") or []) if statement else pivot.expressions
     if not aggregates:
         aggregates = [exp.Count(this=exp.Star())]
-    named: dict[str, str] = {}
-    for aggregate in aggregates:
-        inner = aggregate.this if isinstance(aggregate, exp.Alias) else aggregate
-        if named.setdefault(inner.sql("duckdb"), aggregate.alias) != aggregate.alias:
-            # DuckDB's binder refuses them too, in these words.
-            raise PlanError("PIVOT: identical aggregates must have the same name - use a single aggregate, "
-                            "or make the aggregates differ")
+    if _combinations(value_lists) > PIVOT_FILTER_THRESHOLD:
+        named: dict[str, str] = {}
+        for aggregate in aggregates:
+            inner = aggregate.this if isinstance(aggregate, exp.Alias) else aggregate
+            if named.setdefault(inner.sql("duckdb"), aggregate.alias) != aggregate.alias:
+                # DuckDB pivots this many columns another way, which refuses them, in these words.
+                raise PlanError("PIVOT: identical aggregates must have the same name - use a single aggregate, "
+                                "or make the aggregates differ")
     used = {c.name.lower() for a in aggregates for c in a.find_all(exp.Column)} | {
         c.name.lower() for on, _ in ons for c in on.find_all(exp.Column)}
     group = pivot.args.get("group")
@@ -172,6 +193,8 @@ def _grouped(pivot: exp.Pivot, columns_of, values_of, ctes: dict[str, exp.CTE], 
         # Every other column of a source whose columns the statement itself defines.
         keys, group_all = [], True
         items = [exp.Star(except_=[exp.column(n, quoted=True) for n in sorted(used)])] if used else [exp.Star()]
+    # Names taken, in lower case: the grouping columns' (where known), then each pivoted column's.
+    labels: dict[str, int] = {k.alias_or_name.lower(): 1 for k in items if not isinstance(k, exp.Star)}
     for combination in itertools.product(*value_lists):
         match = None
         for (on, _), (value, _) in zip(ons, combination):
@@ -184,7 +207,12 @@ def _grouped(pivot: exp.Pivot, columns_of, values_of, ctes: dict[str, exp.CTE], 
             # DuckDB's names: the value alone for one aggregate without an alias, else value_alias
             # (value_sql for an aggregate without one).
             label = name if len(aggregates) == 1 and not isinstance(aggregate, exp.Alias) else \
-                f"{name}_{aggregate.alias if isinstance(aggregate, exp.Alias) else inner.sql('duckdb').lower()}"
+                f"{name}_{aggregate.alias if isinstance(aggregate, exp.Alias) else _aggregate_name(inner)}"
+            # A name given twice (two aggregates of one alias, a value named as a grouping column) is
+            # told apart as DuckDB does: `_1`, `_2`.
+            repeats = labels.get(label.lower(), 0)
+            labels[label.lower()] = repeats + 1
+            label = f"{label}_{repeats}" if repeats else label
             filtered = exp.Filter(this=inner.copy(), expression=exp.Where(this=match.copy()))
             items.append(exp.alias_(filtered, label, quoted=True))
     select = exp.select(*items).from_(source)

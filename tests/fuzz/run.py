@@ -159,7 +159,7 @@ def _judge(query: FuzzQuery, ranks: int, want, got) -> Verdict:
         rows = got.table.num_rows if got.table is not None else 0
         return Verdict(query, ranks, "extra_answer", f"DuckDB: {want[:300]}; FlockSQL answered {rows} rows")
     order = ordering_of(query.sql)
-    diff = compare_tables(got.table, want, ordered=order.ordered, order_keys=order.keys, limited=order.limited)
+    diff = compare_tables(got.table, want, ordered=order.ordered, order_keys=order.keys, limited=order.limited, check_names=True)
     if diff is None:
         return Verdict(query, ranks, "agree")
     return Verdict(query, ranks, "wrong", diff[:600])
