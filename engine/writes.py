@@ -490,17 +490,19 @@ MATCHED_FLAG = "__flocksql_matched"
 
 
 def _merge(session, stmt, params, token, lane, table) -> pa.Table:
-    """MERGE INTO target USING source ON … with at most one WHEN MATCHED (UPDATE SET or DELETE) and
-    one WHEN NOT MATCHED (INSERT) clause, each with an optional AND condition, as DuckDB runs it:
-    the table's next version is its rows, updated or deleted where matched, and the source rows
-    that match none, inserted. An UPDATE of a target row that several source rows match is refused
-    before anything is written. Returns DuckDB's count: matches updated or deleted, rows inserted."""
+    """MERGE INTO target USING source ON … WHEN … clauses, as DuckDB runs them: each target row
+    takes the first WHEN MATCHED clause (for a source row it matches) or WHEN NOT MATCHED BY SOURCE
+    clause (when it matches none) whose AND condition holds: UPDATE SET (`SET *` or bare UPDATE:
+    the source's columns by position), DELETE or DO NOTHING; each source row that matches no target
+    row takes the first WHEN NOT MATCHED [BY TARGET] clause that holds: INSERT [(columns)] VALUES
+    (…), `INSERT *` or bare INSERT (the source's columns by position), or DO NOTHING. The table's
+    next version is built at once. A target row that several source rows match is refused before
+    anything is written (DuckDB applies one of them, whichever it meets first), unless every match
+    deletes it. Returns DuckDB's count: matches updated or deleted, rows inserted."""
     ast = stmt.query
+    if ast.args.get("returning"):
+        raise NotSupportedError("MERGE … RETURNING")
     whens = ast.args["whens"].expressions if ast.args.get("whens") else []
-    matched = [w for w in whens if w.args.get("matched")]
-    unmatched = [w for w in whens if not w.args.get("matched")]
-    if len(matched) > 1 or len(unmatched) > 1 or any(w.args.get("source") for w in whens):
-        raise NotSupportedError("MERGE with more than one WHEN MATCHED / WHEN NOT MATCHED clause, or BY SOURCE")
     dest = ast.this.alias_or_name
     target = f"{_quote(table.name)} AS {_quote(dest)}"
     source_node = ast.args["using"]
@@ -511,56 +513,121 @@ def _merge(session, stmt, params, token, lane, table) -> pa.Table:
         source_sql = f"SELECT * FROM {source_sql}"
     on = ast.args["on"].sql("duckdb")
     names, types = table.schema.names, _types(session, table.schema)
+    source_columns = _lazy(lambda: [f"{_quote(src)}.{_quote(c)}" for c in session.result_schema(source_sql, params).names])
+    flag = f"{_quote(src)}.{MATCHED_FLAG}"
+    joined = f"FROM {target} LEFT JOIN (SELECT *, TRUE AS {MATCHED_FLAG} FROM ({source_sql})) AS {_quote(src)} ON {on}"
 
-    if matched and isinstance(matched[0].args["then"], exp.Update):
-        # Which source row would update a row several match is not defined: refused, not guessed.
-        joined = _query(session, f"SELECT count(*) FROM {target} JOIN ({source_sql}) AS {_quote(src)} ON {on}",
-                        params, token, lane).column(0)[0].as_py()
+    # The target's side: (predicate, action, column values) per clause, in the order written.
+    on_target, matched = [], []
+    for when in whens:
+        if not when.args.get("matched") and not when.args.get("source"):
+            continue
+        predicate = f"{flag} IS TRUE" if when.args.get("matched") else f"{flag} IS NULL"
+        if when.args.get("condition"):
+            predicate += f" AND ({when.args['condition'].sql('duckdb')})"
+        action, sets = _merge_target_action(when.args["then"], table, names, source_columns)
+        values = [f"CAST(({sets[n]}) AS {t})" if n in sets else f"{_quote(dest)}.{_quote(n)}"
+                  for n, t in zip(names, types)]
+        on_target.append((predicate, action, values))
+        if when.args.get("matched"):
+            matched.append((predicate, action))
+    if matched and matched[0] != (f"{flag} IS TRUE", "delete"):
+        # Which source row would act on a row several match is not defined: refused, not guessed.
+        pairs = _query(session, f"SELECT count(*) FROM {target} JOIN ({source_sql}) AS {_quote(src)} ON {on}",
+                       params, token, lane).column(0)[0].as_py()
         hit = _query(session, f"SELECT count(*) FROM {target} WHERE EXISTS (SELECT 1 FROM ({source_sql}) AS "
                               f"{_quote(src)} WHERE {on})", params, token, lane).column(0)[0].as_py()
-        if joined > hit:
-            raise NotSupportedError("MERGE … UPDATE where a target row matches more than one source row")
+        if pairs > hit:
+            raise NotSupportedError("MERGE where a target row matches more than one source row (DuckDB applies one "
+                                    "of them, whichever it meets first)")
 
-    flag = f"{_quote(src)}.{MATCHED_FLAG}"
-    kept_rows, changed = [_quote(n) for n in names], 0
-    where = ""
-    if matched:
-        when = matched[0]
-        cond = f"{flag} IS TRUE" + (f" AND ({when.args['condition'].sql('duckdb')})" if when.args.get("condition") else "")
-        then = when.args["then"]
-        if isinstance(then, exp.Update):
-            sets = {eq.this.name: eq.expression.sql("duckdb") for eq in then.expressions}
-            unknown = [c for c in sets if c not in names]
-            if unknown:
-                raise CatalogError(f"table {table.name} has no column {unknown[0]}")
-            kept_rows = [f"CASE WHEN {cond} THEN CAST(({sets[n]}) AS {t}) ELSE {_quote(dest)}.{_quote(n)} END"
-                         if n in sets else f"{_quote(dest)}.{_quote(n)}" for n, t in zip(names, types)]
-        elif isinstance(then, exp.Var) and then.name.upper() == "DELETE":
-            where = f" WHERE NOT ({cond})"
-            kept_rows = [f"{_quote(dest)}.{_quote(n)}" for n in names]
-        else:
-            raise NotSupportedError(f"MERGE … WHEN MATCHED THEN {then.sql('duckdb')}")
-        changed += _query(session, f"SELECT count(*) FROM {target} LEFT JOIN (SELECT *, TRUE AS {MATCHED_FLAG} FROM "
-                                   f"({source_sql})) AS {_quote(src)} ON {on} WHERE {cond}", params, token,
-                          lane).column(0)[0].as_py()
-    else:
-        kept_rows = [f"{_quote(dest)}.{_quote(n)}" for n in names]
-    parts_sql = [f"SELECT {', '.join(f'{e} AS {_quote(n)}' for e, n in zip(kept_rows, names))} FROM {target} "
-                 f"LEFT JOIN (SELECT *, TRUE AS {MATCHED_FLAG} FROM ({source_sql})) AS {_quote(src)} ON {on}{where}"]
-    if unmatched:
-        when = unmatched[0]
-        then = when.args["then"]
-        if not isinstance(then, exp.Insert) or not isinstance(then.expression, exp.Tuple):
-            raise NotSupportedError("MERGE … WHEN NOT MATCHED THEN other than INSERT (columns) VALUES (…)")
-        columns = [c.name for c in then.this.expressions] if isinstance(then.this, exp.Tuple) else names
-        values = [v.sql("duckdb") for v in then.expression.expressions]
-        if len(columns) != len(values) or any(c not in names for c in columns):
-            raise CatalogError(f"MERGE INSERT: columns {columns} do not fit table {table.name}")
-        inserted = [f"CAST(({values[columns.index(n)]}) AS {t})" if n in columns else f"CAST(NULL AS {t})"
-                    for n, t in zip(names, types)]
-        extra = f" AND ({when.args['condition'].sql('duckdb')})" if when.args.get("condition") else ""
-        new_rows = (f"FROM ({source_sql}) AS {_quote(src)} WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE {on}){extra}")
-        parts_sql.append(f"SELECT {', '.join(f'{e} AS {_quote(n)}' for e, n in zip(inserted, names))} {new_rows}")
-        changed += _query(session, f"SELECT count(*) {new_rows}", params, token, lane).column(0)[0].as_py()
+    def first_clause(picked) -> str:
+        """CASE over the target's clauses in order: the first whose predicate holds gives picked(i)."""
+        arms = " ".join(f"WHEN {p} THEN {picked(i)}" for i, (p, _, _) in enumerate(on_target))
+        return f"CASE {arms} ELSE FALSE END"
+
+    kept = [f"{_quote(dest)}.{_quote(n)}" for n in names]
+    where, changed = "", 0
+    if on_target:
+        kept = [f"CASE {' '.join(f'WHEN {p} THEN {v[j]}' for p, _, v in on_target)} ELSE {kept[j]} END"
+                for j in range(len(names))]
+        if any(a == "delete" for _, a, _ in on_target):
+            where = f" WHERE NOT ({first_clause(lambda i: 'TRUE' if on_target[i][1] == 'delete' else 'FALSE')})"
+        changed += _query(session, f"SELECT count(*) {joined} WHERE "
+                                   f"{first_clause(lambda i: 'FALSE' if on_target[i][1] == 'nothing' else 'TRUE')}",
+                          params, token, lane).column(0)[0].as_py()
+    parts_sql = [f"SELECT {', '.join(f'{e} AS {_quote(n)}' for e, n in zip(kept, names))} {joined}{where}"]
+
+    # The source's side: rows that match no target row, each to its first WHEN NOT MATCHED clause.
+    by_target = [w for w in whens if not w.args.get("matched") and not w.args.get("source")]
+    if by_target:
+        pick = " ".join(f"WHEN {w.args['condition'].sql('duckdb') if w.args.get('condition') else 'TRUE'} THEN {i + 1}"
+                        for i, w in enumerate(by_target))
+        unmatched = (f"FROM ({source_sql}) AS {_quote(src)} WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE {on}) "
+                     f"AND (CASE {pick} ELSE 0 END)")
+        inserting = []
+        for i, when in enumerate(by_target):
+            inserted = _merge_inserted(when.args["then"], table, names, types, source_columns)
+            if inserted is None:
+                continue
+            inserting.append(str(i + 1))
+            parts_sql.append(f"SELECT {', '.join(f'{e} AS {_quote(n)}' for e, n in zip(inserted, names))} "
+                             f"{unmatched} = {i + 1}")
+        if inserting:
+            changed += _query(session, f"SELECT count(*) {unmatched} IN ({', '.join(inserting)})", params, token,
+                              lane).column(0)[0].as_py()
     _rewrite(session, table, " UNION ALL ".join(parts_sql), params, token, lane)
     return _count(changed)
+
+
+def _lazy(make):
+    """A value made on first use (the source's columns cost a plan: only `SET *` / `INSERT *` need them)."""
+    made = []
+
+    def get():
+        if not made:
+            made.append(make())
+        return made[0]
+    return get
+
+
+def _merge_target_action(then: exp.Expression, table, names: list[str], source_columns) -> tuple[str, dict]:
+    """A WHEN MATCHED / NOT MATCHED BY SOURCE clause's action ('update', 'delete' or 'nothing') and
+    the columns it sets, by name."""
+    if isinstance(then, exp.Var) and then.name.upper() in ("DELETE", "DO NOTHING"):
+        return ("delete" if then.name.upper() == "DELETE" else "nothing"), {}
+    if not isinstance(then, exp.Update):
+        raise NotSupportedError(f"MERGE … THEN {then.sql('duckdb')}")
+    items = then.expressions or []
+    if not items or (len(items) == 1 and isinstance(items[0], exp.Star)):
+        values = source_columns()
+        if len(values) != len(names):
+            raise CatalogError(f"Data provided for UPDATE did not match column count in table - expected "
+                               f"{len(names)} columns but got {len(values)}")
+        return "update", dict(zip(names, values))
+    sets = {eq.this.name: eq.expression.sql("duckdb") for eq in items}
+    unknown = [c for c in sets if c not in names]
+    if unknown:
+        raise CatalogError(f"table {table.name} has no column {unknown[0]}")
+    return "update", sets
+
+
+def _merge_inserted(then: exp.Expression, table, names: list[str], types: list[str], source_columns) -> list[str] | None:
+    """A WHEN NOT MATCHED clause's row, one expression per column of the table (None: DO NOTHING)."""
+    if isinstance(then, exp.Var) and then.name.upper() == "DO NOTHING":
+        return None
+    if not isinstance(then, exp.Insert):
+        raise NotSupportedError(f"MERGE … WHEN NOT MATCHED THEN {then.sql('duckdb')}")
+    if isinstance(then.expression, exp.Tuple):
+        columns = [c.name for c in then.this.expressions] if isinstance(then.this, exp.Tuple) else names
+        values = [v.sql("duckdb") for v in then.expression.expressions]
+    elif then.expression is None or then.expression is False or isinstance(then.this, exp.Star):
+        columns, values = names, source_columns()
+    else:
+        raise NotSupportedError(f"MERGE … WHEN NOT MATCHED THEN {then.sql('duckdb')}")
+    if len(columns) != len(values):
+        raise CatalogError(f"table {table.name} has {len(columns)} columns but {len(values)} values were supplied")
+    if any(c not in names for c in columns):
+        raise CatalogError(f"MERGE INSERT: columns {columns} do not fit table {table.name}")
+    return [f"CAST(({values[columns.index(n)]}) AS {t})" if n in columns else f"CAST(NULL AS {t})"
+            for n, t in zip(names, types)]

@@ -157,6 +157,18 @@ WRITES = [
     "ALTER TABLE u RENAME TO v",
     "DELETE FROM v",
     "INSERT INTO v SELECT * FROM t WHERE k BETWEEN 100 AND 200",
+    # Several WHEN clauses: each row takes the first that holds; DO NOTHING, BY SOURCE, SET *, INSERT *.
+    "MERGE INTO t USING (SELECT k + k % 2 AS k, name FROM t WHERE k % 3 = 0) AS s ON s.k = t.k "
+    "WHEN MATCHED AND t.price IS NULL THEN DELETE WHEN MATCHED AND s.k % 4 = 0 THEN DO NOTHING "
+    "WHEN MATCHED THEN UPDATE SET price = coalesce(t.price, 0) + 1 "
+    "WHEN NOT MATCHED BY SOURCE AND t.k % 5 = 0 THEN UPDATE SET name = 'by source' "
+    "WHEN NOT MATCHED AND s.k % 4 = 0 THEN INSERT (k, name) VALUES (s.k, 'new') WHEN NOT MATCHED THEN DO NOTHING",
+    "MERGE INTO t AS d USING (SELECT k + 500000 AS k, name, 9.5 AS price FROM s) AS x ON x.k = d.k "
+    "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED BY TARGET AND x.k % 2 = 0 THEN INSERT * "
+    "WHEN NOT MATCHED THEN INSERT VALUES (x.k, 'odd', NULL)",
+    "MERGE INTO t USING (SELECT k + 500000 AS k, 'again' AS name, 1.0 AS price FROM s) AS x ON x.k = t.k "
+    "WHEN MATCHED AND t.name = 'odd' THEN DELETE WHEN MATCHED THEN UPDATE SET * "
+    "WHEN NOT MATCHED BY SOURCE AND t.k < 3 THEN DELETE",
 ]
 
 
