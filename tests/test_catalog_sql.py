@@ -205,6 +205,27 @@ def test_writes_change_tables_as_in_duckdb(ran, ranks):
     assert not [p.name for p in folder.iterdir() if p.name.startswith((".tmp-", ".trash-"))]
 
 
+def test_merge_that_several_source_rows_match_is_refused_and_changes_nothing(data, tmp_path):
+    """Which of several matching source rows acts on a target row DuckDB leaves to chance: refused,
+    unless every match deletes the row. (A conditional DELETE once kept such a row once per match.)"""
+    shutil.copytree(data, tmp_path / "d")
+    source = "(SELECT n_nationkey AS k, 1 AS x FROM nation UNION ALL SELECT 3, 2) AS s"
+    results = run_queries(str(tmp_path / "d"), [
+        "CREATE TABLE t AS SELECT n_nationkey AS k, n_name AS name FROM nation",
+        f"MERGE INTO t USING {source} ON s.k = t.k WHEN MATCHED AND s.x > 5 THEN DELETE",
+        f"MERGE INTO t USING {source} ON s.k = t.k WHEN MATCHED AND s.x = 2 THEN UPDATE SET name = 'two'",
+        "SELECT count(*) AS n, count(DISTINCT k) AS keys, count(*) FILTER (WHERE name = 'two') AS twos FROM t",
+        f"MERGE INTO t USING {source} ON s.k = t.k WHEN MATCHED THEN DELETE",
+        "SELECT count(*) FROM t",
+    ], 2, timeout_s=300)
+    assert results[0].error is None
+    for refused in results[1:3]:
+        assert "not supported" in refused.error and "more than one source row" in refused.error
+    assert results[3].table.to_pylist() == [{"n": 25, "keys": 25, "twos": 0}]
+    assert results[4].error is None and results[4].table.column(0)[0].as_py() == 26  # every match deletes
+    assert results[5].table.column(0)[0].as_py() == 0
+
+
 def test_session_statements(data, tmp_path):
     shutil.copytree(data, tmp_path / "d")
     results = run_queries(str(tmp_path / "d"), [
