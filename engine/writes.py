@@ -24,7 +24,7 @@ import sqlglot
 from sqlglot import exp
 
 from engine.catalog import DATABASE, SCHEMA, SCHEMA_MARKER
-from engine.errors import CatalogError, ExecutionError, NotSupportedError
+from engine.errors import CatalogError, ExecutionError, NotSupportedError, PlanError
 from engine.leftovers import owner_tag
 from executors.scratch import scratch_cursor
 from planner.qualify import Statement, bind_params, object_name
@@ -39,22 +39,26 @@ INGEST_ROW_GROUP_ROWS = 122_880
 def classify_write(ast: exp.Expression, sql: str, catalog=None) -> Statement | None:
     """The Statement of a write, or None when `ast` is not one."""
     if isinstance(ast, exp.Insert):
-        if any(ast.args.get(k) for k in ("alternative", "overwrite", "conflict", "by_name", "returning", "where",
+        if any(ast.args.get(k) for k in ("alternative", "overwrite", "conflict", "by_name", "where",
                                          "partition", "default")):
-            raise NotSupportedError("INSERT OR REPLACE / OR IGNORE / ON CONFLICT / BY NAME / RETURNING / DEFAULT VALUES")
+            raise NotSupportedError("INSERT OR REPLACE / OR IGNORE / ON CONFLICT / BY NAME / DEFAULT VALUES")
+        _check_returning(ast)
         target = ast.this.this if isinstance(ast.this, exp.Schema) else ast.this
         return Statement("insert", ast, name=_table_name(target), sql=sql)
     if isinstance(ast, exp.Merge):
         return Statement("merge", ast, name=_table_name(ast.this), sql=sql)
     if isinstance(ast, exp.Update):
-        if ast.args.get("returning"):
-            raise NotSupportedError("UPDATE … RETURNING")
         if ast.args.get("from_") or ast.args.get("from"):
+            if ast.args.get("returning"):
+                raise NotSupportedError("UPDATE … FROM … RETURNING")
             return Statement("merge", _update_from_as_merge(ast), name=_table_name(ast.this), sql=sql)
+        _check_returning(ast)
+        if ast.args.get("returning") and any(_volatile(eq) for eq in ast.expressions):
+            raise NotSupportedError("UPDATE … RETURNING with a SET value that changes from call to call "
+                                    "(random(), uuid(), nextval())")
         return Statement("update", ast, name=_table_name(ast.this), sql=sql)
     if isinstance(ast, exp.Delete):
-        if ast.args.get("returning"):
-            raise NotSupportedError("DELETE … RETURNING")
+        _check_returning(ast)
         return Statement("delete", ast, name=_table_name(ast.this), sql=sql)
     if isinstance(ast, exp.Alter):
         kind = (ast.args.get("kind") or "").upper()
@@ -76,6 +80,45 @@ def classify_write(ast: exp.Expression, sql: str, catalog=None) -> Statement | N
         return Statement("drop_schema", ast, name=_schema_name(tables[0]), if_exists=bool(ast.args.get("exists")),
                          sql=sql)
     return None
+
+
+# Functions whose value changes from call to call: an UPDATE's RETURNING, computed apart from the
+# rows written, would not show the values written.
+_VOLATILE = {"random", "rand", "uuid", "gen_random_uuid", "nextval", "setseed"}
+
+
+def _volatile(e: exp.Expression) -> bool:
+    return any((f.name if isinstance(f, exp.Anonymous) else f.sql_name()).lower() in _VOLATILE
+               for f in e.find_all(exp.Func))
+
+
+def _check_returning(ast: exp.Expression) -> None:
+    """RETURNING is computed over the rows a write touched, apart from the catalog: no subquery."""
+    returning = ast.args.get("returning")
+    if returning is None:
+        return
+    if returning.find(exp.Select, exp.Subquery) is not None:
+        raise NotSupportedError("a subquery in RETURNING")
+    if returning.find(exp.AggFunc, exp.Window) is not None:
+        raise PlanError("aggregate and window functions are not supported in RETURNING")
+
+
+def _returned(ast: exp.Expression, table, rows: pa.Table) -> pa.Table:
+    """RETURNING's select list over `rows` (the rows written or deleted, in the table's columns),
+    which it may name by the table's name or alias; evaluated on this rank in a sandboxed DuckDB."""
+    returning = ast.args["returning"]
+    target = ast.this.this if isinstance(ast.this, exp.Schema) else ast.this
+    # An INSERT's rows go by the table's name (DuckDB's binder knows no alias there).
+    name = target.name if isinstance(ast, exp.Insert) else target.alias_or_name
+    con = scratch_cursor()
+    try:
+        con.register("__flocksql_returned", rows)
+        items = ", ".join(e.sql("duckdb") for e in returning.expressions)
+        return con.sql(f"SELECT {items} FROM __flocksql_returned AS {_quote(name)}").to_arrow_table()
+    except duckdb.Error as e:
+        raise ExecutionError(f"RETURNING: {e}") from None
+    finally:
+        con.close()
 
 
 def _update_from_as_merge(ast: exp.Update) -> exp.Merge:
@@ -293,10 +336,19 @@ def _insert(session, stmt, params, token, lane, table) -> pa.Table:
     parts, rows = _write_query(session, query, params, token, lane, table.schema)
     try:
         _check_nulls(table, parts)
+        returned = _returned(ast, table, _read_parts(table, parts)) if ast.args.get("returning") else None
         _new_version(session, table.name, table.files, parts)
     finally:
         shutil.rmtree(parts, ignore_errors=True)
-    return _count(rows)
+    return _count(rows) if returned is None else returned
+
+
+def _read_parts(table, parts: Path) -> pa.Table:
+    """The rows the ranks wrote into `parts`, in the table's schema."""
+    files = sorted(parts.glob("*.parquet"))
+    if not files:
+        return table.schema.empty_table()
+    return pa.concat_tables([pq.read_table(f, schema=table.schema) for f in files])
 
 
 def _check_nulls(table, parts: Path) -> None:
@@ -320,6 +372,27 @@ def _where(ast) -> str | None:
 
 
 def _delete(session, stmt, params, token, lane, table) -> pa.Table:
+    if stmt.query.args.get("returning"):
+        # The rows that go, read before they go (the write holds every lane: nothing changes between).
+        # RETURNING is computed first: an error in it writes nothing, as in DuckDB.
+        gone = _returned(stmt.query, table, _query(session, _deleted_rows_sql(stmt.query, table), params, token,
+                                                   lane))
+        _delete_rows(session, stmt, params, token, lane, table)
+        return gone
+    return _delete_rows(session, stmt, params, token, lane, table)
+
+
+def _deleted_rows_sql(ast, table) -> str:
+    cond = _where(ast) or "TRUE"
+    using = ast.args.get("using")
+    alias = ast.this.alias_or_name
+    if using:
+        sources = ", ".join(u.sql("duckdb") for u in using)
+        cond = f"EXISTS (SELECT 1 FROM {sources} WHERE {cond})"
+    return f"SELECT {_quote(alias)}.* FROM {_quote(table.name)} AS {_quote(alias)} WHERE ({cond}) IS TRUE"
+
+
+def _delete_rows(session, stmt, params, token, lane, table) -> pa.Table:
     cond = _where(stmt.query)
     before = table.row_count
     using = stmt.query.args.get("using")
@@ -355,6 +428,7 @@ def _update(session, stmt, params, token, lane, table) -> pa.Table:
             raise CatalogError(f"table {table.name} has no column {column}")
         assignments[column] = eq.expression.sql("duckdb")
     types = _types(session, table.schema)
+    target = f"{_quote(table.name)} AS {_quote(ast.this.alias_or_name)}"
     items = []
     for name, sql_type in zip(table.schema.names, types):
         if name in assignments:
@@ -362,9 +436,18 @@ def _update(session, stmt, params, token, lane, table) -> pa.Table:
                          f"ELSE {_quote(name)} END AS {_quote(name)}")
         else:
             items.append(_quote(name))
-    count = _query(session, f"SELECT count(*) FROM {_quote(table.name)} WHERE {cond}", params, token, lane)
+    if ast.args.get("returning"):
+        # The rows as they will be, read before the write (which holds every lane) with the SET
+        # values it writes (none changes from call to call: classify_write refuses those).
+        new_rows = [f"CAST(({assignments[n]}) AS {t}) AS {_quote(n)}" if n in assignments else _quote(n)
+                    for n, t in zip(table.schema.names, types)]
+        updated = _returned(ast, table, _query(session, f"SELECT {', '.join(new_rows)} FROM {target} "
+                                                        f"WHERE ({cond}) IS TRUE", params, token, lane))
+        _rewrite(session, table, f"SELECT {', '.join(items)} FROM {target}", params, token, lane)
+        return updated
+    count = _query(session, f"SELECT count(*) FROM {target} WHERE {cond}", params, token, lane)
     count = count.column(0)[0].as_py()
-    _rewrite(session, table, f"SELECT {', '.join(items)} FROM {_quote(table.name)}", params, token, lane)
+    _rewrite(session, table, f"SELECT {', '.join(items)} FROM {target}", params, token, lane)
     return _count(count)
 
 

@@ -205,6 +205,42 @@ def test_writes_change_tables_as_in_duckdb(ran, ranks):
     assert not [p.name for p in folder.iterdir() if p.name.startswith((".tmp-", ".trash-"))]
 
 
+RETURNING = [
+    "CREATE TABLE r (k INTEGER NOT NULL, name VARCHAR, price DECIMAL(12,2))",
+    "INSERT INTO r VALUES (1, 'one', 1.5), (2, 'two', NULL), (3, NULL, 3.25) RETURNING *",
+    "INSERT INTO r (name, k) SELECT n_name, n_nationkey + 10 FROM nation WHERE n_regionkey = 2 "
+    "RETURNING k, upper(name) AS up, r.price IS NULL AS no_price",
+    "INSERT INTO r SELECT o_orderkey, o_orderstatus, o_totalprice FROM orders WHERE o_orderkey < 0 RETURNING *",
+    "UPDATE r SET price = coalesce(price, 0) + k, name = name || '!' WHERE k % 2 = 1 RETURNING *",
+    "UPDATE r AS d SET name = 'z' WHERE d.k = 2 RETURNING d.k, name, price IS NULL AS p",
+    "DELETE FROM r WHERE k BETWEEN 2 AND 12 RETURNING k, name",
+    "DELETE FROM r USING nation n WHERE r.k = n.n_nationkey + 10 RETURNING r.*, n.n_nationkey",  # error, no write
+    "DELETE FROM r USING nation n WHERE r.k = n.n_nationkey + 10 AND n.n_name < 'J' RETURNING r.*",
+    "INSERT INTO r VALUES (NULL, 'no key', 1) RETURNING *",  # NOT NULL: an error, nothing written
+    "DELETE FROM r RETURNING count(*)",                      # an error in DuckDB too
+    "SELECT * FROM r",
+]
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_returning_gives_the_rows_written_as_duckdb_does(data, tmp_path, ranks):
+    shutil.copytree(data, tmp_path / "d")
+    got = run_queries(str(tmp_path / "d"), RETURNING, ranks, timeout_s=300)
+    duck = duckdb.connect()
+    duck.execute(f"CREATE TABLE nation AS SELECT * FROM read_parquet('{data / 'nation.parquet'}')")
+    duck.execute(f"CREATE TABLE orders AS SELECT * FROM read_parquet('{data / 'orders.parquet'}')")
+    for sql, result in zip(RETURNING, got):
+        try:
+            want = duck.sql(sql).to_arrow_table() if not sql.startswith("CREATE") else duck.execute(sql)
+        except duckdb.Error:
+            assert result.error is not None, f"{sql} should fail as in DuckDB"
+            continue
+        if sql.startswith("CREATE"):
+            continue
+        why = compare_tables(_ok(result), want, ordered=False, check_names=True)
+        assert why is None, f"{sql}: {why}"
+
+
 def test_merge_that_several_source_rows_match_is_refused_and_changes_nothing(data, tmp_path):
     """Which of several matching source rows acts on a target row DuckDB leaves to chance: refused,
     unless every match deletes the row. (A conditional DELETE once kept such a row once per match.)"""

@@ -266,6 +266,20 @@ def test_executemany_counts_writes_not_query_rows(server):
         assert cur.fetchone() == (21,)
 
 
+def test_returning_rows_reach_the_client(server):
+    with flight_sql.connect(server.uri) as conn, conn.cursor() as cur:
+        cur.execute("CREATE OR REPLACE TABLE returned (a INTEGER, b VARCHAR)")
+        cur.execute("INSERT INTO returned VALUES (1, 'x'), (2, 'y') RETURNING a * 10 AS a10, b")
+        assert [d[0] for d in cur.description] == ["a10", "b"]
+        assert sorted(cur.fetchall()) == [(10, "x"), (20, "y")]
+        cur.execute("UPDATE returned SET b = upper(b) WHERE a = 2 RETURNING *")
+        assert cur.fetchall() == [(2, "Y")]
+        cur.execute("DELETE FROM returned WHERE a = 1 RETURNING a")
+        assert cur.fetchall() == [(1,)]
+        cur.execute("SELECT * FROM returned")
+        assert cur.fetchall() == [(2, "Y")]
+
+
 def test_flight_catalogs_agree_with_sql(server):
     """GetCatalogs/GetDbSchemas say what current_database()/current_schema() and information_schema say."""
     with flight_sql.connect(server.uri) as conn, conn.cursor() as cur:
