@@ -422,7 +422,8 @@ class Estimator:
                 return min(1.0, k / c.ndv)
             return min(1.0, SEL_EQ_UNKNOWN * max(k, 1))
         if isinstance(p, (exp.Like, exp.ILike)):
-            return SEL_LIKE
+            # sqlglot writes `x NOT LIKE p` as a Like with negate set, not inside a Not.
+            return 1 - SEL_LIKE if p.args.get("negate") else SEL_LIKE
         if isinstance(p, exp.Is):
             c = self._col(p.this, src)
             return c.null_frac if c is not None else 0.1

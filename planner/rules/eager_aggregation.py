@@ -93,9 +93,31 @@ class _Rewriter:
         if any(a is not b for a, b in zip(kids, node.children)):
             node = node.with_children(*kids)
         if isinstance(node, Aggregate) and node.groups and not node.local and not node.partition_on \
-                and isinstance(node.input, Join) and node.input.kind == "inner":
-            return self._eager(node) or node
+                and isinstance(node.input, Join):
+            if node.input.kind == "inner":
+                return self._eager(node) or node
+            if node.input.kind == "left":
+                return self._eager_left(node) or node
         return node
+
+    def _eager_left(self, agg: Aggregate) -> Node | None:
+        """D LEFT JOIN rest, grouped by columns of D (and maybe of rest): rest is summed in part by
+        the join keys first. A D row no rest row matches meets no partial state, as it met only its
+        NULL-extended row before: each aggregate must ignore that row (count, sum, min, max or avg of
+        a bare column of rest; not count(*), nor an expression that may be non-NULL over NULLs)."""
+        join = agg.input
+        d, rest = join.left, join.right
+        if join.residual is not None or not all(_ignores_null_rows(e) for _, e in agg.aggs):
+            return None
+        dcols = set(d.columns)
+        if any(column_ids(g) - dcols and not isinstance(g, exp.Column) for _, g in agg.groups):
+            return None  # a key over rest's columns must be NULL on a NULL-extended row (`coalesce(x, 0)` is not)
+        d_pairs = []
+        for a, b in zip(join.left_keys, join.right_keys):
+            if not (isinstance(a, exp.Column) and isinstance(b, exp.Column)):
+                return None
+            d_pairs.append((b.name, a.name))
+        return self._partial_then_join(agg, d, rest, d_pairs, "left")
 
     def _eager(self, agg: Aggregate) -> Node | None:
         leaves, pairs, residuals = _inner_leaves(agg.input)
@@ -109,17 +131,6 @@ class _Rewriter:
     def _without(self, agg, d, leaves, pairs, residuals, agg_reads):
         dcols = set(d.columns)
         if not _plain_table(d) or agg_reads & dcols or any(column_ids(r) & dcols for r in residuals):
-            return None
-        d_keys, rest_keys = [], []
-        for gid, g in agg.groups:
-            reads = column_ids(g)
-            if reads and reads <= dcols:
-                d_keys.append(gid)
-            elif reads & dcols:
-                return None
-            else:
-                rest_keys.append(gid)
-        if not d_keys:
             return None
         d_pairs, rest_pairs = [], []
         for a, b in pairs:
@@ -141,6 +152,25 @@ class _Rewriter:
         rest = _join_all(others, rest_pairs, residuals)
         if rest is None:
             return None
+        return self._partial_then_join(agg, d, rest, d_pairs, "inner")
+
+    def _partial_then_join(self, agg: Aggregate, d: Node, rest: Node, d_pairs, kind: str) -> Node | None:
+        """agg over `rest` summed in part by its join keys (and its own group keys), then joined to
+        the plain table `d` (d_pairs: (rest column, d column)) and merged; None where it does not
+        pay or cannot be split."""
+        dcols = set(d.columns)
+        agg_reads = set().union(*(column_ids(e) for _, e in agg.aggs)) if agg.aggs else set()
+        if not d_pairs or not _plain_table(d) or agg_reads & dcols:
+            return None
+        rest_keys = []
+        for gid, g in agg.groups:
+            reads = column_ids(g)
+            if reads & dcols and not reads <= dcols:
+                return None
+            if not reads <= dcols or not reads:
+                rest_keys.append(gid)
+        if len(rest_keys) == len(agg.groups):
+            return None
         split = split_aggregates(agg.aggs, self.new_id)
         if split is None or split[1]:
             return None
@@ -155,12 +185,20 @@ class _Rewriter:
                          local=True)
         if self.est.estimate(part).rows > MAX_KEPT_SHARE * self.est.estimate(rest).rows:
             return None
-        joined = Join(part, d, "inner", tuple(col(join_keys[r]) for r, _ in d_pairs),
-                      tuple(col(c) for _, c in d_pairs))
+        part_side, d_side = tuple(col(join_keys[r]) for r, _ in d_pairs), tuple(col(c) for _, c in d_pairs)
+        joined = Join(part, d, "inner", part_side, d_side) if kind == "inner" else \
+            Join(d, part, "left", d_side, part_side)
         kept = {gid: col(pid) for gid, (pid, _) in zip(rest_keys, part_keys)}
         merged = Aggregate(joined, tuple((gid, kept.get(gid, g)) for gid, g in agg.groups), tuple(final))
         return Project(merged, tuple((gid, col(gid)) for gid, _ in agg.groups) +
                        tuple((aid, post[aid]) for aid, _ in agg.aggs))
+
+
+def _ignores_null_rows(aggregate: exp.Expression) -> bool:
+    """count, sum, min, max or avg of a bare column (FILTER allowed): a row whose columns are all
+    NULL changes nothing in it."""
+    inner = aggregate.this if isinstance(aggregate, exp.Filter) else aggregate
+    return isinstance(inner, (exp.Count, exp.Sum, exp.Min, exp.Max, exp.Avg)) and isinstance(inner.this, exp.Column)
 
 
 def eager_aggregation(query: Query, estimator=None) -> Query:

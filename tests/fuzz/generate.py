@@ -570,6 +570,8 @@ class QueryGenerator:
         return keys, aggs, clause
 
     def _aggregate(self) -> str:
+        if self._chance(0.15):
+            return self._grouped_outer_join()
         sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]))
         if self._chance(0.4):
             where.append(self.pred(scope))
@@ -587,6 +589,51 @@ class QueryGenerator:
         distinct = "DISTINCT " if self._chance(0.1) else ""
         limit = self._maybe_limit(len(items), 10) if keys else ""
         return f"SELECT {distinct}{self._select_list(items)} FROM {sql}{self._where(where)}{group}{having}{limit}"
+
+    def _grouped_outer_join(self) -> str:
+        """An aggregate over `d LEFT JOIN f ON key`, grouped by columns of d (and maybe one of f),
+        over bare columns of f: the shape whose f side is summed in part before the join
+        (planner/rules/eager_aggregation.py); now and then with an aggregate or key that a
+        NULL-extended row counts in (count(*), sum(coalesce(…)), coalesce(f.x, …) as a key), which
+        must keep it from being rewritten."""
+        for _ in range(8):
+            d_src, f_src = self.rng.choice(self.sources), self.rng.choice(self.sources)
+            d_alias, f_alias = self._new_alias(), self._new_alias()
+            d_scope = self._scope_for(d_alias, d_src)
+            f_scope = self._scope_for(f_alias, f_src)
+            pairs = [p for p in self._key_pairs(d_scope, f_alias, f_src)
+                     if self._pair_rows(d_scope.rows, f_scope.rows, p[0], p[1]) <= MAX_JOIN_ROWS]
+            if pairs:
+                break
+        else:
+            return self._aggregate()
+        lref, rref, _ = self.rng.choice(pairs)
+        left, right = self._key_sql(lref, rref)
+        on = f"{left} = {right}" + (f" AND {self.pred(f_scope, 1)}" if self._chance(0.3) else "")
+        low = [r for r in d_scope.refs if r.distinct <= 50] or d_scope.refs
+        keys = [(r.sql, r.kind) for r in self.rng.sample(low, min(len(low), self.rng.randint(1, 2)))]
+        f_low = [r for r in f_scope.refs if r.distinct <= 20]
+        if f_low and self._chance(0.3):
+            r = self.rng.choice(f_low)
+            keys.append((f"coalesce({r.sql}, {self._lit(r.kind)})", r.kind) if self._chance(0.2) else (r.sql, r.kind))
+        exact_nums = f_scope.of(("int", "dec"))
+        aggs = []
+        for _ in range(self.rng.randint(1, 3)):
+            r = self.rng.choice(f_scope.refs)
+            forms = [(f"count({r.sql})", "int"), (f"min({r.sql})", r.kind), (f"max({r.sql})", r.kind)]
+            if exact_nums:
+                n = self.rng.choice(exact_nums)
+                forms += [(f"sum({n.sql})", "dec"), (f"avg({n.sql})", "float"),
+                          (f"sum(coalesce({n.sql}, 0))", "dec")]
+            if self._chance(0.15):
+                forms.append(("count(*)", "int"))
+            sql, kind = self.rng.choice(forms)
+            if self._chance(0.2):
+                sql += f" FILTER (WHERE {self.pred(f_scope, 1)})"
+            aggs.append((sql, kind))
+        group = " GROUP BY " + ", ".join(k for k, _ in keys)
+        return (f"SELECT {self._select_list(keys + aggs)} FROM {d_src.sql} AS {d_alias} LEFT JOIN {f_src.sql} AS "
+                f"{f_alias} ON {on}{group}{self._maybe_limit(len(keys) + len(aggs), 10)}")
 
     def _subquery_group_key(self, sql: str, scope: Scope, where: list[str], keys: list[tuple[str, str]]) -> str:
         """A grouped query one of whose keys is a scalar subquery (correlated or not), named in GROUP BY
