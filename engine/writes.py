@@ -51,7 +51,7 @@ def classify_write(ast: exp.Expression, sql: str, catalog=None) -> Statement | N
         if ast.args.get("from_") or ast.args.get("from"):
             if ast.args.get("returning"):
                 raise NotSupportedError("UPDATE … FROM … RETURNING")
-            return Statement("merge", _update_from_as_merge(ast), name=_table_name(ast.this), sql=sql)
+            return Statement("merge", _update_from_as_merge(ast, catalog), name=_table_name(ast.this), sql=sql)
         _check_returning(ast)
         if ast.args.get("returning") and any(_volatile(eq) for eq in ast.expressions):
             raise NotSupportedError("UPDATE … RETURNING with a SET value that changes from call to call "
@@ -121,17 +121,69 @@ def _returned(ast: exp.Expression, table, rows: pa.Table) -> pa.Table:
         con.close()
 
 
-def _update_from_as_merge(ast: exp.Update) -> exp.Merge:
+def _update_from_as_merge(ast: exp.Update, catalog=None) -> exp.Merge:
     """UPDATE t SET … FROM s WHERE c is MERGE INTO t USING s ON c WHEN MATCHED THEN UPDATE SET …:
     a row of t is updated when c holds for a row of s. Where several rows of s match one row of t,
     DuckDB takes one of them, which is not defined: the MERGE refuses that, before writing."""
     frm = ast.args.get("from_") or ast.args.get("from")
     if ast.args.get("joins") or frm.this.args.get("joins") or frm.expressions or isinstance(frm.this, exp.Values):
-        raise NotSupportedError("UPDATE … FROM with more than one table or a join (write the join in a subquery)")
+        if catalog is None:
+            raise NotSupportedError("UPDATE … FROM with more than one table or a join (write the join in a subquery)")
+        return _update_from_join_as_merge(ast, frm, catalog)
     where = ast.args.get("where")
     on = where.this.sql("duckdb") if where is not None else "TRUE"
     sets = ", ".join(eq.sql("duckdb") for eq in ast.expressions)
     text = (f"MERGE INTO {ast.this.sql('duckdb')} USING {frm.this.sql('duckdb')} ON {on} "
+            f"WHEN MATCHED THEN UPDATE SET {sets}")
+    return sqlglot.parse_one(text, read="duckdb")
+
+
+def _update_from_join_as_merge(ast: exp.Update, frm: exp.From, catalog) -> exp.Merge:
+    """UPDATE t SET … FROM a, b JOIN c ON … WHERE w: the FROM items become one source, a derived
+    table of the columns of theirs that SET and WHERE read (each under a name of its own, so that
+    `a.k` and `b.k` stay apart), and the statement the MERGE above over it. Which table each
+    column belongs to is the planner's qualification of `SELECT <SET values>, w FROM a, b JOIN c
+    ON …, t`, the target joined last: the FROM items' own joins never see it, as in DuckDB."""
+    from planner.qualify import qualify_statement
+    target = ast.this
+    alias = target.alias_or_name
+    first = frm.this.copy()
+    joins = [j.copy() for j in (first.args.get("joins") or [])] + [exp.Join(this=e.copy()) for e in frm.expressions]
+    first.set("joins", None)
+    where = ast.args.get("where")
+    items = [exp.alias_(eq.expression.copy(), f"__set{i}") for i, eq in enumerate(ast.expressions)]
+    items.append(exp.alias_(where.this.copy() if where is not None else exp.true(), "__where"))
+    select = exp.Select(expressions=items)
+    select.set("from_", exp.From(this=first))
+    select.set("joins", joins + [exp.Join(this=target.copy())])
+    qualified = qualify_statement(select, catalog)
+    source = qualified.copy()
+    kept = source.args["joins"][:-1]
+    source.set("joins", kept or None)
+    names: dict[tuple[str, str], str] = {}
+    outputs = []
+
+    def to_source(node):
+        if isinstance(node, exp.Column) and node.table and node.table != alias:
+            key = (node.table, node.name)
+            if key not in names:
+                names[key] = f"__s{len(names)}"
+                outputs.append(exp.alias_(node.copy(), names[key]))
+            return exp.column(names[key], table="__src")
+        return node
+
+    # WHERE's conjuncts that read no column of the target filter (and join) the FROM items
+    # themselves; the others match their rows to the target's.
+    conjuncts = list(qualified.expressions[-1].this.flatten()) if isinstance(qualified.expressions[-1].this, exp.And) \
+        else [qualified.expressions[-1].this]
+    own = [c for c in conjuncts if not any(col.table == alias for col in c.find_all(exp.Column))]
+    matching = [c for c in conjuncts if c not in own]
+    values = [e.this.transform(to_source) for e in qualified.expressions[:-1]]
+    on = exp.and_(*[c.transform(to_source) for c in matching]) if matching else exp.true()
+    source.set("expressions", outputs or [exp.alias_(exp.Literal.number(1), "__one")])
+    source.set("where", exp.Where(this=exp.and_(*own)) if own else None)
+    sets = ", ".join(f"{eq.this.sql('duckdb')} = {v.sql('duckdb')}" for eq, v in zip(ast.expressions, values))
+    text = (f"MERGE INTO {target.sql('duckdb')} USING ({source.sql('duckdb')}) AS __src ON {on.sql('duckdb')} "
             f"WHEN MATCHED THEN UPDATE SET {sets}")
     return sqlglot.parse_one(text, read="duckdb")
 

@@ -169,6 +169,11 @@ WRITES = [
     "MERGE INTO t USING (SELECT k + 500000 AS k, 'again' AS name, 1.0 AS price FROM s) AS x ON x.k = t.k "
     "WHEN MATCHED AND t.name = 'odd' THEN DELETE WHEN MATCHED THEN UPDATE SET * "
     "WHEN NOT MATCHED BY SOURCE AND t.k < 3 THEN DELETE",
+    # UPDATE … FROM several tables and joins: their columns kept apart (both have a key column).
+    "UPDATE t SET name = n.n_name || '/' || r_name, price = r.r_regionkey FROM nation n JOIN region r "
+    "ON n.n_regionkey = r.r_regionkey WHERE t.k = n.n_nationkey + 100",
+    "UPDATE t AS d SET price = x.k * 10 + r.r_regionkey FROM (SELECT n_nationkey AS k, n_regionkey AS rk FROM "
+    "nation) AS x, region r WHERE x.rk = r.r_regionkey AND d.k = x.k + 100 AND r.r_name <> 'ASIA'",
 ]
 
 
