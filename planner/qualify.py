@@ -35,7 +35,7 @@ from planner.rules.limit_percent import fold_limits, rewrite_limit_percent, wrap
 from planner.rules.sample_clause import rewrite_samples
 from planner.rules.rename_duplicate_columns import rename_duplicate_columns
 from engine.catalog import DATABASE, SCHEMA
-from engine.errors import CatalogError, NotSupportedError, ParseError
+from engine.errors import CatalogError, FlockError, NotSupportedError, ParseError
 
 QUERY_TYPES = (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Values, exp.Subquery)
 
@@ -362,7 +362,7 @@ def _check_silent_modifiers(ast: exp.Expression) -> None:
 
 def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     """Checks table names against the catalog, then qualifies every column (sqlglot's qualify)."""
-    ast = rewrite_unpivot(ast, lambda name: columns_of(name, catalog))
+    ast = rewrite_unpivot(ast, lambda name: columns_of(name, catalog), lambda query: _query_columns(query, catalog))
     cte_names = {c.alias_or_name.lower() for c in ast.find_all(exp.CTE)}
     if any(t.args.get("pivots") for t in ast.find_all(exp.Table, exp.Subquery)) or any(ast.find_all(exp.Pivot)):
         raise NotSupportedError("PIVOT")
@@ -422,6 +422,14 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         if _unresolved(msg):
             raise CatalogError(f"unknown column: {msg}") from None
         raise CatalogError(msg) from None
+
+
+def _query_columns(query: exp.Expression, catalog) -> list[str] | None:
+    """A query's output column names, as its qualification expands them (None where it cannot)."""
+    try:
+        return list(qualify_statement(query, catalog).named_selects)
+    except FlockError:
+        return None
 
 
 def _schema_column(name: str) -> str:

@@ -27,22 +27,36 @@ from engine.errors import CatalogError, NotSupportedError
 from planner.rules.pivot_source import pivoted_item
 
 
-def rewrite_unpivot(ast: exp.Expression, columns_of) -> exp.Expression:
+def rewrite_unpivot(ast: exp.Expression, columns_of, query_columns=None) -> exp.Expression:
     """`ast` with every UNPIVOT written as a UNION ALL; columns_of(table name) lists a table's or
-    view's columns (None when the name is neither)."""
+    view's columns (None when the name is neither); query_columns(query) a query's output columns
+    (None where they cannot be known), for COLUMNS(…) and * over a CTE or a derived table."""
     if not any(isinstance(n, exp.Pivot) and n.args.get("unpivot") for n in ast.walk()):
         return ast
     ast = ast.copy()
+    with_ = ast.args.get("with_")
+
+    def source_columns(source: exp.Expression) -> list[str] | None:
+        """The columns of a CTE (by name) or a derived table, where query_columns can tell."""
+        if query_columns is None:
+            return None
+        if isinstance(source, exp.Subquery):
+            return query_columns(source.this.copy())
+        query = exp.select(exp.Star()).from_(exp.to_table(source.name))
+        if with_ is not None:
+            query.set("with_", with_.copy())
+        return query_columns(query)
+
     ctes = {c.alias_or_name.lower() for c in ast.find_all(exp.CTE)}
     if isinstance(ast, exp.Pivot):  # the statement form
-        union = _union(ast.this, ast, columns_of, ctes, statement=True)
+        union = _union(ast.this, ast, columns_of, ctes, statement=True, source_columns=source_columns)
         with_ = ast.args.get("with_")
         if with_ is not None:
             union.set("with_", with_.copy())
         return union
     for pivot in [n for n in ast.find_all(exp.Pivot) if n.args.get("unpivot")]:
         if isinstance(pivot.parent, exp.Subquery) and pivot.parent.this is pivot:  # (UNPIVOT t ON …)
-            pivot.replace(_union(pivot.this, pivot, columns_of, ctes, statement=True))
+            pivot.replace(_union(pivot.this, pivot, columns_of, ctes, statement=True, source_columns=source_columns))
             continue
         holder = pivoted_item(pivot, lambda name: None if name.lower() in ctes else columns_of(name))
         if not isinstance(holder, (exp.Table, exp.Subquery)):
@@ -51,33 +65,39 @@ def rewrite_unpivot(ast: exp.Expression, columns_of) -> exp.Expression:
         source = holder.copy()
         source.set("pivots", None)
         source.set("alias", None)
-        union = _union(source, pivot, columns_of, ctes, statement=False)
+        union = _union(source, pivot, columns_of, ctes, statement=False, source_columns=source_columns)
         if alias is None:
             alias = exp.TableAlias(this=exp.to_identifier(holder.name if isinstance(holder, exp.Table) else "__unpivot"))
         holder.replace(exp.Subquery(this=union, alias=alias))
     return ast
 
 
+def _parts(item: exp.Expression) -> list[exp.Expression]:
+    """An UNPIVOT entry's columns as written: a column, a pattern, or a tuple of them."""
+    body = item.this if isinstance(item, (exp.Alias, exp.PivotAlias)) else item
+    while isinstance(body, exp.Paren):
+        body = body.this
+    return list(body.expressions) if isinstance(body, exp.Tuple) else [body]
+
+
 def _entries(items: list[exp.Expression], columns: list[str] | None) -> list[tuple[str, list[str]]]:
     """The unpivoted entries, each its label (the NAME column's value) and its columns: a column as
     written (`c`, `c AS label`), a tuple of columns (`(c, d) AS label`, unlabelled `c_d` as DuckDB
-    names it); COLUMNS(…) and * EXCLUDE matched against the source's columns (those of a table or
-    view of the catalog)."""
+    names it); COLUMNS(…) and * EXCLUDE matched against the source's columns (a table's, a view's,
+    a CTE's or a derived table's)."""
     out = []
     for item in items:
         label = item.alias if isinstance(item, (exp.Alias, exp.PivotAlias)) else None
-        body = item.this if isinstance(item, (exp.Alias, exp.PivotAlias)) else item
-        while isinstance(body, exp.Paren):
-            body = body.this
-        parts = body.expressions if isinstance(body, exp.Tuple) else [body]
+        parts = _parts(item)
+        body = parts[0]
         if all(isinstance(c, (exp.Column, exp.Identifier)) and not isinstance(c.this, exp.Star) for c in parts):
             names = [c.name for c in parts]
             out.append((label or "_".join(names), names))
             continue
         pattern = body.this if isinstance(body, exp.Columns) else body
-        if columns is None or not isinstance(pattern, (exp.Star, exp.Literal)) or label is not None:
-            raise NotSupportedError("UNPIVOT ON COLUMNS(…), * or an expression over a CTE or a derived table: "
-                                    "name the columns")
+        if columns is None or not isinstance(pattern, (exp.Star, exp.Literal)) or label is not None or len(parts) > 1:
+            raise NotSupportedError("UNPIVOT ON an expression, a labelled or paired COLUMNS(…) or *, or one over a "
+                                    "query whose columns are not known before it runs: name the columns")
         if isinstance(pattern, exp.Star):
             excluded = {c.name.lower() for c in pattern.args.get("except_") or pattern.args.get("except") or []}
             out += [(c, [c]) for c in columns if c.lower() not in excluded]
@@ -91,13 +111,20 @@ def _entries(items: list[exp.Expression], columns: list[str] | None) -> list[tup
     return out
 
 
-def _union(source: exp.Expression, pivot: exp.Pivot, columns_of, ctes: set[str], statement: bool) -> exp.Expression:
+def _union(source: exp.Expression, pivot: exp.Pivot, columns_of, ctes: set[str], statement: bool,
+           source_columns) -> exp.Expression:
+    # Whether an item is a pattern (COLUMNS(…), * EXCLUDE) that needs the source's columns.
+    patterned = any(not all(isinstance(c, (exp.Column, exp.Identifier)) and not isinstance(c.this, exp.Star)
+                            for c in _parts(item))
+                    for item in (pivot.expressions if statement else
+                                 ((pivot.args.get("fields") or [exp.In()])[0].expressions or [])))
     if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
-        columns = None if source.name.lower() in ctes else columns_of(source.name)
-        if columns is None and source.name.lower() not in ctes:
+        cte = source.name.lower() in ctes
+        columns = (source_columns(source) if patterned else None) if cte else columns_of(source.name)
+        if columns is None and not cte:
             raise CatalogError(f"unknown table: {source.name}")
     elif isinstance(source, exp.Subquery):
-        columns = None
+        columns = source_columns(source) if patterned else None
         source = exp.Subquery(this=source.this.copy(), alias=exp.TableAlias(this=exp.to_identifier("__unpivoted")))
     else:
         raise NotSupportedError("UNPIVOT of a table function")
