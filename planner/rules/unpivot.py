@@ -80,32 +80,52 @@ def _parts(item: exp.Expression) -> list[exp.Expression]:
     return list(body.expressions) if isinstance(body, exp.Tuple) else [body]
 
 
-def _entries(items: list[exp.Expression], columns: list[str] | None) -> list[tuple[str, list[str]]]:
-    """The unpivoted entries, each its label (the NAME column's value) and its columns: a column as
-    written (`c`, `c AS label`), a tuple of columns (`(c, d) AS label`, unlabelled `c_d` as DuckDB
-    names it); COLUMNS(…) and * EXCLUDE matched against the source's columns (a table's, a view's,
-    a CTE's or a derived table's)."""
+def _is_pattern(part: exp.Expression) -> bool:
+    """COLUMNS(…) or * [EXCLUDE (…)]: names columns by the source's list."""
+    return isinstance(part, exp.Columns) or isinstance(part, exp.Star) or \
+        (isinstance(part, exp.Column) and isinstance(part.this, exp.Star))
+
+
+def _entries(items: list[exp.Expression], columns: list[str] | None) -> list[tuple[str, list[tuple[str, exp.Expression | None]]]]:
+    """The unpivoted entries, each its label (the NAME column's value) and its values, each the
+    column it unpivots and the expression over it (None: the column itself): a column as written
+    (`c`, `c AS label`), an expression of one column (`c * 2 AS label`, labelled by its column
+    unless given one), a tuple of them (`(c, d) AS label`, unlabelled `c_d` as DuckDB names it);
+    COLUMNS(…) and * EXCLUDE matched against the source's columns (a table's, a view's, a CTE's or
+    a derived table's)."""
     out = []
     for item in items:
         label = item.alias if isinstance(item, (exp.Alias, exp.PivotAlias)) else None
         parts = _parts(item)
-        body = parts[0]
-        if all(isinstance(c, (exp.Column, exp.Identifier)) and not isinstance(c.this, exp.Star) for c in parts):
-            names = [c.name for c in parts]
-            out.append((label or "_".join(names), names))
+        if not any(_is_pattern(p) for p in parts):
+            values = []
+            for part in parts:
+                if isinstance(part, (exp.Column, exp.Identifier)):
+                    values.append((part.name, None))
+                    continue
+                read = list(dict.fromkeys(c.name for c in part.find_all(exp.Column)))
+                if len(read) != 1:
+                    raise CatalogError(f'UNPIVOT clause must contain exactly one column - expression '
+                                       f'"{part.sql("duckdb")}" contains {len(read)}')
+                values.append((read[0], part))
+            out.append((label or "_".join(c for c, _ in values), values))
             continue
+        body = parts[0]
         pattern = body.this if isinstance(body, exp.Columns) else body
-        if columns is None or not isinstance(pattern, (exp.Star, exp.Literal)) or label is not None or len(parts) > 1:
-            raise NotSupportedError("UNPIVOT ON an expression, a labelled or paired COLUMNS(…) or *, or one over a "
-                                    "query whose columns are not known before it runs: name the columns")
-        if isinstance(pattern, exp.Star):
-            excluded = {c.name.lower() for c in pattern.args.get("except_") or pattern.args.get("except") or []}
-            out += [(c, [c]) for c in columns if c.lower() not in excluded]
-        else:
+        if columns is None or label is not None or len(parts) > 1:
+            raise NotSupportedError("UNPIVOT ON a labelled or paired COLUMNS(…) or *, or one over a query whose "
+                                    "columns are not known before it runs: name the columns")
+        if isinstance(pattern, (exp.Star, exp.Column)):
+            star = pattern.this if isinstance(pattern, exp.Column) else pattern
+            excluded = {c.name.lower() for c in star.args.get("except_") or star.args.get("except") or []}
+            out += [(c, [(c, None)]) for c in columns if c.lower() not in excluded]
+        elif isinstance(pattern, exp.Literal) and pattern.is_string:
             try:
-                out += [(c, [c]) for c in columns if re.search(pattern.this, c)]
+                out += [(c, [(c, None)]) for c in columns if re.search(pattern.this, c)]
             except re.error as e:
                 raise CatalogError(f"UNPIVOT ON COLUMNS: invalid regular expression {pattern.this!r}: {e}") from None
+        else:
+            raise NotSupportedError(f"UNPIVOT ON COLUMNS({pattern.sql('duckdb')}): give a regular expression or *")
     if not out:
         raise CatalogError("UNPIVOT ON names no column")
     return out
@@ -114,10 +134,9 @@ def _entries(items: list[exp.Expression], columns: list[str] | None) -> list[tup
 def _union(source: exp.Expression, pivot: exp.Pivot, columns_of, ctes: set[str], statement: bool,
            source_columns) -> exp.Expression:
     # Whether an item is a pattern (COLUMNS(…), * EXCLUDE) that needs the source's columns.
-    patterned = any(not all(isinstance(c, (exp.Column, exp.Identifier)) and not isinstance(c.this, exp.Star)
-                            for c in _parts(item))
-                    for item in (pivot.expressions if statement else
-                                 ((pivot.args.get("fields") or [exp.In()])[0].expressions or [])))
+    patterned = any(_is_pattern(p) for item in (pivot.expressions if statement else
+                                                ((pivot.args.get("fields") or [exp.In()])[0].expressions or []))
+                    for p in _parts(item))
     if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
         cte = source.name.lower() in ctes
         columns = (source_columns(source) if patterned else None) if cte else columns_of(source.name)
@@ -146,13 +165,13 @@ def _union(source: exp.Expression, pivot: exp.Pivot, columns_of, ctes: set[str],
             # DuckDB's words for either count.
             raise CatalogError(f"UNPIVOT value count mismatch - entry has {len(unpivoted)} values, "
                                f"but expected all entries to have {len(value_cols)} values")
-    every = [c for _, unpivoted in entries for c in unpivoted]
+    every = [c for _, unpivoted in entries for c, _ in unpivoted]
     if columns is not None:
         lowered = {c.lower(): c for c in columns}
         missing = [c for c in every if c.lower() not in lowered]
         if missing:
             raise CatalogError(f"unknown column: {missing[0]} (UNPIVOT of {source.name})")
-        entries = [(label, [lowered[c.lower()] for c in unpivoted]) for label, unpivoted in entries]
+        entries = [(label, [(lowered[c.lower()], e) for c, e in unpivoted]) for label, unpivoted in entries]
         gone = {c.lower() for c in every}
         keep = [exp.column(c, quoted=True) for c in columns if c.lower() not in gone]
     else:
@@ -160,13 +179,13 @@ def _union(source: exp.Expression, pivot: exp.Pivot, columns_of, ctes: set[str],
     include_nulls = bool(pivot.args.get("include_nulls"))
     parts = []
     for label, unpivoted in entries:
+        values = [e.copy() if e is not None else exp.column(c, quoted=True) for c, e in unpivoted]
         select = exp.select(*[k.copy() for k in keep],
                             exp.alias_(exp.Literal.string(label), name_col, quoted=True),
-                            *[exp.alias_(exp.column(c, quoted=True), v, quoted=True)
-                              for c, v in zip(unpivoted, value_cols)]).from_(source.copy())
+                            *[exp.alias_(e, v, quoted=True) for e, v in zip(values, value_cols)]).from_(source.copy())
         if not include_nulls:
             # DuckDB leaves out an entry's row where any of its values is NULL.
-            select = select.where(exp.and_(*[exp.column(c, quoted=True).is_(exp.null()).not_() for c in unpivoted]))
+            select = select.where(exp.and_(*[exp.Paren(this=e.copy()).is_(exp.null()).not_() for e in values]))
         parts.append(select)
     union = parts[0]
     for part in parts[1:]:
