@@ -631,9 +631,10 @@ def _merge(session, stmt, params, token, lane, table) -> pa.Table:
     the source's columns by position), DELETE or DO NOTHING; each source row that matches no target
     row takes the first WHEN NOT MATCHED [BY TARGET] clause that holds: INSERT [(columns)] VALUES
     (…), `INSERT *` or bare INSERT (the source's columns by position), or DO NOTHING. The table's
-    next version is built at once. A target row that several source rows match is refused before
-    anything is written (DuckDB applies one of them, whichever it meets first), unless every match
-    deletes it. Returns DuckDB's count: matches updated or deleted, rows inserted."""
+    next version is built at once. Where a WHEN MATCHED clause may act, a target row that several
+    source rows match is refused before anything is written (DuckDB applies one of them, whichever
+    it meets first), unless every match deletes it. Returns DuckDB's count: matches updated or
+    deleted, rows inserted."""
     ast = stmt.query
     if ast.args.get("returning"):
         raise NotSupportedError("MERGE … RETURNING")
@@ -650,14 +651,22 @@ def _merge(session, stmt, params, token, lane, table) -> pa.Table:
     names, types = table.schema.names, _types(session, table.schema)
     source_columns = _lazy(lambda: [f"{_quote(src)}.{_quote(c)}" for c in session.result_schema(source_sql, params).names])
     flag = f"{_quote(src)}.{MATCHED_FLAG}"
-    joined = f"FROM {target} LEFT JOIN (SELECT *, TRUE AS {MATCHED_FLAG} FROM ({source_sql})) AS {_quote(src)} ON {on}"
+    if any(w.args.get("matched") for w in whens):
+        # A row of the target meets each source row it matches (several are refused below).
+        joined = f"FROM {target} LEFT JOIN (SELECT *, TRUE AS {MATCHED_FLAG} FROM ({source_sql})) AS {_quote(src)} ON {on}"
+        is_matched, is_unmatched = f"{flag} IS TRUE", f"{flag} IS NULL"
+    else:
+        # Only whether it matches any: each row of the target once, however many source rows match it.
+        joined = f"FROM {target}"
+        is_matched = f"EXISTS (SELECT 1 FROM ({source_sql}) AS {_quote(src)} WHERE {on})"
+        is_unmatched = f"NOT {is_matched}"
 
     # The target's side: (predicate, action, column values) per clause, in the order written.
     on_target, matched = [], []
     for when in whens:
         if not when.args.get("matched") and not when.args.get("source"):
             continue
-        predicate = f"{flag} IS TRUE" if when.args.get("matched") else f"{flag} IS NULL"
+        predicate = is_matched if when.args.get("matched") else is_unmatched
         if when.args.get("condition"):
             predicate += f" AND ({when.args['condition'].sql('duckdb')})"
         action, sets = _merge_target_action(when.args["then"], table, names, source_columns)
@@ -666,7 +675,7 @@ def _merge(session, stmt, params, token, lane, table) -> pa.Table:
         on_target.append((predicate, action, values))
         if when.args.get("matched"):
             matched.append((predicate, action))
-    if matched and matched[0] != (f"{flag} IS TRUE", "delete"):
+    if matched and matched[0] != (is_matched, "delete"):
         # Which source row would act on a row several match is not defined: refused, not guessed.
         pairs = _query(session, f"SELECT count(*) FROM {target} JOIN ({source_sql}) AS {_quote(src)} ON {on}",
                        params, token, lane).column(0)[0].as_py()

@@ -169,6 +169,10 @@ WRITES = [
     "MERGE INTO t USING (SELECT k + 500000 AS k, 'again' AS name, 1.0 AS price FROM s) AS x ON x.k = t.k "
     "WHEN MATCHED AND t.name = 'odd' THEN DELETE WHEN MATCHED THEN UPDATE SET * "
     "WHEN NOT MATCHED BY SOURCE AND t.k < 3 THEN DELETE",
+    # Without a WHEN MATCHED clause a target row stays one row however many source rows match it
+    # (here every row whose key is a multiple of 97, twice; it was kept once per match).
+    "MERGE INTO t USING (SELECT k FROM t WHERE k % 97 = 0 UNION ALL SELECT k FROM t WHERE k % 97 = 0) AS x ON x.k = t.k "
+    "WHEN NOT MATCHED BY SOURCE AND t.k > 500000 THEN DELETE WHEN NOT MATCHED THEN INSERT (k) VALUES (x.k)",
     # UPDATE … FROM several tables and joins: their columns kept apart (both have a key column).
     "UPDATE t SET name = n.n_name || '/' || r_name, price = r.r_regionkey FROM nation n JOIN region r "
     "ON n.n_regionkey = r.r_regionkey WHERE t.k = n.n_nationkey + 100",
