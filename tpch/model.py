@@ -128,7 +128,7 @@ def plan(sql: str, catalog, params: CostParams, nranks: int) -> tuple[PhysicalPl
     """The physical plan engine/session.py's `_plan_query` makes for sql (without running it)."""
     ast = parse(sql)
     est = Estimator(catalog)
-    query = run_rules(Builder(catalog, est).build(qualify_statement(ast, catalog), original=ast))
+    query = run_rules(Builder(catalog, est, params).build(qualify_statement(ast, catalog), original=ast), estimator=est)
     query = copartition(query, catalog, nranks)
     return PhysicalPlanner(est, params, nranks).plan(query), est
 
