@@ -15,8 +15,10 @@ the rows are grouped by every other column (DuckDB's rule).
 
 Several ON expressions (`ON c, d`) make a column per combination of their values, every value of
 each with every value of the others (`a_x`, `a_y`, …), as DuckDB makes them; an ON expression may
-be any expression (`ON upper(c)`, `ON x > 20`). The source may be a table, a view, a CTE or a
-derived table; where its columns are not the catalog's (a CTE, a derived table), "every other
+be any expression (`ON upper(c)`, `ON x > 20`). The standard form's GROUP BY sits inside its
+parentheses: `PIVOT (sum(x) FOR c IN (1, 2) GROUP BY g)`. The source may be a table, a view, a CTE,
+a derived table or a join chain (planner/rules/pivot_source.py); where its columns are not the
+catalog's (a CTE, a derived table), "every other
 column" is `* EXCLUDE (…)` with GROUP BY ALL, expanded when the statement is qualified. An IN
 list's constants are named by their text, as DuckDB casts them (`-2`, `3.5`, a date).
 """

@@ -12,10 +12,12 @@ value is NULL left out, unless INCLUDE NULLS):
     UNION ALL SELECT k, 'c2' AS n, c2 AS v FROM t WHERE c2 IS NOT NULL
 
 so each part is a plain distributed scan and the union needs no exchange. `ON COLUMNS(* EXCLUDE
-(…))`, `ON * EXCLUDE (…)` and `ON COLUMNS('regex')` name the columns of a table or view of the
-catalog. Over a CTE or a derived table, whose columns the statement itself defines, the other
-columns are `* EXCLUDE (c1, c2)`, expanded when the statement is qualified, and the unpivoted
-columns must be named.
+(…))`, `ON * EXCLUDE (…)` and `ON COLUMNS('regex')` name the columns of the source: a table's or
+view's from the catalog, a CTE's or derived table's from the planner's qualification of it. Over a
+CTE or a derived table whose unpivoted columns are named, the other columns are `* EXCLUDE (c1,
+c2)`, expanded when the statement is qualified. An entry may be an expression of one column
+(`ON jan * 2 AS j2`), or a tuple of columns for several value columns (`ON (a, b) AS x, (c, d)
+INTO NAME n VALUE v, w`).
 """
 from __future__ import annotations
 
