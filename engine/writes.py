@@ -39,9 +39,8 @@ INGEST_ROW_GROUP_ROWS = 122_880
 def classify_write(ast: exp.Expression, sql: str, catalog=None) -> Statement | None:
     """The Statement of a write, or None when `ast` is not one."""
     if isinstance(ast, exp.Insert):
-        if any(ast.args.get(k) for k in ("alternative", "overwrite", "conflict", "by_name", "where",
-                                         "partition", "default")):
-            raise NotSupportedError("INSERT OR REPLACE / OR IGNORE / ON CONFLICT / BY NAME / DEFAULT VALUES")
+        if any(ast.args.get(k) for k in ("alternative", "overwrite", "conflict", "where", "partition")):
+            raise NotSupportedError("INSERT OR REPLACE / OR IGNORE / ON CONFLICT (tables hold no keys)")
         _check_returning(ast)
         target = ast.this.this if isinstance(ast.this, exp.Schema) else ast.this
         return Statement("insert", ast, name=_table_name(target), sql=sql)
@@ -379,9 +378,17 @@ def _insert(session, stmt, params, token, lane, table) -> pa.Table:
     ast = stmt.query
     columns = [c.name for c in ast.this.expressions] if isinstance(ast.this, exp.Schema) else None
     source = ast.expression
-    if source is None:
-        raise NotSupportedError("INSERT … DEFAULT VALUES")
+    if source is None:  # DEFAULT VALUES: no column has a default but NULL
+        source, columns = exp.select(exp.null()), [table.schema.names[0]]
     source_sql = source.sql("duckdb")
+    if ast.args.get("by_name"):
+        # BY NAME: the source's columns go to the table's columns of their names (any case).
+        lowered = {n.lower(): n for n in table.schema.names}
+        given = session.result_schema(source_sql, params).names
+        unknown = [c for c in given if c.lower() not in lowered]
+        if unknown:
+            raise CatalogError(f'Table "{table.name}" does not have a column with name "{unknown[0]}"')
+        columns = [lowered[c.lower()] for c in given]
     width = len(source.expressions[0].expressions) if isinstance(source, exp.Values) else \
         len(session.result_schema(source_sql, params))
     query = _conform_select(session, table, source_sql, columns, width)

@@ -176,6 +176,9 @@ WRITES = [
     # UPDATE … FROM several tables and joins: their columns kept apart (both have a key column).
     "UPDATE t SET name = n.n_name || '/' || r_name, price = r.r_regionkey FROM nation n JOIN region r "
     "ON n.n_regionkey = r.r_regionkey WHERE t.k = n.n_nationkey + 100",
+    "INSERT INTO t BY NAME SELECT n_name AS name, n_nationkey + 900 AS k FROM nation WHERE n_regionkey = 4",
+    "INSERT INTO t DEFAULT VALUES",  # NOT NULL k: an error, as in DuckDB
+    "INSERT INTO v DEFAULT VALUES",
     "UPDATE t AS d SET price = x.k * 10 + r.r_regionkey FROM (SELECT n_nationkey AS k, n_regionkey AS rk FROM "
     "nation) AS x, region r WHERE x.rk = r.r_regionkey AND d.k = x.k + 100 AND r.r_name <> 'ASIA'",
 ]
