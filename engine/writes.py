@@ -574,6 +574,18 @@ def _create_empty(session, stmt) -> pa.Table:
 def empty_table_schema(create: exp.Create) -> pa.Schema:
     """The Arrow schema of `CREATE TABLE t (columns)`, as DuckDB types it (NOT NULL kept)."""
     schema_node = create.this
+    for item in schema_node.expressions:
+        kinds = [c.args.get("kind") for c in item.args.get("constraints") or []] if isinstance(item, exp.ColumnDef) \
+            else [item]
+        for kind in kinds:
+            # What the table would have to do on every write, which a Parquet table does not: refused
+            # by name, never a column left NULL or a row let in that DuckDB would compute or refuse.
+            # (PRIMARY KEY and UNIQUE are kept as NOT NULL only; their uniqueness is not checked.)
+            what = {exp.DefaultColumnConstraint: "a column DEFAULT", exp.ComputedColumnConstraint: "a generated column",
+                    exp.GeneratedAsIdentityColumnConstraint: "an identity column",
+                    exp.CheckColumnConstraint: "a CHECK constraint"}.get(type(kind))
+            if what is not None:
+                raise NotSupportedError(f"CREATE TABLE with {what}")
     # A temporary table: private to this cursor's connection, gone when it closes.
     bare = exp.Create(this=exp.Schema(this=exp.to_table("t"), expressions=schema_node.expressions),
                       kind="TABLE", properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
