@@ -165,6 +165,11 @@ def run_query_lists(lists: list[QueryList | tuple[str, list[str]]], ranks: int, 
              for ql in lists for sql in ql.queries]
     # Where each list's items end in `items`: a crash fails its list up to there.
     list_ends = list(itertools.accumulate(len(ql.queries) for ql in lists))
+    # What killed flocks left in these folders (their temporary tables, half-made writes), as a
+    # server's start removes them: a batch killed mid-run left WITH RECURSIVE's tables behind.
+    from engine.leftovers import clean_leftovers
+    for data_dir in dict.fromkeys(item[0] for item in items):
+        clean_leftovers(data_dir)
     if ranks == 1 and not isolated:
         from engine.session import Session
         from executors.comm import LocalComm

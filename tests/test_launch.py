@@ -207,6 +207,20 @@ def dead_pid() -> int:
     return proc.pid
 
 
+def test_a_batch_run_removes_a_dead_flocks_temporary_tables_too(tmp_path):
+    """The batch runner (benchmarks, tests, the fuzzer) starts flocks as a server does: a batch killed
+    mid-run once left WITH RECURSIVE's tables in the fuzzer's folder, which later runs listed."""
+    from engine.batch import run_queries
+    data = copy_data(tmp_path / "data")
+    stale, live = data / f"rec_even{TEMP_MARK}{temp_tag(dead_pid())}", data / f"mine{TEMP_MARK}{temp_tag()}"
+    for folder in (stale, live):
+        folder.mkdir()
+        (folder / "part-00000.parquet").write_bytes(b"x")
+    got = run_queries(str(data), ["SELECT count(*) FROM nation"], 2, timeout_s=120)
+    assert got[0].error is None and got[0].table.column(0)[0].as_py() == 25
+    assert not stale.exists() and live.exists()
+
+
 def test_leftovers_of_dead_flocks_are_cleaned_at_start(tmp_path, monkeypatch):
     temp = tmp_path / "temp"
     temp.mkdir()
