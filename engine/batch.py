@@ -169,7 +169,8 @@ def run_query_lists(lists: list[QueryList | tuple[str, list[str]]], ranks: int, 
     # server's start removes them: a batch killed mid-run left WITH RECURSIVE's tables behind.
     from engine.leftovers import clean_leftovers
     for data_dir in dict.fromkeys(item[0] for item in items):
-        clean_leftovers(data_dir)
+        if Path(data_dir).is_dir():  # a missing folder is the Session's error to give
+            clean_leftovers(data_dir)
     if ranks == 1 and not isolated:
         from engine.session import Session
         from executors.comm import LocalComm
