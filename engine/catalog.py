@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from engine import leftovers
+from engine.constraints import NONE as NO_CONSTRAINTS, TableConstraints, from_metadata, with_constraints
 from engine.errors import CatalogError
 
 VIEWS_FILE = "_flocksql_views.json"
@@ -84,9 +85,16 @@ class Table:
     hive: bool = False
     data: object = field(default=None, hash=False, compare=False)  # pa.Table of a virtual table
     token: str = ""  # tells one build of a virtual table from another (scan caches key on it)
+    # PRIMARY KEY, UNIQUE, CHECK and DEFAULTs, carried in the files' schema metadata (engine/constraints.py).
+    constraints: TableConstraints = field(default=NO_CONSTRAINTS, hash=False, compare=False)
 
     def column(self, name: str) -> ColumnStats | None:
         return self.columns.get(name)
+
+    @property
+    def write_schema(self) -> pa.Schema:
+        """The schema a write's new files are made in: the columns and the constraints."""
+        return with_constraints(self.schema, self.constraints)
 
     @property
     def by_file(self) -> bool:
@@ -214,6 +222,7 @@ def load_table(name: str, files: list[str], distinct: dict | None = None, sample
         raise CatalogError(f"table {name}: no Parquet files")
     metas, groups = [], []
     schema = None
+    constraints = NO_CONSTRAINTS
     for f in files:
         try:
             pf = pq.ParquetFile(f)
@@ -222,6 +231,7 @@ def load_table(name: str, files: list[str], distinct: dict | None = None, sample
         meta = pf.metadata
         metas.append(meta)
         schema = _merge_schema(name, f, schema, plain_schema(pf.schema_arrow))  # drops field metadata
+        constraints = constraints or from_metadata(pf.schema_arrow.metadata)
         for g in range(meta.num_row_groups):
             groups.append(RowGroup(f, g, meta.row_group(g).num_rows))
     rows = sum(g.num_rows for g in groups)
@@ -239,7 +249,7 @@ def load_table(name: str, files: list[str], distinct: dict | None = None, sample
             ranges = _clustered_ranges(metas, fld.name)
             if ranges is not None:
                 clustered[fld.name] = ranges
-    return Table(name, tuple(files), tuple(groups), schema, rows, cols, clustered)
+    return Table(name, tuple(files), tuple(groups), schema, rows, cols, clustered, constraints=constraints)
 
 
 def _with_distinct(cols: dict, distinct: dict | None, rows: int) -> dict:

@@ -188,7 +188,7 @@ def describe_names(session, sql: str, client: cs.ClientSession | None = None) ->
 def cursor_sync(session) -> None:
     """The mirror brought up to date (temporary tables are their sessions' own: see track_temp)."""
     catalog = session.catalog
-    session.system.sync({n: catalog.table_schema(n) for n in catalog.table_names() if not is_temp_name(n)},
+    session.system.sync({n: catalog.table(n).write_schema for n in catalog.table_names() if not is_temp_name(n)},
                         {n: v for n, v in catalog.views.items() if not is_temp_name(n)}, list(catalog.schemas))
 
 

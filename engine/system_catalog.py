@@ -21,6 +21,7 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
+from engine.constraints import from_metadata
 from engine.errors import CatalogError, ExecutionError, NotSupportedError
 
 log = logging.getLogger("flocksql")
@@ -80,7 +81,8 @@ class SystemCatalog:
     def sync(self, tables: dict[str, pa.Schema], views: dict[str, str], schemas: list[str] = ("main",)) -> None:
         """Mirror these schemas, tables (name -> schema) and views (name -> SQL), if they changed;
         `s.t` names table t of schema s."""
-        signature = (tuple((n, s.to_string()) for n, s in sorted(tables.items())), tuple(sorted(views.items())),
+        signature = (tuple((n, s.to_string(), str(s.metadata)) for n, s in sorted(tables.items())),
+                     tuple(sorted(views.items())),
                      tuple(schemas))
         with self._lock:
             if signature == self._signature:
@@ -120,10 +122,18 @@ class SystemCatalog:
             self._version += 1
 
     def _create_table(self, name: str, schema: pa.Schema) -> None:
+        """A table of these columns, NOT NULL and the constraints in the schema's metadata
+        (engine/constraints.py) included, so DESCRIBE and duckdb_constraints() show them."""
         view = f"{_PREFIX}{self._version}"
         self.con.register(view, schema.empty_table())
         try:
-            self.con.execute(f'CREATE TABLE {qualified(name)} AS SELECT * FROM "{view}"')
+            constraints = from_metadata(schema.metadata)
+            if constraints:
+                types = self.con.execute(f'SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM "{view}")') \
+                    .fetchall()
+                self.con.execute(f"CREATE TABLE {qualified(name)} ({constraints.table_elements(types)})")
+            else:
+                self.con.execute(f'CREATE TABLE {qualified(name)} AS SELECT * FROM "{view}"')
         finally:
             self.con.unregister(view)
         for field in schema:

@@ -24,6 +24,7 @@ import sqlglot
 from sqlglot import exp
 
 from engine.catalog import DATABASE, SCHEMA, SCHEMA_MARKER
+from engine.constraints import enforce, from_create, with_constraints
 from engine.errors import CatalogError, ExecutionError, NotSupportedError, PlanError
 from engine.leftovers import owner_tag
 from executors.scratch import scratch_cursor
@@ -32,6 +33,8 @@ from planner.qualify import Statement, bind_params, object_name
 # A file beside the parts a write's ranks make, holding the Arrow schema they write in.
 PART_SCHEMA_FILE = "_schema.arrows"
 KINDS = ("insert", "update", "delete", "merge", "create_empty_table", "rename", "create_schema", "drop_schema")
+# The column that holds a row's place among the rows an INSERT … ON CONFLICT gives.
+POSITION = "__flocksql_position"
 # Rows per row group of ingested data: ranks split a file by row groups.
 INGEST_ROW_GROUP_ROWS = 122_880
 
@@ -39,9 +42,12 @@ INGEST_ROW_GROUP_ROWS = 122_880
 def classify_write(ast: exp.Expression, sql: str, catalog=None) -> Statement | None:
     """The Statement of a write, or None when `ast` is not one."""
     if isinstance(ast, exp.Insert):
-        if any(ast.args.get(k) for k in ("alternative", "overwrite", "conflict", "where", "partition")):
-            raise NotSupportedError("INSERT OR REPLACE / OR IGNORE / ON CONFLICT (tables hold no keys)")
+        if any(ast.args.get(k) for k in ("overwrite", "where", "partition")) or \
+                (ast.args.get("alternative") or "").lower() not in ("", "replace", "ignore"):
+            raise NotSupportedError(f"INSERT {ast.args.get('alternative') or 'OVERWRITE'}")
         _check_returning(ast)
+        if ast.args.get("returning") and _on_conflict_action(ast) == "update":
+            raise NotSupportedError("INSERT … ON CONFLICT DO UPDATE … RETURNING (and INSERT OR REPLACE … RETURNING)")
         target = ast.this.this if isinstance(ast.this, exp.Schema) else ast.this
         return Statement("insert", ast, name=_table_name(target), sql=sql)
     if isinstance(ast, exp.Merge):
@@ -356,8 +362,10 @@ def session_parse(sql: str) -> exp.Expression:
     return parse(sql)
 
 
-def _conform_select(session, table, source_sql: str, columns: list[str] | None, source_width: int) -> str:
-    """SELECT over `source_sql` that gives the table's columns in its types (missing ones NULL)."""
+def _conform_select(session, table, source_sql: str, columns: list[str] | None, source_width: int,
+                    positioned: bool = False) -> str:
+    """SELECT over `source_sql` that gives the table's columns in its types (missing ones their
+    default). positioned: the source has one more column, kept as POSITION."""
     names = table.schema.names
     types = _types(session, table.schema)
     columns = columns or names
@@ -369,17 +377,53 @@ def _conform_select(session, table, source_sql: str, columns: list[str] | None, 
     src = [f"c{i}" for i in range(source_width)]
     items = []
     for name, sql_type in zip(names, types):
-        value = src[columns.index(name)] if name in columns else "NULL"
+        value = src[columns.index(name)] if name in columns else _default_sql(table, name)
         items.append(f"CAST({value} AS {sql_type}) AS {_quote(name)}")
+    if positioned:
+        src.append(POSITION)
+        items.append(POSITION)
     return f"SELECT {', '.join(items)} FROM ({source_sql}) AS __flocksql_source({', '.join(src)})"
 
 
 def _insert(session, stmt, params, token, lane, table) -> pa.Table:
-    ast = stmt.query
+    action = _on_conflict_action(stmt.query)
+    if action is not None:
+        from engine import on_conflict  # (it builds on this module's INSERT and MERGE)
+        return on_conflict.insert(session, stmt, params, token, lane, table, action)
+    return _append(session, stmt.query, table, _insert_source(session, stmt.query, params, table)[0], params, token,
+                   lane)
+
+
+def _on_conflict_action(ast: exp.Insert) -> str | None:
+    """What an INSERT does with a row whose key the table holds: 'nothing', 'update' or None (fail)."""
+    alternative = (ast.args.get("alternative") or "").lower()
+    if alternative:
+        return {"ignore": "nothing", "replace": "update"}[alternative]
+    conflict = ast.args.get("conflict")
+    if conflict is None:
+        return None
+    action = conflict.args.get("action")
+    words = action.name.upper() if action is not None else ""
+    if conflict.args.get("duplicate") or conflict.args.get("constraint") or words not in ("DO NOTHING", "DO UPDATE"):
+        raise NotSupportedError(f"INSERT … {conflict.sql('duckdb')}")
+    return "nothing" if words == "DO NOTHING" else "update"
+
+
+def _insert_source(session, ast: exp.Insert, params, table, positioned: bool = False) -> tuple[str, list[str]]:
+    """A SELECT of the rows an INSERT gives, in the table's columns and types (defaults where the
+    INSERT names no value), and the columns it names. positioned: with a column POSITION, each
+    row's place in VALUES (0 for the rows of a query, whose order is not defined)."""
     columns = [c.name for c in ast.this.expressions] if isinstance(ast.this, exp.Schema) else None
     source = ast.expression
-    if source is None:  # DEFAULT VALUES: no column has a default but NULL
-        source, columns = exp.select(exp.null()), [table.schema.names[0]]
+    if source is None:  # DEFAULT VALUES: every column its default
+        first = table.schema.names[0]
+        source, columns = exp.select(sqlglot.parse_one(_default_sql(table, first), read="duckdb")), [first]
+    elif isinstance(source, exp.Values):
+        source = _values_with_defaults(source, table, columns or table.schema.names)
+    if positioned and isinstance(source, exp.Values):
+        source = source.copy()
+        for i, row in enumerate(source.expressions):
+            row.append("expressions", exp.Literal.number(i))
     source_sql = source.sql("duckdb")
     if ast.args.get("by_name"):
         # BY NAME: the source's columns go to the table's columns of their names (any case).
@@ -389,17 +433,49 @@ def _insert(session, stmt, params, token, lane, table) -> pa.Table:
         if unknown:
             raise CatalogError(f'Table "{table.name}" does not have a column with name "{unknown[0]}"')
         columns = [lowered[c.lower()] for c in given]
-    width = len(source.expressions[0].expressions) if isinstance(source, exp.Values) else \
-        len(session.result_schema(source_sql, params))
-    query = _conform_select(session, table, source_sql, columns, width)
-    parts, rows = _write_query(session, query, params, token, lane, table.schema)
+    named = [] if ast.expression is None else columns or table.schema.names
+    if isinstance(source, exp.Values):
+        width = len(source.expressions[0].expressions) - (1 if positioned else 0)
+        return _conform_select(session, table, source_sql, columns, width, positioned), named
+    query = _conform_select(session, table, source_sql, columns, len(session.result_schema(source_sql, params)))
+    return (f"SELECT *, 0 AS {POSITION} FROM ({query})" if positioned else query), named
+
+
+def _append(session, ast: exp.Insert, table, query: str, params, token, lane) -> pa.Table:
+    """Adds the rows of `query` (in the table's columns) to the table: its count, or RETURNING's rows."""
+    parts, rows = _write_query(session, query, params, token, lane, table.write_schema)
     try:
         _check_nulls(table, parts)
+        enforce(table.name, table.constraints, table.files, sorted(parts.glob("*.parquet")))
         returned = _returned(ast, table, _read_parts(table, parts)) if ast.args.get("returning") else None
         _new_version(session, table.name, table.files, parts)
     finally:
         shutil.rmtree(parts, ignore_errors=True)
     return _count(rows) if returned is None else returned
+
+
+def _default_sql(table, column: str) -> str:
+    """The value a row takes in `column` where a write gives none: its DEFAULT, else NULL."""
+    return table.constraints.default(column) or "NULL"
+
+
+def _is_default(node: exp.Expression) -> bool:
+    """The keyword DEFAULT where a value goes (sqlglot reads it as a name)."""
+    if isinstance(node, exp.Column):
+        return not node.table and not node.this.args.get("quoted") and node.name.upper() == "DEFAULT"
+    return isinstance(node, exp.Var) and node.name.upper() == "DEFAULT"
+
+
+def _values_with_defaults(values: exp.Values, table, columns: list[str]) -> exp.Values:
+    """VALUES with each DEFAULT replaced by its column's default."""
+    if not any(_is_default(v) for row in values.expressions for v in row.expressions):
+        return values
+    values = values.copy()
+    for row in values.expressions:
+        for i, v in enumerate(row.expressions):
+            if _is_default(v) and i < len(columns):
+                v.replace(sqlglot.parse_one(_default_sql(table, columns[i]), read="duckdb"))
+    return values
 
 
 def _read_parts(table, parts: Path) -> pa.Table:
@@ -461,19 +537,19 @@ def _delete_rows(session, stmt, params, token, lane, table) -> pa.Table:
         sources = ", ".join(u.sql("duckdb") for u in using)
         rows = _rewrite(session, table, f"SELECT {_quote(alias)}.* FROM {_quote(table.name)} AS {_quote(alias)} "
                                         f"WHERE NOT EXISTS (SELECT 1 FROM {sources} WHERE {cond or 'TRUE'})",
-                        params, token, lane)
+                        params, token, lane, check=False)
         return _count(before - rows)
     if cond is None:
         empty = session.catalog.data_dir / f".tmp-parts-{owner_tag()}-{uuid.uuid4().hex[:8]}"
         empty.mkdir()
-        pq.write_table(table.schema.empty_table(), empty / "part-00000.parquet")
+        pq.write_table(table.write_schema.empty_table(), empty / "part-00000.parquet")
         try:
             _new_version(session, table.name, (), empty)
         finally:
             shutil.rmtree(empty, ignore_errors=True)
         return _count(before)
     rows = _rewrite(session, table, f"SELECT * FROM {_quote(table.name)} WHERE ({cond}) IS NOT TRUE", params, token,
-                    lane)
+                    lane, check=False)
     return _count(before - rows)
 
 
@@ -485,7 +561,7 @@ def _update(session, stmt, params, token, lane, table) -> pa.Table:
         column = eq.this.name
         if column not in table.schema.names:
             raise CatalogError(f"table {table.name} has no column {column}")
-        assignments[column] = eq.expression.sql("duckdb")
+        assignments[column] = _default_sql(table, column) if _is_default(eq.expression) else eq.expression.sql("duckdb")
     types = _types(session, table.schema)
     target = f"{_quote(table.name)} AS {_quote(ast.this.alias_or_name)}"
     items = []
@@ -510,12 +586,15 @@ def _update(session, stmt, params, token, lane, table) -> pa.Table:
     return _count(count)
 
 
-def _rewrite(session, table, sql: str, params, token, lane) -> int:
-    """The table's next version is the result of `sql` (every rank writes its part): its rows."""
-    parts, rows = _write_query(session, sql, params, token, lane, table.schema)
+def _rewrite(session, table, sql: str, params, token, lane, check: bool = True) -> int:
+    """The table's next version is the result of `sql` (every rank writes its part): its rows.
+    check=False: rows only go (a DELETE), so the keys and CHECKs still hold."""
+    parts, rows = _write_query(session, sql, params, token, lane, table.write_schema)
     try:
         _ensure_file(table, parts)
         _check_nulls(table, parts)
+        if check:
+            enforce(table.name, table.constraints, (), sorted(parts.glob("*.parquet")))
         _new_version(session, table.name, (), parts)
     finally:
         shutil.rmtree(parts, ignore_errors=True)
@@ -524,7 +603,7 @@ def _rewrite(session, table, sql: str, params, token, lane) -> int:
 
 def _ensure_file(table, parts: Path) -> None:
     if not any(parts.glob("*.parquet")):
-        pq.write_table(table.schema.empty_table(), parts / "part-00000.parquet")
+        pq.write_table(table.write_schema.empty_table(), parts / "part-00000.parquet")
 
 
 def _rename(session, stmt) -> pa.Table:
@@ -572,18 +651,16 @@ def _create_empty(session, stmt) -> pa.Table:
 
 
 def empty_table_schema(create: exp.Create) -> pa.Schema:
-    """The Arrow schema of `CREATE TABLE t (columns)`, as DuckDB types it (NOT NULL kept)."""
+    """The Arrow schema of `CREATE TABLE t (columns)`, as DuckDB types it (NOT NULL kept), with the
+    table's keys, CHECKs and DEFAULTs in its metadata (engine/constraints.py)."""
     schema_node = create.this
     for item in schema_node.expressions:
         kinds = [c.args.get("kind") for c in item.args.get("constraints") or []] if isinstance(item, exp.ColumnDef) \
             else [item]
         for kind in kinds:
-            # What the table would have to do on every write, which a Parquet table does not: refused
-            # by name, never a column left NULL or a row let in that DuckDB would compute or refuse.
-            # (PRIMARY KEY and UNIQUE are kept as NOT NULL only; their uniqueness is not checked.)
-            what = {exp.DefaultColumnConstraint: "a column DEFAULT", exp.ComputedColumnConstraint: "a generated column",
-                    exp.GeneratedAsIdentityColumnConstraint: "an identity column",
-                    exp.CheckColumnConstraint: "a CHECK constraint"}.get(type(kind))
+            # A column computed from others on every read: refused by name, never a column left NULL.
+            what = {exp.ComputedColumnConstraint: "a generated column",
+                    exp.GeneratedAsIdentityColumnConstraint: "a generated or identity column"}.get(type(kind))
             if what is not None:
                 raise NotSupportedError(f"CREATE TABLE with {what}")
     # A temporary table: private to this cursor's connection, gone when it closes.
@@ -599,7 +676,8 @@ def empty_table_schema(create: exp.Create) -> pa.Schema:
         raise ExecutionError(str(e).splitlines()[0]) from None
     finally:
         con.close()
-    return pa.schema([pa.field(f.name, f.type, nullable[f.name]) for f in arrow])
+    schema = pa.schema([pa.field(f.name, f.type, nullable[f.name]) for f in arrow])
+    return with_constraints(schema, from_create(schema_node, schema.names))
 
 
 def ingest(session, name: str, data: pa.Table, if_not_exist: int, if_exists: int, token, lane) -> int:
@@ -625,6 +703,8 @@ def ingest(session, name: str, data: pa.Table, if_not_exist: int, if_exists: int
             data = _conform_arrow(table, data)
             keep = table.files
         pq.write_table(data, parts / "part-00000.parquet", row_group_size=INGEST_ROW_GROUP_ROWS)
+        if keep:
+            enforce(name, table.constraints, keep, [parts / "part-00000.parquet"])
         _new_version(session, name, keep, parts)
     finally:
         shutil.rmtree(parts, ignore_errors=True)
@@ -635,9 +715,14 @@ def _conform_arrow(table, data: pa.Table) -> pa.Table:
     if data.schema.names != table.schema.names:
         raise CatalogError(f"table {table.name} has columns {table.schema.names}, the data {data.schema.names}")
     try:
-        return data.cast(pa.schema([pa.field(f.name, f.type, True) for f in table.schema]))
+        data = data.cast(pa.schema([pa.field(f.name, f.type, True) for f in table.schema]))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
         raise ExecutionError(f"the data does not fit table {table.name}: {e}") from None
+    for column, f in zip(data.columns, table.schema):
+        if not f.nullable and column.null_count:
+            raise ExecutionError(f"NOT NULL constraint failed: {table.name}.{f.name}")
+    # In the table's own schema (NOT NULL and constraints kept: the catalog reads them from the files).
+    return pa.Table.from_arrays(data.columns, schema=table.write_schema)
 
 
 MATCHED_FLAG = "__flocksql_matched"
@@ -768,7 +853,8 @@ def _merge_target_action(then: exp.Expression, table, names: list[str], source_c
             raise CatalogError(f"Data provided for UPDATE did not match column count in table - expected "
                                f"{len(names)} columns but got {len(values)}")
         return "update", dict(zip(names, values))
-    sets = {eq.this.name: eq.expression.sql("duckdb") for eq in items}
+    sets = {eq.this.name: _default_sql(table, eq.this.name) if _is_default(eq.expression) else eq.expression.sql("duckdb")
+            for eq in items}
     unknown = [c for c in sets if c not in names]
     if unknown:
         raise CatalogError(f"table {table.name} has no column {unknown[0]}")
@@ -783,7 +869,8 @@ def _merge_inserted(then: exp.Expression, table, names: list[str], types: list[s
         raise NotSupportedError(f"MERGE … WHEN NOT MATCHED THEN {then.sql('duckdb')}")
     if isinstance(then.expression, exp.Tuple):
         columns = [c.name for c in then.this.expressions] if isinstance(then.this, exp.Tuple) else names
-        values = [v.sql("duckdb") for v in then.expression.expressions]
+        values = [_default_sql(table, columns[i]) if _is_default(v) and i < len(columns) else v.sql("duckdb")
+                  for i, v in enumerate(then.expression.expressions)]
     elif then.expression is None or then.expression is False or isinstance(then.this, exp.Star):
         columns, values = names, source_columns()
     else:
@@ -792,5 +879,5 @@ def _merge_inserted(then: exp.Expression, table, names: list[str], types: list[s
         raise CatalogError(f"table {table.name} has {len(columns)} columns but {len(values)} values were supplied")
     if any(c not in names for c in columns):
         raise CatalogError(f"MERGE INSERT: columns {columns} do not fit table {table.name}")
-    return [f"CAST(({values[columns.index(n)]}) AS {t})" if n in columns else f"CAST(NULL AS {t})"
+    return [f"CAST(({values[columns.index(n)] if n in columns else _default_sql(table, n)}) AS {t})"
             for n, t in zip(names, types)]

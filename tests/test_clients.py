@@ -164,6 +164,15 @@ def test_adbc_ingest_and_polars(server):
         cur.adbc_ingest("ingested", pa.table({"a": [7], "s": ["r"]}), mode="replace")
         cur.execute("SELECT * FROM ingested")
         assert cur.fetchall() == [(7, "r")]
+        # Appended rows meet the table's keys as an INSERT's do: a key held twice fails, nothing lands.
+        cur.execute("CREATE TABLE keyed (a BIGINT PRIMARY KEY, s VARCHAR)")
+        assert cur.adbc_ingest("keyed", pa.table({"a": [1, 2], "s": ["x", "y"]}), mode="append") == 2
+        with pytest.raises(Exception, match='Duplicate key "a: 2"'):
+            cur.adbc_ingest("keyed", pa.table({"a": [3, 2], "s": ["z", "w"]}), mode="append")
+        with pytest.raises(Exception, match="NOT NULL constraint failed: keyed.a"):
+            cur.adbc_ingest("keyed", pa.table({"a": [4, None], "s": ["z", "w"]}), mode="append")
+        cur.execute("SELECT count(*), sum(a) FROM keyed")
+        assert cur.fetchone() == (2, 3)
         frame = pl.DataFrame({"p": [1.5, 2.5], "q": ["u", "v"]})
         frame.write_database("polars_made", conn, engine="adbc", if_table_exists="replace")
         back = pl.read_database("SELECT * FROM polars_made ORDER BY p", conn)

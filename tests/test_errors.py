@@ -114,7 +114,6 @@ def test_unknown_column_is_named(session, sql, name):
 UNSUPPORTED = [
     ("WITH RECURSIVE a(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM a WHERE x < (SELECT max(y) FROM b)), "
      "b(y) AS (SELECT 1 UNION ALL SELECT y + 1 FROM b WHERE y < 3) SELECT * FROM a", "defined after it"),
-    ("INSERT OR REPLACE INTO nation VALUES (1, 'x', 1, 'y')", "insert or replace"),
     ("COPY nation TO 'out.csv'", "copy"),
     ("ATTACH 'other.db'", "attach"),
     ("PRAGMA memory_limit = '1GB'", "pragma"),
