@@ -12,8 +12,9 @@ Views persist in `_flocksql_views.json` beside them.
 
 Every table lives in database `memory`, schema `main` (DuckDB's names for an in-memory database), so
 `t`, `main.t` and `memory.main.t` are one table. Virtual tables (the system catalog: information_schema
-and DuckDB's duckdb_* functions) are small Arrow tables that rank 0 builds per statement and ships
-with the plan; they are scanned like any other table (see engine/system_tables.py).
+and DuckDB's duckdb_* functions, read for a query that also reads data) are small Arrow tables that
+rank 0 builds per statement and ships with the plan (PhysicalPlan.virtual); they are scanned like any
+other table (see engine/catalog_statements.py).
 
 Statistics come from Parquet metadata (row counts, null counts, min/max) and, for distinct counts,
 from a sample of the first row group; each carries whether it is exact or an estimate. CSV and JSON

@@ -17,7 +17,7 @@ from sqlglot import exp
 
 from engine import client_session as cs
 from engine.errors import FlockError, NotSupportedError
-from engine.system_catalog import reads_data_tables, reads_system_catalog
+from engine.system_catalog import SESSION_FUNCTIONS, is_system_table, reads_data_tables, reads_system_catalog
 from engine.temp_tables import TEMP_MARK, is_temp_name
 from planner.qualify import Statement, extract_statements, parse
 
@@ -111,11 +111,37 @@ def system_query(stmt: Statement) -> Statement:
             if not isinstance(arg, exp.Literal) or arg.name.lower() not in cs.SETTINGS:
                 raise NotSupportedError(f"current_setting({arg.sql('duckdb') if arg is not None else ''}): only "
                                         f"{', '.join(sorted(cs.SETTINGS.values()))}")
-    data = reads_data_tables(stmt.query)
-    if data:
-        raise NotSupportedError(f"a query that reads the system catalog and data tables ({', '.join(data[:3])}) "
-                                f"at once; read them in two queries")
+    if reads_data_tables(stmt.query):
+        return stmt  # a query over both: the Session plans it with its system parts read first (below)
     return Statement("system_query", stmt.query, sql=stmt.sql)
+
+
+def with_system_parts_read(session, query: exp.Expression, client: cs.ClientSession):
+    """A query that reads data tables and the system catalog: (the query with each system table
+    or table function replaced by a virtual table of its rows, read on the mirror now; those
+    tables by name). current_setting('x') becomes the client's value. The ranks then run it as
+    any other query."""
+    if not reads_system_catalog(query):
+        return query, {}
+    from engine.catalog import virtual_table
+    query = query.copy()
+    tables = {}
+    with client.lock:
+        cursor = cursor_of(session, client)
+        for i, node in enumerate([t for t in query.find_all(exp.Table) if is_system_table(t)]):
+            name = f"__flocksql_system_{i}"
+            bare = node.copy()
+            bare.set("alias", None)
+            tables[name] = virtual_table(name, session.system.run(cursor, f"SELECT * FROM {bare.sql('duckdb')}"))
+            # Unaliased, it keeps the name its columns are qualified by (`tables.table_name`).
+            alias = node.args.get("alias") or exp.TableAlias(this=exp.to_identifier(
+                node.this.name if isinstance(node.this, (exp.Anonymous, exp.Identifier)) else node.this.sql_name()))
+            node.replace(exp.Table(this=exp.to_identifier(name), alias=alias))
+        for fn in list(query.find_all(exp.Anonymous)):
+            if fn.name.lower() in SESSION_FUNCTIONS:
+                value = session.system.run(cursor, f"SELECT {fn.sql('duckdb')}").column(0)[0].as_py()
+                fn.replace(exp.Literal.string(str(value)) if value is not None else exp.null())
+    return query, tables
 
 
 def cursor_of(session, client: cs.ClientSession):

@@ -372,8 +372,21 @@ class Session:
                     query = pivot_rule.rewrite_pivot(query, lambda t: columns_of(t, self.catalog),
                                                      lambda sql: self._pivot_values(sql, client))
                     key = None
-                return self._plan_query(bind_params(query, params), key, client)
+                original = query
+                query, system_parts = catalog_statements.with_system_parts_read(self, query, client)
+                if query is original:
+                    return self._plan_query(bind_params(query, params), key, client)
+                # The system catalog's rows and settings as of now, shipped with the plan: planned
+                # afresh each time.
+                self.catalog.install_virtual(system_parts)
+                phys = self._plan_query(bind_params(query, params), None, client)
+                phys.names = self._duckdb_names(original, None, phys.names, client)
+                phys.virtual = system_parts
+                if phys.single is not None:
+                    phys.single.names, phys.single.virtual = phys.names, system_parts
+                return phys
             finally:
+                self.catalog.install_virtual({})
                 self.catalog.search_path = [cs.DEFAULT_SCHEMA]
 
     def execute(self, sql: str, params=None, token: QueryToken | None = None,
@@ -713,7 +726,7 @@ class Session:
                       parquet_con=lane.parquet_con if phys.nan_free_join_keys else None,
                       ordered_con=lane.ordered_con if phys.nan_free_join_keys else None,
                       fragment_times=self._fragment_times, plan_key=phys.key, profile=profile,
-                      key_types=self._key_types)
+                      key_types=self._key_types, virtual=phys.virtual)
 
     def _query_comm(self, lane: Lane):
         """The lane's communicator with byte counters and a spill budget of the query's own. No

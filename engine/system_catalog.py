@@ -9,8 +9,8 @@ expect. The mirror holds no data and reads no file (external access is off): not
 there can reach the data folder. Each client session has a cursor of its own on the mirror, which
 holds its settings (search_path, TimeZone).
 
-Queries that read data tables never run here; a query that mixes the system catalog with data
-tables is refused (not supported).
+Queries that read data tables never run here; in a query that reads both, the system catalog's
+parts are read here first and travel with the plan as tables of rows (engine/catalog_statements.py).
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def reads_system_catalog(ast: exp.Expression, cte_names: set[str] | None = None)
     """Whether a query reads the system catalog (information_schema, pg_catalog, duckdb_*() and
     pragma_*() table functions) or asks for a session setting."""
     for table in ast.find_all(exp.Table):
-        if _is_system_table(table):
+        if is_system_table(table):
             return True
     for fn in ast.find_all(exp.Anonymous):
         if fn.name.lower() in SESSION_FUNCTIONS:
@@ -51,7 +51,7 @@ def reads_data_tables(ast: exp.Expression) -> list[str]:
     ctes = {c.alias_or_name.lower() for c in ast.find_all(exp.CTE)}
     names = []
     for table in ast.find_all(exp.Table):
-        if _is_system_table(table) or not isinstance(table.this, exp.Identifier):
+        if is_system_table(table) or not isinstance(table.this, exp.Identifier):
             continue
         if table.name.lower() in ctes and not table.args.get("db"):
             continue
@@ -59,7 +59,7 @@ def reads_data_tables(ast: exp.Expression) -> list[str]:
     return names
 
 
-def _is_system_table(table: exp.Table) -> bool:
+def is_system_table(table: exp.Table) -> bool:
     fn = table.this
     if isinstance(fn, (exp.Anonymous, exp.Func)) and not isinstance(fn, exp.Identifier):
         name = fn.name.lower() if isinstance(fn, exp.Anonymous) else fn.sql_name().lower()

@@ -246,7 +246,7 @@ def _past_kept(node: Node | None) -> Node | None:
 class Runner:
     def __init__(self, con, comm, catalog, scans: ScanSource, cancelled=lambda: False, parquet_con=None,
                  ordered_con=None, fragment_times: dict | None = None, plan_key: str | None = None,
-                 profile: bool = False, key_types: dict | None = None):
+                 profile: bool = False, key_types: dict | None = None, virtual: dict | None = None):
         self.con = con
         # Profile each fragment with DuckDB (EXPLAIN ANALYZE): off for every other run, which
         # then pays nothing for it (DuckDB's profiler stays off on the lane's connections).
@@ -264,6 +264,7 @@ class Runner:
         self.key_types = key_types if key_types is not None else {}
         self.comm = comm
         self.catalog = catalog
+        self.virtual = virtual or {}  # tables that travel with the plan (PhysicalPlan.virtual)
         self.scans = scans
         self.cancelled = cancelled
         # The exchanged tables this query's fragments read, by name, and where each is registered
@@ -901,7 +902,7 @@ class Runner:
                 return self.render(node.input, replicated=True)
             return self.exchange(node)
         if isinstance(node, Scan):
-            table = self.catalog.table(node.table)
+            table = self.virtual.get(node.table) or self.catalog.table(node.table)
             items = "SELECT " + ", ".join(f"{q(name)} AS {q(cid)}" for cid, name in node.fields)
             if node.key_range is not None and not replicated and self.comm.size > 1:
                 # Co-partitioned read: this rank's key range; DuckDB prunes row groups by statistics.

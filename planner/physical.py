@@ -60,6 +60,9 @@ class PhysicalPlan:
     # On such a plan: the ranks of the flock it leaves idle, and the distributed plan's cost.
     alone_of: int = 0
     distributed_cost: float = 0.0
+    # Tables of rows built by rank 0 for this statement alone (the system catalog's, for a query
+    # that also reads data: engine/catalog_statements.py), by name; they travel with the plan.
+    virtual: dict = field(default_factory=dict)
 
     def __getstate__(self):
         # Decisions are for EXPLAIN on the planning rank only; ranks receive the bare plan (never

@@ -294,14 +294,36 @@ def test_keys_checks_and_defaults_hold_as_in_duckdb(data, tmp_path, ranks):
     assert "not supported" in results[-1].error
 
 
+SYSTEM_AND_DATA = [
+    "SELECT t.table_name, count(*) AS n FROM information_schema.tables t JOIN nation ON true GROUP BY ALL ORDER BY 1",
+    "SELECT n_name FROM nation WHERE lower(n_name) IN (SELECT table_name FROM information_schema.tables) "
+    "OR n_nationkey < 2",
+    "SELECT count(*) FROM orders, duckdb_tables() d WHERE d.table_name = 'region'",
+    "SELECT tables.table_name, (SELECT count(*) FROM region) AS r FROM information_schema.tables "
+    "WHERE table_name LIKE 'r%'",
+    "SELECT c.column_name, n.n_name FROM information_schema.columns c JOIN nation n "
+    "ON c.ordinal_position = n.n_nationkey + 1 WHERE c.table_name = 'nation' ORDER BY 1",
+    "WITH cols AS (SELECT table_name, count(*) AS k FROM duckdb_columns() GROUP BY 1) "
+    "SELECT n_regionkey, max(k) FROM nation JOIN cols ON cols.k > n_regionkey GROUP BY 1",
+    "SELECT current_setting('search_path') AS path, count(*) FROM nation",
+    "SELECT * FROM information_schema.tables t, nation WHERE t.table_name = nation.n_name",  # no rows
+]
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_queries_over_the_system_catalog_and_data_tables_as_in_duckdb(data, tmp_path, ranks):
+    """The system catalog's parts are read on rank 0 first and travel with the plan as tables of rows."""
+    _each_as_in_duckdb(data, tmp_path, SYSTEM_AND_DATA, ranks)
+
+
 def _each_as_in_duckdb(data, tmp_path, statements, ranks, refused=()):
     """Runs `statements` over a copy of the data and asserts each one's rows or error is DuckDB's
-    (over nation and orders); `refused`: statements answered `not supported: …` instead."""
+    (over the same tables); `refused`: statements answered `not supported: …` instead."""
     shutil.copytree(data, tmp_path / "d")
     got = run_queries(str(tmp_path / "d"), statements, ranks, timeout_s=300)
     duck = duckdb.connect()
-    duck.execute(f"CREATE TABLE nation AS SELECT * FROM read_parquet('{data / 'nation.parquet'}')")
-    duck.execute(f"CREATE TABLE orders AS SELECT * FROM read_parquet('{data / 'orders.parquet'}')")
+    for name in SMALL:
+        duck.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet('{data / name}.parquet')")
     for sql, result in zip(statements, got):
         if sql in refused:
             continue
