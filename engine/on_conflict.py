@@ -49,7 +49,9 @@ def insert(session, stmt: Statement, params, token, lane, table, action: str):
     merge = (f"MERGE INTO {target} USING (SELECT {columns} FROM ({_first_of_each(rows, key)})) AS {EXCLUDED} "
              f"ON {_same(key, alias)} {update}"
              f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({', '.join(f'{EXCLUDED}.{writes._quote(n)}' for n in names)})")
-    merge_stmt = Statement("merge", sqlglot.parse_one(merge, read="duckdb"), name=stmt.name, sql=merge)
+    merge_ast = sqlglot.parse_one(merge, read="duckdb")
+    merge_ast.set("returning", ast.args.get("returning"))
+    merge_stmt = Statement("merge", merge_ast, name=stmt.name, sql=merge)
     return writes._merge(session, merge_stmt, params, token, lane, table)
 
 

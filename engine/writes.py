@@ -45,18 +45,18 @@ def classify_write(ast: exp.Expression, sql: str, catalog=None) -> Statement | N
         if any(ast.args.get(k) for k in ("overwrite", "where", "partition")) or \
                 (ast.args.get("alternative") or "").lower() not in ("", "replace", "ignore"):
             raise NotSupportedError(f"INSERT {ast.args.get('alternative') or 'OVERWRITE'}")
-        _check_returning(ast)
-        if ast.args.get("returning") and _on_conflict_action(ast) == "update":
-            raise NotSupportedError("INSERT … ON CONFLICT DO UPDATE … RETURNING (and INSERT OR REPLACE … RETURNING)")
+        _check_returning(ast, recomputed=_on_conflict_action(ast) == "update")
         target = ast.this.this if isinstance(ast.this, exp.Schema) else ast.this
         return Statement("insert", ast, name=_table_name(target), sql=sql)
     if isinstance(ast, exp.Merge):
+        _check_returning(ast, recomputed=True)
         return Statement("merge", ast, name=_table_name(ast.this), sql=sql)
     if isinstance(ast, exp.Update):
         if ast.args.get("from_") or ast.args.get("from"):
-            if ast.args.get("returning"):
-                raise NotSupportedError("UPDATE … FROM … RETURNING")
-            return Statement("merge", _update_from_as_merge(ast, catalog), name=_table_name(ast.this), sql=sql)
+            _check_returning(ast, recomputed=True)
+            merge = _update_from_as_merge(ast, catalog)
+            merge.set("returning", ast.args.get("returning"))
+            return Statement("merge", merge, name=_table_name(ast.this), sql=sql)
         _check_returning(ast)
         if ast.args.get("returning") and any(_volatile(eq) for eq in ast.expressions):
             raise NotSupportedError("UPDATE … RETURNING with a SET value that changes from call to call "
@@ -97,11 +97,16 @@ def _volatile(e: exp.Expression) -> bool:
                for f in e.find_all(exp.Func))
 
 
-def _check_returning(ast: exp.Expression) -> None:
-    """RETURNING is computed over the rows a write touched, apart from the catalog: no subquery."""
+def _check_returning(ast: exp.Expression, recomputed: bool = False) -> None:
+    """RETURNING is computed over the rows a write touched, apart from the catalog: no subquery.
+    recomputed: its rows are computed apart from the write (a MERGE's), so no value in the
+    statement may change from call to call."""
     returning = ast.args.get("returning")
     if returning is None:
         return
+    if recomputed and _volatile(ast):
+        raise NotSupportedError("RETURNING of a MERGE, UPDATE … FROM or ON CONFLICT DO UPDATE with a value that "
+                                "changes from call to call (random(), uuid(), nextval())")
     if returning.find(exp.Select, exp.Subquery) is not None:
         raise NotSupportedError("a subquery in RETURNING")
     if returning.find(exp.AggFunc, exp.Window) is not None:
@@ -109,9 +114,16 @@ def _check_returning(ast: exp.Expression) -> None:
 
 
 def _returned(ast: exp.Expression, table, rows: pa.Table) -> pa.Table:
-    """RETURNING's select list over `rows` (the rows written or deleted, in the table's columns),
-    which it may name by the table's name or alias; evaluated on this rank in a sandboxed DuckDB."""
+    """RETURNING's select list over `rows` (the rows written or deleted, in the table's columns;
+    a MERGE's with MERGE_ACTION too, which `*` leaves out), which it may name by the table's name or
+    alias; evaluated on this rank in a sandboxed DuckDB."""
     returning = ast.args["returning"]
+    if MERGE_ACTION in rows.column_names:
+        returning = returning.copy()
+        for star in returning.find_all(exp.Star):
+            star.set("except_", [*(star.args.get("except_") or []), exp.column(MERGE_ACTION)])
+        ast = ast.copy()
+        ast.set("returning", returning)
     target = ast.this.this if isinstance(ast.this, exp.Schema) else ast.this
     # An INSERT's rows go by the table's name (DuckDB's binder knows no alias there).
     name = target.name if isinstance(ast, exp.Insert) else target.alias_or_name
@@ -726,6 +738,8 @@ def _conform_arrow(table, data: pa.Table) -> pa.Table:
 
 
 MATCHED_FLAG = "__flocksql_matched"
+# The column a MERGE's RETURNING names the action of each row by (DuckDB's name).
+MERGE_ACTION = "merge_action"
 
 
 def _merge(session, stmt, params, token, lane, table) -> pa.Table:
@@ -740,8 +754,6 @@ def _merge(session, stmt, params, token, lane, table) -> pa.Table:
     it meets first), unless every match deletes it. Returns DuckDB's count: matches updated or
     deleted, rows inserted."""
     ast = stmt.query
-    if ast.args.get("returning"):
-        raise NotSupportedError("MERGE … RETURNING")
     whens = ast.args["whens"].expressions if ast.args.get("whens") else []
     dest = ast.this.alias_or_name
     target = f"{_quote(table.name)} AS {_quote(dest)}"
@@ -796,14 +808,17 @@ def _merge(session, stmt, params, token, lane, table) -> pa.Table:
 
     kept = [f"{_quote(dest)}.{_quote(n)}" for n in names]
     where, changed = "", 0
+    returning = []  # RETURNING's rows: SELECTs of the table's columns and MERGE_ACTION
     if on_target:
         kept = [f"CASE {' '.join(f'WHEN {p} THEN {v[j]}' for p, _, v in on_target)} ELSE {kept[j]} END"
                 for j in range(len(names))]
         if any(a == "delete" for _, a, _ in on_target):
             where = f" WHERE NOT ({first_clause(lambda i: 'TRUE' if on_target[i][1] == 'delete' else 'FALSE')})"
-        changed += _query(session, f"SELECT count(*) {joined} WHERE "
-                                   f"{first_clause(lambda i: 'FALSE' if on_target[i][1] == 'nothing' else 'TRUE')}",
-                          params, token, lane).column(0)[0].as_py()
+        acted = first_clause(lambda i: 'FALSE' if on_target[i][1] == 'nothing' else 'TRUE')
+        changed += _query(session, f"SELECT count(*) {joined} WHERE {acted}", params, token, lane).column(0)[0].as_py()
+        action = " ".join(f"WHEN {p} THEN '{a.upper()}'" for p, a, _ in on_target)
+        returning.append(f"SELECT {', '.join(f'{e} AS {_quote(n)}' for e, n in zip(kept, names))}, "
+                         f"CASE {action} END AS {MERGE_ACTION} {joined} WHERE {acted}")
     parts_sql = [f"SELECT {', '.join(f'{e} AS {_quote(n)}' for e, n in zip(kept, names))} {joined}{where}"]
 
     # The source's side: rows that match no target row, each to its first WHEN NOT MATCHED clause.
@@ -819,13 +834,21 @@ def _merge(session, stmt, params, token, lane, table) -> pa.Table:
             if inserted is None:
                 continue
             inserting.append(str(i + 1))
-            parts_sql.append(f"SELECT {', '.join(f'{e} AS {_quote(n)}' for e, n in zip(inserted, names))} "
-                             f"{unmatched} = {i + 1}")
+            items = ', '.join(f'{e} AS {_quote(n)}' for e, n in zip(inserted, names))
+            parts_sql.append(f"SELECT {items} {unmatched} = {i + 1}")
+            returning.append(f"SELECT {items}, 'INSERT' AS {MERGE_ACTION} {unmatched} = {i + 1}")
         if inserting:
             changed += _query(session, f"SELECT count(*) {unmatched} IN ({', '.join(inserting)})", params, token,
                               lane).column(0)[0].as_py()
+    returned = None
+    if ast.args.get("returning"):
+        # The rows as they will be (deleted ones as they were), read before the write, which holds
+        # every lane; RETURNING is computed first: an error in it writes nothing, as in DuckDB.
+        rows = _query(session, " UNION ALL ".join(returning), params, token, lane) if returning else \
+            pa.table({**{f.name: pa.array([], f.type) for f in table.schema}, MERGE_ACTION: pa.array([], pa.string())})
+        returned = _returned(ast, table, rows)
     _rewrite(session, table, " UNION ALL ".join(parts_sql), params, token, lane)
-    return _count(changed)
+    return _count(changed) if returned is None else returned
 
 
 def _lazy(make):

@@ -230,13 +230,24 @@ RETURNING = [
     "DELETE FROM r USING nation n WHERE r.k = n.n_nationkey + 10 AND n.n_name < 'J' RETURNING r.*",
     "INSERT INTO r VALUES (NULL, 'no key', 1) RETURNING *",  # NOT NULL: an error, nothing written
     "DELETE FROM r RETURNING count(*)",                      # an error in DuckDB too
+    "MERGE INTO r USING (SELECT 1 AS k, 'm' AS name UNION ALL SELECT 77, 'new' UNION ALL SELECT 13, 'gone') s "
+    "ON s.k = r.k WHEN MATCHED AND s.name = 'gone' THEN DELETE WHEN MATCHED THEN UPDATE SET name = s.name "
+    "WHEN NOT MATCHED THEN INSERT (k, name) VALUES (s.k, s.name) RETURNING *",
+    "MERGE INTO r USING (SELECT 77 AS k, 'again' AS name UNION ALL SELECT 78, 'more') s ON s.k = r.k "
+    "WHEN MATCHED THEN UPDATE SET name = s.name WHEN NOT MATCHED THEN INSERT (k, name) VALUES (s.k, s.name) "
+    "RETURNING merge_action, k, upper(name) AS up",
+    "UPDATE r SET name = s.name FROM (SELECT 78 AS k, 'from' AS name) s WHERE s.k = r.k RETURNING *",
+    "MERGE INTO r USING (SELECT 1 AS k) s ON s.k = r.k WHEN NOT MATCHED BY SOURCE AND r.k > 50 THEN DELETE "
+    "RETURNING merge_action, r.*",
+    "MERGE INTO r USING (SELECT 1 AS k) s ON s.k = r.k WHEN MATCHED THEN UPDATE SET price = random() RETURNING *",
     "SELECT * FROM r",
 ]
 
 
 @pytest.mark.parametrize("ranks", RANKS)
 def test_returning_gives_the_rows_written_as_duckdb_does(data, tmp_path, ranks):
-    _each_as_in_duckdb(data, tmp_path, RETURNING, ranks)
+    results = _each_as_in_duckdb(data, tmp_path, RETURNING, ranks, refused=[RETURNING[-2]])
+    assert "not supported" in results[-2].error
 
 
 CONSTRAINTS = [
@@ -268,6 +279,7 @@ CONSTRAINTS = [
     "INSERT INTO t (k, v, u) VALUES (1, 1, 'a')",              # free again
     "MERGE INTO t USING (SELECT 2 AS k) s ON s.k = t.k WHEN MATCHED THEN UPDATE SET u = 'a'",  # u held: an error
     "MERGE INTO t USING (SELECT 50 AS k) s ON s.k = t.k WHEN NOT MATCHED THEN INSERT (k, v) VALUES (s.k, 1)",
+    "INSERT INTO t (k, v, u) VALUES (2, 7, 'q'), (60, 6, 'r') ON CONFLICT (k) DO UPDATE SET v = excluded.v RETURNING *",
     "SELECT * FROM t",
     "CREATE TABLE p (a INTEGER, b VARCHAR, c INTEGER DEFAULT 3, PRIMARY KEY (a, b))",
     "INSERT INTO p VALUES (1, 'x', 1), (1, 'y', DEFAULT)",
