@@ -78,6 +78,9 @@ class Table:
     # column name -> ((min, max, rows) per row group, ascending). Such a table can be read
     # range-partitioned on that column, each rank pruning row groups by their statistics.
     clustered: dict = field(default_factory=dict, hash=False, compare=False)
+    # The same, for columns that also hold NULLs (row groups of NULLs only left out): a read by
+    # ranges of such a column leaves the NULL rows out (planner/filtered_ranges.py).
+    ordered: dict = field(default_factory=dict, hash=False, compare=False)
     # parquet | csv | json (files read by DuckDB) | arrow (a virtual table: `data`, built by rank 0).
     format: str = "parquet"
     # Options of DuckDB's reader beyond the file list (csv: dialect and column types, so that every
@@ -244,13 +247,16 @@ def load_table(name: str, files: list[str], distinct: dict | None = None, sample
             sample = sample.slice(0, DISTINCT_SAMPLE_ROWS)
     cols = _with_distinct({fld.name: _column_stats(first, metas, sample, fld.name, fld.type, rows) for fld in schema},
                           distinct, rows)
-    clustered = {}
+    clustered, ordered = {}, {}
     for fld in schema:
         if (pa.types.is_integer(fld.type) or pa.types.is_date(fld.type)) and len(groups) > 1:
-            ranges = _clustered_ranges(metas, fld.name)
-            if ranges is not None:
-                clustered[fld.name] = ranges
-    return Table(name, tuple(files), tuple(groups), schema, rows, cols, clustered, constraints=constraints)
+            found = _clustered_ranges(metas, fld.name)
+            if found is not None:
+                ordered[fld.name] = found[0]
+                if not found[1]:
+                    clustered[fld.name] = found[0]
+    return Table(name, tuple(files), tuple(groups), schema, rows, cols, clustered, constraints=constraints,
+                 ordered=ordered)
 
 
 def _with_distinct(cols: dict, distinct: dict | None, rows: int) -> dict:
@@ -264,7 +270,9 @@ def _with_distinct(cols: dict, distinct: dict | None, rows: int) -> dict:
 
 
 def _clustered_ranges(metas, name: str):
-    ranges = []
+    """((min, max, rows) per row group, ascending, disjoint; whether any row is NULL), or None.
+    Row groups of NULLs only are left out of the ranges."""
+    ranges, nulls = [], False
     for meta in metas:
         idx = meta.schema.to_arrow_schema().get_field_index(name)
         if meta.schema.column(idx).physical_type in ("FLOAT", "DOUBLE"):
@@ -273,17 +281,22 @@ def _clustered_ranges(metas, name: str):
         for g in range(meta.num_row_groups):
             rg = meta.row_group(g)
             st = rg.column(idx).statistics
-            if st is None or not st.has_min_max or (st.has_null_count and st.null_count):
+            if st is None or not st.has_null_count:
+                return None
+            nulls = nulls or st.null_count > 0
+            if st.null_count == rg.num_rows:
+                continue
+            if not st.has_min_max:
                 return None
             try:
-                ranges.append((*_min_max(st), rg.num_rows))
+                ranges.append((*_min_max(st), rg.num_rows - st.null_count))
             except TypeError:
                 return None
     ranges.sort(key=lambda r: (r[0], r[1]))
     for (_, hi, _), (lo, _, _) in zip(ranges, ranges[1:]):
         if hi > lo:
             return None
-    return tuple(ranges)
+    return (tuple(ranges), nulls) if ranges else None
 
 
 STATS_FILE = "_flocksql_stats.json"

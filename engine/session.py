@@ -39,6 +39,7 @@ from engine.leftovers import owner_tag, rank_tmp_prefix, temp_owner
 from executors.comm import LocalComm, send_bytes
 from executors.doorbell import Doorbell, wait_for_message
 from executors.memory import lifetime_peak_rss_bytes, watch_memory
+from executors.scratch import scratch_cursor
 from executors.runner import Runner, runs_on_rank0_alone
 from executors.scan import ScanSource, WholeTables, read_parquet_nan_aware
 from planner.build import Builder
@@ -46,6 +47,7 @@ from planner.cost import CostParams
 from planner.estimate import Estimator
 from planner.explain import ExplainOptions, render_explain
 from planner.copartition import copartition
+from planner.filtered_ranges import balance_filtered_scans
 from planner.physical import PhysicalPlanner
 from planner.rules.sample_clause import has_unseeded_sample
 from planner.single_rank import alone_max_cost, single_rank_plan
@@ -286,7 +288,8 @@ class Session:
         qualified = qualify_statement(ast, self.catalog)
         est = Estimator(self.catalog)
         logical = run_rules(Builder(self.catalog, est, self.params).build(qualified, original=ast), estimator=est)
-        query = copartition(logical, self.catalog, self.nranks)
+        query = balance_filtered_scans(copartition(logical, self.catalog, self.nranks), self.catalog, self.nranks,
+                                       self._key_range_of)
         phys = PhysicalPlanner(est, self.params, self.nranks, self.forced_patterns).plan(query)
         phys.names = self._duckdb_names(ast, sql_key, phys.names, client)
         if not self.forced_patterns:
@@ -302,6 +305,20 @@ class Session:
                 self._plans.pop(next(iter(self._plans)))
             self._plans[key] = phys
         return phys
+
+    def _key_range_of(self, name: str, column: str, predicate: str):
+        """(lowest, highest) of a small table's column where `predicate` holds, read now by this
+        process's DuckDB (planner/filtered_ranges.py balances a big table's read by it), or None."""
+        table = self.catalog.table(name)
+        con = scratch_cursor(sandboxed=False)
+        try:
+            row = con.execute(f'SELECT min("{column}"), max("{column}") FROM {table.sql_source(table.files)} '
+                              f"WHERE {predicate}").fetchone()
+        except duckdb.Error:
+            return None  # a predicate only the ranks' fragments can run: no balance, same answer
+        finally:
+            con.close()
+        return row if row is not None and row[0] is not None else None
 
     def _pivot_values(self, sql: str, client: ClientSession | None) -> list[str]:
         """A PIVOT's values (planner/rules/pivot.py): an ON expression's distinct non-NULL values as

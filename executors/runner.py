@@ -738,9 +738,10 @@ class Runner:
             parts.append(f"{key} >= {_literal(splitters[r - 1])}")
         if r < P - 1:
             parts.append(f"{key} < {_literal(splitters[r])}")
-        pred = " AND ".join(parts) or "true"
-        # NULL keys belong to the last rank, as in _range_part below.
-        return f"({pred} OR {key} IS NULL)" if r == P - 1 else pred
+        # No rank reads NULL keys: a co-partitioned column holds none, and a scan balanced by a
+        # filtered range has its NULL rows dropped above it (planner/filtered_ranges.py). (An
+        # `OR key IS NULL` kept the last rank from skipping any row group that holds a NULL.)
+        return " AND ".join(parts) or f"{key} IS NOT NULL"
 
     @staticmethod
     def _range_part(key: str, splitters) -> str:

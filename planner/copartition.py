@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from sqlglot import exp
 
-from planner.logical import Join, Node, Project, Query, Scan, walk
+from planner.logical import Join, Node, Project, Query, Scan, replace_scans, walk
 
 
 def _origins(root: Node) -> dict[str, tuple[Scan, str]]:
@@ -93,14 +93,9 @@ def copartition(query: Query, catalog, nranks: int) -> Query:
     for (table, column), rng in sorted(ranges.items()):
         chosen.setdefault(table, rng)
 
-    def rec(n: Node) -> Node:
-        if isinstance(n, Scan):
-            rng = chosen.get(n.table)
-            if rng is not None and any(name == rng[0] for _, name in n.fields):
-                return replace(n, key_range=(rng[0], rng[1]))
-            return n
-        kids = [rec(c) for c in n.children]
-        if all(a is b for a, b in zip(kids, n.children)):
-            return n
-        return n.with_children(*kids)
-    return replace(query, root=rec(query.root))
+    def ranged(n: Scan) -> Node:
+        rng = chosen.get(n.table)
+        if rng is not None and any(name == rng[0] for _, name in n.fields):
+            return replace(n, key_range=(rng[0], rng[1]))
+        return n
+    return replace(query, root=replace_scans(query.root, ranged))

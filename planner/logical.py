@@ -432,3 +432,14 @@ def walk(node: Node):
     yield node
     for c in node.children:
         yield from walk(c)
+
+
+def replace_scans(node: Node, new) -> Node:
+    """`node` with each Scan s replaced by new(s) (a node of the same columns); the nodes above
+    an unchanged part stay the same objects."""
+    if isinstance(node, Scan):
+        return new(node)
+    kids = [replace_scans(c, new) for c in node.children]
+    if all(a is b for a, b in zip(kids, node.children)):
+        return node
+    return node.with_children(*kids)

@@ -9,6 +9,7 @@ import pytest
 
 from engine.leftovers import TEMP_MARK
 from executors.scan import read_parquet_nan_aware
+from planner.filtered_ranges import BALANCED_MIN_ROWS_ENV
 from planner.single_rank import ALONE_MAX_COST_ENV
 from tests.sample_data import tpch_sample
 from tpch.generate import ensure_sample
@@ -22,6 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 # (planner/single_rank.py) and the exchanges go untested. Off for every test and every process the
 # tests start; tests/test_single_rank.py turns it on where it is the subject.
 os.environ[ALONE_MAX_COST_ENV] = "0"
+# Likewise, tables of any size filtered to a range of a column they are ordered by are read by
+# ranges of it (planner/filtered_ranges.py), not only those over a million rows.
+os.environ[BALANCED_MIN_ROWS_ENV] = "0"
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 
 from planner.build import Builder
 from planner.copartition import copartition
+from planner.filtered_ranges import balance_filtered_scans
 from planner.cost import CostParams
 from planner.estimate import Estimator
 from planner.logical import Aggregate, Distinct, Limit
@@ -129,7 +130,7 @@ def plan(sql: str, catalog, params: CostParams, nranks: int) -> tuple[PhysicalPl
     ast = parse(sql)
     est = Estimator(catalog)
     query = run_rules(Builder(catalog, est, params).build(qualify_statement(ast, catalog), original=ast), estimator=est)
-    query = copartition(query, catalog, nranks)
+    query = balance_filtered_scans(copartition(query, catalog, nranks), catalog, nranks)
     return PhysicalPlanner(est, params, nranks).plan(query), est
 
 

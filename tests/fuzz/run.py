@@ -30,6 +30,7 @@ import duckdb
 from engine.batch import run_queries
 from engine.leftovers import TEMP_MARK
 from executors.scan import read_parquet_nan_aware
+from planner.filtered_ranges import BALANCED_MIN_ROWS_ENV
 from planner.single_rank import ALONE_MAX_COST_ENV
 from tests.fuzz.dataset import schema_of, write_adversarial
 from tests.fuzz.generate import AREAS, FuzzQuery, generate
@@ -223,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.alone:
         os.environ[ALONE_MAX_COST_ENV] = "0"  # before any flock starts: the ranks inherit it
+        os.environ[BALANCED_MIN_ROWS_ENV] = "0"  # small tables read by filtered ranges too
     if args.dataset == "adv":
         data = write_adversarial(args.data or Path(".test-data/fuzz-adv"))
     elif args.data is None:
