@@ -1,4 +1,5 @@
-"""A table's constraints beyond NOT NULL: PRIMARY KEY, UNIQUE, CHECK and column DEFAULTs.
+"""A table's constraints beyond NOT NULL: PRIMARY KEY, UNIQUE, CHECK, column DEFAULTs and
+generated columns.
 
 A table of the data folder is Parquet files, so its constraints travel in the files: every file a
 write makes carries them in its Arrow schema's metadata (one JSON value), and the catalog reads them
@@ -8,6 +9,9 @@ false, fails the statement and nothing is written.
 
 The checks run in this process's DuckDB over the Parquet files (every rank reads the same data
 folder): the key columns of a new version, or only the rows a write adds against those it keeps.
+
+A generated column (`b AS (a * 2)`, which DuckDB computes on every read) is computed by every write
+and stored: a table's rows change only through writes, so a read finds what DuckDB would compute.
 """
 from __future__ import annotations
 
@@ -29,9 +33,10 @@ class TableConstraints:
     unique: tuple[tuple[str, ...], ...] = ()  # each UNIQUE constraint's columns
     defaults: tuple[tuple[str, str], ...] = ()  # (column, DuckDB SQL of its DEFAULT)
     checks: tuple[str, ...] = ()  # DuckDB SQL of each CHECK
+    generated: tuple[tuple[str, str], ...] = ()  # (column, DuckDB SQL of its expression), in table order
 
     def __bool__(self) -> bool:
-        return bool(self.primary_key or self.unique or self.defaults or self.checks)
+        return bool(self.primary_key or self.unique or self.defaults or self.checks or self.generated)
 
     @property
     def keys(self) -> tuple[tuple[str, ...], ...]:
@@ -43,7 +48,9 @@ class TableConstraints:
 
     def table_elements(self, types) -> str:
         """`CREATE TABLE t (…)`'s list for columns of these (name, DuckDB type) and these constraints."""
-        items = [f"{_quote(n)} {t}" + (f" DEFAULT {self.default(n)}" if self.default(n) else "") for n, t in types]
+        generated = dict(self.generated)
+        items = [f"{_quote(n)} {t}" + (f" DEFAULT {self.default(n)}" if self.default(n) else "") +
+                 (f" GENERATED ALWAYS AS ({generated[n]})" if n in generated else "") for n, t in types]
         if self.primary_key:
             items.append(f"PRIMARY KEY ({', '.join(_quote(c) for c in self.primary_key)})")
         items += [f"UNIQUE ({', '.join(_quote(c) for c in u)})" for u in self.unique]
@@ -54,7 +61,8 @@ class TableConstraints:
         if not self:
             return {}
         value = {"primary_key": list(self.primary_key), "unique": [list(u) for u in self.unique],
-                 "defaults": dict(self.defaults), "checks": list(self.checks)}
+                 "defaults": dict(self.defaults), "checks": list(self.checks),
+                 "generated": [list(g) for g in self.generated]}
         return {METADATA_KEY: json.dumps(value, sort_keys=True).encode()}
 
 
@@ -67,7 +75,8 @@ def from_metadata(metadata: dict | None) -> TableConstraints:
         return NONE
     value = json.loads(raw)
     return TableConstraints(tuple(value.get("primary_key", ())), tuple(tuple(u) for u in value.get("unique", ())),
-                            tuple(sorted(value.get("defaults", {}).items())), tuple(value.get("checks", ())))
+                            tuple(sorted(value.get("defaults", {}).items())), tuple(value.get("checks", ())),
+                            tuple(tuple(g) for g in value.get("generated", ())))
 
 
 def with_constraints(schema: pa.Schema, constraints: TableConstraints) -> pa.Schema:
@@ -85,7 +94,7 @@ def from_create(schema_node: exp.Schema, names: list[str]) -> TableConstraints:
             raise CatalogError(f'table has no column "{name}" named in a constraint')
         return by_lower[name.lower()]
 
-    primary, unique, defaults, checks = [], [], {}, []
+    primary, unique, defaults, checks, generated = [], [], {}, [], []
     for item in schema_node.expressions:
         if isinstance(item, exp.ColumnDef):
             name = column(item.name)
@@ -99,6 +108,10 @@ def from_create(schema_node: exp.Schema, names: list[str]) -> TableConstraints:
                     defaults[name] = kind.this.sql("duckdb")
                 elif isinstance(kind, exp.CheckColumnConstraint):
                     checks.append(kind.this.sql("duckdb"))
+                elif isinstance(kind, exp.ComputedColumnConstraint):
+                    generated.append((name, kind.this.unnest().sql("duckdb")))
+                elif isinstance(kind, exp.GeneratedAsIdentityColumnConstraint) and kind.args.get("expression"):
+                    generated.append((name, kind.args["expression"].sql("duckdb")))
             continue
         for kind in (item.expressions if isinstance(item, exp.Constraint) else [item]):
             if isinstance(kind, exp.PrimaryKey):
@@ -110,7 +123,7 @@ def from_create(schema_node: exp.Schema, names: list[str]) -> TableConstraints:
     if len(primary) > 1:
         raise CatalogError("table can only have a single primary key")
     return TableConstraints(primary[0] if primary else (), tuple(dict.fromkeys(unique)), tuple(sorted(defaults.items())),
-                            tuple(checks))
+                            tuple(checks), tuple(generated))
 
 
 def _files(files) -> str:

@@ -24,7 +24,7 @@ import sqlglot
 from sqlglot import exp
 
 from engine.catalog import DATABASE, SCHEMA, SCHEMA_MARKER
-from engine.constraints import enforce, from_create, with_constraints
+from engine.constraints import enforce, from_create, from_metadata, with_constraints
 from engine.errors import CatalogError, ExecutionError, NotSupportedError, PlanError
 from engine.leftovers import owner_tag
 from executors.scratch import scratch_cursor
@@ -353,7 +353,10 @@ def _query(session, sql: str, params, token, lane) -> pa.Table:
 
 
 def _write_query(session, sql: str, params, token, lane, schema: pa.Schema | None = None) -> tuple[Path, int]:
-    """Runs a query with every rank writing its part of the result into a new folder: (folder, rows)."""
+    """Runs a query with every rank writing its part of the result into a new folder: (folder, rows).
+    schema: the table's, whose generated columns the write computes."""
+    if schema is not None:
+        sql = _with_generated(session, schema, sql)
     phys = _plan(session, sql, params)
     parts = session.catalog.data_dir / f".tmp-parts-{owner_tag()}-{uuid.uuid4().hex[:8]}"
     parts.mkdir()
@@ -369,6 +372,34 @@ def _write_query(session, sql: str, params, token, lane, schema: pa.Schema | Non
     return parts, rows
 
 
+def _with_generated(session, schema: pa.Schema, sql: str, keep: tuple[str, ...] = ()) -> str:
+    """`sql` (rows in the table's columns, and `keep`) with its generated columns computed from the
+    other columns (engine/constraints.py): one layer per generated column, as one may read another."""
+    generated = dict(from_metadata(schema.metadata).generated)
+    if not generated:
+        return sql
+    types = _types(session, schema)
+    for _ in generated:
+        items = [f"CAST(({generated[n]}) AS {t}) AS {_quote(n)}" if n in generated else _quote(n)
+                 for n, t in zip(schema.names, types)] + [_quote(k) for k in keep]
+        sql = f"SELECT {', '.join(items)} FROM ({sql}) AS __flocksql_generated"
+    return sql
+
+
+def _settable(table) -> list[str]:
+    """The columns a write may give values to: all but the generated ones, in the table's order."""
+    generated = dict(table.constraints.generated)
+    return [n for n in table.schema.names if n not in generated]
+
+
+def _refuse_generated(table, columns, updating: bool = False) -> None:
+    generated = dict(table.constraints.generated)
+    hit = [c for c in columns if c in generated]
+    if hit:
+        raise PlanError(f'Cant update column "{hit[0]}" because it is a generated column!' if updating else
+                        "Cannot insert into a generated column")
+
+
 def session_parse(sql: str) -> exp.Expression:
     from planner.qualify import parse
     return parse(sql)
@@ -380,10 +411,11 @@ def _conform_select(session, table, source_sql: str, columns: list[str] | None, 
     default). positioned: the source has one more column, kept as POSITION."""
     names = table.schema.names
     types = _types(session, table.schema)
-    columns = columns or names
+    columns = columns or _settable(table)
     unknown = [c for c in columns if c not in names]
     if unknown:
         raise CatalogError(f"table {table.name} has no column {unknown[0]}")
+    _refuse_generated(table, columns)
     if len(columns) != source_width:
         raise ExecutionError(f"table {table.name} has {len(columns)} columns but {source_width} values were supplied")
     src = [f"c{i}" for i in range(source_width)]
@@ -428,10 +460,10 @@ def _insert_source(session, ast: exp.Insert, params, table, positioned: bool = F
     columns = [c.name for c in ast.this.expressions] if isinstance(ast.this, exp.Schema) else None
     source = ast.expression
     if source is None:  # DEFAULT VALUES: every column its default
-        first = table.schema.names[0]
+        first = _settable(table)[0]
         source, columns = exp.select(sqlglot.parse_one(_default_sql(table, first), read="duckdb")), [first]
     elif isinstance(source, exp.Values):
-        source = _values_with_defaults(source, table, columns or table.schema.names)
+        source = _values_with_defaults(source, table, columns or _settable(table))
     if positioned and isinstance(source, exp.Values):
         source = source.copy()
         for i, row in enumerate(source.expressions):
@@ -445,7 +477,7 @@ def _insert_source(session, ast: exp.Insert, params, table, positioned: bool = F
         if unknown:
             raise CatalogError(f'Table "{table.name}" does not have a column with name "{unknown[0]}"')
         columns = [lowered[c.lower()] for c in given]
-    named = [] if ast.expression is None else columns or table.schema.names
+    named = [] if ast.expression is None else columns or _settable(table)
     if isinstance(source, exp.Values):
         width = len(source.expressions[0].expressions) - (1 if positioned else 0)
         return _conform_select(session, table, source_sql, columns, width, positioned), named
@@ -573,6 +605,7 @@ def _update(session, stmt, params, token, lane, table) -> pa.Table:
         column = eq.this.name
         if column not in table.schema.names:
             raise CatalogError(f"table {table.name} has no column {column}")
+        _refuse_generated(table, [column], updating=True)
         assignments[column] = _default_sql(table, column) if _is_default(eq.expression) else eq.expression.sql("duckdb")
     types = _types(session, table.schema)
     target = f"{_quote(table.name)} AS {_quote(ast.this.alias_or_name)}"
@@ -588,8 +621,9 @@ def _update(session, stmt, params, token, lane, table) -> pa.Table:
         # values it writes (none changes from call to call: classify_write refuses those).
         new_rows = [f"CAST(({assignments[n]}) AS {t}) AS {_quote(n)}" if n in assignments else _quote(n)
                     for n, t in zip(table.schema.names, types)]
-        updated = _returned(ast, table, _query(session, f"SELECT {', '.join(new_rows)} FROM {target} "
-                                                        f"WHERE ({cond}) IS TRUE", params, token, lane))
+        rows = _with_generated(session, table.write_schema,
+                               f"SELECT {', '.join(new_rows)} FROM {target} WHERE ({cond}) IS TRUE")
+        updated = _returned(ast, table, _query(session, rows, params, token, lane))
         _rewrite(session, table, f"SELECT {', '.join(items)} FROM {target}", params, token, lane)
         return updated
     count = _query(session, f"SELECT count(*) FROM {target} WHERE {cond}", params, token, lane)
@@ -670,11 +704,9 @@ def empty_table_schema(create: exp.Create) -> pa.Schema:
         kinds = [c.args.get("kind") for c in item.args.get("constraints") or []] if isinstance(item, exp.ColumnDef) \
             else [item]
         for kind in kinds:
-            # A column computed from others on every read: refused by name, never a column left NULL.
-            what = {exp.ComputedColumnConstraint: "a generated column",
-                    exp.GeneratedAsIdentityColumnConstraint: "a generated or identity column"}.get(type(kind))
-            if what is not None:
-                raise NotSupportedError(f"CREATE TABLE with {what}")
+            # An identity column (a sequence of its own): refused by name, never a column left NULL.
+            if isinstance(kind, exp.GeneratedAsIdentityColumnConstraint) and not kind.args.get("expression"):
+                raise NotSupportedError("CREATE TABLE with an identity column")
     # A temporary table: private to this cursor's connection, gone when it closes.
     bare = exp.Create(this=exp.Schema(this=exp.to_table("t"), expressions=schema_node.expressions),
                       kind="TABLE", properties=exp.Properties(expressions=[exp.TemporaryProperty()]))
@@ -724,6 +756,8 @@ def ingest(session, name: str, data: pa.Table, if_not_exist: int, if_exists: int
 
 
 def _conform_arrow(table, data: pa.Table) -> pa.Table:
+    if table.constraints.generated:
+        raise NotSupportedError(f"bulk ingest into {table.name}, which has generated columns (INSERT computes them)")
     if data.schema.names != table.schema.names:
         raise CatalogError(f"table {table.name} has columns {table.schema.names}, the data {data.schema.names}")
     try:
@@ -844,7 +878,8 @@ def _merge(session, stmt, params, token, lane, table) -> pa.Table:
     if ast.args.get("returning"):
         # The rows as they will be (deleted ones as they were), read before the write, which holds
         # every lane; RETURNING is computed first: an error in it writes nothing, as in DuckDB.
-        rows = _query(session, " UNION ALL ".join(returning), params, token, lane) if returning else \
+        rows = _query(session, _with_generated(session, table.write_schema, " UNION ALL ".join(returning),
+                                               (MERGE_ACTION,)), params, token, lane) if returning else \
             pa.table({**{f.name: pa.array([], f.type) for f in table.schema}, MERGE_ACTION: pa.array([], pa.string())})
         returned = _returned(ast, table, rows)
     _rewrite(session, table, " UNION ALL ".join(parts_sql), params, token, lane)
@@ -871,16 +906,17 @@ def _merge_target_action(then: exp.Expression, table, names: list[str], source_c
         raise NotSupportedError(f"MERGE … THEN {then.sql('duckdb')}")
     items = then.expressions or []
     if not items or (len(items) == 1 and isinstance(items[0], exp.Star)):
-        values = source_columns()
-        if len(values) != len(names):
+        values, settable = source_columns(), _settable(table)
+        if len(values) != len(settable):
             raise CatalogError(f"Data provided for UPDATE did not match column count in table - expected "
-                               f"{len(names)} columns but got {len(values)}")
-        return "update", dict(zip(names, values))
+                               f"{len(settable)} columns but got {len(values)}")
+        return "update", dict(zip(settable, values))
     sets = {eq.this.name: _default_sql(table, eq.this.name) if _is_default(eq.expression) else eq.expression.sql("duckdb")
             for eq in items}
     unknown = [c for c in sets if c not in names]
     if unknown:
         raise CatalogError(f"table {table.name} has no column {unknown[0]}")
+    _refuse_generated(table, sets, updating=True)
     return "update", sets
 
 
@@ -891,16 +927,17 @@ def _merge_inserted(then: exp.Expression, table, names: list[str], types: list[s
     if not isinstance(then, exp.Insert):
         raise NotSupportedError(f"MERGE … WHEN NOT MATCHED THEN {then.sql('duckdb')}")
     if isinstance(then.expression, exp.Tuple):
-        columns = [c.name for c in then.this.expressions] if isinstance(then.this, exp.Tuple) else names
+        columns = [c.name for c in then.this.expressions] if isinstance(then.this, exp.Tuple) else _settable(table)
         values = [_default_sql(table, columns[i]) if _is_default(v) and i < len(columns) else v.sql("duckdb")
                   for i, v in enumerate(then.expression.expressions)]
     elif then.expression is None or then.expression is False or isinstance(then.this, exp.Star):
-        columns, values = names, source_columns()
+        columns, values = _settable(table), source_columns()
     else:
         raise NotSupportedError(f"MERGE … WHEN NOT MATCHED THEN {then.sql('duckdb')}")
     if len(columns) != len(values):
         raise CatalogError(f"table {table.name} has {len(columns)} columns but {len(values)} values were supplied")
     if any(c not in names for c in columns):
         raise CatalogError(f"MERGE INSERT: columns {columns} do not fit table {table.name}")
+    _refuse_generated(table, columns)
     return [f"CAST(({values[columns.index(n)] if n in columns else _default_sql(table, n)}) AS {t})"
             for n, t in zip(names, types)]
