@@ -26,7 +26,7 @@ from planner import table_functions
 from planner.rules.lateral_table_functions import rewrite_lateral_table_functions
 from planner.rules.named_windows import inline_named_windows
 from planner.rules.using_joins import expand_using
-from planner.pivot_syntax import parenthesise_pivot_on
+from planner.duckdb_syntax import parse_statements
 from planner.rules.unpivot import rewrite_unpivot
 from planner.rules.qualify_clause import rewrite_qualify
 from planner.rules.columns_expression import expand_columns
@@ -106,22 +106,6 @@ def _position_message(msg: str) -> str:
     return f"{head} at {where}\n  {context.strip()}"
 
 
-def _parse_duckdb(sql: str) -> list[exp.Expression]:
-    """sqlglot's statements of `sql`; where sqlglot fails on a PIVOT's ON item written as a whole
-    expression (`ON x > 4`, which DuckDB reads), the statement with such items bracketed."""
-    try:
-        return [s for s in sqlglot.parse(sql, read="duckdb") if s is not None]
-    except SqlglotParseError:
-        bracketed = parenthesise_pivot_on(sql)
-        if bracketed is None:
-            raise
-        try:
-            return [s for s in sqlglot.parse(bracketed, read="duckdb") if s is not None]
-        except SqlglotParseError:
-            pass
-        raise
-
-
 def parse(sql: str) -> exp.Expression:
     first = " ".join(sql.strip().split()[:2]).upper()
     for word in REFUSED_STATEMENTS:
@@ -130,7 +114,7 @@ def parse(sql: str) -> exp.Expression:
     _check_syntax_with_duckdb(sql)
     sql, lists = _fold_long_in_lists(sql)
     try:
-        stmts = _parse_duckdb(sql)
+        stmts = parse_statements(sql)
     except SqlglotParseError as e:
         err = e.errors[0] if e.errors else {}
         line, column = err.get("line"), err.get("col")

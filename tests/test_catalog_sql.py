@@ -305,7 +305,7 @@ def test_keys_checks_and_defaults_hold_as_in_duckdb(data, tmp_path, ranks):
 
 
 GENERATED = [
-    "CREATE TABLE g (a INTEGER, b INTEGER GENERATED ALWAYS AS (a * 2), c VARCHAR, d AS (a + 1), "
+    "CREATE TABLE g (a INTEGER, b INTEGER GENERATED ALWAYS AS (a * 2) VIRTUAL, c VARCHAR, d AS (a + 1), "
     "e INTEGER DEFAULT 5, f AS (d * 10 + b))",
     "INSERT INTO g VALUES (1, 'x', 3)",
     "INSERT INTO g (a, c) VALUES (2, 'y') RETURNING *",

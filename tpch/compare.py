@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import sqlglot
 from sqlglot import exp
 
-from planner.pivot_syntax import parenthesise_pivot_on
+from planner.duckdb_syntax import parse_statements
 
 # Differences at or below this absolute size count as equal whatever `rel_tol`
 # says: it keeps 0.0 (exact DECIMAL) equal to 1e-17 (DOUBLE noise).
@@ -44,13 +44,10 @@ class Ordering:
 
 def ordering_of(sql: str, dialect: str = "duckdb") -> Ordering:
     """Read the outermost ORDER BY of `sql`: whether rows are ordered, and by which columns."""
-    try:
+    if dialect == "duckdb":
+        tree = parse_statements(sql)[0]  # (`PIVOT t ON x > 4`, which sqlglot does not read as it is)
+    else:
         tree = sqlglot.parse_one(sql, read=dialect)
-    except sqlglot.errors.ParseError:
-        bracketed = parenthesise_pivot_on(sql)  # `PIVOT t ON x > 4`, which sqlglot does not read
-        if bracketed is None:
-            raise
-        tree = sqlglot.parse_one(bracketed, read=dialect)
     order = tree.args.get("order")
     if order is None:
         return Ordering(ordered=False)
