@@ -15,8 +15,13 @@ ALL see the expanded list, as in DuckDB.
 A lambda as the pattern (`COLUMNS(c -> c LIKE 'l_%')`) keeps the names for which it holds, as DuckDB's
 list_filter over the names decides.
 
-Refused: COLUMNS outside the select list, two COLUMNS in one item, and an item that reads other
-columns beside its COLUMNS (those would stay unqualified).
+In WHERE, the whole condition is repeated once per column, each copy with one column, and the
+copies ANDed (`WHERE COLUMNS(*) > 1` holds where every column is over 1), as DuckDB expands it; in
+ORDER BY, an item becomes one item per column, in order. (Left to the fragments, DuckDB expanded
+COLUMNS over a fragment's own columns: internal names, and only those the plan kept.)
+
+Refused: COLUMNS in other clauses (DuckDB refuses GROUP BY and HAVING too), two COLUMNS in one item,
+and a select item that reads other columns beside its COLUMNS (those would stay unqualified).
 """
 from __future__ import annotations
 
@@ -41,11 +46,13 @@ def expand_columns(ast: exp.Expression, qualify) -> exp.Expression:
         return ast
     ast = ast.copy()
     while True:
-        selects = [s for s in ast.find_all(exp.Select) if any(_items_with_columns(s))]
+        selects = [s for s in ast.find_all(exp.Select) if any(_items_with_columns(s)) or _clauses_with_columns(s)]
         if not selects:
+            _refuse_elsewhere(ast)
             return ast
         select = selects[-1]  # the innermost last: its columns do not depend on the others'
         star_items = _star_of(ast, select, qualify)
+        _expand_where_and_order(select, star_items)
         out = []
         for item in select.expressions:
             if item.find(exp.Columns) is None:
@@ -58,6 +65,39 @@ def expand_columns(ast: exp.Expression, qualify) -> exp.Expression:
 
 def _items_with_columns(select: exp.Select):
     return (i for i in select.expressions if i.find(exp.Columns) is not None)
+
+
+def _own(node: exp.Expression | None, select: exp.Select) -> bool:
+    """Whether `node` holds a COLUMNS(…) of `select` itself (not of a subquery in it)."""
+    return node is not None and any(c.find_ancestor(exp.Select) is select for c in node.find_all(exp.Columns))
+
+
+def _clauses_with_columns(select: exp.Select) -> bool:
+    order = select.args.get("order")
+    return _own(select.args.get("where"), select) or (order is not None and _own(order, select))
+
+
+def _expand_where_and_order(select: exp.Select, star_items: list[exp.Expression]) -> None:
+    for clause in (select.args.get("where"), select.args.get("order")):
+        for node in (clause.find_all(exp.Columns) if _own(clause, select) else ()):
+            if node.args.get("unpack"):
+                raise NotSupportedError("*COLUMNS(…) outside the select list")
+            _check_pattern(node)
+    where = select.args.get("where")
+    if _own(where, select):
+        copies = [c.this for c in _expanded(where.this, star_items)]
+        select.set("where", exp.Where(this=exp.and_(*(exp.Paren(this=c) for c in copies))))
+    order = select.args.get("order")
+    if order is not None and _own(order, select):
+        items = []
+        for item in order.expressions:
+            items += [c.this for c in _expanded(item, star_items)] if _own(item, select) else [item]
+        order.set("expressions", items)
+
+
+def _refuse_elsewhere(ast: exp.Expression) -> None:
+    if ast.find(exp.Columns) is not None:
+        raise NotSupportedError("COLUMNS(…) outside the select list, WHERE and ORDER BY")
 
 
 def _star_of(ast: exp.Expression, select: exp.Select, qualify) -> list[exp.Expression]:
@@ -87,17 +127,21 @@ def _check(item: exp.Expression) -> None:
     if len(found) > 1:
         raise NotSupportedError("two COLUMNS(…) in one select item")
     node = found[0]
-    if isinstance(node.this, exp.Lambda):
-        reached = {f.name.lower() for f in node.this.find_all(exp.Anonymous)} | {
-            type(f).__name__.lower() for f in node.this.find_all(exp.Func)}
-        if node.this.find(exp.Query) is not None or reached & FORBIDDEN_IN_LAMBDA:
-            raise NotSupportedError("COLUMNS(…) with a lambda that runs a query or reads outside the catalog")
+    _check_pattern(node)
     if any(not inside(c, node) for c in item.find_all(exp.Column)):
         raise NotSupportedError("a COLUMNS(…) item that also reads other columns")
     if isinstance(item, exp.Alias) and not node.args.get("unpack"):
         raise NotSupportedError("an alias on a COLUMNS(…) item (each column keeps its name)")
     if node.args.get("unpack") and not isinstance(node.parent, exp.Func):
         raise NotSupportedError("*COLUMNS(…) outside a call's arguments")
+
+
+def _check_pattern(node: exp.Columns) -> None:
+    if isinstance(node.this, exp.Lambda):
+        reached = {f.name.lower() for f in node.this.find_all(exp.Anonymous)} | {
+            type(f).__name__.lower() for f in node.this.find_all(exp.Func)}
+        if node.this.find(exp.Query) is not None or reached & FORBIDDEN_IN_LAMBDA:
+            raise NotSupportedError("COLUMNS(…) with a lambda that runs a query or reads outside the catalog")
 
 
 def _lambda_keeps(lam: exp.Lambda, star_items: list[exp.Expression]) -> set[str]:
