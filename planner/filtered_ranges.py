@@ -27,7 +27,7 @@ from dataclasses import replace
 
 from sqlglot import exp
 
-from planner.logical import Filter, Join, Node, Project, Query, Scan, col, conjuncts, replace_scans, walk
+from planner.logical import Filter, Join, Node, Project, Query, Scan, col, column_origin, conjuncts, replace_scans, walk
 
 # Below this share of the table's rows kept by the filter's range, the scan is read by ranges.
 KEPT_MAX_SHARE = 0.75
@@ -91,32 +91,16 @@ def balance_filtered_scans(query: Query, catalog, nranks: int, key_range_of=None
     return replace(query, root=replace_scans(query.root, ranged))
 
 
-def _origin(node: Node, cid: str):
-    """(scan, table column) that column `cid` of `node` passes through unchanged from, or None."""
-    while True:
-        if isinstance(node, Scan):
-            name = dict(node.fields).get(cid)
-            return (node, name) if name is not None else None
-        if isinstance(node, Filter):
-            node = node.input
-        elif isinstance(node, Project):
-            e = dict(node.exprs).get(cid)
-            if not isinstance(e, exp.Column):
-                return None
-            node, cid = node.input, e.name
-        elif isinstance(node, Join):
-            node = node.left if cid in node.left.columns else node.right
-        else:
-            return None
-
-
 def _joined_range(big_side: Node, key, small_side: Node, small_key, catalog, key_range_of, min_rows: int):
     """(scan, column, lowest, highest) for a big table's ordered column joined to a small
     table filtered on its own (Filters, and Projects of its columns, over its Scan)."""
     if not (isinstance(key, exp.Column) and isinstance(small_key, exp.Column)):
         return None
-    big = _origin(big_side, key.name)
-    if big is None or big[1] not in catalog.table(big[0].table).ordered or \
+    leaf = column_origin(big_side, key.name)
+    if leaf is None or not isinstance(leaf[0], Scan):
+        return None
+    big = (leaf[0], dict(leaf[0].fields)[leaf[1]])
+    if big[1] not in catalog.table(big[0].table).ordered or \
             catalog.table(big[0].table).row_count < min_rows:
         return None
     predicates, node, cid = [], small_side, small_key.name

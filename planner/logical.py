@@ -434,6 +434,25 @@ def walk(node: Node):
         yield from walk(c)
 
 
+def column_origin(node: Node, cid: str):
+    """(leaf, its column id) that column `cid` of `node` comes from unchanged (through filters,
+    projections of a bare column and joins), or None."""
+    while True:
+        if isinstance(node, (Scan, CteRef)):
+            return (node, cid) if cid in node.columns else None
+        if isinstance(node, Filter):
+            node = node.input
+        elif isinstance(node, Project):
+            e = dict(node.exprs).get(cid)
+            if not isinstance(e, exp.Column):
+                return None
+            node, cid = node.input, e.name
+        elif isinstance(node, Join):
+            node = node.left if cid in node.left.columns else node.right
+        else:
+            return None
+
+
 def replace_scans(node: Node, new) -> Node:
     """`node` with each Scan s replaced by new(s) (a node of the same columns); the nodes above
     an unchanged part stay the same objects."""

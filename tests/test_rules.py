@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import sqlglot
 from sqlglot import exp
 
@@ -476,3 +477,36 @@ def test_factor_or_keeps_an_or_over_one_table_once():
     from planner.rules.factor_or import factor_or
     c = sqlglot.parse_one("(a.x BETWEEN 1 AND 3 AND a.q = 1) OR (a.y BETWEEN 2 AND 4 AND a.q = 2)", read="duckdb")
     assert len(factor_or(c, expr_key)) == 1
+
+
+# ---------------------------------------------------------------------------- cte_partition_keys
+def _kept_aggregates(sql: str, disabled=frozenset()):
+    from planner.logical import Aggregate, MaterializedCte, walk
+    root = _rewritten(sql, disabled)
+    return [a for m in walk(root) if isinstance(m, MaterializedCte)
+            for a in walk(m.definition) if isinstance(a, Aggregate)]
+
+
+CTE_JOINED = ("WITH c AS (SELECT g1k, g100k, sum(v) AS s FROM big GROUP BY g1k, g100k) ")
+
+
+def test_a_kept_aggregate_joined_on_some_group_keys_is_partitioned_on_them():
+    sql = CTE_JOINED + ("SELECT x.g1k, x.s, y.s, z.s FROM c x JOIN c y ON x.g1k = y.g1k JOIN c z ON y.g1k = z.g1k "
+                        "WHERE x.g100k = 1 AND y.g100k = 2 AND z.g100k = 3")
+    [agg] = _kept_aggregates(sql)
+    assert [dict(agg.groups)[g].name.split("_")[0] for g in agg.partition_on] == ["g1k"]
+    [agg] = _kept_aggregates(sql, frozenset({"cte_partition_keys"}))
+    assert agg.partition_on == ()
+
+
+@pytest.mark.parametrize("sql", [
+    # The readers join on different keys: none is common to every join.
+    CTE_JOINED + "SELECT x.s, y.s, z.s FROM c x JOIN c y ON x.g1k = y.g1k JOIN c z ON y.g100k = z.g100k",
+    # On every group key: partitioned on all of them already.
+    CTE_JOINED + "SELECT x.s, y.s FROM c x JOIN c y ON x.g1k = y.g1k AND x.g100k = y.g100k",
+    # On an aggregate's value, not a group key.
+    CTE_JOINED + "SELECT x.s, y.s FROM c x JOIN c y ON x.s = y.s",
+])
+def test_kept_aggregates_that_keep_their_partitioning(sql):
+    [agg] = _kept_aggregates(sql)
+    assert agg.partition_on == ()

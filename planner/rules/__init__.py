@@ -9,6 +9,7 @@ import time
 
 from planner.logical import Query
 from planner.rules.cte_filters import push_reader_filters_into_ctes
+from planner.rules.cte_partition_keys import cte_partition_keys
 from planner.rules.distinct_aggregates import distinct_aggregates
 from planner.rules.eager_aggregation import eager_aggregation
 from planner.rules.flatten_dependent_joins import flatten_dependent_joins
@@ -21,7 +22,7 @@ from planner.rules.window_top_n import window_top_n
 
 # flatten_dependent_joins first: the other rules and the physical planner know no DependentJoin.
 RULES = (flatten_dependent_joins, simplify_outer_joins, push_filters, transitive_filters, push_reader_filters_into_ctes,
-         distinct_aggregates, eager_aggregation, prune_columns, inner_to_semi_joins, window_top_n)
+         distinct_aggregates, eager_aggregation, prune_columns, inner_to_semi_joins, window_top_n, cte_partition_keys)
 
 
 def run_rules(query: Query, disabled: frozenset = frozenset(), timings: dict | None = None,
