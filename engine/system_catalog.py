@@ -128,11 +128,16 @@ class SystemCatalog:
         self.con.register(view, schema.empty_table())
         try:
             constraints = from_metadata(schema.metadata)
+            made = False
             if constraints:
                 types = self.con.execute(f'SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM "{view}")') \
                     .fetchall()
-                self.con.execute(f"CREATE TABLE {qualified(name)} ({constraints.table_elements(types)})")
-            else:
+                try:
+                    self.con.execute(f"CREATE TABLE {qualified(name)} ({constraints.table_elements(types)})")
+                    made = True
+                except duckdb.Error as e:  # the columns alone, rather than no catalog at all
+                    log.warning("table %s: its constraints cannot be shown (%s)", name, _first_line(e))
+            if not made:
                 self.con.execute(f'CREATE TABLE {qualified(name)} AS SELECT * FROM "{view}"')
         finally:
             self.con.unregister(view)
