@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
-from engine.errors import CatalogError, ExecutionError
+from engine.errors import CatalogError, ConstraintError, ExecutionError
 
 METADATA_KEY = b"flocksql.constraints"
 
@@ -147,8 +147,8 @@ def enforce(table_name: str, constraints: TableConstraints, kept_files, new_file
         new = _files(new_files)
         for check in constraints.checks:
             if con.execute(f"SELECT 1 FROM {new} WHERE ({check}) IS FALSE LIMIT 1").fetchone():
-                raise ExecutionError(f'CHECK constraint failed on table "{table_name}" with expression '
-                                     f'CHECK({check})')
+                raise ConstraintError(f'CHECK constraint failed on table "{table_name}" with expression '
+                                      f'CHECK({check})')
         for key in constraints.keys:
             cols = ", ".join(_quote(c) for c in key)
             present = " AND ".join(f"{_quote(c)} IS NOT NULL" for c in key)
@@ -159,7 +159,7 @@ def enforce(table_name: str, constraints: TableConstraints, kept_files, new_file
                 held = con.execute(f"SELECT {', '.join('n.' + _quote(c) for c in key)} FROM {new} AS n "
                                f"SEMI JOIN {_files(kept_files)} AS o ON {same} LIMIT 1").fetchone()
             if held is not None:
-                raise ExecutionError(_duplicate_message(constraints, key, held))
+                raise ConstraintError(_duplicate_message(constraints, key, held))
     except duckdb.Error as e:
         raise ExecutionError(f"checking the constraints of {table_name}: {str(e).splitlines()[0]}") from None
     finally:

@@ -28,6 +28,11 @@ class InvalidValueError(FlockError):
     """A statement gave a value its target cannot take (a setting's value, say)."""
 
 
+class ConstraintError(FlockError):
+    """A write that would break a table's constraint (a key held twice, NOT NULL, CHECK): nothing
+    was written. DuckDB's Constraint Error."""
+
+
 class ExecutionError(FlockError):
     """A rank failed while running a query; the message is the original one."""
 

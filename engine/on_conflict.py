@@ -30,6 +30,7 @@ def insert(session, stmt: Statement, params, token, lane, table, action: str):
     rows, named = writes._insert_source(session, ast, params, table, positioned=True)
     names = table.schema.names
     columns = ", ".join(writes._quote(n) for n in names)
+    settable = writes._settable(table)  # a generated column is computed, never inserted
     target = f"{writes._quote(table.name)} AS {writes._quote(alias)}"
     if action == "nothing":
         held = " OR ".join(f"({_same(key, alias)})" for key in keys)
@@ -48,7 +49,8 @@ def insert(session, stmt: Statement, params, token, lane, table, action: str):
     update = f"WHEN MATCHED{condition} THEN UPDATE SET {', '.join(sets)} "
     merge = (f"MERGE INTO {target} USING (SELECT {columns} FROM ({_first_of_each(rows, key)})) AS {EXCLUDED} "
              f"ON {_same(key, alias)} {update}"
-             f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({', '.join(f'{EXCLUDED}.{writes._quote(n)}' for n in names)})")
+             f"WHEN NOT MATCHED THEN INSERT ({', '.join(writes._quote(n) for n in settable)}) "
+             f"VALUES ({', '.join(f'{EXCLUDED}.{writes._quote(n)}' for n in settable)})")
     merge_ast = sqlglot.parse_one(merge, read="duckdb")
     merge_ast.set("returning", ast.args.get("returning"))
     merge_stmt = Statement("merge", merge_ast, name=stmt.name, sql=merge)

@@ -584,7 +584,7 @@ class Session:
                     con = duckdb.connect(config={"threads": 1, "enable_external_access": False})
                     self._schema_scans = _EmptyScans(con)
                 con = self._schema_scans.con
-                runner = Runner(con, LocalComm(), self.catalog, self._schema_scans)
+                runner = Runner(con, LocalComm(), self.catalog, self._schema_scans, virtual=planned.virtual)
                 schema = _rename(runner.run_plan(planned.root), planned.names).schema
                 self._remember(key, schema)
             return schema

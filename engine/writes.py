@@ -25,7 +25,7 @@ from sqlglot import exp
 
 from engine.catalog import DATABASE, SCHEMA, SCHEMA_MARKER
 from engine.constraints import enforce, from_create, from_metadata, with_constraints
-from engine.errors import CatalogError, ExecutionError, NotSupportedError, PlanError
+from engine.errors import CatalogError, ConstraintError, ExecutionError, NotSupportedError, PlanError
 from engine.leftovers import owner_tag
 from executors.scratch import scratch_cursor
 from planner.qualify import Statement, bind_params, object_name
@@ -542,7 +542,7 @@ def _check_nulls(table, parts: Path) -> None:
             for name in required:
                 st = meta.row_group(g).column(schema.get_field_index(name)).statistics
                 if st is not None and st.has_null_count and st.null_count:
-                    raise ExecutionError(f"NOT NULL constraint failed: {table.name}.{name}")
+                    raise ConstraintError(f"NOT NULL constraint failed: {table.name}.{name}")
 
 
 def _where(ast) -> str | None:
@@ -766,7 +766,7 @@ def _conform_arrow(table, data: pa.Table) -> pa.Table:
         raise ExecutionError(f"the data does not fit table {table.name}: {e}") from None
     for column, f in zip(data.columns, table.schema):
         if not f.nullable and column.null_count:
-            raise ExecutionError(f"NOT NULL constraint failed: {table.name}.{f.name}")
+            raise ConstraintError(f"NOT NULL constraint failed: {table.name}.{f.name}")
     # In the table's own schema (NOT NULL and constraints kept: the catalog reads them from the files).
     return pa.Table.from_arrays(data.columns, schema=table.write_schema)
 

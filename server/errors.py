@@ -4,7 +4,7 @@ Engine errors (engine/errors.py) and the server's own request errors are mapped 
 message and prefixing the error's kind:
 
     ParseError, CatalogError, PlanError, NotSupportedError, InvalidValueError,
-    RequestError                                                      -> INVALID_ARGUMENT
+    ConstraintError, RequestError                                     -> INVALID_ARGUMENT
     CancelledError                                                      -> CANCELLED
     UnsupportedRequest                                                  -> UNIMPLEMENTED
     ShuttingDown, RankLostError (a rank died: the flock restarts)      -> UNAVAILABLE
@@ -31,6 +31,7 @@ import pyarrow.flight as flight
 from engine.errors import (
     CancelledError,
     CatalogError,
+    ConstraintError,
     FlockError,
     InvalidValueError,
     NotSupportedError,
@@ -54,7 +55,7 @@ class ShuttingDown(Exception):
     """The server is stopping and no longer runs queries."""
 
 
-_INVALID_ARGUMENT = (ParseError, CatalogError, PlanError, NotSupportedError, InvalidValueError)
+_INVALID_ARGUMENT = (ParseError, CatalogError, PlanError, NotSupportedError, InvalidValueError, ConstraintError)
 
 
 class _Untraced:

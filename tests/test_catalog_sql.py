@@ -287,6 +287,12 @@ CONSTRAINTS = [
     "INSERT OR REPLACE INTO p (a, b) VALUES (1, 'x'), (2, 'x')",
     "INSERT INTO p DEFAULT VALUES",                            # a key column NULL: an error
     "SELECT * FROM p",
+    "CREATE TABLE kg (k INTEGER PRIMARY KEY, v VARCHAR DEFAULT 'none', g AS (k * 2))",
+    "INSERT INTO kg (k) VALUES (1), (2)",
+    "INSERT INTO kg VALUES (2, 'two'), (3, 'three') ON CONFLICT (k) DO UPDATE SET v = excluded.v RETURNING *",
+    "INSERT OR REPLACE INTO kg VALUES (1, 'one')",
+    "INSERT OR IGNORE INTO kg VALUES (1, 'uno'), (4, 'four')",
+    "SELECT * FROM kg",
     "DESCRIBE p",
     "SELECT table_name, constraint_type, constraint_text, constraint_column_names FROM duckdb_constraints() "
     "WHERE table_name IN ('t', 'p')",

@@ -173,6 +173,16 @@ def test_adbc_ingest_and_polars(server):
             cur.adbc_ingest("keyed", pa.table({"a": [4, None], "s": ["z", "w"]}), mode="append")
         cur.execute("SELECT count(*), sum(a) FROM keyed")
         assert cur.fetchone() == (2, 3)
+        # A constraint error is the client's (INVALID_ARGUMENT), not the server's (INTERNAL).
+        with pytest.raises(flight_sql.ProgrammingError, match='Duplicate key "a: 1"'):
+            cur.execute("INSERT INTO keyed VALUES (1, 'again')")
+        cur.execute("INSERT INTO keyed VALUES (1, 'again'), (5, 'five') ON CONFLICT (a) DO UPDATE SET s = excluded.s "
+                    "RETURNING *")
+        assert sorted(cur.fetchall()) == [(1, "again"), (5, "five")]
+        # The system catalog and a data table in one query, over the server's prepare-then-execute.
+        cur.execute("SELECT t.table_name, count(*) FROM information_schema.tables t JOIN keyed ON t.table_name = "
+                    "'keyed' GROUP BY 1")
+        assert cur.fetchall() == [("keyed", 3)]
         frame = pl.DataFrame({"p": [1.5, 2.5], "q": ["u", "v"]})
         frame.write_database("polars_made", conn, engine="adbc", if_table_exists="replace")
         back = pl.read_database("SELECT * FROM polars_made ORDER BY p", conn)
