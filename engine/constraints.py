@@ -49,11 +49,11 @@ class TableConstraints:
     def table_elements(self, types) -> str:
         """`CREATE TABLE t (…)`'s list for columns of these (name, DuckDB type) and these constraints."""
         generated = dict(self.generated)
-        items = [f"{_quote(n)} {t}" + (f" DEFAULT {self.default(n)}" if self.default(n) else "") +
+        items = [f"{quote_name(n)} {t}" + (f" DEFAULT {self.default(n)}" if self.default(n) else "") +
                  (f" GENERATED ALWAYS AS ({generated[n]})" if n in generated else "") for n, t in types]
         if self.primary_key:
-            items.append(f"PRIMARY KEY ({', '.join(_quote(c) for c in self.primary_key)})")
-        items += [f"UNIQUE ({', '.join(_quote(c) for c in u)})" for u in self.unique]
+            items.append(f"PRIMARY KEY ({', '.join(quote_name(c) for c in self.primary_key)})")
+        items += [f"UNIQUE ({', '.join(quote_name(c) for c in u)})" for u in self.unique]
         items += [f"CHECK ({c})" for c in self.checks]
         return ", ".join(items)
 
@@ -130,7 +130,8 @@ def _files(files) -> str:
     return "read_parquet([" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in files) + "])"
 
 
-def _quote(name: str) -> str:
+def quote_name(name: str) -> str:
+    """A column or table name as a quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -150,13 +151,13 @@ def enforce(table_name: str, constraints: TableConstraints, kept_files, new_file
                 raise ConstraintError(f'CHECK constraint failed on table "{table_name}" with expression '
                                       f'CHECK({check})')
         for key in constraints.keys:
-            cols = ", ".join(_quote(c) for c in key)
-            present = " AND ".join(f"{_quote(c)} IS NOT NULL" for c in key)
+            cols = ", ".join(quote_name(c) for c in key)
+            present = " AND ".join(f"{quote_name(c)} IS NOT NULL" for c in key)
             held = con.execute(f"SELECT {cols} FROM {new} WHERE {present} GROUP BY ALL HAVING count(*) > 1 "
                            f"LIMIT 1").fetchone()
             if held is None and kept_files:
-                same = " AND ".join(f"n.{_quote(c)} = o.{_quote(c)}" for c in key)
-                held = con.execute(f"SELECT {', '.join('n.' + _quote(c) for c in key)} FROM {new} AS n "
+                same = " AND ".join(f"n.{quote_name(c)} = o.{quote_name(c)}" for c in key)
+                held = con.execute(f"SELECT {', '.join('n.' + quote_name(c) for c in key)} FROM {new} AS n "
                                f"SEMI JOIN {_files(kept_files)} AS o ON {same} LIMIT 1").fetchone()
             if held is not None:
                 raise ConstraintError(_duplicate_message(constraints, key, held))

@@ -25,6 +25,7 @@ from sqlglot import exp
 
 from engine.catalog import DATABASE, SCHEMA, SCHEMA_MARKER
 from engine.constraints import enforce, from_create, from_metadata, with_constraints
+from engine.constraints import quote_name as _quote  # (one quoting for the names a write's SQL holds)
 from engine.errors import CatalogError, ConstraintError, ExecutionError, NotSupportedError, PlanError
 from engine.leftovers import owner_tag
 from executors.scratch import scratch_cursor
@@ -309,10 +310,6 @@ def _types(session, schema: pa.Schema) -> list[str]:
     from engine.catalog_statements import cursor_of
     cursor = cursor_of(session, session.default_client)
     return [r["column_type"] for r in session.system.describe_schema(cursor, schema).to_pylist()]
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _new_version(session, name: str, keep_files, new_parts_dir: Path | None) -> None:

@@ -453,12 +453,18 @@ def column_origin(node: Node, cid: str):
             return None
 
 
-def replace_scans(node: Node, new) -> Node:
-    """`node` with each Scan s replaced by new(s) (a node of the same columns); the nodes above
-    an unchanged part stay the same objects."""
-    if isinstance(node, Scan):
-        return new(node)
-    kids = [replace_scans(c, new) for c in node.children]
+def replace_nodes(node: Node, new) -> Node:
+    """`node` with each node n for which new(n) gives a node (of the same columns) replaced by it,
+    and the rest as it is (new(n) None); the nodes above an unchanged part stay the same objects."""
+    made = new(node)
+    if made is not None:
+        return made
+    kids = [replace_nodes(c, new) for c in node.children]
     if all(a is b for a, b in zip(kids, node.children)):
         return node
     return node.with_children(*kids)
+
+
+def replace_scans(node: Node, new) -> Node:
+    """`node` with each Scan s replaced by new(s)."""
+    return replace_nodes(node, lambda n: new(n) if isinstance(n, Scan) else None)

@@ -17,7 +17,8 @@ from dataclasses import replace
 
 from sqlglot import exp
 
-from planner.logical import Aggregate, CteRef, Filter, Join, MaterializedCte, Node, Project, Query, column_origin, walk
+from planner.logical import (Aggregate, CteRef, Filter, Join, MaterializedCte, Node, Project, Query, column_origin,
+                             replace_nodes, walk)
 
 
 def cte_partition_keys(query: Query) -> Query:
@@ -37,7 +38,7 @@ def cte_partition_keys(query: Query) -> Query:
         changed[id(aggregate)] = replace(aggregate, partition_on=tuple(order))
     if not changed:
         return query
-    return replace(query, root=_replaced(query.root, changed))
+    return replace(query, root=replace_nodes(query.root, lambda n: changed.get(id(n))))
 
 
 def _final_aggregate(node: Node):
@@ -72,11 +73,3 @@ def _joined_keys(body: Node, name: str) -> set[str] | None:
             common = used if common is None else common & used
     return common
 
-
-def _replaced(node: Node, changed: dict[int, Node]) -> Node:
-    if id(node) in changed:
-        return changed[id(node)]
-    kids = [_replaced(c, changed) for c in node.children]
-    if all(a is b for a, b in zip(kids, node.children)):
-        return node
-    return node.with_children(*kids)
