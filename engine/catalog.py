@@ -154,9 +154,12 @@ def _fixed_width(t: pa.DataType) -> float:
 def _min_max(st: pq.Statistics) -> tuple:
     """A row group's (min, max) as Python values. pyarrow 26 cannot convert the statistics of a
     DECIMAL stored as INT32/INT64 (tpchgen-cli writes prices so): those are scaled from the raw
-    integers. Statistics it cannot read at all raise TypeError (treated as absent)."""
+    integers. Statistics it cannot read at all raise TypeError (treated as absent), as do dates and
+    timestamps past Python's year 9999 (DuckDB writes `DATE '9999-12-31' + 1`)."""
     try:
         return st.min, st.max
+    except (OverflowError, ValueError):
+        raise TypeError("statistics out of Python's range") from None
     except pa.ArrowNotImplementedError:
         logical = json.loads(st.logical_type.to_json() or "{}")
         scale = logical.get("scale") if logical.get("Type") == "Decimal" else None

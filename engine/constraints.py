@@ -34,6 +34,9 @@ class TableConstraints:
     defaults: tuple[tuple[str, str], ...] = ()  # (column, DuckDB SQL of its DEFAULT)
     checks: tuple[str, ...] = ()  # DuckDB SQL of each CHECK
     generated: tuple[tuple[str, str], ...] = ()  # (column, DuckDB SQL of its expression), in table order
+    # The key written first in CREATE TABLE (DuckDB's first index; engine/on_conflict.py): () where
+    # unknown (a table made before it was kept) or where the table has no key.
+    first_key: tuple[str, ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.primary_key or self.unique or self.defaults or self.checks or self.generated)
@@ -62,7 +65,7 @@ class TableConstraints:
             return {}
         value = {"primary_key": list(self.primary_key), "unique": [list(u) for u in self.unique],
                  "defaults": dict(self.defaults), "checks": list(self.checks),
-                 "generated": [list(g) for g in self.generated]}
+                 "generated": [list(g) for g in self.generated], "first_key": list(self.first_key)}
         return {METADATA_KEY: json.dumps(value, sort_keys=True).encode()}
 
 
@@ -76,7 +79,7 @@ def from_metadata(metadata: dict | None) -> TableConstraints:
     value = json.loads(raw)
     return TableConstraints(tuple(value.get("primary_key", ())), tuple(tuple(u) for u in value.get("unique", ())),
                             tuple(sorted(value.get("defaults", {}).items())), tuple(value.get("checks", ())),
-                            tuple(tuple(g) for g in value.get("generated", ())))
+                            tuple(tuple(g) for g in value.get("generated", ())), tuple(value.get("first_key", ())))
 
 
 def with_constraints(schema: pa.Schema, constraints: TableConstraints) -> pa.Schema:
@@ -95,6 +98,7 @@ def from_create(schema_node: exp.Schema, names: list[str]) -> TableConstraints:
         return by_lower[name.lower()]
 
     primary, unique, defaults, checks, generated = [], [], {}, [], []
+    keys = []  # every key, in the order written
     for item in schema_node.expressions:
         if isinstance(item, exp.ColumnDef):
             name = column(item.name)
@@ -102,8 +106,10 @@ def from_create(schema_node: exp.Schema, names: list[str]) -> TableConstraints:
                 kind = c.args.get("kind")
                 if isinstance(kind, exp.PrimaryKeyColumnConstraint):
                     primary.append((name,))
+                    keys.append((name,))
                 elif isinstance(kind, exp.UniqueColumnConstraint):
                     unique.append((name,))
+                    keys.append((name,))
                 elif isinstance(kind, exp.DefaultColumnConstraint):
                     defaults[name] = kind.this.sql("duckdb")
                 elif isinstance(kind, exp.CheckColumnConstraint):
@@ -116,14 +122,16 @@ def from_create(schema_node: exp.Schema, names: list[str]) -> TableConstraints:
         for kind in (item.expressions if isinstance(item, exp.Constraint) else [item]):
             if isinstance(kind, exp.PrimaryKey):
                 primary.append(tuple(column(e.name) for e in kind.expressions))
+                keys.append(primary[-1])
             elif isinstance(kind, exp.UniqueColumnConstraint):
                 unique.append(tuple(column(e.name) for e in kind.this.expressions))
+                keys.append(unique[-1])
             elif isinstance(kind, exp.CheckColumnConstraint):
                 checks.append(kind.this.sql("duckdb"))
     if len(primary) > 1:
         raise CatalogError("table can only have a single primary key")
     return TableConstraints(primary[0] if primary else (), tuple(dict.fromkeys(unique)), tuple(sorted(defaults.items())),
-                            tuple(checks), tuple(generated))
+                            tuple(checks), tuple(generated), keys[0] if keys else ())
 
 
 def _files(files) -> str:

@@ -4,7 +4,8 @@ As DuckDB runs them: a new row whose key the table already holds is left out (DO
 updates that row (DO UPDATE SET …, where its WHERE holds; OR REPLACE sets every column but the key
 to the new row's values in the columns the INSERT names). Of the new rows that share a key, the first is taken and the others are
 left out (the first in VALUES; of a query's rows, any one: their order is not defined). The key is
-the conflict target, or, where the INSERT names none, the table's only key (DO NOTHING: any key).
+the conflict target, or, where the INSERT names none, the table's only key (DO NOTHING: any key;
+see _key_new_rows_share for new rows that share a value of one of several keys).
 
 DO NOTHING appends the rows that remain; DO UPDATE is a MERGE of the rows that remain into the
 table (engine/writes.py). Either way the new version's keys are checked before it is written, so
@@ -33,11 +34,12 @@ def insert(session, stmt: Statement, params, token, lane, table, action: str):
     settable = writes._settable(table)  # a generated column is computed, never inserted
     target = f"{writes._quote(table.name)} AS {writes._quote(alias)}"
     if action == "nothing":
+        # New rows that share a key: the first of them is taken, whether or not the table holds its
+        # key (a row left out for a key held takes out those after it that share its key).
+        firsts = _first_of_each(rows, _key_new_rows_share(session, rows, keys, table, params, token, lane))
         held = " OR ".join(f"({_same(key, alias)})" for key in keys)
-        fresh = f"SELECT * FROM ({rows}) AS {EXCLUDED} WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE {held})"
-        key = _key_new_rows_share(session, fresh, keys, params, token, lane)
-        query = f"SELECT {columns} FROM ({_first_of_each(fresh, key)})"
-        return writes._append(session, ast, table, query, params, token, lane)
+        fresh = f"SELECT * FROM ({firsts}) AS {EXCLUDED} WHERE NOT EXISTS (SELECT 1 FROM {target} WHERE {held})"
+        return writes._append(session, ast, table, f"SELECT {columns} FROM ({fresh})", params, token, lane)
     key = keys[0]
     if conflict is not None and conflict.expressions:
         sets = [_qualified(eq, alias) for eq in conflict.expressions]
@@ -92,9 +94,11 @@ def _first_of_each(rows: str, key: tuple[str, ...] | None) -> str:
             f"__flocksql_nth FROM ({rows})) WHERE __flocksql_nth = 1 OR {some_null}")
 
 
-def _key_new_rows_share(session, rows: str, keys, params, token, lane) -> tuple[str, ...] | None:
-    """The key on which some of `rows` share a value (None: no key). Rows that share values of two
-    keys are refused: which of them DuckDB keeps depends on the order it meets them in."""
+def _key_new_rows_share(session, rows: str, keys, table, params, token, lane) -> tuple[str, ...] | None:
+    """The key on which new rows may share a value: the only key compared, or None. On a table with
+    several keys, DuckDB takes the first of new rows that share a value of the key written first in
+    its CREATE TABLE (its first index), as above; of rows that share a value of another key, which it
+    keeps follows no order we can give (not the first in VALUES; not always the same rows). Refused."""
     if len(keys) == 1:
         return keys[0]
     shared = []
@@ -105,9 +109,12 @@ def _key_new_rows_share(session, rows: str, keys, params, token, lane) -> tuple[
                                        f"GROUP BY {cols} HAVING count(*) > 1)", params, token, lane)
         if found.column(0)[0].as_py():
             shared.append(key)
-    if len(shared) > 1:
-        raise NotSupportedError("INSERT … ON CONFLICT DO NOTHING where new rows share values of two keys")
-    return shared[0] if shared else None
+    if not shared:
+        return None
+    if shared == [table.constraints.first_key]:
+        return shared[0]
+    raise NotSupportedError("INSERT … ON CONFLICT DO NOTHING (or INSERT OR IGNORE) where new rows share a value of "
+                            "a key other than the first written, on a table with several keys")
 
 
 def _qualified(node: exp.Expression, alias: str) -> str:

@@ -150,10 +150,15 @@ def _update_from_as_merge(ast: exp.Update, catalog=None) -> exp.Merge:
         return _update_from_join_as_merge(ast, frm, catalog)
     where = ast.args.get("where")
     on = where.this.sql("duckdb") if where is not None else "TRUE"
-    sets = ", ".join(eq.sql("duckdb") for eq in ast.expressions)
+    sets = ", ".join(_set_sql(eq) for eq in ast.expressions)
     text = (f"MERGE INTO {ast.this.sql('duckdb')} USING {frm.this.sql('duckdb')} ON {on} "
             f"WHEN MATCHED THEN UPDATE SET {sets}")
     return sqlglot.parse_one(text, read="duckdb")
+
+
+def _set_sql(eq: exp.EQ) -> str:
+    """`column = value` of a SET, the keyword DEFAULT kept (sqlglot would write it as a quoted name)."""
+    return f"{eq.this.sql('duckdb')} = DEFAULT" if _is_default(eq.expression) else eq.sql("duckdb")
 
 
 def _update_from_join_as_merge(ast: exp.Update, frm: exp.From, catalog) -> exp.Merge:
@@ -169,7 +174,8 @@ def _update_from_join_as_merge(ast: exp.Update, frm: exp.From, catalog) -> exp.M
     joins = [j.copy() for j in (first.args.get("joins") or [])] + [exp.Join(this=e.copy()) for e in frm.expressions]
     first.set("joins", None)
     where = ast.args.get("where")
-    items = [exp.alias_(eq.expression.copy(), f"__set{i}") for i, eq in enumerate(ast.expressions)]
+    items = [exp.alias_(exp.null() if _is_default(eq.expression) else eq.expression.copy(), f"__set{i}")
+             for i, eq in enumerate(ast.expressions)]
     items.append(exp.alias_(where.this.copy() if where is not None else exp.true(), "__where"))
     select = exp.Select(expressions=items)
     select.set("from_", exp.From(this=first))
@@ -200,7 +206,8 @@ def _update_from_join_as_merge(ast: exp.Update, frm: exp.From, catalog) -> exp.M
     on = exp.and_(*[c.transform(to_source) for c in matching]) if matching else exp.true()
     source.set("expressions", outputs or [exp.alias_(exp.Literal.number(1), "__one")])
     source.set("where", exp.Where(this=exp.and_(*own)) if own else None)
-    sets = ", ".join(f"{eq.this.sql('duckdb')} = {v.sql('duckdb')}" for eq, v in zip(ast.expressions, values))
+    sets = ", ".join(_set_sql(eq) if _is_default(eq.expression) else f"{eq.this.sql('duckdb')} = {v.sql('duckdb')}"
+                     for eq, v in zip(ast.expressions, values))
     text = (f"MERGE INTO {target.sql('duckdb')} USING ({source.sql('duckdb')}) AS __src ON {on.sql('duckdb')} "
             f"WHEN MATCHED THEN UPDATE SET {sets}")
     return sqlglot.parse_one(text, read="duckdb")
@@ -548,6 +555,14 @@ def _where(ast) -> str | None:
 
 
 def _delete(session, stmt, params, token, lane, table) -> pa.Table:
+    using = stmt.query.args.get("using")
+    if using:
+        # WHERE binds over the target and the USING items together, as in DuckDB (a name two of them
+        # hold is ambiguous); the rewrite below reads it inside EXISTS, where the USING items' own
+        # columns would shadow the target's. Planned, not run.
+        alias = stmt.query.this.alias_or_name
+        _plan(session, f"SELECT 1 FROM {_quote(table.name)} AS {_quote(alias)}, "
+                       f"{', '.join(u.sql('duckdb') for u in using)} WHERE {_where(stmt.query) or 'TRUE'}", params)
     if stmt.query.args.get("returning"):
         # The rows that go, read before they go (the write holds every lane: nothing changes between).
         # RETURNING is computed first: an error in it writes nothing, as in DuckDB.

@@ -382,6 +382,8 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         schema[name] = {_schema_column(f.name): sql_type_name(f.type) for f in catalog.table_schema(name)}
     try:
         ast = expand_columns(ast, lambda statement: _qualify(statement, schema))
+        _name_items_as_duckdb_where_ordered(ast)
+        _refuse_ambiguous_alias_names(ast, schema)
         try:
             qualified = _qualify_unique(ast, schema)
         except OptimizeError as e:
@@ -425,6 +427,68 @@ def _schema_column(name: str) -> str:
 def _qualify(ast: exp.Expression, schema: dict, validate: bool = True) -> exp.Expression:
     return qualify(ast, schema=schema, dialect="duckdb", validate_qualify_columns=validate, quote_identifiers=False,
                    identify=False)
+
+
+def _name_items_as_duckdb_where_ordered(ast: exp.Expression) -> None:
+    """sqlglot names an unaliased `CAST(x AS VARCHAR)` (or `t.x::INT`) x, so `ORDER BY x` sorted by
+    the cast text; DuckDB names it `CAST(x AS VARCHAR)`, and x is the column. Where ORDER BY names
+    such an item's column, the item gets DuckDB's name as its alias (in place)."""
+    for select in ast.find_all(exp.Select):
+        order = select.args.get("order")
+        if order is None:
+            continue
+        ordered = {o.this.name.lower() for o in order.expressions if isinstance(o.this, exp.Column) and not o.this.table}
+        named = {e.alias_or_name.lower() for e in select.expressions if isinstance(e, (exp.Alias, exp.Column))}
+        for item in list(select.expressions):
+            if isinstance(item, (exp.Alias, exp.Column, exp.Star)):
+                continue
+            name = item.output_name.lower()
+            if name and name in ordered and name not in named:
+                item.replace(exp.alias_(item.copy(), item.sql("duckdb"), quoted=True))
+
+
+def _refuse_ambiguous_alias_names(ast: exp.Expression, schema: dict) -> None:
+    """DuckDB binds a bare name to a column of the FROM items before a select alias of that name:
+    in `SELECT t.k AS k, k * 3 FROM t, s` the second `k` is ambiguous (t.k or s.k), where sqlglot's
+    qualification takes the alias. Raises DuckDB's error there."""
+    def bare_names(select: exp.Select):
+        for clause in (*select.expressions, select.args.get("where"), select.args.get("group"), select.args.get("having")):
+            if clause is None:
+                continue
+            for column in clause.find_all(exp.Column):
+                if not column.table and column.find_ancestor(exp.Select) is select:
+                    yield column.name.lower()
+
+    def suspect(select: exp.Select) -> bool:
+        aliases = {e.alias.lower() for e in select.expressions if isinstance(e, exp.Alias)}
+        return bool(aliases) and any(name in aliases for name in bare_names(select))
+
+    if not any(suspect(select) for select in ast.find_all(exp.Select)):
+        return
+    try:
+        loose = qualify(ast.copy(), schema=schema, dialect="duckdb", validate_qualify_columns=False,
+                        expand_alias_refs=False, quote_identifiers=False, identify=False)
+    except OptimizeError:
+        return  # the qualification proper reports what is wrong
+    for select in loose.find_all(exp.Select):
+        if not suspect(select):
+            continue
+        aliases = {e.alias.lower() for e in select.expressions if isinstance(e, exp.Alias)}
+        sources = [select.args["from_"].this] if select.args.get("from_") else []
+        sources += [join.this for join in select.args.get("joins") or []]
+        held = {}
+        for source in sources:
+            if isinstance(source, exp.Table) and isinstance(source.this, exp.Identifier):
+                columns = {c.lower() for c in schema.get(source.name.lower(), {})}
+            elif isinstance(source, exp.Subquery) and isinstance(source.this, exp.Query):
+                columns = {c.lower() for c in source.this.named_selects}
+            else:
+                continue
+            for name in columns:
+                held.setdefault(name, []).append(source.alias_or_name)
+        for name in bare_names(select):
+            if name in aliases and len(held.get(name, ())) > 1:
+                raise CatalogError(f"ambiguous column reference: {name} (in {', '.join(sorted(held[name]))})")
 
 
 def _qualify_unique(ast: exp.Expression, schema: dict) -> exp.Expression:

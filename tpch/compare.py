@@ -53,7 +53,10 @@ def ordering_of(sql: str, dialect: str = "duckdb") -> Ordering:
         return Ordering(ordered=False)
     limited = tree.args.get("limit") is not None or tree.args.get("fetch") is not None
     select = tree if isinstance(tree, exp.Select) else None
-    names = [e.alias_or_name for e in select.expressions] if select is not None else []
+    # The items' result names as DuckDB gives them: an alias or a column's name (an unaliased
+    # `CAST(x AS VARCHAR)` is not named x: `ORDER BY x` then sorts by the column, not by it).
+    names = [e.alias if isinstance(e, exp.Alias) else e.name if isinstance(e, exp.Column) else None
+             for e in select.expressions] if select is not None else []
     # An ORDER BY may name what a select item computes rather than its alias (TPC-DS q71: `SELECT
     # i_brand_id brand_id … ORDER BY ext_price DESC, i_brand_id`).
     computed = {}
@@ -68,8 +71,8 @@ def ordering_of(sql: str, dialect: str = "duckdb") -> Ordering:
         if isinstance(key, exp.Literal) and key.is_int and int(key.this) > 0 and any(starred[:int(key.this)]):
             # A * before it: the position counts the expanded columns, whose names are not known here.
             keys.append(int(key.this) - 1)
-        elif isinstance(key, exp.Literal) and key.is_int and 0 < int(key.this) <= len(names) and names[int(key.this) - 1]:
-            keys.append(names[int(key.this) - 1])
+        elif isinstance(key, exp.Literal) and key.is_int and 0 < int(key.this) <= len(names):
+            keys.append(names[int(key.this) - 1] or int(key.this) - 1)
         elif isinstance(key, exp.Column) and key.name in names:
             keys.append(key.name)
         elif key.sql(dialect) in computed:

@@ -234,9 +234,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     verdicts = fuzz(data, args.dataset, args.seed, args.count, [int(r) for r in args.ranks.split(",")],
                     tuple(args.areas.split(",")))
-    print(summary(verdicts))
+    return report(verdicts, summary(verdicts), "checks", started)
+
+
+def report(verdicts, text: str, unit: str, started: float) -> int:
+    """Prints a run's summary and its counts; the exit status: 1 if anything failed."""
+    print(text)
     failed = sum(v.outcome in FAILURES for v in verdicts)
-    print(f"\n{len(verdicts)} checks, {failed} failures, {time.monotonic() - started:.0f} s", file=sys.stderr)
+    print(f"\n{len(verdicts)} {unit}, {failed} failures, {time.monotonic() - started:.0f} s", file=sys.stderr)
     return 1 if failed else 0
 
 
