@@ -257,6 +257,18 @@ class _Generator:
             return f"INSERT INTO t BY NAME SELECT {', '.join(reversed(columns))} FROM src{where}{self.returning(t)}"
         return f"INSERT INTO t ({', '.join(columns)}) SELECT {', '.join(columns)} FROM src{where}{self.returning(t)}"
 
+    def insert_many(self, t: Target) -> str:
+        """Rows enough that every rank writes and reads some: keys from a range past KEYS (a second
+        such INSERT collides with the first where their ranges meet)."""
+        start, n = 100 + 10 * self.rng.randint(0, 5), self.rng.randint(20, 150)
+        items = {"k": f"range + {start}", "c": "'abc'[range % 3 + 1]", "u": "'m' || (range + {start})",
+                 "v": "CAST(range % 7 AS INTEGER) - 3", "x": "range / 4", "s": "'r' || (range % 5)",
+                 "d": "DATE '2000-01-01' + CAST(range AS INTEGER)"}
+        columns = [c.name for c in t.settable if c.name == "k" or self.chance(0.7)]
+        select = ", ".join(items[c].format(start=start) for c in columns)
+        conflict = self.conflict(t, self.pick(t.keys)) if t.keys and self.chance(0.4) else ""
+        return f"INSERT INTO t ({', '.join(columns)}) SELECT {select} FROM range({n}){conflict}{self.returning(t)}"
+
     def update(self, t: Target) -> str:
         sets = []
         options = {"v": ("v = v + 1", "v = -v", "v = NULL", "v = DEFAULT", "v = k * 3"),
@@ -303,7 +315,8 @@ class _Generator:
         t = self.target()
         statements = [t.ddl, "CREATE TABLE src (" + ", ".join(f"{n} {ty}" for n, ty in SRC_COLUMNS) + ")",
                       f"INSERT INTO src VALUES {self.src_rows(self.rng.randint(3, 8))}"]
-        kinds = (self.insert_values, self.insert_values, self.insert_query, self.update, self.delete, self.merge)
+        kinds = (self.insert_values, self.insert_values, self.insert_query, self.insert_many, self.update, self.delete,
+                 self.merge)
         for _ in range(writes):
             if self.chance(0.08):
                 statements += [f"INSERT INTO src VALUES {self.src_rows(self.rng.randint(1, 3))}", "SELECT * FROM src"]
