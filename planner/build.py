@@ -1935,7 +1935,8 @@ class Builder:
                 target = by_text.get(t.unnest().sql("duckdb"))
                 if target is None:
                     if sel.args.get("distinct"):
-                        raise CatalogError("for SELECT DISTINCT, ORDER BY expressions must appear in the select list")
+                        # DuckDB answers it, ordering each distinct row by one of the values it was made from.
+                        raise NotSupportedError("ORDER BY an expression that is not in the select list of a SELECT DISTINCT")
                     target = self.new_id("order")
                     hidden.append((target, t))
             k = o.copy()

@@ -432,10 +432,16 @@ def _qualify(ast: exp.Expression, schema: dict, validate: bool = True) -> exp.Ex
 def _name_items_as_duckdb_where_ordered(ast: exp.Expression) -> None:
     """sqlglot names an unaliased `CAST(x AS VARCHAR)` (or `t.x::INT`) x, so `ORDER BY x` sorted by
     the cast text; DuckDB names it `CAST(x AS VARCHAR)`, and x is the column. Where ORDER BY names
-    such an item's column, the item gets DuckDB's name as its alias (in place)."""
-    for select in ast.find_all(exp.Select):
-        order = select.args.get("order")
+    such an item's column, the item gets DuckDB's name as its alias (in place). After a UNION, where
+    no column x is in reach, that ORDER BY then fails, as in DuckDB."""
+    for node in ast.find_all(exp.Select, exp.SetOperation):
+        order = node.args.get("order")
         if order is None:
+            continue
+        select = node
+        while isinstance(select, exp.SetOperation):  # a set operation's names are its first query's
+            select = select.this
+        if not isinstance(select, exp.Select):
             continue
         ordered = {o.this.name.lower() for o in order.expressions if isinstance(o.this, exp.Column) and not o.this.table}
         named = {e.alias_or_name.lower() for e in select.expressions if isinstance(e, (exp.Alias, exp.Column))}

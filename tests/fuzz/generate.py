@@ -20,6 +20,7 @@ column or, under UNION, by a few-valued next key.
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 
 from tests.fuzz.dataset import Column, Schema, Table
@@ -1081,6 +1082,10 @@ class QueryGenerator:
         sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]))
         if self._chance(0.4):
             where.append(self.pred(scope))
+        if self._chance(0.12):
+            cast = self._order_by_cast_column(sql, scope, where)
+            if cast is not None:
+                return cast
         items = self._outputs(scope, self.rng.randint(1, 4))
         distinct = self._chance(0.2)
         n = len(items)
@@ -1108,6 +1113,22 @@ class QueryGenerator:
             return f"SELECT DISTINCT ON (c0) {self._select_list(items)} FROM {sql}{self._where(where)} {order}{tail}"
         return (f"SELECT {'DISTINCT ' if distinct else ''}{self._select_list(items)} FROM {sql}{self._where(where)} "
                 f"{order}{tail}")
+
+    def _order_by_cast_column(self, sql: str, scope: Scope, where: list[str]) -> str | None:
+        """An unaliased cast of a column, ordered by the column's bare name: DuckDB names the item
+        `CAST(… AS VARCHAR)`, so the name means the column, not the cast's text (sqlglot names the
+        item after the column). None where every name is held by two inputs."""
+        held = Counter(r.name for r in scope.refs)
+        refs = [r for r in scope.refs if held[r.name] == 1]
+        if not refs:
+            return None
+        ref = self.rng.choice(refs)
+        others = self._outputs(scope, self.rng.randint(0, 2))
+        items = ", ".join([f"CAST({ref.sql} AS VARCHAR)"] + [f"{e} AS c{i}" for i, (e, _) in enumerate(others)])
+        keys = [ref.name + self.rng.choice(["", " DESC"]) + self.rng.choice(["", " NULLS FIRST", " NULLS LAST"])]
+        keys += [str(p) for p in range(1, len(others) + 2)]
+        limit = f" LIMIT {self.rng.choice([1, 2, 5, 10])}" if self._chance(0.8) or scope.rows > MAX_PLAIN_ROWS else ""
+        return f"SELECT {items} FROM {sql}{self._where(where)} ORDER BY {', '.join(keys)}{limit}"
 
     def _expr(self) -> str:
         sql, scope, where = self.from_clause(self.rng.choice([1, 1, 2]), semi=False)
