@@ -197,16 +197,26 @@ _SCHEMA_TABLE = re.compile(r'"([a-z_][a-z0-9_]*)\.([a-z_][a-z0-9_]*)"')
 def describe_names(session, sql: str, client: cs.ClientSession | None = None) -> list[str]:
     """DuckDB's names of a query's result columns, from its binder over the mirror (on the
     client's own cursor when the query reads its temporary tables, named as the client names them)."""
+    return [row["column_name"] for row in _on_mirror(session, f"DESCRIBE {sql}", client).to_pylist()]
+
+
+def query_schema(session, sql: str, client: cs.ClientSession | None = None) -> pa.Schema:
+    """A query's result schema as DuckDB makes it, run over the mirror's empty tables: for what the
+    planner does not plan (a recursive CTE, run step by step by engine/recursive.py)."""
+    return _on_mirror(session, f"SELECT * FROM ({sql}) LIMIT 0", client).schema
+
+
+def _on_mirror(session, sql: str, client: cs.ClientSession | None) -> pa.Table:
     sql = _SCHEMA_TABLE.sub(r'"\1"."\2"', sql)  # the planner's "s.t" is table t of schema s
     if client is not None and (client.temp or cs.search_path(client) != [cs.DEFAULT_SCHEMA]):
         for original, stored in client.temp.items():
             sql = sql.replace(stored, original)
         with client.lock:
-            return [r["column_name"] for r in session.system.run(cursor_of(session, client), f"DESCRIBE {sql}").to_pylist()]
+            return session.system.run(cursor_of(session, client), sql)
     cursor = session.system.cursor()
     try:
         cursor_sync(session)
-        return [row["column_name"] for row in session.system.run(cursor, f"DESCRIBE {sql}").to_pylist()]
+        return session.system.run(cursor, sql)
     finally:
         cursor.close()
 

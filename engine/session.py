@@ -574,6 +574,8 @@ class Session:
         if isinstance(planned, Statement):
             if planned.kind in catalog_statements.KINDS:
                 return catalog_statements.result_schema(self, planned, params, client or self.default_client)
+            if planned.kind == "recursive" and self.system is not None:
+                return catalog_statements.query_schema(self, planned.query.sql("duckdb"), client)
             return _statement_schema(planned)
         key = self._cache_key(_param_key(sql, params) + _client_key(client))
         with self._plan_lock:

@@ -42,7 +42,13 @@ INGEST_ROW_GROUP_ROWS = 122_880
 
 def classify_write(ast: exp.Expression, sql: str, catalog=None) -> Statement | None:
     """The Statement of a write, or None when `ast` is not one."""
+    if isinstance(ast, (exp.Insert, exp.Update, exp.Delete, exp.Merge)) and ast.args.get("with_") is not None:
+        ast = _without_with(ast)
     if isinstance(ast, exp.Insert):
+        source_with = ast.expression.args.get("with_") if isinstance(ast.expression, exp.Query) else None
+        if source_with is not None and source_with.args.get("recursive"):
+            # Such a query runs step by step (engine/recursive.py), not as a plan a write can read.
+            raise NotSupportedError("INSERT of a query with WITH RECURSIVE")
         if any(ast.args.get(k) for k in ("overwrite", "where", "partition")) or \
                 (ast.args.get("alternative") or "").lower() not in ("", "replace", "ignore"):
             raise NotSupportedError(f"INSERT {ast.args.get('alternative') or 'OVERWRITE'}")
@@ -86,6 +92,45 @@ def classify_write(ast: exp.Expression, sql: str, catalog=None) -> Statement | N
         return Statement("drop_schema", ast, name=_schema_name(tables[0]), if_exists=bool(ast.args.get("exists")),
                          sql=sql)
     return None
+
+
+def _without_with(ast: exp.Expression) -> exp.Expression:
+    """`WITH x AS (…) INSERT|UPDATE|DELETE|MERGE …` as the same write without its WITH: an INSERT's
+    query takes the CTEs; elsewhere each reference to one becomes its query, a derived table (a
+    target named like a CTE is DuckDB's error there; an INSERT's target stays the table, as in DuckDB)."""
+    with_ = ast.args["with_"]
+    ast = ast.copy()
+    ast.set("with_", None)
+    if isinstance(ast, exp.Insert) and isinstance(ast.expression, exp.Query):
+        own = ast.expression.args.get("with_")
+        ast.expression.set("with_", exp.With(expressions=[*with_.expressions, *(own.expressions if own else [])],
+                                             recursive=with_.args.get("recursive") or (own and own.args.get("recursive"))))
+        return ast
+    target = ast.this.this if isinstance(ast.this, exp.Schema) else ast.this
+    if isinstance(target, exp.Table) and not target.args.get("db") and \
+            target.name.lower() in {cte.alias_or_name.lower() for cte in with_.expressions}:
+        raise PlanError({exp.Update: "Can only update base table", exp.Delete: "Can only delete from base table",
+                         exp.Merge: "Can only merge into base tables!"}[type(ast)])
+    if with_.args.get("recursive"):
+        raise NotSupportedError("WITH RECURSIVE before UPDATE, DELETE or MERGE")
+    bodies: dict[str, exp.Expression] = {}
+
+    def inline(node):
+        if isinstance(node, exp.Table) and not node.args.get("db") and node.name.lower() in bodies:
+            name, body = bodies[node.name.lower()]
+            columns = name.columns if isinstance(name, exp.TableAlias) else []
+            return exp.Subquery(this=body.copy(), alias=exp.TableAlias(this=exp.to_identifier(node.alias_or_name),
+                                                                          columns=[c.copy() for c in columns]))
+        return node
+
+    for cte in with_.expressions:  # a CTE may read the ones before it
+        bodies[cte.alias_or_name.lower()] = (cte.args.get("alias"), cte.this.transform(inline))
+    for key, value in list(ast.args.items()):
+        if key != "this" and isinstance(value, exp.Expression):
+            ast.set(key, value.transform(inline))
+        elif key != "this" and isinstance(value, list):
+            ast.set(key, [v.transform(inline) if isinstance(v, exp.Expression) else v for v in value])
+    return ast
 
 
 # Functions whose value changes from call to call: an UPDATE's RETURNING, computed apart from the
@@ -805,10 +850,14 @@ def _merge(session, stmt, params, token, lane, table) -> pa.Table:
     target = f"{_quote(table.name)} AS {_quote(dest)}"
     source_node = ast.args["using"]
     src = source_node.alias_or_name
-    source_sql = (source_node.this.sql("duckdb") if isinstance(source_node, exp.Table) else
-                  source_node.this.sql("duckdb") if isinstance(source_node, exp.Subquery) else source_node.sql("duckdb"))
-    if isinstance(source_node, exp.Table):
-        source_sql = f"SELECT * FROM {source_sql}"
+    alias = source_node.args.get("alias")
+    if isinstance(source_node, exp.Subquery) and not (alias is not None and alias.columns):
+        source_sql = source_node.this.sql("duckdb")
+    elif isinstance(source_node, (exp.Table, exp.Subquery)):
+        # A table (by its schema too), or a derived table whose alias names its columns (`AS m(a, b)`).
+        source_sql = f"SELECT * FROM {source_node.sql('duckdb')}"
+    else:
+        source_sql = source_node.sql("duckdb")
     on = ast.args["on"].sql("duckdb")
     names, types = table.schema.names, _types(session, table.schema)
     source_columns = _lazy(lambda: [f"{_quote(src)}.{_quote(c)}" for c in session.result_schema(source_sql, params).names])
