@@ -38,5 +38,6 @@ def test_write_scripts_are_deterministic_and_cover_the_write_statements(scripts)
     text = "\n".join(s for script in scripts for s in script.statements)
     for piece in ("PRIMARY KEY", "UNIQUE", "DEFAULT", "CHECK", " AS (", "ON CONFLICT", "DO UPDATE SET", "DO NOTHING",
                   "INSERT OR", "BY NAME", "RETURNING", "UPDATE t SET", "FROM (SELECT", "DELETE FROM t USING",
-                  "MERGE INTO", "WHEN NOT MATCHED BY SOURCE", "excluded.", "FROM range("):
+                  "MERGE INTO", "WHEN NOT MATCHED BY SOURCE", "excluded.", "FROM range(", "WITH ", "EXISTS (",
+                  "(SELECT max(src.v)"):
         assert piece in text, piece

@@ -255,6 +255,9 @@ class _Generator:
                     f"GROUP BY {', '.join(key)}{conflict}{self.returning(t)}")
         if self.chance(0.3):
             return f"INSERT INTO t BY NAME SELECT {', '.join(reversed(columns))} FROM src{where}{self.returning(t)}"
+        if self.chance(0.3):
+            return (f"WITH q AS (SELECT * FROM src{where}) INSERT INTO t ({', '.join(columns)}) "
+                    f"SELECT {', '.join(columns)} FROM q{self.returning(t)}")
         return f"INSERT INTO t ({', '.join(columns)}) SELECT {', '.join(columns)} FROM src{where}{self.returning(t)}"
 
     def insert_many(self, t: Target) -> str:
@@ -283,13 +286,28 @@ class _Generator:
             source = "(SELECT k, max(v) AS v, max(s) AS s FROM src WHERE k IS NOT NULL GROUP BY k) AS m"
             sets = [s.replace("v + 1", "m.v").replace("upper(s)", "m.s") for s in sets]
             return f"UPDATE t SET {', '.join(sets)} FROM {source} WHERE t.k = m.k{self.returning(t)}"
+        if self.chance(0.2):  # a value from a correlated subquery (NULL where src has no row)
+            sets.append(self.pick(("v = (SELECT max(src.v) FROM src WHERE src.k = t.k)",
+                                   "v = coalesce((SELECT sum(src.v) FROM src WHERE src.k >= t.k), -1)")))
         where = f" WHERE {self.condition(t)}" if self.chance(0.8) else ""
-        return f"UPDATE t SET {', '.join(sets)}{where}{self.returning(t)}"
+        if self.chance(0.2):
+            where = f" WHERE {self.subquery_condition(t)}"
+        return f"UPDATE t SET {', '.join(dict.fromkeys(sets))}{where}{self.returning(t)}"
+
+    def subquery_condition(self, t: Target) -> str:
+        """A WHERE on t that reads src: IN, NOT IN, EXISTS, NOT EXISTS or a scalar subquery."""
+        return self.pick((f"t.k IN (SELECT k FROM src WHERE {self.condition(t, 'src')})",
+                          "t.k NOT IN (SELECT k FROM src WHERE k IS NOT NULL)",
+                          f"EXISTS (SELECT 1 FROM src WHERE src.k = t.k AND {self.condition(t, 'src')})",
+                          "NOT EXISTS (SELECT 1 FROM src WHERE src.v = t.v)",
+                          "t.v > (SELECT avg(v) FROM src)"))
 
     def delete(self, t: Target) -> str:
         if self.chance(0.3):
             return (f"DELETE FROM t USING src WHERE t.k = src.k AND {self.condition(t, 'src')}"
                     f"{self.returning(t)}")
+        if self.chance(0.3):
+            return f"DELETE FROM t WHERE {self.subquery_condition(t)}{self.returning(t)}"
         return f"DELETE FROM t WHERE {self.condition(t)}{self.returning(t)}"
 
     def merge(self, t: Target) -> str:
@@ -309,6 +327,9 @@ class _Generator:
             clauses.append(self.pick(("WHEN NOT MATCHED BY SOURCE AND t.v < 0 THEN DELETE",
                                       "WHEN NOT MATCHED BY SOURCE THEN UPDATE SET s = 'gone'")))
         clauses = clauses or ["WHEN MATCHED THEN DELETE"]
+        if self.chance(0.3):  # the source as a CTE
+            return (f"WITH m AS {source[:-len(' AS m')]} MERGE INTO t USING m ON {on} {' '.join(clauses)}"
+                    f"{self.returning(t, merge=True)}")
         return f"MERGE INTO t USING {source} ON {on} {' '.join(clauses)}{self.returning(t, merge=True)}"
 
     def script(self, seed: int, writes: int) -> Script:
