@@ -35,7 +35,7 @@ from planner.rules.limit_percent import fold_limits, rewrite_limit_percent, wrap
 from planner.rules.sample_clause import rewrite_samples
 from planner.rules.rename_duplicate_columns import rename_duplicate_columns
 from engine.catalog import DATABASE, SCHEMA
-from engine.errors import CatalogError, FlockError, NotSupportedError, ParseError
+from engine.errors import CatalogError, FlockError, NotSupportedError, ParseError, PlanError
 
 QUERY_TYPES = (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Values, exp.Subquery)
 
@@ -383,6 +383,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
     try:
         ast = expand_columns(ast, lambda statement: _qualify(statement, schema))
         _name_items_as_duckdb_where_ordered(ast)
+        _refuse_qualify_without_window(ast)
         _refuse_ambiguous_alias_names(ast, schema)
         try:
             qualified = _qualify_unique(ast, schema)
@@ -451,6 +452,15 @@ def _name_items_as_duckdb_where_ordered(ast: exp.Expression) -> None:
             name = item.output_name.lower()
             if name and name in ordered and name not in named:
                 item.replace(exp.alias_(item.copy(), item.sql("duckdb"), quoted=True))
+
+
+def _refuse_qualify_without_window(ast: exp.Expression) -> None:
+    """DuckDB's binder error for a QUALIFY in a query with no window function (this filtered it as
+    a WHERE)."""
+    for select in ast.find_all(exp.Select):
+        if select.args.get("qualify") is not None and not any(
+                w.find_ancestor(exp.Select) is select for w in select.find_all(exp.Window)):
+            raise PlanError("at least one window function must appear in the SELECT column or QUALIFY clause")
 
 
 def _refuse_ambiguous_alias_names(ast: exp.Expression, schema: dict) -> None:
