@@ -1095,6 +1095,9 @@ def _rename(table: pa.Table | None, names) -> pa.Table | None:
 
 
 def _parquet_safe(table: pa.Table) -> pa.Table:
+    """`table` with repeated column names made unique (name_1, …), as a Parquet file can hold it.
+    A column Parquet has no type for (pyarrow writes no INTERVAL) is refused by name."""
+    writes.refuse_unwritable_types(table.schema)
     names, seen = [], {}
     for n in table.column_names:
         if n in seen:

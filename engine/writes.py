@@ -735,6 +735,13 @@ def _rename(session, stmt) -> pa.Table:
     return _count(0)
 
 
+def refuse_unwritable_types(schema: pa.Schema) -> None:
+    """A table's columns must have a Parquet type pyarrow writes: INTERVAL has none there."""
+    for field in schema:
+        if pa.types.is_interval(field.type) or pa.types.is_duration(field.type):
+            raise NotSupportedError(f"a table column of type INTERVAL ({field.name}): cast it, e.g. to VARCHAR")
+
+
 def _create_empty(session, stmt) -> pa.Table:
     catalog, name = session.catalog, stmt.name
     exists = catalog.has_table(name) or name in catalog.views
@@ -743,6 +750,7 @@ def _create_empty(session, stmt) -> pa.Table:
     if exists and not stmt.or_replace:
         raise CatalogError(f"table {name} already exists")
     schema = empty_table_schema(stmt.query)
+    refuse_unwritable_types(schema)
     parts = catalog.data_dir / f".tmp-parts-{owner_tag()}-{uuid.uuid4().hex[:8]}"
     parts.mkdir()
     try:

@@ -244,7 +244,9 @@ def _normalize_pair(actual, expected) -> tuple[pa.Array, pa.Array, bool] | str:
     if {ka, ke} <= {_DATE, _TIMESTAMP}:
         if ka == ke == _DATE:
             return a.cast(pa.date32()), e.cast(pa.date32()), False
-        return _as_utc_micros(a), _as_utc_micros(e), False
+        # Nanoseconds where either side has them (TIMESTAMP_NS), else microseconds.
+        unit = "ns" if "ns" in (getattr(a.type, "unit", None), getattr(e.type, "unit", None)) else "us"
+        return _as_utc(a, unit), _as_utc(e, unit), False
     if ka == ke and ka in (_TEXT, _BINARY, _BOOL):
         target = {_TEXT: pa.large_string(), _BINARY: pa.large_binary(), _BOOL: pa.bool_()}[ka]
         return a.cast(target), e.cast(target), False
@@ -257,10 +259,10 @@ def _cast_int(arr: pa.Array) -> pa.Array:
     return arr.cast(pa.int64())
 
 
-def _as_utc_micros(arr: pa.Array) -> pa.Array:
+def _as_utc(arr: pa.Array, unit: str) -> pa.Array:
     if pa.types.is_timestamp(arr.type) and arr.type.tz is not None:
         arr = arr.cast(pa.timestamp(arr.type.unit, tz="UTC")).cast(pa.timestamp(arr.type.unit))
-    return arr.cast(pa.timestamp("us"))
+    return arr.cast(pa.timestamp(unit))
 
 
 # --- sorting ------------------------------------------------------------------
