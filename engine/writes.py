@@ -201,6 +201,16 @@ def _update_from_as_merge(ast: exp.Update, catalog=None) -> exp.Merge:
     return sqlglot.parse_one(text, read="duckdb")
 
 
+def _refuse_repeated_assignments(assignments) -> None:
+    """DuckDB's binder error for `SET v = 1, v = 2` (the last one was written)."""
+    seen = set()
+    for eq in assignments:
+        name = eq.this.name.lower()
+        if name in seen:
+            raise PlanError(f'Multiple assignments to same column "{eq.this.name}"')
+        seen.add(name)
+
+
 def _set_sql(eq: exp.EQ) -> str:
     """`column = value` of a SET, the keyword DEFAULT kept (sqlglot would write it as a quoted name)."""
     return f"{eq.this.sql('duckdb')} = DEFAULT" if _is_default(eq.expression) else eq.sql("duckdb")
@@ -658,6 +668,7 @@ def _update(session, stmt, params, token, lane, table) -> pa.Table:
     ast = stmt.query
     cond = _where(ast) or "TRUE"
     assignments = {}
+    _refuse_repeated_assignments(ast.expressions)
     for eq in ast.expressions:
         column = eq.this.name
         if column not in table.schema.names:
@@ -980,6 +991,7 @@ def _merge_target_action(then: exp.Expression, table, names: list[str], source_c
             raise CatalogError(f"Data provided for UPDATE did not match column count in table - expected "
                                f"{len(settable)} columns but got {len(values)}")
         return "update", dict(zip(settable, values))
+    _refuse_repeated_assignments(items)
     sets = {eq.this.name: _default_sql(table, eq.this.name) if _is_default(eq.expression) else eq.expression.sql("duckdb")
             for eq in items}
     unknown = [c for c in sets if c not in names]

@@ -382,7 +382,7 @@ def qualify_statement(ast: exp.Expression, catalog) -> exp.Expression:
         schema[name] = {_schema_column(f.name): sql_type_name(f.type) for f in catalog.table_schema(name)}
     try:
         ast = expand_columns(ast, lambda statement: _qualify(statement, schema))
-        _name_items_as_duckdb_where_ordered(ast)
+        _name_items_as_duckdb(ast)
         _refuse_qualify_without_window(ast)
         _refuse_ambiguous_alias_names(ast, schema)
         try:
@@ -430,27 +430,32 @@ def _qualify(ast: exp.Expression, schema: dict, validate: bool = True) -> exp.Ex
                    identify=False)
 
 
-def _name_items_as_duckdb_where_ordered(ast: exp.Expression) -> None:
-    """sqlglot names an unaliased `CAST(x AS VARCHAR)` (or `t.x::INT`) x, so `ORDER BY x` sorted by
-    the cast text; DuckDB names it `CAST(x AS VARCHAR)`, and x is the column. Where ORDER BY names
-    such an item's column, the item gets DuckDB's name as its alias (in place). After a UNION, where
-    no column x is in reach, that ORDER BY then fails, as in DuckDB."""
+def _name_items_as_duckdb(ast: exp.Expression) -> None:
+    """sqlglot names an unaliased `CAST(x AS VARCHAR)` (or `t.x::INT`, `l[1]`) after its column, x;
+    DuckDB names it by its text, and x stays the column's name. Where that differs in what a name
+    means, the item gets its text as alias (in place):
+    - in a derived table, CTE or subquery, always: `SELECT x FROM (SELECT x::VARCHAR, x FROM n)` is
+      the integer column (it was the text), and `SELECT x FROM (SELECT x::INT FROM n)` DuckDB's error;
+    - in any query whose ORDER BY names the item's column: `ORDER BY x` sorts by x, not by the text
+      (after a UNION, where no column x is in reach, it then fails, as in DuckDB)."""
     for node in ast.find_all(exp.Select, exp.SetOperation):
-        order = node.args.get("order")
-        if order is None:
-            continue
         select = node
         while isinstance(select, exp.SetOperation):  # a set operation's names are its first query's
             select = select.this
         if not isinstance(select, exp.Select):
             continue
-        ordered = {o.this.name.lower() for o in order.expressions if isinstance(o.this, exp.Column) and not o.this.table}
+        order = node.args.get("order")
+        ordered = {o.this.name.lower() for o in order.expressions
+                   if isinstance(o.this, exp.Column) and not o.this.table} if order is not None else set()
+        inner = node is not ast and node.find_ancestor(exp.Subquery, exp.CTE) is not None
+        if not ordered and not inner:
+            continue
         named = {e.alias_or_name.lower() for e in select.expressions if isinstance(e, (exp.Alias, exp.Column))}
         for item in list(select.expressions):
-            if isinstance(item, (exp.Alias, exp.Column, exp.Star)):
+            if isinstance(item, (exp.Alias, exp.Column, exp.Star, exp.Paren, exp.Dot)):
                 continue
             name = item.output_name.lower()
-            if name and name in ordered and name not in named:
+            if name and (inner or (name in ordered and name not in named)):
                 item.replace(exp.alias_(item.copy(), item.sql("duckdb"), quoted=True))
 
 

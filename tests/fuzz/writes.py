@@ -70,6 +70,7 @@ class Target:
     columns: tuple[Column, ...]
     keys: tuple[tuple[str, ...], ...]  # PRIMARY KEY first, then UNIQUE ones
     ddl: str
+    first_key: tuple[str, ...] = ()  # the key written first (DuckDB's first index)
 
     @property
     def settable(self) -> list[Column]:
@@ -145,7 +146,9 @@ class _Generator:
             parts.append("PRIMARY KEY (k, c)")
         if self.chance(0.25):
             parts.append(self.pick(("CHECK (v IS NULL OR v > -40)", "CHECK (k < 60)", "CHECK (length(s) < 6)")))
-        return Target(tuple(columns), tuple(keys), f"CREATE TABLE t ({', '.join(parts)})")
+        written = [(part.split()[0],) for part in parts if part.endswith((" PRIMARY KEY", " UNIQUE"))]
+        first = (written or [("k", "c")] if key == "composite" else written or [()])[0]
+        return Target(tuple(columns), tuple(keys), f"CREATE TABLE t ({', '.join(parts)})", first)
 
     def value(self, column: str, nulls: float = 0.12) -> str:
         if self.chance(nulls):
@@ -244,7 +247,9 @@ class _Generator:
         where = f" WHERE {self.condition(t, 'src')}" if self.chance(0.6) else ""
         if t.keys and self.chance(0.6):
             # One row per key of the source (its choice among several would be DuckDB's order).
-            key = self.pick(t.keys)
+            # On a table of several keys, one row per value of the first written: which of the rows
+            # sharing one DuckDB keeps would be the order it meets them.
+            key = t.first_key if len(t.keys) > 1 else self.pick(t.keys)
             grouped = [c for c in columns if c in key] + [c for c in key if c not in columns]
             columns = grouped + [c for c in columns if c not in grouped]
             select = ", ".join(c if c in key else f"max({c}) AS {c}" for c in columns)
