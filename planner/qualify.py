@@ -472,19 +472,24 @@ def _refuse_ambiguous_alias_names(ast: exp.Expression, schema: dict) -> None:
     """DuckDB binds a bare name to a column of the FROM items before a select alias of that name:
     in `SELECT t.k AS k, k * 3 FROM t, s` the second `k` is ambiguous (t.k or s.k), where sqlglot's
     qualification takes the alias. Raises DuckDB's error there."""
-    def bare_names(select: exp.Select):
-        for clause in (*select.expressions, select.args.get("where"), select.args.get("group"), select.args.get("having")):
-            if clause is None:
-                continue
-            for column in clause.find_all(exp.Column):
-                if not column.table and column.find_ancestor(exp.Select) is select:
-                    yield column.name.lower()
+    def alias_references(select: exp.Select) -> set[str]:
+        """Bare names that sqlglot may read as a select alias: one naming another item's alias, or
+        any alias from WHERE, GROUP BY or HAVING (`max(x) AS x` reads the column: not one)."""
+        aliases = [e.alias.lower() if isinstance(e, exp.Alias) else None for e in select.expressions]
+        if not any(aliases):
+            return set()
+        clauses = [(own, item) for own, item in zip(aliases, select.expressions)]
+        clauses += [(None, select.args.get(k)) for k in ("where", "group", "having")]
+        found = set()
+        for own, clause in clauses:
+            for column in clause.find_all(exp.Column) if clause is not None else ():
+                name = column.name.lower()
+                if (not column.table and name != own and name in aliases
+                        and column.find_ancestor(exp.Select) is select):
+                    found.add(name)
+        return found
 
-    def suspect(select: exp.Select) -> bool:
-        aliases = {e.alias.lower() for e in select.expressions if isinstance(e, exp.Alias)}
-        return bool(aliases) and any(name in aliases for name in bare_names(select))
-
-    if not any(suspect(select) for select in ast.find_all(exp.Select)):
+    if not any(alias_references(select) for select in ast.find_all(exp.Select)):
         return
     try:
         loose = qualify(ast.copy(), schema=schema, dialect="duckdb", validate_qualify_columns=False,
@@ -492,9 +497,9 @@ def _refuse_ambiguous_alias_names(ast: exp.Expression, schema: dict) -> None:
     except OptimizeError:
         return  # the qualification proper reports what is wrong
     for select in loose.find_all(exp.Select):
-        if not suspect(select):
+        referenced = alias_references(select)
+        if not referenced:
             continue
-        aliases = {e.alias.lower() for e in select.expressions if isinstance(e, exp.Alias)}
         sources = [select.args["from_"].this] if select.args.get("from_") else []
         sources += [join.this for join in select.args.get("joins") or []]
         held = {}
@@ -507,8 +512,8 @@ def _refuse_ambiguous_alias_names(ast: exp.Expression, schema: dict) -> None:
                 continue
             for name in columns:
                 held.setdefault(name, []).append(source.alias_or_name)
-        for name in bare_names(select):
-            if name in aliases and len(held.get(name, ())) > 1:
+        for name in referenced:
+            if len(held.get(name, ())) > 1:
                 raise CatalogError(f"ambiguous column reference: {name} (in {', '.join(sorted(held[name]))})")
 
 
