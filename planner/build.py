@@ -31,7 +31,7 @@ from planner.estimate import Estimator
 from planner.grouping_sets import expand, grouping_masks, has_grouping_sets
 from planner.order_all import expand_order_all
 from planner.patterns.combine_shuffle_reduce import split_aggregates
-from planner.qualify import sql_data_type
+from planner.qualify import duckdb_item_name, sql_data_type
 from planner.rules.factor_or import factor_or
 from planner.rules.push_filters import substitute
 from planner.rules.quantified_subqueries import rewrite_quantified
@@ -2148,7 +2148,7 @@ def item_name(item: exp.Expression) -> str:
         return item.alias
     if isinstance(item, exp.Column):
         return item.name
-    return item.sql("duckdb")
+    return duckdb_item_name(item)
 
 
 def _key_source(rel: Node, keys: set[str]) -> Node | None:

@@ -451,12 +451,31 @@ def _name_items_as_duckdb(ast: exp.Expression) -> None:
         if not ordered and not inner:
             continue
         named = {e.alias_or_name.lower() for e in select.expressions if isinstance(e, (exp.Alias, exp.Column))}
-        for item in list(select.expressions):
-            if isinstance(item, (exp.Alias, exp.Column, exp.Star, exp.Paren, exp.Dot)):
-                continue
+        unnamed = [item for item in select.expressions
+                   if not isinstance(item, (exp.Alias, exp.Column, exp.Star, exp.Paren, exp.Dot))]
+        texts = [duckdb_item_name(item) for item in unnamed]
+        for item, text in zip(unnamed, texts):
             name = item.output_name.lower()
-            if name and (inner or (name in ordered and name not in named)):
-                item.replace(exp.alias_(item.copy(), item.sql("duckdb"), quoted=True))
+            if inner and (name or (texts.count(text) == 1 and text.lower() not in named)):
+                # any item a name can reach: `SELECT "(x + 0)" FROM (SELECT x + 0 FROM n)`. Two items
+                # of one text keep sqlglot's names (DuckDB's reference to them is ambiguous).
+                item.replace(exp.alias_(item.copy(), text, quoted=True))
+            elif name and name in ordered and name not in named:
+                item.replace(exp.alias_(item.copy(), text, quoted=True))
+
+
+def duckdb_item_name(item: exp.Expression) -> str:
+    """The name DuckDB gives an unaliased select item: its parser's text of the expression
+    (`(x + 0)`, `count_star()`, `CAST(x AS VARCHAR)`), read from DuckDB's own parser. sqlglot's
+    rendering stands in for the user's text: where it renames a function (`substr` → `SUBSTRING`)
+    a reference by DuckDB's name fails as unknown, never binds elsewhere."""
+    text = item.sql("duckdb")
+    if any(t.this == exp.DataType.Type.TEXT for t in item.find_all(exp.DataType)):
+        text = re.sub(r"(?<=[ (])TEXT(?=[\[),])", "VARCHAR", text)  # sqlglot reads VARCHAR as TEXT
+    try:
+        return duckdb.SQLExpression(text).get_name()
+    except duckdb.Error:
+        return text
 
 
 def _refuse_qualify_without_window(ast: exp.Expression) -> None:
