@@ -25,7 +25,8 @@ class NotSupportedError(FlockError):
 
 
 class InvalidValueError(FlockError):
-    """A statement gave a value its target cannot take (a setting's value, say)."""
+    """A statement gave a value its target cannot take (a setting's value, say), or a query's data one a
+    function or cast cannot (DuckDB's Conversion, Out of Range and Invalid Input errors)."""
 
 
 class ConstraintError(FlockError):

@@ -169,6 +169,7 @@ class LanePool:
         self._working_limit = min(len(lanes), self._big_limit + 1)
         self._running = {kind: 0 for kind in QUERY_KINDS}
         self._exclusive = False
+        self._holder: int | None = None  # the thread that holds every lane (exclusive), if one does
         self._cond = threading.Condition()
         self._tickets = itertools.count()
         self._waiting: list[tuple[int, str]] = []  # (ticket, kind) of each waiting query, in order
@@ -201,6 +202,9 @@ class LanePool:
     @contextmanager
     def lane(self, kind: str, token: QueryToken | None = None):
         """A lane for a query of `kind` (QUERY_KINDS), once it may run."""
+        if self._holder == threading.get_ident():  # a step of the statement that holds every lane
+            yield self._free[0]
+            return
         with self._cond:
             me = (next(self._tickets), kind)
             self._waiting.append(me)
@@ -222,7 +226,12 @@ class LanePool:
 
     @contextmanager
     def exclusive(self, token: QueryToken | None = None):
-        """Every lane, once no query runs: for statements that change what queries read."""
+        """Every lane, once no query runs: for statements that change what queries read. The
+        holding thread's own statements inside (the steps of a write that computes a recursive
+        query first: engine/recursive.py) run in its lane at once."""
+        if self._holder == threading.get_ident():
+            yield self._free[0]
+            return
         with self._cond:
             self._wait(token, lambda: not self._exclusive)
             self._exclusive = True  # no new query is admitted from here on
@@ -233,9 +242,11 @@ class LanePool:
                 self._cond.notify_all()
                 raise
             lane = self._free[0]
+            self._holder = threading.get_ident()
         try:
             yield lane
         finally:
             with self._cond:
+                self._holder = None
                 self._exclusive = False
                 self._cond.notify_all()

@@ -15,7 +15,9 @@ deduplicated by a distributed EXCEPT. The tables live only for the statement, un
 writes (engine/temp_tables.py: hidden, and removed at the next start if the server dies). A
 recursion that has not ended after MAX_ITERATIONS iterations is stopped with an error, as a runaway
 query. Several recursive CTEs are computed one after the other, in the WITH's order: each later
-CTE (recursive or not) and the outer query read the tables of those before it.
+CTE (recursive or not) and the outer query read the tables of those before it. A write that reads
+a recursive query (INSERT, CREATE TABLE AS, or a WITH RECURSIVE before UPDATE, DELETE or MERGE) has
+its recursive CTEs computed so while it holds every lane, then runs over their tables (`run_write`).
 """
 from __future__ import annotations
 
@@ -45,36 +47,70 @@ def run(session, ast: exp.Expression, params, token, client) -> pa.Table:
     (a later recursive CTE among them) and the outer query then read that table."""
     if params:
         raise NotSupportedError("parameters in WITH RECURSIVE")
-    with_ = ast.args.get("with_") or ast.args.get("with")
-    ctes = list(with_.expressions)
-    recursive = {c.alias_or_name.lower() for c in recursive_ctes(ast)}
-    current = [c.copy() for c in ctes]
     made: list[str] = []  # tables to drop
     try:
-        for i, cte in enumerate(ctes):
-            name = cte.alias_or_name.lower()
-            if name not in recursive:
-                continue
-            later = [c.alias_or_name for c in ctes[i + 1:] if c.alias_or_name.lower() in recursive
-                     and _reads(cte.this, c.alias_or_name)]
-            if later:
-                raise NotSupportedError(f"a recursive CTE ({cte.alias_or_name}) that reads a recursive CTE defined "
-                                        f"after it ({later[0]})")
-            pending = {c.alias_or_name.lower() for c in ctes[i:] if c.alias_or_name.lower() in recursive}
-            others = [c for j, c in enumerate(current) if j != i and not _reads_any(c, current, pending)]
-            result = _recursion(session, cte, others, token, client, made)
-            current[i] = exp.CTE(this=exp.select("*").from_(result), alias=cte.args["alias"].copy())
         outer = ast.copy()
-        outer_with = outer.args.get("with_") or outer.args.get("with")
-        outer_with.set("expressions", current)
-        outer_with.set("recursive", False)
+        _materialize(session, outer.args.get("with_") or outer.args.get("with"), token, client, made)
         return session.execute(outer.sql("duckdb"), token=token, client=client)
     finally:
-        for table in made:
-            try:
-                session.execute(f"DROP TABLE IF EXISTS {table}", client=client)
-            except Exception:  # noqa: BLE001 - a leftover is removed at the next start
-                pass
+        _drop(session, made, client)
+
+
+def in_write(ast: exp.Expression) -> list[exp.With]:
+    """The WITH RECURSIVE clauses with recursive CTEs of a write (before it, or of the query an
+    INSERT or CREATE TABLE AS writes): [] when it has none."""
+    if not isinstance(ast, (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create)) or \
+            (isinstance(ast, exp.Create) and (ast.args.get("kind") or "").upper() != "TABLE"):
+        return []  # (a view's recursion runs each time it is read)
+    holders = [ast, ast.expression] if isinstance(ast.expression, exp.Query) else [ast]
+    return [w for w in (h.args.get("with_") for h in holders) if w is not None and recursive_ctes(w.parent)]
+
+
+def run_write(session, ast: exp.Expression, params, token, client) -> pa.Table:
+    """A write whose query has recursive CTEs: each is computed into a table of its own (as `run`
+    does), then the write runs with the CTE reading that table. The caller holds every lane
+    (LanePool.exclusive), so no other write comes between the recursion and the write."""
+    if params:
+        raise NotSupportedError("parameters in WITH RECURSIVE")
+    made: list[str] = []
+    try:
+        plain = ast.copy()
+        for with_ in in_write(plain):
+            _materialize(session, with_, token, client, made)
+        return session.execute(plain.sql("duckdb"), token=token, client=client)
+    finally:
+        _drop(session, made, client)
+
+
+def _materialize(session, with_: exp.With, token, client, made: list[str]) -> None:
+    """Replaces (in place) each recursive CTE of `with_` by a read of a table of its rows, computed
+    now; `with_` is then no longer RECURSIVE. The tables made are added to `made`."""
+    ctes = list(with_.expressions)
+    recursive = {c.alias_or_name.lower() for c in ctes if _reads(c.this, c.alias_or_name)}
+    current = [c.copy() for c in ctes]
+    for i, cte in enumerate(ctes):
+        name = cte.alias_or_name.lower()
+        if name not in recursive:
+            continue
+        later = [c.alias_or_name for c in ctes[i + 1:] if c.alias_or_name.lower() in recursive
+                 and _reads(cte.this, c.alias_or_name)]
+        if later:
+            raise NotSupportedError(f"a recursive CTE ({cte.alias_or_name}) that reads a recursive CTE defined "
+                                    f"after it ({later[0]})")
+        pending = {c.alias_or_name.lower() for c in ctes[i:] if c.alias_or_name.lower() in recursive}
+        others = [c for j, c in enumerate(current) if j != i and not _reads_any(c, current, pending)]
+        result = _recursion(session, cte, others, token, client, made)
+        current[i] = exp.CTE(this=exp.select("*").from_(result), alias=cte.args["alias"].copy())
+    with_.set("expressions", current)
+    with_.set("recursive", False)
+
+
+def _drop(session, tables: list[str], client) -> None:
+    for table in tables:
+        try:
+            session.execute(f"DROP TABLE IF EXISTS {table}", client=client)
+        except Exception:  # noqa: BLE001 - a leftover is removed at the next start
+            pass
 
 
 def _reads_any(cte: exp.CTE, ctes: list[exp.CTE], names: set[str]) -> bool:

@@ -32,7 +32,8 @@ from engine import catalog_statements, recursive, temp_tables, writes
 from engine.catalog import Catalog
 from engine import client_session as cs
 from engine.client_session import ClientSession
-from engine.errors import CancelledError, CatalogError, CommError, ExecutionError, FlockError, NotSupportedError
+from engine.errors import (CancelledError, CatalogError, CommError, ExecutionError, FlockError, InvalidValueError,
+                           NotSupportedError)
 from engine.lanes import Lane, LanePool, QueryToken, query_kind
 from engine.system_catalog import SystemCatalog
 from engine.leftovers import owner_tag, rank_tmp_prefix, temp_owner
@@ -45,7 +46,7 @@ from executors.scan import ScanSource, WholeTables, read_parquet_nan_aware
 from planner.build import Builder
 from planner.cost import CostParams
 from planner.estimate import Estimator
-from planner.explain import ExplainOptions, render_explain
+from planner.explain import ExplainOptions, display_names, render_explain, rename_ids
 from planner.copartition import copartition
 from planner.filtered_ranges import balance_filtered_scans
 from planner.physical import PhysicalPlanner
@@ -375,6 +376,8 @@ class Session:
             self.catalog.search_path = cs.search_path(client)  # planning holds the lock: see _client_key
             try:
                 ast = temp_tables.rewrite(parse(sql), client)
+                if recursive.in_write(ast):
+                    return Statement("recursive_write", ast, sql=sql)
                 stmt = writes.classify_write(ast, sql, self.catalog) or catalog_statements.system_query(classify(ast, sql))
                 if stmt.kind != "query":
                     return stmt
@@ -431,6 +434,9 @@ class Session:
             return result
         if stmt.kind == "recursive":
             return recursive.run(self, stmt.query, params, token, client)
+        if stmt.kind == "recursive_write":
+            with self._pool.exclusive(token):
+                return recursive.run_write(self, stmt.query, params, token, client)
         if stmt.kind == "explain":
             text = self.explain_statement(stmt, params, token)
             return pa.table({"explain": pa.array(text.splitlines(), pa.string())})
@@ -461,7 +467,7 @@ class Session:
         return not isinstance(planned, Statement) and self._alone(planned, "stream")
 
     def _stream(self, phys, token: QueryToken):
-        with self._admit(phys, "stream", token) as lane, self._query_in(lane, token) as qid:
+        with self._admit(phys, "stream", token) as lane, self._query_in(lane, token, phys) as qid:
             alone = self._alone(phys, "stream")
             if alone:
                 phys = phys.single or phys
@@ -587,7 +593,10 @@ class Session:
                     self._schema_scans = _EmptyScans(con)
                 con = self._schema_scans.con
                 runner = Runner(con, LocalComm(), self.catalog, self._schema_scans, virtual=planned.virtual)
-                schema = _rename(runner.run_plan(planned.root), planned.names).schema
+                try:
+                    schema = _rename(runner.run_plan(planned.root), planned.names).schema
+                except ExecutionError as e:  # (a constant's cast, say)
+                    raise in_users_terms(e, planned) from None
                 self._remember(key, schema)
             return schema
 
@@ -656,9 +665,10 @@ class Session:
         return self._pool.lane(query_kind(phys.cost) if phys is not None else "light", token)
 
     @contextmanager
-    def _query_in(self, lane: Lane, token: QueryToken):
+    def _query_in(self, lane: Lane, token: QueryToken, phys=None):
         """A new query id running in `lane` for the block; cancelling `token` meanwhile stops it on
-        every rank, and its CancelledError carries the token's reason."""
+        every rank, and its CancelledError carries the token's reason. A rank's error comes out in
+        the user's terms (`in_users_terms`)."""
         qid = next(self._qids)
         lane.start(qid, token.cancelled)
         self._running[qid] = token
@@ -675,12 +685,14 @@ class Session:
             if token.reason:
                 raise CancelledError(f"query cancelled: {token.reason}") from None
             raise
+        except ExecutionError as e:
+            raise in_users_terms(e, phys) from None
         finally:
             self._running.pop(qid, None)
             lane.finish()
 
     def _run(self, lane: Lane, phys, mode: str, token: QueryToken, target: str | None = None):
-        with self._query_in(lane, token) as qid:
+        with self._query_in(lane, token, phys) as qid:
             if self._alone(phys, mode):
                 result, stats = self._execute_alone(lane, phys.single or phys, mode)
             else:
@@ -1119,3 +1131,21 @@ class _nesting_guard:
         if kind is RecursionError:
             raise NotSupportedError("a statement nested this deeply (derived tables or parentheses)") from None
         return False
+
+
+# DuckDB's errors that a query's data or values cause, by the kind its message starts with: the
+# client's to mend (INVALID_ARGUMENT), not the server's. Others (a Binder Error in a fragment the
+# planner wrote, say) stay ExecutionError: FlockSQL's.
+_DATA_ERRORS = ("Conversion Error:", "Out of Range Error:", "Invalid Input Error:")
+_RANK_PREFIX = re.compile(r"^rank \d+: ")
+
+
+def in_users_terms(error: ExecutionError, phys) -> FlockError:
+    """A rank's error as the user can read it: the plan's column ids as the query's names
+    (`n_name_2` → n_name), without DuckDB's pointer into a fragment's SQL (`LINE 1: …`, text the
+    user never wrote), and a data error (a failed cast, an overflow, `error()`) as InvalidValueError."""
+    msg = str(error).split("\n\nLINE ", 1)[0].rstrip()
+    if phys is not None and getattr(phys, "root", None) is not None:
+        msg = rename_ids(msg, display_names([phys.root]))
+    kind = InvalidValueError if _RANK_PREFIX.sub("", msg).startswith(_DATA_ERRORS) else ExecutionError
+    return kind(msg)

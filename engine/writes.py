@@ -476,7 +476,7 @@ def _conform_select(session, table, source_sql: str, columns: list[str] | None, 
         raise CatalogError(f"table {table.name} has no column {unknown[0]}")
     _refuse_generated(table, columns)
     if len(columns) != source_width:
-        raise ExecutionError(f"table {table.name} has {len(columns)} columns but {source_width} values were supplied")
+        raise PlanError(f"table {table.name} has {len(columns)} columns but {source_width} values were supplied")
     src = [f"c{i}" for i in range(source_width)]
     items = []
     for name, sql_type in zip(names, types):

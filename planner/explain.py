@@ -165,6 +165,11 @@ def display_names(nodes) -> dict[str, str]:
     return names
 
 
+def rename_ids(text: str, names: dict[str, str]) -> str:
+    """`text` (DuckDB's, an error's) with the column ids in it renamed by `names` (display_names)."""
+    return re.sub(r"\b[A-Za-z_][A-Za-z0-9_]*\b", lambda m: names.get(m[0]) or m[0], text)
+
+
 class _Namer:
     """Renders expressions with display names (or the internal ids, verbose)."""
 
@@ -178,9 +183,7 @@ class _Namer:
 
     def text(self, s: str) -> str:
         """Text of DuckDB's (an operator's detail) with the column ids in it renamed."""
-        if self.names is None:
-            return s
-        return re.sub(r"\b[A-Za-z_][A-Za-z0-9_]*\b", lambda m: self.names.get(m[0]) or m[0], s)
+        return s if self.names is None else rename_ids(s, self.names)
 
     def sql(self, e: exp.Expression) -> str:
         if self.names is None:

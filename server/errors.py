@@ -28,6 +28,7 @@ import re
 import pyarrow as pa
 import pyarrow.flight as flight
 
+from engine.leftovers import TEMP_MARK
 from engine.errors import (
     CancelledError,
     CatalogError,
@@ -41,6 +42,7 @@ from engine.errors import (
 )
 
 log = logging.getLogger("flocksql.server")
+TEMP_SUFFIX = re.compile(rf"{TEMP_MARK}[0-9a-f]+")
 
 
 class RequestError(Exception):
@@ -78,26 +80,27 @@ def to_flight_error(exc: BaseException) -> Exception:
     """The exception to raise to a Flight client for `exc`; see the table in the module docstring."""
     if isinstance(exc, (flight.FlightError, _Untraced)):
         return exc
+    text = TEMP_SUFFIX.sub("", str(exc))  # a temp table by the name its session knows
     if isinstance(exc, pa.ArrowInvalid):
-        return InvalidArgument(str(exc))
+        return InvalidArgument(text)
     if isinstance(exc, NotImplementedError):
-        return Unimplemented(str(exc))
+        return Unimplemented(text)
     if isinstance(exc, _INVALID_ARGUMENT):
-        return InvalidArgument(f"{type(exc).__name__}: {exc}")
+        return InvalidArgument(f"{type(exc).__name__}: {text}")
     if isinstance(exc, RequestError):
-        return InvalidArgument(f"invalid request: {exc}")
+        return InvalidArgument(f"invalid request: {text}")
     if isinstance(exc, CancelledError):
-        return flight.FlightCancelledError(f"{type(exc).__name__}: {exc}")
+        return flight.FlightCancelledError(f"{type(exc).__name__}: {text}")
     if isinstance(exc, UnsupportedRequest):
-        return Unimplemented(f"not supported by FlockSQL: {exc}")
+        return Unimplemented(f"not supported by FlockSQL: {text}")
     if isinstance(exc, ShuttingDown):
-        return flight.FlightUnavailableError(f"server shutting down: {exc}")
+        return flight.FlightUnavailableError(f"server shutting down: {text}")
     if isinstance(exc, RankLostError):
-        return flight.FlightUnavailableError(f"{type(exc).__name__}: {exc}")
+        return flight.FlightUnavailableError(f"{type(exc).__name__}: {text}")
     if isinstance(exc, FlockError):
-        return flight.FlightInternalError(f"{type(exc).__name__}: {exc}")
+        return flight.FlightInternalError(f"{type(exc).__name__}: {text}")
     log.error("internal error while serving a request", exc_info=exc)
-    return flight.FlightInternalError(f"internal error: {type(exc).__name__}: {exc}")
+    return flight.FlightInternalError(f"internal error: {type(exc).__name__}: {text}")
 
 
 def flight_call(method):

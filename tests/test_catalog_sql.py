@@ -393,13 +393,51 @@ WITH_WRITES = [
     "MERGE INTO w USING (SELECT 71, 710) AS q(a, b) ON w.k = q.a WHEN MATCHED THEN UPDATE SET v = q.b",
     "SELECT * FROM w",
     "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) INSERT INTO w (k) SELECT n + 200 FROM r",
+    "SELECT * FROM w",
 ]
 
 
 @pytest.mark.parametrize("ranks", RANKS)
 def test_writes_after_with_as_in_duckdb(data, tmp_path, ranks):
-    results = _each_as_in_duckdb(data, tmp_path, WITH_WRITES, ranks, refused=WITH_WRITES[-1:])
-    assert results[-1].error.startswith("not supported:") and "WITH RECURSIVE" in results[-1].error
+    _each_as_in_duckdb(data, tmp_path, WITH_WRITES, ranks)
+
+
+# Writes of recursive queries: each recursive CTE is computed into a hidden table first, with every
+# lane held, then the write reads it (these were refused). The 3-column INSERT fails as in DuckDB
+# after its recursion ran; no hidden table may be left behind.
+RECURSIVE_WRITES = [
+    "CREATE TABLE t (a INTEGER PRIMARY KEY, b VARCHAR)",
+    "CREATE TABLE u AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) SELECT n FROM r",
+    "SELECT * FROM u",
+    "INSERT INTO t WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 4) SELECT n, 'x' || n FROM r",
+    "WITH RECURSIVE r(n) AS (SELECT 10 UNION SELECT n + 10 FROM r WHERE n < 30) INSERT INTO t SELECT n, NULL FROM r",
+    "INSERT INTO t (b, a) WITH RECURSIVE r(n) AS (SELECT 100 UNION ALL SELECT n + 1 FROM r WHERE n < 102) "
+    "SELECT 'y', n FROM r RETURNING a, b",
+    "INSERT OR REPLACE INTO t WITH RECURSIVE r(n) AS (SELECT 3 UNION ALL SELECT n + 1 FROM r WHERE n < 11) "
+    "SELECT n, 'r' FROM r",
+    "SELECT * FROM t",
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) UPDATE t SET b = 'upd' FROM r "
+    "WHERE t.a = r.n",
+    "WITH RECURSIVE r(n) AS (SELECT 100 UNION ALL SELECT n + 1 FROM r WHERE n < 101) DELETE FROM t "
+    "WHERE a IN (SELECT n FROM r) RETURNING *",
+    "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 2 FROM r WHERE n < 13) MERGE INTO t USING r ON t.a = r.n "
+    "WHEN MATCHED THEN UPDATE SET b = 'm' WHEN NOT MATCHED THEN INSERT VALUES (r.n, 'new')",
+    "SELECT * FROM t",
+    "CREATE OR REPLACE TABLE u AS WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5), "
+    "s AS (SELECT n * 2 AS m FROM r) SELECT m FROM s JOIN u ON s.m = u.n",
+    "SELECT * FROM u",
+    "INSERT INTO t WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) SELECT n, 'x', 3 FROM r",
+    "INSERT INTO t WITH RECURSIVE r(n) AS (SELECT 50 UNION ALL SELECT n + 1 FROM r WHERE n < 52) SELECT 51, 'dup' FROM r",
+    "SELECT * FROM t",
+    "SELECT table_name FROM information_schema.tables",
+]
+
+
+@pytest.mark.parametrize("ranks", RANKS)
+def test_writes_of_recursive_queries_as_in_duckdb(data, tmp_path, ranks):
+    _each_as_in_duckdb(data, tmp_path, RECURSIVE_WRITES, ranks)
+    from engine.leftovers import TEMP_MARK
+    assert not [p.name for p in (tmp_path / "d").rglob(f"*{TEMP_MARK}*")]
 
 
 def test_schema_of_a_recursive_query_before_it_runs(data, tmp_path):

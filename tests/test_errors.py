@@ -290,6 +290,34 @@ def failing_rank_results(tpch_sf001):
     return get
 
 
+# A query's data that a cast or function cannot take is the client's error (INVALID_ARGUMENT), told
+# with the query's own column names: not the plan's ids (`n_name_2`), nor DuckDB's pointer into a
+# fragment's SQL that the user never wrote (`LINE 1: SELECT CAST('x' AS INT) AS "x_2"`).
+DATA_ERRORS = [
+    ("SELECT CAST(n_name AS INTEGER) FROM nation", "Conversion Error: Could not convert string", "column n_name"),
+    ("SELECT CAST('x' AS INTEGER)", "Conversion Error: Could not convert string 'x' to INT32", None),
+    ("SELECT n_nationkey::TINYINT * 100 FROM nation", "Out of Range Error: Overflow in multiplication", None),
+    ("SELECT error('no ' || n_name) FROM nation WHERE n_nationkey = 3", "Invalid Input Error: no CANADA", None),
+    ("SELECT sum(o_totalprice)::TINYINT FROM orders", "Conversion Error:", "column sum"),
+    ("SELECT o_orderkey FROM orders WHERE o_orderkey = (SELECT n_nationkey FROM nation)",
+     "Invalid Input Error: more than one row returned by a subquery", None),
+]
+
+
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_errors_of_the_data_are_the_clients_and_in_the_querys_names(tpch_sf001, ranks):
+    from engine.batch import run_queries
+    results = run_queries(str(tpch_sf001), [sql for sql, _, _ in DATA_ERRORS] + ["SELECT 1 AS one"], ranks,
+                          timeout_s=300)
+    for (sql, says, names), got in zip(DATA_ERRORS, results):
+        assert got.error_type == "InvalidValueError", (sql, got.error_type, got.error)
+        assert says in got.error and "LINE" not in got.error, (sql, got.error)
+        assert not re.search(r"\b[a-z]+_\d+\b", got.error), (sql, got.error)
+        if names:
+            assert names in got.error, (sql, got.error)
+    assert results[-1].table.to_pylist() == [{"one": 1}]
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("ranks", [2, 3])
 def test_error_on_one_rank_is_reported_and_the_next_query_works(tpch_sf001, failing_rank_results, ranks):

@@ -150,3 +150,19 @@ def test_a_pool_of_few_lanes_still_runs_every_kind(lanes):
         q.release.set()
         q.join(10)
     assert [q.kind for q in admitted] == ["big", "small", "light"]
+
+
+def test_the_thread_holding_every_lane_runs_its_own_steps_in_its_lane_and_others_wait():
+    """A write that computes a recursive query first runs that query's statements while it holds
+    every lane (engine/recursive.py run_write): they take its lane at once instead of waiting for
+    the write to end; another thread's query still waits until the write has released the lanes."""
+    pool = LanePool([_Lane(0), _Lane(1), _Lane(2)])
+    admitted = []
+    with pool.exclusive() as held:
+        with pool.lane("big") as step, pool.exclusive() as inner_write:
+            assert step is held and inner_write is held
+        other = _start(pool, "light", admitted)
+        assert not other.got.is_set() and pool.waiting() == 1
+    assert other.got.wait(10) and other.error is None
+    other.release.set()
+    other.join(10)

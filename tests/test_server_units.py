@@ -16,6 +16,7 @@ from engine.errors import (
     ConstraintError,
     ExecutionError,
     InternalError,
+    InvalidValueError,
     NotSupportedError,
     ParseError,
     PlanError,
@@ -216,6 +217,7 @@ def test_xdbc_type_info():
     (ConstraintError('Duplicate key "k: 1" violates primary key constraint.'), pa.ArrowInvalid),
     (CancelledError("stop"), flight.FlightCancelledError),
     (ExecutionError("rank 1 failed"), flight.FlightInternalError),
+    (InvalidValueError("Conversion Error: Could not convert string 'x' to INT32"), pa.ArrowInvalid),
     (CommError("lost rank"), flight.FlightInternalError),
     (InternalError("bug"), flight.FlightInternalError),
     (ZeroDivisionError("oops"), flight.FlightInternalError),
@@ -228,6 +230,14 @@ def test_error_mapping_keeps_the_message(error, expected):
     # the client sees follows from the base class.
     assert isinstance(mapped, expected)
     assert str(error) in str(mapped)
+
+
+def test_a_temporary_table_is_named_as_its_session_knows_it():
+    """A temp table is stored under a hidden name (engine/temp_tables.py); errors name it as the
+    client wrote it."""
+    from engine.leftovers import TEMP_MARK
+    mapped = to_flight_error(PlanError(f"table tt{TEMP_MARK}0bbfd16a00001ef3edb04fc1 has 1 columns but 2 values"))
+    assert isinstance(mapped, pa.ArrowInvalid) and str(mapped) == "PlanError: table tt has 1 columns but 2 values"
 
 
 def test_client_message_drops_the_traceback_detail():
