@@ -25,7 +25,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from engine.errors import CatalogError, ExecutionError, InvalidValueError, NotSupportedError
+from engine.errors import CatalogError, InvalidValueError, NotSupportedError, PlanError
 from engine.leftovers import temp_tag
 
 # name as clients write it (lower case) -> DuckDB's canonical name
@@ -145,7 +145,7 @@ def search_path(client: "ClientSession | None") -> list[str]:
 def transaction(client: ClientSession, verb: str) -> None:
     if verb == "BEGIN":
         if client.in_transaction:
-            raise ExecutionError("cannot start a transaction within a transaction")
+            raise PlanError("cannot start a transaction within a transaction")
         client.in_transaction, client.changed_in_transaction = True, []
         return
     # COMMIT and ROLLBACK outside a transaction do nothing: connection pools (SQLAlchemy's) roll

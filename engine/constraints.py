@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
-from engine.errors import CatalogError, ConstraintError, ExecutionError
+from engine.errors import CatalogError, ConstraintError, from_duckdb
 
 METADATA_KEY = b"flocksql.constraints"
 
@@ -170,7 +170,7 @@ def enforce(table_name: str, constraints: TableConstraints, kept_files, new_file
             if held is not None:
                 raise ConstraintError(_duplicate_message(constraints, key, held))
     except duckdb.Error as e:
-        raise ExecutionError(f"checking the constraints of {table_name}: {str(e).splitlines()[0]}") from None
+        raise from_duckdb(e, f"checking the constraints of {table_name}: ") from None
     finally:
         con.close()
 

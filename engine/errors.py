@@ -52,3 +52,18 @@ class CancelledError(FlockError):
 
 class InternalError(FlockError):
     """A bug in FlockSQL."""
+
+
+def from_duckdb(error: Exception, prefix: str = "") -> FlockError:
+    """A DuckDB error raised by what the user wrote (a CREATE TABLE's types, a RETURNING list, a
+    CHECK over the new rows, a query of the system catalog) as ours, by its kind: an unknown name,
+    a statement that does not bind, a value that does not fit are the client's to mend; the rest
+    stays ExecutionError. The message's first line, after `prefix`."""
+    import duckdb
+    text = prefix + str(error).splitlines()[0]
+    kinds = ((duckdb.CatalogException, CatalogError), (duckdb.BinderException, PlanError),
+             (duckdb.ParserException, ParseError), (duckdb.ConstraintException, ConstraintError),
+             (duckdb.NotImplementedException, NotSupportedError),
+             ((duckdb.ConversionException, duckdb.OutOfRangeException, duckdb.InvalidInputException,
+               duckdb.TypeMismatchException), InvalidValueError))
+    return next((ours(text) for theirs, ours in kinds if isinstance(error, theirs)), ExecutionError(text))

@@ -33,7 +33,7 @@ from engine.catalog import Catalog
 from engine import client_session as cs
 from engine.client_session import ClientSession
 from engine.errors import (CancelledError, CatalogError, CommError, ExecutionError, FlockError, InvalidValueError,
-                           NotSupportedError)
+                           NotSupportedError, PlanError)
 from engine.lanes import Lane, LanePool, QueryToken, query_kind
 from engine.system_catalog import SystemCatalog
 from engine.leftovers import owner_tag, rank_tmp_prefix, temp_owner
@@ -129,7 +129,7 @@ def size_in_bytes(text: str) -> int:
     bare number or B is bytes."""
     m = _SIZE.fullmatch(text)
     if not m:
-        raise ExecutionError(f"memory limit {text!r} is not a size such as 4GB or 512MiB")
+        raise InvalidValueError(f"memory limit {text!r} is not a size such as 4GB or 512MiB")
     number, unit, binary = m.groups()
     power = "KMGT".index(unit.upper()) + 1 if unit else 0
     return int(float(number) * (1024 if binary else 1000) ** power)
@@ -1133,19 +1133,21 @@ class _nesting_guard:
         return False
 
 
-# DuckDB's errors that a query's data or values cause, by the kind its message starts with: the
-# client's to mend (INVALID_ARGUMENT), not the server's. Others (a Binder Error in a fragment the
-# planner wrote, say) stay ExecutionError: FlockSQL's.
-_DATA_ERRORS = ("Conversion Error:", "Out of Range Error:", "Invalid Input Error:")
+# DuckDB's errors that the query's own text or data cause, by the kind its message starts with:
+# the client's to mend (INVALID_ARGUMENT), not the server's (INTERNAL). A Binder Error of a
+# fragment is a type error of the user's expression (`n_name + 1`), which the planner carries over
+# as written; others stay ExecutionError.
+_USERS_ERRORS = {"Conversion Error:": InvalidValueError, "Out of Range Error:": InvalidValueError,
+                 "Invalid Input Error:": InvalidValueError, "Binder Error:": PlanError}
 _RANK_PREFIX = re.compile(r"^rank \d+: ")
 
 
 def in_users_terms(error: ExecutionError, phys) -> FlockError:
     """A rank's error as the user can read it: the plan's column ids as the query's names
     (`n_name_2` → n_name), without DuckDB's pointer into a fragment's SQL (`LINE 1: …`, text the
-    user never wrote), and a data error (a failed cast, an overflow, `error()`) as InvalidValueError."""
+    user never wrote), and of the class the server tells the client by (see _USERS_ERRORS)."""
     msg = str(error).split("\n\nLINE ", 1)[0].rstrip()
     if phys is not None and getattr(phys, "root", None) is not None:
         msg = rename_ids(msg, display_names([phys.root]))
-    kind = InvalidValueError if _RANK_PREFIX.sub("", msg).startswith(_DATA_ERRORS) else ExecutionError
-    return kind(msg)
+    bare = _RANK_PREFIX.sub("", msg)
+    return next((kind(msg) for start, kind in _USERS_ERRORS.items() if bare.startswith(start)), ExecutionError(msg))

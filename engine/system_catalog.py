@@ -22,7 +22,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from engine.constraints import from_metadata
-from engine.errors import CatalogError, ExecutionError, NotSupportedError
+from engine.errors import CatalogError, NotSupportedError, from_duckdb
 
 log = logging.getLogger("flocksql")
 
@@ -162,7 +162,7 @@ class SystemCatalog:
             except duckdb.PermissionException as e:
                 raise NotSupportedError(f"{_first_line(e)} (the system catalog reads no files)") from None
             except duckdb.Error as e:
-                raise ExecutionError(_first_line(e)) from None
+                raise from_duckdb(e) from None
 
     def describe_schema(self, cursor, schema: pa.Schema) -> pa.Table:
         """DESCRIBE of a query whose result schema the planner computed: DuckDB's type names."""

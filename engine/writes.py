@@ -26,7 +26,8 @@ from sqlglot import exp
 from engine.catalog import DATABASE, SCHEMA, SCHEMA_MARKER
 from engine.constraints import enforce, from_create, from_metadata, with_constraints
 from engine.constraints import quote_name as _quote  # (one quoting for the names a write's SQL holds)
-from engine.errors import CatalogError, ConstraintError, ExecutionError, NotSupportedError, PlanError
+from engine.errors import (CatalogError, ConstraintError, ExecutionError, InvalidValueError, NotSupportedError, PlanError,
+                           from_duckdb)
 from engine.leftovers import owner_tag
 from executors.scratch import scratch_cursor
 from planner.qualify import Statement, bind_params, object_name
@@ -179,7 +180,7 @@ def _returned(ast: exp.Expression, table, rows: pa.Table) -> pa.Table:
         items = ", ".join(e.sql("duckdb") for e in returning.expressions)
         return con.sql(f"SELECT {items} FROM __flocksql_returned AS {_quote(name)}").to_arrow_table()
     except duckdb.Error as e:
-        raise ExecutionError(f"RETURNING: {e}") from None
+        raise from_duckdb(e, "RETURNING: ") from None
     finally:
         con.close()
 
@@ -793,7 +794,7 @@ def empty_table_schema(create: exp.Create) -> pa.Schema:
         nullable = dict(con.execute("SELECT column_name, is_nullable FROM duckdb_columns() WHERE table_name = 't' "
                                     "AND database_name = 'temp'").fetchall())
     except duckdb.Error as e:
-        raise ExecutionError(str(e).splitlines()[0]) from None
+        raise from_duckdb(e) from None
     finally:
         con.close()
     schema = pa.schema([pa.field(f.name, f.type, nullable[f.name]) for f in arrow])
@@ -839,7 +840,7 @@ def _conform_arrow(table, data: pa.Table) -> pa.Table:
     try:
         data = data.cast(pa.schema([pa.field(f.name, f.type, True) for f in table.schema]))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise ExecutionError(f"the data does not fit table {table.name}: {e}") from None
+        raise InvalidValueError(f"the data does not fit table {table.name}: {e}") from None
     for column, f in zip(data.columns, table.schema):
         if not f.nullable and column.null_count:
             raise ConstraintError(f"NOT NULL constraint failed: {table.name}.{f.name}")

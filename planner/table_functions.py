@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import duckdb
 from sqlglot import exp
 
-from engine.errors import CatalogError, ExecutionError, NotSupportedError
+from engine.errors import CatalogError, NotSupportedError, from_duckdb
 from executors.scratch import scratch_cursor
 
 # The stand-in tables' names: `__flocksql_generated_<n>`.
@@ -160,7 +160,7 @@ def _ask(sql: str):
         except duckdb.BinderException as e:
             raise CatalogError(str(e).split("\n")[0].replace("Binder Error: ", "")) from None
         except duckdb.Error as e:
-            raise ExecutionError(str(e).split("\n")[0]) from None
+            raise from_duckdb(e) from None
 
 
 def call_sql(call: exp.Expression) -> str:
