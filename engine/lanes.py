@@ -188,6 +188,8 @@ class LanePool:
             return len(self._waiting)
 
     def _may_run(self, kind: str) -> bool:
+        if kind == "exclusive":  # it then waits for the running queries to end
+            return not self._exclusive
         if not self._free or self._exclusive:
             return False
         if kind == "light":
@@ -233,7 +235,15 @@ class LanePool:
             yield self._free[0]
             return
         with self._cond:
-            self._wait(token, lambda: not self._exclusive)
+            # In turn with the queries: a statement that runs many in a row (the steps of a
+            # recursive query) does not shut out those that came while one of them ran.
+            me = (next(self._tickets), "exclusive")
+            self._waiting.append(me)
+            try:
+                self._wait(token, lambda: self._turn(me))
+            finally:
+                self._waiting.remove(me)
+                self._cond.notify_all()
             self._exclusive = True  # no new query is admitted from here on
             try:
                 self._wait(token, lambda: len(self._free) == self._count)

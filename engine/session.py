@@ -1138,7 +1138,8 @@ class _nesting_guard:
 # fragment is a type error of the user's expression (`n_name + 1`), which the planner carries over
 # as written; others stay ExecutionError.
 _USERS_ERRORS = {"Conversion Error:": InvalidValueError, "Out of Range Error:": InvalidValueError,
-                 "Invalid Input Error:": InvalidValueError, "Binder Error:": PlanError}
+                 "Invalid Input Error:": InvalidValueError, "Syntax Error:": InvalidValueError,  # (a LIKE's ESCAPE)
+                 "Binder Error:": PlanError}
 _RANK_PREFIX = re.compile(r"^rank \d+: ")
 
 

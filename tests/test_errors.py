@@ -302,6 +302,7 @@ DATA_ERRORS = [
     ("SELECT sum(o_totalprice)::TINYINT FROM orders", "Conversion Error:", "column sum"),
     ("SELECT o_orderkey FROM orders WHERE o_orderkey = (SELECT n_nationkey FROM nation)",
      "Invalid Input Error: more than one row returned by a subquery", None),
+    ("SELECT n_name FROM nation WHERE n_name LIKE 'b' ESCAPE 'cc'", "Syntax Error: Invalid escape string", None),
     # A type error of the user's own expression, found when a rank binds its fragment.
     ("SELECT n_name + 1 FROM nation", "Binder Error: No function matches", None),
     ("SELECT n_name FROM nation JOIN region ON n_regionkey = r_regionkey WHERE n_name > 5",

@@ -166,3 +166,30 @@ def test_the_thread_holding_every_lane_runs_its_own_steps_in_its_lane_and_others
     assert other.got.wait(10) and other.error is None
     other.release.set()
     other.join(10)
+
+
+def test_a_query_that_came_during_a_write_runs_before_the_next_write():
+    """Writes in a row (a recursive query's steps: one per iteration) take every lane in turn with
+    the queries: one that came while a write ran is admitted before a write asked for after it (the
+    next write used to take the lanes first, again and again)."""
+    pool = LanePool([_Lane(0), _Lane(1)])
+    admitted, order = [], []
+    first = threading.Event()
+
+    def writes():
+        with pool.exclusive():
+            first.set()
+            while pool.waiting() == 0:  # until the query waits behind this write
+                time.sleep(0.001)
+        with pool.exclusive():
+            order.append("second write")
+
+    writer = threading.Thread(target=writes, daemon=True)
+    writer.start()
+    assert first.wait(10)
+    query = _start(pool, "light", admitted)
+    assert query.got.wait(10) and query.error is None
+    order.append("query")
+    query.release.set()
+    writer.join(10)
+    assert order == ["query", "second write"]
