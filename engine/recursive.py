@@ -24,18 +24,25 @@ from __future__ import annotations
 import pyarrow as pa
 from sqlglot import exp
 
-from engine.errors import ExecutionError, NotSupportedError
+from engine.errors import CatalogError, ExecutionError, NotSupportedError
 from engine.leftovers import TEMP_MARK, temp_tag
 
 MAX_ITERATIONS = 10_000
 
 
-def recursive_ctes(ast: exp.Expression) -> list[exp.CTE]:
-    """The recursive CTEs of a WITH RECURSIVE query, in the WITH's order ([] when it has none)."""
-    with_ = ast.args.get("with_") or ast.args.get("with")
-    if with_ is None or not with_.args.get("recursive"):
-        return []
-    return [c for c in with_.expressions if _reads(c.this, c.alias_or_name)]
+def recursive_withs(ast: exp.Expression) -> list[exp.With]:
+    """Every WITH RECURSIVE clause of `ast` that has a recursive CTE, the statement's own and those
+    of its derived tables, CTEs and subqueries, inner ones first (an outer one may read them)."""
+    found = [w for w in ast.find_all(exp.With) if w.args.get("recursive")
+             and any(_reads(c.this, c.alias_or_name) for c in w.expressions)]
+    return sorted(found, key=_depth, reverse=True)
+
+
+def _depth(node: exp.Expression) -> int:
+    depth = 0
+    while node.parent is not None:
+        node, depth = node.parent, depth + 1
+    return depth
 
 
 def _reads(query: exp.Expression, name: str) -> bool:
@@ -50,20 +57,20 @@ def run(session, ast: exp.Expression, params, token, client) -> pa.Table:
     made: list[str] = []  # tables to drop
     try:
         outer = ast.copy()
-        _materialize(session, outer.args.get("with_") or outer.args.get("with"), token, client, made)
+        for with_ in recursive_withs(outer):
+            _materialize(session, with_, token, client, made)
         return session.execute(outer.sql("duckdb"), token=token, client=client)
     finally:
         _drop(session, made, client)
 
 
 def in_write(ast: exp.Expression) -> list[exp.With]:
-    """The WITH RECURSIVE clauses with recursive CTEs of a write (before it, or of the query an
-    INSERT or CREATE TABLE AS writes): [] when it has none."""
+    """The WITH RECURSIVE clauses with recursive CTEs of a write (before it, in the query an INSERT
+    or CREATE TABLE AS writes, or in its subqueries): [] when it has none."""
     if not isinstance(ast, (exp.Insert, exp.Update, exp.Delete, exp.Merge, exp.Create)) or \
             (isinstance(ast, exp.Create) and (ast.args.get("kind") or "").upper() != "TABLE"):
         return []  # (a view's recursion runs each time it is read)
-    holders = [ast, ast.expression] if isinstance(ast.expression, exp.Query) else [ast]
-    return [w for w in (h.args.get("with_") for h in holders) if w is not None and recursive_ctes(w.parent)]
+    return recursive_withs(ast)
 
 
 def run_write(session, ast: exp.Expression, params, token, client) -> pa.Table:
@@ -75,7 +82,7 @@ def run_write(session, ast: exp.Expression, params, token, client) -> pa.Table:
     made: list[str] = []
     try:
         plain = ast.copy()
-        for with_ in in_write(plain):
+        for with_ in recursive_withs(plain):
             _materialize(session, with_, token, client, made)
         return session.execute(plain.sql("duckdb"), token=token, client=client)
     finally:
@@ -88,6 +95,8 @@ def _materialize(session, with_: exp.With, token, client, made: list[str]) -> No
     ctes = list(with_.expressions)
     recursive = {c.alias_or_name.lower() for c in ctes if _reads(c.this, c.alias_or_name)}
     current = [c.copy() for c in ctes]
+    own = {c.alias_or_name.lower() for c in ctes}
+    around = [c for c in _ctes_around(with_) if c.alias_or_name.lower() not in own]
     for i, cte in enumerate(ctes):
         name = cte.alias_or_name.lower()
         if name not in recursive:
@@ -98,11 +107,37 @@ def _materialize(session, with_: exp.With, token, client, made: list[str]) -> No
             raise NotSupportedError(f"a recursive CTE ({cte.alias_or_name}) that reads a recursive CTE defined "
                                     f"after it ({later[0]})")
         pending = {c.alias_or_name.lower() for c in ctes[i:] if c.alias_or_name.lower() in recursive}
-        others = [c for j, c in enumerate(current) if j != i and not _reads_any(c, current, pending)]
-        result = _recursion(session, cte, others, token, client, made)
+        others = around + [c for j, c in enumerate(current) if j != i and not _reads_any(c, current, pending)]
+        try:
+            result = _recursion(session, cte, others, token, client, made)
+        except CatalogError as e:
+            if with_.parent is None or with_.parent.parent is None:
+                raise
+            # Computed apart from the query around it, a subquery's recursion cannot read its columns.
+            raise NotSupportedError(f"WITH RECURSIVE in a subquery that reads a column of the query around it "
+                                    f"({e})") from None
         current[i] = exp.CTE(this=exp.select("*").from_(result), alias=cte.args["alias"].copy())
     with_.set("expressions", current)
     with_.set("recursive", False)
+
+
+def _ctes_around(with_: exp.With) -> list[exp.CTE]:
+    """The CTEs of the queries around a WITH that it can read (copies, outermost first): those
+    defined before the CTE that holds it, recursive ones left out (computed after it)."""
+    levels = []
+    node = with_.parent
+    while node is not None:
+        outer = node.args.get("with_") if isinstance(node, exp.Query) else None
+        if outer is not None and outer is not with_:
+            level = []
+            for cte in outer.expressions:
+                if any(w is with_ for w in cte.this.find_all(exp.With)):
+                    break
+                if not _reads(cte.this, cte.alias_or_name):
+                    level.append(cte.copy())
+            levels.append(level)
+        node = node.parent
+    return [cte for level in reversed(levels) for cte in level]
 
 
 def _drop(session, tables: list[str], client) -> None:

@@ -382,7 +382,7 @@ class Session:
                 if stmt.kind != "query":
                     return stmt
                 query = stmt.query
-                if recursive.recursive_ctes(query):
+                if recursive.recursive_withs(query):
                     return Statement("recursive", query, sql=sql)
                 with_ = query.args.get("with_")
                 if with_ is not None and with_.args.get("recursive"):  # RECURSIVE, but none is

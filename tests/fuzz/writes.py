@@ -275,7 +275,13 @@ class _Generator:
         columns = [c.name for c in t.settable if c.name == "k" or self.chance(0.7)]
         select = ", ".join(items[c].format(start=start) for c in columns)
         conflict = self.conflict(t, self.pick(t.keys)) if t.keys and self.chance(0.4) else ""
-        return f"INSERT INTO t ({', '.join(columns)}) SELECT {select} FROM range({n}){conflict}{self.returning(t)}"
+        query = f"SELECT {select} FROM range({n})"
+        if (start + n) % 4 == 0:  # (decided by what was drawn: the other statements stay as they were)
+            # The same rows from a recursive CTE (a write of a recursive query: engine/recursive.py).
+            query = ("WITH RECURSIVE digits(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM digits WHERE i < 9), "
+                     "numbers AS (SELECT a.i * 100 + b.i * 10 + c.i AS range FROM digits a, digits b, digits c "
+                     f"WHERE a.i * 100 + b.i * 10 + c.i < {n}) SELECT {select} FROM numbers")
+        return f"INSERT INTO t ({', '.join(columns)}) {query}{conflict}{self.returning(t)}"
 
     def update(self, t: Target) -> str:
         sets = []
