@@ -17,7 +17,7 @@ recursion that has not ended after MAX_ITERATIONS iterations is stopped with an 
 query. Several recursive CTEs are computed one after the other, in the WITH's order: each later
 CTE (recursive or not) and the outer query read the tables of those before it. A write that reads
 a recursive query (INSERT, CREATE TABLE AS, or a WITH RECURSIVE before UPDATE, DELETE or MERGE) has
-its recursive CTEs computed so while it holds every lane, then runs over their tables (`run_write`).
+its recursive CTEs computed so while it holds every lane, then runs over their tables.
 """
 from __future__ import annotations
 
@@ -51,7 +51,9 @@ def _reads(query: exp.Expression, name: str) -> bool:
 
 def run(session, ast: exp.Expression, params, token, client) -> pa.Table:
     """Computes each recursive CTE in the WITH's order into a table of its own; the CTEs after it
-    (a later recursive CTE among them) and the outer query then read that table."""
+    (a later recursive CTE among them) and the outer query then read that table. For a write
+    (in_write), the caller holds every lane (LanePool.exclusive), so that no other write comes
+    between the recursion and the write."""
     if params:
         raise NotSupportedError("parameters in WITH RECURSIVE")
     made: list[str] = []  # tables to drop
@@ -71,22 +73,6 @@ def in_write(ast: exp.Expression) -> list[exp.With]:
             (isinstance(ast, exp.Create) and (ast.args.get("kind") or "").upper() != "TABLE"):
         return []  # (a view's recursion runs each time it is read)
     return recursive_withs(ast)
-
-
-def run_write(session, ast: exp.Expression, params, token, client) -> pa.Table:
-    """A write whose query has recursive CTEs: each is computed into a table of its own (as `run`
-    does), then the write runs with the CTE reading that table. The caller holds every lane
-    (LanePool.exclusive), so no other write comes between the recursion and the write."""
-    if params:
-        raise NotSupportedError("parameters in WITH RECURSIVE")
-    made: list[str] = []
-    try:
-        plain = ast.copy()
-        for with_ in recursive_withs(plain):
-            _materialize(session, with_, token, client, made)
-        return session.execute(plain.sql("duckdb"), token=token, client=client)
-    finally:
-        _drop(session, made, client)
 
 
 def _materialize(session, with_: exp.With, token, client, made: list[str]) -> None:

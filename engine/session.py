@@ -436,7 +436,7 @@ class Session:
             return recursive.run(self, stmt.query, params, token, client)
         if stmt.kind == "recursive_write":
             with self._pool.exclusive(token):
-                return recursive.run_write(self, stmt.query, params, token, client)
+                return recursive.run(self, stmt.query, params, token, client)
         if stmt.kind == "explain":
             text = self.explain_statement(stmt, params, token)
             return pa.table({"explain": pa.array(text.splitlines(), pa.string())})

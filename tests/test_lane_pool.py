@@ -154,7 +154,7 @@ def test_a_pool_of_few_lanes_still_runs_every_kind(lanes):
 
 def test_the_thread_holding_every_lane_runs_its_own_steps_in_its_lane_and_others_wait():
     """A write that computes a recursive query first runs that query's statements while it holds
-    every lane (engine/recursive.py run_write): they take its lane at once instead of waiting for
+    every lane (engine/recursive.py run): they take its lane at once instead of waiting for
     the write to end; another thread's query still waits until the write has released the lanes."""
     pool = LanePool([_Lane(0), _Lane(1), _Lane(2)])
     admitted = []
