@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -245,6 +246,36 @@ class Flock:
         return f"mpiexec exited with status {status}"
 
 
+class _StopFlag:
+    """Set by a signal handler, so it takes no lock: a second signal can arrive while the handler
+    of the first runs, in the same thread, and would wait for itself (threading.Event.set takes
+    one: two quick Ctrl-C hung the supervisor for good). A wait wakes through a pipe."""
+
+    def __init__(self):
+        self._set = False
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+
+    def set(self) -> None:
+        self._set = True
+        try:
+            os.write(self._write, b"x")
+        except OSError:  # the pipe is full: a wake-up is pending already
+            pass
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout_s: float) -> bool:
+        if not self._set:
+            select.select([self._read], [], [], timeout_s)
+        return self._set
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
+
+
 def supervise(command: list[str], env: dict, *, restart: bool, data_dir: str | None = None,
               precheck: Callable[[], str | None] | None = None) -> int:
     """Run `command` (an mpiexec line) until it ends; with `restart`, run it again after each end
@@ -252,7 +283,7 @@ def supervise(command: list[str], env: dict, *, restart: bool, data_dir: str | N
     RESTART_BACKOFF_MAX_S). SIGINT/SIGTERM stop the job cleanly and end supervision. Returns the
     last exit status. `precheck()` runs before each start: a message means "cannot start now" (the
     first time: give up with status 1; on a restart: wait and try again)."""
-    stopping = threading.Event()
+    stopping = _StopFlag()
     current: list[Flock] = []
 
     def forward(signum, _frame):
@@ -303,3 +334,4 @@ def supervise(command: list[str], env: dict, *, restart: bool, data_dir: str | N
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        stopping.close()

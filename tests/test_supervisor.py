@@ -73,3 +73,30 @@ def test_a_job_that_outlives_one_of_its_ranks_is_killed_and_the_rank_named(tmp_p
     err = capfd.readouterr().err
     assert "the flock did not end within 0.5 s of its first rank's end: killing it" in err, err
     assert "rank 1 (pid 4242) was killed by signal 9; the flock ended" in err, err
+
+
+def test_a_burst_of_stop_signals_stops_it():
+    """Ctrl-C pressed twice, or SIGTERM and SIGINT together (`timeout` passing its own on): a second
+    signal may come while the handler of the first runs. The handler took a lock (threading.Event.set)
+    and the second waited for the first, in the same thread: the supervisor hung for good."""
+    import signal
+    import subprocess
+    import time
+    script = ("import os, sys; from engine import supervisor; print('ready', flush=True); "
+              "status = supervisor.supervise([sys.executable, '-c', 'import time; time.sleep(120)'], "
+              "dict(os.environ), restart=True); print('stopped', status, flush=True)")
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=os.path.dirname(os.path.dirname(__file__)),
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.5)  # the stand-in job has started
+        for i in range(2000):
+            if proc.poll() is not None:
+                break
+            os.kill(proc.pid, signal.SIGINT if i % 2 else signal.SIGTERM)
+        proc.wait(60)  # (TimeoutExpired: it hung)
+        # A signal of the burst may land after supervise() gave the handlers back and end the
+        # process then; if supervise() returned before, it returned 0: stopped as asked.
+        assert proc.stdout.read().strip() in ("", "stopped 0")
+    finally:
+        proc.kill()
