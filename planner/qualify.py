@@ -6,6 +6,7 @@ Everything else (COPY, ATTACH, INSTALL, LOAD, PRAGMA, SET, EXPORT, …) is refus
 """
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import decimal
 import functools
@@ -453,15 +454,19 @@ def _name_items_as_duckdb(ast: exp.Expression) -> None:
         named = {e.alias_or_name.lower() for e in select.expressions if isinstance(e, (exp.Alias, exp.Column))}
         unnamed = [item for item in select.expressions
                    if not isinstance(item, (exp.Alias, exp.Column, exp.Star, exp.Paren, exp.Dot))]
-        texts = [duckdb_item_name(item) for item in unnamed]
-        for item, text in zip(unnamed, texts):
+        if inner:
+            # Any item a name can reach: `SELECT "(x + 0)" FROM (SELECT x + 0 FROM n)`. Two items of
+            # one text keep sqlglot's names (DuckDB's reference to them is ambiguous).
+            texts = [duckdb_item_name(item) for item in unnamed]
+            counts = collections.Counter(texts)
+            for item, text in zip(unnamed, texts):
+                if item.output_name or (counts[text] == 1 and text.lower() not in named):
+                    item.replace(exp.alias_(item.copy(), text, quoted=True))
+            continue
+        for item in unnamed:  # the outermost query: only where its ORDER BY names the item's column
             name = item.output_name.lower()
-            if inner and (name or (texts.count(text) == 1 and text.lower() not in named)):
-                # any item a name can reach: `SELECT "(x + 0)" FROM (SELECT x + 0 FROM n)`. Two items
-                # of one text keep sqlglot's names (DuckDB's reference to them is ambiguous).
-                item.replace(exp.alias_(item.copy(), text, quoted=True))
-            elif name and name in ordered and name not in named:
-                item.replace(exp.alias_(item.copy(), text, quoted=True))
+            if name and name in ordered and name not in named:
+                item.replace(exp.alias_(item.copy(), duckdb_item_name(item), quoted=True))
 
 
 def duckdb_item_name(item: exp.Expression) -> str:
