@@ -127,7 +127,19 @@ def parse(sql: str) -> exp.Expression:
         raise ParseError("empty statement")
     if len(stmts) > 1:
         raise NotSupportedError("more than one statement at a time")
-    return _unfold_in_lists(stmts[0], lists) if lists else stmts[0]
+    stmt = stmts[0]
+    if "--" in sql or "/*" in sql:
+        _drop_comments(stmt)
+    return _unfold_in_lists(stmt, lists) if lists else stmt
+
+
+def _drop_comments(ast: exp.Expression) -> None:
+    """Forget the comments sqlglot attached to nodes: a node compares equal to another only with
+    the same comments, so `SELECT k /* c */ … GROUP BY k` (or a `-- c` after GROUP BY k, as
+    tools append) did not find k among the group keys. Nothing in planning reads them."""
+    for node in ast.walk():
+        if node.comments:
+            node.comments = None
 
 
 # A literal IN list at least this long is kept as its text, one node, not one node per item: a
