@@ -821,7 +821,7 @@ def ingest(session, name: str, data: pa.Table, if_not_exist: int, if_exists: int
         keep = ()
         if exists and if_exists == 2:  # append: the rows in the table's own types
             table = _writable(session, name)
-            data = _conform_arrow(table, data)
+            data = _conform_arrow(session, table, data)
             keep = table.files
         pq.write_table(data, parts / "part-00000.parquet", row_group_size=INGEST_ROW_GROUP_ROWS)
         if keep:
@@ -832,20 +832,43 @@ def ingest(session, name: str, data: pa.Table, if_not_exist: int, if_exists: int
     return data.num_rows
 
 
-def _conform_arrow(table, data: pa.Table) -> pa.Table:
-    if table.constraints.generated:
-        raise NotSupportedError(f"bulk ingest into {table.name}, which has generated columns (INSERT computes them)")
-    if data.schema.names != table.schema.names:
-        raise CatalogError(f"table {table.name} has columns {table.schema.names}, the data {data.schema.names}")
+def _conform_arrow(session, table, data: pa.Table) -> pa.Table:
+    """Ingested rows in the table's own schema: the data names the columns a write gives values
+    to (all but the generated ones, which are computed here, as INSERT computes them)."""
+    settable = _settable(table)
+    if data.schema.names != settable:
+        raise CatalogError(f"table {table.name} has columns {settable}, the data {data.schema.names}")
     try:
-        data = data.cast(pa.schema([pa.field(f.name, f.type, True) for f in table.schema]))
+        data = data.cast(pa.schema([pa.field(f.name, f.type, True) for f in table.schema if f.name in settable]))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
         raise InvalidValueError(f"the data does not fit table {table.name}: {e}") from None
+    if len(settable) < len(table.schema):
+        data = _with_generated_arrow(session, table, data)
     for column, f in zip(data.columns, table.schema):
         if not f.nullable and column.null_count:
             raise ConstraintError(f"NOT NULL constraint failed: {table.name}.{f.name}")
     # In the table's own schema (NOT NULL and constraints kept: the catalog reads them from the files).
     return pa.Table.from_arrays(data.columns, schema=table.write_schema)
+
+
+def _with_generated_arrow(session, table, data: pa.Table) -> pa.Table:
+    """`data` (the table's settable columns) with its generated columns computed, in the table's
+    column order, by this process's sandboxed DuckDB."""
+    generated = dict(table.constraints.generated)
+    items = ", ".join(f"NULL AS {_quote(n)}" if n in generated else _quote(n) for n in table.schema.names)
+    con = scratch_cursor()
+    try:
+        con.register("__flocksql_ingested", data)
+        sql = _with_generated(session, table.write_schema, f"SELECT {items} FROM __flocksql_ingested")
+        computed = con.sql(sql).to_arrow_table()
+    except duckdb.Error as e:
+        raise from_duckdb(e) from None
+    finally:
+        con.close()
+    try:
+        return computed.cast(pa.schema([pa.field(f.name, f.type, True) for f in table.schema]))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
+        raise InvalidValueError(f"the data does not fit table {table.name}: {e}") from None
 
 
 MATCHED_FLAG = "__flocksql_matched"

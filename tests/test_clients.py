@@ -183,6 +183,23 @@ def test_adbc_ingest_and_polars(server):
         cur.execute("SELECT t.table_name, count(*) FROM information_schema.tables t JOIN keyed ON t.table_name = "
                     "'keyed' GROUP BY 1")
         assert cur.fetchall() == [("keyed", 3)]
+        # Into a table with generated columns, the data gives the other columns and the generated
+        # ones are computed, as DuckDB's insert of the same Arrow rows computes them.
+        create = ("CREATE TABLE gen (a INTEGER CHECK (a < 30), b INTEGER, total INTEGER GENERATED ALWAYS AS (a + b), "
+                  "twice BIGINT GENERATED ALWAYS AS (total * 2))")
+        cur.execute(create)
+        rows = pa.table({"a": pa.array([1, 2, None], pa.int32()), "b": pa.array([10, 20, 5], pa.int32())})
+        assert cur.adbc_ingest("gen", rows, mode="append") == 3
+        with pytest.raises(Exception, match="CHECK constraint failed"):
+            cur.adbc_ingest("gen", pa.table({"a": pa.array([40], pa.int32()), "b": pa.array([20], pa.int32())}),
+                            mode="append")
+        with pytest.raises(Exception, match=r"has columns \['a', 'b'\]"):
+            cur.adbc_ingest("gen", rows.append_column("total", pa.array([0, 0, 0], pa.int32())), mode="append")
+        cur.execute("SELECT * FROM gen ORDER BY a NULLS LAST")
+        oracle = duckdb.connect()
+        oracle.execute(create)
+        oracle.from_arrow(rows).insert_into("gen")
+        assert cur.fetchall() == oracle.execute("SELECT * FROM gen ORDER BY a NULLS LAST").fetchall()
         frame = pl.DataFrame({"p": [1.5, 2.5], "q": ["u", "v"]})
         frame.write_database("polars_made", conn, engine="adbc", if_table_exists="replace")
         back = pl.read_database("SELECT * FROM polars_made ORDER BY p", conn)
