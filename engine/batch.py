@@ -43,6 +43,8 @@ class BatchResult:
     # Per repetition, the bytes the exchanges sent between ranks, all ranks together (what
     # `flocksql tpch model` predicts as moved).
     moved_bytes: list[int] = field(default_factory=list)
+    # With every_run: the answers of the runs before the last (whose answer is `table`), in order.
+    earlier_tables: list[pa.Table] = field(default_factory=list)
 
 
 def split_seconds(per_rank_stats) -> tuple[float, float]:
@@ -66,8 +68,9 @@ def timeout_message(seconds: float) -> str:
     return f"timeout: over {seconds:g} s"
 
 
-def _run_list(session, queries, repeat, query_timeout_s=None, finished=lambda results: None):
+def _run_list(session, queries, repeat, query_timeout_s=None, finished=lambda results: None, every_run=False):
     """Run each query `repeat` times; `finished` sees the results so far after each query.
+    every_run: keep the answer of every run, not only the last's.
 
     query_timeout_s: seconds one execution may take before Session.cancel stops it on every rank;
     it is then reported with error_type "Timeout". None: no limit.
@@ -75,7 +78,10 @@ def _run_list(session, queries, repeat, query_timeout_s=None, finished=lambda re
     out = []
     for q in queries:
         times, table, error, etype, compute, comm, spilled, moved = [], None, None, None, [], [], [], []
-        for _ in range(max(1, repeat)):
+        earlier = []
+        for run in range(max(1, repeat)):
+            if every_run and run > 0:
+                earlier.append(table)
             t0 = time.perf_counter()
             fired = threading.Event()
             timer = None
@@ -89,7 +95,7 @@ def _run_list(session, queries, repeat, query_timeout_s=None, finished=lambda re
                 error, etype = str(e), type(e).__name__
                 if fired.is_set():
                     error, etype = f"{timeout_message(query_timeout_s)} (cancelled: {error})", "Timeout"
-                table = None
+                table, earlier = None, []
                 break
             finally:
                 if timer is not None:
@@ -100,7 +106,8 @@ def _run_list(session, queries, repeat, query_timeout_s=None, finished=lambda re
             comm.append(m)
             spilled.append(spilled_bytes(session.last_stats))
             moved.append(moved_bytes(session.last_stats))
-        out.append(BatchResult(table, error, times, etype, compute, comm, spilled, moved_bytes=moved))
+        out.append(BatchResult(table, error, times, etype, compute, comm, spilled, moved_bytes=moved,
+                               earlier_tables=earlier))
         finished(out)
     return out
 
@@ -148,9 +155,10 @@ def run_queries(data_dir: str, queries: list[str], ranks: int, timeout_s: float 
 def run_query_lists(lists: list[QueryList | tuple[str, list[str]]], ranks: int, timeout_s: float = 600,
                     repeat: int = 1, threads: int | None = None, forced_patterns: dict | None = None,
                     memory_limit: str | None = None, isolated: bool = False,
-                    query_timeout_s: float | None = None) -> list[list[BatchResult]]:
+                    query_timeout_s: float | None = None, every_run: bool = False) -> list[list[BatchResult]]:
     """Run several lists of queries (QueryList, or (data_dir, queries)) in one job at `ranks`
-    ranks: one result list per list.
+    ranks: one result list per list. every_run: each result keeps the answers of its runs before the
+    last too (BatchResult.earlier_tables).
 
     Each list gets a Session of its own (its folder's catalog, fresh plan caches), opened when the
     one before it closes; consecutive lists over the same folder with the same settings share one.
@@ -177,13 +185,13 @@ def run_query_lists(lists: list[QueryList | tuple[str, list[str]]], ranks: int, 
         out = []
         for data_dir, settings, queries in _sessions(items):
             with Session(data_dir, threads=threads, comm=LocalComm(), **settings) as s:
-                results = _run_list(s, queries, repeat, query_timeout_s)
+                results = _run_list(s, queries, repeat, query_timeout_s, every_run=every_run)
                 rss = s.peak_rss_mb()
             for r in results:
                 r.peak_rss_mb = rss
             out.extend(results)
         return [out[end - len(ql.queries):end] for ql, end in zip(lists, list_ends)]
-    spec = {"repeat": repeat, "threads": threads, "query_timeout_s": query_timeout_s}
+    spec = {"repeat": repeat, "threads": threads, "query_timeout_s": query_timeout_s, "every_run": every_run}
     stuck_after = None if query_timeout_s is None else query_timeout_s * max(1, repeat) + STUCK_GRACE_S
     deadline = time.monotonic() + timeout_s
     out: list[BatchResult] = []
@@ -281,14 +289,22 @@ def _read_meta(path: Path) -> list[dict]:
     return results
 
 
+def _read_arrow(path: Path) -> pa.Table:
+    with pa.memory_map(str(path)) as src:
+        return pa.ipc.open_file(src).read_all()
+
+
+def _write_arrow(path: Path, table: pa.Table) -> None:
+    with pa.OSFile(str(path), "wb") as f, pa.ipc.new_file(f, table.schema) as w:
+        w.write_table(table)
+
+
 def _load_result(tmp: Path, i: int, m: dict) -> BatchResult:
-    table = None
-    if m["error"] is None:
-        with pa.memory_map(str(tmp / f"r{i}.arrow")) as src:
-            table = pa.ipc.open_file(src).read_all()
+    table = _read_arrow(tmp / f"r{i}.arrow") if m["error"] is None else None
+    earlier = [_read_arrow(tmp / f"r{i}.run{k}.arrow") for k in range(m.get("earlier_runs", 0))]
     return BatchResult(table, m["error"], m["seconds"], m.get("error_type"),
                        m.get("compute_seconds", []), m.get("comm_seconds", []), m.get("spilled_bytes", []),
-                       m.get("peak_rss_mb", []), m.get("moved_bytes", []))
+                       m.get("peak_rss_mb", []), m.get("moved_bytes", []), earlier)
 
 
 def _write_results(outdir: Path, results: list[BatchResult], rss: list[float], start: int) -> None:
@@ -298,11 +314,13 @@ def _write_results(outdir: Path, results: list[BatchResult], rss: list[float], s
     lines = []
     for i, r in enumerate(results[start:], start):
         if r.table is not None:
-            with pa.OSFile(str(outdir / f"r{i}.arrow"), "wb") as f, pa.ipc.new_file(f, r.table.schema) as w:
-                w.write_table(r.table)
+            _write_arrow(outdir / f"r{i}.arrow", r.table)
+        for k, earlier in enumerate(r.earlier_tables):
+            _write_arrow(outdir / f"r{i}.run{k}.arrow", earlier)
         lines.append(json.dumps({"error": r.error, "seconds": r.seconds, "error_type": r.error_type,
                                  "compute_seconds": r.compute_seconds, "comm_seconds": r.comm_seconds,
-                                 "spilled_bytes": r.spilled_bytes, "moved_bytes": r.moved_bytes}))
+                                 "spilled_bytes": r.spilled_bytes, "moved_bytes": r.moved_bytes,
+                                 "earlier_runs": len(r.earlier_tables)}))
     if rss:
         lines.append(json.dumps({"peak_rss_mb": rss}))
     with open(outdir / RESULTS_FILE, "a") as f:
@@ -329,7 +347,8 @@ def main(argv):
             before = results
             results = before + _run_list(s, queries, spec.get("repeat", 1), spec.get("query_timeout_s"),
                                          finished=lambda done: _write_results(outdir, before + done, [],
-                                                                              len(before) + len(done) - 1))
+                                                                              len(before) + len(done) - 1),
+                                         every_run=spec.get("every_run", False))
             if number == len(runs) - 1:
                 _write_results(outdir, results, s.peak_rss_mb(), len(results))
 

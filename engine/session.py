@@ -104,13 +104,23 @@ def world_comm():
     return LocalComm()
 
 
+# The ranks on this rank's node in COMM_WORLD: asked once per process, not at every Session's
+# start (a collective, and MPI's blocking ones spin while they wait).
+_WORLD_LOCAL_RANKS: list[int] = []
+
+
 def _local_ranks(comm) -> int:
     if comm.size == 1:
         return 1
     from mpi4py import MPI
+    world = comm.comm == MPI.COMM_WORLD
+    if world and _WORLD_LOCAL_RANKS:
+        return _WORLD_LOCAL_RANKS[0]
     node = comm.comm.Split_type(MPI.COMM_TYPE_SHARED)
     n = node.Get_size()
     node.Free()
+    if world:
+        _WORLD_LOCAL_RANKS.append(n)
     return n
 
 

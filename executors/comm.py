@@ -146,7 +146,11 @@ class MpiComm:
         self.spill_over_bytes = spill_over_bytes
 
     def dup(self, spill_dir=None, spill_over_bytes: int | None = None) -> "MpiComm":
-        return MpiComm(self.comm.Dup(), spill_dir, spill_over_bytes)
+        # Non-blocking, waited for politely: a rank that reaches it first (the others still
+        # opening their DuckDB instances) would otherwise spin on a core they need.
+        comm, request = self.comm.Idup()
+        wait_politely(request.Test)
+        return MpiComm(comm, spill_dir, spill_over_bytes)
 
     def fresh(self, spill_dir=None, spill_over_bytes: int | None = None) -> "MpiComm":
         """The same communicator with counters (and a spill budget) of its own, for one query: no
@@ -189,14 +193,14 @@ class MpiComm:
         """A barrier that sleeps while it waits. MPI's blocking calls spin; a rank waiting for a
         slower one (or an idle worker waiting for the next query) would take a core from the
         ranks doing the work when ranks share a machine."""
-        _wait_politely(self.comm.Ibarrier().Test)
+        wait_politely(self.comm.Ibarrier().Test)
 
     def agree(self, flag: int) -> list[int]:
         """Every rank's small integer flag, in rank order, in one non-blocking round that sleeps
         while it waits (as polite_barrier does)."""
         mine = np.array([flag], dtype=np.int8)
         every = np.empty(self.size, dtype=np.int8)
-        _wait_politely(self.comm.Iallgather([mine, self.MPI.INT8_T], [every, self.MPI.INT8_T]).Test)
+        wait_politely(self.comm.Iallgather([mine, self.MPI.INT8_T], [every, self.MPI.INT8_T]).Test)
         return every.tolist()
 
     # The object collectives first meet in a polite barrier: they come at a query's end, where a
@@ -226,7 +230,12 @@ class MpiComm:
         for d, item in send.items():
             sizes_out[d] = len(item) if isinstance(item, pa.Buffer) else ipc_size(item)
         t0 = time.perf_counter()
-        sizes_in = self.comm.alltoall(sizes_out)
+        sizes_in = np.zeros(P, dtype=np.int64)
+        # Non-blocking rounds waited for politely: a rank that arrives first would otherwise spin
+        # on a core the ranks still computing need (several ranks to a machine's cores).
+        wait_politely(self.comm.Ialltoall([np.array(sizes_out, dtype=np.int64), MPI.INT64_T],
+                                           [sizes_in, MPI.INT64_T]).Test)
+        sizes_in = sizes_in.tolist()
         self.wait_s += time.perf_counter() - t0
         got: dict[int, pa.Buffer] = {}
         for k in range(1, P):
@@ -238,7 +247,9 @@ class MpiComm:
             rbuf = self._receive_buffer(sizes_in[src]) if want else np.empty(0, dtype=np.uint8)
             s = sbuf if sbuf is not None else np.empty(0, dtype=np.uint8)
             try:
-                self.comm.Sendrecv([s, MPI.BYTE], dest=dst, sendtag=77, recvbuf=[rbuf, MPI.BYTE], source=src, recvtag=77)
+                requests = [self.comm.Irecv([rbuf, MPI.BYTE], source=src, tag=77),
+                            self.comm.Isend([s, MPI.BYTE], dest=dst, tag=77)]
+                wait_politely(lambda: MPI.Request.Testall(requests))
             except MPI.Exception as e:  # pragma: no cover - transport failure
                 raise CommError(f"exchange with ranks {dst}/{src} failed: {e}") from e
             self.bytes_sent += len(s)
@@ -284,7 +295,7 @@ def polite_sleep_s(waited_s: float, least_s: float = POLITE_SLEEP_MIN_S, most_s:
     return min(most_s, max(least_s, waited_s / 20))
 
 
-def _wait_politely(done) -> None:
+def wait_politely(done) -> None:
     """Returns once `done()` is true (an MPI request's Test, a probe)."""
     since = time.monotonic()
     while not done():
@@ -299,7 +310,7 @@ def send_bytes(comm, payload: bytes, dests, tag: int, before_waiting=None) -> No
     requests = [comm.comm.Isend([payload, mpi.BYTE], dest=d, tag=tag) for d in dests]
     if before_waiting is not None:
         before_waiting()
-    _wait_politely(lambda: mpi.Request.Testall(requests))
+    wait_politely(lambda: mpi.Request.Testall(requests))
 
 
 # --- streams of record batches to one rank ---------------------------------------------------------
@@ -328,7 +339,7 @@ def send_batches(comm: "MpiComm", batches, dest: int, stop) -> BaseException | N
                 break
             buf = to_ipc(pa.Table.from_batches([batch]))
             comm.comm.send(("batch", len(buf)), dest=dest, tag=STREAM_TAG)
-            _wait_politely(comm.comm.Isend([buf, mpi.BYTE], dest=dest, tag=STREAM_TAG).Test)
+            wait_politely(comm.comm.Isend([buf, mpi.BYTE], dest=dest, tag=STREAM_TAG).Test)
             comm.bytes_sent += len(buf)
     except BaseException as exc:  # noqa: BLE001 - reported to the receiver, then to the caller
         comm.comm.send(("error", (type(exc).__name__, str(exc))), dest=dest, tag=STREAM_TAG)
@@ -342,7 +353,7 @@ def receive_batches(comm: "MpiComm", source: int):
     failed. A caller that stops early must drain the rest (drain_batches)."""
     mpi = comm.MPI
     while True:
-        _wait_politely(lambda: comm.comm.Iprobe(source=source, tag=STREAM_TAG))  # not spinning meanwhile
+        wait_politely(lambda: comm.comm.Iprobe(source=source, tag=STREAM_TAG))  # not spinning meanwhile
         kind, value = comm.comm.recv(source=source, tag=STREAM_TAG)
         if kind == "end":
             return

@@ -19,7 +19,7 @@ import socket
 import struct
 import time
 
-from executors.comm import polite_sleep_s
+from executors.comm import wait_politely, polite_sleep_s
 
 # How long rank 0 waits at start for every worker's hello, and a worker for the test ring.
 HANDSHAKE_S = 2.0
@@ -51,6 +51,7 @@ class Doorbell:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("0.0.0.0", 0))
         sock.setblocking(False)
+        wait_politely(comm.Ibarrier().Test)  # the bcast would spin while rank 0 comes
         where = comm.bcast((socket.gethostname(), sock.getsockname()[1]) if rank == 0 else None, root=0)
         if rank != 0:
             try:
