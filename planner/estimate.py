@@ -369,17 +369,6 @@ class Estimator:
                     # filter on the dimension is taken to pick dates the facts have (queries ask
                     # about data that is there): a year of dates keeps a fifth of five years' sales.
                     ndv = max(ndv, info.dom * (shares[i] if shares else 1.0))
-        else:
-            # Several keys, each side's read from one table: its combinations are drawn from that
-            # table's, at most one per row, whatever filters kept. A month of store sales joined
-            # with seven months of store returns on (customer, item, ticket) keeps the returns of
-            # that month's sales, a share of them, not all of them as the combinations left on the
-            # smaller side would say (TPC-DS q25, q17, q29).
-            for side, keys in ((l, [a for a, _ in pairs]), (r, [b for _, b in pairs])):
-                infos = [side.cols.get(k.name) if isinstance(k, exp.Column) else None for k in keys]
-                if None in infos or infos[0].origin is None or any(i.origin != infos[0].origin for i in infos):
-                    continue
-                ndv = max(ndv, min(math.prod(i.dom for i in infos), infos[0].origin[1]))
         return l.rows * r.rows / ndv
 
     def join_rows(self, a: Node, b: Node, pairs) -> float:
