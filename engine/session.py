@@ -33,7 +33,7 @@ from engine.catalog import Catalog
 from engine import client_session as cs
 from engine.client_session import ClientSession
 from engine.errors import (CancelledError, CatalogError, CommError, ExecutionError, FlockError, InvalidValueError,
-                           NotSupportedError, PlanError)
+                           NotSupportedError, PlanError, from_duckdb)
 from engine.lanes import Lane, LanePool, QueryToken, query_kind
 from engine.system_catalog import SystemCatalog
 from engine.leftovers import owner_tag, rank_tmp_prefix, temp_owner
@@ -443,6 +443,9 @@ class Session:
                 catalog_statements.track_temp(self, client, stmt)
             return result
         if stmt.kind == "recursive":
+            text = None if params else recursive.alone_text(self, stmt.query, client)
+            if text is not None:
+                return self._recursive_alone(text, token)
             return recursive.run(self, stmt.query, params, token, client)
         if stmt.kind == "recursive_write":
             with self._pool.exclusive(token):
@@ -751,6 +754,17 @@ class Session:
         is cheaper, planner/single_rank.py)."""
         return self.nranks > 1 and phys is not None and mode in ("collect", "analyze", "stream") \
             and (phys.single is not None or runs_on_rank0_alone(phys.root))
+
+    def _recursive_alone(self, text: str, token: QueryToken) -> pa.Table:
+        """A small recursive query (recursive.alone_text) run by rank 0's DuckDB as one statement,
+        in a lane, cancelled as any query is."""
+        with self._pool.lane("light", token) as lane, self._query_in(lane, token):
+            try:
+                return lane.con.sql(text).to_arrow_table()
+            except duckdb.InterruptException:
+                raise CancelledError("query cancelled") from None
+            except duckdb.Error as e:
+                raise from_duckdb(e) from None
 
     def _execute_alone(self, lane: Lane, phys, mode: str):
         """Runs `phys` (a plan _alone accepted, or its one-rank alternative) on rank 0 only."""

@@ -6,6 +6,8 @@ batch runner (collect) and a real server (streams), and EXPLAIN says which plan 
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from engine.batch import run_queries
@@ -13,7 +15,10 @@ from engine.session import Session
 from executors.comm import LocalComm
 from planner.single_rank import ALONE_MAX_COST_ENV, ALONE_MAX_COST_S
 from tests.conftest import duckdb_oracle, tpch_mismatches
+from tests.fuzz.run import answer
+from tests.fuzz.run import oracle as fuzz_oracle
 from tests.server_fixtures import copy_data, start_server, stop_server
+from tests.sqllogic import parse_test_file, write_data
 from tpch import QUERY_NUMBERS, query_text
 from tpch.compare import compare_tables, ordering_of
 
@@ -103,3 +108,75 @@ def test_a_server_streams_what_rank0_answers_alone(tpch_sf001, alone_on, tmp_pat
             assert cur.fetch_arrow_table().column(0)[0].as_py().startswith("Plan for rank 0 alone, of 2 ranks")
     finally:
         stop_server(server)
+
+
+RECURSIVE_FILE = Path(__file__).parent / "sql" / "recursive.test"
+
+
+@pytest.fixture(scope="module")
+def recursive_file(tmp_path_factory):
+    """tests/sql/recursive.test's tables, and each of its statements with DuckDB's answer (or error)."""
+    test = parse_test_file(RECURSIVE_FILE)
+    data = tmp_path_factory.mktemp("recursive")
+    write_data(test, data)
+    con = fuzz_oracle(data)
+    try:
+        return data, [(b.sql, answer(con, b.sql)) for b in test.blocks]
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("ranks", (1, 2, 3))
+def test_small_recursive_queries_run_in_rank0s_duckdb_with_its_answers(recursive_file, alone_on, ranks):
+    """Every statement of the recursive suite, over its small tables, at 1, 2 and 3 ranks: as one DuckDB
+    statement on rank 0 (engine/recursive.py alone_text), DuckDB's answer or DuckDB's error. The two
+    the iterations refuse (a recursive CTE reading one defined after it, a correlated one) answer."""
+    data, statements = recursive_file
+    results = run_queries(str(data), [sql for sql, _ in statements], ranks, timeout_s=300, query_timeout_s=60)
+    failures = []
+    for (sql, want), got in zip(statements, results):
+        if isinstance(want, str):
+            if got.error is None:
+                failures.append(f"{sql}\n  DuckDB fails ({want.splitlines()[0]}), FlockSQL answers")
+            continue
+        if got.error is not None:
+            failures.append(f"{sql}\n  {got.error_type}: {got.error.splitlines()[0]}")
+            continue
+        o = ordering_of(sql)
+        diff = compare_tables(got.table, want, ordered=o.ordered, order_keys=o.keys)
+        if diff is not None:
+            failures.append(f"{sql}\n  {diff}")
+    assert not failures, "\n\n".join(failures)
+
+
+def test_which_recursive_queries_run_alone(recursive_file, alone_on, monkeypatch):
+    """alone_text says yes for plain tables and CTEs, and no where the iterations must run: a view, a
+    table function, a CTE named like a table, a client with a temporary table, functions that reach
+    outside the catalog, tables over the row limit, and with rank-0-alone plans off."""
+    from engine import recursive
+    from engine.client_session import ClientSession
+    from planner.qualify import parse
+    data, _ = recursive_file
+    step = "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) "
+    with Session(str(data), comm=LocalComm()) as s:
+        s.execute("CREATE VIEW some_edges AS SELECT * FROM edges WHERE src < 3")
+
+        def alone(sql, client=None):
+            return recursive.alone_text(s, parse(sql), client or ClientSession())
+
+        text = alone(step + "SELECT e.src, r.n FROM main.edges AS e, r WHERE e.src = r.n")
+        assert text is not None and "READ_PARQUET([" in text.upper() and "main.edges" not in text
+        assert alone(step + "SELECT * FROM r, edges") is not None
+        assert alone(step + "SELECT * FROM r, some_edges") is None
+        assert alone(step + "SELECT * FROM r, range(3)") is None
+        assert alone("WITH RECURSIVE edges(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM edges WHERE n < 3) "
+                     "SELECT * FROM edges") is None
+        assert alone(step + "SELECT n, getenv('HOME') FROM r") is None
+        client = ClientSession()
+        s.execute("CREATE TEMP TABLE tt AS SELECT 1 AS x", client=client)
+        assert alone(step + "SELECT * FROM r", client) is None
+        monkeypatch.setattr(recursive, "ALONE_MAX_ROWS", 0)
+        assert alone(step + "SELECT * FROM r, edges") is None
+        s.alone_max_cost = 0
+        monkeypatch.setattr(recursive, "ALONE_MAX_ROWS", 10**9)
+        assert alone(step + "SELECT * FROM r") is None
