@@ -22,18 +22,12 @@ its recursive CTEs computed so while it holds every lane, then runs over their t
 from __future__ import annotations
 
 import pyarrow as pa
-import sqlglot
 from sqlglot import exp
 
 from engine.errors import CatalogError, ExecutionError, NotSupportedError
 from engine.leftovers import TEMP_MARK, temp_tag
 
 MAX_ITERATIONS = 10_000
-# A recursive query over tables of at most this many rows together runs on rank 0 alone, as one
-# DuckDB statement over the tables' files (alone_text): each iteration of the distributed way is
-# two writes of every rank (tens of milliseconds each), so a 20-step recursion over a small table
-# took 1.4 s at 2 ranks where DuckDB needs 6 ms.
-ALONE_MAX_ROWS = 1_000_000
 
 
 def recursive_withs(ast: exp.Expression) -> list[exp.With]:
@@ -70,49 +64,6 @@ def run(session, ast: exp.Expression, params, token, client) -> pa.Table:
         return session.execute(outer.sql("duckdb"), token=token, client=client)
     finally:
         _drop(session, made, client)
-
-
-def alone_text(session, ast: exp.Expression, client) -> str | None:
-    """The text rank 0's DuckDB runs a recursive query by, every table read from its files, when
-    the query may run so; else None (it then runs as iterations over the ranks, `run`).
-
-    It may when rank-0-alone plans are on (planner/single_rank.py), the tables it reads hold at most
-    ALONE_MAX_ROWS rows together, and every table it names is plainly one: a CTE of the statement
-    or a catalog table (not a view, a temporary table, a table function, or a name that is both a
-    CTE and a table, which only the scope of each reference decides), with no function that
-    reaches outside the catalog (planner/build.py FORBIDDEN_FUNCTIONS) and the client on the default
-    search path."""
-    from engine.catalog import SCHEMA
-    from engine.client_session import DEFAULT_SCHEMA, search_path
-    from planner.build import FORBIDDEN_FUNCTIONS
-    catalog = session.catalog
-    if session.alone_max_cost <= 0 or (client is not None and (client.temp or search_path(client) != [DEFAULT_SCHEMA])):
-        return None
-    ctes = {c.alias_or_name.lower() for w in ast.find_all(exp.With) for c in w.expressions}
-    if any(catalog.has_table(n) or n in catalog.views for n in ctes):
-        return None
-    for f in ast.find_all(exp.Func):
-        name = (f.name if isinstance(f, exp.Anonymous) else f.sql_name()).lower()
-        if name in FORBIDDEN_FUNCTIONS:
-            return None
-    out = ast.copy()
-    rows = 0
-    for t in list(out.find_all(exp.Table)):
-        if not isinstance(t.this, exp.Identifier) or t.args.get("catalog") is not None:
-            return None
-        name, db = t.name.lower(), t.args.get("db")
-        if db is None and name in ctes:
-            continue
-        if (db is not None and db.name.lower() != SCHEMA) or name in catalog.views or not catalog.has_table(name):
-            return None
-        table = catalog.table(name)
-        rows += table.row_count
-        source = sqlglot.parse_one(f"SELECT * FROM {table.sql_source(table.files)}", read="duckdb").args["from_"].this
-        source.set("alias", t.args.get("alias") or exp.TableAlias(this=exp.to_identifier(t.name)))
-        t.replace(source)
-    if rows > ALONE_MAX_ROWS:
-        return None
-    return out.sql("duckdb")
 
 
 def in_write(ast: exp.Expression) -> list[exp.With]:

@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine import catalog_statements, recursive, temp_tables, writes
+from engine import catalog_statements, rank0_duckdb, recursive, temp_tables, writes
 from engine.catalog import Catalog
 from engine import client_session as cs
 from engine.client_session import ClientSession
@@ -393,7 +393,8 @@ class Session:
                     return stmt
                 query = stmt.query
                 if recursive.recursive_withs(query):
-                    return Statement("recursive", query, sql=sql)
+                    text = None if params else rank0_duckdb.text_for_rank0(self, query, client)
+                    return Statement("rank0_duckdb", query, sql=text) if text else Statement("recursive", query, sql=sql)
                 with_ = query.args.get("with_")
                 if with_ is not None and with_.args.get("recursive"):  # RECURSIVE, but none is
                     query = query.copy()
@@ -405,7 +406,14 @@ class Session:
                 original = query
                 query, system_parts = catalog_statements.with_system_parts_read(self, query, client)
                 if query is original:
-                    return self._plan_query(bind_params(query, params), key, client)
+                    try:
+                        return self._plan_query(bind_params(query, params), key, client)
+                    except NotSupportedError:
+                        # What the planner cannot plan, rank 0's DuckDB answers over small tables.
+                        text = None if params else rank0_duckdb.text_for_rank0(self, query, client)
+                        if text is None:
+                            raise
+                        return Statement("rank0_duckdb", query, sql=text)
                 # The system catalog's rows and settings as of now, shipped with the plan: planned
                 # afresh each time.
                 self.catalog.install_virtual(system_parts)
@@ -443,10 +451,9 @@ class Session:
                 catalog_statements.track_temp(self, client, stmt)
             return result
         if stmt.kind == "recursive":
-            text = None if params else recursive.alone_text(self, stmt.query, client)
-            if text is not None:
-                return self._recursive_alone(text, token)
             return recursive.run(self, stmt.query, params, token, client)
+        if stmt.kind == "rank0_duckdb":
+            return self._run_in_rank0s_duckdb(stmt.sql, token)
         if stmt.kind == "recursive_write":
             with self._pool.exclusive(token):
                 return recursive.run(self, stmt.query, params, token, client)
@@ -593,7 +600,7 @@ class Session:
         if isinstance(planned, Statement):
             if planned.kind in catalog_statements.KINDS:
                 return catalog_statements.result_schema(self, planned, params, client or self.default_client)
-            if planned.kind == "recursive" and self.system is not None:
+            if planned.kind in ("recursive", "rank0_duckdb") and self.system is not None:
                 return catalog_statements.query_schema(self, planned.query.sql("duckdb"), client)
             return _statement_schema(planned)
         key = self._cache_key(_param_key(sql, params) + _client_key(client))
@@ -755,9 +762,9 @@ class Session:
         return self.nranks > 1 and phys is not None and mode in ("collect", "analyze", "stream") \
             and (phys.single is not None or runs_on_rank0_alone(phys.root))
 
-    def _recursive_alone(self, text: str, token: QueryToken) -> pa.Table:
-        """A small recursive query (recursive.alone_text) run by rank 0's DuckDB as one statement,
-        in a lane, cancelled as any query is."""
+    def _run_in_rank0s_duckdb(self, text: str, token: QueryToken) -> pa.Table:
+        """A query over small tables run whole by rank 0's DuckDB (engine/rank0_duckdb.py), in a
+        lane, cancelled as any query is."""
         with self._pool.lane("light", token) as lane, self._query_in(lane, token):
             try:
                 return lane.con.sql(text).to_arrow_table()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.batch import run_queries
+from engine.batch import run_queries, run_query_lists
 from engine.session import Session
 from executors.comm import LocalComm
 from planner.single_rank import ALONE_MAX_COST_ENV, ALONE_MAX_COST_S
@@ -18,7 +18,7 @@ from tests.conftest import duckdb_oracle, tpch_mismatches
 from tests.fuzz.run import answer
 from tests.fuzz.run import oracle as fuzz_oracle
 from tests.server_fixtures import copy_data, start_server, stop_server
-from tests.sqllogic import parse_test_file, write_data
+from tests.sqllogic import ErrorBlock, parse_test_file, write_data
 from tpch import QUERY_NUMBERS, query_text
 from tpch.compare import compare_tables, ordering_of
 
@@ -129,7 +129,7 @@ def recursive_file(tmp_path_factory):
 @pytest.mark.parametrize("ranks", (1, 2, 3))
 def test_small_recursive_queries_run_in_rank0s_duckdb_with_its_answers(recursive_file, alone_on, ranks):
     """Every statement of the recursive suite, over its small tables, at 1, 2 and 3 ranks: as one DuckDB
-    statement on rank 0 (engine/recursive.py alone_text), DuckDB's answer or DuckDB's error. The two
+    statement on rank 0 (engine/rank0_duckdb.py), DuckDB's answer or DuckDB's error. The two
     the iterations refuse (a recursive CTE reading one defined after it, a correlated one) answer."""
     data, statements = recursive_file
     results = run_queries(str(data), [sql for sql, _ in statements], ranks, timeout_s=300, query_timeout_s=60)
@@ -149,11 +149,11 @@ def test_small_recursive_queries_run_in_rank0s_duckdb_with_its_answers(recursive
     assert not failures, "\n\n".join(failures)
 
 
-def test_which_recursive_queries_run_alone(recursive_file, alone_on, monkeypatch):
-    """alone_text says yes for plain tables and CTEs, and no where the iterations must run: a view, a
-    table function, a CTE named like a table, a client with a temporary table, functions that reach
-    outside the catalog, tables over the row limit, and with rank-0-alone plans off."""
-    from engine import recursive
+def test_which_queries_rank0s_duckdb_may_run(recursive_file, alone_on, monkeypatch):
+    """text_for_rank0 gives a text for plain tables and CTEs, and none where the ranks must run the
+    query: a view, a table function, a CTE named like a table, a client with a temporary table,
+    functions that reach outside the catalog, tables over the row limit, rank-0-alone plans off."""
+    from engine import rank0_duckdb
     from engine.client_session import ClientSession
     from planner.qualify import parse
     data, _ = recursive_file
@@ -162,7 +162,7 @@ def test_which_recursive_queries_run_alone(recursive_file, alone_on, monkeypatch
         s.execute("CREATE VIEW some_edges AS SELECT * FROM edges WHERE src < 3")
 
         def alone(sql, client=None):
-            return recursive.alone_text(s, parse(sql), client or ClientSession())
+            return rank0_duckdb.text_for_rank0(s, parse(sql), client or ClientSession())
 
         text = alone(step + "SELECT e.src, r.n FROM main.edges AS e, r WHERE e.src = r.n")
         assert text is not None and "READ_PARQUET([" in text.upper() and "main.edges" not in text
@@ -175,8 +175,55 @@ def test_which_recursive_queries_run_alone(recursive_file, alone_on, monkeypatch
         client = ClientSession()
         s.execute("CREATE TEMP TABLE tt AS SELECT 1 AS x", client=client)
         assert alone(step + "SELECT * FROM r", client) is None
-        monkeypatch.setattr(recursive, "ALONE_MAX_ROWS", 0)
+        monkeypatch.setattr(rank0_duckdb, "MAX_ROWS", 0)
         assert alone(step + "SELECT * FROM r, edges") is None
         s.alone_max_cost = 0
-        monkeypatch.setattr(recursive, "ALONE_MAX_ROWS", 10**9)
+        monkeypatch.setattr(rank0_duckdb, "MAX_ROWS", 10**9)
         assert alone(step + "SELECT * FROM r") is None
+
+
+@pytest.fixture(scope="module")
+def refused_statements(tmp_path_factory):
+    """The queries the SQL suite expects `not supported` for (with rank-0-alone plans off), per file:
+    (data folder, [(sql, DuckDB's answer or error)])."""
+    out = []
+    for path in sorted((Path(__file__).parent / "sql").glob("*.test")):
+        test = parse_test_file(path)
+        refused = [b.sql for b in test.blocks if isinstance(b, ErrorBlock) and b.pattern.startswith("not supported")
+                   and b.sql.lstrip().upper().startswith(("SELECT", "WITH", "FROM", "("))]
+        if not refused:
+            continue
+        data = tmp_path_factory.mktemp(f"refused-{path.stem}")
+        write_data(test, data)
+        con = fuzz_oracle(data)
+        try:
+            out.append((data, [(sql, answer(con, sql)) for sql in refused]))
+        finally:
+            con.close()
+    return out
+
+
+@pytest.mark.parametrize("ranks", (1, 2, 3))
+def test_what_the_planner_refuses_rank0s_duckdb_answers_over_small_tables(refused_statements, alone_on, ranks):
+    """Each query the planner refuses runs in rank 0's DuckDB when its tables are small
+    (engine/rank0_duckdb.py): DuckDB's answer, DuckDB's error, or still the refusal where it may not
+    run there (a table function, a function reaching outside the catalog)."""
+    lists = [(str(data), [sql for sql, _ in statements]) for data, statements in refused_statements]
+    results = run_query_lists(lists, ranks, timeout_s=300, query_timeout_s=60)
+    failures, answered = [], 0
+    for (data, statements), got_list in zip(refused_statements, results):
+        for (sql, want), got in zip(statements, got_list):
+            if got.error is not None:
+                if not isinstance(want, str) and not got.error.startswith("not supported"):
+                    failures.append(f"{sql}\n  DuckDB answers; FlockSQL: {got.error_type}: {got.error.splitlines()[0]}")
+                continue
+            if isinstance(want, str):
+                failures.append(f"{sql}\n  DuckDB fails ({want.splitlines()[0]}), FlockSQL answers")
+                continue
+            answered += 1
+            o = ordering_of(sql)
+            diff = compare_tables(got.table, want, ordered=o.ordered, order_keys=o.keys, limited=o.limited)
+            if diff is not None:
+                failures.append(f"{sql}\n  {diff}")
+    assert not failures, "\n\n".join(failures)
+    assert answered >= 10, f"only {answered} refused queries answered in rank 0's DuckDB"
