@@ -53,7 +53,7 @@ from planner.physical import PhysicalPlanner
 from planner.rules.sample_clause import has_unseeded_sample
 from planner.single_rank import alone_max_cost, single_rank_plan
 from planner.rules import run_rules
-from planner.qualify import Statement, bind_params, classify, parse, qualify_statement
+from planner.qualify import Statement, bind_params, classify, parse, qualify_statement, without_outer_comments
 from planner.qualify import columns_of, with_short_in_lists
 from planner.rules import pivot as pivot_rule
 
@@ -375,6 +375,7 @@ class Session:
         statements come back as a Statement: session and catalog statements (see
         engine/catalog_statements.py) are recognised before the SQL parser sees them."""
         client = client or self.default_client
+        sql = without_outer_comments(sql)
         key = _param_key(sql, params) + _client_key(client)
         hit = self._plans.get(self._cache_key(key))
         if hit is not None:
@@ -583,6 +584,7 @@ class Session:
 
     def parameter_schema(self, sql: str, client: ClientSession | None = None) -> pa.Schema:
         """The schema of a statement's parameters (engine/catalog_statements.py: parameter_schema)."""
+        sql = without_outer_comments(sql)
         if catalog_statements.recognise(sql) is not None:
             return pa.schema([])
         return catalog_statements.parameter_schema(self, sql, client or self.default_client)

@@ -107,6 +107,28 @@ def _position_message(msg: str) -> str:
     return f"{head} at {where}\n  {context.strip()}"
 
 
+def without_outer_comments(sql: str) -> str:
+    """`sql` without the comments before its first token (blanked, newlines kept, so that an
+    error's line and column still point into the text as sent) and after its last (DuckDB's
+    tokenizer finds them, so `--` in a string is kept): tools put a comment before every statement
+    (dbt's query comment), and the statements recognised by their first words (SHOW, SET,
+    DESCRIBE, EXPLAIN, BEGIN, …) must still be."""
+    if "--" not in sql and "/*" not in sql:
+        return sql
+    try:
+        tokens = duckdb.tokenize(sql)
+    except Exception:  # noqa: BLE001 - the statement's own parse reports the error
+        return sql
+    code = [i for i, (_, kind) in enumerate(tokens) if kind != duckdb.token_type.comment]
+    if not code:
+        return sql
+    first, last = code[0], code[-1]
+    start = tokens[first][0]
+    end = tokens[last + 1][0] if last + 1 < len(tokens) else len(sql)
+    blanked = "".join(c if c == "\n" else " " for c in sql[:start])
+    return (blanked + sql[start:end]).rstrip()
+
+
 def parse(sql: str) -> exp.Expression:
     first = " ".join(sql.strip().split()[:2]).upper()
     for word in REFUSED_STATEMENTS:

@@ -59,15 +59,17 @@ def _ok(result):
 
 
 CATALOG_STATEMENTS = [
-    "SHOW TABLES",
-    "DESCRIBE nation",
+    # Comments before and after a statement, as tools send them (dbt's query comment), change
+    # nothing, not even for statements known by their first word.
+    "/* {\"app\": \"dbt\", \"node_id\": \"model.x\"} */ SHOW TABLES",
+    "-- the table's columns\nDESCRIBE nation; -- done",
     "SELECT table_catalog, table_schema, table_name, table_type FROM information_schema.tables ORDER BY table_name",
     "SELECT column_name, data_type, is_nullable FROM information_schema.columns WHERE table_name = 'nation' "
     "ORDER BY ordinal_position",
     "SELECT table_name, column_count FROM duckdb_tables() ORDER BY 1",
     "SELECT current_database(), current_schema()",
     "SELECT count(*) AS n, max(memory.main.nation.n_name) AS m FROM memory.main.nation",
-    "PRAGMA table_info('nation')",
+    "/* columns */ PRAGMA table_info('nation') -- by position",
 ]
 
 
