@@ -394,8 +394,7 @@ class Session:
                     return stmt
                 query = stmt.query
                 if recursive.recursive_withs(query):
-                    text = None if params else rank0_duckdb.text_for_rank0(self, query, client)
-                    return Statement("rank0_duckdb", query, sql=text) if text else Statement("recursive", query, sql=sql)
+                    return self._in_rank0s_duckdb(query, params, client) or Statement("recursive", query, sql=sql)
                 with_ = query.args.get("with_")
                 if with_ is not None and with_.args.get("recursive"):  # RECURSIVE, but none is
                     query = query.copy()
@@ -411,10 +410,10 @@ class Session:
                         return self._plan_query(bind_params(query, params), key, client)
                     except NotSupportedError:
                         # What the planner cannot plan, rank 0's DuckDB answers over small tables.
-                        text = None if params else rank0_duckdb.text_for_rank0(self, query, client)
-                        if text is None:
+                        stmt = self._in_rank0s_duckdb(query, params, client)
+                        if stmt is None:
                             raise
-                        return Statement("rank0_duckdb", query, sql=text)
+                        return stmt
                 # The system catalog's rows and settings as of now, shipped with the plan: planned
                 # afresh each time.
                 self.catalog.install_virtual(system_parts)
@@ -763,6 +762,12 @@ class Session:
         is cheaper, planner/single_rank.py)."""
         return self.nranks > 1 and phys is not None and mode in ("collect", "analyze", "stream") \
             and (phys.single is not None or runs_on_rank0_alone(phys.root))
+
+    def _in_rank0s_duckdb(self, query, params, client) -> Statement | None:
+        """The statement that runs `query` whole in rank 0's DuckDB (its text in `sql`), where it
+        may run so (engine/rank0_duckdb.py); else None."""
+        text = None if params else rank0_duckdb.text_for_rank0(self, query, client)
+        return Statement("rank0_duckdb", query, sql=text) if text else None
 
     def _run_in_rank0s_duckdb(self, text: str, token: QueryToken) -> pa.Table:
         """A query over small tables run whole by rank 0's DuckDB (engine/rank0_duckdb.py), in a

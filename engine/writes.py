@@ -838,10 +838,7 @@ def _conform_arrow(session, table, data: pa.Table) -> pa.Table:
     settable = _settable(table)
     if data.schema.names != settable:
         raise CatalogError(f"table {table.name} has columns {settable}, the data {data.schema.names}")
-    try:
-        data = data.cast(pa.schema([pa.field(f.name, f.type, True) for f in table.schema if f.name in settable]))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
-        raise InvalidValueError(f"the data does not fit table {table.name}: {e}") from None
+    data = _cast_to(table, data, settable)
     if len(settable) < len(table.schema):
         data = _with_generated_arrow(session, table, data)
     for column, f in zip(data.columns, table.schema):
@@ -865,8 +862,14 @@ def _with_generated_arrow(session, table, data: pa.Table) -> pa.Table:
         raise from_duckdb(e) from None
     finally:
         con.close()
+    return _cast_to(table, computed, table.schema.names)
+
+
+def _cast_to(table, data: pa.Table, columns: list[str]) -> pa.Table:
+    """`data` (the table's `columns`, in its order) cast to the table's types, NULLs allowed (the
+    NOT NULL check names the column after)."""
     try:
-        return computed.cast(pa.schema([pa.field(f.name, f.type, True) for f in table.schema]))
+        return data.cast(pa.schema([pa.field(f.name, f.type, True) for f in table.schema if f.name in columns]))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as e:
         raise InvalidValueError(f"the data does not fit table {table.name}: {e}") from None
 
