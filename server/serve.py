@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import ipaddress
+import random
 import signal
 import socket
 import sys
@@ -66,12 +67,36 @@ def port_in_use(host: str, port: int) -> bool:
     return False
 
 
+# Ports free_port tries first: below the kernel's ephemeral range, which outgoing connections
+# (and every `port 0` listener) draw from.
+FREE_PORT_FLOOR = 20000
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str) -> int:
-    """A port of `host` that nobody listens on now (the kernel's choice)."""
+    """A port of `host` that nobody listens on now. The port is chosen here and bound later, by a
+    rank of the flock started after it (seconds): one in the kernel's ephemeral range could be
+    taken meanwhile by any outgoing connection on the machine (it happened to a test server,
+    'port … in use'), so it is picked below that range, at random, and the kernel's choice is the
+    fallback."""
     family = socket.getaddrinfo(host.strip("[]") or None, 0, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.bind((host.strip("[]"), 0))
-        return probe.getsockname()[1]
+    floor = _ephemeral_floor()
+    rng = random.Random()
+    candidates = [rng.randrange(FREE_PORT_FLOOR, floor) for _ in range(50)] if floor > FREE_PORT_FLOOR + 1000 else []
+    for port in [*candidates, 0]:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host.strip("[]"), port))
+            except OSError:
+                continue
+            return probe.getsockname()[1]
+    raise ServeError(f"no free port on {host}")
 
 
 def client_uri(host: str, port: int, tls: bool) -> str:
